@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 # Movie-review snippets ship inside vaderSentiment's source archive (MIT); fetched from PyPI once.
 $(DATA)/movieReviewSnippets_GroundTruth.txt: | $(STAMP)
-	$(PY) -m lightning_w2s.demo_data fetch-vader --dest $(DATA)
+	$(PY) -m examples.demo_data fetch-vader --dest $(DATA)
 
 demo: install $(DATA)/movieReviewSnippets_GroundTruth.txt
 	$(PY) examples/demo.py --data $(DATA) --logdir runs/demo

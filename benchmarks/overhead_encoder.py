@@ -31,7 +31,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402
-from lightning_w2s.demo_data import gold_labels, keyword_rule_teacher, load_movie_snippets  # noqa: E402
+from examples.demo_data import gold_labels, keyword_rule_teacher, load_movie_snippets  # noqa: E402
 
 CHECK_TARGET, FIT_TARGET = 1.15, 1.03
 

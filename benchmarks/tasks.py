@@ -19,16 +19,16 @@ task                   teacher (weak)                                  student (
 Data (all from package registries, cached under ``data/`` by ``make bench-data``):
 
 * movie-review sentences from ``vaderSentiment==3.3.2``'s source archive, via
-  :func:`lightning_w2s.demo_data.fetch_vader` (the reserved ``amazonReviewSnippets_*`` and
+  :func:`examples.demo_data.fetch_vader` (the reserved ``amazonReviewSnippets_*`` and
   ``nytEditorialSnippets_*`` files are never extracted or read);
 * ``small_fine_foods`` from Debian's ``r-cran-modeldata`` (R lazy-load database, read here with the
   ``rdata`` package after a raw-LZMA2 decompression, no R needed), cached as JSON;
 * Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (idx files);
-* MiniLM embeddings through :func:`lightning_w2s.demo_data.embed_minilm` (same cache file as the
+* MiniLM embeddings through :func:`examples.demo_data.embed_minilm` (same cache file as the
   demo for the movie sentences) and WordLlama 256-d embeddings (``wordllama`` wheel), both ``.npy``.
 
 The movie tasks share the demo's splits (the indices of
-:func:`lightning_w2s.demo_data.movie_keyword_task`), so a seed means the same sentences everywhere.
+:func:`examples.demo_data.movie_keyword_task`), so a seed means the same sentences everywhere.
 
 Command line::
 
@@ -55,7 +55,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from lightning_w2s import demo_data
+from examples import demo_data
 
 __all__ = [
     "FASHION_POOL",
@@ -213,7 +213,7 @@ class W2STask:
 def teacher_accuracy(teacher_labels: np.ndarray, gold: np.ndarray, num_classes: int = 2) -> float:
     """Gold accuracy with each abstention (``-1``) counted as a coin flip over ``num_classes``
     (its expected score ``1/num_classes``; no random draw). For two classes this is
-    :func:`lightning_w2s.demo_data.teacher_accuracy`."""
+    :func:`examples.demo_data.teacher_accuracy`."""
     teacher_labels, gold = np.asarray(teacher_labels), np.asarray(gold)
     if teacher_labels.shape != gold.shape:
         raise ValueError(f"teacher_labels has shape {teacher_labels.shape} but gold has {gold.shape}")
@@ -336,7 +336,7 @@ def keyword_counts(texts: Sequence[str], words: Sequence[str]) -> np.ndarray:
 def keyword_rule(counts: np.ndarray, n_positive: int) -> np.ndarray:
     """Label from keyword counts whose first ``n_positive`` columns are positive words: ``1`` when
     positive hits outnumber negative ones, ``0`` when fewer, ``-1`` (abstain) on a tie or no hit -
-    the rule of :func:`lightning_w2s.demo_data.keyword_rule_teacher`, applied to any word list."""
+    the rule of :func:`examples.demo_data.keyword_rule_teacher`, applied to any word list."""
     pos = counts[:, :n_positive].sum(1)
     neg = counts[:, n_positive:].sum(1)
     return np.where(pos > neg, 1, np.where(neg > pos, 0, -1)).astype(np.int64)
@@ -509,7 +509,7 @@ def _wordllama_encode(texts: Sequence[str]) -> np.ndarray:
 
 def embed_wordllama(texts: Sequence[str], cache_path: str | os.PathLike) -> np.ndarray:
     """WordLlama 256-d sentence embeddings (L2-normalised), cached with the demo's fingerprinted
-    ``.npy`` cache (:func:`lightning_w2s.demo_data.embed_minilm` with another encoder and id)."""
+    ``.npy`` cache (:func:`examples.demo_data.embed_minilm` with another encoder and id)."""
     return demo_data.embed_minilm(texts, cache_path, embed_fn=_wordllama_encode, model_id=_WORDLLAMA_ID)
 
 
@@ -536,6 +536,21 @@ def _fine_foods_source(data_dir: str) -> dict[str, Any]:
     d = Path(data_dir)
     texts, gold = load_fine_foods(d)
     return {"texts": texts, "gold": gold, "minilm": demo_data.embed_minilm(texts, d / "fine_foods_minilm.npy")}
+
+
+@functools.lru_cache(maxsize=4)
+def _tweets_source(data_dir: str) -> dict[str, Any]:
+    """Human-rated tweets (vaderSentiment's archive): texts, gold (mean rating > 0), MiniLM and
+    WordLlama embeddings (cached by ``prepare``)."""
+    d = Path(data_dir)
+    texts, ratings = demo_data.load_tweets(d)
+    return {
+        "texts": texts,
+        "ratings": ratings,
+        "gold": demo_data.gold_labels(ratings),
+        "minilm": demo_data.embed_minilm(texts, d / "tweets_minilm.npy"),
+        "wordllama": embed_wordllama(texts, d / "tweets_wordllama.npy"),
+    }
 
 
 # ============================================================================ tasks
@@ -706,6 +721,8 @@ def prepare(data_dir: str | os.PathLike = DEFAULT_DATA) -> None:
     w = step("movie WordLlama embeddings", lambda: embed_wordllama(texts, d / "movie_wordllama.npy"))
     fx = step("fine-foods MiniLM embeddings", lambda: demo_data.embed_minilm(food_texts, d / "fine_foods_minilm.npy"))
     fw = step("fine-foods WordLlama embeddings", lambda: embed_wordllama(food_texts, d / "fine_foods_wordllama.npy"))
+    tweets = step("tweets: MiniLM and WordLlama embeddings", lambda: _tweets_source(str(d)))
+    print(f"[bench-data] tweets: {len(tweets['texts'])} tweets ({tweets['gold'].mean():.1%} positive), MiniLM {tweets['minilm'].shape}")
     print(f"[bench-data] movie: {len(texts)} sentences, MiniLM {x.shape}, WordLlama {w.shape}")
     print(f"[bench-data] fine foods ({foods.name}): {len(food_texts)} reviews ({food_gold.mean():.1%} great), MiniLM {fx.shape}, WordLlama {fw.shape}")
     print(f"[bench-data] Fashion-MNIST: train {fm[0].shape}, test {fm[2].shape}")

@@ -65,7 +65,8 @@ from scipy import stats
 
 from benchmarks.common import quiet_lightning, train_student
 from benchmarks.tasks import DEFAULT_DATA, PROBE_MAX, W2STask, embed_wordllama, load_task
-from lightning_w2s import W2SMonitor, W2SProbe, demo_data, rank_teachers
+from examples import demo_data
+from lightning_w2s import W2SMonitor, W2SProbe, rank_teachers
 from lightning_w2s.metrics.bounds import charikar_predicted_gain
 from lightning_w2s.metrics.functional import gold_squared_error, knn_indices, regression_misfit, representation_gap
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION

@@ -7,6 +7,8 @@ a message the user can act on.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import torch
@@ -83,3 +85,83 @@ def check_probabilities(
 def check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {choices}, got {value!r}")
+
+
+_TYPE_NAMES = {int: "an int", float: "a float", bool: "a bool", str: "a str"}
+
+
+def check_scalar(
+    name: str,
+    value: Any,
+    target_type: type | tuple[type, ...],
+    *,
+    min_val: float | None = None,
+    max_val: float | None = None,
+    include_boundaries: str = "both",
+    allow_none: bool = False,
+) -> Any:
+    """Validate a scalar argument and return it (``float`` targets return a ``float``).
+
+    Modelled on scikit-learn's ``utils.validation.check_scalar``: a value of the wrong type raises
+    ``TypeError``, a value out of range raises ``ValueError``; both messages name the argument as the
+    user spells it (``name``), show what was received and what was expected. ``bool`` is never
+    accepted as an ``int`` or a ``float`` (``batch_size=True`` is a mistake, not ``1``); an ``int``
+    is accepted where a ``float`` is expected; NaN is out of every range.
+
+    Args:
+        name: the argument's public name, e.g. ``"batch_size"``.
+        value: the value to check.
+        target_type: ``int``, ``float``, ``bool``, ``str`` or a tuple of them.
+        min_val, max_val: inclusive or exclusive limits (see ``include_boundaries``), or ``None``.
+        include_boundaries: ``"both"``, ``"left"``, ``"right"`` or ``"neither"``.
+        allow_none: accept ``None`` (returned as is).
+
+    >>> check_scalar("batch_size", 256, int, min_val=1)
+    256
+    >>> check_scalar("eps", 1e-6, float, min_val=0.0, max_val=0.5, include_boundaries="neither")
+    1e-06
+    >>> check_scalar("batch_size", True, int, min_val=1)
+    Traceback (most recent call last):
+    ...
+    TypeError: `batch_size` must be an int, got bool True
+    >>> check_scalar("eta", 5.0, float, min_val=0.0, max_val=1.0, include_boundaries="right")
+    Traceback (most recent call last):
+    ...
+    ValueError: `eta` must be in (0.0, 1.0], got 5.0
+    """
+    if value is None and allow_none:
+        return None
+    types = target_type if isinstance(target_type, tuple) else (target_type,)
+    ok = False
+    for t in types:
+        if t is bool:
+            ok |= isinstance(value, bool)
+        elif t is int:
+            ok |= isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        elif t is float:
+            ok |= isinstance(value, numbers.Real) and not isinstance(value, bool)
+        else:
+            ok |= isinstance(value, t)
+    if not ok:
+        expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types) + (" or None" if allow_none else "")
+        raise TypeError(f"`{name}` must be {expected}, got {type(value).__name__} {value!r}")
+    if float in types and not isinstance(value, bool) and isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        value = float(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if include_boundaries not in ("both", "left", "right", "neither"):
+            raise ValueError(f"`include_boundaries` must be 'both', 'left', 'right' or 'neither', got {include_boundaries!r}")
+        left_closed = include_boundaries in ("both", "left")
+        right_closed = include_boundaries in ("both", "right")
+        too_low = min_val is not None and (value < min_val if left_closed else value <= min_val)
+        too_high = max_val is not None and (value > max_val if right_closed else value >= max_val)
+        if too_low or too_high or (isinstance(value, float) and math.isnan(value)):
+            if min_val is not None and max_val is not None:
+                rng = f"in {'[' if left_closed else '('}{min_val}, {max_val}{']' if right_closed else ')'}"
+            elif min_val is not None:
+                rng = f"{'>=' if left_closed else '>'} {min_val}"
+            elif max_val is not None:
+                rng = f"{'<=' if right_closed else '<'} {max_val}"
+            else:
+                rng = "a number"
+            raise ValueError(f"`{name}` must be {rng}, got {value!r}")
+    return value

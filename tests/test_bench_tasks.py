@@ -15,7 +15,7 @@ from benchmarks.tasks import (
     pool_pixels,
     teacher_accuracy,
 )
-from lightning_w2s import demo_data
+from examples import demo_data
 
 SIZES = {"test": 30, "probe": 20, "val": 10}
 

@@ -9,8 +9,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from lightning_w2s import demo_data
-from lightning_w2s.demo_data import (
+from examples import demo_data
+from examples.demo_data import (
     MOVIE_FILE,
     NEGATIVE_WORDS,
     POSITIVE_WORDS,

@@ -18,7 +18,7 @@ need them, so importing this module costs only numpy.
 
 Command line (used by the Makefile)::
 
-    python -m lightning_w2s.demo_data fetch-vader --dest data
+    python -m examples.demo_data fetch-vader --dest data
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ __all__ = [
     "gold_labels",
     "keyword_rule_teacher",
     "load_movie_snippets",
+    "load_tweets",
     "movie_keyword_task",
     "teacher_accuracy",
     "texts_fingerprint",
@@ -137,19 +138,25 @@ def _extract_snippets(sdist: Path, dest: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------- parsing
-def _resolve_movie_file(data_dir: str | os.PathLike) -> Path:
+def _resolve_snippet_file(data_dir: str | os.PathLike, name: str = MOVIE_FILE) -> Path:
     path = Path(data_dir)
     if path.is_dir():
-        path = path / MOVIE_FILE
+        path = path / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} does not exist; fetch it once with `python -m lightning_w2s.demo_data fetch-vader --dest {Path(data_dir)}`"
+            f"{path} does not exist; fetch it once with `python -m examples.demo_data fetch-vader --dest {Path(data_dir)}`"
         )
     return path
 
 
-def load_movie_snippets(data_dir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """Read the human-rated movie-review sentences.
+def load_tweets(data_dir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Read the human-rated tweets (``data_dir/tweets_GroundTruth.txt``, same format and rules as
+    :func:`load_movie_snippets`; 4,200 tweets in the real file)."""
+    return load_movie_snippets(data_dir, name=TWEETS_FILE)
+
+
+def load_movie_snippets(data_dir: str | os.PathLike, name: str = MOVIE_FILE) -> tuple[list[str], np.ndarray]:
+    """Read the human-rated movie-review sentences (or another snippet file of the archive, ``name``).
 
     The file (``data_dir/movieReviewSnippets_GroundTruth.txt``, or ``data_dir`` itself if it is a
     file) is tab-separated ``id <TAB> mean rating <TAB> text`` with CRLF line ends; ratings are the
@@ -162,7 +169,7 @@ def load_movie_snippets(data_dir: str | os.PathLike) -> tuple[list[str], np.ndar
         ``(n,)``, all non-zero. The gold label is ``ratings > 0`` (1 = positive), see
         :func:`gold_labels`.
     """
-    path = _resolve_movie_file(data_dir)
+    path = _resolve_snippet_file(data_dir, name)
     raw = path.read_bytes()
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
@@ -424,7 +431,7 @@ def movie_keyword_task(
 
 # --------------------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lightning_w2s.demo_data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m examples.demo_data", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     fetch = sub.add_parser("fetch-vader", help="download vaderSentiment's sdist and copy the movie/tweet sentences")
     fetch.add_argument("--dest", default="data", help="folder to write the files into (default: data)")

@@ -1,0 +1,1 @@
+"""Examples and the demo's data helpers (not part of the installed package)."""
