@@ -48,7 +48,8 @@ def test_thm_b2_robustness_term_and_q():
     coef = 1 + 0.33 / (0.55 / 0.75 - 0.66)
     v = lang_uncovered_bound(0.29, 0.33, 0.75, 0.55, p_nonrobust=0.01)
     assert v == pytest.approx(coef * 0.01 + 0.1085 / 0.321, rel=1e-12)
-    assert lang_uncovered_bound(0.29, 0.33, 0.75, 0.55, q=0.5) == pytest.approx(0.5)
+    # q wins the max{q, ·} where the fit premise still holds: .05 < .75(1 - .2 - .33) = .3525
+    assert lang_uncovered_bound(0.05, 0.33, 0.75, 0.55, q=0.2) == pytest.approx(0.2)
     # q = 0 and a negative second term: max{q, ·} = 0, the bound is the robustness term alone
     assert lang_uncovered_bound(0.05, 0.33, 0.75, 0.55, p_nonrobust=0.02) == pytest.approx(coef * 0.02, rel=1e-12)
 
@@ -70,16 +71,22 @@ def test_thm_b1_monotone_in_err_and_nonrobustness():
     ("fn", "args", "reason"),
     [
         (lang_covered_bound, (0.12, 0.5, 0.848), "alpha"),
+        (lang_covered_bound, (0.12, 0.0, 0.848), "alpha"),  # §3: 0 < alpha_i (S_i^bad must exist)
         (lang_covered_bound, (0.12, 0.11, 0.0), "`c`"),
-        (lang_covered_bound, (0.12, 0.11, 1.2), "`c`"),
+        (lang_covered_bound, (0.3, 0.4, 2.0), "1 - 2c'alpha"),  # c >= (1-a)/a = 1.5: the proof's divisor <= 0
         (lang_covered_bound, (1.5, 0.11, 0.848), "err_teacher_fit"),
         (lang_covered_bound, (0.12, 0.11, 0.848, -0.1), "p_nonrobust"),
         (lang_covered_bound, (float("nan"), 0.11, 0.848), "NaN"),
         (lang_covered_bound, (0.0, 0.11, 0.848), "< 0"),  # a student fitting the teacher: Prop 4.1
-        (lang_uncovered_bound, (0.29, 0.30, 0.75, 0.30), "c/c_bar - 2alpha"),  # .4 - .6 <= 0
-        (lang_uncovered_bound, (0.29, 0.45, 0.5, 1.0), "c/c_bar - 2alpha"),  # .5 - .9 <= 0
-        (lang_uncovered_bound, (0.29, 0.33, 0.75, 0.55, 0.0, 1.5), "`q`"),
+        # c/c_bar - 2alpha <= 0 matters only where it multiplies P(R̄) > 0 (issue 13 D2)
+        (lang_uncovered_bound, (0.29, 0.30, 0.75, 0.30, 0.01), "c/c_bar - 2alpha"),  # .4 - .6 <= 0
+        (lang_uncovered_bound, (0.29, 0.45, 1.0, 0.5, 0.01), "c/c_bar - 2alpha"),  # .5 - .9 <= 0
+        (lang_uncovered_bound, (0.1, 0.2, 0.2, 1.0), "c1 - \\(c1 \\+ c2\\)alpha"),  # .2 - 1.2*.2 < 0
+        (lang_uncovered_bound, (0.1, 0.2, 1.2, 0.5), "`c1`"),  # c1 <= 1 (proof of B.2, Case 3)
+        (lang_uncovered_bound, (0.10, 0.05, 0.2, 0.2, 0.15), "premise"),  # .25 >= .19 (issue 13 D1)
+        (lang_uncovered_bound, (0.1, 0.0, 0.75, 0.55), "alpha"),
         (lang_uncovered_bound_b3, (0.1, 0.6, 0.8), "alpha"),
+        (lang_uncovered_bound_b3, (0.1, 0.0, 0.8), "alpha"),
         (lang_uncovered_bound_b3, (0.1, 0.2, -0.8), "`c`"),
         (accuracy_band, (1.2, 0.1), "teacher_accuracy"),
         (ce_band, (0.5, 0.1, 0.0), "eps"),
@@ -97,12 +104,31 @@ def test_violated_preconditions_give_nan_and_a_reason(fn, args, reason):
 
 
 def test_thm_b2_first_denominator_edge():
-    # (c1 - (c1+c2)alpha > 0 follows from c/c_bar - 2alpha > 0, so the first check is the binding one)
     # c1=1, c2=.95, alpha=.45: c/c_bar - 2alpha = .95 - .9 > 0, c1 - (c1+c2)alpha = 1 - .8775 > 0 -> valid
     assert math.isfinite(lang_uncovered_bound(0.5, 0.45, 1.0, 0.95))
-    # alpha=.49: c/c_bar - 2alpha = .95 - .98 < 0
+    assert math.isfinite(lang_uncovered_bound(0.5, 0.45, 1.0, 0.95, p_nonrobust=0.01))
+    # alpha=.49: c/c_bar - 2alpha = .95 - .98 < 0, but c1 - (c1+c2)alpha = .0445 > 0: with P(R̄) = 0 the
+    # first factor multiplies 0 and the bound is (.5 - .95*.49)/.0445; with P(R̄) > 0 it is undefined
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lang_uncovered_bound(0.5, 0.49, 1.0, 0.95) == pytest.approx((0.5 - 0.95 * 0.49) / (1 - 1.95 * 0.49), rel=1e-12)
     with pytest.warns(RuntimeWarning, match="c/c_bar"):
-        assert math.isnan(lang_uncovered_bound(0.5, 0.49, 1.0, 0.95))
+        assert math.isnan(lang_uncovered_bound(0.5, 0.49, 1.0, 0.95, p_nonrobust=0.001))
+
+
+@pytest.mark.parametrize(
+    ("fn", "args"),
+    [
+        (lang_covered_bound, (0.12, 0.11, 0.848, 0.0, 1.0)),  # q < 1 (proof of Lemma B.3)
+        (lang_covered_bound, (0.12, 0.11, 0.848, 0.0, -0.1)),
+        (lang_uncovered_bound, (0.29, 0.33, 0.75, 0.55, 0.0, 1.5)),
+        (lang_uncovered_bound_b3, (0.1, 0.2, 0.8, 0.0, float("nan"))),
+    ],
+)
+def test_q_is_a_parameter_and_out_of_range_raises(fn, args):
+    """``q`` is the expansion threshold the caller chooses, not a measurement: ValueError naming it."""
+    with pytest.raises(ValueError, match="`q`"):
+        fn(*args)
 
 
 @pytest.mark.parametrize("bad", ["0.1", None, True, [0.1], torch.tensor([0.1, 0.2]), 1 + 2j])
@@ -118,6 +144,74 @@ def test_numeric_types_accepted():
     assert lang_covered_bound(torch.tensor(0.12), np.float32(0.11), torch.tensor([0.848], dtype=torch.float64)) == pytest.approx(ref, rel=1e-6)
     assert lang_covered_bound(np.array(0.12), 0.11, 0.848) == pytest.approx(ref, rel=1e-12)
     assert isinstance(ref, float)
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 13 D1/D2: the reproductions (premises coded; a condition only where it matters)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fn", "args", "kwargs", "why"),
+    [
+        # B.2 premise err + P(R̄|T) < c1(1 - q - alpha): .10 + .15 = .25 >= .2 * .95 = .19
+        (lang_uncovered_bound, (0.10, 0.05, 0.2, 0.2), {"p_nonrobust": 0.15}, "0.25 >= .*0.19"),
+        # the same premise with q: .3 >= .9 * (1 - .6 - .1) = .27
+        (lang_uncovered_bound, (0.3, 0.1, 0.9, 0.9, 0.0), {"q": 0.6}, "0.3 >= .*0.27"),
+        # B.1 premise P(f != teacher or not robust | S) <= 1 - q - alpha: P(R̄|S) = .95 > .9 alone
+        (lang_covered_bound, (0.05, 0.1, 0.05), {"p_nonrobust": 0.95}, "1 - q - alpha = 0.9"),
+    ],
+)
+def test_issue13_d1_failed_premises_give_nan_with_the_reason(fn, args, kwargs, why):
+    with pytest.warns(RuntimeWarning, match="premise") as rec:
+        value = fn(*args, **kwargs)
+    assert math.isnan(value)
+    assert any(__import__("re").search(why, str(w.message)) for w in rec), [str(w.message) for w in rec]
+
+
+def test_issue13_d2_condition_only_where_it_multiplies_nonrobustness():
+    # c/c_bar - 2alpha = .16/.98 - .22 < 0 but P(R̄|T) = 0: the bound is the second term alone
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        v = lang_uncovered_bound(0.12, 0.11, 0.16, 0.98)
+    assert round(v, 4) == 0.3526
+    assert v == pytest.approx((0.12 - 0.98 * 0.11) / (0.16 - 1.14 * 0.11), rel=1e-12)
+    print(f"\nD2: lang_uncovered_bound(0.12, 0.11, 0.16, 0.98) = {v:.6f}")
+    with pytest.warns(RuntimeWarning, match="c/c_bar - 2alpha"):
+        assert math.isnan(lang_uncovered_bound(0.12, 0.11, 0.16, 0.98, p_nonrobust=1e-3))
+
+
+def test_expansion_constants_above_one_where_the_theorem_allows_them():
+    # B.1 and B.3 state only c > 0; B.2 needs c1 <= 1 (its proof) but not c2 <= 1
+    cp = 1.2 / (1 - 0.11 + 1.2 * 0.11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lang_covered_bound(0.2, 0.11, 1.2) == pytest.approx((0.2 - 0.11 * (2 * cp - 1)) / (1 - 2 * cp * 0.11), rel=1e-12)
+        assert lang_uncovered_bound_b3(0.1, 0.2, 1.25) == pytest.approx(0.1 / (1.25 * 0.8), rel=1e-12)
+        assert lang_uncovered_bound(0.2, 0.1, 0.9, 1.3) == pytest.approx((0.2 - 0.13) / (0.9 - 2.2 * 0.1), rel=1e-12)
+
+
+def test_b1_premise_uses_q_and_is_inclusive():
+    # err + P(R̄) <= 1 - q - alpha, with equality allowed: .5 + .2 = .7 = 1 - .2 - .1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isfinite(lang_covered_bound(0.5, 0.1, 0.9, 0.2, q=0.2))
+    with pytest.warns(RuntimeWarning, match="premise"):
+        assert math.isnan(lang_covered_bound(0.5, 0.1, 0.9, 0.2, q=0.21))
+
+
+def test_lemma_b1_markov_bound():
+    assert bounds.lang_nonrobust_bound(0.05, 0.5) == pytest.approx(0.1)
+    assert bounds.lang_nonrobust_bound(0.3, 0.2) == 1.0  # clipped: a probability
+    assert bounds.lang_nonrobust_bound(0.0, 0.5) == 0.0
+    for gamma, eta, why in ((0.1, 0.0, "eta"), (-0.1, 0.5, "gamma"), (float("nan"), 0.5, "NaN")):
+        with pytest.warns(RuntimeWarning, match=why):
+            assert math.isnan(bounds.lang_nonrobust_bound(gamma, eta))
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(bounds)
+    assert result.attempted >= 0 and result.failed == 0
 
 
 def test_every_public_bound_is_listed():
