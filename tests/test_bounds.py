@@ -13,13 +13,14 @@ from lightning_w2s.metrics import bounds
 from lightning_w2s.metrics.bounds import (
     accuracy_band,
     ce_band,
+    max_accuracy_gain,
     charikar_predicted_gain,
     lang_covered_bound,
     lang_uncovered_bound,
     lang_uncovered_bound_b3,
     squared_error_gain,
 )
-from lightning_w2s.metrics.gold import gold_rates
+from lightning_w2s.metrics.gold import gold_counts, gold_rates
 from lightning_w2s.metrics.misfit import misfit
 
 
@@ -211,7 +212,7 @@ def test_docstring_examples():
     import doctest
 
     result = doctest.testmod(bounds)
-    assert result.attempted >= 0 and result.failed == 0
+    assert result.attempted >= 3 and result.failed == 0
 
 
 def test_every_public_bound_is_listed():
@@ -223,7 +224,9 @@ def test_every_public_bound_is_listed():
 # ------------------------------------------------------------------------------------------------
 def test_accuracy_band_values_and_clipping():
     assert accuracy_band(0.7, 0.2) == pytest.approx((0.5, 0.9))
-    assert accuracy_band(0.9, 0.3) == pytest.approx((0.6, 1.0))
+    # disagreement beyond the teacher's errors (.3 > .1) must sit on points the teacher got right:
+    # the top is 2 - a - d = .8, not min(1, a + d) = 1
+    assert accuracy_band(0.9, 0.3) == pytest.approx((0.6, 0.8))
     assert accuracy_band(0.1, 0.3) == pytest.approx((0.0, 0.4))
 
 
@@ -258,6 +261,108 @@ def test_accuracy_band_with_misfit_disagreement_from_probabilities():
         d = misfit(torch.from_numpy(ps), torch.from_numpy(pw))["disagreement"]
         lo, hi = accuracy_band(float(np.mean(pw.argmax(1) == y)), d)
         assert lo - 1e-15 <= np.mean(ps.argmax(1) == y) <= hi + 1e-15
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 13 D6: the band and the gain with the teacher's abstentions (coverage expansion)
+# ------------------------------------------------------------------------------------------------
+def _issue_example():
+    """The issue's example: 20 gold points, the teacher labels 10 (8 right) and abstains on 10; the
+    student copies the teacher where it speaks and is right on the 10 others."""
+    y = torch.zeros(20, dtype=torch.long)
+    w = torch.zeros(20, dtype=torch.long)
+    w[:2] = 1  # teacher wrong on 2 of its 10 covered points: covered accuracy 0.8
+    cov = torch.zeros(20, dtype=torch.bool)
+    cov[:10] = True
+    s = torch.where(cov, w, y)  # copies the teacher where it speaks, right where it abstains
+    return s, w, y, cov
+
+
+def test_issue13_d6_band_and_gain_with_abstentions():
+    s, w, y, cov = _issue_example()
+    g = gold_rates(s, w, y, cov)
+    acc, acc_w, d = g["accuracy"].item(), g["teacher_accuracy"].item(), g["covered_disagreement"].item()
+    assert (acc, acc_w, d) == pytest.approx((0.9, 0.8, 0.0))
+    # the covered-only band is right about covered points, and it does not bound the gold accuracy
+    assert accuracy_band(acc_w, d) == pytest.approx((0.8, 0.8))
+    assert g["covered_accuracy"].item() == pytest.approx(0.8)
+    # with the coverage share the band bounds the accuracy on all gold points
+    lo, hi = accuracy_band(acc_w, d, coverage=0.5)
+    assert (lo, hi) == pytest.approx((0.4, 0.9)) and lo <= acc <= hi
+    # a gain of 0.1 over the teacher is still possible (and is what happened); label-free: 0.5
+    assert max_accuracy_gain(d, coverage=0.5, teacher_accuracy=acc_w) == pytest.approx(0.1)
+    assert max_accuracy_gain(d, coverage=0.5) == pytest.approx(0.5)
+    assert max_accuracy_gain(d, coverage=0.5) >= 0.05  # gain_exhausted[min_gain=.05] must not fire
+    assert max_accuracy_gain(d) == 0.0  # what the old rule (full coverage) concluded: "exhausted"
+    print(f"\nD6 example: gold accuracy {acc:.2f}, teacher {acc_w:.2f}, covered disagreement {d:.2f}: "
+          f"band (coverage .5) [{lo:.2f}, {hi:.2f}], max gain {max_accuracy_gain(d, 0.5, acc_w):.2f} "
+          f"(label-free {max_accuracy_gain(d, 0.5):.2f})")
+
+
+def test_coverage_band_and_max_gain_hold_on_random_labels_many_seeds():
+    """Exact on the same points: accuracy over all gold points inside the coverage band, the realised
+    gain over the teacher's covered accuracy at most max_accuracy_gain (with and without a)."""
+    checked = 0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        n, k = int(rng.integers(2, 60)), int(rng.integers(2, 5))
+        y = rng.integers(0, k, n)
+        w = np.where(rng.random(n) < rng.random(), y, rng.integers(0, k, n))
+        s = np.where(rng.random(n) < rng.random(), w, rng.integers(0, k, n))
+        s = np.where(rng.random(n) < 0.3, y, s)  # some corrections
+        cov = rng.random(n) < rng.uniform(0.1, 1.0)
+        if not cov.any():
+            continue
+        t = {k_: torch.from_numpy(v) for k_, v in (("s", s), ("w", w), ("y", y), ("cov", cov))}
+        g = gold_rates(t["s"], t["w"], t["y"], t["cov"])
+        c = gold_counts(t["s"], t["w"], t["y"], t["cov"])
+        pi = (c["n_gold_covered"] / c["n_gold"]).item()
+        a, d, acc = g["teacher_accuracy"].item(), g["covered_disagreement"].item(), g["accuracy"].item()
+        lo, hi = accuracy_band(a, d, coverage=pi)
+        assert lo - 1e-12 <= acc <= hi + 1e-12, (seed, lo, acc, hi)
+        clo, chi = accuracy_band(a, d)
+        assert clo - 1e-12 <= g["covered_accuracy"].item() <= chi + 1e-12
+        assert acc - a <= max_accuracy_gain(d, coverage=pi, teacher_accuracy=a) + 1e-12
+        assert max_accuracy_gain(d, coverage=pi, teacher_accuracy=a) <= max_accuracy_gain(d, coverage=pi) + 1e-12
+        checked += 1
+    assert checked > 250
+
+
+def test_coverage_band_is_attained_with_three_classes():
+    """Both ends are reached by some student (k = 3), so the band cannot be narrowed from (a, d, π)."""
+    y = np.zeros(100, dtype=int)
+    cov = np.arange(100) < 60  # the teacher labels 60 of 100 points
+    w = np.where(np.arange(100) < 12, 1, 0)  # 12 of the 60 covered wrong: a = 0.8
+    a, pi = 0.8, 0.6
+    for d in (0.1, 0.3):
+        m = int(round(d * 60))
+        # top: correct the teacher's errors first (d <= 1 - a) or beyond them flip right points
+        s_top = w.copy()
+        s_top[:min(m, 12)] = 0
+        if m > 12:
+            s_top[12:m] = 2
+        s_top[~cov] = 0
+        # bottom: disagree on points the teacher got right, wrong on every uncovered point
+        s_bot = w.copy()
+        s_bot[12:12 + m] = 2
+        s_bot[~cov] = 1
+        g_top = gold_rates(*(torch.from_numpy(v) for v in (s_top, w, y, cov)))
+        g_bot = gold_rates(*(torch.from_numpy(v) for v in (s_bot, w, y, cov)))
+        assert g_top["covered_disagreement"].item() == pytest.approx(d) == g_bot["covered_disagreement"].item()
+        lo, hi = accuracy_band(a, d, coverage=pi)
+        assert g_top["accuracy"].item() == pytest.approx(hi) and g_bot["accuracy"].item() == pytest.approx(lo)
+
+
+def test_max_gain_full_coverage_reduces_to_the_disagreement_rule():
+    for d in (0.0, 0.01, 0.2, 0.7):
+        assert max_accuracy_gain(d) == pytest.approx(d)
+        # with a known teacher accuracy: never more than d, and negative once d exceeds 2(1 - a)
+        for a in (0.3, 0.6, 0.9):
+            assert max_accuracy_gain(d, teacher_accuracy=a) == pytest.approx(min(d, 2 - 2 * a - d))
+    with pytest.warns(RuntimeWarning, match="coverage"):
+        assert math.isnan(max_accuracy_gain(0.1, coverage=1.5))
+    with pytest.raises(TypeError, match="teacher_accuracy"):
+        max_accuracy_gain(0.1, teacher_accuracy="0.8")
 
 
 def test_ce_band_holds_when_probabilities_are_at_least_eps():

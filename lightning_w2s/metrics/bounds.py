@@ -34,6 +34,7 @@ from .._validation import check_scalar
 
 __all__ = [
     "accuracy_band",
+    "max_accuracy_gain",
     "ce_band",
     "charikar_predicted_gain",
     "squared_error_gain",
@@ -112,27 +113,102 @@ def _nan_with(fn_name: str, reason: str, n: int = 1):
 # ----------------------------------------------------------------------------------------------
 # derived bounds
 # ----------------------------------------------------------------------------------------------
-def accuracy_band(teacher_accuracy, disagreement) -> tuple[float, float]:
-    """0/1 band: ``acc_s ∈ [acc_w − d, acc_w + d] ∩ [0, 1]`` [derived bound] (DESIGN §2.2).
+def _band_on_covered(a: float, d: float) -> tuple[float, float]:
+    """``P(s = y | C) ∈ [max(0, a − d), min(a + d, 2 − a − d)]`` (proof in :func:`accuracy_band`)."""
+    return max(0.0, a - d), min(a + d, 2.0 - a - d)
 
-    ``|err01(s) − err01(w)| ≤ P(s ≠ w) = d`` always (triangle inequality on the disagreement sets:
-    ``{s ≠ y} ⊆ {w ≠ y} ∪ {s ≠ w}`` and symmetrically). Exact when ``teacher_accuracy`` and
-    ``disagreement`` are measured on the same points (e.g. ``GoldRates``' ``teacher_accuracy`` and
-    ``covered_disagreement``; the band then holds for ``covered_accuracy``); with a user-given
-    teacher score it holds up to sampling error. Consequence: once the held-out disagreement falls
-    below a target gain, that gain is impossible (Charikar et al. 2024 and Yao et al. 2025 make
-    the same point with their misfit terms).
 
-    Returns ``(lower, upper)`` floats; ``(NaN, NaN)`` + warning when an input is NaN or not in [0, 1].
-    """
-    v = _reals(teacher_accuracy=teacher_accuracy, disagreement=disagreement)
+def _band_inputs(fn: str, **kw) -> dict[str, float] | None:
+    v = _reals(**kw)
     try:
         _finite(v)
-        _prob(v, "teacher_accuracy", "disagreement")
+        _prob(v, *v)
     except _Invalid as e:
-        return _nan_with("accuracy_band", str(e), 2)
-    a, d = v["teacher_accuracy"], v["disagreement"]
-    return max(0.0, a - d), min(1.0, a + d)
+        _nan_with(fn, str(e))
+        return None
+    return v
+
+
+def accuracy_band(teacher_accuracy, disagreement, coverage=1.0) -> tuple[float, float]:
+    """0/1 band for the student's accuracy, with the teacher's abstentions [derived bound] (DESIGN §2.2).
+
+    Notation: on a set of points ``G`` (e.g. the probe's gold points) the teacher covers ``C ⊆ G``
+    (gives a label) and abstains on ``U = G ∖ C``; ``π = coverage = |C|/|G|``;
+    ``a = teacher_accuracy = P(w = y | C)`` and ``d = disagreement = P(s ≠ w | C)`` are measured on
+    the *same* covered points. Then
+
+    ``P(s = y | C) ∈ [max(0, a − d), min(a + d, 2 − a − d)]`` and
+    ``P(s = y | G) ∈ [π·max(0, a − d), π·min(a + d, 2 − a − d) + (1 − π)]``.
+
+    Proof. On ``C`` split the disagreement ``d = d₁ + d₂``, ``d₁ = P(s ≠ w, w = y | C) ≤ a``,
+    ``d₂ = P(s ≠ w, w ≠ y | C) ≤ 1 − a``. Where the teacher is right the student is right iff it
+    agrees, so ``P(s = y, w = y | C) = a − d₁``; where the teacher is wrong the student can be right
+    only where it disagrees, so ``0 ≤ P(s = y, w ≠ y | C) ≤ d₂``. Hence
+    ``a − d₁ ≤ P(s = y | C) ≤ a − d₁ + d₂ = a + d − 2d₁`` with ``max(0, d − (1 − a)) ≤ d₁ ≤ min(a, d)``,
+    which gives the covered band (its upper end is the familiar ``a + d`` when ``d ≤ 1 − a`` and
+    ``2 − a − d < 1`` beyond: disagreement in excess of the teacher's errors must be on points the
+    teacher got right). On ``U`` the teacher gives no label, so the disagreement says nothing about
+    the student's accuracy there: ``0 ≤ P(s = y | U) ≤ 1``. Finally
+    ``P(s = y | G) = π·P(s = y | C) + (1 − π)·P(s = y | U)``. ∎
+
+    With ``coverage=1`` (a teacher that labels every point) this is the classic
+    ``|acc(s) − acc(w)| ≤ P(s ≠ w)`` band (triangle inequality on the disagreement sets), tightened
+    at the top as above. It is exact (no sampling error) when the three inputs are measured on the
+    same points — e.g. ``GoldRates``' ``teacher_accuracy`` and ``covered_disagreement`` with
+    ``coverage`` = the covered share of the gold points bound ``GoldRates``' ``accuracy``, and with
+    ``coverage=1`` its ``covered_accuracy``; with a user-given teacher score (which must be the
+    teacher's accuracy *where it labels*) it holds up to that score's sampling error.
+
+    Returns ``(lower, upper)`` floats; ``(NaN, NaN)`` + warning when an input is NaN or not in [0, 1].
+
+    >>> accuracy_band(0.8, 0.0, coverage=0.5)   # copies the teacher where it speaks: 0.4 ... 0.9
+    (0.4, 0.9)
+    """
+    v = _band_inputs("accuracy_band", teacher_accuracy=teacher_accuracy, disagreement=disagreement, coverage=coverage)
+    if v is None:
+        return NAN, NAN
+    lo, hi = _band_on_covered(v["teacher_accuracy"], v["disagreement"])
+    pi = v["coverage"]
+    return pi * lo, pi * hi + (1.0 - pi)
+
+
+def max_accuracy_gain(disagreement, coverage=1.0, teacher_accuracy=None) -> float:
+    """Largest gain ``P(s = y | G) − P(w = y | C)`` still possible [derived bound] (DESIGN §2.2).
+
+    The *gain* is the student's accuracy on all points ``G`` minus the teacher's accuracy where it
+    labels (``C``; notation of :func:`accuracy_band`). From the band's upper end:
+
+    - ``teacher_accuracy=a`` known: ``g_max = π·min(a + d, 2 − a − d) + (1 − π) − a``;
+    - ``teacher_accuracy=None`` (label-free): ``g_max = π·d + (1 − π)``, the largest of the former
+      over every ``a ∈ [0, 1]``. Proof: for ``a ≤ 1 − d`` the expression is
+      ``π·d + (1 − π) − (1 − π)·a``, largest at ``a = 0``; for ``a ≥ 1 − d`` it is
+      ``π(2 − a − d) + 1 − π − a``, decreasing in ``a``, and equal to ``d ≤ π·d + (1 − π)`` at
+      ``a = 1 − d``. ∎
+
+    So **no gain ≥ min_gain is possible iff** ``max_accuracy_gain(...) < min_gain`` (with a teacher
+    that labels every point and no teacher accuracy: ``d < min_gain``, the classic rule). Points the
+    teacher abstains on never count as exhausted: a student may be right on all of them whatever
+    its disagreement with the teacher, so with ``π < 1`` the label-free ``g_max ≥ 1 − π``. The
+    statement is exact on the points where ``d`` and ``π`` are measured (e.g. the held-out probe).
+
+    Returns a float in ``[−1, 1]``; NaN + warning when an input is NaN or not in [0, 1].
+
+    >>> round(max_accuracy_gain(0.0, coverage=0.5, teacher_accuracy=0.8), 12)  # still 0.1 to gain
+    0.1
+    >>> max_accuracy_gain(0.03)  # full coverage, label-free: the disagreement itself
+    0.03
+    """
+    kw = {"disagreement": disagreement, "coverage": coverage}
+    if teacher_accuracy is not None:
+        kw["teacher_accuracy"] = teacher_accuracy
+    v = _band_inputs("max_accuracy_gain", **kw)
+    if v is None:
+        return NAN
+    d, pi = v["disagreement"], v["coverage"]
+    if teacher_accuracy is None:
+        return pi * d + (1.0 - pi)
+    a = v["teacher_accuracy"]
+    return pi * _band_on_covered(a, d)[1] + (1.0 - pi) - a
 
 
 def ce_band(teacher_ce, kl_teacher_student, eps) -> tuple[float, float]:
