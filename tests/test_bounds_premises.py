@@ -309,3 +309,44 @@ def test_reference_robust_neighbourhood_size_by_brute_force(eta):
             if Fraction(int(deg[~a].sum()) + sum(int(d) for j, d in enumerate(deg[a]) if mask >> j & 1)) >= need
         )
         assert w.robust_neighbourhood_size(u, a) == pytest.approx(best / a.sum(), abs=0)
+
+
+def test_plug_in_expansion_gives_an_estimate_not_a_bound():
+    """Issue 13 D3: Thm B.1 at the plug-in ĉ of ``lang_expansion`` (current check in the family,
+    exact in-sample ``P(R̄_η | S_i)``, every coded premise passing) falls *below* the measured
+    in-sample error for a student that copies half of the teacher's mistakes: ĉ is not the
+    theorem's robust-expansion constant, so the value must be logged as an estimate (a predicted
+    error), never as a bound."""
+    import torch
+
+    from lightning_w2s.metrics.correction import correction_rates, lang_bounds, lang_expansion
+    from lightning_w2s.metrics.neighbours import knn_indices
+    from lightning_w2s.metrics.robustness import neighbour_robustness
+
+    below, finite = [], 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        k, n_clusters, size = 2, 6, 30
+        cluster = np.repeat(np.arange(n_clusters), size)
+        x = (rng.normal(size=(n_clusters, 8)) * 50.0)[cluster] + rng.normal(size=(len(cluster), 8))
+        gold = cluster % k
+        covered = rng.random(len(cluster)) < 0.7
+        flip = rng.random(len(cluster)) < rng.uniform(0.05, 0.3, n_clusters)[cluster]
+        teacher = np.where(covered, np.where(flip, 1 - gold, gold), -1)
+        nb = knn_indices(torch.tensor(x), k=5, metric="euclidean")
+        y, cov, tt = torch.tensor(gold), torch.tensor(covered), torch.tensor(teacher)
+        imitator = torch.where(cov & (tt != y) & torch.tensor(rng.random(len(gold)) < 0.5), tt, y)
+        exp = lang_expansion(nb, torch.stack([y, imitator]), tt, y, cov, k, eta=0.1)
+        rates = correction_rates(imitator, tt, y, cov, k, warn=False)
+        rob = neighbour_robustness(imitator, nb, eta=0.1, gold=y, covered=cov, num_classes=k)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            b = lang_bounds(rates, rob, exp, nonrobust="exact")
+        for i in range(k):
+            value, err = float(b["covered_bound"][i]), float(b["covered_error"][i])
+            if not math.isnan(value):
+                finite += 1
+                if value < err:
+                    below.append((seed, i, round(value, 4), round(err, 4)))
+    print(f"\nplug-in Thm B.1 below the in-sample error in {len(below)} of {finite} finite cases: {below}")
+    assert below, "expected the plug-in value to fall below the measured error somewhere"
