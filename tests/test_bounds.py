@@ -230,14 +230,20 @@ def test_accuracy_band_values_and_clipping():
     assert accuracy_band(0.1, 0.3) == pytest.approx((0.0, 0.4))
 
 
+def _random_labels(seed: int, min_n: int):
+    """Gold ``y``, teacher ``w`` and student ``s`` labels with random agreement rates."""
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(min_n, 60)), int(rng.integers(2, 5))
+    y = rng.integers(0, k, n)
+    w = np.where(rng.random(n) < rng.random(), y, rng.integers(0, k, n))
+    s = np.where(rng.random(n) < rng.random(), w, rng.integers(0, k, n))
+    return rng, n, y, w, s
+
+
 def test_accuracy_band_holds_on_random_labels_many_seeds():
     """|acc_s − acc_w| ≤ P(s ≠ w) on the same points, for arbitrary (even adversarial-looking) labels."""
     for seed in range(200):
-        rng = np.random.default_rng(seed)
-        n, k = int(rng.integers(1, 60)), int(rng.integers(2, 5))
-        y = rng.integers(0, k, n)
-        w = np.where(rng.random(n) < rng.random(), y, rng.integers(0, k, n))
-        s = np.where(rng.random(n) < rng.random(), w, rng.integers(0, k, n))
+        rng, n, y, w, s = _random_labels(seed, 1)
         acc_s, acc_w, dis = np.mean(s == y), np.mean(w == y), np.mean(s != w)
         assert abs(acc_s - acc_w) <= dis + 1e-15
         lo, hi = accuracy_band(acc_w, dis)
@@ -304,11 +310,7 @@ def test_coverage_band_and_max_gain_hold_on_random_labels_many_seeds():
     gain over the teacher's covered accuracy at most max_accuracy_gain (with and without a)."""
     checked = 0
     for seed in range(300):
-        rng = np.random.default_rng(seed)
-        n, k = int(rng.integers(2, 60)), int(rng.integers(2, 5))
-        y = rng.integers(0, k, n)
-        w = np.where(rng.random(n) < rng.random(), y, rng.integers(0, k, n))
-        s = np.where(rng.random(n) < rng.random(), w, rng.integers(0, k, n))
+        rng, n, y, w, s = _random_labels(seed, 2)
         s = np.where(rng.random(n) < 0.3, y, s)  # some corrections
         cov = rng.random(n) < rng.uniform(0.1, 1.0)
         if not cov.any():
