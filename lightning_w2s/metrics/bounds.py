@@ -185,8 +185,11 @@ def max_accuracy_gain(disagreement, coverage=1.0, teacher_accuracy=None) -> floa
       ``π(2 − a − d) + 1 − π − a``, decreasing in ``a``, and equal to ``d ≤ π·d + (1 − π)`` at
       ``a = 1 − d``. ∎
 
-    So **no gain ≥ min_gain is possible iff** ``max_accuracy_gain(...) < min_gain`` (with a teacher
-    that labels every point and no teacher accuracy: ``d < min_gain``, the classic rule). Points the
+    So **no gain ≥ min_gain is possible iff** ``max_accuracy_gain(...) < min_gain`` ("iff": the top
+    of the band is reached by a student that corrects the teacher's errors first, beyond them
+    disagrees on points the teacher got right, and is right wherever the teacher abstains; label-free,
+    by a teacher that is always wrong). With a teacher that labels every point and no teacher
+    accuracy the condition is ``d < min_gain``, the classic rule. Points the
     teacher abstains on never count as exhausted: a student may be right on all of them whatever
     its disagreement with the teacher, so with ``π < 1`` the label-free ``g_max ≥ 1 − π``. The
     statement is exact on the points where ``d`` and ``π`` are measured (e.g. the held-out probe).
