@@ -152,4 +152,7 @@ def test_lang_b2_b3_number_or_nan_with_reason(err, alpha, c1, c2, p, q):
 @given(PROB, PROB)
 def test_accuracy_band_contains_teacher_accuracy(acc, dis):
     lo, hi = bounds.accuracy_band(acc, dis)
-    assert 0.0 <= lo <= acc <= hi <= 1.0
+    assert 0.0 <= lo <= hi <= 1.0 and lo <= acc
+    # the top is min(a + d, 2 - a - d): it contains the teacher's accuracy unless the disagreement
+    # exceeds twice the teacher's error (then the student must be worse than the teacher)
+    assert (acc <= hi + 1e-12) == (dis <= 2 * (1 - acc) + 1e-12) or abs(dis - 2 * (1 - acc)) < 1e-9

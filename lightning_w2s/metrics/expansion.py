@@ -12,29 +12,39 @@ families the three theorems need, built from the student's sets at past checks),
 :func:`~lightning_w2s.metrics.correction.lang_bounds`, which assembles Thm B.1 / B.2 / B.3 per class from
 :mod:`lightning_w2s.metrics.bounds` next to the measured gold errors.
 
-Which sets expand where [derived here; the paper's definitions could not be read in full]: with
-relative expansion on ``(A, B)`` meaning ``P(N(U) | A) ≥ c·P(U | B)`` for sets ``U ⊆ B``, the
-bound forms in DESIGN §2.5 (which reproduce the paper's Table 1 and Table 4 numbers) follow from
-these choices (a third-party summary of the paper also describes its uncovered-set estimates as
-"expansion from T_i to S^good and S^bad", and its Thm B.1 condition as "good-to-bad"):
+Which sets expand where [paper: Appendix B, the families M_η / M′_η and the proofs]: the paper's
+expansion on ``(A, B)`` asks ``P_{1−η}(U, A) > c·P(U | B)`` for the sets ``U ⊆ B`` of a family with
+``P(U | B) > q`` (Definitions 3, 4, 6, 7), and the proofs apply it to the student's own sets:
 
-- Thm B.1 (covered, "good → bad"): ``B = S_i^good``, ``A = S_i^bad``, ``U = {x ∈ S_i^good : f(x) = i}``
-  (points where the student is right on good labels): robust bad points next to them are
-  corrected, ``P(f = y | S_i^bad) ≥ c·P(f = y | S_i^good)``; with
-  ``err(f, ỹ | S_i) ≥ (1−α_i)e_good + α_i(1 − e_bad)`` this gives exactly the B.1 expression at
-  ``P(R̄_η) = 0`` (the two forms agree to rounding on random inputs: ``tests/test_correction.py``).
-- Thm B.2/B.3 (uncovered, "T → S"): ``B = T_i``; ``c1``: ``A = S_i^good``,
-  ``U = {x ∈ T_i : f(x) ≠ i}`` (mistakes on ``T_i`` force disagreements with the teacher on good
-  points); ``c2``: ``A = S_i^bad``, ``U = {x ∈ T_i : f(x) = i}`` (correct points on ``T_i`` force
-  disagreements on bad points). B.3 uses ``c = c1``. Then
-  ``err(f, ỹ | S_i) ≥ (1−α_i)c1·e_T + α_i c2 (1 − e_T)``, which is B.2 at ``P(R̄_η) = 0``.
+- Thm B.1 (covered, "good → bad"): ``B = S_i^good``, ``A = S_i^bad``, ``U = R_η(f) ∩ {x ∈
+  S_i^good : f(x) = i}`` (robust points where the student is right on good labels). Without the
+  robust part (``P(R̄_η) = 0``) this gives exactly the B.1 expression (the two forms agree to
+  rounding on random inputs: ``tests/test_correction.py``).
+- Thm B.2/B.3 (uncovered, "T → S"): ``B = T_i``; ``c1``: ``A = S_i^good``, ``U = R_η(f) ∩ {x ∈ T_i :
+  f(x) ≠ i}``; ``c2``: ``A = S_i^bad``, ``U = R_η(f) ∩ {x ∈ T_i : f(x) = i}``. B.3 uses ``c = c1``.
 
-So on the probe, with every point η-robust (``γ̂ = 0``) and ``ĉ`` the minimum over a family that
-contains the current check's set, each bound is ≥ the measured gold error *exactly* (in-sample)
-[derived; tested]. With non-robust points the robustness terms are the paper's, whose validity
-rests on its robust-expansion definition (not read here) [recalled]; a naive derivation with
-``N_η(U) = {x : fraction of N(x) in U > η}`` gives different robustness terms, so for ``γ̂ > 0`` the
-bounds are the paper's statement, not re-derived.
+**What ĉ is — an estimate, not the theorems' constant** [our live adaptation]. The ``ĉ`` computed
+here differs from the robust-expansion constant the theorems assume in four ways:
+
+1. *neighbourhood size*: the paper's robust neighbourhood size ``P_{1−η}(U, A)`` (Definition 6) is
+   the smallest ``P(V | A)`` over sets ``V`` carrying a ``1 − η`` share of the edge weight between
+   ``N(U)`` and ``U``; here ``mode="set"`` counts ``x ∈ A`` with more than an ``η`` share of its own
+   neighbours in ``U`` and ``mode="sample"`` the Section 5 oracle statistic — neither is Definition 6;
+2. *sets*: the candidate sets are the student's label sets without the robust part ``R_η(f)``;
+3. *neighbourhoods*: the paper's ``N`` is symmetric (Definition 1) and ``r(f, x)`` averages over a
+   distributional neighbour; a kNN table is not symmetric;
+4. *sampling*: probabilities are the probe's; the family is the student's past checks (the paper
+   minimises over the hypothesis class and controls ``ĉ − c`` only up to unspecified constants,
+   Theorem 5.1 "informal").
+
+So a theorem evaluated at ``ĉ`` (:func:`~lightning_w2s.metrics.correction.lang_bounds`) is a
+**plug-in estimate of the theorem's right-hand side**, to be logged as a predicted error, never as a
+bound: with non-robust points it can fall below the measured error even in-sample (issue 13 D3:
+``0.7114 < 0.7164``; ``tests/test_bounds_premises.py`` shows one). With every point η-robust
+(``γ̂ = 0``) and the current check's set in the family, the value is ≥ the probe's measured gold error
+[derived; tested], which certifies nothing beyond that measured error. A bound on unseen data would
+need a lower confidence bound on the population's robust-expansion constant of the student's set:
+not available (items 1-4).
 """
 
 from __future__ import annotations
@@ -148,7 +158,8 @@ def lang_expansion(neighbours, prediction_history, teacher_pred, gold, covered, 
     family is that set of the student **at every check in** ``prediction_history`` (include the
     current check: then, with every point η-robust, the bound holds on the probe exactly), and
     ``ĉ`` is :func:`expansion_estimate` over it [paper: Section 5 statistic; our live adaptation:
-    the family and the kNN oracle].
+    the family and the kNN oracle]. ``ĉ`` is an *estimate*, not the theorems' robust-expansion
+    constant (module docstring): what a theorem gives at ``ĉ`` is a plug-in estimate, not a bound.
 
     Args:
         neighbours: ``(n, k)`` neighbour table.

@@ -27,7 +27,7 @@ import warnings
 import torch
 from torchmetrics import Metric
 
-from .._validation import as_tensor, check_choice, check_finite, check_integer, describe
+from .._validation import as_tensor, check_choice, check_finite, check_integer, check_scalar, describe
 from ._stats import rate_with_interval
 
 _COUNT_STATES = (
@@ -227,12 +227,25 @@ class GoldSquaredError(Metric):
 # PGR
 # ----------------------------------------------------------------------------------------------
 def _score(name: str, value) -> torch.Tensor:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor)) and not hasattr(value, "__array__"):
-        raise TypeError(f"`{name}` must be a real number or a tensor, got {describe(value)}")
-    t = as_tensor(name, value)
-    if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"`{name}` must be real-valued, got {describe(t)}")
-    return t.to(torch.float64)
+    """``value`` as a float64 tensor, converted *directly* to float64.
+
+    A Python/numpy scalar goes through :func:`check_scalar` (``TypeError`` naming ``name``; NaN passes:
+    a score may be undefined) and then ``torch.tensor(float, dtype=float64)``; an array-like through
+    ``as_tensor(..., dtype=float64)``. Never via torch's float32 default: ``torch.as_tensor(0.80001)``
+    is float32 and rounds the score before any float64 cast (DESIGN §2.2, issue 13 D5). A tensor
+    keeps its values (a float32 tensor's precision is the caller's) and is cast to float64.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"`{name}` must be real-valued, got {describe(value)}")
+        return value.to(torch.float64)
+    if isinstance(value, numbers.Number) or not hasattr(value, "__array__"):
+        if not (isinstance(value, float) and math.isnan(value)):
+            value = check_scalar(name, value, float)
+        return torch.tensor(float(value), dtype=torch.float64)
+    if getattr(getattr(value, "dtype", None), "kind", "") not in "fiu":
+        raise TypeError(f"`{name}` must be real-valued, got {describe(value)}")
+    return as_tensor(name, value, dtype=torch.float64)
 
 
 def pgr(student_score, teacher_score, ceiling_score) -> torch.Tensor:
@@ -241,7 +254,9 @@ def pgr(student_score, teacher_score, ceiling_score) -> torch.Tensor:
     ``P`` is any score where higher is better (gold accuracy, AUROC). Undefined when
     ``P_ceiling ≤ P_w`` (the strong ceiling does not beat the teacher): ``NaN`` and a
     ``RuntimeWarning`` naming the values. ``NaN`` inputs give ``NaN`` (no extra warning).
-    Inputs broadcast; returns a float64 tensor (0-d for scalar inputs).
+    Inputs broadcast; computed in float64 throughout, and Python floats are converted straight to
+    float64 (``pgr(0.80001, 0.8, 0.9)`` is ``1e-4`` to 1e-12 relative); returns a float64 tensor
+    (0-d for scalar inputs).
     """
     s = _score("student_score", student_score)
     w = _score("teacher_score", teacher_score)
