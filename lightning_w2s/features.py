@@ -11,7 +11,8 @@ with the attention mask, and fail early with close-match suggestions".
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -19,6 +20,34 @@ from torch import nn
 from lightning_w2s._validation import describe
 
 POOLINGS = ("auto", "mean", "last", "first", "flatten", "none")
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with ``module`` in ``eval()`` mode and under ``torch.no_grad()``, then give every
+    submodule back its *own* ``training`` flag.
+
+    ``module.train(was_training)`` would put every submodule in train mode: a backbone frozen with
+    ``.eval()`` (dropout off, BatchNorm statistics still) or a Hugging Face model loaded in eval
+    mode would then train differently only because a probe pass ran. Lightning's own loops save
+    and restore each submodule's mode the same way.
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout())
+    >>> _ = net[1].eval()
+    >>> with eval_mode(net):
+    ...     print(net.training, net[0].training, torch.is_grad_enabled())
+    False False False
+    >>> net.training, net[0].training, net[1].training
+    (True, True, False)
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def default_forward(module: nn.Module, batch: Any) -> torch.Tensor:

@@ -283,7 +283,7 @@ class W2SProbe:
     ) -> "W2SProbe":
         """Run ``teacher`` once over ``inputs`` (eval, no grad) and build a probe from its logits and
         the representation of ``layer`` (default: the input of its last ``nn.Linear``)."""
-        from lightning_w2s.features import FeatureCapture, default_forward
+        from lightning_w2s.features import FeatureCapture, default_forward, eval_mode
 
         inputs = cls._check_inputs(inputs)
         n = cls._len_inputs(inputs)
@@ -292,11 +292,9 @@ class W2SProbe:
         capture = FeatureCapture(teacher, layer=layer, pooling=pooling)
         forward = forward_fn or default_forward
         logits, feats = [], []
-        was_training = teacher.training
-        teacher.eval()
         capture.attach()
         try:
-            with torch.no_grad():
+            with eval_mode(teacher):
                 for i in range(0, n, batch_size):
                     idx = torch.arange(i, min(n, i + batch_size))
                     batch = holder.input_batch(idx)
@@ -306,7 +304,6 @@ class W2SProbe:
                     feats.append(capture.pop().float().cpu())
         finally:
             capture.detach()
-            teacher.train(was_training)
         return cls(inputs, teacher_logits=torch.cat(logits), gold=gold, covered=covered, teacher_features=torch.cat(feats))
 
     def __repr__(self) -> str:

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lightning_w2s._validation import check_choice, describe
 from lightning_w2s.alerts import AlertTracker
-from lightning_w2s.features import FeatureCapture, default_forward
+from lightning_w2s.features import FeatureCapture, default_forward, eval_mode
 from lightning_w2s.metrics.aggregator import W2SMetrics
 from lightning_w2s.metrics.neighbours import knn_indices
 from lightning_w2s.tensorboard import format_warnings, tensorboard_writer, write_layout, write_markdown, write_reliability
@@ -234,8 +234,10 @@ class W2SMonitor(Callback):
         self.metrics.to(device)
         if self.train_metrics is not None:
             self.train_metrics.to(device)
-        # one tiny forward pass on every rank (same count everywhere) to check shapes before training
-        probs, feats = self._forward(trainer, pl_module, self.probe, torch.arange(min(2, self.probe.n)))
+        # one tiny forward pass on every rank (same count everywhere) to check shapes before training;
+        # eval + no_grad, so a BatchNorm counts no batch and a 1-point probe works
+        with eval_mode(pl_module):
+            probs, feats = self._forward(trainer, pl_module, self.probe, torch.arange(min(2, self.probe.n)))
         k = self.probe.num_classes
         if probs.ndim != 2 or probs.shape[1] != k:
             raise ValueError(
@@ -286,16 +288,11 @@ class W2SMonitor(Callback):
                     f"W2SMonitor: the teacher's features cannot define neighbourhoods ({exc}); the neighbour "
                     "table uses the student's representation at fit start instead"
                 )
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            with torch.no_grad():
-                emb = torch.cat([
-                    self._forward(trainer, pl_module, self.probe, idx)[1].cpu()
-                    for idx, _ in self.probe.shard(0, 1, self.batch_size)
-                ])
-        finally:
-            pl_module.train(was_training)
+        with eval_mode(pl_module):
+            emb = torch.cat([
+                self._forward(trainer, pl_module, self.probe, idx)[1].cpu()
+                for idx, _ in self.probe.shard(0, 1, self.batch_size)
+            ])
         return knn_indices(emb.double(), k=k)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -331,12 +328,10 @@ class W2SMonitor(Callback):
         """One check. DDP: every rank runs the same forward calls and the same collectives, even when
         its own probe pass failed (a rank that skipped a collective would hang the others); whether
         the check is kept is then decided jointly with ``reduce_boolean_decision``."""
-        was_training = pl_module.training
-        pl_module.eval()
         failure: BaseException | None = None
         values: dict[str, torch.Tensor] = {}
         try:
-            with torch.no_grad():
+            with eval_mode(pl_module):
                 jobs = [("", self.probe, self.metrics)]
                 if self.train_probe is not None:
                     jobs.append(("train_", self.train_probe, self.train_metrics))
@@ -349,8 +344,6 @@ class W2SMonitor(Callback):
                     values.update({f"w2s/{prefix}{k}": v for k, v in metrics.compute().items()})  # syncs ranks
         except Exception as exc:  # noqa: BLE001
             failure = failure or exc
-        finally:
-            pl_module.train(was_training)
         if failure is not None and self.on_error == "raise":
             raise failure
         any_failed = trainer.strategy.reduce_boolean_decision(failure is not None, all=False)
