@@ -24,8 +24,10 @@ from torch import nn
 
 from .bounds import accuracy_band, charikar_predicted_gain
 from .calibration import Calibration
-from .correction import CorrectionRates, NeighbourRobustness, lang_bounds, lang_expansion
-from .gold import GoldRates, GoldSquaredError, pgr
+from .correction import CorrectionRates, lang_bounds
+from .expansion import lang_expansion
+from .robustness import NeighbourRobustness
+from .gold import GOLD_KEYS, GoldSquaredError, pgr
 from .misfit import Misfit, PredictionShares
 from .representation import DEFAULT_CONSTRUCTION, EffectiveRank, GapConstruction, RepresentationGap
 
@@ -103,7 +105,6 @@ class W2SMetrics(nn.Module):
         self.has_gold = has_gold
         self.has_uncovered = covered is not None and not bool(covered.all())
         if has_gold:
-            self.gold = GoldRates()
             self.gold_sq = GoldSquaredError()
             self.correction = CorrectionRates(k, warn=False)
             self.calibration_vs_gold = Calibration(n_bins=n_bins, ignore_index=-1, validate_args=False)
@@ -163,7 +164,6 @@ class W2SMetrics(nn.Module):
             self.robustness.update(batch.index, s_pred, valid)
         if self.has_gold:
             gold = batch.gold
-            self.gold.update(s_pred[valid], t_pred[valid], gold[valid], batch.covered[valid])
             self.correction.update(s_pred[valid], t_pred[valid], gold[valid], batch.covered[valid])
             self.calibration_vs_gold.update(probs[valid], gold[valid])
             self.teacher_calibration_vs_gold.update(tp[covered], gold[covered])
@@ -204,7 +204,10 @@ class W2SMetrics(nn.Module):
     def _gold_family(self, out: dict) -> None:
         disagreement = float(out["misfit/disagreement"])
         if self.has_gold:
-            rates = self.gold.compute()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rates = self.correction.compute()
+            rates = {k: rates[k] for k in GOLD_KEYS}
             if not self.has_uncovered:
                 rates = {k: v for k, v in rates.items() if not k.startswith("coverage_accuracy")}
             out.update({f"gold/{k}": v for k, v in rates.items()})

@@ -30,16 +30,13 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from .._validation import as_tensor, check_choice, check_finite, describe
+from .._validation import as_tensor, check_choice, check_finite, check_scalar, describe
 
 NORMS = ("l1", "max", "l2")
-CALIBRATION_KEYS = ("ece", "mce")
 
 
 def _check_n_bins(n_bins) -> int:
-    if not isinstance(n_bins, int) or isinstance(n_bins, bool) or n_bins < 1:
-        raise ValueError(f"`n_bins` must be a positive int, got {describe(n_bins)}")
-    return n_bins
+    return check_scalar("n_bins", n_bins, int, min_val=1)
 
 
 def _check_inputs(probs, target, ignore_index: int | None, validate_args: bool) -> tuple[torch.Tensor, torch.Tensor]:

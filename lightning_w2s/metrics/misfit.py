@@ -33,18 +33,21 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from .._validation import as_tensor, check_finite, check_probabilities, describe
+from .._validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
 from ._stats import rate_with_interval
 
 MISFIT_KEYS = ("kl_teacher_student", "kl_student_teacher", "disagreement", "sq")
 #: every key :func:`misfit` and :meth:`Misfit.compute` return (``MISFIT_KEYS`` first).
 MISFIT_ALL_KEYS = MISFIT_KEYS + ("disagreement_lower", "disagreement_upper", "kappa")
-REGRESSION_MISFIT_KEYS = ("sq",)
 
 
 # ----------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------
+def _check_eps(eps) -> float:
+    return check_scalar("eps", eps, float, min_val=0.0, max_val=0.5, include_boundaries="neither")
+
+
 def _check_pair(student_probs, teacher_probs, validate_args: bool) -> tuple[torch.Tensor, torch.Tensor]:
     s = as_tensor("student_probs", student_probs)
     t = as_tensor("teacher_probs", teacher_probs)
@@ -159,6 +162,7 @@ def misfit(student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float 
         ``kl_student_teacher``, ``disagreement``, ``sq``, ``disagreement_lower``,
         ``disagreement_upper`` (Wilson 95%), ``kappa``. ``NaN`` for an empty input.
     """
+    eps = _check_eps(eps)
     s, t = _check_pair(student_probs, teacher_probs, validate_args)
     sums, counts = _misfit_batch(s, t, eps)
     return _misfit_compute(sums, torch.tensor(float(s.shape[0]), dtype=torch.float64, device=s.device), counts)
@@ -184,9 +188,8 @@ class Misfit(Metric):
 
     def __init__(self, eps: float = 1e-6, num_classes: int | None = None, validate_args: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
-        if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1):
-            raise ValueError(f"`num_classes` must be a positive int or None, got {describe(num_classes)}")
-        self.eps = eps
+        check_scalar("num_classes", num_classes, int, min_val=1, allow_none=True)
+        self.eps = _check_eps(eps)
         self.num_classes = num_classes
         self.validate_args = validate_args
         for key in MISFIT_KEYS:
