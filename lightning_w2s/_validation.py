@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Hashable
 from typing import Any
 
 import torch
@@ -134,9 +135,11 @@ def check_probabilities(
         )
 
 
-def check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
+def check_choice(name: str, value: Any, choices: tuple) -> Any:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` naming ``name`` and the choices."""
+    if not isinstance(value, Hashable) or value not in choices:
         raise ValueError(f"`{name}` must be one of {choices}, got {value!r}")
+    return value
 
 
 _TYPE_NAMES = {int: "an int", float: "a float", bool: "a bool", str: "a str"}

@@ -17,9 +17,17 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from lightning_w2s._validation import describe
+from lightning_w2s._validation import check_choice, describe
 
 POOLINGS = ("auto", "mean", "last", "first", "flatten", "none")
+CAPTURES = ("auto", "input", "output")
+
+
+def check_pooling(pooling: Any) -> str | Callable:
+    """``pooling`` if it is one of :data:`POOLINGS` or a callable, else a ``ValueError``."""
+    if not callable(pooling) and pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS} or a callable, got {pooling!r}")
+    return pooling
 
 
 @contextmanager
@@ -149,13 +157,18 @@ class FeatureCapture:
         capture: ``"input"`` or ``"output"`` of the layer; ``"auto"`` = input for the default
             layer, output for a named one.
         pooling: see :func:`pool`.
+
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> capture = FeatureCapture(net).attach()  # default: the input of the last nn.Linear
+    >>> capture.set_batch(torch.zeros(5, 3)); _ = net(torch.zeros(5, 3))
+    >>> tuple(capture.pop().shape), capture.layer
+    ((5, 4), '2')
+    >>> capture.detach()
     """
 
     def __init__(self, module: nn.Module, layer: str | None = None, capture: str = "auto", pooling: str | Callable = "auto"):
-        if capture not in ("auto", "input", "output"):
-            raise ValueError(f"`capture` must be 'auto', 'input' or 'output', got {capture!r}")
-        if not callable(pooling) and pooling not in POOLINGS:
-            raise ValueError(f"`pooling` must be one of {POOLINGS} or a callable, got {pooling!r}")
+        check_choice("capture", capture, CAPTURES)
+        check_pooling(pooling)
         self.default_layer = layer is None
         self.layer = find_last_linear(module) if layer is None else layer
         self.capture = ("input" if layer is None else "output") if capture == "auto" else capture

@@ -177,6 +177,11 @@ class Calibration(Metric):
         n_bins: equal-width bins on ``[0, 1]`` (default 15, Guo et al. 2017).
         ignore_index: rows whose target equals this are dropped (e.g. ``-1``).
         validate_args: check ranges at every ``update`` (one host sync per batch).
+
+    >>> m = Calibration(n_bins=10)
+    >>> m.update(torch.tensor([[0.9, 0.1], [0.6, 0.4]]), torch.tensor([0, 1]))
+    >>> round(float(m.compute()["ece"]), 4)  # (|1 - 0.9| + |0 - 0.6|) / 2
+    0.35
     """
 
     full_state_update = False

@@ -185,9 +185,9 @@ def correction_rates(student_pred, teacher_pred, gold, covered, num_classes: int
         warn: emit a RuntimeWarning naming the classes whose rates are NaN (empty sets).
 
     Returns:
-        see :func:`rates_from_counts`. The pooled ``coverage_accuracy`` is the logged
-        ``w2s/gold/coverage_accuracy``; pooled ``correction_rate``/``imitation_rate`` are
-        ``w2s/gold/correction_rate`` / ``w2s/gold/imitation_rate``.
+        see :func:`rates_from_counts`. The pooled ``coverage_accuracy``, ``correction_rate`` and
+        ``imitation_rate`` are the logged gold rates of the same names
+        (:data:`lightning_w2s.metrics.quantities.GOLD_RATES`).
     """
     return rates_from_counts(correction_counts(student_pred, teacher_pred, gold, covered, num_classes), warn=warn)
 

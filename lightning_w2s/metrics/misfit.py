@@ -180,6 +180,12 @@ class Misfit(Metric):
             a scalar 0 and broadcasts to ``k × k``); pass it explicitly under DDP so that every
             rank's state has the same shape even if a rank sees no batch.
         validate_args: check the probabilities at every ``update`` (one host sync per batch).
+
+    >>> m = Misfit(num_classes=2)
+    >>> m.update(torch.tensor([[0.9, 0.1], [0.4, 0.6]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    >>> out = m.compute()
+    >>> float(out["disagreement"]), round(float(out["sq"]), 4)  # (0.02 + 0.72) / 2
+    (0.5, 0.37)
     """
 
     full_state_update = False
@@ -254,7 +260,13 @@ def regression_misfit(student_values: torch.Tensor, teacher_values: torch.Tensor
 
 
 class RegressionMisfit(Metric):
-    """Streaming :func:`regression_misfit` (sum states ``sum_sq``, ``total``; float64)."""
+    """Streaming :func:`regression_misfit` (sum states ``sum_sq``, ``total``; float64).
+
+    >>> m = RegressionMisfit()
+    >>> m.update(torch.tensor([1.0, 2.0]), torch.tensor([1.5, 2.0]))
+    >>> float(m.compute()["sq"])
+    0.125
+    """
 
     full_state_update = False
     is_differentiable = False
@@ -284,6 +296,11 @@ class PredictionShares(Metric):
 
     ``max_class_share`` near 1 while the teacher's is not means the student's predictions have
     collapsed to one class (a heuristic alarm, not a theorem). States: two ``(k,)`` count vectors.
+
+    >>> m = PredictionShares(2)
+    >>> m.update(torch.tensor([0, 0, 0, 1]), torch.tensor([0, 1, 0, 1]))
+    >>> {k: float(v) for k, v in m.compute().items()}
+    {'max_class_share': 0.75, 'teacher_max_class_share': 0.5}
     """
 
     full_state_update = False

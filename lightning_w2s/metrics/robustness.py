@@ -188,6 +188,11 @@ class NeighbourRobustness(Metric):
         neighbours: ``(n, k)`` index table (computed once, identical on every rank).
         eta, gold, covered, num_classes: as in :func:`neighbour_robustness` (probe-level constants,
             kept as non-persistent buffers).
+
+    >>> m = NeighbourRobustness(torch.tensor([[1], [0], [1]]), eta=0.5)
+    >>> m.update(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1]))
+    >>> round(float(m.compute()["gamma"]), 4)  # points 0 and 1 disagree with their neighbour
+    0.6667
     """
 
     full_state_update = False
@@ -281,6 +286,11 @@ class AugmentationRobustness(Metric):
     """Streaming :func:`augmentation_robustness`: scalar and ``(k,)`` float64 sum states.
 
     ``x`` and its augmentations are evaluated on the same rank, so per-point terms sum exactly.
+
+    >>> m = AugmentationRobustness(eta=0.5)
+    >>> m.update(torch.tensor([0, 1]), torch.tensor([[0, 1], [1, 1]]))
+    >>> float(m.compute()["gamma"])  # point 0 changes its label under one of two augmentations
+    0.25
     """
 
     full_state_update = False
