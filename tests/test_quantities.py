@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 
 import pytest
 
@@ -68,3 +70,17 @@ def test_what_the_monitor_logs_is_what_its_expected_names_promise():
         promised = set(current[run]["expected_names"])
         assert logged <= promised, logged - promised
         assert all(Q.lookup(n).may_be_undefined for n in promised - logged), promised - logged
+
+
+def test_one_module_spells_each_logged_name():
+    """The contract names live in the registry: no other package module spells them."""
+    package = os.path.join(ROOT, "lightning_w2s")
+    out = subprocess.run(["grep", "-rlE", r"(misfit|gold|bounds|robustness|lang)/[a-z_]+", package, "--include=*.py"],
+                         capture_output=True, text=True).stdout.split()
+    offenders = []
+    for path in out:
+        text = open(path, encoding="utf-8").read()
+        spelled = {m for q in Q.QUANTITIES.values() if q.family for m in re.findall(re.escape(q.name.split("/", 1)[1]), text)}
+        if spelled and not path.endswith(os.path.join("metrics", "quantities.py")):
+            offenders.append((os.path.relpath(path, ROOT), sorted(spelled)[:3]))
+    assert offenders == []

@@ -42,6 +42,21 @@ def _load_probe(name: str, probe: Any) -> W2SProbe | None:
     raise TypeError(f"`{name}` must be a W2SProbe or a path to a saved probe (W2SProbe.save), got {describe(probe)}")
 
 
+def _forget(trainer: Trainer, names: set[str]) -> None:
+    """Remove ``names`` from ``trainer.callback_metrics``. Lightning rebuilds that dict from the running
+    loop's logged results at each access, and within a training epoch a value logged at an earlier
+    step stays there: those entries are reset too (Lightning's own reset; the next ``log`` of the name
+    starts it afresh). ``trainer._results`` is Lightning's private handle on those results: without
+    it (another Lightning version), only the dict entry goes."""
+    if not names:
+        return
+    for result in (getattr(trainer, "_results", None) or {}).values():
+        if getattr(getattr(result, "meta", None), "name", None) in names:
+            result.reset()
+    for name in names:
+        trainer.callback_metrics.pop(name, None)
+
+
 class W2SMonitor(Callback):
     """Watch weak-to-strong training: at each check, run the probe set through the student, capture a
     representation, and log misfit, gold-side rates and the rest under ``w2s/<family>/<quantity>``
@@ -128,8 +143,8 @@ class W2SMonitor(Callback):
         self.every_n_train_steps = check_scalar("every_n_train_steps", every_n_train_steps, int, min_val=1, allow_none=True)
         self.figure_every_n_checks = check_scalar("figure_every_n_checks", figure_every_n_checks, int, min_val=0)
         self.on_error = check_choice("on_error", on_error, ("warn", "raise"))
-        self.min_gain = check_scalar("min_gain", min_gain, float, min_val=0.0, max_val=1.0, include_boundaries="right", allow_none=True)
-        self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=self.min_gain)
+        self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain)
+        self.min_gain = self.alerts.min_gain
         kw = dict(eps=eps, teacher_score=teacher_score, ceiling_score=ceiling_score, neighbours=neighbours, eta=eta)
         self.metrics = W2SMetrics.from_probe(self.probe, **kw)
         self.train_metrics = None if self.train_probe is None else W2SMetrics.from_probe(self.train_probe, train=True, eps=eps)
@@ -391,8 +406,7 @@ class W2SMonitor(Callback):
         self._log(trainer, pl_module, logged, on_step)
         # Lightning keeps the last value of every name in callback_metrics: a value that is undefined
         # at this check, skipped as a fault, or not measured by a failed check must not be read as current
-        for name in set(self.last_values) - set(logged):
-            trainer.callback_metrics.pop(name, None)
+        _forget(trainer, set(self.last_values) - set(logged))
         self.last_values = logged
         if not values:
             return
