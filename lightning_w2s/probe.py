@@ -232,6 +232,15 @@ class W2SProbe:
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
 
+    @classmethod
+    def coerce(cls, name: str, value: Any) -> "W2SProbe | None":
+        """``value`` as a probe: a :class:`W2SProbe` (or ``None``) as is, a path loaded with :meth:`load`."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, (str, os.PathLike)):
+            return cls.load(value)
+        raise TypeError(f"`{name}` must be a W2SProbe or a path to a saved probe (W2SProbe.save), got {describe(value)}")
+
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
         if not isinstance(self.inputs, (torch.Tensor, dict)):

@@ -58,11 +58,8 @@ class Rule:
     ``restore_best``). Counters never grow during warm-up; the values seen during warm-up still set
     the best value and the "previous" values that trend rules compare with.
 
-    >>> rule = GainExhausted(patience=2, min_delta=0.0, min_gain=0.1)
-    >>> for check, d in enumerate([0.3, 0.05, 0.04]):
-    ...     rule.update({Q.DISAGREEMENT: d}, check, warmup=False)
-    >>> rule.triggered(), rule.best_check
-    (True, 0)
+    >>> sorted(POLICY_RULES)  # the stopping rules; alerts add two warning-only rules
+    ['gain_exhausted', 'heldout_misfit_plateau', 'robustness_drop', 'teacher_overfit']
     """
 
     name = ""
@@ -110,7 +107,10 @@ class Rule:
 
 
 class HeldoutMisfitPlateau(Rule):
-    """No improvement of the held-out misfit for ``patience`` checks.
+    """The held-out misfit (default ``kl_teacher_student``, the soft-label objective on the probe) has
+    not improved by more than ``min_delta`` for ``patience`` checks: early stopping on held-out fit to
+    the teacher's labels, what Lang et al. (2024) do with teacher labels [recalled, DESIGN §4]. Best
+    check: lowest held-out misfit.
 
     >>> rule = HeldoutMisfitPlateau(patience=1, min_delta=0.0)
     >>> for check, x in enumerate([0.5, 0.4, 0.45]):
@@ -145,7 +145,11 @@ class HeldoutMisfitPlateau(Rule):
 
 
 class TeacherOverfit(Rule):
-    """Train-probe misfit falls while held-out misfit rises (or their ratio stays under ``kappa``).
+    """The train-probe misfit fell while the held-out one rose, each by more than ``min_delta``, for
+    ``patience`` consecutive checks; or the ratio train/held-out stayed under ``kappa`` for
+    ``patience`` checks (``kappa=None`` disables that branch). Motivated by Yao et al. (2025):
+    over-optimising toward the weak signal hurts [recalled; the thresholds are ours]. Best check:
+    lowest held-out misfit.
 
     >>> rule = TeacherOverfit(patience=2, min_delta=0.0)
     >>> for check, (tr, ho) in enumerate([(0.5, 0.5), (0.4, 0.55), (0.3, 0.6)]):
@@ -211,7 +215,10 @@ class TeacherOverfit(Rule):
 
 
 class GainExhausted(Rule):
-    """Held-out disagreement under ``min_gain`` (minus ``min_delta``) for ``patience`` checks.
+    """Held-out disagreement under ``min_gain - min_delta`` for ``patience`` consecutive checks. By the
+    0/1 band ``|err01(s) - err01(w)| <= disagreement`` [derived, DESIGN §2.2; exact on the probe's own
+    points] a gain of ``min_gain`` over the teacher's accuracy is then impossible at those checks.
+    Best check: the last one where the disagreement was still ``>= min_gain``.
 
     >>> rule = GainExhausted(patience=1, min_delta=0.0, min_gain=0.1)
     >>> rule.update({Q.DISAGREEMENT: 0.05}, 0, warmup=False)
@@ -251,7 +258,10 @@ class GainExhausted(Rule):
 
 
 class RobustnessDrop(Rule):
-    """γ̂ rising while held-out disagreement falls for ``patience`` consecutive checks.
+    """Lang et al.'s average non-robustness γ̂ rose while the held-out disagreement fell, each by more
+    than ``min_delta``, for ``patience`` consecutive checks: the label-free signature of fitting the
+    teacher's mistakes (Lang, Sontag, Vijayaraghavan 2024, Prop 4.1 [paper]; its use as a stopping
+    rule is a heuristic). Best check: the last one before the streak.
 
     >>> rule = RobustnessDrop(patience=1, min_delta=0.0)
     >>> for check, (g, d) in enumerate([(0.1, 0.3), (0.2, 0.2)]):

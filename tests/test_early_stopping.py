@@ -3,7 +3,6 @@ then end to end through a real Trainer where the monitor's numbers trigger it.""
 
 from __future__ import annotations
 
-import csv
 import logging
 
 import lightning as L

@@ -4,7 +4,6 @@ uninterrupted fit with the same seed (no shuffling anywhere, so the data order i
 
 from __future__ import annotations
 
-import csv
 
 import lightning as L
 import pytest

@@ -51,30 +51,21 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
     loop, at ``on_train_epoch_end`` otherwise (``check_on_train_epoch_end`` overrides), like
     Lightning's ``EarlyStopping``.
 
-    Policies (DESIGN §4; all are stopping *heuristics*, none a guarantee on gold accuracy):
+    Policies (DESIGN §4): the stopping rules of :mod:`lightning_w2s.rules`, whose docstrings give each
+    definition, source and certainty tag; all are stopping *heuristics*, none a guarantee on gold
+    accuracy.
 
-    - ``"heldout_misfit_plateau"`` (**default**) — the held-out misfit ``<misfit>``
-      (default ``kl_teacher_student``, the soft-label objective on the probe) has not improved by more
-      than ``min_delta`` for ``patience`` checks. This is early stopping on held-out fit to the
-      teacher's labels, what Lang et al. (2024) do with teacher labels [recalled, DESIGN §4].
-      Best check: lowest held-out misfit.
-    - ``"teacher_overfit"`` — the train-probe misfit (its ``train_misfit`` twin) fell while the held-out
-      one rose, each by more than ``min_delta``, for ``patience`` consecutive checks; or the ratio
-      train/held-out stayed under ``kappa`` for ``patience`` checks (``kappa=None`` disables that
-      branch). Motivated by Yao et al. (2025): over-optimising toward the weak signal hurts [recalled;
-      the thresholds are ours]. Needs a train probe. Best check: lowest held-out misfit.
-    - ``"gain_exhausted"`` — held-out disagreement below
-      ``min_gain - min_delta`` for ``patience`` consecutive checks. By the 0/1 band
-      ``|err01(s) - err01(w)| <= disagreement`` [derived, DESIGN §2.2; exact on the probe's own
-      points], a gain of ``min_gain`` over the teacher's accuracy is then impossible at those checks.
-      Needs ``min_gain``, given once: to ``W2SMonitor(min_gain=...)`` (which also warns when the gain
-      is exhausted; this callback then takes it at fit start) or here. Best check: the last one where
-      the disagreement was still ``>= min_gain``.
-    - ``"robustness_drop"`` — Lang et al.'s average non-robustness (gamma-hat)
-      rose while the held-out disagreement fell, each by more than ``min_delta``, for
-      ``patience`` consecutive checks: the label-free signature of fitting the teacher's mistakes
-      (Lang, Sontag, Vijayaraghavan 2024, Prop 4.1 [paper]; its use as a stopping rule is a heuristic).
-      Best check: the last one before the streak.
+    - ``"heldout_misfit_plateau"`` (**default**): the held-out misfit (``misfit``) has not improved
+      by more than ``min_delta`` for ``patience`` checks. Best check: lowest held-out misfit.
+    - ``"teacher_overfit"``: the train-probe misfit fell while the held-out one rose for ``patience``
+      consecutive checks, or their ratio stayed under ``kappa``. Needs a train probe. Best check:
+      lowest held-out misfit.
+    - ``"gain_exhausted"``: held-out disagreement under ``min_gain - min_delta`` for ``patience``
+      checks: by the 0/1 band no gain of ``min_gain`` over the teacher is left. Needs ``min_gain``,
+      given once: to ``W2SMonitor(min_gain=...)`` (which also warns with it) or here. Best check: the
+      last one where that gain was still possible.
+    - ``"robustness_drop"``: gamma-hat rose while held-out disagreement fell for ``patience``
+      consecutive checks (Lang et al. Prop 4.1). Best check: the last one before the streak.
 
     Why the default is ``heldout_misfit_plateau`` (patience 3, ``kl_teacher_student``): the
     stopping-regret benchmark (``make bench-stopping``: 5 real tasks, 40 epochs, configurations
@@ -140,8 +131,9 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
             resume cannot be restored and the message says so).
         verbose: log every check's decision on rank 0 (the stop message is always logged).
         strict: raise (``True``) or warn (``False``) when a needed name is not logged.
-        check_on_train_epoch_end: ``None`` follows the monitor (validation end when there is a
-            validation loop); ``True``/``False`` force the train-epoch-end / validation-end hook.
+        check_on_train_epoch_end: where to read values that come without a monitor's ``w2s/check``
+            counter (your own code's): ``None`` = validation end when there is a validation loop,
+            else train epoch end; ``True``/``False`` force the train-epoch-end / validation-end hook.
 
     Attributes:
         stopped_epoch: epoch at which this callback stopped the fit (0 if it did not).
@@ -179,7 +171,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         strict: bool = True,
         check_on_train_epoch_end: bool | None = None,
     ) -> None:
-        StoppingPolicies.__init__(self, policy, patience, min_delta, min_epochs, min_steps, mode, min_gain, kappa, misfit)
+        self._init_policies(policy, patience, min_delta, min_epochs, min_steps, mode, min_gain, kappa, misfit)
         combine = self.mode
         # EarlyStopping's own attributes, for the first policy's quantity; every quantity read here is
         # lower-is-better ("min"), and its `mode` then names how the policies combine ("any"/"all")
@@ -199,13 +191,6 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
 
     def _reset_state(self) -> None:
         self.reset_decisions()
-        self.stopped_epoch = 0
-        self.stopped_check: int | None = None
-        self.stopping_reason = W2SStoppingReason.NOT_STOPPED
-        self.stopping_reason_message: str | None = None
-        self.best_check: int | None = None
-        self.wait_count, self.best_score = self._primary()
-        self._snapshots: dict[int, dict[str, torch.Tensor]] = {}
         self._last_check: float | None = None  # the monitor's w2s/check at the latest history entry
         self._steps_seen = {"start": -1, "end": -1}  # global_step at the last batch hook that read
         self._counted = False  # a callback logs w2s/check: follow it
@@ -213,10 +198,6 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         self._loaded_sources: dict[str, str] | None = None
         self._pending: set[str] = set(self.needed)  # names nobody vouched for yet
         self._warned_missing: set[str] = set()
-
-    @override
-    def _after_evaluate(self) -> None:
-        self.wait_count, self.best_score = self._primary()
 
     # ------------------------------------------------------------------ identity & state
     @property
@@ -233,31 +214,12 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed fit needs to decide identically (only primitives, lists, dicts and,
         with ``save_best_weights``, tensors: loadable with ``torch.load(weights_only=True)``)."""
-        state = {
-            **self.decisions_state_dict(),
-            "stopped_epoch": self.stopped_epoch,
-            "stopped_check": self.stopped_check,
-            "stopping_reason": self.stopping_reason.value,
-            "stopping_reason_message": self.stopping_reason_message,
-            "best_check": self.best_check,
-            "last_check": self._last_check,
-            "sources": self._sources,
-        }
-        if self.save_best_weights:
-            state["snapshots"] = {int(k): v for k, v in self._snapshots.items()}
-        return state
+        return {**self.decisions_state_dict(self.save_best_weights), "last_check": self._last_check, "sources": self._sources}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.load_decisions_state_dict(state_dict)
-        self.wait_count, self.best_score = self._primary()
-        self.stopped_epoch = int(state_dict.get("stopped_epoch", 0))
-        self.stopped_check = state_dict.get("stopped_check")
-        self.stopping_reason = W2SStoppingReason(state_dict.get("stopping_reason", 0))
-        self.stopping_reason_message = state_dict.get("stopping_reason_message")
-        self.best_check = state_dict.get("best_check")
         self._last_check = state_dict.get("last_check")
-        self._snapshots = {int(k): v for k, v in state_dict.get("snapshots", {}).items()}
         self._loaded_sources = state_dict.get("sources")
         self._reconcile_sources()
 
@@ -285,39 +247,15 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         will_log = set().union(*(set(cb.expected_names()) for cb in sources))
         self._counted = Q.CHECK in will_log
         self._sources = {cb.state_key: cb.fingerprint for cb in sources if isinstance(getattr(cb, "fingerprint", None), str)}
-        self._take_min_gain(sources)
+        self.resolve_min_gain({float(cb.min_gain) for cb in sources if getattr(cb, "min_gain", None) is not None})
         self._pending = set(self.needed) - will_log
         missing = sorted(self._pending) if sources else []
         if missing:
             self._needs_unmet(missing, "before training: the callbacks attached will not log them")
         self._reconcile_sources()
 
-    def _take_min_gain(self, sources: list) -> None:
-        """``min_gain`` is given once: to the monitor (which also warns with it) or to this callback."""
-        given = {float(cb.min_gain) for cb in sources if getattr(cb, "min_gain", None) is not None}
-        if len(given) > 1 or (given and self.min_gain is not None and given != {self.min_gain}):
-            raise ValueError(
-                f"`min_gain` is given with different values ({sorted(given | {self.min_gain} - {None})}) to W2SMonitor and "
-                "W2SEarlyStopping: give it once, to W2SMonitor(min_gain=...) (this callback then takes it)"
-            )
-        if given and self.min_gain is None:
-            self.set_min_gain(given.pop())
-        if "gain_exhausted" in self.policies and self.min_gain is None:
-            raise ValueError(
-                "policy 'gain_exhausted' needs `min_gain` (the smallest gain over the teacher's accuracy worth training "
-                "for, in (0, 1]): pass W2SMonitor(min_gain=...) or W2SEarlyStopping(min_gain=...)"
-            )
-
     def _needs_unmet(self, missing: list[str], when: str, available: Sequence[str] | None = None) -> None:
-        lines = [f"`{n}`: {Q.hint(n)}" for n in missing]
-        users = [p.name for p in self._policies if set(p.needs()) & set(missing)]
-        msg = (
-            f"W2SEarlyStopping(policy={users}) needs {', '.join(f'`{n}`' for n in missing)}, which will not be "
-            f"logged ({when}). To fix: " + "; ".join(lines) + "."
-        )
-        if available is not None:
-            msg += f" Logged w2s names: {sorted(available) or 'none'}."
-        msg += " Pass `strict=False` to warn instead (those policies then never vote)."
+        msg = self.unmet_message(missing, when, available)
         if self.strict:
             raise RuntimeError(msg)
         rank_zero_warn(msg, category=RuntimeWarning)
@@ -406,7 +344,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
             self._warn_missing(missing)
         should_stop, reason, message = self.evaluate(values, epoch=trainer.current_epoch, global_step=trainer.global_step)
         if self.restore_best:
-            self._snapshot(pl_module)
+            self.keep_snapshot(pl_module.state_dict)
         local_stop = should_stop
         should_stop = bool(trainer.strategy.reduce_boolean_decision(should_stop, all=False))
         if should_stop:  # the same collective on every rank that stops: the reason of the rank that decided
@@ -430,15 +368,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         self.stopped_check = len(self.history) - 1
         self.stopping_reason = reason
         self.best_check = self.restore_check
-        full = (
-            f"W2SEarlyStopping stopped the fit at epoch {trainer.current_epoch}, step {trainer.global_step} "
-            f"(check {self.stopped_check}): {message}"
-        )
-        if self.restore_best:
-            if self.best_check in self._snapshots:
-                full += f". The student's weights of check {self.best_check} will be restored at the end of training."
-            else:
-                full += f". The weights of the best check ({self.best_check}) are not available (see save_best_weights)."
+        full = self.stop_message(f"epoch {trainer.current_epoch}, step {trainer.global_step}", message, self.restore_best)
         self.stopping_reason_message = full
         self._log(trainer, full, all_ranks=True)
         if trainer.is_global_zero:
@@ -458,14 +388,6 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
             f"check, or NaN/Inf); policies {skipped} do not vote at such checks (warned once per name)",
             category=RuntimeWarning,
         )
-
-    def _snapshot(self, pl_module: LightningModule) -> None:
-        check = len(self.history) - 1
-        if self._best_changed:
-            self._snapshots[check] = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
-        keep = {p.best_check for p in self._policies}
-        for k in [k for k in self._snapshots if k not in keep]:
-            del self._snapshots[k]
 
     def _log(self, trainer: Trainer, message: str, all_ranks: bool) -> None:
         rank = trainer.global_rank if trainer.world_size > 1 else None

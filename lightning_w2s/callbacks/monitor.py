@@ -25,6 +25,7 @@ from typing_extensions import override
 
 from lightning_w2s._validation import check_choice, check_scalar, describe
 from lightning_w2s.alerts import AlertTracker
+from lightning_w2s.callbacks._publish import forget, log_values
 from lightning_w2s.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import W2SMetrics
@@ -32,29 +33,6 @@ from lightning_w2s.probe import W2SProbe
 from lightning_w2s.tensorboard import Dashboard, tensorboard_writer
 
 log = logging.getLogger("lightning_w2s")
-
-
-def _load_probe(name: str, probe: Any) -> W2SProbe | None:
-    if probe is None or isinstance(probe, W2SProbe):
-        return probe
-    if isinstance(probe, (str, os.PathLike)):
-        return W2SProbe.load(probe)
-    raise TypeError(f"`{name}` must be a W2SProbe or a path to a saved probe (W2SProbe.save), got {describe(probe)}")
-
-
-def _forget(trainer: Trainer, names: set[str]) -> None:
-    """Remove ``names`` from ``trainer.callback_metrics``. Lightning rebuilds that dict from the running
-    loop's logged results at each access, and within a training epoch a value logged at an earlier
-    step stays there: those entries are reset too (Lightning's own reset; the next ``log`` of the name
-    starts it afresh). ``trainer._results`` is Lightning's private handle on those results: without
-    it (another Lightning version), only the dict entry goes."""
-    if not names:
-        return
-    for result in (getattr(trainer, "_results", None) or {}).values():
-        if getattr(getattr(result, "meta", None), "name", None) in names:
-            result.reset()
-    for name in names:
-        trainer.callback_metrics.pop(name, None)
 
 
 class W2SMonitor(Callback):
@@ -128,8 +106,8 @@ class W2SMonitor(Callback):
         super().__init__()
         if probe is None:
             raise ValueError("`probe` is required: a W2SProbe or a path to a saved one")
-        self.probe = _load_probe("probe", probe)
-        self.train_probe = _load_probe("train_probe", train_probe)
+        self.probe = W2SProbe.coerce("probe", probe)
+        self.train_probe = W2SProbe.coerce("train_probe", train_probe)
         if self.train_probe is not None and self.train_probe.num_classes != self.probe.num_classes:
             raise ValueError(f"`train_probe` has {self.train_probe.num_classes} classes but `probe` has {self.probe.num_classes}")
         self.layer = check_scalar("layer", layer, str, allow_none=True)
@@ -300,19 +278,18 @@ class W2SMonitor(Callback):
         rank 0 and broadcast, so every rank indexes the same neighbours."""
         table = None
         if trainer.is_global_zero:
+            def embed() -> torch.Tensor:  # the student's representation of the whole probe, at fit start
+                with eval_mode(pl_module):
+                    return torch.cat([self._forward(trainer, pl_module, x)[1].cpu() for *_, x in self.probe.iter_batches(0, 1, self.batch_size)])
+
             try:
-                table = self.metrics.build_neighbours(lambda: self._embed(trainer, pl_module))
+                table = self.metrics.build_neighbours(embed)
             except Exception as exc:  # noqa: BLE001 - robustness statistics are optional
                 if self.on_error == "raise":
                     raise
                 rank_zero_warn(f"W2SMonitor: could not build the neighbour table ({type(exc).__name__}: {exc}); "
                                "Lang robustness/expansion statistics are off for this fit")
         return trainer.strategy.broadcast(table, src=0)  # None on failure: every rank turns them off
-
-    def _embed(self, trainer: Trainer, pl_module: LightningModule) -> torch.Tensor:
-        """The student's representation of the whole probe (rank 0, at fit start)."""
-        with eval_mode(pl_module):
-            return torch.cat([self._forward(trainer, pl_module, inputs)[1].cpu() for _, _, inputs in self.probe.iter_batches(0, 1, self.batch_size)])
 
     @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -403,10 +380,10 @@ class W2SMonitor(Callback):
         logged = {name: v for name, v in logged.items() if name not in bad}
         logged[Q.SKIPPED] = float(self.num_skipped)
         logged[Q.CHECK] = float(self.num_checks + self.num_failed)
-        self._log(trainer, pl_module, logged, on_step)
+        log_values(trainer, pl_module, logged, on_step)
         # Lightning keeps the last value of every name in callback_metrics: a value that is undefined
         # at this check, skipped as a fault, or not measured by a failed check must not be read as current
-        _forget(trainer, set(self.last_values) - set(logged))
+        forget(trainer, set(self.last_values) - set(logged))
         self.last_values = logged
         if not values:
             return
@@ -419,16 +396,3 @@ class W2SMonitor(Callback):
                 self._dashboard.update(self.num_checks, trainer.global_step, logged, self.metrics.extras, new_alerts)
             except Exception as exc:  # noqa: BLE001 - a drawing problem never stops training
                 rank_zero_warn(f"W2SMonitor: TensorBoard extras failed at check {self.num_checks}: {exc}")
-
-    @staticmethod
-    def _log(trainer: Trainer, pl_module: LightningModule, values: dict[str, float], on_step: bool) -> None:
-        """``pl_module.log`` (values already reduced over ranks: no sync). A step-cadence check is
-        also written straight to the loggers, since Lightning only forwards step values every
-        ``log_every_n_steps`` and a check between those steps would otherwise never be recorded."""
-        for name, v in values.items():
-            # batch_size=1: the value is one reduced number; it also spares Lightning a batch-size search
-            pl_module.log(name, v, on_step=on_step, on_epoch=not on_step, sync_dist=False,
-                          logger=not on_step and bool(trainer.loggers), batch_size=1)
-        if on_step and trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_metrics(values, step=trainer.global_step)

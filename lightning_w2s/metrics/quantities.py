@@ -12,8 +12,9 @@ stopping policies name their inputs with these constants; ``W2SEarlyStopping`` e
 name with :func:`hint`; the TensorBoard layout is built from the charts; the README's metric table
 is :func:`markdown_table` (a test keeps them equal).
 
-Adding a logged quantity is one :func:`declare` call here plus the code that computes it.
-Pure Python (no torch, no Lightning), so every floor of the package may import it.
+Adding a logged quantity is one :func:`declare` call here plus the code that computes it (the
+machinery lives in :mod:`lightning_w2s.metrics._registry`). Pure Python (no torch, no Lightning),
+so every floor of the package may import it.
 
 >>> lookup("w2s/lang/alpha_3").name
 'w2s/lang/alpha_{i}'
@@ -25,237 +26,31 @@ Pure Python (no torch, no Lightning), so every floor of the package may import i
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from typing import Iterable
+from dataclasses import replace
 
-PREFIX = "w2s"
-KINDS = ("value", "bound", "interval", "estimate", "prediction", "count")
-ROLES = ("line", "value", "lower", "upper")
+from ._registry import (  # noqa: F401 - the registry's API, read through this module
+    KINDS,
+    MONITOR_HINT,
+    NEEDS,
+    PREFIX,
+    QUANTITIES,
+    SECTIONS,
+    UNREGISTERED_HINT,
+    Chart,
+    Need,
+    Quantity,
+    declare,
+    expected_names,
+    hint,
+    is_registered,
+    lookup,
+    lower,
+    markdown_table,
+    train_name,
+    upper,
+)
+from ._registry import name as _name
 
-
-class Need:
-    """What a configuration must provide for a quantity to be logged (``Quantity.needs``).
-
-    >>> sorted(lookup("w2s/gold/coverage_accuracy").needs) == sorted([Need.GOLD, Need.UNCOVERED])
-    True
-    """
-
-    GOLD = "gold"  #: gold labels on the probe
-    UNCOVERED = "uncovered"  #: teacher abstentions on the probe (Lang et al.'s uncovered set T)
-    TEACHER_FEATURES = "teacher_features"  #: the teacher's representation of the probe
-    TRAIN_PROBE = "train_probe"  #: a train probe on the monitor
-    NEIGHBOURS = "neighbours"  #: the k-NN neighbourhoods behind Lang et al.'s robustness (>= 3 probe points)
-    PGR_SCORES = "pgr_scores"  #: teacher_score and ceiling_score with ceiling > teacher
-    TEACHER_ACCURACY = "teacher_accuracy"  #: the teacher's gold accuracy: gold on the probe, or teacher_score
-
-
-#: how to provide each need (the stopper's error messages), and its short README label
-NEEDS = {
-    Need.GOLD: ("give the probe gold labels (`W2SProbe(..., gold=...)`)", "gold"),
-    Need.UNCOVERED: ("the teacher must abstain on some probe points (`teacher_labels=-1` or `covered=`)", "abstentions"),
-    Need.TEACHER_FEATURES: (
-        "give the probe the teacher's representation (`W2SProbe(..., teacher_features=...)` or `W2SProbe.from_teacher`)",
-        "teacher features",
-    ),
-    Need.TRAIN_PROBE: (
-        "give the monitor a train probe: `W2SMonitor(probe=..., train_probe=...)` built from a fixed slice of the "
-        "training inputs with their teacher labels",
-        "train probe",
-    ),
-    Need.NEIGHBOURS: (
-        "enable the monitor's robustness family (Lang et al.'s gamma-hat needs neighbourhoods on the probe: "
-        "`W2SMonitor(neighbours=k)` with k >= 1 and at least 3 probe points)",
-        "neighbours",
-    ),
-    Need.PGR_SCORES: ("pass `W2SMonitor(teacher_score=..., ceiling_score=...)` with ceiling_score > teacher_score", "teacher_score < ceiling_score"),
-    Need.TEACHER_ACCURACY: ("give the probe gold labels or pass `W2SMonitor(teacher_score=...)`", "gold or teacher_score"),
-}
-MONITOR_HINT = "attach `W2SMonitor(probe=...)` to the Trainer's callbacks"
-UNREGISTERED_HINT = "log it from a callback or the LightningModule"
-
-
-@dataclass(frozen=True)
-class Chart:
-    """Where a quantity is drawn: chart ``title`` in dashboard ``section`` (default: its family).
-
-    ``role="line"``: a line of a Multiline chart (``also``: names drawn first in the same chart when
-    they are logged, e.g. the held-out twin of a train-probe quantity). ``"value"``, ``"lower"``,
-    ``"upper"``: one of the three tags of a Margin chart (a band); with one of them not logged, the
-    others are drawn as lines.
-
-    >>> [(c.title, c.role) for c in lookup(lower(DISAGREEMENT)).charts]
-    [('disagreement [lower, upper]', 'lower')]
-    """
-
-    title: str
-    section: str | None = None
-    role: str = "line"
-    also: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Quantity:
-    """One logged name (``{i}`` in it: one per class) and everything the package knows about it.
-
-    >>> q = lookup("w2s/lang/covered_bound_1")
-    >>> q.kind, q.higher_is_better, q.may_be_undefined, q.names(2)
-    ('bound', False, True, ['w2s/lang/covered_bound_0', 'w2s/lang/covered_bound_1'])
-    """
-
-    name: str
-    meaning: str
-    source: str = ""
-    kind: str = "value"
-    higher_is_better: bool | None = None
-    needs: frozenset = frozenset()
-    may_be_undefined: bool = False
-    charts: tuple[Chart, ...] = ()
-    on_train_probe: bool = False
-    interval: bool = False
-    #: for entries generated by :func:`declare` (interval ends, train-probe twins): the declared name
-    declared: str | None = field(default=None, compare=False)
-
-    @property
-    def family(self) -> str:
-        parts = self.name.split("/")
-        return parts[1] if len(parts) == 3 else ""
-
-    @property
-    def quantity(self) -> str:
-        return self.name.split("/", 2)[-1] if self.family else self.name.split("/", 1)[-1]
-
-    @property
-    def per_class(self) -> bool:
-        return "{i}" in self.name
-
-    @property
-    def pattern(self) -> str:
-        """Anchored regex matching this name (every class of a per-class template)."""
-        return "^" + re.escape(self.name).replace(re.escape("{i}"), r"\d+") + "$"
-
-    def names(self, num_classes: int) -> list[str]:
-        return [self.name.format(i=i) for i in range(num_classes)] if self.per_class else [self.name]
-
-
-#: every registered quantity by name (templates keep their ``{i}``), in dashboard order
-QUANTITIES: dict[str, Quantity] = {}
-#: dashboard sections (``Chart.section``) in order, with their titles
-SECTIONS = {
-    "misfit": "misfit", "train_misfit": "train vs held-out misfit", "gold": "gold", "bounds": "bounds",
-    "calibration": "calibration", "representation": "representation", "lang": "lang", "robustness": "robustness",
-    "prediction": "prediction", "train_calibration": "train_calibration", "train_prediction": "train_prediction",
-}
-
-
-def lower(name: str) -> str:
-    return f"{name}_lower"
-
-
-def upper(name: str) -> str:
-    return f"{name}_upper"
-
-
-def train_name(name: str) -> str:
-    """The train-probe twin of a held-out name: ``w2s/<family>/q`` -> ``w2s/train_<family>/q``."""
-    _, family, quantity = name.split("/", 2)
-    return f"{PREFIX}/train_{family}/{quantity}"
-
-
-def declare(
-    name: str, meaning: str, source: str = "", *, kind: str = "value", higher_is_better: bool | None = None,
-    needs: Iterable[str] = (), may_be_undefined: bool = False, charts: Iterable[Chart] = (), on_train_probe: bool = False,
-    interval: bool = False,
-) -> str:
-    """Register ``name`` (and its generated entries) and return it.
-
-    ``interval=True`` also registers the Wilson 95% interval ends ``<name>_lower`` / ``<name>_upper``
-    and a ``<quantity> [lower, upper]`` band chart; ``on_train_probe=True`` also registers the
-    train-probe twins ``w2s/train_<family>/<quantity>`` (needing a train probe), drawn against the
-    held-out value.
-    """
-    if kind not in KINDS:
-        raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}")
-    if name in QUANTITIES:
-        raise ValueError(f"{name!r} is registered twice")
-    q = Quantity(name, meaning, source, kind, higher_is_better, frozenset(needs), may_be_undefined, tuple(charts),
-                 on_train_probe, interval)
-    entries = [q]
-    if interval:
-        band = f"{q.quantity} [lower, upper]"
-        entries[0] = q = replace(q, charts=q.charts + (Chart(band, role="value"),))
-        for end, word in ((lower(name), "lower"), (upper(name), "upper")):
-            entries.append(Quantity(end, f"{word} end of the Wilson 95% interval of `{q.quantity}`", "Wilson 1927", "interval",
-                                    higher_is_better, q.needs, may_be_undefined, (Chart(band, role=word),), declared=name))
-    if on_train_probe:
-        entries += [_train_twin(e) for e in list(entries)]
-    for e in entries:
-        for chart in e.charts:
-            if chart.role not in ROLES:
-                raise ValueError(f"chart role must be one of {ROLES}, got {chart.role!r} for {e.name}")
-        QUANTITIES[e.name] = e
-    return name
-
-
-def _train_twin(q: Quantity) -> Quantity:
-    held = q.name
-    section = f"train_{q.family}"
-    charts = tuple(
-        Chart(f"{q.quantity}: held-out vs train", section, also=(held,)) if c.role == "line" and q.family == "misfit"
-        else replace(c, section=section)
-        for c in q.charts
-    )
-    return replace(q, name=train_name(held), meaning=f"{q.meaning} (train probe)", needs=q.needs | {Need.TRAIN_PROBE},
-                   charts=charts, on_train_probe=False, interval=False, declared=q.declared or held)
-
-
-def _name(family: str, quantity: str) -> str:
-    return f"{PREFIX}/{family}/{quantity}" if family else f"{PREFIX}/{quantity}"
-
-
-@lru_cache(maxsize=None)
-def lookup(name: str) -> Quantity:
-    """The registered quantity of a logged ``name`` (a per-class name finds its template).
-
-    Raises ``KeyError`` for a name nobody registered: every logged name must be declared here.
-    """
-    q = QUANTITIES.get(name)
-    if q is not None:
-        return q
-    for t in (t for t in QUANTITIES.values() if t.per_class):
-        if re.match(t.pattern, name):
-            return t
-    raise KeyError(f"{name!r} is not a registered quantity: declare it in lightning_w2s/metrics/quantities.py")
-
-
-def is_registered(name: str) -> bool:
-    try:
-        lookup(name)
-    except KeyError:
-        return False
-    return True
-
-
-def expected_names(provided: set[str], num_classes: int) -> set[str]:
-    """Every name a configuration providing ``provided`` (:class:`Need` values) can log; those
-    with ``may_be_undefined`` are left out at a check where they are undefined."""
-    return {n for q in QUANTITIES.values() if q.needs <= provided for n in q.names(num_classes)}
-
-
-def hint(name: str) -> str:
-    """What to do so that ``name`` is logged (for error messages)."""
-    try:
-        q = lookup(name)
-    except KeyError:
-        return UNREGISTERED_HINT
-    needs = [NEEDS[n][0] for n in sorted(q.needs)]
-    return " and ".join(needs) if needs else MONITOR_HINT
-
-
-# ================================================================================================
-# the registry
-# ================================================================================================
 _KL = Chart("KL divergence, both directions")
 KL_TEACHER_STUDENT = declare(
     _name("misfit", "kl_teacher_student"),
@@ -416,31 +211,29 @@ EXPANSION_UNCOVERED_TO_GOOD = declare(
     _name("lang", "expansion_uncovered_to_good_{i}"), "expansion estimate ĉ from T_i into S_i^good (same construction)",
     "Lang et al. §5 — live adaptation", kind="estimate", higher_is_better=True,
     charts=[Chart("expansion_uncovered_to_good per class")], **_LANG_T)
-COVERED_BOUND_CLASS = declare(
-    _name("lang", "covered_bound_{i}"), "Thm B.1 bound on err(student, gold ∣ S_i)", "Lang et al. Thm B.1",
-    kind="bound", higher_is_better=False, charts=[Chart("covered_bound per class")], **_LANG)
-COVERED_ERROR_CLASS = declare(
-    _name("lang", "covered_error_{i}"), "the measured err(student, gold ∣ S_i) beside it", "definition",
-    higher_is_better=False, charts=[Chart("covered_error per class")], **_LANG)
-UNCOVERED_BOUND_CLASS = declare(
-    _name("lang", "uncovered_bound_{i}"), "min of the Thm B.2 / B.3 bounds on err(student, gold ∣ T_i)",
-    "Lang et al. Thm B.2, B.3", kind="bound", higher_is_better=False, charts=[Chart("uncovered_bound per class")], **_LANG_T)
-UNCOVERED_ERROR_CLASS = declare(
-    _name("lang", "uncovered_error_{i}"), "the measured err(student, gold ∣ T_i) beside it", "definition",
-    higher_is_better=False, charts=[Chart("uncovered_error per class")], **_LANG_T)
-COVERED_BOUND = declare(
-    _name("lang", "covered_bound"), "class-mass-weighted mean of the Thm B.1 bounds: a bound on err(student, gold ∣ S)",
-    "Lang et al. Thm B.1; pooling derived", kind="bound", higher_is_better=False, charts=[Chart("covered_bound")], **_LANG)
-COVERED_ERROR = declare(
-    _name("lang", "covered_error"), "the measured err(student, gold ∣ S) beside it", "definition",
-    higher_is_better=False, charts=[Chart("covered_error")], **_LANG)
-UNCOVERED_BOUND = declare(
-    _name("lang", "uncovered_bound"), "the same pooled over the uncovered classes: a bound on err(student, gold ∣ T)",
-    "Lang et al. Thm B.2, B.3; pooling derived", kind="bound", higher_is_better=False,
-    charts=[Chart("uncovered_bound")], **_LANG_T)
-UNCOVERED_ERROR = declare(
-    _name("lang", "uncovered_error"), "the measured err(student, gold ∣ T) beside it", "definition",
-    higher_is_better=False, charts=[Chart("uncovered_error")], **_LANG_T)
+
+
+def _bound_and_error(where: str, condition: str, bound: str, theorem: str, needs: dict) -> tuple[str, str, str, str]:
+    """A Lang et al. bound on the student's gold error on ``where`` and the measured error beside it,
+    per gold class (``_{i}``) and pooled over classes (the class-mass-weighted mean of the per-class
+    bounds, itself a bound since err(f,y|S) = Σ_i P(S_i|S) err(f,y|S_i) [derived])."""
+    names = []
+    for suffix, cond, meaning in (("_{i}", f"{condition}_i", bound),
+                                  ("", condition, "class-mass-weighted mean of the per-class bounds: a bound")):
+        per_class = " per class" if suffix else ""
+        names.append(declare(
+            _name("lang", f"{where}_bound{suffix}"), f"{meaning} on err(student, gold ∣ {cond})",
+            f"Lang et al. {theorem}" + ("" if suffix else "; pooling derived"), kind="bound",
+            higher_is_better=False, charts=[Chart(f"{where}_bound{per_class}")], **needs))
+        names.append(declare(
+            _name("lang", f"{where}_error{suffix}"), f"the measured err(student, gold ∣ {cond}) beside it", "definition",
+            higher_is_better=False, charts=[Chart(f"{where}_error{per_class}")], **needs))
+    return tuple(names)
+
+
+COVERED_BOUND_CLASS, COVERED_ERROR_CLASS, COVERED_BOUND, COVERED_ERROR = _bound_and_error("covered", "S", "Thm B.1 bound", "Thm B.1", _LANG)
+UNCOVERED_BOUND_CLASS, UNCOVERED_ERROR_CLASS, UNCOVERED_BOUND, UNCOVERED_ERROR = _bound_and_error(
+    "uncovered", "T", "the smaller of the Thm B.2 and B.3 bounds", "Thm B.2, B.3", _LANG_T)
 
 SKIPPED = declare(
     _name("", "skipped"), "number of values and checks skipped for numerical faults or failures so far", "—",
@@ -448,30 +241,3 @@ SKIPPED = declare(
 CHECK = declare(
     _name("", "check"), "number of checks the monitor has made so far, failed ones included (W2SEarlyStopping "
     "reads it to take each check's values once)", "—", kind="count")
-
-
-# ================================================================================================
-# the README table
-# ================================================================================================
-def _cell(q: Quantity) -> str:
-    name = q.name.split("/", 1)[1].replace("{i}", "<i>")
-    return f"`{name}`" + (" (+`_lower`/`_upper`)" if q.interval else "")
-
-
-def markdown_table() -> str:
-    """The README's metric table, one row per declared quantity (interval ends and train-probe twins
-    are folded into the rows they come from)."""
-    better = {True: "↑", False: "↓", None: "—"}
-    rows = ["| name | meaning | kind | better | needs | source / status |", "|---|---|---|---|---|---|"]
-    twins: dict[str, list[str]] = {}
-    for q in QUANTITIES.values():
-        if q.declared is not None:
-            continue
-        needs = ", ".join(NEEDS[n][1] for n in sorted(q.needs)) or "—"
-        rows.append(f"| {_cell(q)} | {q.meaning} | {q.kind} | {better[q.higher_is_better]} | {needs} | {q.source} |")
-        if q.on_train_probe:
-            twins.setdefault(f"train_{q.family}", []).append(q.quantity)
-    if twins:
-        names = ", ".join(f"`{family}/{{{', '.join(qs)}}}`" for family, qs in twins.items())
-        rows.append(f"| {names} | the same on the train probe | as held-out | as held-out | train probe | — |")
-    return "\n".join(rows)
