@@ -72,6 +72,8 @@ class Rule:
         self.wait = 0
         self.best_check: int | None = None
         self.best_value = math.inf
+        for key in self._STATE[len(Rule._STATE):]:  # a rule's own memory (previous values...) starts empty
+            setattr(self, key, None)
 
     def needs(self) -> list[str]:
         raise NotImplementedError
@@ -167,9 +169,6 @@ class TeacherOverfit(Rule):
         super().__init__(patience, min_delta)
         self.heldout, self.train, self.kappa = heldout, train or Q.train_name(heldout), kappa
         self.ratio_wait = 0  # consecutive checks with train/held-out ratio < kappa
-        self.prev_train: float | None = None
-        self.prev_heldout: float | None = None
-        self.last_ratio: float | None = None
 
     def needs(self) -> list[str]:
         return [self.heldout, self.train]
@@ -234,7 +233,6 @@ class GainExhausted(Rule):
     def __init__(self, patience: int, min_delta: float, min_gain: float) -> None:
         super().__init__(patience, min_delta)
         self.min_gain = min_gain
-        self.last_value: float | None = None
 
     def needs(self) -> list[str]:
         return [Q.DISAGREEMENT]
@@ -273,11 +271,6 @@ class RobustnessDrop(Rule):
     name = "robustness_drop"
     reason = W2SStoppingReason.ROBUSTNESS_DROP
     _STATE = Rule._STATE + ("prev_gamma", "prev_disagreement")
-
-    def __init__(self, patience: int, min_delta: float) -> None:
-        super().__init__(patience, min_delta)
-        self.prev_gamma: float | None = None
-        self.prev_disagreement: float | None = None
 
     def needs(self) -> list[str]:
         return [Q.INCONSISTENCY, Q.DISAGREEMENT]
@@ -321,8 +314,6 @@ class PredictionCollapse(Rule):
     def __init__(self, collapse_share: float = 0.95) -> None:
         super().__init__()
         self.collapse_share = collapse_share
-        self.share: float | None = None
-        self.teacher_share: float | None = None
 
     def needs(self) -> list[str]:
         return [Q.MAX_CLASS_SHARE]
@@ -353,7 +344,6 @@ class ProbeTooSmall(Rule):
     def __init__(self, max_halfwidth: float = 0.05) -> None:
         super().__init__()
         self.max_halfwidth = max_halfwidth
-        self.halfwidth: float | None = None
 
     def needs(self) -> list[str]:
         return [Q.lower(Q.DISAGREEMENT), Q.upper(Q.DISAGREEMENT)]

@@ -23,38 +23,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import warnings
 
 import lightning as L
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _models import TinyStudent  # noqa: E402
+
 TOL = 1e-9
-
-
-class Student(L.LightningModule):
-    def __init__(self, d: int = 6, k: int = 3):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(d, 16), nn.Tanh())
-        self.head = nn.Linear(16, k)
-
-    def forward(self, x):
-        return self.head(self.body(x))
-
-    def training_step(self, batch, _):
-        x, t = batch
-        return nn.functional.cross_entropy(self(x), t)
-
-    def validation_step(self, batch, _):
-        x, t = batch
-        self.log("val_loss", nn.functional.cross_entropy(self(x), t))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.3)
 
 
 def _data(seed: int = 0, n: int = 520, d: int = 6, k: int = 3):
@@ -99,7 +81,7 @@ def _fit(monitor, stopper, train, val, epochs):
                         callbacks=callbacks, limit_val_batches=1.0 if val is not None else 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(Student(), train, val)
+        trainer.fit(TinyStudent(d_in=6, hidden=16, k=3, lr=0.3), train, val)
     out = {
         "checks": rec.checks,
         "expected_names": sorted(monitor.expected_names()),

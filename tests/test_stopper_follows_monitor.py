@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from conftest import TinyStudent, make_task, trainer_kwargs
+from conftest import Crash, CrashAt, TinyStudent, make_task, trainer_kwargs
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 
@@ -97,19 +97,6 @@ def test_cadence_that_cannot_fire_warns_and_a_stock_checkpoint_works(tmp_path, v
         trainer.fit(TinyStudent(), task.train_loader(), task.val_loader() if validation else None)
     assert monitor.num_checks == 2  # the epoch cadence instead
     assert ckpt.best_model_path and float(ckpt.best_model_score) == pytest.approx(min(monitor.last_values[Q.SQ], 1e9), abs=1)
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAt(Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise Crash(f"killed at epoch {self.epoch}")
 
 
 def test_resume_with_another_probe_starts_the_histories_afresh(tmp_path):

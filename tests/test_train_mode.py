@@ -44,10 +44,6 @@ class FrozenBackbone(L.LightningModule):
         x, t = batch
         return nn.functional.cross_entropy(self(x), t)
 
-    def validation_step(self, batch, _):
-        x, t = batch
-        self.log("val_loss", nn.functional.cross_entropy(self(x), t))
-
     def configure_optimizers(self):
         return torch.optim.SGD([p for p in self.parameters() if p.requires_grad], lr=0.1)
 
@@ -59,12 +55,12 @@ def _data(n=200, seed=0):
     return x, y
 
 
-def _fit(model, callbacks, *, val=True, **kw):
+def _fit(model, callbacks):
+    """Two epochs without a validation loop: the monitor checks at each training epoch end (or at
+    its step cadence)."""
     x, y = _data()
-    train = DataLoader(TensorDataset(x[:128], y[:128]), batch_size=16)
-    val_loader = DataLoader(TensorDataset(x[128:], y[128:]), batch_size=64) if val else None
-    trainer = L.Trainer(**trainer_kwargs(max_epochs=2, callbacks=callbacks, **kw))
-    trainer.fit(model, train, val_loader)
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=2, callbacks=callbacks))
+    trainer.fit(model, DataLoader(TensorDataset(x[:128], y[:128]), batch_size=16))
     return trainer
 
 
@@ -98,11 +94,11 @@ def test_one_point_probe_and_batchnorm_in_train_mode_do_not_count_a_batch():
     x, y = _data()
     L.seed_everything(0, verbose=False)
     bare = FrozenBackbone(freeze=False)
-    _fit(bare, [], val=False)
+    _fit(bare, [])
     L.seed_everything(0, verbose=False)
     watched = FrozenBackbone(freeze=False)
     monitor = W2SMonitor(W2SProbe(x[:1], teacher_labels=y[:1], num_classes=2), figure_every_n_checks=0)
-    _fit(watched, [monitor], val=False)
+    _fit(watched, [monitor])
     assert monitor.num_checks == 2
     bn_bare, bn_watched = bare.backbone[1], watched.backbone[1]
     assert int(bn_watched.num_batches_tracked) == int(bn_bare.num_batches_tracked) == 16

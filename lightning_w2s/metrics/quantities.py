@@ -87,18 +87,13 @@ ECE_VS_TEACHER = declare(
 MCE_VS_TEACHER = declare(
     _name("calibration", "mce_vs_teacher"), "top-label MCE (largest bin gap) of the student against the teacher's labels",
     "Guo et al. 2017", higher_is_better=False, charts=[_MCE], on_train_probe=True)
-ECE_VS_GOLD = declare(
-    _name("calibration", "ece_vs_gold"), "the student's top-label ECE against gold", "Guo et al. 2017",
-    higher_is_better=False, needs=[Need.GOLD], charts=[_ECE])
-MCE_VS_GOLD = declare(
-    _name("calibration", "mce_vs_gold"), "the student's top-label MCE against gold", "Guo et al. 2017",
-    higher_is_better=False, needs=[Need.GOLD], charts=[_MCE])
-TEACHER_ECE_VS_GOLD = declare(
-    _name("calibration", "teacher_ece_vs_gold"), "the teacher's own ECE against gold, on covered points", "Guo et al. 2017",
-    higher_is_better=False, needs=[Need.GOLD], charts=[_ECE])
-TEACHER_MCE_VS_GOLD = declare(
-    _name("calibration", "teacher_mce_vs_gold"), "the teacher's own MCE against gold, on covered points", "Guo et al. 2017",
-    higher_is_better=False, needs=[Need.GOLD], charts=[_MCE])
+# against gold: the student (all gold points) and the teacher (covered gold points), ECE and MCE
+ECE_VS_GOLD, MCE_VS_GOLD, TEACHER_ECE_VS_GOLD, TEACHER_MCE_VS_GOLD = (
+    declare(_name("calibration", f"{who}{norm}_vs_gold"), f"{whose} top-label {norm.upper()} against gold", "Guo et al. 2017",
+            higher_is_better=False, needs=[Need.GOLD], charts=[chart])
+    for who, whose in (("", "the student's"), ("teacher_", "the teacher's own (covered points)"))
+    for norm, chart in (("ece", _ECE), ("mce", _MCE))
+)
 
 _BAND = Chart("accuracy band: |acc(s) - acc(w)| <= disagreement", section="bounds")
 _GOLD_ACC = Chart("gold accuracy: student vs teacher")
