@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ._registry import (  # noqa: F401 - the registry's API, read through this module
+from ._registry import (
     KINDS,
     MONITOR_HINT,
     NEEDS,
@@ -50,6 +50,11 @@ from ._registry import (  # noqa: F401 - the registry's API, read through this m
     upper,
 )
 from ._registry import name as _name
+
+#: the registry's API, read through this module (the entries below are its other public names)
+__all__ = ["KINDS", "MONITOR_HINT", "NEEDS", "PREFIX", "QUANTITIES", "SECTIONS", "UNREGISTERED_HINT", "Chart", "Need",
+           "Quantity", "declare", "expected_names", "hint", "is_registered", "lookup", "lower", "markdown_table",
+           "train_name", "upper"]
 
 _KL = Chart("KL divergence, both directions")
 KL_TEACHER_STUDENT = declare(
