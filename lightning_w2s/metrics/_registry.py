@@ -84,7 +84,7 @@ class Quantity:
 
     >>> q = lookup(name("lang", "covered_bound_1"))
     >>> q.kind, q.higher_is_better, q.may_be_undefined, q.per_class, len(q.names(3))
-    ('bound', False, True, True, 3)
+    ('estimate', False, True, True, 3)
     """
 
     name: str

@@ -216,14 +216,16 @@ EXPANSION_UNCOVERED_TO_GOOD = declare(
 def _bound_and_error(where: str, condition: str, bound: str, theorem: str, needs: dict) -> tuple[str, str, str, str]:
     """A Lang et al. bound on the student's gold error on ``where`` and the measured error beside it,
     per gold class (``_{i}``) and pooled over classes (the class-mass-weighted mean of the per-class
-    bounds, itself a bound since err(f,y|S) = Σ_i P(S_i|S) err(f,y|S_i) [derived])."""
+    bounds [derived: err(f,y|S) = Σ_i P(S_i|S) err(f,y|S_i)]). The theorems hold at the robust-expansion
+    constant; evaluated at the plug-in ĉ measured on the probe they are *estimates* of that bound
+    (metrics/expansion.py), hence ``kind="estimate"``."""
     names = []
     for suffix, cond, meaning in (("_{i}", f"{condition}_i", bound),
-                                  ("", condition, "class-mass-weighted mean of the per-class bounds: a bound")):
+                                  ("", condition, "class-mass-weighted mean of the per-class bounds")):
         per_class = " per class" if suffix else ""
         names.append(declare(
-            _name("lang", f"{where}_bound{suffix}"), f"{meaning} on err(student, gold ∣ {cond})",
-            f"Lang et al. {theorem}" + ("" if suffix else "; pooling derived"), kind="bound",
+            _name("lang", f"{where}_bound{suffix}"), f"{meaning} on err(student, gold ∣ {cond}), at the plug-in ĉ",
+            f"Lang et al. {theorem} — plug-in estimate" + ("" if suffix else "; pooling derived"), kind="estimate",
             higher_is_better=False, charts=[Chart(f"{where}_bound{per_class}")], **needs))
         names.append(declare(
             _name("lang", f"{where}_error{suffix}"), f"the measured err(student, gold ∣ {cond}) beside it", "definition",
