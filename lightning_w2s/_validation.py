@@ -1,14 +1,19 @@
-"""Input checks that name the argument, what was received and what was expected.
+"""Input checks that name the argument, what was received and what was expected: the package's one
+validation module.
 
-Modelled on scikit-learn's ``utils/validation.py``: every error says *which* argument, *what* it
-got (shape, dtype, offending value) and *what* was expected, so a bad probe fails at fit start with
-a message the user can act on.
+Modelled on scikit-learn's ``utils/validation.py``: every error says *which* argument (as the user
+spells it), *what* it got (shape, dtype, offending value) and *what* was expected, so a bad probe
+fails at fit start with a message the user can act on. A value of the wrong type raises
+``TypeError``, a value of the right type that is out of range or of the wrong shape raises
+``ValueError``; ``bool`` is never an ``int``. Scalars go through :func:`check_scalar`, tensors of
+class labels through :func:`check_labels`, masks through :func:`check_mask`.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Hashable
 from typing import Any
 
 import torch
@@ -56,9 +61,57 @@ def check_finite(name: str, value: torch.Tensor) -> None:
         )
 
 
-def check_integer(name: str, value: torch.Tensor) -> None:
+def check_integer(name: str, value: torch.Tensor, hint: str = "") -> None:
     if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
-        raise TypeError(f"`{name}` must hold integer class indices, got {describe(value)}")
+        raise TypeError(f"`{name}` must hold integer class indices, got {describe(value)}{hint}")
+
+
+def check_labels(
+    name: str, value: Any, n: int | None = None, num_classes: int | None = None, *, allow_minus_one: bool = False, hint: str = ""
+) -> torch.Tensor:
+    """1-D integer class labels in ``[0, k)`` (``[-1, k)`` with ``allow_minus_one``: ``-1`` = unknown),
+    ``n`` of them when ``n`` is given; returned as int64. ``hint`` ends the type/shape messages.
+
+    >>> check_labels("gold", [0, 1, -1], n=3, num_classes=2, allow_minus_one=True)
+    tensor([ 0,  1, -1])
+    >>> check_labels("gold", [0, 2], num_classes=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: `gold` must lie in [0, 1] for num_classes=2, got values in [0, 2]
+    """
+    t = as_tensor(name, value)
+    if t.ndim == 2 and t.is_floating_point():
+        raise ValueError(f"`{name}` must be a 1-D (n,) tensor of class indices, got {describe(t)}{hint}")
+    check_ndim(name, t, 1, "a 1-D (n,) tensor of class indices")
+    check_integer(name, t, hint)
+    if n is not None and t.shape[0] != n:
+        raise ValueError(f"`{name}` must have n = {n} entries like the other inputs, got {describe(t)}")
+    t = t.long()
+    lo = -1 if allow_minus_one else 0
+    if t.numel() and ((t < lo).any() or (num_classes is not None and (t >= num_classes).any())):
+        hi = "num_classes - 1" if num_classes is None else f"{num_classes - 1}"
+        raise ValueError(
+            f"`{name}` must lie in [{lo}, {hi}]{' (-1 = unknown)' if allow_minus_one else ''}"
+            f"{'' if num_classes is None else f' for num_classes={num_classes}'}, got values in [{int(t.min())}, {int(t.max())}]"
+        )
+    return t
+
+
+def check_mask(name: str, value: Any, n: int, meaning: str = "") -> torch.Tensor:
+    """A 1-D bool mask of ``n`` entries (0/1 integers are accepted and converted).
+
+    >>> check_mask("covered", [1, 0], 2)
+    tensor([ True, False])
+    """
+    m = as_tensor(name, value)
+    check_ndim(name, m, 1, "a 1-D (n,) bool mask")
+    if m.shape[0] != n:
+        raise ValueError(f"`{name}` must have n = {n} entries like the other inputs, got {describe(m)}")
+    if m.dtype != torch.bool:
+        if m.is_floating_point() or m.is_complex() or (m.numel() and not ((m == 0) | (m == 1)).all()):
+            raise TypeError(f"`{name}` must be a bool mask{meaning}, got {describe(m)}")
+        m = m.bool()
+    return m
 
 
 def check_probabilities(
@@ -82,9 +135,11 @@ def check_probabilities(
         )
 
 
-def check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
+def check_choice(name: str, value: Any, choices: tuple) -> Any:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` naming ``name`` and the choices."""
+    if not isinstance(value, Hashable) or value not in choices:
         raise ValueError(f"`{name}` must be one of {choices}, got {value!r}")
+    return value
 
 
 _TYPE_NAMES = {int: "an int", float: "a float", bool: "a bool", str: "a str"}

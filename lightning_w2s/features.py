@@ -11,14 +11,51 @@ with the attention mask, and fail early with close-match suggestions".
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
-from lightning_w2s._validation import describe
+from lightning_w2s._validation import check_choice, describe
 
 POOLINGS = ("auto", "mean", "last", "first", "flatten", "none")
+CAPTURES = ("auto", "input", "output")
+
+
+def check_pooling(pooling: Any) -> str | Callable:
+    """``pooling`` if it is one of :data:`POOLINGS` or a callable, else a ``ValueError``."""
+    if not callable(pooling) and pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS} or a callable, got {pooling!r}")
+    return pooling
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with ``module`` in ``eval()`` mode and under ``torch.no_grad()``, then give every
+    submodule back its *own* ``training`` flag.
+
+    ``module.train(was_training)`` would put every submodule in train mode: a backbone frozen with
+    ``.eval()`` (dropout off, BatchNorm statistics still) or a Hugging Face model loaded in eval
+    mode would then train differently only because a probe pass ran. Lightning's own loops save
+    and restore each submodule's mode the same way.
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout())
+    >>> _ = net[1].eval()
+    >>> with eval_mode(net):
+    ...     print(net.training, net[0].training, torch.is_grad_enabled())
+    False False False
+    >>> net.training, net[0].training, net[1].training
+    (True, True, False)
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def default_forward(module: nn.Module, batch: Any) -> torch.Tensor:
@@ -120,13 +157,18 @@ class FeatureCapture:
         capture: ``"input"`` or ``"output"`` of the layer; ``"auto"`` = input for the default
             layer, output for a named one.
         pooling: see :func:`pool`.
+
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> capture = FeatureCapture(net).attach()  # default: the input of the last nn.Linear
+    >>> capture.set_batch(torch.zeros(5, 3)); _ = net(torch.zeros(5, 3))
+    >>> tuple(capture.pop().shape), capture.layer
+    ((5, 4), '2')
+    >>> capture.detach()
     """
 
     def __init__(self, module: nn.Module, layer: str | None = None, capture: str = "auto", pooling: str | Callable = "auto"):
-        if capture not in ("auto", "input", "output"):
-            raise ValueError(f"`capture` must be 'auto', 'input' or 'output', got {capture!r}")
-        if not callable(pooling) and pooling not in POOLINGS:
-            raise ValueError(f"`pooling` must be one of {POOLINGS} or a callable, got {pooling!r}")
+        check_choice("capture", capture, CAPTURES)
+        check_pooling(pooling)
         self.default_layer = layer is None
         self.layer = find_last_linear(module) if layer is None else layer
         self.capture = ("input" if layer is None else "output") if capture == "auto" else capture

@@ -4,28 +4,89 @@ DESIGN §1 and §7. A probe holds the inputs (a tensor, a dict of tensors, or a 
 ``Dataset``), the teacher's class probabilities (given directly, as logits, or as hard labels),
 and optionally gold labels (``-1`` = unknown), a coverage mask (``False`` = the teacher abstains,
 Lang et al.'s uncovered set ``T``) and the teacher's representations. Everything is validated at
-construction, so a bad probe fails before training starts.
+construction, so a bad probe fails before training starts. :meth:`W2SProbe.iter_batches` is the one
+way through a probe (the monitor's checks, :meth:`W2SProbe.from_teacher`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from lightning_w2s.metrics.aggregator import ProbeBatch
 from lightning_w2s._validation import (
     as_tensor,
     check_finite,
-    check_integer,
+    check_labels,
     check_length,
+    check_mask,
     check_ndim,
     check_probabilities,
+    check_scalar,
     describe,
 )
+
+FORMAT = "lightning_w2s.W2SProbe/1"
+
+
+def _teacher_probs(source: str, raw: Any, n: int, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(probs (n, k) float32, abstain (n,) bool or None)`` from one teacher source."""
+    if source == "teacher_labels":
+        labels = as_tensor(source, raw)
+        if labels.ndim == 1:
+            check_length(source, labels, n)
+        labels = check_labels(source, labels, n, allow_minus_one=True)
+        k = num_classes if num_classes is not None else int(labels.max().item()) + 1
+        if k < 1:
+            raise ValueError(f"`teacher_labels` are all -1 (abstain) and `num_classes` is not given; got {describe(labels)}")
+        labels = check_labels(source, labels, n, k, allow_minus_one=True)
+        abstain = labels == -1
+        probs = torch.zeros(n, k, dtype=torch.float32)
+        probs[~abstain, labels[~abstain]] = 1.0
+        probs[abstain] = 1.0 / k  # never used in metrics: abstentions are not covered
+        return probs, abstain
+    values = as_tensor(source, raw).float()
+    check_ndim(source, values, 2, "a 2-D (n, num_classes) tensor")
+    check_length(source, values, n)
+    check_finite(source, values)
+    if source == "teacher_logits":
+        probs = torch.softmax(values.double(), dim=1).float()
+    else:
+        check_probabilities(source, values)
+        probs = values / values.sum(dim=1, keepdim=True)
+    if num_classes is not None and num_classes != probs.shape[1]:
+        raise ValueError(f"`num_classes`={num_classes} but `{source}` has {probs.shape[1]} columns ({describe(values)})")
+    return probs, None
+
+
+def _coverage(covered: Any, abstain: torch.Tensor | None, n: int) -> torch.Tensor:
+    if covered is None:
+        cov = ~abstain if abstain is not None else torch.ones(n, dtype=torch.bool)
+    else:
+        cov = check_mask("covered", covered, n, " (True = the teacher labels the point)")
+        if abstain is not None and (cov & abstain).any():
+            i = int((cov & abstain).nonzero()[0])
+            raise ValueError(f"`covered` is True at index {i} where `teacher_labels` is -1 (abstain)")
+    if not cov.any():
+        raise ValueError("`covered` is False everywhere: the teacher abstains on every probe point, nothing to compare against")
+    return cov
+
+
+def _teacher_features(value: Any, n: int) -> torch.Tensor | None:
+    if value is None:
+        return None
+    tf = as_tensor("teacher_features", value).float()
+    if tf.ndim != 2:
+        raise ValueError(f"`teacher_features` must be a 2-D (n, d_w) tensor, got {describe(tf)}; pool sequence outputs first")
+    check_length("teacher_features", tf, n)
+    check_finite("teacher_features", tf)
+    return tf
+
 
 class W2SProbe:
     """A fixed probe set with the teacher's outputs on it.
@@ -45,6 +106,12 @@ class W2SProbe:
             appears, otherwise read from the teacher outputs.
 
     Exactly one of ``teacher_probs``, ``teacher_logits``, ``teacher_labels`` must be given.
+
+    >>> probe = W2SProbe(torch.zeros(5, 3), teacher_labels=[0, 1, -1, 1, 0], gold=[0, 1, 1, -1, 1])
+    >>> probe
+    W2SProbe(n=5, num_classes=2, teacher=teacher_labels, gold=4, covered=4)
+    >>> [(index.tolist(), valid.tolist()) for index, valid, _ in probe.iter_batches(1, 2, batch_size=2)]
+    [([3, 4], [True, True]), ([0], [False])]
     """
 
     def __init__(
@@ -59,105 +126,33 @@ class W2SProbe:
         num_classes: int | None = None,
     ) -> None:
         self.inputs = self._check_inputs(inputs)
-        n = self._len_inputs(self.inputs)
+        self.n = n = self._len_inputs(self.inputs)
         if n == 0:
             raise ValueError("`inputs` is empty: the probe needs at least one input (got n = 0)")
-        self.n = n
-
-        given = {
-            k: v
-            for k, v in (("teacher_probs", teacher_probs), ("teacher_logits", teacher_logits), ("teacher_labels", teacher_labels))
-            if v is not None
-        }
+        num_classes = check_scalar("num_classes", num_classes, int, min_val=2, allow_none=True)
+        given = {k: v for k, v in (("teacher_probs", teacher_probs), ("teacher_logits", teacher_logits),
+                                   ("teacher_labels", teacher_labels)) if v is not None}
         if len(given) != 1:
             raise ValueError(
                 "exactly one of `teacher_probs`, `teacher_logits`, `teacher_labels` must be given, "
                 f"got {len(given)}: {sorted(given) or 'none'}"
             )
-        (source, raw), = given.items()
-        self.teacher_source = source
-        abstain = None
-        if source == "teacher_labels":
-            labels = as_tensor(source, raw)
-            check_ndim(source, labels, 1, "a 1-D (n,) tensor of class indices")
-            check_integer(source, labels)
-            check_length(source, labels, n)
-            labels = labels.long()
-            k = int(num_classes) if num_classes is not None else int(labels.max().item()) + 1
-            if k < 1:
-                raise ValueError(f"`teacher_labels` are all -1 (abstain) and `num_classes` is not given; got {describe(labels)}")
-            if (labels < -1).any() or (labels >= k).any():
-                raise ValueError(
-                    f"`teacher_labels` must lie in [-1, {k - 1}] (-1 = abstain) for num_classes={k}, "
-                    f"got values in [{labels.min().item()}, {labels.max().item()}]"
-                )
-            abstain = labels == -1
-            probs = torch.zeros(n, k, dtype=torch.float32)
-            probs[~abstain, labels[~abstain]] = 1.0
-            probs[abstain] = 1.0 / k  # never used in metrics: abstentions are not covered
-        else:
-            values = as_tensor(source, raw).float()
-            check_ndim(source, values, 2, "a 2-D (n, num_classes) tensor")
-            check_length(source, values, n)
-            check_finite(source, values)
-            if source == "teacher_logits":
-                probs = torch.softmax(values.double(), dim=1).float()
-            else:
-                check_probabilities(source, values)
-                probs = values / values.sum(dim=1, keepdim=True)
-            k = probs.shape[1]
-            if num_classes is not None and int(num_classes) != k:
-                raise ValueError(f"`num_classes`={num_classes} but `{source}` has {k} columns ({describe(values)})")
+        ((self.teacher_source, raw),) = given.items()
+        self.teacher_probs, abstain = _teacher_probs(self.teacher_source, raw, n, num_classes)
+        self.num_classes = k = self.teacher_probs.shape[1]
         if k < 2:
-            raise ValueError(f"the teacher's outputs must cover at least 2 classes, got {k} ({source})")
-        self.num_classes = k
-        self.teacher_probs = probs
-
-        if covered is None:
-            self.covered = ~abstain if abstain is not None else torch.ones(n, dtype=torch.bool)
-        else:
-            cov = as_tensor("covered", covered)
-            check_ndim("covered", cov, 1, "a 1-D (n,) bool tensor")
-            check_length("covered", cov, n)
-            if cov.dtype != torch.bool:
-                if cov.is_floating_point() or not ((cov == 0) | (cov == 1)).all():
-                    raise TypeError(f"`covered` must be a bool mask (True = the teacher labels the point), got {describe(cov)}")
-                cov = cov.bool()
-            if abstain is not None and (cov & abstain).any():
-                i = int((cov & abstain).nonzero()[0])
-                raise ValueError(f"`covered` is True at index {i} where `teacher_labels` is -1 (abstain)")
-            self.covered = cov
-        if not self.covered.any():
-            raise ValueError("`covered` is False everywhere: the teacher abstains on every probe point, nothing to compare against")
-
-        if gold is None:
-            self.gold = None
-        else:
-            g = as_tensor("gold", gold)
-            check_ndim("gold", g, 1, "a 1-D (n,) tensor of class indices, -1 = unknown")
-            check_integer("gold", g)
-            check_length("gold", g, n)
-            g = g.long()
-            if (g < -1).any() or (g >= k).any():
-                raise ValueError(
-                    f"`gold` must lie in [-1, {k - 1}] (-1 = unknown) for {k} classes, "
-                    f"got values in [{g.min().item()}, {g.max().item()}]"
-                )
-            self.gold = g if (g >= 0).any() else None
-
-        if teacher_features is None:
-            self.teacher_features = None
-        else:
-            tf = as_tensor("teacher_features", teacher_features).float()
-            if tf.ndim != 2:
-                raise ValueError(f"`teacher_features` must be a 2-D (n, d_w) tensor, got {describe(tf)}; pool sequence outputs first")
-            check_length("teacher_features", tf, n)
-            check_finite("teacher_features", tf)
-            self.teacher_features = tf
+            raise ValueError(f"the teacher's outputs must cover at least 2 classes, got {k} ({self.teacher_source})")
+        self.covered = _coverage(covered, abstain, n)
+        g = None if gold is None else check_labels("gold", gold, n, k, allow_minus_one=True)
+        self.gold = g if g is not None and (g >= 0).any() else None
+        self.teacher_features = _teacher_features(teacher_features, n)
+        self._fingerprint: str | None = None
 
     # ------------------------------------------------------------------ inputs
     @staticmethod
     def _check_inputs(inputs: Any) -> Any:
+        if isinstance(inputs, np.ndarray):
+            inputs = torch.from_numpy(inputs)
         if isinstance(inputs, torch.Tensor):
             if inputs.ndim == 0:
                 raise ValueError(f"`inputs` must have a first (sample) dimension, got {describe(inputs)}")
@@ -172,13 +167,6 @@ class W2SProbe:
             return out
         if isinstance(inputs, Dataset) or (hasattr(inputs, "__getitem__") and hasattr(inputs, "__len__")):
             return inputs
-        try:
-            import numpy as np
-
-            if isinstance(inputs, np.ndarray):
-                return torch.from_numpy(inputs)
-        except ImportError:  # pragma: no cover
-            pass
         raise TypeError(f"`inputs` must be a Tensor (n, ...), a dict of Tensors or a map-style Dataset, got {describe(inputs)}")
 
     @staticmethod
@@ -208,31 +196,50 @@ class W2SProbe:
             return {k: v[index] for k, v in self.inputs.items()}
         return default_collate([self.inputs[int(i)] for i in index])
 
-    def batch(self, index: torch.Tensor, valid: torch.Tensor | None = None) -> ProbeBatch:
-        """Teacher-side data at positions ``index`` (inputs are fetched separately)."""
-        return ProbeBatch(
-            index=index,
-            valid=torch.ones(len(index), dtype=torch.bool) if valid is None else valid,
-            teacher_probs=self.teacher_probs[index],
-            covered=self.covered[index],
-            gold=None if self.gold is None else self.gold[index],
-            teacher_features=None if self.teacher_features is None else self.teacher_features[index],
-        )
-
-    def shard(self, rank: int, world_size: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """This rank's share of the probe as ``[(index, valid), ...]`` batches.
+    def iter_batches(self, rank: int = 0, world_size: int = 1, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
+        """This rank's share of the probe as ``(index, valid, inputs)`` batches.
 
         Contiguous shards of ``ceil(n / world_size)`` points; the last shard is padded by repeating
         index 0 with ``valid=False``, so every rank makes the *same number of forward calls* (under
         FSDP/DeepSpeed a forward all-gathers weights, and a rank with a batch fewer would deadlock
-        the others) and no sample is counted twice.
+        the others) and no sample is counted twice. ``inputs`` are the model inputs at ``index``.
         """
+        batch_size = check_scalar("batch_size", batch_size, int, min_val=1)
         per_rank = math.ceil(self.n / world_size)
-        start = rank * per_rank
-        index = torch.arange(start, start + per_rank)
+        index = torch.arange(rank * per_rank, (rank + 1) * per_rank)
         valid = index < self.n
         index = torch.where(valid, index, torch.zeros_like(index))
-        return [(index[i : i + batch_size], valid[i : i + batch_size]) for i in range(0, per_rank, batch_size)]
+        for i in range(0, per_rank, batch_size):
+            idx = index[i : i + batch_size]
+            yield idx, valid[i : i + batch_size], self.input_batch(idx)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the probe's content (inputs when they are tensors, teacher outputs, coverage,
+        gold, teacher features): a checkpoint made with another probe can tell."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            inputs = self.inputs if isinstance(self.inputs, (torch.Tensor, dict)) else f"{type(self.inputs).__name__}:{self.n}"
+            parts = [inputs, self.teacher_probs, self.covered, self.gold, self.teacher_features]
+            for part in parts:
+                for t in (part.values() if isinstance(part, dict) else [part]):
+                    if isinstance(t, torch.Tensor):
+                        t = t.detach().cpu().contiguous()
+                        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+                    else:
+                        h.update(repr(t).encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    @classmethod
+    def coerce(cls, name: str, value: Any) -> "W2SProbe | None":
+        """``value`` as a probe: a :class:`W2SProbe` (or ``None``) as is, a path loaded with :meth:`load`."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, (str, os.PathLike)):
+            return cls.load(value)
+        raise TypeError(f"`{name}` must be a W2SProbe or a path to a saved probe (W2SProbe.save), got {describe(value)}")
 
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
@@ -240,14 +247,8 @@ class W2SProbe:
             raise TypeError(
                 f"only probes whose `inputs` are a Tensor or a dict of Tensors can be saved, got {describe(self.inputs)}"
             )
-        return {
-            "format": "lightning_w2s.W2SProbe/1",
-            "inputs": self.inputs,
-            "teacher_probs": self.teacher_probs,
-            "gold": self.gold,
-            "covered": self.covered,
-            "teacher_features": self.teacher_features,
-        }
+        return {"format": FORMAT, "inputs": self.inputs, "teacher_probs": self.teacher_probs, "gold": self.gold,
+                "covered": self.covered, "teacher_features": self.teacher_features}
 
     def save(self, path: str | os.PathLike) -> None:
         """Save to ``path`` with ``torch.save`` (tensors only, loadable with ``weights_only=True``)."""
@@ -259,15 +260,10 @@ class W2SProbe:
         if not os.path.exists(path):
             raise FileNotFoundError(f"`probe` path {str(path)!r} does not exist")
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != "lightning_w2s.W2SProbe/1":
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(f"{str(path)!r} is not a saved W2SProbe (missing format tag)")
-        return cls(
-            state["inputs"],
-            teacher_probs=state["teacher_probs"],
-            gold=state["gold"],
-            covered=state["covered"],
-            teacher_features=state["teacher_features"],
-        )
+        return cls(state["inputs"], teacher_probs=state["teacher_probs"], gold=state["gold"], covered=state["covered"],
+                   teacher_features=state["teacher_features"])
 
     @classmethod
     def from_teacher(
@@ -281,33 +277,26 @@ class W2SProbe:
         pooling: str | Callable = "auto",
         forward_fn: Callable | None = None,
     ) -> "W2SProbe":
-        """Run ``teacher`` once over ``inputs`` (eval, no grad) and build a probe from its logits and
-        the representation of ``layer`` (default: the input of its last ``nn.Linear``)."""
-        from lightning_w2s.features import FeatureCapture, default_forward
+        """Run ``teacher`` once over ``inputs`` (eval, no grad, every submodule's mode restored after)
+        and build a probe from its logits and the representation of ``layer`` (default: the input of
+        its last ``nn.Linear``)."""
+        from lightning_w2s.features import FeatureCapture, default_forward, eval_mode
 
-        inputs = cls._check_inputs(inputs)
-        n = cls._len_inputs(inputs)
         holder = cls.__new__(cls)
-        holder.inputs, holder.n = inputs, n
-        capture = FeatureCapture(teacher, layer=layer, pooling=pooling)
+        holder.inputs = cls._check_inputs(inputs)
+        holder.n = cls._len_inputs(holder.inputs)
+        capture = FeatureCapture(teacher, layer=layer, pooling=pooling).attach()
         forward = forward_fn or default_forward
         logits, feats = [], []
-        was_training = teacher.training
-        teacher.eval()
-        capture.attach()
         try:
-            with torch.no_grad():
-                for i in range(0, n, batch_size):
-                    idx = torch.arange(i, min(n, i + batch_size))
-                    batch = holder.input_batch(idx)
+            with eval_mode(teacher):
+                for _, _, batch in holder.iter_batches(batch_size=batch_size):
                     capture.set_batch(batch)
-                    out = forward(teacher, batch)
-                    logits.append(out.detach().float().cpu())
+                    logits.append(forward(teacher, batch).detach().float().cpu())
                     feats.append(capture.pop().float().cpu())
         finally:
             capture.detach()
-            teacher.train(was_training)
-        return cls(inputs, teacher_logits=torch.cat(logits), gold=gold, covered=covered, teacher_features=torch.cat(feats))
+        return cls(holder.inputs, teacher_logits=torch.cat(logits), gold=gold, covered=covered, teacher_features=torch.cat(feats))
 
     def __repr__(self) -> str:
         extras = [f"gold={int((self.gold >= 0).sum()) if self.gold is not None else 0}"]

@@ -3,35 +3,29 @@
 DESIGN §3 ("TensorBoard extras only when a ``TensorBoardLogger`` is present, written on rank 0").
 Middle floor of the package: plain functions that take a ``SummaryWriter`` (``torch.utils.tensorboard``
 or ``tensorboardX``: only ``add_custom_scalars``, ``add_image`` and ``add_text`` are called) and
-never import the callbacks; the monitor calls them.
+never import the callbacks; the monitor calls them through :class:`Dashboard`.
 
-- :func:`build_layout` / :func:`write_layout`: a custom-scalars dashboard layout built from the list
-  of ``w2s/<family>/<quantity>`` names the monitor logs — one category per family, *Multiline*
-  charts grouping related quantities, *Margin* charts for ``value / lower / upper`` bands. Families
-  that are not logged produce no chart.
+- :func:`build_layout` / :func:`write_layout`: a custom-scalars dashboard layout for the logged
+  ``w2s/<family>/<quantity>`` names, read from the quantities registry
+  (:mod:`lightning_w2s.metrics.quantities`): each quantity's charts (*Multiline* charts grouping
+  related quantities, *Margin* charts for ``value / lower / upper`` bands), in registry order,
+  sections in :data:`~lightning_w2s.metrics.quantities.SECTIONS` order. Names that are not logged
+  produce no chart; a ``w2s/...`` name the registry does not know gets a chart of its own.
 - :func:`write_reliability` / :func:`figure_to_image`: a reliability diagram drawn from the
-  calibration histogram state (per equal-width confidence bin on ``[0, 1]``: count, Σ confidence,
-  Σ correct; Guo et al. 2017), with ECE and MCE in the title, rendered and written as an image. The
-  drawing (:func:`~lightning_w2s.figures.reliability_figure`,
-  :func:`~lightning_w2s.figures.reliability_summary`) lives in :mod:`lightning_w2s.figures` and is
-  re-exported here.
-- :func:`format_warnings`, :func:`format_stop_reason`, :func:`write_markdown`: warnings and the stop
-  reason as markdown text.
+  calibration histogram state (:func:`~lightning_w2s.figures.reliability_figure`, Guo et al. 2017),
+  rendered and written as an image.
+- :func:`format_warnings`, :func:`write_markdown`: warnings as markdown text.
 
 What this module never does: ``add_hparams`` and ``add_scalars``. Both write extra event files in
 sub-folders of the log dir, which TensorBoard shows as stray runs (DESIGN §3); the scalars
-themselves reach TensorBoard through ``pl_module.log`` and the logger.
-
-Figures (drawn in :mod:`lightning_w2s.figures`) use :class:`matplotlib.figure.Figure` with
-:class:`~matplotlib.backends.backend_agg.FigureCanvasAgg` directly, never ``pyplot``: nothing here
-registers figures with pyplot or switches the backend of a user's interactive session (and no figure
-has to be closed).
+themselves reach TensorBoard through ``pl_module.log`` and the logger. Figures are rendered with
+the Agg canvas, never ``pyplot`` (no figure registered with pyplot, no backend switched).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -41,92 +35,29 @@ from matplotlib.figure import Figure
 
 from lightning_w2s._validation import describe
 from lightning_w2s.figures import reliability_figure, reliability_summary
-
-# re-exported: the reliability drawing lives in lightning_w2s.figures (names this module defined or
-# imported before the split stay importable from it)
-from lightning_w2s.figures import _as_bins  # noqa: F401
-from lightning_w2s.metrics.calibration import calibration_from_counts  # noqa: F401
+from lightning_w2s.metrics import quantities as Q
 
 __all__ = [
-    "DEFAULT_BANDS",
+    "Dashboard",
     "build_layout",
     "figure_to_image",
-    "format_stop_reason",
     "format_warnings",
-    "reliability_figure",
-    "reliability_summary",
+    "layout_tags",
     "tensorboard_writer",
     "write_layout",
     "write_markdown",
     "write_reliability",
 ]
 
-PREFIX = "w2s"
-
-# Explicit margin charts: title -> (value, lower, upper). ``value`` may be a tuple of candidate tags;
-# the first one that is logged is used. The 0/1 band ``acc_w ± disagreement`` (DESIGN §2.2,
-# [derived]) bounds the *student's* gold accuracy, so the student's accuracy is the value drawn in
-# it; without it, the teacher's accuracy (the band's centre) is drawn.
-DEFAULT_BANDS: dict[str, tuple[str | tuple[str, ...], str, str]] = {
-    "accuracy band: |acc(s) - acc(w)| <= disagreement": (
-        ("w2s/gold/accuracy", "w2s/gold/teacher_accuracy"),
-        "w2s/bounds/accuracy_lower",
-        "w2s/bounds/accuracy_upper",
-    ),
-}
-
-# Category titles and order. Families not listed here follow in alphabetical order, titled by name.
-_CATEGORY_TITLES = {"train_misfit": "train vs held-out misfit"}
-_FAMILY_ORDER = ("misfit", "train_misfit", "gold", "bounds", "calibration", "representation", "lang", "robustness")
-
-# Curated Multiline charts per family: (title, quantity regexes, matched in full). A chart is drawn
-# only when at least one of its quantities is logged; quantities not claimed by any chart get a
-# chart of their own (or one chart per class group, see ``_CLASS_SUFFIX``).
-_FAMILY_CHARTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "misfit": (
-        ("KL divergence, both directions", ("kl_teacher_student", "kl_student_teacher")),
-        ("squared misfit |p_s - p_w|^2", ("sq",)),
-        ("disagreement", ("disagreement",)),
-        ("Cohen's kappa (student vs teacher)", ("kappa", "cohen_kappa")),
-    ),
-    "gold": (
-        ("gold accuracy: student vs teacher", ("accuracy", "teacher_accuracy", "covered_accuracy")),
-        ("PGR", ("pgr",)),
-        ("gain: measured vs predicted", ("gain", "sq_gain", "predicted_gain")),
-        ("squared error to gold: student vs teacher", ("student_sq_error", "teacher_sq_error")),
-        ("pseudolabel correction vs imitation", ("correction_rate", "imitation_rate")),
-        ("coverage accuracy", ("coverage_accuracy",)),
-    ),
-    "calibration": (
-        ("ECE", ("ece.*",)),
-        ("MCE", ("mce.*",)),
-    ),
-    "representation": (
-        ("representation gap (Xue et al.)", ("gap_fro", "gap_op", "pred_gap")),
-        ("linear CKA", ("cka",)),
-        ("effective rank", ("effective_rank",)),
-    ),
-}
-
-# A per-class quantity: ``<stem>/class_3``, ``<stem>_class3``, ``<stem>/3``, ``<stem>_3``.
-_CLASS_SUFFIX = re.compile(r"^(?P<stem>.+?)(?P<sep>/class_?|_class_?|/|_)(?P<idx>\d+)$")
-
 
 def _exact(tag: str) -> str:
     """Regex matching ``tag`` and nothing else.
 
     Multiline chart tags are regular expressions that the custom-scalars plugin applies with
-    Python's ``re.match`` (anchored at the start only), so ``w2s/misfit/disagreement`` alone would
-    also pull in ``w2s/misfit/disagreement_lower``: anchor both ends.
+    Python's ``re.match`` (anchored at the start only), so a tag alone would also pull in its
+    ``_lower`` / ``_upper`` interval tags: anchor both ends.
     """
     return "^" + re.escape(tag) + "$"
-
-
-def _split(name: str) -> tuple[str, str] | None:
-    parts = name.split("/", 2)
-    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
-        return None
-    return parts[1], parts[2]
 
 
 def _check_names(names: Any) -> list[str]:
@@ -135,188 +66,63 @@ def _check_names(names: Any) -> list[str]:
     out: list[str] = []
     for i, name in enumerate(names):
         if not isinstance(name, str):
-            raise TypeError(f"`names[{i}]` must be a str tag name such as 'w2s/misfit/sq', got {describe(name)}")
+            raise TypeError(f"`names[{i}]` must be a str tag name such as {Q.SQ!r}, got {describe(name)}")
         if name not in out:
             out.append(name)
     return out
 
 
-def _check_bands(bands: Any) -> dict[str, tuple[tuple[str, ...], str, str]]:
-    if not isinstance(bands, Mapping):
-        raise TypeError(
-            f"`bands` must be a dict {{chart title: (value, lower, upper)}} of tag names, got {describe(bands)}"
-        )
-    out = {}
-    for title, spec in bands.items():
-        if not isinstance(title, str):
-            raise TypeError(f"`bands` keys must be chart titles (str), got {describe(title)}")
-        if isinstance(spec, (str, bytes)) or not isinstance(spec, Sequence) or len(spec) != 3:
-            raise ValueError(
-                f"`bands[{title!r}]` must be a 3-tuple (value, lower, upper) of tag names, got {describe(spec)}"
-            )
-        value, lower, upper = spec
-        values = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, Sequence) else None
-        if not values or not all(isinstance(v, str) for v in values):
-            raise TypeError(
-                f"`bands[{title!r}]` value must be a tag name or a tuple of candidate tag names, got {describe(value)}"
-            )
-        if not isinstance(lower, str) or not isinstance(upper, str):
-            raise TypeError(f"`bands[{title!r}]` lower and upper must be tag names (str), got {lower!r} and {upper!r}")
-        out[title] = (values, lower, upper)
-    return out
+def _placed(names: list[str]) -> list[tuple[str, Q.Quantity | None]]:
+    """The ``w2s/<family>/<quantity>`` names with their registry entry, in registry order (unknown
+    names last, alphabetically)."""
+    order = {name: i for i, name in enumerate(Q.QUANTITIES)}
+    out = []
+    for name in names:
+        if name.startswith(Q.PREFIX + "/") and name.count("/") >= 2:
+            q = Q.lookup(name) if Q.is_registered(name) else None
+            out.append((name, q))
+    return sorted(out, key=lambda item: (item[1] is None, order[item[1].name] if item[1] else 0, item[0]))
 
 
-def _unique(title: str, taken: Mapping[str, Any]) -> str:
-    if title not in taken:
-        return title
-    i = 2
-    while f"{title} ({i})" in taken:
-        i += 1
-    return f"{title} ({i})"
+def build_layout(names: Iterable[str]) -> dict[str, dict[str, list]]:
+    """A custom-scalars layout for the logged names (the dict ``SummaryWriter.add_custom_scalars`` takes).
 
+    Data-driven: a chart is made only when one of its quantities is in ``names``, so a family that
+    is not logged (no gold on the probe, no train probe, ...) yields no empty chart, and every
+    ``w2s/<family>/<quantity>`` name appears in at least one chart. Names outside that pattern (the
+    user's own ``train_loss``, the bookkeeping ``w2s/skipped``) are ignored.
 
-def build_layout(
-    names: Iterable[str],
-    bands: Mapping[str, tuple[str | Sequence[str], str, str]] | None = None,
-) -> dict[str, dict[str, list]]:
-    """A custom-scalars layout for the ``w2s/<family>/<quantity>`` names that are logged.
-
-    Data-driven: a chart is made only for quantities present in ``names``, so a family that is not
-    logged (no gold on the probe, no train probe, ...) yields no empty chart. Every ``w2s/...`` name
-    appears in at least one chart. Names outside the ``w2s/<family>/<quantity>`` pattern (the
-    user's own ``train_loss``...) are ignored.
-
-    Categories come in the order misfit, train vs held-out misfit, gold, bounds, calibration,
-    representation, lang, robustness, then other families alphabetically; within a category,
-    grouped line charts come first, then margin charts, then single-quantity charts:
-
-    - *Margin* charts, tags ``[value, lower, upper]`` in that order (the order
-      ``add_custom_scalars`` requires): every explicit band of ``bands`` whose three tags are
-      logged (for a tuple of candidate values, the first logged one), then every triple ``X``,
-      ``X_lower``, ``X_upper`` found in ``names`` (e.g. the Wilson interval of
-      ``w2s/misfit/disagreement``). Lower/upper tags drawn in a margin chart are not repeated in
-      line charts (a lower/upper pair whose value is not logged gets one line chart).
-      TensorBoard draws a margin chart only when the three tags are logged at the same steps.
-    - *Multiline* charts grouping related quantities (KL both ways; gold accuracy of student and
-      teacher; the representation gaps; ...), one ``held-out vs train`` chart per misfit quantity
-      logged for the train probe, one chart per group of per-class quantities (``<stem>/class_<i>``,
-      ``<stem>_<i>``...; its regex also catches classes first logged later), and one chart for each
-      remaining quantity.
-
-    Args:
-        names: the tag names the monitor logs, e.g. ``list(values)`` of a check.
-        bands: explicit margin charts ``{title: (value, lower, upper)}``; ``value`` may be a tuple
-            of candidate tags. ``None`` = :data:`DEFAULT_BANDS` (the 0/1 accuracy band).
-
-    Returns:
-        ``{category: {chart title: ["Multiline", [tag regexes]] | ["Margin", [value, lower, upper]]}}``
-        — the dict :meth:`SummaryWriter.add_custom_scalars` takes. Multiline tags are regular
-        expressions (anchored, matching exactly one tag unless per-class); Margin tags are literal
-        tag names. Empty when no ``w2s`` name is given.
+    Returns ``{section title: {chart title: ["Multiline", [tag regexes]] | ["Margin", [value, lower,
+    upper]]}}``. Multiline tags are anchored regexes (one per tag; one per class group for a
+    per-class quantity, so classes first logged later are caught too); Margin tags are literal tag
+    names, and a band is drawn as a Margin chart only when its three tags are logged (TensorBoard
+    needs all three at the same steps), otherwise as lines.
     """
-    names = _check_names(names)
-    bands = _check_bands(DEFAULT_BANDS if bands is None else bands)
-    present = set(names)
-
-    by_family: dict[str, list[str]] = {}
-    for name in names:
-        split = _split(name)
-        if split is not None:
-            by_family.setdefault(split[0], []).append(split[1])
-    if not by_family:
-        return {}
-
-    # category -> {title: (position on the dashboard, [kind, tags])}; within a category the grouped
-    # line charts come first, then the margin charts, then single-quantity charts
-    layout: dict[str, dict[str, tuple[int, list]]] = {}
-    claimed: set[str] = set()  # full names already shown in a chart
-    GROUPED, MARGIN, SINGLE = 0, 1, 2
-
-    def category(family: str) -> dict[str, tuple[int, list]]:
-        return layout.setdefault(_CATEGORY_TITLES.get(family, family), {})
-
-    def add(family: str, title: str, kind: str, tags: list[str], position: int) -> None:
-        charts = category(family)
-        charts[_unique(title, charts)] = (position, [kind, tags])
-
-    # create categories in display order so that dict order = dashboard order
-    def rank(family: str) -> tuple[int, str]:
-        return (_FAMILY_ORDER.index(family) if family in _FAMILY_ORDER else len(_FAMILY_ORDER), family)
-
-    for family in sorted(by_family, key=rank):
-        category(family)
-
-    # 1. explicit bands
-    for title, (values, lower, upper) in bands.items():
-        value = next((v for v in values if v in present), None)
-        if value is None or lower not in present or upper not in present:
-            continue
-        family = (_split(lower) or ("bounds", ""))[0]
-        add(family, title, "Margin", [value, lower, upper], MARGIN)
-        claimed.update((lower, upper))  # the value keeps its own line chart too
-
-    # 2. automatic triples X, X_lower, X_upper
-    for name in names:
-        split = _split(name)
-        if split is None or f"{name}_lower" not in present or f"{name}_upper" not in present:
-            continue
-        add(split[0], f"{split[1]} [lower, upper]", "Margin", [name, f"{name}_lower", f"{name}_upper"], MARGIN)
-        claimed.update((f"{name}_lower", f"{name}_upper"))
-
-    # 3. curated line charts
-    for family, quantities in by_family.items():
-        for title, patterns in _FAMILY_CHARTS.get(family, ()):
-            members: list[str] = []
-            for pattern in patterns:
-                for q in quantities:
-                    name = f"{PREFIX}/{family}/{q}"
-                    if re.fullmatch(pattern, q) and name not in claimed and name not in members:
-                        members.append(name)
-            if members:
-                add(family, title, "Multiline", [_exact(m) for m in members], GROUPED)
-                claimed.update(members)
-
-    # 4. held-out vs train-probe misfit, one chart per quantity
-    for q in by_family.get("train_misfit", ()):
-        train = f"{PREFIX}/train_misfit/{q}"
-        if train in claimed:
-            continue
-        held = f"{PREFIX}/misfit/{q}"
-        tags = ([_exact(held)] if held in present else []) + [_exact(train)]
-        add("train_misfit", f"{q}: held-out vs train", "Multiline", tags, GROUPED)
-        claimed.add(train)
-
-    # 5. a lower/upper pair without its value, per-class groups, then one chart per remaining quantity
-    for family, quantities in by_family.items():
-        for q in quantities:
-            lower, upper = f"{PREFIX}/{family}/{q}", f"{PREFIX}/{family}/{q[:-6]}_upper"
-            if q.endswith("_lower") and upper in present and not claimed.intersection((lower, upper)):
-                add(family, f"{q[:-6]} [lower, upper]", "Multiline", [_exact(lower), _exact(upper)], MARGIN)
-                claimed.update((lower, upper))
-        groups: dict[tuple[str, str], list[str]] = {}
-        for q in quantities:
-            name = f"{PREFIX}/{family}/{q}"
-            if name in claimed:
+    placed = _placed(_check_names(names))
+    present = {name for name, _ in placed}
+    charts: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, q in placed:
+        specs = q.charts if q is not None else (Q.Chart(name.split("/", 2)[2], name.split("/")[1]),)
+        for chart in specs:
+            entry = charts.setdefault((chart.section or q.family, chart.title), {"lines": [], "band": {}})
+            if chart.role != "line":
+                entry["band"][chart.role] = name
                 continue
-            m = _CLASS_SUFFIX.match(q)
-            if m is None:
-                add(family, q, "Multiline", [_exact(name)], SINGLE)
-            else:
-                groups.setdefault((m["stem"], m["sep"]), []).append(name)
-            claimed.add(name)
-        for (stem, sep), members in groups.items():
-            if len(members) == 1 and sep in ("_", "/"):  # a lone "x_2" is a name, not a class group
-                add(family, members[0].split("/", 2)[2], "Multiline", [_exact(members[0])], SINGLE)
-                continue
-            pattern = "^" + re.escape(f"{PREFIX}/{family}/{stem}{sep}") + r"\d+$"
-            add(family, f"{stem} per class", "Multiline", [pattern], GROUPED)
-
-    # drop categories left empty (a family whose names are all drawn elsewhere); sort is stable
-    return {
-        cat: {title: entry for title, (_, entry) in sorted(charts.items(), key=lambda kv: kv[1][0])}
-        for cat, charts in layout.items()
-        if charts
-    }
+            tags = [_exact(a) for a in chart.also if a in present] + [q.pattern if q is not None and q.per_class else _exact(name)]
+            entry["lines"] += [t for t in tags if t not in entry["lines"]]
+    rank = {section: i for i, section in enumerate(Q.SECTIONS)}
+    layout: dict[str, dict[str, list]] = {}
+    # sections in registry order, then unknown ones alphabetically; charts keep their registry order
+    for (section, title), entry in sorted(charts.items(), key=lambda kv: (rank.get(kv[0][0], len(rank)), kv[0][0])):
+        band = [entry["band"][r] for r in ("value", "lower", "upper") if r in entry["band"]]
+        if not entry["lines"] and not {"lower", "upper"} & set(entry["band"]):
+            continue  # a band's value alone: drawn in its own line chart already
+        if len(band) == 3 and not entry["lines"]:
+            chart = ["Margin", band]
+        else:
+            chart = ["Multiline", entry["lines"] + [_exact(b) for b in band]]
+        layout.setdefault(Q.SECTIONS.get(section, section), {})[title] = chart
+    return layout
 
 
 def layout_tags(layout: Mapping[str, Mapping[str, list]]) -> list[tuple[str, str, str, list[str]]]:
@@ -324,18 +130,14 @@ def layout_tags(layout: Mapping[str, Mapping[str, list]]) -> list[tuple[str, str
     return [(cat, title, kind, list(tags)) for cat, charts in layout.items() for title, (kind, tags) in charts.items()]
 
 
-def write_layout(
-    writer: Any,
-    names: Iterable[str],
-    bands: Mapping[str, tuple[str | Sequence[str], str, str]] | None = None,
-) -> dict[str, dict[str, list]]:
+def write_layout(writer: Any, names: Iterable[str]) -> dict[str, dict[str, list]]:
     """Build the layout for ``names`` (:func:`build_layout`) and write it with ``add_custom_scalars``.
 
     Writes nothing when the layout is empty. The custom-scalars plugin reads the layout from the
     tag ``custom_scalars__config__`` and keeps the most recently written one, so writing again after
     new families appear replaces the dashboard. Call on rank 0 only. Returns the layout.
     """
-    layout = build_layout(names, bands)
+    layout = build_layout(names)
     if layout:
         writer.add_custom_scalars(layout)
     return layout
@@ -435,16 +237,6 @@ def format_warnings(warnings: Iterable[Any], title: str | None = "W2S warnings")
     return head + "\n".join(lines)
 
 
-def format_stop_reason(reason: Any, message: str, values: Mapping[str, Any] | None = None) -> str:
-    """The stop decision as markdown: the reason (an enum member or str) in bold, the message, and
-    the values behind the decision as a bullet list."""
-    name = getattr(reason, "name", None) or getattr(reason, "value", None) or str(reason)
-    text = f"**Stopped: {_cell(name)}**\n\n{message}"
-    if values:
-        text += "\n\n" + "\n".join(f"- `{k}` = {_fmt_value(v)}" for k, v in values.items())
-    return text
-
-
 def write_markdown(writer: Any, tag: str, text: str, step: int | None = None) -> None:
     """Write markdown ``text`` under ``tag`` (``add_text``; TensorBoard stores it under
     ``<tag>/text_summary`` and renders the markdown in its Text dashboard)."""
@@ -467,3 +259,49 @@ def tensorboard_writer(loggers: Iterable[Any]) -> Any | None:
             if all(hasattr(writer, m) for m in ("add_custom_scalars", "add_image", "add_text")):
                 return writer
     return None
+
+
+class Dashboard:
+    """The monitor's TensorBoard extras, on rank 0: the layout (rewritten when new names appear),
+    reliability diagrams every ``figure_every_n_checks`` checks and once at the end of fit, and
+    each check's new warnings as a markdown table (``w2s/warnings``).
+
+    >>> from torch.utils.tensorboard import SummaryWriter
+    >>> import tempfile
+    >>> dash = Dashboard(SummaryWriter(tempfile.mkdtemp()), figure_every_n_checks=0)
+    >>> dash.update(check=1, step=10, names=[Q.SQ], extras={}, alerts=[])
+    >>> dash.names == {Q.SQ}
+    True
+    """
+
+    WARNINGS_TAG = "w2s/warnings"
+
+    def __init__(self, writer: Any, figure_every_n_checks: int) -> None:
+        self.writer, self.figure_every_n_checks = writer, figure_every_n_checks
+        self.names: set[str] = set()
+        self.figures_step: int | None = None
+
+    def update(self, check: int, step: int, names: Iterable[str], extras: Mapping[str, Any], alerts: list) -> None:
+        """After the ``check``-th successful check (1-based) at ``step``."""
+        if not set(names) <= self.names:
+            self.names |= set(names)
+            write_layout(self.writer, sorted(self.names))
+        n = self.figure_every_n_checks
+        if n and (check - 1) % n == 0:
+            self.figures(step, extras)
+        if alerts:
+            write_markdown(self.writer, self.WARNINGS_TAG, format_warnings([a.as_dict() for a in alerts]), step=step)
+        self.writer.flush()
+
+    def figures(self, step: int, extras: Mapping[str, Any]) -> None:
+        """The reliability diagrams of the aggregator's histograms (``extras["reliability/..."]``)."""
+        for tag, hist in extras.items():
+            if tag.startswith("reliability/"):
+                write_reliability(self.writer, f"{Q.PREFIX}/{tag}", hist[0], hist[1], hist[2], step=step)
+        self.figures_step = step
+
+    def finish(self, step: int, extras: Mapping[str, Any], checks: int) -> None:
+        """At the end of fit: the last check's diagrams, unless they were drawn at that check."""
+        if self.figure_every_n_checks and checks and self.figures_step != step:
+            self.figures(step, extras)
+            self.writer.flush()

@@ -3,9 +3,10 @@
 Built on tensorboard's ``EventAccumulator``, so it reads exactly what TensorBoard shows.
 
 ```python
+from lightning_w2s.metrics.quantities import DISAGREEMENT  # the logged names, as constants
 from lightning_w2s.testing import last_w2s_values
 values = last_w2s_values("lightning_logs/version_0")
-assert values["w2s/misfit/disagreement"] < 0.3
+assert values[DISAGREEMENT] < 0.3
 ```
 """
 

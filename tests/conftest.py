@@ -116,6 +116,21 @@ def _one_thread():
     yield
 
 
+class Crash(Exception):
+    pass
+
+
+class CrashAt(L.Callback):
+    """Kills the fit at the start of ``epoch`` (a kill-and-resume test's crash)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise Crash(f"killed at the start of epoch {self.epoch}")
+
+
 def read_csv_metrics(logger) -> dict[int, dict[str, float]]:
     """``{epoch: {name: value}}`` of every ``w2s/*`` value the CSVLogger wrote."""
     out: dict[int, dict[str, float]] = {}

@@ -1,20 +1,34 @@
-"""Warning regimes fire once when entered and re-arm when left."""
+"""Warning regimes fire once when entered and re-arm when left; they are the stopping rules' own
+definitions (lightning_w2s.rules), so a warning and a stop never disagree."""
 
 import pytest
 
+from lightning_w2s import W2SEarlyStopping
 from lightning_w2s.alerts import AlertTracker
 
 H, T = "w2s/misfit/kl_teacher_student", "w2s/train_misfit/kl_teacher_student"
+SEQ = [(1.0, 0.50), (0.8, 0.50), (0.6, 0.52), (0.4, 0.55), (0.3, 0.60), (0.3, 0.40), (0.3, 0.30), (0.2, 0.35), (0.1, 0.40)]
 
 
 def test_fitting_teacher_errors_fires_once_per_regime():
     tracker = AlertTracker(window=3)
-    seq = [(1.0, 0.50), (0.8, 0.50), (0.6, 0.52), (0.4, 0.55), (0.3, 0.60), (0.3, 0.40), (0.3, 0.30), (0.2, 0.35), (0.1, 0.40)]
     fired = []
-    for i, (train, held) in enumerate(seq):
+    for i, (train, held) in enumerate(SEQ):
         fired += [(i, a.regime) for a in tracker.update({T: train, H: held})]
-    # enters at check 2 (train falling, held-out stalled/rising over 3 checks), leaves when held-out falls, re-enters
-    assert fired == [(2, "fitting_teacher_errors"), (8, "fitting_teacher_errors")]
+    # train falls while held-out rises at checks 2 and 3 (window 3: two consecutive rises) -> enters at 3;
+    # held-out falls at 5 (left), rises again at 7 and 8 -> re-enters at 8
+    assert fired == [(3, "fitting_teacher_errors"), (8, "fitting_teacher_errors")]
+
+
+def test_alert_and_stopping_policy_share_one_rule():
+    """The warning holds exactly at the checks where the `teacher_overfit` policy (patience =
+    window - 1, no ratio branch) would vote to stop."""
+    tracker = AlertTracker(window=3)
+    stopper = W2SEarlyStopping("teacher_overfit", patience=2, kappa=None, verbose=False)
+    for i, (train, held) in enumerate(SEQ):
+        tracker.update({T: train, H: held})
+        stopper.evaluate({T: train, H: held}, epoch=i)
+        assert ("fitting_teacher_errors" in tracker.active) == bool(stopper.history[-1]["votes"]), i
 
 
 def test_no_alert_while_both_fall():
@@ -26,7 +40,8 @@ def test_gain_exhausted_and_message_cites_the_band():
     tracker = AlertTracker(min_gain=0.05)
     assert tracker.update({"w2s/misfit/disagreement": 0.2}) == []
     (alert,) = tracker.update({"w2s/misfit/disagreement": 0.03})
-    assert alert.regime == "gain_exhausted" and "≤ disagreement" in alert.message
+    assert alert.regime == "gain_exhausted" and "<= disagreement" in alert.message
+    assert alert.message.startswith("derived bound:")
     assert tracker.update({"w2s/misfit/disagreement": 0.02}) == []
 
 
@@ -44,17 +59,20 @@ def test_probe_too_small_says_the_width():
     assert alert.regime == "probe_too_small" and "±0.100" in alert.message
 
 
-def test_state_roundtrip():
+def test_state_roundtrip_keeps_the_rules_history():
+    """A restored tracker warns exactly as the original: one diverging step before the save and one
+    after make the window (a tracker that dropped its history would need two more)."""
     a = AlertTracker(window=3)
-    for i in range(3):
-        a.update({T: 1 - 0.2 * i, H: 0.5 + 0.01 * i})
+    for train, held in [(1.0, 0.50), (0.9, 0.55)]:
+        assert a.update({T: train, H: held}) == []
     b = AlertTracker(window=3)
     b.load_state_dict(a.state_dict())
-    assert b.active == a.active == {"fitting_teacher_errors"}
-    nxt = {T: 0.3, H: 0.6}
-    assert [x.regime for x in a.update(nxt)] == [x.regime for x in b.update(nxt)]
+    nxt = {T: 0.8, H: 0.6}
+    assert [x.regime for x in a.update(dict(nxt))] == [x.regime for x in b.update(dict(nxt))] == ["fitting_teacher_errors"]
+    assert b.active == a.active == {"fitting_teacher_errors"} and b.checks == a.checks == 3
 
 
-def test_window_validation():
-    with pytest.raises(ValueError, match="`window` must be at least 2"):
-        AlertTracker(window=1)
+@pytest.mark.parametrize("window", [1, 0])
+def test_window_validation(window):
+    with pytest.raises(ValueError, match="`window` must be >= 2"):
+        AlertTracker(window=window)

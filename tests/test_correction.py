@@ -16,16 +16,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightning_w2s.metrics.correction import (
+from lightning_w2s.metrics.correction import CorrectionRates, correction_rates, lang_bounds
+from lightning_w2s.metrics.expansion import expansion_estimate, lang_expansion
+from lightning_w2s.metrics.robustness import (
     AugmentationRobustness,
-    CorrectionRates,
     NeighbourRobustness,
     augmentation_nonrobustness,
     augmentation_robustness,
-    correction_rates,
-    expansion_estimate,
-    lang_bounds,
-    lang_expansion,
     neighbour_robustness,
 )
 from lightning_w2s.metrics.neighbours import knn_indices

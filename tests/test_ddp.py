@@ -85,14 +85,15 @@ def test_ddp_metrics_match_one_process_on_the_same_weights(ddp_run):
     monitor = monitor_for(task)
     trainer = L.Trainer(**trainer_kwargs(max_epochs=1, callbacks=[monitor]))
     trainer.fit(model, task.train_loader(16), task.val_loader(32))
-    # `w2s/skipped` counts skipped values over the whole fit (2 checks there, 1 here): not a measurement
-    single = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("w2s/") and k != "w2s/skipped"}
-    assert set(single) == set(r0["callback_metrics"]) - {"w2s/skipped"}
+    # `w2s/skipped` and `w2s/check` count over the whole fit (2 checks there, 1 here): not measurements
+    counters = {"w2s/skipped", "w2s/check"}
+    single = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("w2s/") and k not in counters}
+    assert set(single) == set(r0["callback_metrics"]) - counters
     for k, v in single.items():
         assert r0["callback_metrics"][k] == pytest.approx(v, abs=1e-6), k
     worst = max(abs(r0["callback_metrics"][k] - v) for k, v in single.items())
     print(f"DDP (2 ranks) vs 1 process: {len(single)} w2s values, max |difference| = {worst:.3g}")
-    mine = {k: v for k, v in monitor.last_values.items() if k != "w2s/skipped"}  # the monitor's float64 numbers
+    mine = {k: v for k, v in monitor.last_values.items() if k not in counters}  # the monitor's float64 numbers
     assert len(mine) >= 20 and set(mine) <= set(r0["last_values"])
     for k, v in mine.items():
         assert r0["last_values"][k] == pytest.approx(v, abs=1e-6), k

@@ -3,7 +3,6 @@ then end to end through a real Trainer where the monitor's numbers trigger it.""
 
 from __future__ import annotations
 
-import csv
 import logging
 
 import lightning as L
@@ -210,7 +209,6 @@ def test_state_dict_roundtrip_decides_identically(tmp_path):
     [
         (dict(policy="nope"), "`policy` must be one of"),
         (dict(policy=[]), "at least one"),
-        (dict(policy="gain_exhausted"), "needs `min_gain`"),
         (dict(mode="some"), "`mode` must be one of"),
         (dict(patience=0), "`patience`"),
         (dict(patience={"teacher_overfit": 2}), "not among the chosen policies"),
@@ -225,6 +223,59 @@ def test_state_dict_roundtrip_decides_identically(tmp_path):
 def test_constructor_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         W2SEarlyStopping(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(patience=True), r"`patience` must be an int, got bool"),
+        (dict(patience={"heldout_misfit_plateau": 1.5}), r"`patience\['heldout_misfit_plateau'\]` must be an int"),
+        (dict(min_delta="0"), r"`min_delta` must be a float"),
+        (dict(verbose=1), r"`verbose` must be a bool"),
+        (dict(restore_best="yes"), r"`restore_best` must be a bool"),
+        (dict(min_steps=2.0), r"`min_steps` must be an int"),
+    ],
+)
+def test_constructor_type_errors_name_the_argument(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        W2SEarlyStopping(**kwargs)
+
+
+def test_min_gain_is_given_once():
+    """``gain_exhausted`` takes ``min_gain`` from the monitor (which also warns with it) or from the
+    stopper; two different values are an error at fit start, none at all too."""
+    with pytest.raises(ValueError, match="needs `min_gain`"):
+        W2SEarlyStopping("gain_exhausted", verbose=False).evaluate({DIS: 0.1})
+    task = make_task()
+
+    def fit(monitor_gain, stopper_gain):
+        es = W2SEarlyStopping("gain_exhausted", min_gain=stopper_gain, patience=50, verbose=False)
+        monitor = W2SMonitor(task.probe(), min_gain=monitor_gain, neighbours=0, figure_every_n_checks=0)
+        L.Trainer(**trainer_kwargs(max_epochs=1, callbacks=[monitor, es])).fit(TinyStudent(), task.train_loader(), task.val_loader())
+        return es
+
+    assert fit(0.2, None).min_gain == 0.2 and fit(None, 0.3).min_gain == 0.3 and fit(0.2, 0.2).min_gain == 0.2
+    with pytest.raises(ValueError, match="`min_gain` is given with different values"):
+        fit(0.2, 0.3)
+    with pytest.raises(ValueError, match="needs `min_gain`"):
+        fit(None, None)
+
+
+def test_inherited_early_stopping_api_works():
+    """W2SEarlyStopping calls EarlyStopping.__init__: Lightning finds it as the early-stopping
+    callback, and the base class's own methods work on its attributes (the first policy's quantity)."""
+    es = W2SEarlyStopping(["heldout_misfit_plateau", "gain_exhausted"], patience={"heldout_misfit_plateau": 2, "gain_exhausted": 4},
+                          min_delta=0.01, min_gain=0.1, verbose=False)
+    assert es.monitor == HELD and es.patience == 4 and es.wait_count == 0 and es.mode == "any"
+    assert es.monitor_op(torch.tensor(0.1), torch.tensor(0.2))
+    assert es._validate_condition_metric({HELD: torch.tensor(1.0)})
+    should_stop, reason = es._evaluate_stopping_criteria(torch.tensor(0.5))  # the stock rule on the primary quantity
+    assert not should_stop and "improved" in reason and es._improvement_message(torch.tensor(0.4))
+    es.evaluate({HELD: 0.3, DIS: 0.05})
+    es.evaluate({HELD: 0.4, DIS: 0.05})
+    assert es.wait_count == 2 and float(es.best_score) == 0.3 and es.restore_check == 0
+    trainer = L.Trainer(**trainer_kwargs(callbacks=[es]))
+    assert trainer.early_stopping_callback is es and trainer.early_stopping_callbacks == [es]
 
 
 def test_policies_listed():

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from lightning_w2s.metrics._stats import wilson_interval
+from lightning_w2s.metrics.correction import CorrectionRates
 from lightning_w2s.metrics.gold import (
     GOLD_KEYS,
     GOLD_SQ_KEYS,
-    GoldRates,
     GoldSquaredError,
     gold_rates,
     gold_squared_error,
@@ -87,15 +87,16 @@ def test_gold_rates_match_reference(seed):
 def test_streaming_equals_functional_uneven_batches_and_merge():
     s, w, y, cov = rand_labels(5)
     ts, tw, ty, tc = (torch.from_numpy(a) for a in (s, w, y, cov))
-    m = GoldRates()
+    # the streaming gold rates are CorrectionRates' pooled rates: one state counts every gold event
+    m = CorrectionRates(3, warn=False)
     for lo, hi in ((0, 1), (1, 8), (8, 308)):
         m.update(ts[lo:hi], tw[lo:hi], ty[lo:hi], tc[lo:hi])  # the aggregator's positional call
-    assert_matches_reference(m.compute(), s, w, y, cov)
-    a, b = GoldRates(), GoldRates()
+    assert_matches_reference({k: m.compute()[k] for k in GOLD_KEYS}, s, w, y, cov)
+    a, b = CorrectionRates(3, warn=False), CorrectionRates(3, warn=False)
     a.update(ts[:150], tw[:150], ty[:150], tc[:150])
     b.update(ts[150:], tw[150:], ty[150:], tc[150:])
     a.merge_state(b)
-    assert_matches_reference(a.compute(), s, w, y, cov)
+    assert_matches_reference({k: a.compute()[k] for k in GOLD_KEYS}, s, w, y, cov)
 
 
 def test_covered_default_and_empty_sets_are_nan():
@@ -111,8 +112,8 @@ def test_gold_rates_bad_input():
         gold_rates(torch.tensor([0]), torch.tensor([0]), torch.tensor([0.0]))
     with pytest.raises(ValueError, match="teacher_pred.*n = 2"):
         gold_rates(torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="covered"):
-        gold_rates(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([1, 0]))
+    with pytest.raises(TypeError, match="covered"):
+        gold_rates(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([0.5, 1.0]))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ def run(tmp_path_factory):
     teacher_features = x[600:, :3] + 0.3 * torch.randn(n, 3, generator=g)
     probe = W2SProbe(x[600:], teacher_labels=labels, gold=y[600:], teacher_features=teacher_features)
     train_probe = W2SProbe(x[:200], teacher_labels=teacher[:200])
-    monitor = W2SMonitor(probe, train_probe=train_probe, teacher_score=0.75, ceiling_score=0.95, min_gain=0.9)
+    kwargs = dict(train_probe=train_probe, teacher_score=0.75, ceiling_score=0.95, min_gain=0.9)
+    monitor = W2SMonitor(probe, **kwargs)
     logger = TensorBoardLogger(tmp, name="tb")
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=logger, callbacks=[monitor], enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False)
@@ -37,7 +38,7 @@ def run(tmp_path_factory):
     trainer.fit(model, *loaders(x, teacher, 400, 200))
     acc = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "tensors": 0, "scalars": 0})
     acc.Reload()
-    return dict(monitor=monitor, probe=probe, model=model, acc=acc, logdir=logger.log_dir)
+    return dict(monitor=monitor, probe=probe, kwargs=kwargs, model=model, acc=acc, logdir=logger.log_dir)
 
 
 def _student_probs(model, probe):
@@ -101,13 +102,21 @@ def test_dashboard_layout_image_and_warning_text(run):
     assert "gain_exhausted" in text  # min_gain=0.9 is above any disagreement
 
 
-def test_state_dict_round_trips_through_json_like_checkpoint(run, tmp_path):
+def test_state_dict_round_trips_through_a_safe_checkpoint(run, tmp_path):
+    """The monitor's state holds only safe types (``torch.load(weights_only=True)``) and restores
+    every history; a monitor with another probe warns and starts afresh instead of mixing them."""
     monitor = run["monitor"]
-    state = monitor.state_dict()
-    torch.save(state, tmp_path / "s.pt")
-    fresh = W2SMonitor(run["probe"])
-    fresh.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=False))
+    torch.save(monitor.state_dict(), tmp_path / "s.pt")
+    state = torch.load(tmp_path / "s.pt", weights_only=True)
+    fresh = W2SMonitor(run["probe"], **run["kwargs"])
+    fresh.load_state_dict(state)
     assert fresh.num_checks == monitor.num_checks == 3
-    assert fresh.alerts.active == monitor.alerts.active
+    assert fresh.alerts.active == monitor.alerts.active and fresh.alerts.state_dict() == monitor.alerts.state_dict()
+    assert fresh.warnings_log == monitor.warnings_log and fresh.last_values == monitor.last_values
     assert len(fresh.metrics.history) == len(monitor.metrics.history) == 3
+    assert torch.equal(fresh.metrics.neighbours, monitor.metrics.neighbours)
     json.dumps(fresh.last_values)
+    other = W2SMonitor(run["probe"], **dict(run["kwargs"], teacher_score=0.7))
+    with pytest.warns(UserWarning, match="another probe or configuration"):
+        other.load_state_dict(state)
+    assert other.num_checks == 0 and other.metrics.history == [] and other.warnings_log == []

@@ -88,20 +88,39 @@ def test_every_n_train_steps_cadence_restores_train_mode(tmp_path):
     assert steps == ["3", "6"]  # every 3 optimizer steps, recorded although log_every_n_steps=50
 
 
-def test_bad_constructor_arguments():
-    probe = _probe()
-    with pytest.raises(ValueError, match=r"`teacher_score` must be a score .* got 1.5"):
-        W2SMonitor(probe, teacher_score=1.5)
-    with pytest.raises(ValueError, match=r"`batch_size` must be a positive int, got 0"):
-        W2SMonitor(probe, batch_size=0)
-    with pytest.raises(ValueError, match=r"`every_n_train_steps` must be None or a positive int"):
-        W2SMonitor(probe, every_n_train_steps=-1)
-    with pytest.raises(ValueError, match=r"`on_error` must be one of"):
-        W2SMonitor(probe, on_error="ignore")
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(teacher_score=1.5), ValueError, r"`teacher_score` must be in \[0.0, 1.0\], got 1.5"),
+        (dict(batch_size=0), ValueError, r"`batch_size` must be >= 1, got 0"),
+        (dict(batch_size=True), TypeError, r"`batch_size` must be an int, got bool True"),  # bools are not ints
+        (dict(neighbours=True), TypeError, r"`neighbours` must be an int, got bool True"),
+        (dict(neighbours=-1), ValueError, r"`neighbours` must be >= 0"),
+        (dict(eta=5.0), ValueError, r"`eta` must be in \(0.0, 1.0\], got 5.0"),
+        (dict(alert_window=0), ValueError, r"`alert_window` must be >= 2, got 0"),
+        (dict(eps=0.7), ValueError, r"`eps` must be in \(0.0, 0.5\)"),
+        (dict(every_n_train_steps=-1), ValueError, r"`every_n_train_steps` must be >= 1"),
+        (dict(every_n_train_steps=2.5), TypeError, r"`every_n_train_steps` must be an int or None"),
+        (dict(min_gain=0.0), ValueError, r"`min_gain` must be in \(0.0, 1.0\]"),
+        (dict(figure_every_n_checks=-1), ValueError, r"`figure_every_n_checks` must be >= 0"),
+        (dict(on_error="ignore"), ValueError, r"`on_error` must be one of"),
+        (dict(pooling="max"), ValueError, r"`pooling` must be one of"),
+        (dict(capture="both"), ValueError, r"`capture` must be one of"),
+        (dict(layer=3), TypeError, r"`layer` must be a str or None"),
+        (dict(forward_fn="model"), TypeError, r"`forward_fn` must be a callable"),
+    ],
+)
+def test_bad_constructor_arguments_name_the_argument(kwargs, exc, match):
+    """TypeError for a wrong type, ValueError for a wrong value, the argument's public name in each."""
+    with pytest.raises(exc, match=match):
+        W2SMonitor(_probe(), **kwargs)
+
+
+def test_bad_probe_arguments():
     with pytest.raises(TypeError, match=r"`probe` must be a W2SProbe or a path"):
         W2SMonitor(42)
     with pytest.raises(ValueError, match=r"`train_probe` has 3 classes but `probe` has 2"):
-        W2SMonitor(probe, train_probe=W2SProbe(torch.zeros(4, 6), teacher_labels=torch.tensor([0, 1, 2, 0])))
+        W2SMonitor(_probe(), train_probe=W2SProbe(torch.zeros(4, 6), teacher_labels=torch.tensor([0, 1, 2, 0])))
 
 
 def test_pooling_that_cannot_apply_fails_at_fit_start(tmp_path):
@@ -161,7 +180,7 @@ def test_a_value_undefined_at_a_later_check_leaves_callback_metrics(tmp_path):
     def kappa_only_at_first_check():
         out = compute()
         state["checks"] += 1
-        return out if state["checks"] == 1 else {k: v for k, v in out.items() if k != "misfit/kappa"}
+        return out if state["checks"] == 1 else {k: v for k, v in out.items() if k != "w2s/misfit/kappa"}
 
     monitor.metrics.compute = kappa_only_at_first_check
     seen = []

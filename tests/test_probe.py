@@ -84,17 +84,28 @@ def test_load_rejects_other_files(tmp_path):
         W2SProbe.load(tmp_path / "missing.pt")
 
 
-def test_shard_covers_every_point_once_with_equal_batch_counts():
-    probe = W2SProbe(_x(11), teacher_labels=torch.zeros(11, dtype=torch.long), num_classes=2)
+def test_iter_batches_covers_every_point_once_with_equal_batch_counts():
+    x = _x(11)
+    probe = W2SProbe(x, teacher_labels=torch.zeros(11, dtype=torch.long), num_classes=2)
     seen = []
     counts = []
     for rank in range(3):
-        batches = probe.shard(rank, 3, batch_size=2)
+        batches = list(probe.iter_batches(rank, 3, batch_size=2))
         counts.append(len(batches))
-        for index, valid in batches:
+        for index, valid, inputs in batches:
             seen += index[valid].tolist()
+            assert torch.equal(inputs, x[index])
     assert sorted(seen) == list(range(11))
     assert len(set(counts)) == 1
+
+
+def test_fingerprint_tells_probes_apart():
+    x, labels = _x(4), torch.tensor([0, 1, 1, 0])
+    a = W2SProbe(x, teacher_labels=labels)
+    assert a.fingerprint == W2SProbe(x.clone(), teacher_labels=labels.clone()).fingerprint
+    assert a.fingerprint != W2SProbe(x, teacher_labels=1 - labels).fingerprint
+    assert a.fingerprint != W2SProbe(x + 1, teacher_labels=labels).fingerprint
+    assert a.fingerprint != W2SProbe(x, teacher_labels=labels, gold=labels).fingerprint
 
 
 def test_from_teacher_runs_once_and_captures_features():

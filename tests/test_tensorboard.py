@@ -22,15 +22,13 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import custom_scalars
 
+from lightning_w2s.figures import reliability_figure, reliability_summary
+from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.tensorboard import (
-    DEFAULT_BANDS,
     build_layout,
     figure_to_image,
-    format_stop_reason,
     format_warnings,
     layout_tags,
-    reliability_figure,
-    reliability_summary,
     write_layout,
     write_markdown,
     write_reliability,
@@ -42,12 +40,13 @@ TRAIN = [f"w2s/train_misfit/{q}" for q in ("kl_teacher_student", "kl_student_tea
 GOLD = ["w2s/gold/accuracy", "w2s/gold/teacher_accuracy", "w2s/gold/pgr", "w2s/gold/correction_rate",
         "w2s/gold/imitation_rate", "w2s/gold/coverage_accuracy"]
 BOUNDS = ["w2s/bounds/accuracy_lower", "w2s/bounds/accuracy_upper"]
+BAND = "accuracy band: |acc(s) - acc(w)| <= disagreement"
 CALIB = ["w2s/calibration/ece_vs_teacher", "w2s/calibration/ece_vs_gold", "w2s/calibration/mce_vs_teacher"]
 REPR = ["w2s/representation/gap_fro", "w2s/representation/gap_op", "w2s/representation/cka",
         "w2s/representation/effective_rank"]
-LANG = ["w2s/lang/correction_rate/class_0", "w2s/lang/correction_rate/class_1", "w2s/lang/gamma",
-        "w2s/lang/gamma_lower", "w2s/lang/gamma_upper"]
-UNIVERSE = MISFIT + WILSON + TRAIN + GOLD + BOUNDS + CALIB + REPR + LANG + ["w2s/robustness/nonrobust_rate"]
+LANG = ["w2s/lang/alpha_0", "w2s/lang/alpha_1", "w2s/lang/covered_bound", "w2s/lang/covered_error"]
+UNKNOWN = ["w2s/extra/q_3", "w2s/extra/other"]  # names the registry does not know still get charts
+UNIVERSE = MISFIT + WILSON + TRAIN + GOLD + BOUNDS + CALIB + REPR + LANG + ["w2s/robustness/inconsistency"] + UNKNOWN
 
 
 def _charts(layout):
@@ -81,7 +80,7 @@ def test_layout_families_absent_give_no_charts():
 def test_layout_full_categories_and_order():
     layout = build_layout(UNIVERSE)
     assert list(layout) == ["misfit", "train vs held-out misfit", "gold", "bounds", "calibration",
-                            "representation", "lang", "robustness"]
+                            "representation", "lang", "robustness", "extra"]
     charts = _charts(layout)
     assert charts[("representation", "representation gap (Xue et al.)")] == [
         "Multiline", ["^w2s/representation/gap_fro$", "^w2s/representation/gap_op$"]]
@@ -95,21 +94,28 @@ def test_layout_full_categories_and_order():
         assert charts[("train vs held-out misfit", f"{q}: held-out vs train")] == [
             "Multiline", [f"^w2s/misfit/{q}$", f"^w2s/train_misfit/{q}$"]]
     # per-class group: one chart whose regex also catches classes first logged later
-    kind, (regex,) = charts[("lang", "correction_rate per class")]
+    kind, (regex,) = charts[("lang", "alpha per class")]
     assert kind == "Multiline"
-    assert re.match(regex, "w2s/lang/correction_rate/class_17") and not re.match(regex, "w2s/lang/correction_rate/x")
+    assert re.match(regex, "w2s/lang/alpha_17") and not re.match(regex, "w2s/lang/alpha_x")
+    assert charts[("extra", "q_3")] == ["Multiline", ["^w2s/extra/q_3$"]]
     # torch accepts it (Margin charts must have exactly 3 tags there)
     custom_scalars(layout)
+
+
+def test_every_registered_quantity_has_a_chart():
+    for q in Q.QUANTITIES.values():
+        assert q.charts or q.family == "", q.name
+        name = q.name.format(i=0)
+        if q.family:
+            assert any(name in tags or any(re.match(t, name) for t in tags) for *_, tags in layout_tags(build_layout([name]))), name
 
 
 def test_band_charts_value_lower_upper_order():
     layout = build_layout(UNIVERSE)
     margins = {(c, t): tags for (c, t), (kind, tags) in _charts(layout).items() if kind == "Margin"}
-    band_title = next(iter(DEFAULT_BANDS))
     assert margins == {
-        ("bounds", band_title): ["w2s/gold/accuracy", "w2s/bounds/accuracy_lower", "w2s/bounds/accuracy_upper"],
+        ("bounds", BAND): ["w2s/gold/accuracy", "w2s/bounds/accuracy_lower", "w2s/bounds/accuracy_upper"],
         ("misfit", "disagreement [lower, upper]"): ["w2s/misfit/disagreement"] + WILSON,
-        ("lang", "gamma [lower, upper]"): ["w2s/lang/gamma", "w2s/lang/gamma_lower", "w2s/lang/gamma_upper"],
     }
     # lower/upper drawn in a margin chart are not repeated as lines; the value keeps its line chart
     assert not any(re.match(t, "w2s/misfit/disagreement_lower") for _, _, k, tags in layout_tags(layout)
@@ -117,40 +123,29 @@ def test_band_charts_value_lower_upper_order():
     assert "^w2s/misfit/disagreement$" in _charts(layout)[("misfit", "disagreement")][1]
 
 
-def test_band_value_fallback_and_incomplete_band():
-    # no student gold accuracy: the band is drawn around the teacher's accuracy (the band's centre)
-    layout = build_layout(["w2s/gold/teacher_accuracy"] + BOUNDS)
-    assert layout["bounds"][next(iter(DEFAULT_BANDS))] == ["Margin", ["w2s/gold/teacher_accuracy"] + BOUNDS]
-    # no value at all: lower and upper are still drawn, together in one line chart
+def test_incomplete_band_is_drawn_as_lines():
+    # no student gold accuracy (a user-given teacher_score): lower and upper together in one line chart
     layout = build_layout(BOUNDS)
-    assert layout == {"bounds": {"accuracy [lower, upper]": ["Multiline", [f"^{b}$" for b in BOUNDS]]}}
+    assert layout == {"bounds": {BAND: ["Multiline", [f"^{b}$" for b in BOUNDS]]}}
     # upper missing: no margin chart (TensorBoard needs all three tags)
     layout = build_layout(["w2s/misfit/disagreement", "w2s/misfit/disagreement_lower"])
     assert all(kind == "Multiline" for _, _, kind, _ in layout_tags(layout))
-    # explicit bands replace the default
-    layout = build_layout(["w2s/gold/accuracy"] + BOUNDS, bands={"mine": ("w2s/gold/accuracy", *BOUNDS)})
-    assert layout["bounds"] == {"mine": ["Margin", ["w2s/gold/accuracy"] + BOUNDS]}
-    assert "bounds" not in build_layout(["w2s/gold/accuracy"] + BOUNDS, bands={}) or all(
-        k == "Multiline" for k, _ in build_layout(["w2s/gold/accuracy"] + BOUNDS, bands={})["bounds"].values())
 
 
 @pytest.mark.parametrize(
-    "names, bands, exc, match",
+    "names, exc, match",
     [
-        ("w2s/misfit/sq", None, TypeError, "`names`"),
-        (["w2s/misfit/sq", 3], None, TypeError, r"`names\[1\]`"),
-        (["w2s/misfit/sq"], [("a", "b", "c")], TypeError, "`bands`"),
-        (["w2s/misfit/sq"], {"t": ("a", "b")}, ValueError, r"`bands\['t'\]`.*3-tuple"),
-        (["w2s/misfit/sq"], {"t": (1, "b", "c")}, TypeError, r"`bands\['t'\]` value"),
+        ("w2s/misfit/sq", TypeError, "`names`"),
+        (["w2s/misfit/sq", 3], TypeError, r"`names\[1\]`"),
     ],
 )
-def test_layout_bad_input(names, bands, exc, match):
+def test_layout_bad_input(names, exc, match):
     with pytest.raises(exc, match=match):
-        build_layout(names, bands)
+        build_layout(names)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(UNIVERSE + ["train_loss", "w2s/misfit/x_lower", "w2s/extra/q_3"]), unique=True))
+@given(st.lists(st.sampled_from(UNIVERSE + ["train_loss", "w2s/misfit/x_lower", "w2s/skipped"]), unique=True))
 def test_layout_properties(names):
     """Every logged w2s name is drawn; no chart is empty; every Multiline regex catches only the
     tags it names; Margin charts have three logged tags."""
@@ -274,16 +269,6 @@ def test_format_warnings_table():
         format_warnings([3])
 
 
-def test_format_stop_reason():
-    class Reason:
-        name = "GAIN_EXHAUSTED"
-
-    text = format_stop_reason(Reason(), "held-out disagreement 0.010 < min_gain 0.02",
-                              {"w2s/misfit/disagreement": torch.tensor(0.01)})
-    assert text.startswith("**Stopped: GAIN_EXHAUSTED**")
-    assert "- `w2s/misfit/disagreement` = 0.01" in text
-
-
 # ---------------------------------------------------------------------------- event files, end to end
 def _read(logdir):
     acc = ea.EventAccumulator(str(logdir), size_guidance={ea.IMAGES: 0, ea.TENSORS: 0, ea.SCALARS: 0})
@@ -306,7 +291,6 @@ def test_event_file_roundtrip(tmp_path):
     warnings = [{"regime": "teacher_overfit", "message": "held-out misfit rises while train misfit falls",
                  "values": {"w2s/misfit/sq": 0.12}}]
     write_markdown(writer, "w2s/warnings", format_warnings(warnings), step=2)
-    write_markdown(writer, "w2s/stop_reason", format_stop_reason("gain_exhausted", "no gain left"), step=2)
     writer.close()
 
     # never add_hparams / add_scalars: one events file, no sub-folders (no stray runs)
@@ -327,8 +311,6 @@ def test_event_file_roundtrip(tmp_path):
     text = text_event.tensor_proto.string_val[0].decode()
     assert "held-out misfit rises while train misfit falls" in text and "**teacher_overfit**" in text
     assert acc.SummaryMetadata("w2s/warnings/text_summary").plugin_data.plugin_name == "text"
-    (stop,) = acc.Tensors("w2s/stop_reason/text_summary")
-    assert stop.tensor_proto.string_val[0].decode().startswith("**Stopped: gain_exhausted**")
     # custom scalars: the layout parses back to what was written
     assert "custom_scalars__config__" in acc.PluginTagToContent("custom_scalars")
     (config,) = acc.Tensors("custom_scalars__config__")
@@ -345,7 +327,7 @@ def test_event_file_roundtrip(tmp_path):
             read_back.setdefault(category.title, {})[chart.title] = entry
     assert read_back == layout
     assert read_back["misfit"]["disagreement [lower, upper]"] == ["Margin", ["w2s/misfit/disagreement"] + WILSON]
-    assert read_back["bounds"][next(iter(DEFAULT_BANDS))][1] == ["w2s/gold/accuracy"] + BOUNDS
+    assert read_back["bounds"][BAND][1] == ["w2s/gold/accuracy"] + BOUNDS
     # every logged scalar is drawn by the layout
     assert _shown(layout, tags["scalars"]) == set(names)
 

@@ -13,16 +13,22 @@ from statistics import NormalDist
 
 import torch
 
+from .._validation import check_scalar
+
+F64 = torch.float64
 #: two-sided 95% normal quantile, ``Φ^-1(0.975)``.
 Z95 = NormalDist().inv_cdf(0.975)
 
 
 def _z(confidence: float) -> float:
-    if not (isinstance(confidence, (int, float)) and not isinstance(confidence, bool)):
-        raise TypeError(f"`confidence` must be a float in (0, 1), got {type(confidence).__name__} {confidence!r}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"`confidence` must lie in (0, 1), got {confidence!r}")
+    confidence = check_scalar("confidence", confidence, float, min_val=0.0, max_val=1.0, include_boundaries="neither")
     return Z95 if confidence == 0.95 else NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num/den`` in float64, NaN where ``den == 0`` (no data: no rate)."""
+    num, den = num.to(F64), den.to(F64)
+    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(num, float("nan")))
 
 
 def wilson_interval(successes, total, confidence: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,123 +5,125 @@ the whole metric side is testable without a ``Trainer``. Every state is a torchm
 ``compute`` syncs them across DDP ranks, so every rank must call it at every check (the set of
 metrics is fixed by the configuration, hence the collectives are the same on every rank).
 
-``compute()`` returns ``{"<family>/<quantity>": 0-d tensor}``. Values that are *undefined* on this
-probe at this check (a gold rate whose conditioning set is empty, a Lang bound whose premises
-fail, kappa when both raters use one class) are left out and their reasons collected in
-:attr:`W2SMetrics.notes`; a non-finite value that remains (misfit, calibration, representation)
-is a numerical fault for the caller to report. Vector results (reliability histograms, the
-student's predictions) go to :attr:`W2SMetrics.extras`.
+The probe's teacher-side tensors (teacher probabilities and argmax, coverage, gold, teacher
+features) are registered once as buffers (:meth:`W2SMetrics.from_probe`): they move with the module
+to the student's device, and a batch is only its ``index`` into them.
+
+``compute()`` returns ``{logged name: 0-d tensor}`` under the registry's names
+(:mod:`lightning_w2s.metrics.quantities`). Values that are *undefined* on this probe at this check
+(a gold rate whose conditioning set is empty, a Lang bound whose premises fail, kappa when both
+raters use one class: the registry's ``may_be_undefined``) are left out and their reasons
+collected in :attr:`W2SMetrics.notes`; a non-finite value that remains (misfit, calibration,
+representation) is a numerical fault for the caller to report. Vector results (reliability
+histograms, the student's predictions) go to :attr:`W2SMetrics.extras`.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, fields
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from .. import _validation as v
+from . import quantities as Q
 from .bounds import accuracy_band, charikar_predicted_gain
 from .calibration import Calibration
-from .correction import CorrectionRates, NeighbourRobustness, lang_bounds, lang_expansion
-from .gold import GoldRates, GoldSquaredError, pgr
+from .correction import CorrectionRates, lang_bounds
+from .expansion import lang_expansion
+from .gold import GoldSquaredError, pgr
 from .misfit import Misfit, PredictionShares
+from .neighbours import knn_indices
 from .representation import DEFAULT_CONSTRUCTION, EffectiveRank, GapConstruction, RepresentationGap
+from .robustness import NeighbourRobustness
 
-#: Families whose values may be undefined on a given probe/check: left out quietly, with a note.
-MAY_BE_UNDEFINED = ("gold/", "bounds/", "lang/", "robustness/", "misfit/kappa")
-
-
-@dataclass
-class ProbeBatch:
-    """One batch of the probe as the aggregator sees it (all on the student's device).
-
-    ``valid`` is ``False`` on padding rows added so that every DDP rank makes the same number of
-    forward calls; metrics ignore those rows. ``covered`` is ``False`` where the teacher abstains.
-    """
-
-    index: torch.Tensor  # (b,) int64 positions in the probe
-    valid: torch.Tensor  # (b,) bool
-    teacher_probs: torch.Tensor  # (b, k)
-    covered: torch.Tensor  # (b,) bool
-    gold: torch.Tensor | None = None  # (b,) int64, -1 unknown
-    teacher_features: torch.Tensor | None = None  # (b, d_w)
-
-    def to(self, device: torch.device | str) -> "ProbeBatch":
-        return ProbeBatch(
-            **{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device) for f in fields(self)}
-        )
+Need = Q.Need
 
 
 class W2SMetrics(nn.Module):
-    """All metric states of one probe.
+    """All metric states of one probe, fed batch by batch, computed into logged names.
 
     Args:
-        num_classes: k.
+        teacher_probs: the probe's teacher probabilities ``(n, k)``.
+        covered: ``(n,)`` bool, ``False`` where the teacher abstains (``None``: all covered).
+        gold: ``(n,)`` gold labels (``-1`` = unknown) or ``None``: turns on the gold family,
+            calibration vs gold, the Charikar gain, the Lang statistics and ``pred_gap_gold``.
+        teacher_features: ``(n, d_w)`` or ``None``: turns on the representation gap (Xue et al.);
+            without them only the student's effective rank is kept.
+        train: a train probe: only the label-free misfit, prediction and calibration-vs-teacher
+            families, logged under ``w2s/train_<family>/``.
         eps: probability clamp for logarithms (see :mod:`lightning_w2s.metrics.misfit`).
-        misfit_only: only the label-free misfit family (used for the train probe).
-        gold: the probe's gold labels ``(n,)`` (``-1`` = unknown), or ``None``: turns on the gold
-            family, calibration vs gold, the Charikar gain, the Lang statistics and ``pred_gap``.
-        covered: the probe's coverage mask ``(n,)``.
-        teacher_probs: the probe's teacher probabilities ``(n, k)`` (for the Lang expansion sets).
-        teacher_features: the probe's teacher features ``(n, d_w)`` or ``None``: turns on the
-            representation gap (Xue et al.); without them only the student's effective rank is kept.
-        representation: the gap's construction (default :data:`DEFAULT_CONSTRUCTION`).
         teacher_score, ceiling_score: user-given gold scores for PGR and the accuracy band.
-        n_bins: reliability-diagram bins.
+        neighbours: ``k`` of the frozen k-NN table behind Lang et al.'s robustness and expansion
+            statistics (:meth:`build_neighbours`); 0 turns them off.
         eta: robustness threshold η of Lang et al.'s ``P(R̄_η)``.
+        n_bins: reliability-diagram bins.
         expansion_history: how many past checks' student label sets serve as candidate sets for the
             expansion estimate ĉ (the paper retrains students; a live monitor reuses its past checks).
+        representation: the gap's construction (default :data:`DEFAULT_CONSTRUCTION`).
+
+    >>> teacher = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    >>> metrics = W2SMetrics(teacher, gold=torch.tensor([0, 1, 1]), neighbours=0)
+    >>> metrics.update(torch.tensor([[0.8, 0.2], [0.3, 0.7], [0.3, 0.7]]), None, torch.arange(3), torch.ones(3, dtype=torch.bool))
+    >>> values = metrics.compute()
+    >>> float(values[Q.DISAGREEMENT]), float(values[Q.ACCURACY])
+    (0.3333333333333333, 1.0)
     """
 
     def __init__(
         self,
-        num_classes: int,
-        eps: float = 1e-6,
-        misfit_only: bool = False,
-        gold: torch.Tensor | None = None,
+        teacher_probs: torch.Tensor,
         covered: torch.Tensor | None = None,
-        teacher_probs: torch.Tensor | None = None,
+        gold: torch.Tensor | None = None,
         teacher_features: torch.Tensor | None = None,
-        representation: GapConstruction = DEFAULT_CONSTRUCTION,
+        *,
+        train: bool = False,
+        eps: float = 1e-6,
         teacher_score: float | None = None,
         ceiling_score: float | None = None,
-        n_bins: int = 15,
+        neighbours: int = 10,
         eta: float = 0.5,
+        n_bins: int = 15,
         expansion_history: int = 10,
+        representation: GapConstruction = DEFAULT_CONSTRUCTION,
     ) -> None:
         super().__init__()
-        k = self.num_classes = num_classes
-        self.misfit_only = misfit_only
-        self.teacher_score, self.ceiling_score = teacher_score, ceiling_score
-        self.eta, self.expansion_history = eta, expansion_history
+        tp = v.as_tensor("teacher_probs", teacher_probs, dtype=torch.float64)
+        v.check_ndim("teacher_probs", tp, 2, "a 2-D (n, num_classes) tensor of probabilities")
+        n, k = tp.shape
+        self.n, self.num_classes, self.train = n, k, v.check_scalar("train", train, bool)
+        self.register_buffer("teacher_probs", tp, persistent=False)
+        self.register_buffer("teacher_pred", tp.argmax(dim=1), persistent=False)
+        self.register_buffer("covered", torch.ones(n, dtype=torch.bool) if covered is None else v.check_mask("covered", covered, n), persistent=False)
+        g = None if gold is None or train else v.check_labels("gold", gold, n, k, allow_minus_one=True)
+        self.has_gold = g is not None and bool((g >= 0).any())
+        self.register_buffer("gold", g if self.has_gold else None, persistent=False)
+        self.register_buffer("teacher_features", None if teacher_features is None or train else teacher_features, persistent=False)
+        self.has_uncovered = not bool(self.covered.all())
+        self.teacher_score = v.check_scalar("teacher_score", teacher_score, float, min_val=0.0, max_val=1.0, allow_none=True)
+        self.ceiling_score = v.check_scalar("ceiling_score", ceiling_score, float, min_val=0.0, max_val=1.0, allow_none=True)
+        self.num_neighbours = v.check_scalar("neighbours", neighbours, int, min_val=0)
+        self.eta = v.check_scalar("eta", eta, float, min_val=0.0, max_val=1.0, include_boundaries="right")
+        self.expansion_history = v.check_scalar("expansion_history", expansion_history, int, min_val=1)
+        self.provides = self._provides()
+
         self.misfit = Misfit(eps=eps, num_classes=k, validate_args=False)
         self.shares = PredictionShares(k)
         self.calibration_vs_teacher = Calibration(n_bins=n_bins, validate_args=False)
-        has_gold = gold is not None and bool((gold >= 0).any()) and not misfit_only
-        self.has_gold = has_gold
-        self.has_uncovered = covered is not None and not bool(covered.all())
-        if has_gold:
-            self.gold = GoldRates()
+        if self.has_gold:
             self.gold_sq = GoldSquaredError()
             self.correction = CorrectionRates(k, warn=False)
             self.calibration_vs_gold = Calibration(n_bins=n_bins, ignore_index=-1, validate_args=False)
             self.teacher_calibration_vs_gold = Calibration(n_bins=n_bins, ignore_index=-1, validate_args=False)
-            self._probe_gold = gold.detach().cpu().long()
-            self._probe_covered = covered.detach().cpu().bool() if covered is not None else torch.ones_like(self._probe_gold, dtype=torch.bool)
-            self._probe_teacher_pred = teacher_probs.detach().cpu().argmax(1) if teacher_probs is not None else None
-        self.with_teacher_features = teacher_features is not None and not misfit_only
-        self.representation = None
-        self.student_rank = None
-        if self.with_teacher_features:
+        self.representation = self.student_rank = None
+        if self.teacher_features is not None:
             self.representation = RepresentationGap(
-                teacher_dim=teacher_features.shape[1],
-                num_classes=k if has_gold else None,
-                teacher_reference=teacher_features.double().mean(0),
-                **representation.kwargs(),
+                teacher_dim=self.teacher_features.shape[1], num_classes=k if self.has_gold else None,
+                teacher_reference=self.teacher_features.double().mean(0), **representation.kwargs(),
             )
-        elif not misfit_only:  # no teacher features: only the student's effective rank (one-sided sums)
+        elif not train:  # no teacher features: only the student's effective rank (one-sided sums)
             self.student_rank = EffectiveRank()
         self.robustness: NeighbourRobustness | None = None
         self.neighbours: torch.Tensor | None = None
@@ -129,51 +131,100 @@ class W2SMetrics(nn.Module):
         self.extras: dict[str, torch.Tensor] = {}
         self.notes: list[str] = []
 
-    # ------------------------------------------------------------------ configuration
+    @classmethod
+    def from_probe(cls, probe: Any, **kwargs: Any) -> "W2SMetrics":
+        """The metrics of a :class:`~lightning_w2s.W2SProbe` (its teacher tensors become buffers)."""
+        return cls(probe.teacher_probs, covered=probe.covered, gold=probe.gold, teacher_features=probe.teacher_features, **kwargs)
+
+    def _provides(self) -> set[str]:
+        """The :class:`~lightning_w2s.metrics.quantities.Need` values this probe and configuration meet."""
+        provided = {Need.TRAIN_PROBE} if self.train else set()
+        if self.train:
+            return provided
+        if self.has_gold:
+            provided.add(Need.GOLD)
+            if self.teacher_score is not None and self.ceiling_score is not None and self.ceiling_score > self.teacher_score:
+                provided.add(Need.PGR_SCORES)
+        if self.has_uncovered:
+            provided.add(Need.UNCOVERED)
+        if self.teacher_features is not None:
+            provided.add(Need.TEACHER_FEATURES)
+        if self.wants_neighbours:
+            provided.add(Need.NEIGHBOURS)
+        if self.has_gold or self.teacher_score is not None:
+            provided.add(Need.TEACHER_ACCURACY)
+        return provided
+
+    def expected_names(self) -> set[str]:
+        """The names :meth:`compute` can return (those the registry may leave undefined included)."""
+        names = Q.expected_names(self.provides, self.num_classes) - {Q.SKIPPED, Q.CHECK}
+        if self.train:
+            return {n for n in names if n.split("/")[1].startswith("train_")}
+        return {n for n in names if not n.split("/")[1].startswith("train_")}
+
+    # ------------------------------------------------------------------ neighbourhoods (Lang et al.)
+    @property
+    def wants_neighbours(self) -> bool:
+        return not self.train and self.num_neighbours > 0 and self.n > 2
+
+    def build_neighbours(self, student_embedding: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The frozen ``(n, k)`` k-NN table of the probe: in the teacher's features, or, when there are
+        none or they cannot define neighbourhoods (e.g. a keyword rule's all-zero rows: a warning says
+        so), in ``student_embedding()`` (the student's representation of the whole probe at fit start)."""
+        k = min(self.num_neighbours, self.n - 1)
+        if self.teacher_features is not None:
+            try:
+                return knn_indices(self.teacher_features.detach().cpu().double(), k=k)
+            except ValueError as exc:
+                warnings.warn(
+                    f"W2SMonitor: the teacher's features cannot define neighbourhoods ({exc}); the neighbour table "
+                    "uses the student's representation at fit start instead", UserWarning, stacklevel=2,
+                )
+        return knn_indices(student_embedding().detach().cpu().double(), k=k)
+
     def set_neighbours(self, neighbours: torch.Tensor) -> None:
-        """Turn on Lang et al.'s robustness/expansion statistics with a fixed ``(n, k_nn)`` neighbour
-        table (identical on every rank: it indexes the whole probe)."""
-        dev = self.misfit.total.device
+        """Turn on the robustness/expansion statistics with a fixed ``(n, k_nn)`` neighbour table
+        (identical on every rank: it indexes the whole probe)."""
         self.neighbours = neighbours.detach().cpu().long()
+        cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
         self.robustness = NeighbourRobustness(
-            self.neighbours,
-            eta=self.eta,
-            gold=self._probe_gold if self.has_gold else None,
-            covered=self._probe_covered if self.has_gold else None,
+            self.neighbours, eta=self.eta, gold=cpu(self.gold), covered=cpu(self.covered) if self.has_gold else None,
             num_classes=self.num_classes,
-        ).to(dev)
+        ).to(self.teacher_probs.device)
 
     # ------------------------------------------------------------------ streaming
     @torch.no_grad()
-    def update(self, student_out: torch.Tensor, features: torch.Tensor | None, batch: ProbeBatch) -> None:
-        """Add one probe batch. ``student_out`` are the student's class probabilities ``(b, k)``;
-        ``features`` its pooled representation ``(b, d_s)``."""
-        probs = student_out.double()
-        valid = batch.valid
-        covered = valid & batch.covered
+    def update(self, student_probs: torch.Tensor, features: torch.Tensor | None, index: torch.Tensor, valid: torch.Tensor) -> None:
+        """Add one probe batch: the student's class probabilities ``(b, k)``, its pooled
+        representation ``(b, d_s)`` (or ``None``), the batch's positions ``index`` ``(b,)`` in the
+        probe and ``valid`` ``(b,)`` (``False`` on padding rows, which every metric ignores)."""
+        dev = self.teacher_probs.device
+        index, valid = index.to(dev), valid.to(dev)
+        probs = student_probs.to(dev).double()
+        tp, t_pred, cov = self.teacher_probs[index], self.teacher_pred[index], self.covered[index]
+        covered = valid & cov
         s_pred = probs.argmax(dim=1)
-        t_pred = batch.teacher_probs.argmax(dim=1)
-        tp = batch.teacher_probs.double()
         self.misfit.update(probs[covered], tp[covered])
         self.shares.update(s_pred[valid], t_pred[covered])
         self.calibration_vs_teacher.update(probs[covered], t_pred[covered])
-        if self.misfit_only:
+        if self.train:
             return
         if self.robustness is not None:
-            self.robustness.update(batch.index, s_pred, valid)
-        if self.has_gold:
-            gold = batch.gold
-            self.gold.update(s_pred[valid], t_pred[valid], gold[valid], batch.covered[valid])
-            self.correction.update(s_pred[valid], t_pred[valid], gold[valid], batch.covered[valid])
+            self.robustness.update(index, s_pred, valid)
+        gold = self.gold[index] if self.has_gold else None
+        if gold is not None:
+            self.correction.update(s_pred[valid], t_pred[valid], gold[valid], cov[valid])
             self.calibration_vs_gold.update(probs[valid], gold[valid])
             self.teacher_calibration_vs_gold.update(tp[covered], gold[covered])
             known = covered & (gold >= 0)
             self.gold_sq.update(probs[known], tp[known], gold[known])
-        if features is not None and self.representation is not None:
-            labels = batch.gold[valid] if self.has_gold else None
-            self.representation.update(features.double()[valid], batch.teacher_features.double()[valid], labels)
-        elif features is not None and self.student_rank is not None:
-            self.student_rank.update(features.double()[valid])
+        if features is None:
+            return
+        features = features.to(dev).double()[valid]
+        if self.representation is not None:
+            self.representation.update(features, self.teacher_features[index].double()[valid], None if gold is None else gold[valid])
+        else:
+            self.student_rank.update(features)
 
     # ------------------------------------------------------------------ values
     def compute(self) -> dict[str, torch.Tensor]:
@@ -184,111 +235,99 @@ class W2SMetrics(nn.Module):
             # after a failed probe pass a state may be empty: its NaN is handled below, the generic
             # torchmetrics "compute before update" warning would only repeat it
             warnings.filterwarnings("ignore", message=r".*was called before the ``update`` method.*")
-            out.update({f"misfit/{k}": v for k, v in self.misfit.compute().items()})
-            out.update({f"prediction/{k}": v for k, v in self.shares.compute().items()})
-            self._calibration(out, "vs_teacher", self.calibration_vs_teacher)
-            if not self.misfit_only:
-                self._gold_family(out)
+            m = self.misfit.compute()
+            out.update({Q.MISFIT[key]: m[key] for key in Q.MISFIT})
+            out[Q.lower(Q.DISAGREEMENT)], out[Q.upper(Q.DISAGREEMENT)] = m["disagreement_lower"], m["disagreement_upper"]
+            out[Q.KAPPA] = m["kappa"]
+            shares = self.shares.compute()
+            out[Q.MAX_CLASS_SHARE], out[Q.TEACHER_MAX_CLASS_SHARE] = shares["max_class_share"], shares["teacher_max_class_share"]
+            self._calibration(out, self.calibration_vs_teacher, Q.ECE_VS_TEACHER, Q.MCE_VS_TEACHER, "student_vs_teacher")
+            if not self.train:
+                rates = self.correction.compute() if self.has_gold else None
+                self._gold_family(out, rates)
                 self._representation_family(out)
-                self._lang_family(out)
+                self._lang_family(out, rates)
+        if self.train:
+            out = {Q.train_name(name): value for name, value in out.items()}
         return self._drop_undefined(out)
 
-    def _calibration(self, out: dict, name: str, metric: Calibration, prefix: str = "") -> None:
+    def _calibration(self, out: dict, metric: Calibration, ece: str, mce: str, figure: str) -> None:
         values = metric.compute()
-        out[f"calibration/{prefix}ece_{name}"] = values["ece"]
-        out[f"calibration/{prefix}mce_{name}"] = values["mce"]
-        self.extras[f"reliability/{prefix}student_{name}" if not prefix else f"reliability/teacher_{name}"] = torch.stack(
-            [values["count"], values["sum_confidence"], values["sum_correct"]]
-        )
+        out[ece], out[mce] = values["ece"], values["mce"]
+        self.extras[f"reliability/{figure}"] = torch.stack([values["count"], values["sum_confidence"], values["sum_correct"]])
 
-    def _gold_family(self, out: dict) -> None:
-        disagreement = float(out["misfit/disagreement"])
-        if self.has_gold:
-            rates = self.gold.compute()
-            if not self.has_uncovered:
-                rates = {k: v for k, v in rates.items() if not k.startswith("coverage_accuracy")}
-            out.update({f"gold/{k}": v for k, v in rates.items()})
-            self._calibration(out, "vs_gold", self.calibration_vs_gold)
-            self._calibration(out, "vs_gold", self.teacher_calibration_vs_gold, prefix="teacher_")
+    def _gold_family(self, out: dict, rates: dict | None) -> None:
+        if rates is not None:
+            for key, name in Q.GOLD_RATES.items():
+                if key == "coverage_accuracy" and not self.has_uncovered:
+                    continue
+                out[name], out[Q.lower(name)], out[Q.upper(name)] = rates[key], rates[f"{key}_lower"], rates[f"{key}_upper"]
+            self._calibration(out, self.calibration_vs_gold, Q.ECE_VS_GOLD, Q.MCE_VS_GOLD, "student_vs_gold")
+            self._calibration(out, self.teacher_calibration_vs_gold, Q.TEACHER_ECE_VS_GOLD, Q.TEACHER_MCE_VS_GOLD, "teacher_vs_gold")
             sq = self.gold_sq.compute()
-            out["gold/sq_gain"] = sq["sq_gain"]
-            out["gold/student_sq_error"] = sq["student_sq_error"]
-            out["gold/teacher_sq_error"] = sq["teacher_sq_error"]
+            out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = sq["sq_gain"], sq["student_sq_error"], sq["teacher_sq_error"]
             # exact 0/1 band [derived]: teacher accuracy and disagreement on the same covered gold points
-            lower, upper = accuracy_band(float(rates["teacher_accuracy"]), float(rates["covered_disagreement"])) if _finite(
-                rates["teacher_accuracy"], rates["covered_disagreement"]
-            ) else (math.nan, math.nan)
-            out["bounds/accuracy_lower"], out["bounds/accuracy_upper"] = _t(lower), _t(upper)
-            if self.teacher_score is not None and self.ceiling_score is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # ceiling <= teacher was reported at construction
-                    out["gold/pgr"] = pgr(float(rates["accuracy"]), self.teacher_score, self.ceiling_score)
-        elif self.teacher_score is not None and math.isfinite(disagreement):
+            band = (float(rates["teacher_accuracy"]), float(rates["covered_disagreement"]))
+            if Need.PGR_SCORES in self.provides:
+                out[Q.PGR] = pgr(float(rates["accuracy"]), self.teacher_score, self.ceiling_score)
+        elif self.teacher_score is not None:
             # band around a user-given teacher score: holds up to the score's sampling error
-            lower, upper = accuracy_band(self.teacher_score, disagreement)
-            out["bounds/accuracy_lower"], out["bounds/accuracy_upper"] = _t(lower), _t(upper)
-        out["bounds/predicted_gain"] = _t(charikar_predicted_gain(float(out["misfit/sq"]))) if _finite(out["misfit/sq"]) else _t(math.nan)
+            band = (self.teacher_score, float(out[Q.DISAGREEMENT]))
+        if Need.TEACHER_ACCURACY in self.provides:
+            lower, upper = accuracy_band(*band) if all(math.isfinite(x) for x in band) else (math.nan, math.nan)
+            out[Q.ACCURACY_LOWER], out[Q.ACCURACY_UPPER] = _t(lower), _t(upper)
+        sq = float(out[Q.SQ])
+        out[Q.PREDICTED_GAIN] = _t(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan)
 
     def _representation_family(self, out: dict) -> None:
         if self.student_rank is not None and self.student_rank.update_count:
-            out["representation/effective_rank"] = self.student_rank.compute()
+            out[Q.EFFECTIVE_RANK] = self.student_rank.compute()
         if self.representation is None or self.representation.update_count == 0:
             return
         rep = self.representation.compute()
-        out["representation/effective_rank"] = rep["effective_rank"]
-        out["representation/gap_fro"] = rep["fro"]
-        out["representation/gap_op"] = rep["op"]
-        out["representation/cka"] = rep["cka"]
+        out[Q.EFFECTIVE_RANK], out[Q.GAP_FRO], out[Q.GAP_OP], out[Q.CKA] = rep["effective_rank"], rep["fro"], rep["op"], rep["cka"]
         if "pred_gap" in rep:
-            out["representation/pred_gap_gold"] = rep["pred_gap"]
+            out[Q.PRED_GAP_GOLD] = rep["pred_gap"]
 
-    def _lang_family(self, out: dict) -> None:
+    def _lang_family(self, out: dict, rates: dict | None) -> None:
         if self.robustness is None:
             return
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # undefined rates become notes below, not warnings per check
-            rob = self.robustness.compute()
+            warnings.simplefilter("ignore")  # undefined rates and bounds become notes, not warnings at every check
+            self._lang_values(out, rates)
+
+    def _lang_values(self, out: dict, rates: dict | None) -> None:
+        rob = self.robustness.compute()
         predictions = rob.pop("predictions")
         self.extras["predictions"] = predictions
-        out["robustness/inconsistency"] = rob["gamma"]
-        out["robustness/p_nonrobust_bound"] = rob["p_nonrobust_markov"]
-        if self.has_gold:
-            out["robustness/inconsistency_covered"] = rob["gamma_covered"]
-            if self.has_uncovered:
-                out["robustness/inconsistency_uncovered"] = rob["gamma_uncovered"]
-        if not self.has_gold or self._probe_teacher_pred is None:
+        out[Q.INCONSISTENCY], out[Q.P_NONROBUST_BOUND] = rob["gamma"], rob["p_nonrobust_markov"]
+        if rates is None:
             return
-        self.history = (self.history + [predictions.detach().cpu()])[-self.expansion_history :]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rates = self.correction.compute()
-            exp = lang_expansion(
-                self.neighbours, torch.stack(self.history), self._probe_teacher_pred, self._probe_gold,
-                self._probe_covered, self.num_classes, eta=self.eta,
-            )
-            bounds = lang_bounds({k: v.cpu() if torch.is_tensor(v) else v for k, v in rates.items()},
-                                 {k: v.cpu() if torch.is_tensor(v) else v for k, v in rob.items()}, exp)
-        self.notes += list(bounds.get("reasons", []))
-        for i in range(self.num_classes):
-            out[f"lang/alpha_{i}"] = rates["alpha_per_class"][i]
-            out[f"lang/expansion_good_to_bad_{i}"] = exp["c_good_to_bad"][i]
-            out[f"lang/covered_bound_{i}"] = bounds["covered_bound"][i]
-            out[f"lang/covered_error_{i}"] = bounds["covered_error"][i]
-            if self.has_uncovered:
-                out[f"lang/expansion_uncovered_to_good_{i}"] = exp["c_uncovered_to_good"][i]
-                out[f"lang/uncovered_bound_{i}"] = bounds["uncovered_bound"][i]
-                out[f"lang/uncovered_error_{i}"] = bounds["uncovered_error"][i]
-        out["lang/covered_bound"] = bounds["covered_bound_pooled"]
-        out["lang/covered_error"] = bounds["covered_error_pooled"]
+        out[Q.INCONSISTENCY_COVERED] = rob["gamma_covered"]
         if self.has_uncovered:
-            out["lang/uncovered_bound"] = bounds["uncovered_bound_pooled"]
-            out["lang/uncovered_error"] = bounds["uncovered_error_pooled"]
+            out[Q.INCONSISTENCY_UNCOVERED] = rob["gamma_uncovered"]
+        self.history = (self.history + [predictions.detach().cpu()])[-self.expansion_history :]
+        cpu = lambda d: {k: x.cpu() if torch.is_tensor(x) else x for k, x in d.items()}  # noqa: E731
+        exp = lang_expansion(self.neighbours, torch.stack(self.history), self.teacher_pred.cpu(), self.gold.cpu(),
+                             self.covered.cpu(), self.num_classes, eta=self.eta)
+        bounds = lang_bounds(cpu(rates), cpu(rob), exp)
+        self.notes += list(bounds.get("reasons", []))
+        per_class = [(Q.ALPHA, rates["alpha_per_class"]), (Q.EXPANSION_GOOD_TO_BAD, exp["c_good_to_bad"]),
+                     (Q.COVERED_BOUND_CLASS, bounds["covered_bound"]), (Q.COVERED_ERROR_CLASS, bounds["covered_error"])]
+        pooled = [(Q.COVERED_BOUND, "covered_bound_pooled"), (Q.COVERED_ERROR, "covered_error_pooled")]
+        if self.has_uncovered:
+            per_class += [(Q.EXPANSION_UNCOVERED_TO_GOOD, exp["c_uncovered_to_good"]),
+                          (Q.UNCOVERED_BOUND_CLASS, bounds["uncovered_bound"]), (Q.UNCOVERED_ERROR_CLASS, bounds["uncovered_error"])]
+            pooled += [(Q.UNCOVERED_BOUND, "uncovered_bound_pooled"), (Q.UNCOVERED_ERROR, "uncovered_error_pooled")]
+        for template, values in per_class:
+            out.update({template.format(i=i): values[i] for i in range(self.num_classes)})
+        out.update({name: bounds[key] for name, key in pooled})
 
     def _drop_undefined(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         kept = {}
         for name, value in out.items():
             value = torch.as_tensor(value, dtype=torch.float64)
-            if not bool(torch.isfinite(value)) and name.startswith(MAY_BE_UNDEFINED):
+            if not bool(torch.isfinite(value)) and Q.lookup(name).may_be_undefined:
                 self.notes.append(f"{name} is undefined at this check (empty conditioning set or unmet premises)")
                 continue
             kept[name] = value
@@ -308,10 +347,6 @@ class W2SMetrics(nn.Module):
         self.history = [torch.as_tensor(h).long() for h in state.get("history", [])]
         if state.get("neighbours") is not None:
             self.set_neighbours(torch.as_tensor(state["neighbours"]))
-
-
-def _finite(*values) -> bool:
-    return all(math.isfinite(float(v)) for v in values)
 
 
 def _t(value: float) -> torch.Tensor:

@@ -30,16 +30,13 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from .._validation import as_tensor, check_choice, check_finite, describe
+from .._validation import as_tensor, check_choice, check_finite, check_scalar, describe
 
 NORMS = ("l1", "max", "l2")
-CALIBRATION_KEYS = ("ece", "mce")
 
 
 def _check_n_bins(n_bins) -> int:
-    if not isinstance(n_bins, int) or isinstance(n_bins, bool) or n_bins < 1:
-        raise ValueError(f"`n_bins` must be a positive int, got {describe(n_bins)}")
-    return n_bins
+    return check_scalar("n_bins", n_bins, int, min_val=1)
 
 
 def _check_inputs(probs, target, ignore_index: int | None, validate_args: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,6 +177,11 @@ class Calibration(Metric):
         n_bins: equal-width bins on ``[0, 1]`` (default 15, Guo et al. 2017).
         ignore_index: rows whose target equals this are dropped (e.g. ``-1``).
         validate_args: check ranges at every ``update`` (one host sync per batch).
+
+    >>> m = Calibration(n_bins=10)
+    >>> m.update(torch.tensor([[0.9, 0.1], [0.6, 0.4]]), torch.tensor([0, 1]))
+    >>> round(float(m.compute()["ece"]), 4)  # (|1 - 0.9| + |0 - 0.6|) / 2
+    0.35
     """
 
     full_state_update = False

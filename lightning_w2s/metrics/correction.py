@@ -6,67 +6,37 @@ student's prediction (argmax). The teacher *covers* ``S`` (it gives a label) and
 For a gold class ``i``: ``S_i = S ∩ {y = i}``, ``T_i = T ∩ {y = i}``, ``S_i^good = S_i ∩ {ỹ = y}``,
 ``S_i^bad = S_i ∩ {ỹ ≠ y}``. All probabilities are empirical over the probe's gold points.
 
-Two families live here (the lead wires them into the aggregator):
+Two families live here:
 
 1. **Rates on gold points** [paper: definitions] — :class:`CorrectionRates` / :func:`correction_rates`:
    ``α_i = P(ỹ ≠ y | S_i)``, ``err(f, ỹ | S_i)``, ``err(f, y | S_i)``, correction rate
    ``P(f = y | S_i^bad)``, imitation rate ``P(f = ỹ | S_i^bad)``, coverage accuracy
-   ``P(f = y | T_i)``, per class (``*_per_class``, ``(k,)`` vectors) and pooled over classes.
+   ``P(f = y | T_i)``, per class (``*_per_class``, ``(k,)`` vectors) and pooled over classes. The
+   same per-class counts give the pooled gold rates with their Wilson intervals
+   (:data:`GOLD_RATES`: the student's and the teacher's gold accuracy, the covered accuracy and
+   disagreement behind the exact 0/1 band, ...), so one state counts every gold event once.
 2. **Bounds per class** — :func:`lang_bounds`, which assembles Thm B.1 / B.2 / B.3 per class from
    :mod:`lightning_w2s.metrics.bounds` next to the measured gold errors, fed with the rates above,
    the robustness of :mod:`lightning_w2s.metrics.robustness` and the expansion estimates of
    :mod:`lightning_w2s.metrics.expansion` (that module's docstring derives which sets expand where,
    and why each bound then holds on the probe exactly when every point is η-robust).
-
-The robustness (:class:`~lightning_w2s.metrics.robustness.NeighbourRobustness`,
-:class:`~lightning_w2s.metrics.robustness.AugmentationRobustness`, ...) and expansion
-(:func:`~lightning_w2s.metrics.expansion.expansion_estimate`,
-:func:`~lightning_w2s.metrics.expansion.lang_expansion`) names are re-exported here, so
-``from lightning_w2s.metrics.correction import ...`` reaches the whole Lang et al. family.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+
 import torch
 from torchmetrics import Metric
 
-from .._validation import check_choice
-from ._checks import _F64, _check_num_classes, _labels, _mask, _ratio
+from .._validation import check_choice, check_labels, check_mask, check_scalar
+from ._stats import F64 as _F64
+from ._stats import rate_with_interval
+from ._stats import ratio as _ratio
 from .bounds import lang_covered_bound, lang_uncovered_bound, lang_uncovered_bound_b3
 
-# re-exported: the γ̂ and expansion families live in their own modules (names this module
-# imported before the split stay importable from it too)
-from .._validation import as_tensor, check_ndim, describe  # noqa: F401
-from ._checks import _check_eta  # noqa: F401
-from .expansion import LANG_EXPANSIONS, MODES, expansion_estimate, lang_expansion  # noqa: F401
-from .neighbours import check_neighbours  # noqa: F401
-from .robustness import (  # noqa: F401
-    ROBUSTNESS_KEYS_DOC,
-    AugmentationRobustness,
-    NeighbourRobustness,
-    _robustness_from_sums,
-    _robustness_sums,
-    augmentation_nonrobustness,
-    augmentation_robustness,
-    neighbour_nonrobustness,
-    neighbour_robustness,
-)
-
-__all__ = [
-    "AugmentationRobustness",
-    "CorrectionRates",
-    "NeighbourRobustness",
-    "augmentation_nonrobustness",
-    "augmentation_robustness",
-    "correction_rates",
-    "expansion_estimate",
-    "lang_bounds",
-    "lang_expansion",
-    "neighbour_nonrobustness",
-    "neighbour_robustness",
-]
+__all__ = ["CorrectionRates", "correction_rates", "gold_rates_from_counts", "lang_bounds"]
 
 #: count states of :class:`CorrectionRates`, each a ``(k,)`` float64 vector indexed by gold class.
 CORRECTION_COUNTS = (
@@ -91,6 +61,25 @@ CORRECTION_RATES = {
 }
 
 
+#: pooled gold rates (each with a Wilson 95% interval ``<key>_lower``/``<key>_upper``) as
+#: ``(successes, total)`` functions of the class-summed counts: accuracy ``P(s = y)`` over gold
+#: points; the teacher's accuracy ``P(w = y)``, the student's accuracy and the disagreement
+#: ``P(s ≠ w)`` on *the same* covered gold points (so that ``|acc_s − acc_w| ≤ disagreement``
+#: holds exactly for ``covered_accuracy``); correction and imitation on covered gold points the
+#: teacher gets wrong; coverage accuracy on uncovered gold points.
+GOLD_RATES = {
+    "accuracy": lambda c: (c["n_covered"] - c["gold_errors_covered"] + c["correct_uncovered"], c["n_covered"] + c["n_uncovered"]),
+    "teacher_accuracy": lambda c: (c["n_covered"] - c["n_bad"], c["n_covered"]),
+    "covered_accuracy": lambda c: (c["n_covered"] - c["gold_errors_covered"], c["n_covered"]),
+    "covered_disagreement": lambda c: (c["fit_errors"], c["n_covered"]),
+    "correction_rate": lambda c: (c["corrected"], c["n_bad"]),
+    "imitation_rate": lambda c: (c["imitated"], c["n_bad"]),
+    "coverage_accuracy": lambda c: (c["correct_uncovered"], c["n_uncovered"]),
+}
+#: every key of :func:`gold_rates_from_counts`.
+GOLD_KEYS = tuple(k for r in GOLD_RATES for k in (r, f"{r}_lower", f"{r}_upper"))
+
+
 def _warn_nan(what: str, empty: torch.Tensor, why: str) -> None:
     """One RuntimeWarning naming the classes where ``empty`` (a (k,) bool vector) is True."""
     empty = empty.nonzero().flatten().tolist()
@@ -109,13 +98,13 @@ def correction_counts(student_pred, teacher_pred, gold, covered, num_classes: in
     with ``gold == -1`` are ignored; ``teacher_pred`` is read only where ``covered`` is True (it may
     be anything, e.g. ``-1``, where the teacher abstains).
     """
-    k = _check_num_classes(num_classes)
+    k = check_scalar("num_classes", num_classes, int, min_val=2)
     hint = "; pass argmax predictions, e.g. `probs.argmax(dim=1)`"
-    s = _labels("student_pred", student_pred, None, k, allow_minus_one=False, hint=hint)
+    s = check_labels("student_pred", student_pred, None, k, allow_minus_one=False, hint=hint)
     n = s.shape[0]
-    g = _labels("gold", gold, n, k, allow_minus_one=True)
-    cov = _mask("covered", covered, n)
-    t = _labels("teacher_pred", teacher_pred, n, None, allow_minus_one=True, hint=hint)
+    g = check_labels("gold", gold, n, k, allow_minus_one=True)
+    cov = torch.ones(n, dtype=torch.bool, device=s.device) if covered is None else check_mask("covered", covered, n)
+    t = check_labels("teacher_pred", teacher_pred, n, None, allow_minus_one=True, hint=hint)
     known = g >= 0
     on_s = known & cov
     if on_s.any() and ((t[on_s] < 0).any() or (t[on_s] >= k).any()):
@@ -142,13 +131,24 @@ def correction_counts(student_pred, teacher_pred, gold, covered, num_classes: in
     }
 
 
+def gold_rates_from_counts(counts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The pooled gold rates of :data:`GOLD_RATES` with Wilson 95% intervals (0-d float64; a rate
+    over an empty set is NaN with NaN bounds) from :func:`correction_counts` sums [definitions]."""
+    pooled = {name: value.sum() for name, value in counts.items()}
+    out: dict[str, torch.Tensor] = {}
+    for key, rate in GOLD_RATES.items():
+        out.update(rate_with_interval(key, *rate(pooled)))
+    return out
+
+
 def rates_from_counts(counts: dict[str, torch.Tensor], warn: bool = True) -> dict[str, torch.Tensor]:
     """Per-class and pooled rates from :func:`correction_counts` sums [paper: definitions].
 
     Keys (each rate also as ``<name>_per_class``, a ``(k,)`` float64 vector; pooled values are 0-d):
     ``alpha``, ``err_teacher_fit``, ``err_gold_covered``, ``correction_rate``,
     ``imitation_rate``, ``coverage_accuracy``, ``err_gold_uncovered`` (``1 − coverage_accuracy``),
-    and the counts ``n_covered_per_class``, ``n_bad_per_class``, ``n_uncovered_per_class``.
+    the counts ``n_covered_per_class``, ``n_bad_per_class``, ``n_uncovered_per_class``, and the
+    pooled gold rates with Wilson intervals of :func:`gold_rates_from_counts` (:data:`GOLD_KEYS`).
     A rate whose conditioning set is empty is NaN (and, with ``warn``, a RuntimeWarning names the
     classes).
     """
@@ -160,6 +160,7 @@ def rates_from_counts(counts: dict[str, torch.Tensor], warn: bool = True) -> dic
     out["err_gold_uncovered"] = 1.0 - out["coverage_accuracy"]
     for c in ("n_covered", "n_bad", "n_uncovered"):
         out[f"{c}_per_class"] = counts[c].clone()
+    out.update(gold_rates_from_counts(counts))
     if warn:
         _warn_nan("alpha / err_teacher_fit / err_gold_covered", counts["n_covered"] == 0, "no covered gold points of that class")
         _warn_nan(
@@ -178,14 +179,15 @@ def correction_rates(student_pred, teacher_pred, gold, covered, num_classes: int
         student_pred: ``(n,)`` student argmax predictions.
         teacher_pred: ``(n,)`` teacher labels (argmax); read only where ``covered``.
         gold: ``(n,)`` gold labels, ``-1`` = unknown (ignored).
-        covered: ``(n,)`` bool, False where the teacher abstains (the uncovered set ``T``).
+        covered: ``(n,)`` bool, False where the teacher abstains (the uncovered set ``T``); ``None``
+            = all covered.
         num_classes: ``k``.
         warn: emit a RuntimeWarning naming the classes whose rates are NaN (empty sets).
 
     Returns:
-        see :func:`rates_from_counts`. The pooled ``coverage_accuracy`` is the logged
-        ``w2s/gold/coverage_accuracy``; pooled ``correction_rate``/``imitation_rate`` are
-        ``w2s/gold/correction_rate`` / ``w2s/gold/imitation_rate``.
+        see :func:`rates_from_counts`. The pooled ``coverage_accuracy``, ``correction_rate`` and
+        ``imitation_rate`` are the logged gold rates of the same names
+        (:data:`lightning_w2s.metrics.quantities.GOLD_RATES`).
     """
     return rates_from_counts(correction_counts(student_pred, teacher_pred, gold, covered, num_classes), warn=warn)
 
@@ -194,7 +196,15 @@ class CorrectionRates(Metric):
     """Streaming :func:`correction_rates`: ``(k,)`` float64 count vectors, ``dist_reduce_fx="sum"``.
 
     Memory is ``8k`` numbers whatever the probe size; a DDP sync is exact. ``update`` takes the
-    valid (non-padding) rows of a probe batch.
+    valid (non-padding) rows of a probe batch. ``compute`` also returns the pooled gold rates with
+    Wilson intervals (:data:`GOLD_KEYS`), which count the same events.
+
+    >>> m = CorrectionRates(num_classes=2, warn=False)
+    >>> m.update(torch.tensor([0, 1, 1, 0]), torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, -1]),
+    ...          torch.tensor([True, True, True, False]))
+    >>> out = m.compute()
+    >>> float(out["accuracy"]), float(out["teacher_accuracy"]), float(out["correction_rate"])
+    (1.0, 0.6666666666666666, 1.0)
     """
 
     full_state_update = False
@@ -203,12 +213,12 @@ class CorrectionRates(Metric):
 
     def __init__(self, num_classes: int, warn: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = check_scalar("num_classes", num_classes, int, min_val=2)
         self.warn = warn
         for name in CORRECTION_COUNTS:
             self.add_state(name, torch.zeros(self.num_classes, dtype=_F64), dist_reduce_fx="sum")
 
-    def update(self, student_pred, teacher_pred, gold, covered) -> None:
+    def update(self, student_pred, teacher_pred, gold, covered=None) -> None:
         counts = correction_counts(student_pred, teacher_pred, gold, covered, self.num_classes)
         for name, value in counts.items():
             setattr(self, name, getattr(self, name) + value.to(getattr(self, name).device))

@@ -52,8 +52,8 @@ from __future__ import annotations
 import warnings
 import torch
 
-from .._validation import as_tensor, check_choice, describe
-from ._checks import _F64, _check_eta, _check_num_classes, _labels, _mask
+from .._validation import as_tensor, check_choice, check_labels, check_mask, check_scalar, describe
+from ._stats import F64 as _F64
 from .neighbours import check_neighbours
 
 __all__ = ["expansion_estimate", "lang_expansion"]
@@ -99,16 +99,15 @@ def expansion_estimate(neighbours, a_mask, b_mask, candidate_sets, eta: float = 
     """
     nb = check_neighbours(neighbours)
     n = nb.shape[0]
-    a = _mask("a_mask", a_mask, n).to(nb.device)
-    b = _mask("b_mask", b_mask, n).to(nb.device)
-    eta = _check_eta(eta, allow_zero=True)
+    a = check_mask("a_mask", a_mask, n).to(nb.device)
+    b = check_mask("b_mask", b_mask, n).to(nb.device)
+    eta = check_scalar("eta", eta, float, min_val=0.0, max_val=1.0)
     check_choice("mode", mode, MODES)
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 <= q < 1.0:
-        raise ValueError(f"`q` must be a float in [0, 1), got {describe(q)}")
+    q = check_scalar("q", q, float, min_val=0.0, max_val=1.0, include_boundaries="left")
     if isinstance(candidate_sets, (list, tuple)):
         if not candidate_sets:
             raise ValueError("`candidate_sets` is empty: pass at least one (n,) bool mask")
-        candidate_sets = torch.stack([_mask("candidate_sets[j]", u, n) for u in candidate_sets])
+        candidate_sets = torch.stack([check_mask("candidate_sets[j]", u, n) for u in candidate_sets])
     u = as_tensor("candidate_sets", candidate_sets)
     if u.ndim == 1:
         u = u[None]
@@ -176,7 +175,7 @@ def lang_expansion(neighbours, prediction_history, teacher_pred, gold, covered, 
         (NaN where the class has no such sets); ``argmin_*``: ``(k,)`` int64 index of the
         minimising check (``-1`` none); ``eta``.
     """
-    k = _check_num_classes(num_classes)
+    k = check_scalar("num_classes", num_classes, int, min_val=2)
     nb = check_neighbours(neighbours)
     n = nb.shape[0]
     if isinstance(prediction_history, (list, tuple)):
@@ -193,9 +192,9 @@ def lang_expansion(neighbours, prediction_history, teacher_pred, gold, covered, 
     hist = hist.long().to(nb.device)
     if (hist < -1).any() or (hist >= k).any():
         raise ValueError(f"`prediction_history` must lie in [-1, {k - 1}], got values in [{int(hist.min())}, {int(hist.max())}]")
-    g = _labels("gold", gold, n, k, allow_minus_one=True).to(nb.device)
-    cov = _mask("covered", covered, n).to(nb.device)
-    t = _labels("teacher_pred", teacher_pred, n, None, allow_minus_one=True).to(nb.device)
+    g = check_labels("gold", gold, n, k, allow_minus_one=True).to(nb.device)
+    cov = check_mask("covered", covered, n).to(nb.device)
+    t = check_labels("teacher_pred", teacher_pred, n, None, allow_minus_one=True).to(nb.device)
     out = {name: torch.full((k,), float("nan"), dtype=_F64) for name in LANG_EXPANSIONS}
     out.update({f"argmin_{name}": torch.full((k,), -1, dtype=torch.long) for name in LANG_EXPANSIONS})
     seen = hist >= 0

@@ -1,21 +1,19 @@
-"""Gold-label rates, where the probe has gold labels (``-1`` = unknown points are ignored).
+"""Gold-label quantities, where the probe has gold labels (``-1`` = unknown points are ignored).
 
-Definitions (exact; rates come with Wilson 95% intervals ``<key>_lower``/``<key>_upper`` from the
-sum states, :mod:`lightning_w2s.metrics._stats`):
-
-- ``accuracy = P(s = y)`` over gold points;
-- ``teacher_accuracy = P(w = y)`` over gold points the teacher covers (abstentions are not teacher
-  predictions; Lang et al. 2024's covered set ``S``);
-- ``covered_accuracy = P(s = y)`` and ``covered_disagreement = P(s ≠ w)`` on *the same* covered gold
+- :func:`gold_rates`: the pooled gold rates with Wilson 95% intervals (``<key>_lower`` /
+  ``<key>_upper``, :mod:`lightning_w2s.metrics._stats`) [definitions, exact]: ``accuracy = P(s = y)``
+  over gold points; ``teacher_accuracy = P(w = y)`` over gold points the teacher covers
+  (abstentions are not teacher predictions; Lang et al. 2024's covered set ``S``);
+  ``covered_accuracy = P(s = y)`` and ``covered_disagreement = P(s ≠ w)`` on *the same* covered gold
   points, so that :func:`lightning_w2s.metrics.bounds.accuracy_band` (``|acc_s − acc_w| ≤
-  disagreement``) holds exactly for ``covered_accuracy``;
-- ``correction_rate = P(s = y | w ≠ y)`` and ``imitation_rate = P(s = w | w ≠ y)`` on covered gold
-  points (Lang, Sontag, Vijayaraghavan 2024, §2.5 of DESIGN: pseudolabel correction), pooled over
-  classes; the two are disjoint events, so they sum to at most 1;
-- ``coverage_accuracy = P(s = y)`` on uncovered gold points (Lang et al.'s coverage expansion ``T``).
-
-Also: :class:`GoldSquaredError` (``err_sq`` of student and teacher against gold, for Charikar's
-measured gain) and :func:`pgr` (Burns et al. 2023).
+  disagreement``) holds exactly for ``covered_accuracy``; ``correction_rate = P(s = y | w ≠ y)`` and
+  ``imitation_rate = P(s = w | w ≠ y)`` on covered gold points (Lang, Sontag, Vijayaraghavan 2024,
+  DESIGN §2.5), pooled over classes (disjoint events: they sum to at most 1);
+  ``coverage_accuracy = P(s = y)`` on uncovered gold points (Lang et al.'s coverage expansion ``T``).
+  These count the same events as the per-class rates, so their streaming form is
+  :class:`~lightning_w2s.metrics.correction.CorrectionRates` (one state for both).
+- :class:`GoldSquaredError` (``err_sq`` of student and teacher against gold, for Charikar's
+  measured gain) and :func:`pgr` (Burns et al. 2023).
 """
 
 from __future__ import annotations
@@ -27,111 +25,28 @@ import warnings
 import torch
 from torchmetrics import Metric
 
-from .._validation import as_tensor, check_choice, check_finite, check_integer, check_scalar, describe
-from ._stats import rate_with_interval
+from .._validation import as_tensor, check_choice, check_finite, check_labels, check_scalar, describe
+from .correction import GOLD_KEYS, correction_counts, gold_rates_from_counts
 
-_COUNT_STATES = (
-    "n_gold",
-    "student_correct",
-    "n_gold_covered",
-    "teacher_correct",
-    "covered_student_correct",
-    "covered_disagree",
-    "n_teacher_wrong",
-    "corrected",
-    "imitated",
-    "n_gold_uncovered",
-    "uncovered_correct",
-)
-#: rate key -> (successes state, total state)
-_RATES = {
-    "accuracy": ("student_correct", "n_gold"),
-    "teacher_accuracy": ("teacher_correct", "n_gold_covered"),
-    "covered_accuracy": ("covered_student_correct", "n_gold_covered"),
-    "covered_disagreement": ("covered_disagree", "n_gold_covered"),
-    "correction_rate": ("corrected", "n_teacher_wrong"),
-    "imitation_rate": ("imitated", "n_teacher_wrong"),
-    "coverage_accuracy": ("uncovered_correct", "n_gold_uncovered"),
-}
-GOLD_KEYS = tuple(k for r in _RATES for k in (r, f"{r}_lower", f"{r}_upper"))
+__all__ = ["GOLD_KEYS", "GOLD_SQ_KEYS", "GoldSquaredError", "gold_rates", "gold_squared_error", "pgr"]
 
 
-def _labels(name: str, value, n: int | None = None) -> torch.Tensor:
-    v = as_tensor(name, value)
-    check_integer(name, v)
-    if v.ndim != 1 or (n is not None and v.shape[0] != n):
-        raise ValueError(f"`{name}` must be a 1-D (n,) tensor of class indices" + (f" with n = {n}" if n is not None else "") + f", got {describe(v)}")
-    return v
-
-
-def gold_counts(student_pred: torch.Tensor, teacher_pred: torch.Tensor, gold: torch.Tensor, covered: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Per-batch float64 counts (the :class:`GoldRates` state increments); shared by both twins."""
-    s = _labels("student_pred", student_pred)
-    n = s.shape[0]
-    w = _labels("teacher_pred", teacher_pred, n)
-    y = _labels("gold", gold, n)
-    if covered is None:
-        cov_mask = torch.ones(n, dtype=torch.bool, device=s.device)
-    else:
-        cov_mask = as_tensor("covered", covered)
-        if cov_mask.dtype != torch.bool or cov_mask.shape != (n,):
-            raise ValueError(f"`covered` must be a (n,) bool tensor with n = {n}, got {describe(cov_mask)}")
-    known = y >= 0
-    cov = known & cov_mask
-    unc = known & ~cov_mask
-    bad = cov & (w != y)
-    s_ok = s == y
-    masks = {
-        "n_gold": known,
-        "student_correct": known & s_ok,
-        "n_gold_covered": cov,
-        "teacher_correct": cov & (w == y),
-        "covered_student_correct": cov & s_ok,
-        "covered_disagree": cov & (s != w),
-        "n_teacher_wrong": bad,
-        "corrected": bad & s_ok,
-        "imitated": bad & (s == w),
-        "n_gold_uncovered": unc,
-        "uncovered_correct": unc & s_ok,
-    }
-    return {k: m.sum().to(torch.float64) for k, m in masks.items()}
-
-
-def _gold_compute(counts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    for key, (num, den) in _RATES.items():
-        out.update(rate_with_interval(key, counts[num], counts[den]))
-    return out
-
-
-def gold_rates(student_pred: torch.Tensor, teacher_pred: torch.Tensor, gold: torch.Tensor, covered: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Functional twin of :class:`GoldRates`: 0-d float64 tensors under ``GOLD_KEYS``.
+def gold_rates(student_pred, teacher_pred, gold, covered=None, num_classes: int | None = None) -> dict[str, torch.Tensor]:
+    """The pooled gold rates (module docstring): 0-d float64 tensors under ``GOLD_KEYS``.
 
     ``student_pred``/``teacher_pred``/``gold``: ``(n,)`` int labels, ``gold = -1`` unknown;
-    ``covered``: ``(n,)`` bool, ``False`` where the teacher abstains (``None`` = all covered).
-    A rate over an empty set is ``NaN`` (with ``NaN`` bounds).
+    ``covered``: ``(n,)`` bool, ``False`` where the teacher abstains (``None`` = all covered);
+    ``num_classes``: ``k`` (default: the largest label + 1). A rate over an empty set is ``NaN``
+    (with ``NaN`` bounds).
+
+    >>> out = gold_rates(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), torch.tensor([0, 1, -1]))
+    >>> float(out["accuracy"]), float(out["teacher_accuracy"]), float(out["imitation_rate"])
+    (1.0, 0.5, 0.0)
     """
-    return _gold_compute(gold_counts(student_pred, teacher_pred, gold, covered))
-
-
-class GoldRates(Metric):
-    """Streaming gold rates (:func:`gold_rates`) with float64 count states (``dist_reduce_fx="sum"``)."""
-
-    full_state_update = False
-    is_differentiable = False
-    higher_is_better = True
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        for name in _COUNT_STATES:
-            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, student_pred: torch.Tensor, teacher_pred: torch.Tensor, gold: torch.Tensor, covered: torch.Tensor | None = None) -> None:
-        for key, value in gold_counts(student_pred, teacher_pred, gold, covered).items():
-            setattr(self, key, getattr(self, key) + value)
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        return _gold_compute({k: getattr(self, k) for k in _COUNT_STATES})
+    if num_classes is None:
+        labels = [as_tensor(name, v) for name, v in (("student_pred", student_pred), ("teacher_pred", teacher_pred), ("gold", gold))]
+        num_classes = max([2] + [int(t.max()) + 1 for t in labels if t.numel() and not t.is_floating_point()])
+    return gold_rates_from_counts(correction_counts(student_pred, teacher_pred, gold, covered, num_classes))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,9 +76,7 @@ def gold_squared_error_terms(
     if task == "classification":
         if s.ndim != 2:
             raise ValueError(f"`student_out` must be (n, k) probabilities for task='classification', got {describe(s)}")
-        y = _labels("target", y, s.shape[0])
-        if ((y >= s.shape[1])).any():
-            raise ValueError(f"`target` must hold class indices in [0, {s.shape[1] - 1}] or -1 (unknown), got max {int(y.max())}")
+        y = check_labels("target", y, s.shape[0], s.shape[1], allow_minus_one=True)
         known = y >= 0
         onehot = torch.nn.functional.one_hot(y[known], s.shape[1]).double()
         es = (s[known].double() - onehot).pow(2).sum(dim=1)
@@ -200,7 +113,13 @@ def gold_squared_error(student_out: torch.Tensor, teacher_out: torch.Tensor, tar
 
 
 class GoldSquaredError(Metric):
-    """Streaming :func:`gold_squared_error` (float64 sum states)."""
+    """Streaming :func:`gold_squared_error` (float64 sum states).
+
+    >>> m = GoldSquaredError()
+    >>> m.update(torch.tensor([[0.8, 0.2]]), torch.tensor([[0.5, 0.5]]), torch.tensor([0]))
+    >>> {k: round(float(v), 4) for k, v in m.compute().items()}
+    {'student_sq_error': 0.08, 'teacher_sq_error': 0.5, 'sq_gain': 0.42}
+    """
 
     full_state_update = False
     is_differentiable = False

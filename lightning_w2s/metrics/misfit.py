@@ -33,18 +33,21 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from .._validation import as_tensor, check_finite, check_probabilities, describe
+from .._validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
 from ._stats import rate_with_interval
 
 MISFIT_KEYS = ("kl_teacher_student", "kl_student_teacher", "disagreement", "sq")
 #: every key :func:`misfit` and :meth:`Misfit.compute` return (``MISFIT_KEYS`` first).
 MISFIT_ALL_KEYS = MISFIT_KEYS + ("disagreement_lower", "disagreement_upper", "kappa")
-REGRESSION_MISFIT_KEYS = ("sq",)
 
 
 # ----------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------
+def _check_eps(eps) -> float:
+    return check_scalar("eps", eps, float, min_val=0.0, max_val=0.5, include_boundaries="neither")
+
+
 def _check_pair(student_probs, teacher_probs, validate_args: bool) -> tuple[torch.Tensor, torch.Tensor]:
     s = as_tensor("student_probs", student_probs)
     t = as_tensor("teacher_probs", teacher_probs)
@@ -159,6 +162,7 @@ def misfit(student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float 
         ``kl_student_teacher``, ``disagreement``, ``sq``, ``disagreement_lower``,
         ``disagreement_upper`` (Wilson 95%), ``kappa``. ``NaN`` for an empty input.
     """
+    eps = _check_eps(eps)
     s, t = _check_pair(student_probs, teacher_probs, validate_args)
     sums, counts = _misfit_batch(s, t, eps)
     return _misfit_compute(sums, torch.tensor(float(s.shape[0]), dtype=torch.float64, device=s.device), counts)
@@ -176,6 +180,12 @@ class Misfit(Metric):
             a scalar 0 and broadcasts to ``k × k``); pass it explicitly under DDP so that every
             rank's state has the same shape even if a rank sees no batch.
         validate_args: check the probabilities at every ``update`` (one host sync per batch).
+
+    >>> m = Misfit(num_classes=2)
+    >>> m.update(torch.tensor([[0.9, 0.1], [0.4, 0.6]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    >>> out = m.compute()
+    >>> float(out["disagreement"]), round(float(out["sq"]), 4)  # (0.02 + 0.72) / 2
+    (0.5, 0.37)
     """
 
     full_state_update = False
@@ -184,9 +194,8 @@ class Misfit(Metric):
 
     def __init__(self, eps: float = 1e-6, num_classes: int | None = None, validate_args: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
-        if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1):
-            raise ValueError(f"`num_classes` must be a positive int or None, got {describe(num_classes)}")
-        self.eps = eps
+        check_scalar("num_classes", num_classes, int, min_val=1, allow_none=True)
+        self.eps = _check_eps(eps)
         self.num_classes = num_classes
         self.validate_args = validate_args
         for key in MISFIT_KEYS:
@@ -251,7 +260,13 @@ def regression_misfit(student_values: torch.Tensor, teacher_values: torch.Tensor
 
 
 class RegressionMisfit(Metric):
-    """Streaming :func:`regression_misfit` (sum states ``sum_sq``, ``total``; float64)."""
+    """Streaming :func:`regression_misfit` (sum states ``sum_sq``, ``total``; float64).
+
+    >>> m = RegressionMisfit()
+    >>> m.update(torch.tensor([1.0, 2.0]), torch.tensor([1.5, 2.0]))
+    >>> float(m.compute()["sq"])
+    0.125
+    """
 
     full_state_update = False
     is_differentiable = False
@@ -281,6 +296,11 @@ class PredictionShares(Metric):
 
     ``max_class_share`` near 1 while the teacher's is not means the student's predictions have
     collapsed to one class (a heuristic alarm, not a theorem). States: two ``(k,)`` count vectors.
+
+    >>> m = PredictionShares(2)
+    >>> m.update(torch.tensor([0, 0, 0, 1]), torch.tensor([0, 1, 0, 1]))
+    >>> {k: float(v) for k, v in m.compute().items()}
+    {'max_class_share': 0.75, 'teacher_max_class_share': 0.5}
     """
 
     full_state_update = False

@@ -31,15 +31,9 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import as_tensor, check_choice, check_finite, check_ndim, describe
+from .._validation import as_tensor, check_choice, check_finite, check_ndim, check_scalar, describe
 
 METRICS = ("cosine", "euclidean")
-
-
-def _check_positive_int(name: str, value, *, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, got {describe(value)}")
-    return value
 
 
 @torch.no_grad()
@@ -64,8 +58,8 @@ def knn_indices(features, k: int = 10, metric: str = "cosine", chunk_size: int =
         x = x.double()
     check_finite("features", x)
     check_choice("metric", metric, METRICS)
-    k = _check_positive_int("k", k)
-    chunk_size = _check_positive_int("chunk_size", chunk_size)
+    k = check_scalar("k", k, int, min_val=1)
+    chunk_size = check_scalar("chunk_size", chunk_size, int, min_val=1)
     n = x.shape[0]
     if k > n - 1:
         raise ValueError(f"`k`={k} neighbours need at least k + 1 = {k + 1} probe points, got n = {n} ({describe(x)})")

@@ -25,8 +25,9 @@ import warnings
 import torch
 from torchmetrics import Metric
 
-from .._validation import as_tensor, check_ndim, describe
-from ._checks import _F64, _check_eta, _check_num_classes, _labels, _mask, _ratio
+from .._validation import as_tensor, check_labels, check_mask, check_ndim, check_scalar, describe
+from ._stats import F64 as _F64
+from ._stats import ratio as _ratio
 from .neighbours import check_neighbours
 
 __all__ = [
@@ -48,9 +49,9 @@ def neighbour_nonrobustness(preds, neighbours, seen=None) -> torch.Tensor:
     ``(n,)``), unseen points get NaN and unseen neighbours are left out of the mean; a point with no
     seen neighbour gets NaN.
     """
-    p = _labels("preds", preds, None, None, allow_minus_one=True)
+    p = check_labels("preds", preds, None, None, allow_minus_one=True)
     nb = check_neighbours(neighbours, p.shape[0]).to(p.device)
-    seen_m = torch.ones_like(p, dtype=torch.bool) if seen is None else _mask("seen", seen, p.shape[0]).to(p.device)
+    seen_m = torch.ones_like(p, dtype=torch.bool) if seen is None else check_mask("seen", seen, p.shape[0]).to(p.device)
     nb_seen = seen_m[nb]  # (n, k)
     differ = (p[nb] != p[:, None]) & nb_seen
     r = _ratio(differ.sum(dim=1), nb_seen.sum(dim=1))
@@ -66,7 +67,7 @@ def augmentation_nonrobustness(preds, aug_preds) -> torch.Tensor:
     passes both argmax vectors here: ``preds`` ``(n,)`` and ``aug_preds`` ``(n,)`` or ``(n, m)``.
     Each pair stays on one rank, so the streaming version needs only sum states.
     """
-    p = _labels("preds", preds, None, None, allow_minus_one=False)
+    p = check_labels("preds", preds, None, None, allow_minus_one=False)
     a = as_tensor("aug_preds", aug_preds)
     if a.ndim == 1:
         a = a[:, None]
@@ -155,13 +156,13 @@ def neighbour_robustness(preds, neighbours, eta: float = 0.5, gold=None, covered
     Returns:
         the dict described in :data:`ROBUSTNESS_KEYS_DOC`, plus ``seen_fraction``.
     """
-    eta = _check_eta(eta)
-    p = _labels("preds", preds, None, num_classes, allow_minus_one=True)
+    eta = check_scalar("eta", eta, float, min_val=0.0, max_val=1.0, include_boundaries="right")
+    p = check_labels("preds", preds, None, num_classes, allow_minus_one=True)
     n = p.shape[0]
     r = neighbour_nonrobustness(p, neighbours, seen=p >= 0)
-    cov = torch.ones(n, dtype=torch.bool, device=p.device) if covered is None else _mask("covered", covered, n).to(p.device)
-    g = None if gold is None else _labels("gold", gold, n, num_classes, allow_minus_one=True).to(p.device)
-    k = None if num_classes is None else _check_num_classes(num_classes)
+    cov = torch.ones(n, dtype=torch.bool, device=p.device) if covered is None else check_mask("covered", covered, n).to(p.device)
+    g = None if gold is None else check_labels("gold", gold, n, num_classes, allow_minus_one=True).to(p.device)
+    k = None if num_classes is None else check_scalar("num_classes", num_classes, int, min_val=2)
     out = _robustness_from_sums(_robustness_sums(r, eta, g, cov, k), eta)
     out["seen_fraction"] = (p >= 0).to(_F64).mean()
     return out
@@ -187,6 +188,11 @@ class NeighbourRobustness(Metric):
         neighbours: ``(n, k)`` index table (computed once, identical on every rank).
         eta, gold, covered, num_classes: as in :func:`neighbour_robustness` (probe-level constants,
             kept as non-persistent buffers).
+
+    >>> m = NeighbourRobustness(torch.tensor([[1], [0], [1]]), eta=0.5)
+    >>> m.update(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1]))
+    >>> round(float(m.compute()["gamma"]), 4)  # points 0 and 1 disagree with their neighbour
+    0.6667
     """
 
     full_state_update = False
@@ -198,12 +204,12 @@ class NeighbourRobustness(Metric):
         nb = check_neighbours(neighbours)
         n = nb.shape[0]
         self.n = n
-        self.eta = _check_eta(eta)
-        self.num_classes = None if num_classes is None else _check_num_classes(num_classes)
+        self.eta = check_scalar("eta", eta, float, min_val=0.0, max_val=1.0, include_boundaries="right")
+        self.num_classes = None if num_classes is None else check_scalar("num_classes", num_classes, int, min_val=2)
         self.register_buffer("neighbours", nb, persistent=False)
-        cov = torch.ones(n, dtype=torch.bool) if covered is None else _mask("covered", covered, n)
+        cov = torch.ones(n, dtype=torch.bool) if covered is None else check_mask("covered", covered, n)
         self.register_buffer("covered", cov, persistent=False)
-        g = None if gold is None else _labels("gold", gold, n, self.num_classes, allow_minus_one=True)
+        g = None if gold is None else check_labels("gold", gold, n, self.num_classes, allow_minus_one=True)
         self.register_buffer("gold", g, persistent=False)
         for name in ("pred_sum", "pred_count", "pred_sumsq"):
             self.add_state(name, torch.zeros(n, dtype=_F64), dist_reduce_fx="sum")
@@ -215,8 +221,8 @@ class NeighbourRobustness(Metric):
         if idx.is_floating_point() or idx.dtype == torch.bool:
             raise TypeError(f"`index` must hold integer probe positions, got {describe(idx)}")
         b = idx.shape[0]
-        p = _labels("preds", preds, b, self.num_classes, allow_minus_one=False, hint="; pass argmax predictions")
-        keep = torch.ones(b, dtype=torch.bool, device=idx.device) if valid is None else _mask("valid", valid, b).to(idx.device)
+        p = check_labels("preds", preds, b, self.num_classes, allow_minus_one=False, hint="; pass argmax predictions")
+        keep = torch.ones(b, dtype=torch.bool, device=idx.device) if valid is None else check_mask("valid", valid, b).to(idx.device)
         idx, p = idx.long()[keep], p.to(idx.device)[keep]
         if idx.numel() and ((idx < 0).any() or (idx >= self.n).any()):
             raise ValueError(f"`index` must lie in [0, {self.n - 1}] on valid rows, got values in [{int(idx.min())}, {int(idx.max())}]")
@@ -267,12 +273,12 @@ def augmentation_robustness(preds, aug_preds, eta: float = 0.5, gold=None, cover
     Same statistics and keys as :func:`neighbour_robustness` (:data:`ROBUSTNESS_KEYS_DOC`), without
     ``seen_fraction``.
     """
-    eta = _check_eta(eta)
+    eta = check_scalar("eta", eta, float, min_val=0.0, max_val=1.0, include_boundaries="right")
     r = augmentation_nonrobustness(preds, aug_preds)
     n = r.shape[0]
-    cov = torch.ones(n, dtype=torch.bool, device=r.device) if covered is None else _mask("covered", covered, n).to(r.device)
-    g = None if gold is None else _labels("gold", gold, n, num_classes, allow_minus_one=True).to(r.device)
-    k = None if num_classes is None else _check_num_classes(num_classes)
+    cov = torch.ones(n, dtype=torch.bool, device=r.device) if covered is None else check_mask("covered", covered, n).to(r.device)
+    g = None if gold is None else check_labels("gold", gold, n, num_classes, allow_minus_one=True).to(r.device)
+    k = None if num_classes is None else check_scalar("num_classes", num_classes, int, min_val=2)
     return _robustness_from_sums(_robustness_sums(r, eta, g, cov, k), eta)
 
 
@@ -280,6 +286,11 @@ class AugmentationRobustness(Metric):
     """Streaming :func:`augmentation_robustness`: scalar and ``(k,)`` float64 sum states.
 
     ``x`` and its augmentations are evaluated on the same rank, so per-point terms sum exactly.
+
+    >>> m = AugmentationRobustness(eta=0.5)
+    >>> m.update(torch.tensor([0, 1]), torch.tensor([[0, 1], [1, 1]]))
+    >>> float(m.compute()["gamma"])  # point 0 changes its label under one of two augmentations
+    0.25
     """
 
     full_state_update = False
@@ -288,8 +299,8 @@ class AugmentationRobustness(Metric):
 
     def __init__(self, eta: float = 0.5, num_classes: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.eta = _check_eta(eta)
-        self.num_classes = None if num_classes is None else _check_num_classes(num_classes)
+        self.eta = check_scalar("eta", eta, float, min_val=0.0, max_val=1.0, include_boundaries="right")
+        self.num_classes = None if num_classes is None else check_scalar("num_classes", num_classes, int, min_val=2)
         empty = _robustness_sums(torch.zeros(0, dtype=_F64), self.eta, None, torch.zeros(0, dtype=torch.bool), self.num_classes)
         self._state_names = tuple(empty)
         for name, value in empty.items():
@@ -298,8 +309,8 @@ class AugmentationRobustness(Metric):
     def update(self, preds, aug_preds, gold=None, covered=None) -> None:
         r = augmentation_nonrobustness(preds, aug_preds)
         n = r.shape[0]
-        cov = torch.ones(n, dtype=torch.bool, device=r.device) if covered is None else _mask("covered", covered, n).to(r.device)
-        g = None if gold is None else _labels("gold", gold, n, self.num_classes, allow_minus_one=True).to(r.device)
+        cov = torch.ones(n, dtype=torch.bool, device=r.device) if covered is None else check_mask("covered", covered, n).to(r.device)
+        g = None if gold is None else check_labels("gold", gold, n, self.num_classes, allow_minus_one=True).to(r.device)
         for name, value in _robustness_sums(r, self.eta, g, cov, self.num_classes).items():
             setattr(self, name, getattr(self, name) + value.to(getattr(self, name).device))
 

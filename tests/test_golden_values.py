@@ -1,0 +1,23 @@
+"""The refactored package logs the same numbers as the original code (base commit 09b38a2).
+
+``tests/golden_values.json`` holds every value the monitor logged at every check of two tiny
+deterministic fits (every family on; a label-free step-cadence run), and the stopper's decisions,
+written by ``tests/golden_values.py`` on the original code. This reruns the same fits now.
+"""
+
+import json
+import os
+
+from golden_values import compare, new_names, run_all
+
+HERE = os.path.dirname(__file__)
+#: names the refactor added (the monitor's check counter, read by W2SEarlyStopping)
+ADDED = {"w2s/check"}
+
+
+def test_every_logged_value_and_decision_is_reproduced():
+    with open(os.path.join(HERE, "golden_values.json")) as f:
+        golden = json.load(f)
+    current = run_all()
+    assert compare(golden, current) == []
+    assert set(new_names(golden, current)) <= ADDED

@@ -1,0 +1,130 @@
+"""W2SEarlyStopping follows the monitor's checks whatever the cadence, a cadence that cannot fire
+says so, and a resumed fit never mixes two probes (issue 16 #3, #4, #8). End to end through a real
+Trainer."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from conftest import Crash, CrashAt, TinyStudent, make_task, trainer_kwargs
+from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
+from lightning_w2s.metrics import quantities as Q
+
+HELD = Q.KL_TEACHER_STUDENT
+
+
+class ChecksSeen(Callback):
+    """After the monitor's hooks: the held-out misfit in ``trainer.callback_metrics`` at each check."""
+
+    def __init__(self, monitor):
+        self.monitor, self.seen, self.values = monitor, 0, []
+
+    def on_train_batch_end(self, trainer, *args):
+        made = self.monitor.num_checks + self.monitor.num_failed
+        if made != self.seen:
+            self.seen = made
+            value = trainer.callback_metrics.get(HELD)
+            self.values.append(None if value is None else float(value))
+
+
+@pytest.mark.parametrize("stopper_first", [False, True])
+def test_one_history_entry_per_step_check_with_gradient_accumulation(stopper_first):
+    """every_n_train_steps=1 with accumulate_grad_batches=2: 4 optimizer steps, 4 checks, 4 entries,
+    each with that check's value, whichever of the two callbacks Lightning calls first."""
+    task = make_task(n_train=128)
+    L.seed_everything(0, verbose=False)
+    monitor = W2SMonitor(task.probe(), every_n_train_steps=1, neighbours=0, figure_every_n_checks=0)
+    es = W2SEarlyStopping(patience=50, verbose=False)
+    seen = ChecksSeen(monitor)
+    callbacks = [es, monitor, seen] if stopper_first else [monitor, seen, es]
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=1, accumulate_grad_batches=2, callbacks=callbacks))
+    trainer.fit(TinyStudent(), task.train_loader(16), task.val_loader())
+    assert trainer.global_step == 4 and monitor.num_checks == 4
+    assert [h["step"] for h in es.history] == [1, 2, 3, 4]
+    assert [h["values"][HELD] for h in es.history] == seen.values
+
+
+@pytest.mark.parametrize("stopper_first", [False, True])
+def test_patience_counts_step_checks_and_stops_mid_epoch(stopper_first):
+    task = make_task(n_train=128)
+    L.seed_everything(0, verbose=False)
+    monitor = W2SMonitor(task.probe(), every_n_train_steps=1, neighbours=0, figure_every_n_checks=0)
+    es = W2SEarlyStopping(patience=2, verbose=False)
+    callbacks = [es, monitor] if stopper_first else [monitor, es]
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=3, accumulate_grad_batches=2, callbacks=callbacks))
+    trainer.fit(TinyStudent(lr=0.0), task.train_loader(16), task.val_loader())  # lr 0: the misfit never improves
+    assert es.stopped_check == 2 and [h["step"] for h in es.history] == [1, 2, 3]
+    assert trainer.global_step == 3 and trainer.current_epoch == 1  # stopped inside the first epoch (8 batches)
+    # listed after the monitor it stops after the check's batch; before it, at the next batch's start
+    assert trainer.lightning_module.train_steps == 6 + stopper_first
+
+
+def test_failed_step_check_is_an_empty_entry_not_a_stale_value():
+    task = make_task(n_train=128)
+    calls = {"n": 0}
+
+    def forward(module, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the shape check, check 0, then check 1 fails
+            raise RuntimeError("probe forward failed on purpose")
+        return module(batch)
+
+    L.seed_everything(0, verbose=False)
+    monitor = W2SMonitor(task.probe(), every_n_train_steps=1, neighbours=0, figure_every_n_checks=0, forward_fn=forward,
+                         batch_size=1000)
+    es = W2SEarlyStopping(patience=50, verbose=False)
+    seen = ChecksSeen(monitor)
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=1, callbacks=[monitor, seen, es]))
+    with pytest.warns(RuntimeWarning, match="no fresh finite value"):
+        trainer.fit(TinyStudent(), task.train_loader(32), task.val_loader())
+    assert monitor.num_failed == 1 and monitor.num_checks == 3
+    assert seen.values[1] is None  # removed from callback_metrics after the failed check
+    assert [bool(h["values"]) for h in es.history] == [True, False, True, True]
+
+
+@pytest.mark.parametrize("validation", [True, False])
+def test_cadence_that_cannot_fire_warns_and_a_stock_checkpoint_works(tmp_path, validation):
+    task = make_task()  # 128 training points, batch 64: 2 optimizer steps an epoch, 4 in the fit
+    monitor = W2SMonitor(task.probe(), every_n_train_steps=1000, neighbours=0, figure_every_n_checks=0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, monitor="w2s/misfit/sq", mode="min")
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=2, enable_checkpointing=True, callbacks=[monitor, ckpt]))
+    match = r"every_n_train_steps=1000 cannot fire in this fit \(it has 4 optimizer steps.*every_n_train_steps <= 4"
+    with pytest.warns(UserWarning, match=match):
+        trainer.fit(TinyStudent(), task.train_loader(), task.val_loader() if validation else None)
+    assert monitor.num_checks == 2  # the epoch cadence instead
+    assert ckpt.best_model_path and float(ckpt.best_model_score) == pytest.approx(min(monitor.last_values[Q.SQ], 1e9), abs=1)
+
+
+def test_resume_with_another_probe_starts_the_histories_afresh(tmp_path):
+    """The stopper's history was made with probe A; resuming with probe B (same size, other teacher
+    labels) warns and starts the stopper's and the monitor's histories afresh; resuming with probe A
+    continues them."""
+    task = make_task(noise=0.3)
+    probe_a = task.probe()
+    probe_b = W2SProbe(task.x_probe, teacher_labels=1 - task.t_probe, gold=task.gold_probe, num_classes=2)
+
+    def run(name, probe, crash_at=None, ckpt_path=None):
+        L.seed_everything(0, verbose=False)
+        monitor = W2SMonitor(probe, figure_every_n_checks=0)
+        es = W2SEarlyStopping(patience=50, verbose=False)
+        cbs = [monitor, es, ModelCheckpoint(dirpath=tmp_path / name, save_last=True)]
+        cbs += [CrashAt(crash_at)] if crash_at is not None else []
+        trainer = L.Trainer(**trainer_kwargs(max_epochs=5, enable_checkpointing=True, callbacks=cbs))
+        trainer.fit(TinyStudent(lr=0.02), task.train_loader(32), task.val_loader(), ckpt_path=ckpt_path)
+        return monitor, es
+
+    with pytest.raises(Crash):
+        run("killed", probe_a, crash_at=3)
+    last = tmp_path / "killed" / "last.ckpt"
+    monitor, es = run("same", probe_a, ckpt_path=last)
+    assert [h["epoch"] for h in es.history] == [0, 1, 2, 3, 4] and monitor.num_checks == 5
+    with pytest.warns(UserWarning, match="another probe or") as record:
+        monitor, es = run("other", probe_b, ckpt_path=last)
+    assert any("W2SEarlyStopping" in str(w.message) for w in record) and any("W2SMonitor" in str(w.message) for w in record)
+    assert [h["epoch"] for h in es.history] == [3, 4] and [h["check"] for h in es.history] == [0, 1]
+    assert monitor.num_checks == 2 and len(monitor.metrics.history) == 2
+    assert es.history[0]["values"][HELD] == pytest.approx(torch.tensor(es.history[0]["values"][HELD]).item())
