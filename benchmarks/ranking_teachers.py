@@ -51,6 +51,14 @@ CACHE_VERSION = 1
 # examples/demo_data.py and benchmarks/tasks.py.
 TWEET_POSITIVE = ("love", "great", "happy", "good", "awesome", "best", "thanks", "fun", "nice", "beautiful", "amazing", "excited")
 TWEET_NEGATIVE = ("hate", "bad", "sad", "worst", "sucks", "angry", "awful", "terrible", "stupid", "sick", "tired", "annoying")
+#: Every teacher, in the order built, with its family.
+TEACHER_FAMILIES: dict[str, str] = {
+    "wordllama_g200": "small model", "wordllama_g1000": "small model", "wordllama_pca8_g200": "small model",
+    "wordllama_pca32_g200": "small model", "bow200_g200": "small model", "bow1000_g1000": "small model",
+    "minilm_pca4_g200": "small model", "minilm_pca16_g50": "small model", "minilm_g50": "small model",
+    "vader": "lexicon", "keyword": "rule", "wordllama_g1000_flip30": "random flips", "bow1000_g1000_flip20": "random flips",
+    "wordllama_g1000_topic_positive": "biased", "bow1000_g1000_negation_negative": "biased",
+}
 NEGATION = re.compile(r"\b(?:not|no|never|nothing|n't|cannot|isn't|don't|doesn't|didn't|wasn't|won't|can't)\b|n't\b")
 
 
@@ -195,21 +203,37 @@ def build_teachers(task: str, seed: int, data_dir: str) -> TeacherSet:
     lab[negated] = 0
     labels["bow1000_g1000_negation_negative"], probs["bow1000_g1000_negation_negative"] = lab, None
     feats["bow1000_g1000_negation_negative"], family["bow1000_g1000_negation_negative"] = feats["bow1000_g1000"], "biased"
+    if list(labels) != list(TEACHER_FAMILIES) or family != TEACHER_FAMILIES:
+        raise AssertionError(f"teacher list out of sync with TEACHER_FAMILIES: {list(labels)}")
     return TeacherSet(task, seed, gold, np.asarray(ml, dtype=np.float32), sp, labels, probs, feats, family)
 
 
 # ============================================================================ W2S students
+def cached_w2s(task: str, seed: int, data_dir: str) -> dict[str, Any] | None:
+    """The cached W2S results of ``task`` × ``seed`` (``student_error``, ``teacher_accuracy``:
+    ``{name: value}``; ``ceiling_error``), or ``None`` when absent or stale."""
+    path = Path(data_dir) / f"ranking_w2s_{task}_s{seed}.npz"
+    if not path.is_file():
+        return None
+    blob = np.load(path, allow_pickle=False)
+    names = list(TEACHER_FAMILIES)
+    if int(blob["version"]) != CACHE_VERSION or list(blob["names"]) != names:
+        return None
+    return {
+        "student_error": dict(zip(names, blob["student_error"].tolist())),
+        "teacher_accuracy": dict(zip(names, blob["teacher_accuracy"].tolist())),
+        "ceiling_error": float(blob["ceiling_error"]),
+    }
+
+
 def w2s_results(ts: TeacherSet, data_dir: str) -> TeacherSet:
     """Fill ``student_error``, ``teacher_accuracy`` and ``ceiling_error`` (cached per task × seed)."""
     path = Path(data_dir) / f"ranking_w2s_{ts.task}_s{ts.seed}.npz"
     names = ts.names
-    if path.is_file():
-        blob = np.load(path, allow_pickle=False)
-        if int(blob["version"]) == CACHE_VERSION and list(blob["names"]) == names:
-            ts.student_error = dict(zip(names, blob["student_error"].tolist()))
-            ts.teacher_accuracy = dict(zip(names, blob["teacher_accuracy"].tolist()))
-            ts.ceiling_error = float(blob["ceiling_error"])
-            return ts
+    cached = cached_w2s(ts.task, ts.seed, data_dir)
+    if cached is not None:
+        ts.student_error, ts.teacher_accuracy, ts.ceiling_error = cached["student_error"], cached["teacher_accuracy"], cached["ceiling_error"]
+        return ts
     tr, te = ts.splits["train"], ts.splits["test"]
     x_tr, x_te, y_te = ts.student[tr], ts.student[te], ts.gold[te]
     for name in names:

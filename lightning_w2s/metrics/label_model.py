@@ -176,8 +176,8 @@ def dawid_skene(
         if (w < 0).any():
             raise ValueError(f"`weights` must be >= 0, got min {float(w.min()):.4g}")
     covered = v.sum(-1)  # (n, m): 1 where the teacher votes, 0 where it abstains
-    # majority-vote initialisation (soft), uniform where nobody votes
-    t = v.sum(1) + 1e-9
+    # (weighted) majority-vote initialisation (soft), uniform where nobody votes
+    t = (v * w[None, :, None]).sum(1) + 1e-9
     t = t / t.sum(-1, keepdim=True)
     previous = -math.inf
     converged = False
