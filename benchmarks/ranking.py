@@ -55,12 +55,12 @@ def gather(tasks: Sequence[str], seeds: Sequence[int], data_dir: str) -> tuple[d
     """``{task: {seed: {"err": (m,), "scores": {cand: (m,)}, "teacher_acc": (m,), "ceiling": float}}}`` and timings."""
     out: dict[str, dict[int, dict[str, Any]]] = {}
     timing = {"build teachers + W2S students": 0.0, "candidate scores": 0.0}
-    names = list(rt.TEACHER_FAMILIES)
     for task in tasks:
+        names = list(rt.teacher_families(task))
         out[task] = {}
         for seed in seeds:
             w2s, scores = rt.cached_w2s(task, seed, data_dir), rs.cached_scores(task, seed, data_dir)
-            if w2s is None or scores is None:
+            if w2s is None or scores is None or rs.ORACLE not in scores:
                 t0 = time.perf_counter()
                 ts = rt.load(task, seed, data_dir)
                 timing["build teachers + W2S students"] += time.perf_counter() - t0
@@ -120,9 +120,10 @@ def boot_indices(m: int, seed: int = 12345, subset: np.ndarray | None = None) ->
     return pool[np.random.default_rng(seed).integers(0, len(pool), size=(N_BOOT, len(pool)))]
 
 
-def boot_ci(data: dict, task: str, cands: Sequence[str], boots: np.ndarray) -> dict[str, np.ndarray]:
-    """``{cand: (N_BOOT,) bootstrap replicates of task_rho}`` with the same teacher resamples."""
-    seeds = list(data[task].values())
+def boot_ci(data: dict, task: str, cands: Sequence[str], boots: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``{cand: (N_BOOT,) bootstrap replicates of task_rho}`` with the same teacher resamples
+    (``boots[task]``: ``(N_BOOT, size)`` teacher indices)."""
+    seeds, boots = list(data[task].values()), boots[task]
     return {c: np.mean([_rho_rows(d["scores"][c][boots], d["err"][boots]) for d in seeds], axis=0) for c in cands}
 
 
@@ -140,15 +141,22 @@ def candidates(data: dict, pool: str) -> list[str]:
     return [c for c in names if rs.describe_candidate(c)["pool"] in ("features", "outputs")]
 
 
-def choose(data: dict, tasks: Sequence[str], pool: Sequence[str], subset: np.ndarray | None = None) -> tuple[str, float]:
-    best = max(pool, key=lambda c: (np.mean([task_rho(data, t, c, subset) for t in tasks]), c))
-    return best, float(np.mean([task_rho(data, t, best, subset) for t in tasks]))
+Subsets = dict[str, np.ndarray] | None  # per task: the teacher indices every ρ is computed on (None: all)
 
 
-def challenge(data: dict, tasks: Sequence[str], challenger: str, incumbent: str, boots: np.ndarray,
-              subset: np.ndarray | None = None) -> tuple[float, float, float]:
+def _sub(subset: Subsets, task: str) -> np.ndarray | None:
+    return None if subset is None else subset[task]
+
+
+def choose(data: dict, tasks: Sequence[str], pool: Sequence[str], subset: Subsets = None) -> tuple[str, float]:
+    best = max(pool, key=lambda c: (np.mean([task_rho(data, t, c, _sub(subset, t)) for t in tasks]), c))
+    return best, float(np.mean([task_rho(data, t, best, _sub(subset, t)) for t in tasks]))
+
+
+def challenge(data: dict, tasks: Sequence[str], challenger: str, incumbent: str, boots: dict[str, np.ndarray],
+              subset: Subsets = None) -> tuple[float, float, float]:
     """Mean over tasks of ρ(challenger) − ρ(incumbent) and its paired bootstrap 95% CI."""
-    point = float(np.mean([task_rho(data, t, challenger, subset) - task_rho(data, t, incumbent, subset) for t in tasks]))
+    point = float(np.mean([task_rho(data, t, challenger, _sub(subset, t)) - task_rho(data, t, incumbent, _sub(subset, t)) for t in tasks]))
     reps = np.mean([boot_ci(data, t, [challenger], boots)[challenger] - boot_ci(data, t, [incumbent], boots)[incumbent] for t in tasks], axis=0)
     lo, hi = ci(reps)
     return point, lo, hi
@@ -171,8 +179,8 @@ def fmt_ci(value: float, reps: np.ndarray) -> str:
     return f"{value:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
 
-def loto_report(data: dict, tasks: Sequence[str], pool_name: str, boots: np.ndarray, with_gate: bool,
-                subset: np.ndarray | None = None) -> tuple[bool, str]:
+def loto_report(data: dict, tasks: Sequence[str], pool_name: str, boots: dict[str, np.ndarray], with_gate: bool,
+                subset: Subsets = None) -> tuple[bool, str]:
     """Leave-one-task-out table; ``subset`` restricts every ρ to those teacher indices (and
     ``boots`` must then resample indices into ``subset``)."""
     pool = candidates(data, pool_name)
@@ -182,8 +190,9 @@ def loto_report(data: dict, tasks: Sequence[str], pool_name: str, boots: np.ndar
         chosen, on_others = choose(data, others, pool, subset)
         cands = [chosen, *ANCHORS]
         reps = boot_ci(data, task, cands, boots)
-        value = task_rho(data, task, chosen, subset)
-        gold = task_rho(data, task, GOLD, subset)
+        sub = _sub(subset, task)
+        value = task_rho(data, task, chosen, sub)
+        gold = task_rho(data, task, GOLD, sub)
         diff = reps[chosen] - reps[GOLD]
         lo, hi = ci(diff)
         above = "above" if lo > 0 else ("below" if hi < 0 else "tie")
@@ -194,12 +203,12 @@ def loto_report(data: dict, tasks: Sequence[str], pool_name: str, boots: np.ndar
             "chosen on the other tasks": chosen,
             "ρ there": f"{on_others:.2f}",
             "ρ on left-out [95% CI]": fmt_ci(value, reps[chosen]),
-            "ρ on means": f"{rho_on_means(data, task, chosen, subset):+.2f}",
+            "ρ on means": f"{rho_on_means(data, task, chosen, sub):+.2f}",
             "gold teacher acc.": fmt_ci(gold, reps[GOLD]),
             "minus gold acc. [CI]": f"{value - gold:+.2f} [{lo:+.2f}, {hi:+.2f}] {above}",
-            "base default (09b38a2)": fmt_ci(task_rho(data, task, rs.BASE_DEFAULT, subset), reps[rs.BASE_DEFAULT]),
-            "full-rank gap": fmt_ci(task_rho(data, task, rs.FULL_RANK, subset), reps[rs.FULL_RANK]),
-            "majority vote": fmt_ci(task_rho(data, task, ANCHORS[3], subset), reps[ANCHORS[3]]),
+            "base default (09b38a2)": fmt_ci(task_rho(data, task, rs.BASE_DEFAULT, sub), reps[rs.BASE_DEFAULT]),
+            "full-rank gap": fmt_ci(task_rho(data, task, rs.FULL_RANK, sub), reps[rs.FULL_RANK]),
+            "majority vote": fmt_ci(task_rho(data, task, ANCHORS[3], sub), reps[ANCHORS[3]]),
         }
         if with_gate:
             row["verdict"] = ("PASS" if ok else "FAIL") + f" (ρ {'≥' if value >= TARGET else '<'} {TARGET}, {above} gold acc.)"
@@ -219,37 +228,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_start = time.perf_counter()
     data, timing = gather(args.tasks, args.seeds, args.data)
     tasks = list(args.tasks)
-    m = len(rt.TEACHER_FAMILIES)
-    boots = boot_indices(m)
-    fams = sorted(set(rt.TEACHER_FAMILIES.values()))
-    print(f"Teacher ranking: {len(tasks)} tasks x {m} teachers ({len(fams)} families: {', '.join(fams)}) x {len(args.seeds)} seeds; "
-          f"rank inputs: {rs.RANK_N} per seed; target: gold test error of LogisticRegression(C=1) on MiniLM trained on each teacher's labels.")
+    fams = {t: rt.teacher_families(t) for t in tasks}
+    boots = {t: boot_indices(len(fams[t])) for t in tasks}
+    families = sorted({f for fam in fams.values() for f in fam.values()})
+    print(f"Teacher ranking: {len(tasks)} tasks ({', '.join(tasks)}) x {', '.join(str(len(fams[t])) for t in tasks)} teachers "
+          f"({len(families)} families: {', '.join(families)}) x {len(args.seeds)} seeds; rank inputs: {rs.RANK_N} per seed; target: gold "
+          "test error of LogisticRegression(C=1) on MiniLM trained on each teacher's labels.")
     print("ρ = mean over seeds of Spearman(score, student gold error); [95% CI] bootstrap over teachers (paired across scores).\n")
 
     print("== W2S student gold error per teacher (mean over seeds; ceiling = the same student on gold labels) ==")
-    rows = []
-    for j, name in enumerate(rt.TEACHER_FAMILIES):
-        row = {"teacher": name, "family": rt.TEACHER_FAMILIES[name]}
-        for task in tasks:
-            seeds = list(data[task].values())
-            row[f"{task} teacher acc"] = float(np.mean([d["teacher_acc"][j] for d in seeds]))
-            row[f"{task} student err"] = float(np.mean([d["err"][j] for d in seeds]))
-        rows.append(row)
-    rows.append({"teacher": "(ceiling: gold labels)", **{f"{t} student err": float(np.mean([d["ceiling"] for d in data[t].values()])) for t in tasks}})
-    print(table(rows, list(rows[0])))
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for t in tasks:
+        groups.setdefault(tuple(fams[t]), []).append(t)
+    for names, group in groups.items():
+        rows = []
+        for j, name in enumerate(names):
+            row = {"teacher": name, "family": fams[group[0]][name]}
+            for task in group:
+                seeds = list(data[task].values())
+                row[f"{task} teacher acc"] = float(np.mean([d["teacher_acc"][j] for d in seeds]))
+                row[f"{task} student err"] = float(np.mean([d["err"][j] for d in seeds]))
+            rows.append(row)
+        rows.append({"teacher": "(ceiling: gold labels)", **{f"{t} student err": float(np.mean([d["ceiling"] for d in data[t].values()])) for t in group}})
+        print(table(rows, list(rows[0])))
+        print()
 
     print("\n== With teacher outputs: default chosen leave-one-task-out among every label-free candidate ==")
     passed, final_outputs = loto_report(data, tasks, "outputs", boots, with_gate=True)
     print("\n== Features only (no teacher_outputs): gap construction chosen leave-one-task-out ==")
     _, final_features = loto_report(data, tasks, "features", boots, with_gate=False)
-    distinct = np.array([j for j, name in enumerate(rt.TEACHER_FAMILIES) if rt.TEACHER_FAMILIES[name] not in ("random flips", "biased")])
-    print(f"\n   the same on the {len(distinct)} teachers with their own feature set (the flipped and biased teachers share their base "
-          "teacher's features, so no features-only score can tell them apart):")
-    boots_distinct = boot_indices(m, subset=distinct)
+    distinct = {t: np.array([j for j, f in enumerate(fams[t].values()) if f not in ("random flips", "biased")]) for t in tasks}
+    print(f"\n   the same on the {'/'.join(str(len(distinct[t])) for t in tasks)} teachers with their own feature set (the flipped and biased "
+          "teachers share their base teacher's features, so no features-only score can tell them apart):")
+    boots_distinct = {t: boot_indices(len(fams[t]), subset=distinct[t]) for t in tasks}
     _, final_distinct = loto_report(data, tasks, "features", boots_distinct, with_gate=False, subset=distinct)
 
     print("\n== Every candidate (ρ per task: mean over seeds / on seed means; sorted by the mean over tasks) ==")
-    allc = candidates(data, "outputs") + list(ANCHORS[:1]) + [ANCHORS[3]] + list(ROBUSTNESS)
+    allc = candidates(data, "outputs") + list(ANCHORS[:1]) + [ANCHORS[3], rs.ORACLE] + list(ROBUSTNESS)
     rows = []
     for c in allc:
         vals = [task_rho(data, t, c) for t in tasks]

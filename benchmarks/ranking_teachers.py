@@ -78,6 +78,7 @@ class TeacherSet:
     student_error: dict[str, float] = field(default_factory=dict)  # W2S student's gold error on test
     teacher_accuracy: dict[str, float] = field(default_factory=dict)  # on test, abstain = coin flip
     ceiling_error: float = float("nan")  # LR trained on gold labels of the train rows
+    num_classes: int = 2
 
     @property
     def names(self) -> list[str]:
@@ -209,6 +210,14 @@ def build_teachers(task: str, seed: int, data_dir: str) -> TeacherSet:
 
 
 # ============================================================================ W2S students
+def teacher_families(task: str) -> dict[str, str]:
+    """``{teacher: family}`` of ``task``, in build order (the same 15 for every text task; a task
+    with other teachers returns its own list here)."""
+    if task not in TASK_NAMES:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASK_NAMES}")
+    return TEACHER_FAMILIES
+
+
 def cached_w2s(task: str, seed: int, data_dir: str) -> dict[str, Any] | None:
     """The cached W2S results of ``task`` × ``seed`` (``student_error``, ``teacher_accuracy``:
     ``{name: value}``; ``ceiling_error``), or ``None`` when absent or stale."""
@@ -216,7 +225,7 @@ def cached_w2s(task: str, seed: int, data_dir: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     blob = np.load(path, allow_pickle=False)
-    names = list(TEACHER_FAMILIES)
+    names = list(teacher_families(task))
     if int(blob["version"]) != CACHE_VERSION or list(blob["names"]) != names:
         return None
     return {
@@ -239,11 +248,11 @@ def w2s_results(ts: TeacherSet, data_dir: str) -> TeacherSet:
     for name in names:
         lab = ts.labels[name][tr]
         cov = lab >= 0
-        if len(np.unique(lab[cov])) < 2:
+        if len(np.unique(lab[cov])) < 2:  # a one-class teacher cannot train a logistic regression
             raise RuntimeError(f"{ts.task} seed {ts.seed}: teacher {name} gives one class on the covered training rows")
         model = _lr(x_tr[cov], lab[cov], ts.seed)
         ts.student_error[name] = float((model.predict(x_te) != y_te).mean())
-        ts.teacher_accuracy[name] = bt.teacher_accuracy(ts.labels[name][te], y_te, 2)
+        ts.teacher_accuracy[name] = bt.teacher_accuracy(ts.labels[name][te], y_te, ts.num_classes)
     ts.ceiling_error = float((_lr(x_tr, ts.gold[tr], ts.seed).predict(x_te) != y_te).mean())
     np.savez(
         path, version=CACHE_VERSION, names=np.array(names),

@@ -33,6 +33,15 @@ Scores (lower = better expected W2S student; each is an *estimate* or a *heurist
 
 Which default was chosen, on what, and how well it ranks: ``benchmarks/ranking.py``
 (``make bench-ranking``) chooses it leave-one-task-out on three real text tasks × 15 teachers.
+
+A before-training tool, not a live metric [decision, issue 12 §4]: while one teacher is being
+trained on, none of these scores adds information to the monitor's log. The label-model scores
+compare candidates and are not defined for a single teacher (a label model needs >= 3); every score
+is a function of the student's representation of the candidates' inputs and the teachers' outputs,
+so for a frozen-encoder student (the benchmark's and the usual W2S setting) it is a constant of the
+run; and for a fine-tuned student the one live, representation-based quantity that is defined for
+one teacher — the gap — is already logged by the monitor (``w2s/representation/gap_fro``), while the
+live student's own disagreement with its teacher (``w2s/misfit/*``) replaces the cheap students.
 """
 
 from __future__ import annotations
