@@ -84,7 +84,7 @@ bench-stopping: bench-data
 
 # Teacher ranking across tasks (issue 12): rank_teachers' label-free scores vs the gold error of W2S
 # students trained on each of 15 teachers, 3 tasks x 3 seeds; default chosen leave-one-task-out.
-# First run ~20-30 min on 2 shared cores; cached under data/ranking_* (then seconds).
+# First run ~15-20 min on 2 shared cores (measured 927 s); cached under data/ranking_* (then seconds).
 .PHONY: bench-ranking
 bench-ranking: bench-data
 	$(PY) -m benchmarks.ranking --data $(DATA)

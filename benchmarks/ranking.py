@@ -1,6 +1,6 @@
 """Teacher ranking across tasks (issue 12): does ``rank_teachers`` order teachers by their W2S students' gold error?
 
-Run: ``make bench-ranking`` (= ``python -m benchmarks.ranking --data data``). First run ~15–25 min
+Run: ``make bench-ranking`` (= ``python -m benchmarks.ranking --data data``). First run ~15–20 min
 on 2 shared cores (teachers, 135 logistic-regression students, every candidate score); later runs
 read the caches ``data/ranking_*`` and take seconds. Teachers, students and splits:
 :mod:`benchmarks.ranking_teachers`; candidate scores: :mod:`benchmarks.ranking_scores`.
