@@ -139,8 +139,13 @@ def _validate(student_features: Any, teachers: Any, teacher_outputs: Any, num_cl
         if o.ndim == 0 or o.shape[0] != n:
             raise ValueError(f"`{arg}` must have n = {n} rows like `student_features`, got {describe(o)}")
         if o.ndim == 1:
-            if o.is_floating_point() or o.is_complex() or o.dtype == torch.bool:
-                raise TypeError(f"`{arg}` as a 1-D tensor must hold integer class labels (-1 = abstain), got {describe(o)}; pass probabilities as (n, k)")
+            # like scikit-learn's class targets: ints, bools, or floats holding whole numbers (0., 1., -1.)
+            integral = not o.is_complex() and (not o.is_floating_point() or bool((torch.isfinite(o) & (o == o.round())).all()))
+            if not integral:
+                raise TypeError(
+                    f"`{arg}` as a 1-D tensor must hold integer class labels (-1 = abstain), got {describe(o)} with "
+                    f"non-integer values; pass probabilities as an (n, k) tensor"
+                )
             o = o.long()
             if int(o.min()) < -1:
                 raise ValueError(f"`{arg}` class labels must be >= 0 or -1 (abstain), got min {int(o.min())}")

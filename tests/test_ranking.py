@@ -366,6 +366,10 @@ def test_rank_teachers_errors_name_the_argument():
         rank_teachers(s, teacher_outputs=dict(good, a=torch.zeros(49, dtype=torch.long)))
     with pytest.raises(TypeError, match=r"teacher_outputs\['a'\].*integer class labels"):
         rank_teachers(s, teacher_outputs=dict(good, a=torch.rand(50)))
+    # whole-number floats and bools are class labels (as in scikit-learn); other floats are not
+    as_float = dict(good, a=good["a"].double(), b=good["b"].bool())
+    assert rank_teachers(s, teacher_outputs=as_float) == rank_teachers(s, teacher_outputs=good)
+    assert rank_teachers(s.numpy(), teacher_outputs={k: v.numpy() for k, v in good.items()}) == rank_teachers(s, teacher_outputs=good)
     with pytest.raises(ValueError, match="sum to 1"):
         rank_teachers(s, teacher_outputs=dict(good, a=torch.full((50, 2), 0.6)))
     with pytest.raises(ValueError, match="-1 \\(abstain\\)"):
