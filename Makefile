@@ -61,7 +61,7 @@ bench-representation: install
 	$(PY) -m benchmarks.representation_gap
 
 # Every benchmark, one after the other.
-bench: bench-summary bench-representation bench-validity bench-stopping bench-overhead
+bench: bench-summary bench-representation bench-validity bench-stopping bench-overhead bench-ranking
 
 # Do the bounds and predictions hold on the real tasks? 0/1 band, Charikar, Xue ranking, Lang (~6 min on 2 cores)
 .PHONY: bench-validity
@@ -81,3 +81,10 @@ screenshot: demo
 .PHONY: bench-stopping
 bench-stopping: bench-data
 	$(PY) -m benchmarks.stopping --data $(DATA)
+
+# Teacher ranking across tasks (issue 12): rank_teachers' label-free scores vs the gold error of W2S
+# students trained on each of 15 teachers, 3 tasks x 3 seeds; default chosen leave-one-task-out.
+# First run ~15-20 min on 2 shared cores (measured 927 s); cached under data/ranking_* (then seconds).
+.PHONY: bench-ranking
+bench-ranking: bench-data
+	$(PY) -m benchmarks.ranking --data $(DATA)
