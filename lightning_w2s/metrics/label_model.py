@@ -59,6 +59,10 @@ class LabelModelFit:
         coverage: ``(m,)`` the share of the ``n`` inputs each teacher votes on.
         log_likelihood: the final mean log-likelihood per input.
         n_iter: EM iterations run; ``converged``: whether the tolerance was reached.
+
+    >>> fit = dawid_skene(torch.tensor([[0, 0, 1], [1, 1, 1], [0, 0, 0], [1, 1, 0]]))
+    >>> fit.posterior.shape, fit.confusion.shape, fit.accuracy.shape
+    (torch.Size([4, 2]), torch.Size([3, 2, 2]), torch.Size([3]))
     """
 
     posterior: Tensor
