@@ -55,6 +55,17 @@ def gold_rates(student_pred, teacher_pred, gold, covered=None, num_classes: int 
 GOLD_SQ_KEYS = ("student_sq_error", "teacher_sq_error", "sq_gain")
 
 
+def _real_values(name: str, value) -> torch.Tensor:
+    """Real outputs or targets as float64: array-likes (Python lists, numpy arrays) convert *straight*
+    to float64, never through torch's float32 default (which rounds ``1.0011`` before any float64
+    cast); a tensor keeps its values (its precision is the caller's) and is cast to float64."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"`{name}` must hold real values, got {describe(value)}")
+        return value.double()
+    return as_tensor(name, value, dtype=torch.float64)
+
+
 def gold_squared_error_terms(
     student_out: torch.Tensor, teacher_out: torch.Tensor, target: torch.Tensor, task: str = "classification"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -64,11 +75,13 @@ def gold_squared_error_terms(
     score, summed over classes); ``target`` int, ``-1`` = unknown (dropped).
     ``task="regression"``: ``(n,)`` or ``(n, m)`` real outputs against a real ``target`` of the same
     shape; ``NaN`` in ``target`` = unknown (dropped).
+    Computed in float64; array-like outputs (and real targets) are converted straight to float64.
     """
     check_choice("task", task, ("classification", "regression"))
-    s = as_tensor("student_out", student_out)
-    w = as_tensor("teacher_out", teacher_out)
-    y = as_tensor("target", target)
+    s = _real_values("student_out", student_out)
+    w = _real_values("teacher_out", teacher_out)
+    # class-index targets stay integers (their checks reject floats); real targets go to float64
+    y = as_tensor("target", target) if task == "classification" else _real_values("target", target)
     if s.shape != w.shape:
         raise ValueError(f"`student_out` and `teacher_out` must have the same shape, got {tuple(s.shape)} and {tuple(w.shape)}")
     check_finite("student_out", s)
@@ -79,15 +92,13 @@ def gold_squared_error_terms(
         y = check_labels("target", y, s.shape[0], s.shape[1], allow_minus_one=True)
         known = y >= 0
         onehot = torch.nn.functional.one_hot(y[known], s.shape[1]).double()
-        es = (s[known].double() - onehot).pow(2).sum(dim=1)
-        ew = (w[known].double() - onehot).pow(2).sum(dim=1)
+        es = (s[known] - onehot).pow(2).sum(dim=1)
+        ew = (w[known] - onehot).pow(2).sum(dim=1)
     else:
         if s.ndim not in (1, 2) or y.shape != s.shape:
             raise ValueError(f"`target` must have the shape of `student_out` ((n,) or (n, m)), got {describe(y)} and {describe(s)}")
-        y = y.double()
         known = ~torch.isnan(y) if y.ndim == 1 else ~torch.isnan(y).any(dim=1)
-        ds = s[known].double() - y[known]
-        dw = w[known].double() - y[known]
+        ds, dw = s[known] - y[known], w[known] - y[known]
         es = ds.pow(2) if ds.ndim == 1 else ds.pow(2).sum(dim=1)
         ew = dw.pow(2) if dw.ndim == 1 else dw.pow(2).sum(dim=1)
     return es, ew, known.sum().to(torch.float64)
