@@ -82,7 +82,7 @@ class Chart:
 class Quantity:
     """One logged name (``{i}`` in it: one per class) and everything the package knows about it.
 
-    >>> q = lookup(name("lang", "covered_bound_1"))
+    >>> q = lookup(name("lang", "covered_predicted_error_1"))
     >>> q.kind, q.higher_is_better, q.may_be_undefined, q.per_class, len(q.names(3))
     ('estimate', False, True, True, 3)
     """

@@ -313,12 +313,12 @@ class W2SMetrics(nn.Module):
         bounds = lang_bounds(cpu(rates), cpu(rob), exp)
         self.notes += list(bounds.get("reasons", []))
         per_class = [(Q.ALPHA, rates["alpha_per_class"]), (Q.EXPANSION_GOOD_TO_BAD, exp["c_good_to_bad"]),
-                     (Q.COVERED_BOUND_CLASS, bounds["covered_bound"]), (Q.COVERED_ERROR_CLASS, bounds["covered_error"])]
-        pooled = [(Q.COVERED_BOUND, "covered_bound_pooled"), (Q.COVERED_ERROR, "covered_error_pooled")]
+                     (Q.COVERED_PREDICTED_ERROR_CLASS, bounds["covered_predicted_error"]), (Q.COVERED_ERROR_CLASS, bounds["covered_error"])]
+        pooled = [(Q.COVERED_PREDICTED_ERROR, "covered_predicted_error_pooled"), (Q.COVERED_ERROR, "covered_error_pooled")]
         if self.has_uncovered:
             per_class += [(Q.EXPANSION_UNCOVERED_TO_GOOD, exp["c_uncovered_to_good"]),
-                          (Q.UNCOVERED_BOUND_CLASS, bounds["uncovered_bound"]), (Q.UNCOVERED_ERROR_CLASS, bounds["uncovered_error"])]
-            pooled += [(Q.UNCOVERED_BOUND, "uncovered_bound_pooled"), (Q.UNCOVERED_ERROR, "uncovered_error_pooled")]
+                          (Q.UNCOVERED_PREDICTED_ERROR_CLASS, bounds["uncovered_predicted_error"]), (Q.UNCOVERED_ERROR_CLASS, bounds["uncovered_error"])]
+            pooled += [(Q.UNCOVERED_PREDICTED_ERROR, "uncovered_predicted_error_pooled"), (Q.UNCOVERED_ERROR, "uncovered_error_pooled")]
         for template, values in per_class:
             out.update({template.format(i=i): values[i] for i in range(self.num_classes)})
         out.update({name: bounds[key] for name, key in pooled})

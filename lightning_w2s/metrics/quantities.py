@@ -213,29 +213,39 @@ EXPANSION_UNCOVERED_TO_GOOD = declare(
     charts=[Chart("expansion_uncovered_to_good per class")], **_LANG_T)
 
 
-def _bound_and_error(where: str, condition: str, bound: str, theorem: str, needs: dict) -> tuple[str, str, str, str]:
-    """A Lang et al. bound on the student's gold error on ``where`` and the measured error beside it,
-    per gold class (``_{i}``) and pooled over classes (the class-mass-weighted mean of the per-class
-    bounds [derived: err(f,y|S) = Σ_i P(S_i|S) err(f,y|S_i)]). The theorems hold at the robust-expansion
-    constant; evaluated at the plug-in ĉ measured on the probe they are *estimates* of that bound
-    (metrics/expansion.py), hence ``kind="estimate"``."""
+def _predicted_and_measured(where: str, condition: str, theorem: str, rhs: str, needs: dict) -> tuple[str, str, str, str]:
+    """Lang et al.'s prediction of the student's gold error on ``where`` and the measured error beside
+    it, per gold class (``_{i}``) and pooled over classes (the class-mass-weighted mean of the
+    per-class values [derived: err(f,y|S) = Σ_i P(S_i|S) err(f,y|S_i)]). The theorems bound the error
+    at the paper's robust-expansion constant; evaluated at the plug-in ĉ measured on the probe they
+    are *estimates* (metrics/expansion.py says why), hence ``kind="estimate"`` and the name
+    ``predicted_error``, never ``bound``."""
     names = []
-    for suffix, cond, meaning in (("_{i}", f"{condition}_i", bound),
-                                  ("", condition, "class-mass-weighted mean of the per-class bounds")):
+    for suffix, cond in (("_{i}", f"{condition}_i"), ("", condition)):
         per_class = " per class" if suffix else ""
+        chart = Chart(f"{where} error{per_class}: predicted (Lang {theorem} at ĉ) vs measured")
+        meaning = (
+            f"{rhs} at the plug-in expansion estimate ĉ: what the theorem predicts for "
+            f"err(student, gold ∣ {cond}) if ĉ were the paper's robust-expansion constant. An estimate, not a bound: "
+            "with non-robust points it can fall below the measured error. Undefined (not logged) when a premise fails"
+        ) if suffix else (
+            f"class-mass-weighted mean of `{where}_predicted_error_<i>` over classes: the prediction for "
+            f"err(student, gold ∣ {cond}); an estimate, not a bound (undefined when a class's value is)"
+        )
         names.append(declare(
-            _name("lang", f"{where}_bound{suffix}"), f"{meaning} on err(student, gold ∣ {cond}), at the plug-in ĉ",
+            _name("lang", f"{where}_predicted_error{suffix}"), meaning,
             f"Lang et al. {theorem} — plug-in estimate" + ("" if suffix else "; pooling derived"), kind="estimate",
-            higher_is_better=False, charts=[Chart(f"{where}_bound{per_class}")], **needs))
+            higher_is_better=False, charts=[chart], **needs))
         names.append(declare(
             _name("lang", f"{where}_error{suffix}"), f"the measured err(student, gold ∣ {cond}) beside it", "definition",
-            higher_is_better=False, charts=[Chart(f"{where}_error{per_class}")], **needs))
+            higher_is_better=False, charts=[chart], **needs))
     return tuple(names)
 
 
-COVERED_BOUND_CLASS, COVERED_ERROR_CLASS, COVERED_BOUND, COVERED_ERROR = _bound_and_error("covered", "S", "Thm B.1 bound", "Thm B.1", _LANG)
-UNCOVERED_BOUND_CLASS, UNCOVERED_ERROR_CLASS, UNCOVERED_BOUND, UNCOVERED_ERROR = _bound_and_error(
-    "uncovered", "T", "the smaller of the Thm B.2 and B.3 bounds", "Thm B.2, B.3", _LANG_T)
+COVERED_PREDICTED_ERROR_CLASS, COVERED_ERROR_CLASS, COVERED_PREDICTED_ERROR, COVERED_ERROR = _predicted_and_measured(
+    "covered", "S", "Thm B.1", "Thm B.1's right-hand side", _LANG)
+UNCOVERED_PREDICTED_ERROR_CLASS, UNCOVERED_ERROR_CLASS, UNCOVERED_PREDICTED_ERROR, UNCOVERED_ERROR = _predicted_and_measured(
+    "uncovered", "T", "Thm B.2, B.3", "the smaller of Thm B.2's and Thm B.3's right-hand sides", _LANG_T)
 
 SKIPPED = declare(
     _name("", "skipped"), "number of values and checks skipped for numerical faults or failures so far", "—",
