@@ -9,8 +9,9 @@ monitor's ``state_dict``, so a resumed run warns exactly as an uninterrupted one
 - ``fitting_teacher_errors`` — the ``teacher_overfit`` rule on ``kl_teacher_student`` without its
   ratio branch: train-probe misfit fell while held-out misfit rose at each of the last
   ``window - 1`` checks (Yao et al. 2025 on over-optimisation toward the weak signal) [heuristic];
-- ``gain_exhausted`` — the ``gain_exhausted`` rule: held-out disagreement below ``min_gain``; by the
-  0/1 band ``|err(s) − err(w)| ≤ disagreement`` no larger gain remains possible [derived bound];
+- ``gain_exhausted`` — the ``gain_exhausted`` rule: the most the student's accuracy can still exceed
+  the teacher's (coverage × held-out disagreement + (1 − coverage), the teacher's abstentions
+  counted as all right) is below ``min_gain``, so that gain is no longer possible [derived bound];
 - ``prediction_collapse`` — more than ``collapse_share`` of the probe in one class while the
   teacher is not collapsed [heuristic];
 - ``probe_too_small`` — the Wilson 95% half-width of the held-out disagreement exceeds
@@ -48,14 +49,14 @@ class AlertTracker:
 
     Args:
         window: checks over which ``fitting_teacher_errors`` must hold (``>= 2``).
-        min_gain: disagreement under which ``gain_exhausted`` fires (``None`` = off).
+        min_gain: the gain over the teacher under whose reach ``gain_exhausted`` fires (``None`` = off).
         collapse_share: class share above which predictions count as collapsed.
         max_interval_halfwidth: Wilson half-width above which the probe is called too small.
 
     >>> tracker = AlertTracker(min_gain=0.05)
-    >>> tracker.update({Q.DISAGREEMENT: 0.2})
+    >>> tracker.update({Q.MAX_GAIN: 0.2})
     []
-    >>> [a.regime for a in tracker.update({Q.DISAGREEMENT: 0.03})]
+    >>> [a.regime for a in tracker.update({Q.MAX_GAIN: 0.03})]
     ['gain_exhausted']
     """
 

@@ -63,7 +63,8 @@ class W2SMonitor(Callback):
             eval/no-grad, each submodule's mode restored) *instead of* at each validation epoch end.
             A cadence that cannot fire within the fit warns at fit start and falls back to the
             epoch cadence, so callbacks reading ``w2s/...`` still find values.
-        min_gain: warn (``gain_exhausted``) when held-out disagreement falls below it; also the
+        min_gain: warn (``gain_exhausted``) when the most the student's accuracy can still exceed the
+            teacher's (coverage × held-out disagreement + (1 − coverage)) falls below it; also the
             target of ``W2SEarlyStopping``'s ``gain_exhausted`` policy (give it once, here).
         alert_window: checks over which a warning's trend must hold (``>= 2``).
         neighbours: k of the k-nearest-neighbour table (in the teacher's features, or the student's at
@@ -233,8 +234,9 @@ class W2SMonitor(Callback):
         writer = tensorboard_writer(trainer.loggers) if trainer.is_global_zero else None
         self._dashboard = Dashboard(writer, self.figure_every_n_checks) if writer is not None else None
         if trainer.is_global_zero and Q.Need.TEACHER_ACCURACY in self.metrics.provides:
-            band = ("exact: teacher accuracy and disagreement on the same covered gold probe points" if self.probe.has_gold
-                    else "approximate: user-given `teacher_score` ± held-out disagreement (up to the score's sampling error)")
+            band = ("exact: teacher accuracy, disagreement and coverage counted on the same gold probe points"
+                    if self.probe.has_gold else "approximate: user-given `teacher_score`, held-out disagreement and the "
+                    "probe's coverage (up to the score's sampling error)")
             log.info("W2SMonitor: accuracy band %s|upper is %s", Q.ACCURACY_LOWER, band)
 
     def _check_shapes(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -12,6 +12,8 @@
   ``coverage_accuracy = P(s = y)`` on uncovered gold points (Lang et al.'s coverage expansion ``T``).
   These count the same events as the per-class rates, so their streaming form is
   :class:`~lightning_w2s.metrics.correction.CorrectionRates` (one state for both).
+- :func:`accuracy_bounds`: the logged 0/1 bands (on all gold points, with the teacher's
+  abstentions, and on covered gold points) and the gain still possible, from those rates.
 - :class:`GoldSquaredError` (``err_sq`` of student and teacher against gold, for Charikar's
   measured gain) and :func:`pgr` (Burns et al. 2023).
 """
@@ -26,9 +28,11 @@ import torch
 from torchmetrics import Metric
 
 from .._validation import as_tensor, check_choice, check_finite, check_labels, check_scalar, describe
+from . import quantities as Q
+from .bounds import accuracy_band, max_accuracy_gain
 from .correction import GOLD_KEYS, correction_counts, gold_rates_from_counts
 
-__all__ = ["GOLD_KEYS", "GOLD_SQ_KEYS", "GoldSquaredError", "gold_rates", "gold_squared_error", "pgr"]
+__all__ = ["GOLD_KEYS", "GOLD_SQ_KEYS", "GoldSquaredError", "accuracy_bounds", "gold_rates", "gold_squared_error", "pgr"]
 
 
 def gold_rates(student_pred, teacher_pred, gold, covered=None, num_classes: int | None = None) -> dict[str, torch.Tensor]:
@@ -47,6 +51,53 @@ def gold_rates(student_pred, teacher_pred, gold, covered=None, num_classes: int 
         labels = [as_tensor(name, v) for name, v in (("student_pred", student_pred), ("teacher_pred", teacher_pred), ("gold", gold))]
         num_classes = max([2] + [int(t.max()) + 1 for t in labels if t.numel() and not t.is_floating_point()])
     return gold_rates_from_counts(correction_counts(student_pred, teacher_pred, gold, covered, num_classes))
+
+
+def _defined(fn, n: int, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or ``n`` NaNs without calling it (no warning) when an input is NaN: an
+    undefined rate makes the bound undefined, which the aggregator reports as a note."""
+    if any(isinstance(x, float) and math.isnan(x) for x in (*args, *kwargs.values())):
+        return math.nan if n == 1 else (math.nan,) * n
+    return fn(*args, **kwargs)
+
+
+def accuracy_bounds(rates: dict | None, teacher_score: float | None, disagreement: float, coverage: float) -> dict[str, torch.Tensor]:
+    """The logged 0/1 bands and the gain still possible (DESIGN §2.2, issue 13 D6) [derived bounds].
+
+    ``rates``: the pooled gold rates of :class:`~lightning_w2s.metrics.correction.CorrectionRates`
+    (``None`` without gold); ``teacher_score``: the user's teacher accuracy (used without gold);
+    ``disagreement``: the held-out student–teacher disagreement on covered probe points;
+    ``coverage``: ``π``, the share of the probe the teacher covers. Returns 0-d float64 tensors under
+    the registry's names (:func:`~lightning_w2s.metrics.bounds.accuracy_band` and
+    :func:`~lightning_w2s.metrics.bounds.max_accuracy_gain` give the proofs):
+
+    - ``Q.MAX_GAIN`` = ``max_accuracy_gain(disagreement, coverage=π)`` (label-free, always);
+    - with gold: ``a`` = teacher accuracy, ``d`` = covered disagreement (the same covered gold points),
+      ``π_gold`` = the share of gold points the teacher covers: ``Q.ACCURACY_LOWER``/``UPPER`` =
+      ``accuracy_band(a, d, coverage=π_gold)`` bounds the student's accuracy on all gold points
+      (``Q.ACCURACY``) and ``Q.COVERED_ACCURACY_LOWER``/``UPPER`` = ``accuracy_band(a, d)`` bounds it
+      on the covered gold points (``Q.COVERED_ACCURACY``), both exactly (counts on the same points);
+    - without gold, with ``teacher_score``: ``Q.ACCURACY_LOWER``/``UPPER`` =
+      ``accuracy_band(teacher_score, disagreement, coverage=π)``, up to the score's sampling error.
+
+    An undefined input (NaN: an empty conditioning set) gives NaN values, without a warning.
+
+    >>> rates = {"teacher_accuracy": 0.8, "covered_disagreement": 0.0, "n_covered_per_class": torch.tensor([25.0, 25.0]),
+    ...          "n_uncovered_per_class": torch.tensor([20.0, 30.0])}
+    >>> {k.split("/")[-1]: round(float(v), 6) for k, v in accuracy_bounds(rates, None, 0.0, 0.5).items()}
+    {'max_gain': 0.5, 'accuracy_lower': 0.4, 'accuracy_upper': 0.9, 'covered_accuracy_lower': 0.8, 'covered_accuracy_upper': 0.8}
+    """
+    out = {Q.MAX_GAIN: _defined(max_accuracy_gain, 1, float(disagreement), coverage=coverage)}
+    if rates is not None:
+        a, d = float(rates["teacher_accuracy"]), float(rates["covered_disagreement"])
+        n_cov, n_unc = float(rates["n_covered_per_class"].sum()), float(rates["n_uncovered_per_class"].sum())
+        pi_gold = n_cov / (n_cov + n_unc) if n_cov + n_unc > 0 else math.nan
+        out[Q.ACCURACY_LOWER], out[Q.ACCURACY_UPPER] = _defined(accuracy_band, 2, a, d, coverage=pi_gold)
+        out[Q.COVERED_ACCURACY_LOWER], out[Q.COVERED_ACCURACY_UPPER] = _defined(accuracy_band, 2, a, d)
+    elif teacher_score is not None:
+        band = _defined(accuracy_band, 2, float(teacher_score), float(disagreement), coverage=coverage)
+        out[Q.ACCURACY_LOWER], out[Q.ACCURACY_UPPER] = band
+    return {name: torch.tensor(float(v), dtype=torch.float64) for name, v in out.items()}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ so every floor of the package may import it.
 >>> lookup("w2s/lang/alpha_3").name
 'w2s/lang/alpha_{i}'
 >>> sorted(expected_names(set(), num_classes=2))[:3]
-['w2s/bounds/predicted_gain', 'w2s/calibration/ece_vs_teacher', 'w2s/calibration/mce_vs_teacher']
+['w2s/bounds/max_gain', 'w2s/bounds/predicted_gain', 'w2s/calibration/ece_vs_teacher']
 >>> train_name(DISAGREEMENT)
 'w2s/train_misfit/disagreement'
 """
@@ -100,7 +100,8 @@ ECE_VS_GOLD, MCE_VS_GOLD, TEACHER_ECE_VS_GOLD, TEACHER_MCE_VS_GOLD = (
     for norm, chart in (("ece", _ECE), ("mce", _MCE))
 )
 
-_BAND = Chart("accuracy band: |acc(s) - acc(w)| <= disagreement", section="bounds")
+_BAND = Chart("accuracy band: acc(w) ± disagreement, abstentions anywhere in [0, 1]", section="bounds")
+_COVERED_BAND = Chart("covered accuracy band: |acc(s) - acc(w)| <= disagreement", section="bounds")
 _GOLD_ACC = Chart("gold accuracy: student vs teacher")
 _GOLD = dict(needs=[Need.GOLD], may_be_undefined=True, interval=True)
 ACCURACY = declare(
@@ -111,7 +112,7 @@ TEACHER_ACCURACY = declare(
     charts=[_GOLD_ACC], **_GOLD)
 COVERED_ACCURACY = declare(
     _name("gold", "covered_accuracy"), "student accuracy on the same covered gold points (the band bounds it exactly)",
-    "definition", higher_is_better=True, charts=[_GOLD_ACC], **_GOLD)
+    "definition", higher_is_better=True, charts=[_GOLD_ACC, replace(_COVERED_BAND, role="value")], **_GOLD)
 COVERED_DISAGREEMENT = declare(
     _name("gold", "covered_disagreement"), "student–teacher disagreement on the same covered gold points", "definition",
     higher_is_better=None, charts=[Chart("covered_disagreement")], **_GOLD)
@@ -146,15 +147,37 @@ TEACHER_SQ_ERROR = declare(
     higher_is_better=None, needs=[Need.GOLD], may_be_undefined=True, charts=[_SQ_ERR])
 
 _BOUNDS = dict(kind="bound", needs=[Need.TEACHER_ACCURACY], may_be_undefined=True)
+_BAND_INPUTS = (
+    "With gold: a = `gold/teacher_accuracy`, d = `gold/covered_disagreement`, π = the share of gold points the "
+    "teacher covers (all on the same gold points: exact); with only `teacher_score=`: a = teacher_score (the "
+    "teacher's accuracy where it labels), d = `misfit/disagreement`, π = the share of the probe the teacher covers "
+    "(holds up to the score's sampling error; the log says which)"
+)
 ACCURACY_LOWER = declare(
     _name("bounds", "accuracy_lower"),
-    "teacher accuracy − disagreement: lower end of the 0/1 band on the student's accuracy. Exact on the gold probe "
-    "(teacher accuracy and disagreement on the same covered gold points; bounds `gold/covered_accuracy`); with only "
-    "`teacher_score=` it holds up to that score's sampling error (the log says which)",
+    "π·max(0, a − d): lower end of the 0/1 band on the student's accuracy on all gold points (`gold/accuracy`), "
+    "the teacher's abstentions counted as all wrong. " + _BAND_INPUTS,
     "derived bound", higher_is_better=True, charts=[replace(_BAND, role="lower")], **_BOUNDS)
 ACCURACY_UPPER = declare(
-    _name("bounds", "accuracy_upper"), "teacher accuracy + disagreement: upper end of the same band", "derived bound",
-    higher_is_better=True, charts=[replace(_BAND, role="upper")], **_BOUNDS)
+    _name("bounds", "accuracy_upper"),
+    "π·min(a + d, 2 − a − d) + (1 − π): upper end of the same band, the teacher's abstentions counted as all right "
+    "(disagreement says nothing about them)", "derived bound", higher_is_better=True,
+    charts=[replace(_BAND, role="upper")], **_BOUNDS)
+COVERED_ACCURACY_LOWER = declare(
+    _name("bounds", "covered_accuracy_lower"),
+    "max(0, a − d): lower end of the 0/1 band on the student's accuracy where the teacher labels "
+    "(`gold/covered_accuracy`; a, d on the same covered gold points: exact)", "derived bound", higher_is_better=True,
+    charts=[replace(_COVERED_BAND, role="lower")], **dict(_BOUNDS, needs=[Need.GOLD]))
+COVERED_ACCURACY_UPPER = declare(
+    _name("bounds", "covered_accuracy_upper"), "min(a + d, 2 − a − d): upper end of the same covered band",
+    "derived bound", higher_is_better=True, charts=[replace(_COVERED_BAND, role="upper")],
+    **dict(_BOUNDS, needs=[Need.GOLD]))
+MAX_GAIN = declare(
+    _name("bounds", "max_gain"),
+    "π·d + (1 − π): the most the student's accuracy can still exceed the teacher's (label-free; d = "
+    "`misfit/disagreement`, π = the share of the probe the teacher covers, its abstentions counted as all right). "
+    "The `gain_exhausted` rule fires when it is below `min_gain`",
+    "derived bound", kind="bound", higher_is_better=None, may_be_undefined=True, charts=[Chart("max_gain")])
 PREDICTED_GAIN = declare(
     _name("bounds", "predicted_gain"),
     "Charikar's predicted gain = `misfit/sq` (equality for an unregularised linear head on frozen features, "
