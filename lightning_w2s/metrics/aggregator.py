@@ -36,6 +36,7 @@ from .expansion import lang_expansion
 from .gold import GoldSquaredError, accuracy_bounds, pgr
 from .misfit import Misfit, PredictionShares
 from .neighbours import knn_indices
+from .regression import RegressionMetrics
 from .representation import DEFAULT_CONSTRUCTION, EffectiveRank, GapConstruction, RepresentationGap
 from .robustness import NeighbourRobustness
 
@@ -133,8 +134,12 @@ class W2SMetrics(nn.Module):
         self.notes: list[str] = []
 
     @classmethod
-    def from_probe(cls, probe: Any, **kwargs: Any) -> "W2SMetrics":
-        """The metrics of a :class:`~lightning_w2s.W2SProbe` (its teacher tensors become buffers)."""
+    def from_probe(cls, probe: Any, **kwargs: Any) -> "W2SMetrics | RegressionMetrics":
+        """The metrics of a :class:`~lightning_w2s.W2SProbe` (its teacher tensors become buffers); a
+        regression probe (``teacher_values=``) gets its own aggregator,
+        :class:`~lightning_w2s.metrics.regression.RegressionMetrics`."""
+        if getattr(probe, "is_regression", False):
+            return RegressionMetrics.from_probe(probe, **kwargs)
         return cls(probe.teacher_probs, covered=probe.covered, gold=probe.gold, teacher_features=probe.teacher_features, **kwargs)
 
     def _provides(self) -> set[str]:

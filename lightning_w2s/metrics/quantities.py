@@ -29,12 +29,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ._registry import (
+    BOTH,
+    CLASSIFICATION,
     KINDS,
     MONITOR_HINT,
     NEEDS,
     PREFIX,
     QUANTITIES,
     SECTIONS,
+    TASKS,
     UNREGISTERED_HINT,
     Chart,
     Need,
@@ -52,9 +55,9 @@ from ._registry import (
 from ._registry import name as _name
 
 #: the registry's API, read through this module (the entries below are its other public names)
-__all__ = ["KINDS", "MONITOR_HINT", "NEEDS", "PREFIX", "QUANTITIES", "SECTIONS", "UNREGISTERED_HINT", "Chart", "Need",
-           "Quantity", "declare", "expected_names", "hint", "is_registered", "lookup", "lower", "markdown_table",
-           "train_name", "upper"]
+__all__ = ["BOTH", "CLASSIFICATION", "KINDS", "MONITOR_HINT", "NEEDS", "PREFIX", "QUANTITIES", "SECTIONS", "TASKS",
+           "UNREGISTERED_HINT", "Chart", "Need", "Quantity", "declare", "expected_names", "hint", "is_registered", "lookup",
+           "lower", "markdown_table", "train_name", "upper"]
 
 _KL = Chart("KL divergence, both directions")
 KL_TEACHER_STUDENT = declare(
@@ -68,8 +71,10 @@ DISAGREEMENT = declare(
     _name("misfit", "disagreement"), "mean 1[argmax p_s ≠ argmax p_w] on covered probe points", "definition",
     higher_is_better=False, charts=[Chart("disagreement")], on_train_probe=True, interval=True)
 SQ = declare(
-    _name("misfit", "sq"), "mean ‖p_s − p_w‖², Charikar's misfit", "Charikar et al. 2024 — definition",
-    higher_is_better=False, charts=[Chart("squared misfit |p_s - p_w|^2")], on_train_probe=True)
+    _name("misfit", "sq"),
+    "Charikar's misfit: mean ‖p_s − p_w‖² over class probabilities on covered probe points (classification), or "
+    "mean ‖f_s − f_w‖² over real outputs, summed over outputs (regression)", "Charikar et al. 2024 — definition",
+    higher_is_better=False, charts=[Chart("squared misfit |f_s - f_w|^2")], on_train_probe=True, tasks=BOTH)
 KAPPA = declare(
     _name("misfit", "kappa"), "Cohen's kappa between student and teacher labels (undefined when both use one class)",
     "Cohen 1960 — definition (torchmetrics confusion counts)", higher_is_better=None, may_be_undefined=True,
@@ -134,17 +139,23 @@ PGR = declare(
     _name("gold", "pgr"), "(acc_s − teacher_score)/(ceiling_score − teacher_score), performance gap recovered",
     "Burns et al. 2023", higher_is_better=True, needs=[Need.GOLD, Need.PGR_SCORES], may_be_undefined=True,
     charts=[Chart("PGR")])
+_GAIN_CHART = Chart("gain: measured vs predicted (Charikar)", section="gold")
 SQ_GAIN = declare(
-    _name("gold", "sq_gain"), "measured err_sq(w) − err_sq(s) against one-hot gold on covered gold points",
+    _name("gold", "sq_gain"),
+    "measured gain err_sq(w) − err_sq(s) on gold points: against one-hot gold on covered gold points (classification), "
+    "against the real gold where known (regression); compare with `bounds/predicted_gain`",
     "Charikar et al. 2024 — definition", higher_is_better=True, needs=[Need.GOLD], may_be_undefined=True,
-    charts=[Chart("gain: measured vs predicted")])
+    charts=[_GAIN_CHART], tasks=BOTH)
 _SQ_ERR = Chart("squared error to gold: student vs teacher")
 STUDENT_SQ_ERROR = declare(
-    _name("gold", "student_sq_error"), "the student's mean ‖p_s − e_y‖² on covered gold points (Brier score)",
-    "definition", higher_is_better=False, needs=[Need.GOLD], may_be_undefined=True, charts=[_SQ_ERR])
+    _name("gold", "student_sq_error"),
+    "the student's mean ‖p_s − e_y‖² on covered gold points (Brier score; classification) or mean ‖f_s − y‖² on gold "
+    "points (regression)", "definition", higher_is_better=False, needs=[Need.GOLD], may_be_undefined=True,
+    charts=[_SQ_ERR], tasks=BOTH)
 TEACHER_SQ_ERROR = declare(
-    _name("gold", "teacher_sq_error"), "the teacher's mean ‖p_w − e_y‖² on covered gold points", "definition",
-    higher_is_better=None, needs=[Need.GOLD], may_be_undefined=True, charts=[_SQ_ERR])
+    _name("gold", "teacher_sq_error"), "the teacher's mean ‖p_w − e_y‖² on covered gold points (classification) or "
+    "mean ‖f_w − y‖² on gold points (regression)", "definition",
+    higher_is_better=None, needs=[Need.GOLD], may_be_undefined=True, charts=[_SQ_ERR], tasks=BOTH)
 
 _BOUNDS = dict(kind="bound", needs=[Need.TEACHER_ACCURACY], may_be_undefined=True)
 _BAND_INPUTS = (
@@ -180,9 +191,12 @@ MAX_GAIN = declare(
     "derived bound", kind="bound", higher_is_better=None, may_be_undefined=True, charts=[Chart("max_gain")])
 PREDICTED_GAIN = declare(
     _name("bounds", "predicted_gain"),
-    "Charikar's predicted gain = `misfit/sq` (equality for an unregularised linear head on frozen features, "
-    "realizable case)", "Charikar Thm 1 — a prediction", kind="prediction", higher_is_better=True,
-    may_be_undefined=True, charts=[Chart("predicted_gain")])
+    "Charikar's predicted gain err_sq(w) − err_sq(s) = `misfit/sq`. Thm 1: err(s) ≤ err(w) − misfit when the strong "
+    "class is convex and contains the target and the student is the projection of the teacher onto it; equality for a "
+    "least-squares head on frozen features (a linear subspace) fitted to the teacher on the probe's own points. A "
+    "prediction, not a guarantee, outside those premises (a cross-entropy or MLP student, a fit on other points, a "
+    "target outside the class)", "Charikar Thm 1 — a prediction", kind="prediction", higher_is_better=True,
+    may_be_undefined=True, charts=[_GAIN_CHART], tasks=BOTH)
 
 _GAP = Chart("representation gap (Xue et al.)")
 GAP_FRO = declare(
@@ -190,20 +204,21 @@ GAP_FRO = declare(
     "‖P_s(I − P_w)‖_F²/n: how much of what the teacher's kernel misses the student's kernel cannot recover "
     "(expected PredGap for isotropic labels); lower = better W2S expected",
     "Xue et al. 2025 — our construction (below)", kind="estimate", higher_is_better=False,
-    needs=[Need.TEACHER_FEATURES], charts=[_GAP])
+    needs=[Need.TEACHER_FEATURES], charts=[_GAP], tasks=BOTH)
 GAP_OP = declare(
     _name("representation", "gap_op"), "‖P_s(I − P_w)‖₂ (worst case)", "Xue et al. 2025 — our construction",
-    kind="estimate", higher_is_better=False, needs=[Need.TEACHER_FEATURES], charts=[_GAP])
+    kind="estimate", higher_is_better=False, needs=[Need.TEACHER_FEATURES], charts=[_GAP], tasks=BOTH)
 CKA = declare(
     _name("representation", "cka"), "linear CKA between student and teacher features", "Kornblith et al. 2019",
-    higher_is_better=None, needs=[Need.TEACHER_FEATURES], charts=[Chart("linear CKA")])
+    higher_is_better=None, needs=[Need.TEACHER_FEATURES], charts=[Chart("linear CKA")], tasks=BOTH)
 EFFECTIVE_RANK = declare(
     _name("representation", "effective_rank"),
     "exp(entropy of the student covariance's normalised eigenvalues): collapse detector", "heuristic",
-    higher_is_better=True, charts=[Chart("effective rank")])
+    higher_is_better=True, charts=[Chart("effective rank")], tasks=BOTH)
 PRED_GAP_GOLD = declare(
-    _name("representation", "pred_gap_gold"), "‖P_s(I − P_w)y‖²/n with gold y", "Xue et al. 2025",
-    higher_is_better=False, needs=[Need.TEACHER_FEATURES, Need.GOLD], charts=[Chart("pred_gap_gold")])
+    _name("representation", "pred_gap_gold"),
+    "‖P_s(I − P_w)y‖²/n with gold y (one-hot classes, or the real targets of a regression probe)", "Xue et al. 2025",
+    higher_is_better=False, needs=[Need.TEACHER_FEATURES, Need.GOLD], charts=[Chart("pred_gap_gold")], tasks=BOTH)
 
 _ROBUST = dict(higher_is_better=False, may_be_undefined=True)
 INCONSISTENCY = declare(
@@ -272,7 +287,7 @@ UNCOVERED_PREDICTED_ERROR_CLASS, UNCOVERED_ERROR_CLASS, UNCOVERED_PREDICTED_ERRO
 
 SKIPPED = declare(
     _name("", "skipped"), "number of values and checks skipped for numerical faults or failures so far", "—",
-    kind="count", higher_is_better=False)
+    kind="count", higher_is_better=False, tasks=BOTH)
 CHECK = declare(
     _name("", "check"), "number of checks the monitor has made so far, failed ones included (W2SEarlyStopping "
-    "reads it to take each check's values once)", "—", kind="count")
+    "reads it to take each check's values once)", "—", kind="count", tasks=BOTH)
