@@ -151,6 +151,8 @@ def test_aggregator_train_probe_and_bad_arguments():
     assert metrics.student_values(torch.zeros(2, 1)).shape == (2, 1)
     with pytest.raises(ValueError, match="`min_gain`=0.05 is a gain in 0/1 accuracy"):
         W2SMonitor(probe, min_gain=0.05)
+    with pytest.raises(ValueError, match="`ceiling_score`=0.9 is a 0/1 accuracy score"):
+        W2SMonitor(probe, ceiling_score=0.9)
     classification = W2SProbe(torch.zeros(4, 1), teacher_labels=[0, 1, 0, 1])
     with pytest.raises(ValueError, match="`train_probe` is a classification probe but `probe` is a regression probe"):
         W2SMonitor(probe, train_probe=classification)
