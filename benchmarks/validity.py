@@ -3,13 +3,15 @@
 Run: ``make bench-validity`` or ``.venv/bin/python -m benchmarks.validity --data data`` (about 5–8
 minutes on 2 shared CPU cores; ``--parts a b`` runs a subset). Four parts, one table each:
 
-(a) **0/1 band** [derived bound, DESIGN §2.2]: at every check of every task × seed × epoch, does
-    ``[w2s/bounds/accuracy_lower, accuracy_upper]`` (teacher accuracy ∓ disagreement on the covered
-    gold probe points) contain the student's covered gold accuracy? The "true" accuracy is
-    recomputed here independently from the student at the same check (its own forward pass over
-    the probe, numpy counting), and compared with the monitor's ``w2s/gold/covered_accuracy`` too.
-    Violations must be 0 (it is a theorem on the same points); the band's width says how
-    informative it is.
+(a) **0/1 bands** [derived bounds, DESIGN §2.2, issue 13 D6]: at every check of every task × seed ×
+    epoch, does ``[w2s/bounds/covered_accuracy_lower, _upper]`` (teacher accuracy ∓ disagreement on
+    the covered gold probe points) contain the student's covered gold accuracy, and does
+    ``[w2s/bounds/accuracy_lower, _upper]`` (the same with the teacher's abstentions counted as all
+    wrong / all right) contain its accuracy on all gold points? Is the gain over the teacher below
+    ``w2s/bounds/max_gain``? The "true" accuracies are recomputed here independently from the
+    student at the same check (its own forward pass over the probe, numpy counting), and compared
+    with the monitor's ``w2s/gold/covered_accuracy`` / ``w2s/gold/accuracy`` too. Violations must
+    be 0 (these are theorems on the same points); the bands' widths say how informative they are.
 (b) **Charikar et al. 2024, Thm 1** [prediction, DESIGN §2.2]: gain = err_sq(w) − err_sq(s) vs
     misfit = ‖f_s − f_w‖². (i) Synthetic realizable regression: frozen random ReLU features, a
     target inside their span, 200 random teachers (errors inside and outside the span), the
@@ -149,6 +151,7 @@ class CheckRecorder(Callback):
             "covered_accuracy": float(right[cov].mean()),
             "teacher_accuracy": float((t[cov] == g[cov]).mean()),
             "covered_disagreement": float((pred[cov] != t[cov]).mean()),
+            "accuracy": float(right.mean()),
             "uncovered_error": float((~right[~cov]).mean()) if (~cov).any() else math.nan,
         }
         true["covered_error"] = 1.0 - true["covered_accuracy"]
@@ -209,46 +212,56 @@ def run_tasks(tasks: Sequence[str], seeds: Sequence[int], data_dir: str, movie: 
 
 
 # ============================================================================ (a) 0/1 band
+#: (band, its lower and upper logged names, the logged accuracy it bounds, the key of the true one)
+BANDS = [("covered", "w2s/bounds/covered_accuracy_lower", "w2s/bounds/covered_accuracy_upper", "w2s/gold/covered_accuracy",
+          "covered_accuracy"),
+         ("all gold points", "w2s/bounds/accuracy_lower", "w2s/bounds/accuracy_upper", "w2s/gold/accuracy", "accuracy")]
+
+
 def part_a(runs: list[dict[str, Any]]) -> None:
-    section("(a) 0/1 band  acc_w ± disagreement  (exact, covered gold probe points)  vs the student's covered gold accuracy")
+    section("(a) 0/1 bands (exact, gold probe points) vs the student's gold accuracy: covered points (acc_w ± disagreement) "
+            "and all points (abstentions counted as 0 and 1); the gain vs w2s/bounds/max_gain")
     rows = []
     for name in dict.fromkeys(r["task"] for r in runs):
-        n = viol_mon = viol_true = missing = 0
-        widths, slack, diff = [], [], []
-        for r in (r for r in runs if r["task"] == name):
-            for c in r["checks"]:
-                v, true = c["values"], c["true"]
-                lo, hi = v.get("w2s/bounds/accuracy_lower"), v.get("w2s/bounds/accuracy_upper")
-                acc_mon = v.get("w2s/gold/covered_accuracy")
-                n += 1
-                if lo is None or hi is None or acc_mon is None:
-                    missing += 1
-                    continue
-                acc = true["covered_accuracy"]
-                viol_true += not (lo - TOL <= acc <= hi + TOL)
-                viol_mon += not (lo - TOL <= acc_mon <= hi + TOL)
-                widths.append(hi - lo)
-                slack.append(min(acc - lo, hi - acc))
-                diff.append(max(abs(acc - acc_mon), abs(true["teacher_accuracy"] - v["w2s/gold/teacher_accuracy"]),
-                                abs(true["covered_disagreement"] - v["w2s/gold/covered_disagreement"])))
-        rows.append({
-            "task": name, "runs": sum(r["task"] == name for r in runs), "checks": n, "band_missing": missing,
-            "violations_true": viol_true, "violations_logged": viol_mon,
-            "width_mean": float(np.mean(widths)), "width_min": float(np.min(widths)), "width_max": float(np.max(widths)),
-            "min_slack": float(np.min(slack)), "max|true-logged|": float(np.max(diff)),
-        })
-    tot = {k: sum(r[k] for r in rows) for k in ("checks", "band_missing", "violations_true", "violations_logged")}
-    allw = np.concatenate([[c["values"]["w2s/bounds/accuracy_upper"] - c["values"]["w2s/bounds/accuracy_lower"]
-                            for c in r["checks"] if "w2s/bounds/accuracy_upper" in c["values"]] for r in runs])
-    rows.append({"task": "ALL", "runs": len(runs), **tot, "width_mean": float(allw.mean()), "width_min": float(allw.min()),
-                 "width_max": float(allw.max()), "min_slack": min(r["min_slack"] for r in rows),
-                 "max|true-logged|": max(r["max|true-logged|"] for r in rows)})
-    print(table(rows, ["task", "runs", "checks", "band_missing", "violations_true", "violations_logged", "width_mean",
-                       "width_min", "width_max", "min_slack", "max|true-logged|"], nd=4))
-    print("violations_true: the band misses the covered gold accuracy recomputed here from the student's own forward pass;\n"
-          "violations_logged: it misses the monitor's w2s/gold/covered_accuracy; min_slack: smallest distance from the\n"
-          "accuracy to a band edge (0 = on the edge); max|true-logged|: largest difference between the recomputed and the\n"
-          "logged covered accuracy / teacher accuracy / covered disagreement.")
+        for band, lo_name, hi_name, acc_name, key in BANDS:
+            n = viol_mon = viol_true = missing = gain_over = 0
+            widths, slack, diff = [], [], []
+            for r in (r for r in runs if r["task"] == name):
+                for c in r["checks"]:
+                    v, true = c["values"], c["true"]
+                    lo, hi, acc_mon = v.get(lo_name), v.get(hi_name), v.get(acc_name)
+                    n += 1
+                    if lo is None or hi is None or acc_mon is None:
+                        missing += 1
+                        continue
+                    acc = true[key]
+                    viol_true += not (lo - TOL <= acc <= hi + TOL)
+                    viol_mon += not (lo - TOL <= acc_mon <= hi + TOL)
+                    gain_over += true["accuracy"] - true["teacher_accuracy"] > v["w2s/bounds/max_gain"] + TOL
+                    widths.append(hi - lo)
+                    slack.append(min(acc - lo, hi - acc))
+                    diff.append(max(abs(acc - acc_mon), abs(true["teacher_accuracy"] - v["w2s/gold/teacher_accuracy"]),
+                                    abs(true["covered_disagreement"] - v["w2s/gold/covered_disagreement"])))
+            rows.append({
+                "task": name, "band": band, "checks": n, "band_missing": missing, "violations_true": viol_true,
+                "violations_logged": viol_mon, "gain>max_gain": gain_over, "width_mean": float(np.mean(widths)),
+                "width_min": float(np.min(widths)), "width_max": float(np.max(widths)), "min_slack": float(np.min(slack)),
+                "max|true-logged|": float(np.max(diff)),
+            })
+    for band, *_ in BANDS:
+        mine = [r for r in rows if r["band"] == band]
+        tot = {k: sum(r[k] for r in mine) for k in ("checks", "band_missing", "violations_true", "violations_logged", "gain>max_gain")}
+        rows.append({"task": "ALL", "band": band, **tot, "width_mean": float(np.mean([r["width_mean"] for r in mine])),
+                     "width_min": min(r["width_min"] for r in mine), "width_max": max(r["width_max"] for r in mine),
+                     "min_slack": min(r["min_slack"] for r in mine), "max|true-logged|": max(r["max|true-logged|"] for r in mine)})
+    print(table(rows, ["task", "band", "checks", "band_missing", "violations_true", "violations_logged", "gain>max_gain",
+                       "width_mean", "width_min", "width_max", "min_slack", "max|true-logged|"], nd=4))
+    print("violations_true: the band misses the gold accuracy recomputed here from the student's own forward pass (covered\n"
+          "points, or all gold points); violations_logged: it misses the monitor's w2s/gold/covered_accuracy or\n"
+          "w2s/gold/accuracy; gain>max_gain: checks where accuracy - teacher accuracy exceeded w2s/bounds/max_gain (must be 0);\n"
+          "min_slack: smallest distance from the accuracy to a band edge (0 = on the edge); max|true-logged|: largest\n"
+          "difference between the recomputed and the logged accuracy / teacher accuracy / covered disagreement; the ALL\n"
+          "width_mean is the mean of the tasks' means.")
     stale = Counter(k for r in runs for c in r["checks"] for k in c["stale"])
     n_checks = sum(len(r["checks"]) for r in runs)
     if stale:
