@@ -266,3 +266,34 @@ def test_registry_task_dimension():
         Q.declare("w2s/extra/never", "x", "y", tasks=("ranking",))
     assert "misfit='sq'" in Q.hint(Q.DISAGREEMENT) and "misfit='sq'" not in Q.hint(Q.SQ)
     assert "| task |" in Q.markdown_table().splitlines()[0]
+
+
+def test_kill_and_resume_a_regression_fit_gives_the_same_values(tmp_path):
+    """The regression monitor and a misfit='sq' stopper survive checkpoint/resume: a fit killed at
+    the start of epoch 2 and resumed from its last checkpoint logs what an uninterrupted fit logs."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from conftest import Crash, CrashAt
+
+    class SGDHead(LeastSquaresHead):  # plain SGD: nothing but the weights to restore
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.head.parameters(), lr=0.05)
+
+    def run(name, crash_at=None, ckpt_path=None):
+        model = SGDHead()
+        x, f_w, f_star = regression_task(model)
+        monitor = W2SMonitor(W2SProbe(x, teacher_values=f_w, gold=f_star), figure_every_n_checks=0)
+        stopper = W2SEarlyStopping(misfit="sq", patience=50, verbose=False)
+        record = PerCheck(monitor)
+        callbacks = [monitor, stopper, record, ModelCheckpoint(dirpath=tmp_path / name, save_last=True)]
+        callbacks += [CrashAt(crash_at)] if crash_at is not None else []
+        trainer = L.Trainer(**trainer_kwargs(max_epochs=4, enable_checkpointing=True, callbacks=callbacks))
+        trainer.fit(model, DataLoader(TensorDataset(x, f_w), batch_size=len(x)), ckpt_path=ckpt_path)
+        return record.values, stopper.history
+
+    full, history = run("full")
+    with pytest.raises(Crash):
+        run("killed", crash_at=2)
+    resumed, history_resumed = run("resumed", ckpt_path=tmp_path / "killed" / "last.ckpt")
+    assert len(resumed) == 2 and resumed == full[2:]  # epochs 2 and 3, bit for bit
+    assert history_resumed == history and len({c[Q.SQ] for c in full}) == 4
