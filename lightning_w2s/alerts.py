@@ -6,11 +6,12 @@ with each check's logged values; it fires once when it is *entered* (the rule st
 is re-armed when it is left, so a long run does not repeat itself. The rules' state goes into the
 monitor's ``state_dict``, so a resumed run warns exactly as an uninterrupted one.
 
-- ``fitting_teacher_errors`` — the ``teacher_overfit`` rule on ``kl_teacher_student`` without its
+- ``fitting_teacher_errors`` — the ``teacher_overfit`` rule on ``kl_teacher_student`` (``sq`` for a regression probe) without its
   ratio branch: train-probe misfit fell while held-out misfit rose at each of the last
   ``window - 1`` checks (Yao et al. 2025 on over-optimisation toward the weak signal) [heuristic];
-- ``gain_exhausted`` — the ``gain_exhausted`` rule: held-out disagreement below ``min_gain``; by the
-  0/1 band ``|err(s) − err(w)| ≤ disagreement`` no larger gain remains possible [derived bound];
+- ``gain_exhausted`` — the ``gain_exhausted`` rule: the most the student's accuracy can still exceed
+  the teacher's (coverage × held-out disagreement + (1 − coverage), the teacher's abstentions
+  counted as all right) is below ``min_gain``, so that gain is no longer possible [derived bound];
 - ``prediction_collapse`` — more than ``collapse_share`` of the probe in one class while the
   teacher is not collapsed [heuristic];
 - ``probe_too_small`` — the Wilson 95% half-width of the held-out disagreement exceeds
@@ -48,27 +49,29 @@ class AlertTracker:
 
     Args:
         window: checks over which ``fitting_teacher_errors`` must hold (``>= 2``).
-        min_gain: disagreement under which ``gain_exhausted`` fires (``None`` = off).
+        min_gain: the gain over the teacher under whose reach ``gain_exhausted`` fires (``None`` = off).
         collapse_share: class share above which predictions count as collapsed.
         max_interval_halfwidth: Wilson half-width above which the probe is called too small.
+        misfit: the held-out misfit ``fitting_teacher_errors`` compares with its train-probe twin
+            (``Q.KL_TEACHER_STUDENT``; the monitor passes ``Q.SQ`` for a regression probe).
 
     >>> tracker = AlertTracker(min_gain=0.05)
-    >>> tracker.update({Q.DISAGREEMENT: 0.2})
+    >>> tracker.update({Q.MAX_GAIN: 0.2})
     []
-    >>> [a.regime for a in tracker.update({Q.DISAGREEMENT: 0.03})]
+    >>> [a.regime for a in tracker.update({Q.MAX_GAIN: 0.03})]
     ['gain_exhausted']
     """
 
     REGIMES = ("fitting_teacher_errors", "gain_exhausted", "prediction_collapse", "probe_too_small")
 
     def __init__(self, window: int = 3, min_gain: float | None = None, collapse_share: float = 0.95,
-                 max_interval_halfwidth: float = 0.05) -> None:
+                 max_interval_halfwidth: float = 0.05, misfit: str = Q.KL_TEACHER_STUDENT) -> None:
         self.window = check_scalar("window", window, int, min_val=2)
         self.min_gain = check_scalar("min_gain", min_gain, float, min_val=0.0, max_val=1.0, include_boundaries="right", allow_none=True)
         collapse_share = check_scalar("collapse_share", collapse_share, float, min_val=0.0, max_val=1.0, include_boundaries="right")
         max_interval_halfwidth = check_scalar("max_interval_halfwidth", max_interval_halfwidth, float, min_val=0.0, include_boundaries="neither")
         self.rules: dict[str, rules.Rule] = {
-            "fitting_teacher_errors": rules.TeacherOverfit(self.window - 1, 0.0),
+            "fitting_teacher_errors": rules.TeacherOverfit(self.window - 1, 0.0, heldout=misfit),
             "prediction_collapse": rules.PredictionCollapse(collapse_share),
             "probe_too_small": rules.ProbeTooSmall(max_interval_halfwidth),
         }

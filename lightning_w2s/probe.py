@@ -3,7 +3,9 @@
 DESIGN §1 and §7. A probe holds the inputs (a tensor, a dict of tensors, or a map-style
 ``Dataset``), the teacher's class probabilities (given directly, as logits, or as hard labels),
 and optionally gold labels (``-1`` = unknown), a coverage mask (``False`` = the teacher abstains,
-Lang et al.'s uncovered set ``T``) and the teacher's representations. Everything is validated at
+Lang et al.'s uncovered set ``T``) and the teacher's representations. A *regression* probe
+(``teacher_values=``) holds the teacher's real outputs ``(n,)`` or ``(n, m)`` instead, with real
+gold of the same shape (``NaN`` = unknown): the setting of Charikar et al.'s Thm 1. Everything is validated at
 construction, so a bad probe fails before training starts. :meth:`W2SProbe.iter_batches` is the one
 way through a probe (the monitor's checks, :meth:`W2SProbe.from_teacher`).
 """
@@ -64,6 +66,42 @@ def _teacher_probs(source: str, raw: Any, n: int, num_classes: int | None) -> tu
     return probs, None
 
 
+def _real_values(name: str, raw: Any, n: int) -> torch.Tensor:
+    """A regression teacher's (or gold) real outputs as float64 ``(n,)`` or ``(n, m)``."""
+    values = raw if isinstance(raw, torch.Tensor) else as_tensor(name, raw, dtype=torch.float64)
+    if values.is_complex() or values.dtype == torch.bool:
+        raise TypeError(f"`{name}` must hold real values, got {describe(values)}")
+    values = values.detach().cpu().double()
+    if values.ndim not in (1, 2) or values.ndim == 2 and values.shape[1] < 1:
+        raise ValueError(f"`{name}` must be a 1-D (n,) or 2-D (n, m) tensor of real outputs with m >= 1, got {describe(values)}")
+    check_length(name, values, n)
+    return values
+
+
+def _regression_gold(gold: Any, teacher_values: torch.Tensor) -> torch.Tensor | None:
+    """Real gold of the teacher's shape, ``NaN`` = unknown (a row of an ``(n, m)`` target is known or
+    unknown as a whole); ``None`` when no point has one."""
+    if gold is None:
+        return None
+    g = _real_values("gold", gold, teacher_values.shape[0])
+    if g.shape != teacher_values.shape:
+        raise ValueError(
+            f"`gold` must have the shape of `teacher_values` {tuple(teacher_values.shape)} (real targets, NaN = unknown), "
+            f"got {describe(g)}"
+        )
+    if torch.isinf(g).any():
+        raise ValueError(f"`gold` contains +-Inf at index {tuple(torch.isinf(g).nonzero()[0].tolist())}; use NaN for unknown targets")
+    if g.ndim == 2:
+        partial = torch.isnan(g).any(dim=1) & ~torch.isnan(g).all(dim=1)
+        if partial.any():
+            raise ValueError(
+                f"`gold` row {int(partial.nonzero()[0])} is partly NaN: a row of an (n, m) target is known (all finite) or "
+                "unknown (all NaN)"
+            )
+    known = ~torch.isnan(g) if g.ndim == 1 else ~torch.isnan(g).any(dim=1)
+    return g if bool(known.any()) else None
+
+
 def _coverage(covered: Any, abstain: torch.Tensor | None, n: int) -> torch.Tensor:
     if covered is None:
         cov = ~abstain if abstain is not None else torch.ones(n, dtype=torch.bool)
@@ -104,14 +142,23 @@ class W2SProbe:
         teacher_features: ``(n, d_w)`` teacher representations (Xue et al.'s ``Φ_w``).
         num_classes: class count ``k``; required with ``teacher_labels`` if some class never
             appears, otherwise read from the teacher outputs.
+        teacher_values: a **regression** teacher: real outputs ``(n,)`` or ``(n, m)`` (finite). Then
+            ``gold`` is real with the same shape (``NaN`` = unknown), the student's output is read as
+            real values of that shape, and ``covered``/``num_classes`` do not apply (the teacher
+            gives a value for every point). Logged: the squared misfit, Charikar's predicted and
+            measured gain, the squared errors to gold and the representation family (README's metric
+            table, task "both").
 
-    Exactly one of ``teacher_probs``, ``teacher_logits``, ``teacher_labels`` must be given.
+    Exactly one of ``teacher_probs``, ``teacher_logits``, ``teacher_labels`` (classification) or
+    ``teacher_values`` (regression) must be given.
 
     >>> probe = W2SProbe(torch.zeros(5, 3), teacher_labels=[0, 1, -1, 1, 0], gold=[0, 1, 1, -1, 1])
     >>> probe
     W2SProbe(n=5, num_classes=2, teacher=teacher_labels, gold=4, covered=4)
     >>> [(index.tolist(), valid.tolist()) for index, valid, _ in probe.iter_batches(1, 2, batch_size=2)]
     [([3, 4], [True, True]), ([0], [False])]
+    >>> W2SProbe(torch.zeros(3, 2), teacher_values=[0.5, -1.0, 2.0], gold=[0.4, float("nan"), 1.5])
+    W2SProbe(n=3, outputs=(n,), teacher=teacher_values, gold=2)
     """
 
     def __init__(
@@ -124,6 +171,7 @@ class W2SProbe:
         covered: Any = None,
         teacher_features: Any = None,
         num_classes: int | None = None,
+        teacher_values: Any = None,
     ) -> None:
         self.inputs = self._check_inputs(inputs)
         self.n = n = self._len_inputs(self.inputs)
@@ -132,10 +180,15 @@ class W2SProbe:
         num_classes = check_scalar("num_classes", num_classes, int, min_val=2, allow_none=True)
         given = {k: v for k, v in (("teacher_probs", teacher_probs), ("teacher_logits", teacher_logits),
                                    ("teacher_labels", teacher_labels)) if v is not None}
+        self.teacher_values: torch.Tensor | None = None
+        self._fingerprint: str | None = None
+        if teacher_values is not None:
+            self._init_regression(teacher_values, given, gold, covered, teacher_features, num_classes)
+            return
         if len(given) != 1:
             raise ValueError(
-                "exactly one of `teacher_probs`, `teacher_logits`, `teacher_labels` must be given, "
-                f"got {len(given)}: {sorted(given) or 'none'}"
+                "exactly one of `teacher_probs`, `teacher_logits`, `teacher_labels` (classification) or `teacher_values` "
+                f"(regression) must be given, got {len(given)}: {sorted(given) or 'none'}"
             )
         ((self.teacher_source, raw),) = given.items()
         self.teacher_probs, abstain = _teacher_probs(self.teacher_source, raw, n, num_classes)
@@ -146,7 +199,40 @@ class W2SProbe:
         g = None if gold is None else check_labels("gold", gold, n, k, allow_minus_one=True)
         self.gold = g if g is not None and (g >= 0).any() else None
         self.teacher_features = _teacher_features(teacher_features, n)
-        self._fingerprint: str | None = None
+
+    def _init_regression(self, teacher_values: Any, given: dict, gold: Any, covered: Any, teacher_features: Any,
+                         num_classes: int | None) -> None:
+        """A regression probe: real teacher outputs, real gold (``NaN`` = unknown), no coverage."""
+        misplaced = sorted(given) + (["covered"] if covered is not None else []) + (["num_classes"] if num_classes is not None else [])
+        if misplaced:
+            raise ValueError(
+                f"`teacher_values` (a regression teacher's real outputs) cannot be combined with {misplaced}: those are "
+                "for classification teachers (class probabilities, logits or labels, which may abstain). Pass either "
+                "`teacher_values=` or one of `teacher_probs`/`teacher_logits`/`teacher_labels`"
+            )
+        values = _real_values("teacher_values", teacher_values, self.n)
+        check_finite("teacher_values", values)
+        self.teacher_source, self.teacher_values, self.teacher_probs = "teacher_values", values, None
+        self.num_classes = None
+        self.covered = torch.ones(self.n, dtype=torch.bool)  # a regression teacher gives a value everywhere
+        self.gold = _regression_gold(gold, values)
+        self.teacher_features = _teacher_features(teacher_features, self.n)
+
+    @property
+    def task(self) -> str:
+        """``"regression"`` (``teacher_values=``) or ``"classification"``."""
+        return "classification" if self.teacher_values is None else "regression"
+
+    @property
+    def is_regression(self) -> bool:
+        return self.teacher_values is not None
+
+    @property
+    def output_dim(self) -> int | None:
+        """A regression probe's number of outputs ``m`` (1 for ``(n,)`` values); ``None`` for classification."""
+        if self.teacher_values is None:
+            return None
+        return 1 if self.teacher_values.ndim == 1 else self.teacher_values.shape[1]
 
     # ------------------------------------------------------------------ inputs
     @staticmethod
@@ -215,12 +301,14 @@ class W2SProbe:
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of the probe's content (inputs when they are tensors, teacher outputs, coverage,
-        gold, teacher features): a checkpoint made with another probe can tell."""
+        """A short hash of the probe's content (inputs when they are tensors, teacher outputs — probabilities
+        or real values —, coverage, gold, teacher features): a checkpoint made with another probe can tell."""
         if self._fingerprint is None:
             h = hashlib.sha256()
             inputs = self.inputs if isinstance(self.inputs, (torch.Tensor, dict)) else f"{type(self.inputs).__name__}:{self.n}"
             parts = [inputs, self.teacher_probs, self.covered, self.gold, self.teacher_features]
+            if self.is_regression:  # the teacher's real outputs in place of its probabilities
+                parts = [inputs, "teacher_values", self.teacher_values, self.gold, self.teacher_features]
             for part in parts:
                 for t in (part.values() if isinstance(part, dict) else [part]):
                     if isinstance(t, torch.Tensor):
@@ -247,8 +335,9 @@ class W2SProbe:
             raise TypeError(
                 f"only probes whose `inputs` are a Tensor or a dict of Tensors can be saved, got {describe(self.inputs)}"
             )
-        return {"format": FORMAT, "inputs": self.inputs, "teacher_probs": self.teacher_probs, "gold": self.gold,
-                "covered": self.covered, "teacher_features": self.teacher_features}
+        return {"format": FORMAT, "inputs": self.inputs, "teacher_probs": self.teacher_probs, "teacher_values": self.teacher_values,
+                "gold": self.gold, "covered": None if self.is_regression else self.covered,
+                "teacher_features": self.teacher_features}
 
     def save(self, path: str | os.PathLike) -> None:
         """Save to ``path`` with ``torch.save`` (tensors only, loadable with ``weights_only=True``)."""
@@ -262,8 +351,8 @@ class W2SProbe:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(f"{str(path)!r} is not a saved W2SProbe (missing format tag)")
-        return cls(state["inputs"], teacher_probs=state["teacher_probs"], gold=state["gold"], covered=state["covered"],
-                   teacher_features=state["teacher_features"])
+        return cls(state["inputs"], teacher_probs=state.get("teacher_probs"), teacher_values=state.get("teacher_values"),
+                   gold=state["gold"], covered=state["covered"], teacher_features=state["teacher_features"])
 
     @classmethod
     def from_teacher(
@@ -299,6 +388,12 @@ class W2SProbe:
         return cls(holder.inputs, teacher_logits=torch.cat(logits), gold=gold, covered=covered, teacher_features=torch.cat(feats))
 
     def __repr__(self) -> str:
+        if self.is_regression:
+            g = self.gold
+            known = 0 if g is None else int((~torch.isnan(g) if g.ndim == 1 else ~torch.isnan(g).any(dim=1)).sum())
+            shape = "(n,)" if self.teacher_values.ndim == 1 else f"(n, {self.output_dim})"
+            extras = [f"gold={known}"] + ([f"teacher_features={self.teacher_features.shape[1]}d"] if self.teacher_features is not None else [])
+            return f"W2SProbe(n={self.n}, outputs={shape}, teacher=teacher_values, {', '.join(extras)})"
         extras = [f"gold={int((self.gold >= 0).sum()) if self.gold is not None else 0}"]
         if self.has_abstentions:
             extras.append(f"covered={int(self.covered.sum())}")

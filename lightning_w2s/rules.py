@@ -13,8 +13,9 @@ disagree about what, say, "the gain is exhausted" means.
 - ``teacher_overfit``: train-probe misfit fell while held-out misfit rose (or their ratio stayed
   under ``kappa``), motivated by Yao et al. (2025) on over-optimising toward the weak signal
   [recalled; the thresholds are ours];
-- ``gain_exhausted``: held-out disagreement under ``min_gain``, by the 0/1 band
-  ``|err01(s) - err01(w)| <= disagreement`` [derived, DESIGN §2.2];
+- ``gain_exhausted``: the logged maximum gain (``Q.MAX_GAIN``: the most the student's accuracy can
+  still exceed the teacher's, coverage × held-out disagreement + (1 − coverage)) under ``min_gain``
+  [derived bound, DESIGN §2.2; issue 13 D6];
 - ``robustness_drop``: Lang et al.'s average non-robustness γ̂ rose while held-out disagreement fell,
   the label-free signature of fitting the teacher's mistakes (Lang, Sontag, Vijayaraghavan 2024,
   "Theoretical Analysis of Weak-to-Strong Generalization", NeurIPS 2024, Prop 4.1 [paper]);
@@ -214,13 +215,17 @@ class TeacherOverfit(Rule):
 
 
 class GainExhausted(Rule):
-    """Held-out disagreement under ``min_gain - min_delta`` for ``patience`` consecutive checks. By the
-    0/1 band ``|err01(s) - err01(w)| <= disagreement`` [derived, DESIGN §2.2; exact on the probe's own
-    points] a gain of ``min_gain`` over the teacher's accuracy is then impossible at those checks.
-    Best check: the last one where the disagreement was still ``>= min_gain``.
+    """The logged maximum gain ``Q.MAX_GAIN`` under ``min_gain - min_delta`` for ``patience`` consecutive checks: a gain of
+    ``min_gain`` over the teacher's accuracy is then impossible on the probe at those checks [derived
+    bound]. ``max_gain = π·d + (1 − π)`` (:func:`~lightning_w2s.metrics.bounds.max_accuracy_gain`,
+    label-free; ``d`` = held-out disagreement, ``π`` = the share of the probe the teacher covers): on
+    covered points the 0/1 band ``|acc(s) − acc(w)| ≤ disagreement`` caps the gain, and where the
+    teacher abstains the disagreement says nothing, so those points count as all right. With a
+    teacher that labels every point it is the disagreement itself. Best check: the last one where
+    ``max_gain`` was still ``>= min_gain``.
 
     >>> rule = GainExhausted(patience=1, min_delta=0.0, min_gain=0.1)
-    >>> rule.update({Q.DISAGREEMENT: 0.05}, 0, warmup=False)
+    >>> rule.update({Q.MAX_GAIN: 0.05}, 0, warmup=False)
     >>> rule.triggered()
     True
     """
@@ -229,29 +234,35 @@ class GainExhausted(Rule):
     reason = W2SStoppingReason.GAIN_EXHAUSTED
     basis = "derived bound"
     _STATE = Rule._STATE + ("last_value",)
+    _WHY = (
+        "the student's accuracy can exceed the teacher's by at most coverage × held-out disagreement + (1 − coverage) "
+        "(points where the teacher abstains counted as all right), so a gain of min_gain over the teacher is no "
+        "longer possible"
+    )
 
     def __init__(self, patience: int, min_delta: float, min_gain: float) -> None:
         super().__init__(patience, min_delta)
         self.min_gain = min_gain
 
     def needs(self) -> list[str]:
-        return [Q.DISAGREEMENT]
+        return [Q.MAX_GAIN]
 
     def update(self, values, check, warmup):
-        d = values[Q.DISAGREEMENT]
-        self.last_value = d
-        if d < self.min_gain - self.min_delta:
+        g = values[Q.MAX_GAIN]
+        self.last_value = g
+        if g < self.min_gain - self.min_delta:
             if not warmup:
                 self.wait += 1
         else:  # a gain of min_gain is still possible here: the latest such check is the one to keep
-            self.wait, self.best_check, self.best_value = 0, check, d
+            self.wait, self.best_check, self.best_value = 0, check, g
 
     def describe(self, history=None):
+        if history is None:  # a warning: the situation at this check
+            return f"{Q.MAX_GAIN} = {self.last_value:.4f} < min_gain {self.min_gain:.4f}: {self._WHY}"
         return (
-            f"held-out disagreement `{Q.DISAGREEMENT}` stayed under min_gain={self.min_gain:g} (minus "
-            f"min_delta={self.min_delta:g}) for {self.wait} check(s) (now {self.last_value:.6g}): since "
-            "|err01(student) - err01(teacher)| <= disagreement, the student can no longer beat (or trail) the "
-            "teacher by min_gain on the probe" + self._best(history, "; last check where that gain was still possible: ")
+            f"{Q.MAX_GAIN} stayed under min_gain={self.min_gain:g} (minus min_delta={self.min_delta:g}) for "
+            f"{self.wait} check(s) (now {self.last_value:.6g}): {self._WHY} on the probe"
+            + self._best(history, "; last check where that gain was still possible: ")
         )
 
 

@@ -42,7 +42,7 @@ class StoppingPolicies:
 
     >>> from lightning_w2s import W2SEarlyStopping
     >>> decision = W2SEarlyStopping("gain_exhausted", patience=2, min_gain=0.1)
-    >>> [decision.evaluate({Q.DISAGREEMENT: d})[0] for d in (0.2, 0.05, 0.04)]
+    >>> [decision.evaluate({Q.MAX_GAIN: g})[0] for g in (0.2, 0.05, 0.04)]
     [False, False, True]
     >>> decision.restore_check  # the last check where a gain of min_gain was still possible
     0

@@ -9,7 +9,10 @@ Usage: ``python tests/ddp_script.py OUT_DIR``. Writes, per rank ``r``:
   points: the last shard is padded) — the final ``w2s/*`` callback_metrics, the monitor's
   ``last_values`` and W2SEarlyStopping's history; rank 0 also saves the final weights ``final.pt``;
 - ``fit2_rank{r}.json``: a fit where only rank 1 wants to stop (at epoch 1): where each rank stopped
-  and why.
+  and why;
+- ``fit3_rank{r}.json``: a 2-epoch fit of a regression student (``tests/_regression.py``'s head on
+  frozen features, SGD) with a regression probe (``teacher_values=``, real gold, teacher features;
+  101 and 33 points) and ``W2SEarlyStopping(misfit="sq")``; rank 0 also saves ``final_regression.pt``.
 """
 
 from __future__ import annotations
@@ -21,11 +24,26 @@ import sys
 import lightning as L
 import torch
 
+from _regression import LeastSquaresHead, regression_task
 from conftest import TinyStudent, make_task
-from lightning_w2s import W2SMonitor
+from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.callbacks.early_stopping import W2SEarlyStopping, W2SStoppingReason
 
 PROBE_N, TRAIN_PROBE_N = 101, 33
+
+
+class SGDHead(LeastSquaresHead):
+    """The least-squares head trained by plain SGD (L-BFGS's line search reads each rank's own loss)."""
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.head.parameters(), lr=0.05)
+
+
+def regression_probes():
+    """The regression probe and train probe of ``fit3`` (the same on every rank: seeded)."""
+    x, f_w, f_star = regression_task(SGDHead(outputs=2), n=PROBE_N + 96)
+    probe = W2SProbe(x[:PROBE_N], teacher_values=f_w[:PROBE_N], gold=f_star[:PROBE_N], teacher_features=x[:PROBE_N, :3])
+    return probe, W2SProbe(x[PROBE_N:PROBE_N + TRAIN_PROBE_N], teacher_values=f_w[PROBE_N:PROBE_N + TRAIN_PROBE_N]), x, f_w
 
 
 class Rank1WantsToStop(W2SEarlyStopping):
@@ -94,6 +112,19 @@ def main(out: str) -> None:
             "checks": len(es2.history),
             "stops": [h["stop"] for h in es2.history],
         }, f)
+
+    L.seed_everything(0, verbose=False)
+    probe, train_probe, x, f_w = regression_probes()
+    model = SGDHead(outputs=2)
+    monitor = W2SMonitor(probe, train_probe=train_probe, batch_size=16, figure_every_n_checks=0)
+    es3 = W2SEarlyStopping(misfit="sq", patience=50, verbose=False)
+    t3 = trainer(2, [monitor, es3])
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[PROBE_N:], f_w[PROBE_N:].float()), batch_size=16)
+    t3.fit(model, loader)
+    if rank == 0:
+        torch.save(model.state_dict(), os.path.join(out, "final_regression.pt"))
+    with open(os.path.join(out, f"fit3_rank{rank}.json"), "w") as f:
+        json.dump({"last_values": monitor.last_values, "num_checks": monitor.num_checks, "history": es3.history}, f)
 
 
 if __name__ == "__main__":

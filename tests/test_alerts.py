@@ -38,11 +38,14 @@ def test_no_alert_while_both_fall():
 
 def test_gain_exhausted_and_message_cites_the_band():
     tracker = AlertTracker(min_gain=0.05)
-    assert tracker.update({"w2s/misfit/disagreement": 0.2}) == []
-    (alert,) = tracker.update({"w2s/misfit/disagreement": 0.03})
-    assert alert.regime == "gain_exhausted" and "<= disagreement" in alert.message
-    assert alert.message.startswith("derived bound:")
-    assert tracker.update({"w2s/misfit/disagreement": 0.02}) == []
+    assert tracker.update({"w2s/bounds/max_gain": 0.2, "w2s/misfit/disagreement": 0.01}) == []  # reads max_gain only
+    (alert,) = tracker.update({"w2s/bounds/max_gain": 0.03})
+    assert alert.regime == "gain_exhausted"
+    assert alert.message == (
+        "derived bound: w2s/bounds/max_gain = 0.0300 < min_gain 0.0500: the student's accuracy can exceed the "
+        "teacher's by at most coverage × held-out disagreement + (1 − coverage) (points where the teacher abstains "
+        "counted as all right), so a gain of min_gain over the teacher is no longer possible")
+    assert tracker.update({"w2s/bounds/max_gain": 0.02}) == []
 
 
 def test_prediction_collapse_only_when_teacher_is_not_collapsed():

@@ -211,12 +211,21 @@ def test_lemma_b1_markov_bound():
 def test_docstring_examples():
     import doctest
 
-    result = doctest.testmod(bounds)
-    assert result.attempted >= 3 and result.failed == 0
+    from lightning_w2s.metrics import gain_bounds, lang_theorems
+
+    results = [doctest.testmod(module) for module in (bounds, gain_bounds, lang_theorems)]
+    assert sum(r.attempted for r in results) >= 5 and sum(r.failed for r in results) == 0
 
 
 def test_every_public_bound_is_listed():
+    """``lightning_w2s.metrics.bounds`` is the public home (DESIGN §7) of the functions its two
+    modules define: each is listed there and is the very same object."""
+    from lightning_w2s.metrics import gain_bounds, lang_theorems
+
     assert set(bounds.__all__) >= {"lang_covered_bound", "lang_uncovered_bound", "accuracy_band"}
+    assert set(bounds.__all__) == set(gain_bounds.__all__) | set(lang_theorems.__all__)
+    for name in bounds.__all__:
+        assert getattr(bounds, name) is getattr(gain_bounds, name, None) or getattr(bounds, name) is getattr(lang_theorems, name)
 
 
 # ------------------------------------------------------------------------------------------------

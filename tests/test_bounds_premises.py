@@ -344,10 +344,44 @@ def test_plug_in_expansion_gives_an_estimate_not_a_bound():
             warnings.simplefilter("ignore", RuntimeWarning)
             b = lang_bounds(rates, rob, exp, nonrobust="exact")
         for i in range(k):
-            value, err = float(b["covered_bound"][i]), float(b["covered_error"][i])
+            value, err = float(b["covered_predicted_error"][i]), float(b["covered_error"][i])
             if not math.isnan(value):
                 finite += 1
                 if value < err:
                     below.append((seed, i, round(value, 4), round(err, 4)))
     print(f"\nplug-in Thm B.1 below the in-sample error in {len(below)} of {finite} finite cases: {below}")
     assert below, "expected the plug-in value to fall below the measured error somewhere"
+
+
+def test_the_assembly_passes_q_to_every_theorem_and_robustness_uses_lemma_b1():
+    """``lang_bounds(..., q=)`` reaches Thm B.1 too (its fit premise has ``1 − q − α``), and the
+    robustness statistics' Markov term is :func:`lang_nonrobust_bound` itself (one definition)."""
+    import torch
+
+    from lightning_w2s.metrics.correction import lang_bounds
+    from lightning_w2s.metrics.robustness import neighbour_robustness
+
+    rates = {"alpha_per_class": torch.tensor([0.11]), "err_teacher_fit_per_class": torch.tensor([0.12]),
+             "n_covered_per_class": torch.tensor([10.0]), "n_uncovered_per_class": torch.tensor([0.0]),
+             "err_gold_covered_per_class": torch.tensor([0.05]), "err_gold_uncovered_per_class": torch.tensor([math.nan])}
+    robustness = {"eta": torch.tensor(0.5), "p_nonrobust_markov_S_per_class": torch.tensor([0.0]),
+                  "p_nonrobust_markov_T_per_class": torch.tensor([math.nan])}
+    expansion = {"eta": torch.tensor(0.5), "c_good_to_bad": torch.tensor([0.848]),
+                 "c_uncovered_to_good": torch.tensor([math.nan]), "c_uncovered_to_bad": torch.tensor([math.nan])}
+    at_0 = lang_bounds(rates, robustness, expansion, q=0.0)
+    assert float(at_0["covered_predicted_error"][0]) == pytest.approx(lang_covered_bound(0.12, 0.11, 0.848))
+    # q = 0.8: 0.12 + 0 > 1 - 0.8 - 0.11 = 0.09, so Thm B.1's fit premise fails (it did not see q before)
+    with pytest.warns(RuntimeWarning, match="Thm B.1 premise"):
+        at_q = lang_bounds(rates, robustness, expansion, q=0.8)
+    assert math.isnan(float(at_q["covered_predicted_error"][0]))
+    assert any("1 - q - alpha = 0.09" in r for r in at_q["reasons"])
+
+    preds = torch.tensor([0, 0, 1, 1, 0, 1])
+    nb = torch.tensor([[1, 2], [0, 3], [3, 4], [2, 5], [5, 0], [4, 1]])
+    gold = torch.tensor([0, 0, 1, 1, 0, -1])
+    for eta in (0.1, 0.5, 1.0):
+        rob = neighbour_robustness(preds, nb, eta=eta, gold=gold, covered=torch.tensor([1, 1, 1, 0, 0, 1]).bool(), num_classes=2)
+        for key in ("", "_covered", "_uncovered", "_S_per_class", "_T_per_class"):
+            gamma, markov = rob[f"gamma{key}"].reshape(-1), rob[f"p_nonrobust_markov{key}"].reshape(-1)
+            for g, m in zip(gamma.tolist(), markov.tolist()):
+                assert (math.isnan(g) and math.isnan(m)) or m == lang_nonrobust_bound(g, eta), (eta, key, g, m)

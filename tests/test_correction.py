@@ -525,7 +525,7 @@ def test_bounds_hold_on_clustered_task_at_every_check():
             warnings.simplefilter("ignore", RuntimeWarning)  # NaN bounds are allowed (preconditions)
             b = lang_bounds(rates, rob, exp)
         for i in range(k):
-            for key, err_key, tag in (("covered_bound", "covered_error", "covered"), ("uncovered_bound_b2", "uncovered_error", "b2"), ("uncovered_bound_b3", "uncovered_error", "b3")):
+            for key, err_key, tag in (("covered_predicted_error", "covered_error", "covered"), ("uncovered_predicted_error_b2", "uncovered_error", "b2"), ("uncovered_predicted_error_b3", "uncovered_error", "b3")):
                 bound, err = float(b[key][i]), float(b[err_key][i])
                 if math.isnan(bound):
                     continue
@@ -533,7 +533,7 @@ def test_bounds_hold_on_clustered_task_at_every_check():
                 assert bound >= err - 1e-12, f"check {check} class {i}: {key}={bound:.4f} < measured {err:.4f}"
                 nontrivial += bound < 1.0
                 gaps.append(bound - err)
-        pooled = float(b["covered_bound_pooled"])
+        pooled = float(b["covered_predicted_error_pooled"])
         if not math.isnan(pooled):
             assert pooled >= float(b["covered_error_pooled"]) - 1e-12
     print(f"\nfinite bounds over 10 checks x {k} classes: {finite}; non-vacuous (<1): {nontrivial}; "
@@ -565,13 +565,13 @@ def test_fitting_teacher_mistakes_contradicts_premises_unless_nonrobustness_is_c
         warnings.simplefilter("ignore", RuntimeWarning)
         b = lang_bounds(rates, pretend, exp)
         honest = lang_bounds(rates, rob, exp)
-    assert b["covered_bound"].isnan().all()
+    assert b["covered_predicted_error"].isnan().all()
     assert sum("Thm B.1" in r and "< 0" in r for r in b["reasons"]) == k
     # with P(R̄_η) counted (Markov: min(1, γ̂/η) = 1 here) Thm B.1's fit premise
     # P(f ≠ ỹ or not η-robust | S_i) <= 1 - q - α_i can no longer be certified: NaN with that reason
-    assert honest["covered_bound"].isnan().all()
+    assert honest["covered_predicted_error"].isnan().all()
     assert sum("Thm B.1" in r and "premise" in r for r in honest["reasons"]) == k
-    print(f"\nimitator: B.1 with Markov P(R̄) {honest['covered_bound'].tolist()} vs gold error {honest['covered_error'].tolist()}")
+    print(f"\nimitator: B.1 with Markov P(R̄) {honest['covered_predicted_error'].tolist()} vs gold error {honest['covered_error'].tolist()}")
 
 
 def test_lang_bounds_reasons_and_eta_mismatch():
@@ -597,10 +597,10 @@ def test_lang_bounds_reasons_and_eta_mismatch():
     }
     with pytest.warns(RuntimeWarning, match="alpha"):
         b = lang_bounds(rates, rob, exp)
-    _close(b["covered_bound"][0], 0.0497, tol=1e-4)  # the paper's Table 1 row, through the assembly
-    assert math.isnan(b["covered_bound"][1]) and any("class 1: Thm B.1" in r for r in b["reasons"])
-    _close(b["uncovered_bound_b3"][0], 0.12 / (1.0 * (1 - 0.11)))
-    assert math.isnan(b["covered_bound_pooled"])  # class 1 has covered points but no bound
+    _close(b["covered_predicted_error"][0], 0.0497, tol=1e-4)  # the paper's Table 1 row, through the assembly
+    assert math.isnan(b["covered_predicted_error"][1]) and any("class 1: Thm B.1" in r for r in b["reasons"])
+    _close(b["uncovered_predicted_error_b3"][0], 0.12 / (1.0 * (1 - 0.11)))
+    assert math.isnan(b["covered_predicted_error_pooled"])  # class 1 has covered points but no bound
     exp_bad = dict(exp, eta=torch.tensor(0.1, dtype=torch.float64))
     with pytest.raises(ValueError, match="eta"):
         lang_bounds(rates, rob, exp_bad)

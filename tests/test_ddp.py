@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import TinyStudent, make_task, trainer_kwargs
-from ddp_script import PROBE_N, TRAIN_PROBE_N, monitor_for
+from ddp_script import PROBE_N, TRAIN_PROBE_N, SGDHead, monitor_for, regression_probes
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 TIMEOUT_S = 180
@@ -112,3 +112,30 @@ def test_ddp_rank_disagreement_stops_once_on_both_ranks(ddp_run):
     assert r0["global_step"] == r1["global_step"]
     assert "rank 1 votes to stop" in r1["message"]
     assert "decided on another rank" in r0["message"]  # rank 0 learnt the reason through the reduction
+
+
+def test_ddp_regression_probe_matches_one_process(ddp_run):
+    """A regression probe (real teacher values, real gold, teacher features, train probe) under 2 real
+    gloo processes: both ranks hold the same values, and they equal one process's aggregator on the
+    DDP run's final weights (odd probe sizes: padded shards)."""
+    from lightning_w2s.metrics import quantities as Q
+    from lightning_w2s.metrics.aggregator import W2SMetrics
+
+    r0, r1 = _load(ddp_run, "fit3", 0), _load(ddp_run, "fit3", 1)
+    assert r0["num_checks"] == 2 and r0["last_values"] == r1["last_values"] and r0["history"] == r1["history"]
+    assert [set(h["values"]) for h in r0["history"]] == [{Q.SQ}] * 2  # the stopper read the regression misfit
+    probe, train_probe, _, _ = regression_probes()
+    model = SGDHead(outputs=2)
+    model.load_state_dict(torch.load(ddp_run / "final_regression.pt", weights_only=True))
+    model.eval()
+    single = {}
+    for p, train in ((probe, False), (train_probe, True)):
+        metrics = W2SMetrics.from_probe(p, train=train)
+        with torch.no_grad():
+            metrics.update(model(p.inputs), model.body(p.inputs), torch.arange(p.n), torch.ones(p.n, dtype=torch.bool))
+        single.update({k: float(v) for k, v in metrics.compute().items()})
+    ddp = {k: v for k, v in r0["last_values"].items() if k not in (Q.SKIPPED, Q.CHECK)}
+    assert set(ddp) == set(single) and Q.PRED_GAP_GOLD in ddp and Q.train_name(Q.SQ) in ddp
+    worst = max(abs(ddp[k] - v) / max(1.0, abs(v)) for k, v in single.items())
+    print(f"regression probe, DDP (2 ranks) vs 1 process: {len(single)} values, max relative difference {worst:.3g}")
+    assert worst <= 1e-6

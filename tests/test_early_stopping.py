@@ -21,6 +21,7 @@ from lightning_w2s.callbacks.early_stopping import POLICIES, W2SEarlyStopping, W
 HELD = "w2s/misfit/kl_teacher_student"
 TRAIN = "w2s/train_misfit/kl_teacher_student"
 DIS = "w2s/misfit/disagreement"
+MAX_GAIN = "w2s/bounds/max_gain"  # what gain_exhausted reads: coverage x disagreement + (1 - coverage)
 GAMMA = "w2s/robustness/inconsistency"
 
 
@@ -96,9 +97,9 @@ def test_teacher_overfit_matches_reference(tr, ho, p, warm, kappa):
 @settings(max_examples=60, deadline=None)
 @given(d=values, p=st.integers(1, 3), warm=st.integers(0, 2), g=st.sampled_from([0.3, 0.5, 1.0]))
 def test_gain_exhausted_matches_reference(d, p, warm, g):
-    d = [x / 6 for x in d]  # disagreements in [0, 1]
+    d = [x / 6 for x in d]  # largest gains still possible, in [0, 1]
     es = W2SEarlyStopping("gain_exhausted", patience=p, min_epochs=warm, min_gain=g, verbose=False)
-    got, reason, _ = drive(es, [{DIS: x} for x in d])
+    got, reason, _ = drive(es, [{MAX_GAIN: x} for x in d])
     assert got == first(len(d), lambda i: ref_gain(d, i, p, warm, g))
     if got is not None:
         assert reason is W2SStoppingReason.GAIN_EXHAUSTED
@@ -122,7 +123,7 @@ def test_any_all_combination_matches_reference(xs, d, p, mode):
     n = min(len(xs), len(d))
     xs, d = xs[:n], [x / 6 for x in d[:n]]
     es = W2SEarlyStopping(["heldout_misfit_plateau", "gain_exhausted"], patience=p, min_gain=0.5, mode=mode, verbose=False)
-    got, reason, msg = drive(es, [{HELD: a, DIS: b} for a, b in zip(xs, d)])
+    got, reason, msg = drive(es, [{HELD: a, MAX_GAIN: b} for a, b in zip(xs, d)])
     a = [ref_plateau(xs, i, p, 0) for i in range(n)]
     b = [ref_gain(d, i, p, 0, 0.5) for i in range(n)]
     combine = (lambda u, v: u or v) if mode == "any" else (lambda u, v: u and v)
@@ -245,7 +246,7 @@ def test_min_gain_is_given_once():
     """``gain_exhausted`` takes ``min_gain`` from the monitor (which also warns with it) or from the
     stopper; two different values are an error at fit start, none at all too."""
     with pytest.raises(ValueError, match="needs `min_gain`"):
-        W2SEarlyStopping("gain_exhausted", verbose=False).evaluate({DIS: 0.1})
+        W2SEarlyStopping("gain_exhausted", verbose=False).evaluate({MAX_GAIN: 0.1})
     task = make_task()
 
     def fit(monitor_gain, stopper_gain):
@@ -271,8 +272,8 @@ def test_inherited_early_stopping_api_works():
     assert es._validate_condition_metric({HELD: torch.tensor(1.0)})
     should_stop, reason = es._evaluate_stopping_criteria(torch.tensor(0.5))  # the stock rule on the primary quantity
     assert not should_stop and "improved" in reason and es._improvement_message(torch.tensor(0.4))
-    es.evaluate({HELD: 0.3, DIS: 0.05})
-    es.evaluate({HELD: 0.4, DIS: 0.05})
+    es.evaluate({HELD: 0.3, MAX_GAIN: 0.05})
+    es.evaluate({HELD: 0.4, MAX_GAIN: 0.05})
     assert es.wait_count == 2 and float(es.best_score) == 0.3 and es.restore_check == 0
     trainer = L.Trainer(**trainer_kwargs(callbacks=[es]))
     assert trainer.early_stopping_callback is es and trainer.early_stopping_callbacks == [es]
@@ -343,6 +344,7 @@ def test_e2e_gain_exhausted(tmp_path):
     es = W2SEarlyStopping("gain_exhausted", min_gain=0.1, patience=2)
     _, _, logged = noisy_fit(tmp_path, es, task=make_task(noise=0.0), max_epochs=15)
     d = [logged[e][DIS] for e in sorted(logged)]
+    assert [logged[e][MAX_GAIN] for e in sorted(logged)] == d  # the teacher labels every point: max gain = d
     want = first(len(d), lambda i: ref_gain(d, i, 2, 0, 0.1))
     assert want is not None and want < 14
     assert es.stopped_epoch == want and es.stopping_reason is W2SStoppingReason.GAIN_EXHAUSTED

@@ -184,6 +184,35 @@ def test_gold_squared_error_regression_drops_nan_targets():
         gold_squared_error(fs, fw, y, task="ranking")
 
 
+def test_gold_squared_error_of_python_lists_is_float64():
+    """Lists and numpy arrays go straight to float64 (issue 13: lists went through torch's float32
+    default, a 1e-4 relative error on a small gain). Reference: exact rational arithmetic."""
+    from fractions import Fraction
+
+    y, w, s = [1.0, 2.5, -3.25], [1.0015, 2.4987, -3.2489], [1.0005, 2.5011, -3.2502]
+    exact = {"student_sq_error": sum((Fraction(a) - Fraction(c)) ** 2 for a, c in zip(s, y)) / 3,
+             "teacher_sq_error": sum((Fraction(a) - Fraction(c)) ** 2 for a, c in zip(w, y)) / 3}
+    exact["sq_gain"] = exact["teacher_sq_error"] - exact["student_sq_error"]
+    for args in ((s, w, y), (np.array(s), np.array(w), np.array(y)), ([s], [w], [y])):  # lists, arrays, (1, m)
+        out = gold_squared_error(*args, task="regression")
+        scale = 1 if len(args[0]) == 3 else 3  # the (1, m) row sums its m outputs
+        for key in GOLD_SQ_KEYS:
+            assert out[key].dtype == torch.float64
+            assert out[key].item() == pytest.approx(float(exact[key]) * scale, rel=1e-12), key
+    # the float32 path this replaced is visibly off at this scale: the test can fail
+    f32 = gold_squared_error(torch.tensor(s), torch.tensor(w), torch.tensor(y), task="regression")["sq_gain"].item()
+    assert abs(f32 - float(exact["sq_gain"])) > 1e-5 * float(exact["sq_gain"])
+    print(f"\nsq_gain from lists: {gold_squared_error(s, w, y, task='regression')['sq_gain'].item():.10e} "
+          f"(exact {float(exact['sq_gain']):.10e}; through float32 {f32:.10e})")
+    # class-index targets stay integers: a float target is still rejected for classification
+    probs = [[0.8001, 0.1999], [0.3, 0.7]]
+    assert gold_squared_error(probs, [[0.8, 0.2], [0.4, 0.6]], [0, 1])["sq_gain"].dtype == torch.float64
+    with pytest.raises(TypeError, match="target"):
+        gold_squared_error(probs, [[0.8, 0.2], [0.4, 0.6]], [0.0, 1.0])
+    with pytest.raises(TypeError, match="student_out"):
+        gold_squared_error(torch.tensor([True, False]), torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), task="regression")
+
+
 # ------------------------------------------------------------------------------------------------
 # PGR (Burns et al. 2023)
 # ------------------------------------------------------------------------------------------------

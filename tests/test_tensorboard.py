@@ -40,7 +40,7 @@ TRAIN = [f"w2s/train_misfit/{q}" for q in ("kl_teacher_student", "kl_student_tea
 GOLD = ["w2s/gold/accuracy", "w2s/gold/teacher_accuracy", "w2s/gold/pgr", "w2s/gold/correction_rate",
         "w2s/gold/imitation_rate", "w2s/gold/coverage_accuracy"]
 BOUNDS = ["w2s/bounds/accuracy_lower", "w2s/bounds/accuracy_upper"]
-BAND = "accuracy band: |acc(s) - acc(w)| <= disagreement"
+BAND = "accuracy band: acc(w) ± disagreement, abstentions anywhere in [0, 1]"
 CALIB = ["w2s/calibration/ece_vs_teacher", "w2s/calibration/ece_vs_gold", "w2s/calibration/mce_vs_teacher"]
 REPR = ["w2s/representation/gap_fro", "w2s/representation/gap_op", "w2s/representation/cka",
         "w2s/representation/effective_rank"]

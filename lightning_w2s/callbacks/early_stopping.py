@@ -60,8 +60,10 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
     - ``"teacher_overfit"``: the train-probe misfit fell while the held-out one rose for ``patience``
       consecutive checks, or their ratio stayed under ``kappa``. Needs a train probe. Best check:
       lowest held-out misfit.
-    - ``"gain_exhausted"``: held-out disagreement under ``min_gain - min_delta`` for ``patience``
-      checks: by the 0/1 band no gain of ``min_gain`` over the teacher is left. Needs ``min_gain``,
+    - ``"gain_exhausted"``: the most the student's accuracy can still exceed the teacher's
+      (coverage × held-out disagreement + (1 − coverage), the logged maximum gain) under
+      ``min_gain - min_delta`` for ``patience`` checks: by the 0/1 band, with the teacher's
+      abstentions counted as all right, no gain of ``min_gain`` over the teacher is left. Needs ``min_gain``,
       given once: to ``W2SMonitor(min_gain=...)`` (which also warns with it) or here. Best check: the
       last one where that gain was still possible.
     - ``"robustness_drop"``: gamma-hat rose while held-out disagreement fell for ``patience``

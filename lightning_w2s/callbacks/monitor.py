@@ -56,14 +56,17 @@ class W2SMonitor(Callback):
             ``"last"``, ``"first"``, ``"flatten"``, ``"none"`` or a callable.
         batch_size: probe batch size.
         eps: probability clamp before logarithms.
-        student_output: ``"logits"`` (softmax applied) or ``"probs"``.
+        student_output: ``"logits"`` (softmax applied) or ``"probs"``; for a regression probe
+            (``teacher_values=``) the output is read as real values, ``(batch,)`` or ``(batch, m)``
+            like the teacher's (checked at fit start).
         forward_fn: ``fn(pl_module, batch) -> logits``; default calls the module (dict batches as
             keyword arguments).
         every_n_train_steps: if set, check every that many optimizer steps (own probe pass in
             eval/no-grad, each submodule's mode restored) *instead of* at each validation epoch end.
             A cadence that cannot fire within the fit warns at fit start and falls back to the
             epoch cadence, so callbacks reading ``w2s/...`` still find values.
-        min_gain: warn (``gain_exhausted``) when held-out disagreement falls below it; also the
+        min_gain: warn (``gain_exhausted``) when the most the student's accuracy can still exceed the
+            teacher's (coverage × held-out disagreement + (1 − coverage)) falls below it; also the
             target of ``W2SEarlyStopping``'s ``gain_exhausted`` policy (give it once, here).
         alert_window: checks over which a warning's trend must hold (``>= 2``).
         neighbours: k of the k-nearest-neighbour table (in the teacher's features, or the student's at
@@ -108,8 +111,17 @@ class W2SMonitor(Callback):
             raise ValueError("`probe` is required: a W2SProbe or a path to a saved one")
         self.probe = W2SProbe.coerce("probe", probe)
         self.train_probe = W2SProbe.coerce("train_probe", train_probe)
+        if self.train_probe is not None and self.train_probe.task != self.probe.task:
+            raise ValueError(f"`train_probe` is a {self.train_probe.task} probe but `probe` is a {self.probe.task} probe")
         if self.train_probe is not None and self.train_probe.num_classes != self.probe.num_classes:
             raise ValueError(f"`train_probe` has {self.train_probe.num_classes} classes but `probe` has {self.probe.num_classes}")
+        if self.train_probe is not None and self.train_probe.output_dim != self.probe.output_dim:
+            raise ValueError(f"`train_probe` has {self.train_probe.output_dim} outputs but `probe` has {self.probe.output_dim}")
+        if self.probe.is_regression and min_gain is not None:
+            raise ValueError(
+                f"`min_gain`={min_gain!r} is a gain in 0/1 accuracy (the gain_exhausted rule), but `probe` is a regression "
+                "probe (`teacher_values=`), which has no accuracy: drop it"
+            )
         self.layer = check_scalar("layer", layer, str, allow_none=True)
         self.capture = check_choice("capture", capture, CAPTURES)
         self.pooling = check_pooling(pooling)
@@ -121,7 +133,8 @@ class W2SMonitor(Callback):
         self.every_n_train_steps = check_scalar("every_n_train_steps", every_n_train_steps, int, min_val=1, allow_none=True)
         self.figure_every_n_checks = check_scalar("figure_every_n_checks", figure_every_n_checks, int, min_val=0)
         self.on_error = check_choice("on_error", on_error, ("warn", "raise"))
-        self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain)
+        self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain,
+                                   misfit=Q.SQ if self.probe.is_regression else Q.KL_TEACHER_STUDENT)
         self.min_gain = self.alerts.min_gain
         kw = dict(eps=eps, teacher_score=teacher_score, ceiling_score=ceiling_score, neighbours=neighbours, eta=eta)
         self.metrics = W2SMetrics.from_probe(self.probe, **kw)
@@ -233,8 +246,9 @@ class W2SMonitor(Callback):
         writer = tensorboard_writer(trainer.loggers) if trainer.is_global_zero else None
         self._dashboard = Dashboard(writer, self.figure_every_n_checks) if writer is not None else None
         if trainer.is_global_zero and Q.Need.TEACHER_ACCURACY in self.metrics.provides:
-            band = ("exact: teacher accuracy and disagreement on the same covered gold probe points" if self.probe.has_gold
-                    else "approximate: user-given `teacher_score` ± held-out disagreement (up to the score's sampling error)")
+            band = ("exact: teacher accuracy, disagreement and coverage counted on the same gold probe points"
+                    if self.probe.has_gold else "approximate: user-given `teacher_score`, held-out disagreement and the "
+                    "probe's coverage (up to the score's sampling error)")
             log.info("W2SMonitor: accuracy band %s|upper is %s", Q.ACCURACY_LOWER, band)
 
     def _check_shapes(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -244,7 +258,9 @@ class W2SMonitor(Callback):
         with eval_mode(pl_module):
             probs, feats = self._forward(trainer, pl_module, inputs)
         k = self.probe.num_classes
-        if probs.ndim != 2 or probs.shape[1] != k:
+        if self.probe.is_regression:  # (batch,) or (batch, m) real values, like the teacher's
+            self.metrics.student_values(probs)
+        elif probs.ndim != 2 or probs.shape[1] != k:
             raise ValueError(
                 f"the student's output has shape {tuple(probs.shape)} on the probe but the teacher has {k} classes "
                 f"(`probe` num_classes={k}); expected (batch, {k}). Use `forward_fn=` if the model's forward "
@@ -329,6 +345,8 @@ class W2SMonitor(Callback):
             out = self.forward_fn(pl_module, batch)
         feats = self._capture.pop()
         out = out.double()  # cast before anything enters a sum state (bf16/fp16 runs included)
+        if self.probe.is_regression:  # real outputs, read as they are
+            return out, feats.double()
         probs = torch.softmax(out, dim=-1) if self.student_output == "logits" else out
         return probs, feats.double()
 

@@ -6,10 +6,11 @@ from .calibration import Calibration
 from .correction import CorrectionRates
 from .gold import GoldSquaredError
 from .misfit import Misfit, PredictionShares, RegressionMisfit
+from .regression import RegressionMetrics
 from .representation import DEFAULT_CONSTRUCTION, GapConstruction, RepresentationGap
 from .robustness import AugmentationRobustness, NeighbourRobustness
 
-__all__ = ["Misfit", "W2SMetrics"]
+__all__ = ["Misfit", "RegressionMetrics", "W2SMetrics"]
 __all__ += ["Calibration", "GoldSquaredError", "PredictionShares", "RegressionMisfit"]
 __all__ += ["DEFAULT_CONSTRUCTION", "GapConstruction", "RepresentationGap"]
 __all__ += ["AugmentationRobustness", "CorrectionRates", "NeighbourRobustness"]

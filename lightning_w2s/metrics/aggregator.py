@@ -29,13 +29,14 @@ from torch import nn
 
 from .. import _validation as v
 from . import quantities as Q
-from .bounds import accuracy_band, charikar_predicted_gain
+from .bounds import charikar_predicted_gain
 from .calibration import Calibration
 from .correction import CorrectionRates, lang_bounds
 from .expansion import lang_expansion
-from .gold import GoldSquaredError, pgr
+from .gold import GoldSquaredError, accuracy_bounds, pgr
 from .misfit import Misfit, PredictionShares
 from .neighbours import knn_indices
+from .regression import RegressionMetrics
 from .representation import DEFAULT_CONSTRUCTION, EffectiveRank, GapConstruction, RepresentationGap
 from .robustness import NeighbourRobustness
 
@@ -102,6 +103,7 @@ class W2SMetrics(nn.Module):
         self.register_buffer("gold", g if self.has_gold else None, persistent=False)
         self.register_buffer("teacher_features", None if teacher_features is None or train else teacher_features, persistent=False)
         self.has_uncovered = not bool(self.covered.all())
+        self.coverage = float(self.covered.double().mean())  # π: the share of the probe the teacher labels
         self.teacher_score = v.check_scalar("teacher_score", teacher_score, float, min_val=0.0, max_val=1.0, allow_none=True)
         self.ceiling_score = v.check_scalar("ceiling_score", ceiling_score, float, min_val=0.0, max_val=1.0, allow_none=True)
         self.num_neighbours = v.check_scalar("neighbours", neighbours, int, min_val=0)
@@ -132,8 +134,12 @@ class W2SMetrics(nn.Module):
         self.notes: list[str] = []
 
     @classmethod
-    def from_probe(cls, probe: Any, **kwargs: Any) -> "W2SMetrics":
-        """The metrics of a :class:`~lightning_w2s.W2SProbe` (its teacher tensors become buffers)."""
+    def from_probe(cls, probe: Any, **kwargs: Any) -> "W2SMetrics | RegressionMetrics":
+        """The metrics of a :class:`~lightning_w2s.W2SProbe` (its teacher tensors become buffers); a
+        regression probe (``teacher_values=``) gets its own aggregator,
+        :class:`~lightning_w2s.metrics.regression.RegressionMetrics`."""
+        if getattr(probe, "is_regression", False):
+            return RegressionMetrics.from_probe(probe, **kwargs)
         return cls(probe.teacher_probs, covered=probe.covered, gold=probe.gold, teacher_features=probe.teacher_features, **kwargs)
 
     def _provides(self) -> set[str]:
@@ -266,16 +272,9 @@ class W2SMetrics(nn.Module):
             self._calibration(out, self.teacher_calibration_vs_gold, Q.TEACHER_ECE_VS_GOLD, Q.TEACHER_MCE_VS_GOLD, "teacher_vs_gold")
             sq = self.gold_sq.compute()
             out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = sq["sq_gain"], sq["student_sq_error"], sq["teacher_sq_error"]
-            # exact 0/1 band [derived]: teacher accuracy and disagreement on the same covered gold points
-            band = (float(rates["teacher_accuracy"]), float(rates["covered_disagreement"]))
             if Need.PGR_SCORES in self.provides:
                 out[Q.PGR] = pgr(float(rates["accuracy"]), self.teacher_score, self.ceiling_score)
-        elif self.teacher_score is not None:
-            # band around a user-given teacher score: holds up to the score's sampling error
-            band = (self.teacher_score, float(out[Q.DISAGREEMENT]))
-        if Need.TEACHER_ACCURACY in self.provides:
-            lower, upper = accuracy_band(*band) if all(math.isfinite(x) for x in band) else (math.nan, math.nan)
-            out[Q.ACCURACY_LOWER], out[Q.ACCURACY_UPPER] = _t(lower), _t(upper)
+        out.update(accuracy_bounds(rates, self.teacher_score, float(out[Q.DISAGREEMENT]), self.coverage))
         sq = float(out[Q.SQ])
         out[Q.PREDICTED_GAIN] = _t(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan)
 
@@ -313,12 +312,12 @@ class W2SMetrics(nn.Module):
         bounds = lang_bounds(cpu(rates), cpu(rob), exp)
         self.notes += list(bounds.get("reasons", []))
         per_class = [(Q.ALPHA, rates["alpha_per_class"]), (Q.EXPANSION_GOOD_TO_BAD, exp["c_good_to_bad"]),
-                     (Q.COVERED_BOUND_CLASS, bounds["covered_bound"]), (Q.COVERED_ERROR_CLASS, bounds["covered_error"])]
-        pooled = [(Q.COVERED_BOUND, "covered_bound_pooled"), (Q.COVERED_ERROR, "covered_error_pooled")]
+                     (Q.COVERED_PREDICTED_ERROR_CLASS, bounds["covered_predicted_error"]), (Q.COVERED_ERROR_CLASS, bounds["covered_error"])]
+        pooled = [(Q.COVERED_PREDICTED_ERROR, "covered_predicted_error_pooled"), (Q.COVERED_ERROR, "covered_error_pooled")]
         if self.has_uncovered:
             per_class += [(Q.EXPANSION_UNCOVERED_TO_GOOD, exp["c_uncovered_to_good"]),
-                          (Q.UNCOVERED_BOUND_CLASS, bounds["uncovered_bound"]), (Q.UNCOVERED_ERROR_CLASS, bounds["uncovered_error"])]
-            pooled += [(Q.UNCOVERED_BOUND, "uncovered_bound_pooled"), (Q.UNCOVERED_ERROR, "uncovered_error_pooled")]
+                          (Q.UNCOVERED_PREDICTED_ERROR_CLASS, bounds["uncovered_predicted_error"]), (Q.UNCOVERED_ERROR_CLASS, bounds["uncovered_error"])]
+            pooled += [(Q.UNCOVERED_PREDICTED_ERROR, "uncovered_predicted_error_pooled"), (Q.UNCOVERED_ERROR, "uncovered_error_pooled")]
         for template, values in per_class:
             out.update({template.format(i=i): values[i] for i in range(self.num_classes)})
         out.update({name: bounds[key] for name, key in pooled})

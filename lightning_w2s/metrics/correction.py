@@ -15,11 +15,13 @@ Two families live here:
    same per-class counts give the pooled gold rates with their Wilson intervals
    (:data:`GOLD_RATES`: the student's and the teacher's gold accuracy, the covered accuracy and
    disagreement behind the exact 0/1 band, ...), so one state counts every gold event once.
-2. **Bounds per class** — :func:`lang_bounds`, which assembles Thm B.1 / B.2 / B.3 per class from
-   :mod:`lightning_w2s.metrics.bounds` next to the measured gold errors, fed with the rates above,
-   the robustness of :mod:`lightning_w2s.metrics.robustness` and the expansion estimates of
+2. **Predicted errors per class** — :func:`lang_bounds`, which assembles Thm B.1 / B.2 / B.3 per
+   class from :mod:`lightning_w2s.metrics.bounds` (at the plug-in ĉ: estimates, not bounds) next to
+   the measured gold errors, fed with the rates above, the robustness of
+   :mod:`lightning_w2s.metrics.robustness` and the expansion estimates of
    :mod:`lightning_w2s.metrics.expansion` (that module's docstring derives which sets expand where,
-   and why each bound then holds on the probe exactly when every point is η-robust).
+   why ĉ is not the theorems' constant, and why the value is ≥ the measured error on the probe when
+   every point is η-robust).
 """
 
 from __future__ import annotations
@@ -240,31 +242,36 @@ def _weighted(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def lang_bounds(rates: dict, robustness: dict, expansion: dict, q: float = 0.0, nonrobust: str = "markov") -> dict:
-    """Thm B.1 (covered) and B.2/B.3 (uncovered) per gold class, next to the measured gold errors.
+    """Thm B.1 (covered) and B.2/B.3 (uncovered) per gold class at the plug-in ĉ — predicted errors —
+    next to the measured gold errors.
 
     Lang et al. 2024 [paper: theorems, via :mod:`lightning_w2s.metrics.bounds`] fed with measured
     quantities [our live adaptation]: ``α_i`` and ``err(f, ỹ | S_i)`` from :func:`correction_rates`,
     ``P(R̄_η | S_i)``, ``P(R̄_η | T_i)`` from :func:`neighbour_robustness` (``nonrobust="markov"``:
     the label-free Lemma B.1 bound ``min(1, γ̂/η)``; ``"exact"``: the empirical fraction on the
-    probe — both are valid inputs because every bound increases with ``P(R̄_η)``) and the ``ĉ``'s
-    from :func:`lang_expansion`. Since expansion with ``c > 1`` implies it with ``c = 1`` and the
-    theorems take ``c ∈ (0, 1]``, ``ĉ`` is clipped to 1 [derived].
+    probe — both are valid inputs because every right-hand side increases with ``P(R̄_η)``) and the
+    ``ĉ``'s from :func:`lang_expansion`. Since expansion with ``c > 1`` implies it with ``c = 1`` and
+    the theorems take ``c ∈ (0, 1]``, ``ĉ`` is clipped to 1 [derived]. ``q`` (the expansion's size
+    threshold) goes to all three theorems.
 
-    Interpretation: ``ĉ`` is estimated from the student's own sets (including the current one), so
-    the bound certifies the current gold error on the probe only when every point is η-robust
-    (then it holds exactly, see :mod:`lightning_w2s.metrics.expansion`); otherwise it rests on the
-    paper's robust expansion assumption. It is a diagnostic next to the measured error, not a
-    guarantee about unseen data.
+    **An estimate, not a bound.** ``ĉ`` is not the paper's robust-expansion constant
+    (:mod:`lightning_w2s.metrics.expansion` lists the four differences), so each value is what the
+    theorem *predicts* for the student's gold error if ``ĉ`` were that constant: with non-robust
+    points it can fall below the measured error, even on the probe itself. With every point η-robust
+    and the current check's set among the candidate sets it is ≥ the measured error on the probe
+    [derived; tested], which certifies nothing beyond that measured error. A diagnostic next to the
+    measured error, never a guarantee about unseen data.
 
     Returns:
-        ``(k,)`` float64 vectors ``covered_bound`` (B.1), ``covered_error`` (= ``err(f, y | S_i)``),
-        ``uncovered_bound_b2``, ``uncovered_bound_b3``, ``uncovered_bound`` (the smaller of the two
-        where finite), ``uncovered_error`` (= ``err(f, y | T_i)``), the inputs used
-        ``p_nonrobust_covered``, ``p_nonrobust_uncovered``; pooled 0-d values
-        ``covered_bound_pooled`` / ``uncovered_bound_pooled`` (class-mass-weighted means of the
-        per-class bounds, valid since ``err(f,y|S) = Σ_i P(S_i|S) err(f,y|S_i)`` [derived]; NaN if a
-        class with points has no bound) and ``covered_error_pooled`` / ``uncovered_error_pooled``;
-        and ``reasons``: a list of strings, one per NaN bound (also emitted as one RuntimeWarning).
+        ``(k,)`` float64 vectors ``covered_predicted_error`` (B.1), ``covered_error``
+        (= ``err(f, y | S_i)``), ``uncovered_predicted_error_b2``, ``uncovered_predicted_error_b3``,
+        ``uncovered_predicted_error`` (the smaller of the two where finite), ``uncovered_error``
+        (= ``err(f, y | T_i)``), the inputs used ``p_nonrobust_covered``, ``p_nonrobust_uncovered``;
+        pooled 0-d values ``covered_predicted_error_pooled`` / ``uncovered_predicted_error_pooled``
+        (class-mass-weighted means of the per-class values, the form ``err(f,y|S) = Σ_i P(S_i|S)
+        err(f,y|S_i)`` [derived]; NaN if a class with points has no value) and
+        ``covered_error_pooled`` / ``uncovered_error_pooled``; and ``reasons``: a list of strings, one
+        per NaN value (also emitted as one RuntimeWarning).
     """
     check_choice("nonrobust", nonrobust, ("markov", "exact"))
     eta_r, eta_e = float(robustness["eta"]), float(expansion["eta"])
@@ -307,7 +314,7 @@ def lang_bounds(rates: dict, robustness: dict, expansion: dict, q: float = 0.0, 
     for i in range(k):
         a, e = float(alpha[i]), float(fit[i])
         if n_cov[i] > 0:
-            b1[i] = call(lang_covered_bound, "Thm B.1", i, err_teacher_fit=e, alpha=a, c=clip1(c_gb[i]), p_nonrobust=float(pr_s[i]))
+            b1[i] = call(lang_covered_bound, "Thm B.1", i, err_teacher_fit=e, alpha=a, c=clip1(c_gb[i]), p_nonrobust=float(pr_s[i]), q=q)
         if n_unc[i] > 0:
             c1, c2 = clip1(c_tg[i]), clip1(c_tb[i])
             b2[i] = call(lang_uncovered_bound, "Thm B.2", i, err_teacher_fit=e, alpha=a, c1=c1, c2=c2, p_nonrobust=float(pr_t[i]), q=q)
@@ -318,16 +325,16 @@ def lang_bounds(rates: dict, robustness: dict, expansion: dict, q: float = 0.0, 
     cov_err = rates["err_gold_covered_per_class"].double().cpu()
     unc_err = rates["err_gold_uncovered_per_class"].double().cpu()
     return {
-        "covered_bound": b1,
+        "covered_predicted_error": b1,
         "covered_error": cov_err,
-        "uncovered_bound_b2": b2,
-        "uncovered_bound_b3": b3,
-        "uncovered_bound": unc,
+        "uncovered_predicted_error_b2": b2,
+        "uncovered_predicted_error_b3": b3,
+        "uncovered_predicted_error": unc,
         "uncovered_error": unc_err,
         "p_nonrobust_covered": pr_s,
         "p_nonrobust_uncovered": pr_t,
-        "covered_bound_pooled": _weighted(b1, n_cov),
-        "uncovered_bound_pooled": _weighted(unc, n_unc),
+        "covered_predicted_error_pooled": _weighted(b1, n_cov),
+        "uncovered_predicted_error_pooled": _weighted(unc, n_unc),
         "covered_error_pooled": _weighted(cov_err, n_cov),
         "uncovered_error_pooled": _weighted(unc_err, n_unc),
         "reasons": reasons,

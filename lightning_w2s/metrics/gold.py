@@ -12,6 +12,8 @@
   ``coverage_accuracy = P(s = y)`` on uncovered gold points (Lang et al.'s coverage expansion ``T``).
   These count the same events as the per-class rates, so their streaming form is
   :class:`~lightning_w2s.metrics.correction.CorrectionRates` (one state for both).
+- :func:`accuracy_bounds`: the logged 0/1 bands (on all gold points, with the teacher's
+  abstentions, and on covered gold points) and the gain still possible, from those rates.
 - :class:`GoldSquaredError` (``err_sq`` of student and teacher against gold, for Charikar's
   measured gain) and :func:`pgr` (Burns et al. 2023).
 """
@@ -26,9 +28,11 @@ import torch
 from torchmetrics import Metric
 
 from .._validation import as_tensor, check_choice, check_finite, check_labels, check_scalar, describe
+from . import quantities as Q
+from .bounds import accuracy_band, max_accuracy_gain
 from .correction import GOLD_KEYS, correction_counts, gold_rates_from_counts
 
-__all__ = ["GOLD_KEYS", "GOLD_SQ_KEYS", "GoldSquaredError", "gold_rates", "gold_squared_error", "pgr"]
+__all__ = ["GOLD_KEYS", "GOLD_SQ_KEYS", "GoldSquaredError", "accuracy_bounds", "gold_rates", "gold_squared_error", "pgr"]
 
 
 def gold_rates(student_pred, teacher_pred, gold, covered=None, num_classes: int | None = None) -> dict[str, torch.Tensor]:
@@ -49,10 +53,68 @@ def gold_rates(student_pred, teacher_pred, gold, covered=None, num_classes: int 
     return gold_rates_from_counts(correction_counts(student_pred, teacher_pred, gold, covered, num_classes))
 
 
+def _defined(fn, n: int, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or ``n`` NaNs without calling it (no warning) when an input is NaN: an
+    undefined rate makes the bound undefined, which the aggregator reports as a note."""
+    if any(isinstance(x, float) and math.isnan(x) for x in (*args, *kwargs.values())):
+        return math.nan if n == 1 else (math.nan,) * n
+    return fn(*args, **kwargs)
+
+
+def accuracy_bounds(rates: dict | None, teacher_score: float | None, disagreement: float, coverage: float) -> dict[str, torch.Tensor]:
+    """The logged 0/1 bands and the gain still possible (DESIGN §2.2, issue 13 D6) [derived bounds].
+
+    ``rates``: the pooled gold rates of :class:`~lightning_w2s.metrics.correction.CorrectionRates`
+    (``None`` without gold); ``teacher_score``: the user's teacher accuracy (used without gold);
+    ``disagreement``: the held-out student–teacher disagreement on covered probe points;
+    ``coverage``: ``π``, the share of the probe the teacher covers. Returns 0-d float64 tensors under
+    the registry's names (:func:`~lightning_w2s.metrics.bounds.accuracy_band` and
+    :func:`~lightning_w2s.metrics.bounds.max_accuracy_gain` give the proofs):
+
+    - ``Q.MAX_GAIN`` = ``max_accuracy_gain(disagreement, coverage=π)`` (label-free, always);
+    - with gold: ``a`` = teacher accuracy, ``d`` = covered disagreement (the same covered gold points),
+      ``π_gold`` = the share of gold points the teacher covers: ``Q.ACCURACY_LOWER``/``UPPER`` =
+      ``accuracy_band(a, d, coverage=π_gold)`` bounds the student's accuracy on all gold points
+      (``Q.ACCURACY``) and ``Q.COVERED_ACCURACY_LOWER``/``UPPER`` = ``accuracy_band(a, d)`` bounds it
+      on the covered gold points (``Q.COVERED_ACCURACY``), both exactly (counts on the same points);
+    - without gold, with ``teacher_score``: ``Q.ACCURACY_LOWER``/``UPPER`` =
+      ``accuracy_band(teacher_score, disagreement, coverage=π)``, up to the score's sampling error.
+
+    An undefined input (NaN: an empty conditioning set) gives NaN values, without a warning.
+
+    >>> rates = {"teacher_accuracy": 0.8, "covered_disagreement": 0.0, "n_covered_per_class": torch.tensor([25.0, 25.0]),
+    ...          "n_uncovered_per_class": torch.tensor([20.0, 30.0])}
+    >>> {k.split("/")[-1]: round(float(v), 6) for k, v in accuracy_bounds(rates, None, 0.0, 0.5).items()}
+    {'max_gain': 0.5, 'accuracy_lower': 0.4, 'accuracy_upper': 0.9, 'covered_accuracy_lower': 0.8, 'covered_accuracy_upper': 0.8}
+    """
+    out = {Q.MAX_GAIN: _defined(max_accuracy_gain, 1, float(disagreement), coverage=coverage)}
+    if rates is not None:
+        a, d = float(rates["teacher_accuracy"]), float(rates["covered_disagreement"])
+        n_cov, n_unc = float(rates["n_covered_per_class"].sum()), float(rates["n_uncovered_per_class"].sum())
+        pi_gold = n_cov / (n_cov + n_unc) if n_cov + n_unc > 0 else math.nan
+        out[Q.ACCURACY_LOWER], out[Q.ACCURACY_UPPER] = _defined(accuracy_band, 2, a, d, coverage=pi_gold)
+        out[Q.COVERED_ACCURACY_LOWER], out[Q.COVERED_ACCURACY_UPPER] = _defined(accuracy_band, 2, a, d)
+    elif teacher_score is not None:
+        band = _defined(accuracy_band, 2, float(teacher_score), float(disagreement), coverage=coverage)
+        out[Q.ACCURACY_LOWER], out[Q.ACCURACY_UPPER] = band
+    return {name: torch.tensor(float(v), dtype=torch.float64) for name, v in out.items()}
+
+
 # ----------------------------------------------------------------------------------------------
 # squared error against gold (Charikar's measured gain)
 # ----------------------------------------------------------------------------------------------
 GOLD_SQ_KEYS = ("student_sq_error", "teacher_sq_error", "sq_gain")
+
+
+def _real_values(name: str, value) -> torch.Tensor:
+    """Real outputs or targets as float64: array-likes (Python lists, numpy arrays) convert *straight*
+    to float64, never through torch's float32 default (which rounds ``1.0011`` before any float64
+    cast); a tensor keeps its values (its precision is the caller's) and is cast to float64."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"`{name}` must hold real values, got {describe(value)}")
+        return value.double()
+    return as_tensor(name, value, dtype=torch.float64)
 
 
 def gold_squared_error_terms(
@@ -64,11 +126,13 @@ def gold_squared_error_terms(
     score, summed over classes); ``target`` int, ``-1`` = unknown (dropped).
     ``task="regression"``: ``(n,)`` or ``(n, m)`` real outputs against a real ``target`` of the same
     shape; ``NaN`` in ``target`` = unknown (dropped).
+    Computed in float64; array-like outputs (and real targets) are converted straight to float64.
     """
     check_choice("task", task, ("classification", "regression"))
-    s = as_tensor("student_out", student_out)
-    w = as_tensor("teacher_out", teacher_out)
-    y = as_tensor("target", target)
+    s = _real_values("student_out", student_out)
+    w = _real_values("teacher_out", teacher_out)
+    # class-index targets stay integers (their checks reject floats); real targets go to float64
+    y = as_tensor("target", target) if task == "classification" else _real_values("target", target)
     if s.shape != w.shape:
         raise ValueError(f"`student_out` and `teacher_out` must have the same shape, got {tuple(s.shape)} and {tuple(w.shape)}")
     check_finite("student_out", s)
@@ -79,15 +143,13 @@ def gold_squared_error_terms(
         y = check_labels("target", y, s.shape[0], s.shape[1], allow_minus_one=True)
         known = y >= 0
         onehot = torch.nn.functional.one_hot(y[known], s.shape[1]).double()
-        es = (s[known].double() - onehot).pow(2).sum(dim=1)
-        ew = (w[known].double() - onehot).pow(2).sum(dim=1)
+        es = (s[known] - onehot).pow(2).sum(dim=1)
+        ew = (w[known] - onehot).pow(2).sum(dim=1)
     else:
         if s.ndim not in (1, 2) or y.shape != s.shape:
             raise ValueError(f"`target` must have the shape of `student_out` ((n,) or (n, m)), got {describe(y)} and {describe(s)}")
-        y = y.double()
         known = ~torch.isnan(y) if y.ndim == 1 else ~torch.isnan(y).any(dim=1)
-        ds = s[known].double() - y[known]
-        dw = w[known].double() - y[known]
+        ds, dw = s[known] - y[known], w[known] - y[known]
         es = ds.pow(2) if ds.ndim == 1 else ds.pow(2).sum(dim=1)
         ew = dw.pow(2) if dw.ndim == 1 else dw.pow(2).sum(dim=1)
     return es, ew, known.sum().to(torch.float64)

@@ -19,7 +19,7 @@ so every floor of the package may import it.
 >>> lookup("w2s/lang/alpha_3").name
 'w2s/lang/alpha_{i}'
 >>> sorted(expected_names(set(), num_classes=2))[:3]
-['w2s/bounds/predicted_gain', 'w2s/calibration/ece_vs_teacher', 'w2s/calibration/mce_vs_teacher']
+['w2s/bounds/max_gain', 'w2s/bounds/predicted_gain', 'w2s/calibration/ece_vs_teacher']
 >>> train_name(DISAGREEMENT)
 'w2s/train_misfit/disagreement'
 """
@@ -29,12 +29,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ._registry import (
+    BOTH,
+    CLASSIFICATION,
     KINDS,
     MONITOR_HINT,
     NEEDS,
     PREFIX,
     QUANTITIES,
     SECTIONS,
+    TASKS,
     UNREGISTERED_HINT,
     Chart,
     Need,
@@ -52,9 +55,9 @@ from ._registry import (
 from ._registry import name as _name
 
 #: the registry's API, read through this module (the entries below are its other public names)
-__all__ = ["KINDS", "MONITOR_HINT", "NEEDS", "PREFIX", "QUANTITIES", "SECTIONS", "UNREGISTERED_HINT", "Chart", "Need",
-           "Quantity", "declare", "expected_names", "hint", "is_registered", "lookup", "lower", "markdown_table",
-           "train_name", "upper"]
+__all__ = ["BOTH", "CLASSIFICATION", "KINDS", "MONITOR_HINT", "NEEDS", "PREFIX", "QUANTITIES", "SECTIONS", "TASKS",
+           "UNREGISTERED_HINT", "Chart", "Need", "Quantity", "declare", "expected_names", "hint", "is_registered", "lookup",
+           "lower", "markdown_table", "train_name", "upper"]
 
 _KL = Chart("KL divergence, both directions")
 KL_TEACHER_STUDENT = declare(
@@ -68,8 +71,10 @@ DISAGREEMENT = declare(
     _name("misfit", "disagreement"), "mean 1[argmax p_s ≠ argmax p_w] on covered probe points", "definition",
     higher_is_better=False, charts=[Chart("disagreement")], on_train_probe=True, interval=True)
 SQ = declare(
-    _name("misfit", "sq"), "mean ‖p_s − p_w‖², Charikar's misfit", "Charikar et al. 2024 — definition",
-    higher_is_better=False, charts=[Chart("squared misfit |p_s - p_w|^2")], on_train_probe=True)
+    _name("misfit", "sq"),
+    "Charikar's misfit: mean ‖p_s − p_w‖² over class probabilities on covered probe points (classification), or "
+    "mean ‖f_s − f_w‖² over real outputs, summed over outputs (regression)", "Charikar et al. 2024 — definition",
+    higher_is_better=False, charts=[Chart("squared misfit |f_s - f_w|^2")], on_train_probe=True, tasks=BOTH)
 KAPPA = declare(
     _name("misfit", "kappa"), "Cohen's kappa between student and teacher labels (undefined when both use one class)",
     "Cohen 1960 — definition (torchmetrics confusion counts)", higher_is_better=None, may_be_undefined=True,
@@ -100,7 +105,8 @@ ECE_VS_GOLD, MCE_VS_GOLD, TEACHER_ECE_VS_GOLD, TEACHER_MCE_VS_GOLD = (
     for norm, chart in (("ece", _ECE), ("mce", _MCE))
 )
 
-_BAND = Chart("accuracy band: |acc(s) - acc(w)| <= disagreement", section="bounds")
+_BAND = Chart("accuracy band: acc(w) ± disagreement, abstentions anywhere in [0, 1]", section="bounds")
+_COVERED_BAND = Chart("covered accuracy band: |acc(s) - acc(w)| <= disagreement", section="bounds")
 _GOLD_ACC = Chart("gold accuracy: student vs teacher")
 _GOLD = dict(needs=[Need.GOLD], may_be_undefined=True, interval=True)
 ACCURACY = declare(
@@ -111,7 +117,7 @@ TEACHER_ACCURACY = declare(
     charts=[_GOLD_ACC], **_GOLD)
 COVERED_ACCURACY = declare(
     _name("gold", "covered_accuracy"), "student accuracy on the same covered gold points (the band bounds it exactly)",
-    "definition", higher_is_better=True, charts=[_GOLD_ACC], **_GOLD)
+    "definition", higher_is_better=True, charts=[_GOLD_ACC, replace(_COVERED_BAND, role="value")], **_GOLD)
 COVERED_DISAGREEMENT = declare(
     _name("gold", "covered_disagreement"), "student–teacher disagreement on the same covered gold points", "definition",
     higher_is_better=None, charts=[Chart("covered_disagreement")], **_GOLD)
@@ -133,33 +139,64 @@ PGR = declare(
     _name("gold", "pgr"), "(acc_s − teacher_score)/(ceiling_score − teacher_score), performance gap recovered",
     "Burns et al. 2023", higher_is_better=True, needs=[Need.GOLD, Need.PGR_SCORES], may_be_undefined=True,
     charts=[Chart("PGR")])
+_GAIN_CHART = Chart("gain: measured vs predicted (Charikar)", section="gold")
 SQ_GAIN = declare(
-    _name("gold", "sq_gain"), "measured err_sq(w) − err_sq(s) against one-hot gold on covered gold points",
+    _name("gold", "sq_gain"),
+    "measured gain err_sq(w) − err_sq(s) on gold points: against one-hot gold on covered gold points (classification), "
+    "against the real gold where known (regression); compare with `bounds/predicted_gain`",
     "Charikar et al. 2024 — definition", higher_is_better=True, needs=[Need.GOLD], may_be_undefined=True,
-    charts=[Chart("gain: measured vs predicted")])
+    charts=[_GAIN_CHART], tasks=BOTH)
 _SQ_ERR = Chart("squared error to gold: student vs teacher")
 STUDENT_SQ_ERROR = declare(
-    _name("gold", "student_sq_error"), "the student's mean ‖p_s − e_y‖² on covered gold points (Brier score)",
-    "definition", higher_is_better=False, needs=[Need.GOLD], may_be_undefined=True, charts=[_SQ_ERR])
+    _name("gold", "student_sq_error"),
+    "the student's mean ‖p_s − e_y‖² on covered gold points (Brier score; classification) or mean ‖f_s − y‖² on gold "
+    "points (regression)", "definition", higher_is_better=False, needs=[Need.GOLD], may_be_undefined=True,
+    charts=[_SQ_ERR], tasks=BOTH)
 TEACHER_SQ_ERROR = declare(
-    _name("gold", "teacher_sq_error"), "the teacher's mean ‖p_w − e_y‖² on covered gold points", "definition",
-    higher_is_better=None, needs=[Need.GOLD], may_be_undefined=True, charts=[_SQ_ERR])
+    _name("gold", "teacher_sq_error"), "the teacher's mean ‖p_w − e_y‖² on covered gold points (classification) or "
+    "mean ‖f_w − y‖² on gold points (regression)", "definition",
+    higher_is_better=None, needs=[Need.GOLD], may_be_undefined=True, charts=[_SQ_ERR], tasks=BOTH)
 
 _BOUNDS = dict(kind="bound", needs=[Need.TEACHER_ACCURACY], may_be_undefined=True)
+_BAND_INPUTS = (
+    "With gold: a = `gold/teacher_accuracy`, d = `gold/covered_disagreement`, π = the share of gold points the "
+    "teacher covers (all on the same gold points: exact); with only `teacher_score=`: a = teacher_score (the "
+    "teacher's accuracy where it labels), d = `misfit/disagreement`, π = the share of the probe the teacher covers "
+    "(holds up to the score's sampling error; the log says which)"
+)
 ACCURACY_LOWER = declare(
     _name("bounds", "accuracy_lower"),
-    "teacher accuracy − disagreement: lower end of the 0/1 band on the student's accuracy. Exact on the gold probe "
-    "(teacher accuracy and disagreement on the same covered gold points; bounds `gold/covered_accuracy`); with only "
-    "`teacher_score=` it holds up to that score's sampling error (the log says which)",
+    "π·max(0, a − d): lower end of the 0/1 band on the student's accuracy on all gold points (`gold/accuracy`), "
+    "the teacher's abstentions counted as all wrong. " + _BAND_INPUTS,
     "derived bound", higher_is_better=True, charts=[replace(_BAND, role="lower")], **_BOUNDS)
 ACCURACY_UPPER = declare(
-    _name("bounds", "accuracy_upper"), "teacher accuracy + disagreement: upper end of the same band", "derived bound",
-    higher_is_better=True, charts=[replace(_BAND, role="upper")], **_BOUNDS)
+    _name("bounds", "accuracy_upper"),
+    "π·min(a + d, 2 − a − d) + (1 − π): upper end of the same band, the teacher's abstentions counted as all right "
+    "(disagreement says nothing about them)", "derived bound", higher_is_better=True,
+    charts=[replace(_BAND, role="upper")], **_BOUNDS)
+COVERED_ACCURACY_LOWER = declare(
+    _name("bounds", "covered_accuracy_lower"),
+    "max(0, a − d): lower end of the 0/1 band on the student's accuracy where the teacher labels "
+    "(`gold/covered_accuracy`; a, d on the same covered gold points: exact)", "derived bound", higher_is_better=True,
+    charts=[replace(_COVERED_BAND, role="lower")], **dict(_BOUNDS, needs=[Need.GOLD]))
+COVERED_ACCURACY_UPPER = declare(
+    _name("bounds", "covered_accuracy_upper"), "min(a + d, 2 − a − d): upper end of the same covered band",
+    "derived bound", higher_is_better=True, charts=[replace(_COVERED_BAND, role="upper")],
+    **dict(_BOUNDS, needs=[Need.GOLD]))
+MAX_GAIN = declare(
+    _name("bounds", "max_gain"),
+    "π·d + (1 − π): the most the student's accuracy can still exceed the teacher's (label-free; d = "
+    "`misfit/disagreement`, π = the share of the probe the teacher covers, its abstentions counted as all right). "
+    "The `gain_exhausted` rule fires when it is below `min_gain`",
+    "derived bound", kind="bound", higher_is_better=None, may_be_undefined=True, charts=[Chart("max_gain")])
 PREDICTED_GAIN = declare(
     _name("bounds", "predicted_gain"),
-    "Charikar's predicted gain = `misfit/sq` (equality for an unregularised linear head on frozen features, "
-    "realizable case)", "Charikar Thm 1 — a prediction", kind="prediction", higher_is_better=True,
-    may_be_undefined=True, charts=[Chart("predicted_gain")])
+    "Charikar's predicted gain err_sq(w) − err_sq(s) = `misfit/sq`. Thm 1: err(s) ≤ err(w) − misfit when the strong "
+    "class is convex and contains the target and the student is the projection of the teacher onto it; equality for a "
+    "least-squares head on frozen features (a linear subspace) fitted to the teacher on the probe's own points. A "
+    "prediction, not a guarantee, outside those premises (a cross-entropy or MLP student, a fit on other points, a "
+    "target outside the class)", "Charikar Thm 1 — a prediction", kind="prediction", higher_is_better=True,
+    may_be_undefined=True, charts=[_GAIN_CHART], tasks=BOTH)
 
 _GAP = Chart("representation gap (Xue et al.)")
 GAP_FRO = declare(
@@ -167,20 +204,21 @@ GAP_FRO = declare(
     "‖P_s(I − P_w)‖_F²/n: how much of what the teacher's kernel misses the student's kernel cannot recover "
     "(expected PredGap for isotropic labels); lower = better W2S expected",
     "Xue et al. 2025 — our construction (below)", kind="estimate", higher_is_better=False,
-    needs=[Need.TEACHER_FEATURES], charts=[_GAP])
+    needs=[Need.TEACHER_FEATURES], charts=[_GAP], tasks=BOTH)
 GAP_OP = declare(
     _name("representation", "gap_op"), "‖P_s(I − P_w)‖₂ (worst case)", "Xue et al. 2025 — our construction",
-    kind="estimate", higher_is_better=False, needs=[Need.TEACHER_FEATURES], charts=[_GAP])
+    kind="estimate", higher_is_better=False, needs=[Need.TEACHER_FEATURES], charts=[_GAP], tasks=BOTH)
 CKA = declare(
     _name("representation", "cka"), "linear CKA between student and teacher features", "Kornblith et al. 2019",
-    higher_is_better=None, needs=[Need.TEACHER_FEATURES], charts=[Chart("linear CKA")])
+    higher_is_better=None, needs=[Need.TEACHER_FEATURES], charts=[Chart("linear CKA")], tasks=BOTH)
 EFFECTIVE_RANK = declare(
     _name("representation", "effective_rank"),
     "exp(entropy of the student covariance's normalised eigenvalues): collapse detector", "heuristic",
-    higher_is_better=True, charts=[Chart("effective rank")])
+    higher_is_better=True, charts=[Chart("effective rank")], tasks=BOTH)
 PRED_GAP_GOLD = declare(
-    _name("representation", "pred_gap_gold"), "‖P_s(I − P_w)y‖²/n with gold y", "Xue et al. 2025",
-    higher_is_better=False, needs=[Need.TEACHER_FEATURES, Need.GOLD], charts=[Chart("pred_gap_gold")])
+    _name("representation", "pred_gap_gold"),
+    "‖P_s(I − P_w)y‖²/n with gold y (one-hot classes, or the real targets of a regression probe)", "Xue et al. 2025",
+    higher_is_better=False, needs=[Need.TEACHER_FEATURES, Need.GOLD], charts=[Chart("pred_gap_gold")], tasks=BOTH)
 
 _ROBUST = dict(higher_is_better=False, may_be_undefined=True)
 INCONSISTENCY = declare(
@@ -213,33 +251,43 @@ EXPANSION_UNCOVERED_TO_GOOD = declare(
     charts=[Chart("expansion_uncovered_to_good per class")], **_LANG_T)
 
 
-def _bound_and_error(where: str, condition: str, bound: str, theorem: str, needs: dict) -> tuple[str, str, str, str]:
-    """A Lang et al. bound on the student's gold error on ``where`` and the measured error beside it,
-    per gold class (``_{i}``) and pooled over classes (the class-mass-weighted mean of the per-class
-    bounds [derived: err(f,y|S) = Σ_i P(S_i|S) err(f,y|S_i)]). The theorems hold at the robust-expansion
-    constant; evaluated at the plug-in ĉ measured on the probe they are *estimates* of that bound
-    (metrics/expansion.py), hence ``kind="estimate"``."""
+def _predicted_and_measured(where: str, condition: str, theorem: str, rhs: str, needs: dict) -> tuple[str, str, str, str]:
+    """Lang et al.'s prediction of the student's gold error on ``where`` and the measured error beside
+    it, per gold class (``_{i}``) and pooled over classes (the class-mass-weighted mean of the
+    per-class values [derived: err(f,y|S) = Σ_i P(S_i|S) err(f,y|S_i)]). The theorems bound the error
+    at the paper's robust-expansion constant; evaluated at the plug-in ĉ measured on the probe they
+    are *estimates* (metrics/expansion.py says why), hence ``kind="estimate"`` and the name
+    ``predicted_error``, never ``bound``."""
     names = []
-    for suffix, cond, meaning in (("_{i}", f"{condition}_i", bound),
-                                  ("", condition, "class-mass-weighted mean of the per-class bounds")):
+    for suffix, cond in (("_{i}", f"{condition}_i"), ("", condition)):
         per_class = " per class" if suffix else ""
+        chart = Chart(f"{where} error{per_class}: predicted (Lang {theorem} at ĉ) vs measured")
+        meaning = (
+            f"{rhs} at the plug-in expansion estimate ĉ: what the theorem predicts for "
+            f"err(student, gold ∣ {cond}) if ĉ were the paper's robust-expansion constant. An estimate, not a bound: "
+            "with non-robust points it can fall below the measured error. Undefined (not logged) when a premise fails"
+        ) if suffix else (
+            f"class-mass-weighted mean of `{where}_predicted_error_<i>` over classes: the prediction for "
+            f"err(student, gold ∣ {cond}); an estimate, not a bound (undefined when a class's value is)"
+        )
         names.append(declare(
-            _name("lang", f"{where}_bound{suffix}"), f"{meaning} on err(student, gold ∣ {cond}), at the plug-in ĉ",
+            _name("lang", f"{where}_predicted_error{suffix}"), meaning,
             f"Lang et al. {theorem} — plug-in estimate" + ("" if suffix else "; pooling derived"), kind="estimate",
-            higher_is_better=False, charts=[Chart(f"{where}_bound{per_class}")], **needs))
+            higher_is_better=False, charts=[chart], **needs))
         names.append(declare(
             _name("lang", f"{where}_error{suffix}"), f"the measured err(student, gold ∣ {cond}) beside it", "definition",
-            higher_is_better=False, charts=[Chart(f"{where}_error{per_class}")], **needs))
+            higher_is_better=False, charts=[chart], **needs))
     return tuple(names)
 
 
-COVERED_BOUND_CLASS, COVERED_ERROR_CLASS, COVERED_BOUND, COVERED_ERROR = _bound_and_error("covered", "S", "Thm B.1 bound", "Thm B.1", _LANG)
-UNCOVERED_BOUND_CLASS, UNCOVERED_ERROR_CLASS, UNCOVERED_BOUND, UNCOVERED_ERROR = _bound_and_error(
-    "uncovered", "T", "the smaller of the Thm B.2 and B.3 bounds", "Thm B.2, B.3", _LANG_T)
+COVERED_PREDICTED_ERROR_CLASS, COVERED_ERROR_CLASS, COVERED_PREDICTED_ERROR, COVERED_ERROR = _predicted_and_measured(
+    "covered", "S", "Thm B.1", "Thm B.1's right-hand side", _LANG)
+UNCOVERED_PREDICTED_ERROR_CLASS, UNCOVERED_ERROR_CLASS, UNCOVERED_PREDICTED_ERROR, UNCOVERED_ERROR = _predicted_and_measured(
+    "uncovered", "T", "Thm B.2, B.3", "the smaller of Thm B.2's and Thm B.3's right-hand sides", _LANG_T)
 
 SKIPPED = declare(
     _name("", "skipped"), "number of values and checks skipped for numerical faults or failures so far", "—",
-    kind="count", higher_is_better=False)
+    kind="count", higher_is_better=False, tasks=BOTH)
 CHECK = declare(
     _name("", "check"), "number of checks the monitor has made so far, failed ones included (W2SEarlyStopping "
-    "reads it to take each check's values once)", "—", kind="count")
+    "reads it to take each check's values once)", "—", kind="count", tasks=BOTH)

@@ -21,13 +21,16 @@ takes.
 
 from __future__ import annotations
 
+import math
 import warnings
+
 import torch
 from torchmetrics import Metric
 
 from .._validation import as_tensor, check_labels, check_mask, check_ndim, check_scalar, describe
 from ._stats import F64 as _F64
 from ._stats import ratio as _ratio
+from .bounds import lang_nonrobust_bound
 from .neighbours import check_neighbours
 
 __all__ = [
@@ -107,6 +110,13 @@ def _robustness_sums(r: torch.Tensor, eta: float, gold: torch.Tensor | None, cov
     return out
 
 
+def _markov(gamma: torch.Tensor, eta: float) -> torch.Tensor:
+    """Lemma B.1's ``min(1, γ̂/η)`` (:func:`~lightning_w2s.metrics.bounds.lang_nonrobust_bound`, the one
+    definition) for each entry of ``gamma`` (0-d or ``(k,)``); a NaN γ̂ (empty set) stays NaN."""
+    flat = [math.nan if math.isnan(g) else lang_nonrobust_bound(g, eta) for g in gamma.detach().reshape(-1).tolist()]
+    return torch.tensor(flat, dtype=_F64, device=gamma.device).reshape(gamma.shape)
+
+
 def _robustness_from_sums(s: dict[str, torch.Tensor], eta: float) -> dict[str, torch.Tensor]:
     """γ̂, the empirical ``P(R̄_η)`` and the Markov bound ``min(1, γ̂/η)`` (Lemma B.1) per subset."""
     out: dict[str, torch.Tensor] = {}
@@ -117,7 +127,7 @@ def _robustness_from_sums(s: dict[str, torch.Tensor], eta: float) -> dict[str, t
         gamma = _ratio(s["sum_r" + suffix], s["n" + suffix])
         out["gamma" + label] = gamma
         out["p_nonrobust" + label] = _ratio(s["n_nonrobust" + suffix], s["n" + suffix])
-        out["p_nonrobust_markov" + label] = (gamma / eta).clamp(max=1.0)
+        out["p_nonrobust_markov" + label] = _markov(gamma, eta)
     if "n_S" in s:
         out["n_S_per_class"] = s["n_S"].clone()
         out["n_T_per_class"] = s["n_T"].clone()
