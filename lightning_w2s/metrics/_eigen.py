@@ -40,13 +40,16 @@ class RitzPairs:
     basis_dim: int
 
 
-def _orthonormal_complement(basis: Tensor, w: Tensor, gen: torch.Generator) -> Tensor:
-    """Columns of ``w`` orthonormalised against ``basis`` and each other. A column that vanishes
-    (inside the span already: an invariant subspace was found) is replaced by a random one, which
-    only extends the search space."""
-    for _ in range(3):
+def _orthonormal_complement(basis: Tensor, w: Tensor, gen: torch.Generator, coeffs: Tensor | None = None) -> Tensor:
+    """Columns of ``w`` orthonormalised against ``basis`` and each other (``coeffs = basisᵀw`` when
+    the caller has it). Classical Gram–Schmidt with a second pass when the first removed most of
+    the norm (Kahan's "twice is enough" test, Parlett §6.9; Giraud et al. 2005). A column that
+    vanishes (inside the span already: an invariant subspace was found) is replaced by a random
+    one, which only extends the search space."""
+    for attempt in range(3):
         scale = w.norm(dim=0).clamp_min(torch.finfo(w.dtype).tiny)
-        for _ in range(2):  # classical Gram–Schmidt twice ("twice is enough", Giraud et al. 2005)
+        w = w - basis @ (coeffs if coeffs is not None and attempt == 0 else basis.T @ w)
+        if bool((w.norm(dim=0) < 0.7 * scale).any()):
             w = w - basis @ (basis.T @ w)
         q, r = torch.linalg.qr(w)
         lost = r.diagonal().abs() <= 1e-10 * scale
@@ -64,8 +67,9 @@ def top_eigenpairs(
     progress: Callable[[Tensor, Tensor], float],
     *,
     like: Tensor,
-    max_dim: int | None = None,
     block: int | None = None,
+    restart_dim: int | None = None,
+    max_steps: int | None = None,
     seed: int = 0,
 ) -> RitzPairs | None:
     """The ``k`` largest eigenpairs of the symmetric PSD operator ``apply`` (``X ↦ A X``), or ``None``.
@@ -78,44 +82,45 @@ def top_eigenpairs(
             converged when it returns a number ``<= 1``; larger numbers say how far off (used to
             predict when to look next: each Rayleigh–Ritz step costs O(basis_dim³)).
         like: a tensor giving the dtype and device.
-        max_dim: largest basis before giving up (default ``dim // 2``).
         block: block size (default ``k + max(8, k // 2)``).
+        restart_dim: basis size at which the basis is compressed to its best Ritz vectors
+            (thick restart, Krylov–Schur style: Stewart 2001, SIAM J. Matrix Anal. Appl. 23(3)),
+            which bounds the O(dim·basis·block) orthogonalisation and O(basis³) Rayleigh–Ritz cost
+            per step (default ``6·block``).
+        max_steps: operator applications before giving up (default: ``dim`` columns in all, about
+            ``2·dim³`` flops — less than a dense ``eigh``).
         seed: seed of the random start block.
     """
     block = block or k + max(8, k // 2)
-    max_dim = min(dim, max_dim if max_dim is not None else dim // 2)
-    if block < k or 2 * block > max_dim:
+    restart_dim = min(dim, restart_dim or 6 * block)
+    max_steps = max_steps or max(1, dim // block)
+    keep = min(restart_dim - 2 * block, max(k + block // 2, restart_dim // 2))
+    if block < k or keep < k or 2 * block > dim:
         return None
     gen = torch.Generator(device=like.device).manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(dim, block, generator=gen, dtype=like.dtype, device=like.device))
-    cap = min(max_dim, 4 * block)
-    basis, images, gram = (like.new_empty(dim, cap), like.new_empty(dim, cap), like.new_zeros(cap, cap))
+    basis, images, gram = like.new_empty(dim, restart_dim), like.new_empty(dim, restart_dim), like.new_zeros(restart_dim, restart_dim)
     m = steps = 0
     next_check, last = 2, None
     while True:
         w = apply(q)
         steps += 1
-        if m + block > cap:  # grow the preallocated basis (doubling)
-            cap = min(max_dim, 2 * cap)
-            basis = torch.cat([basis[:, :m], like.new_empty(dim, cap - m)], dim=1)
-            images = torch.cat([images[:, :m], like.new_empty(dim, cap - m)], dim=1)
-            grown = like.new_zeros(cap, cap)
-            grown[:m, :m] = gram[:m, :m]
-            gram = grown
         basis[:, m : m + block], images[:, m : m + block] = q, w
-        gram[: m + block, m : m + block] = basis[:, : m + block].T @ w
-        gram[m : m + block, :m] = gram[:m, m : m + block].T
+        proj = basis[:, : m + block].T @ w  # the new columns of BᵀAB, and Gram–Schmidt's first pass
+        gram[: m + block, m : m + block] = proj
+        gram[m : m + block, :m] = proj[:m].T
         m += block
-        final = m + block > max_dim
-        if steps >= next_check or final:
-            t = gram[:m, :m]
-            values, coeffs = torch.linalg.eigh((t + t.T) / 2)
-            values, coeffs = values[-k:], coeffs[:, -k:]
+        restart = m + block > restart_dim
+        if steps >= next_check or restart or steps >= max_steps:
+            all_values, all_coeffs = torch.linalg.eigh(gram[:m, :m])  # reads the lower triangle
+            values, coeffs = all_values[-k:], all_coeffs[:, -k:]
             vectors = basis[:, :m] @ coeffs
             residuals = (images[:, :m] @ coeffs - vectors * values).norm(dim=0)
             p = float(progress(values, residuals))
             if p <= 1.0:
                 return RitzPairs(values, vectors, residuals, steps, m)
+            if steps >= max_steps:
+                return None
             # residuals fall geometrically: predict the step where progress reaches 1, look then
             # (at least one step ahead, at most twice as far as we have come)
             ahead = 1
@@ -123,6 +128,12 @@ def top_eigenpairs(
                 rate = (p / last[1]) ** (1.0 / (steps - last[0]))
                 ahead = math.ceil(math.log(p) / -math.log(rate)) if rate < 1 else steps
             next_check, last = steps + max(1, min(ahead, steps)), (steps, p)
-        if final:
-            return None
-        q = _orthonormal_complement(basis[:, :m], w, gen)
+        # the next block: the part of A·(last block) outside the basis (before any compression)
+        q = _orthonormal_complement(basis[:, :m], w, gen, proj)
+        if restart:  # keep the best `keep` Ritz vectors: basis X = BY, images AX = (AB)Y, XᵀAX = diag(θ)
+            y = all_coeffs[:, -keep:]
+            basis[:, :keep] = basis[:, :m] @ y
+            images[:, :keep] = images[:, :m] @ y
+            gram.zero_()
+            gram.diagonal()[:keep] = all_values[-keep:]
+            m = keep

@@ -91,11 +91,12 @@ def reshift_(sums: Sums, deltas: list[Tensor]) -> Sums:
 
 
 def covariance(parts: list[Sums], i: int, j: int, means: list[Tensor], n: float) -> Tensor:
-    """``Σ_parts S2_ij / n − m_i m_jᵀ`` (the covariance between sides i and j) in one new tensor."""
-    acc = parts[0].s2[(i, j)] / n
+    """``Σ_parts S2_ij / n − m_i m_jᵀ`` (the covariance between sides i and j) in one new tensor,
+    written in one pass over each part's d×d state."""
+    acc = torch.addr(parts[0].s2[(i, j)], means[i], means[j], beta=1.0 / n, alpha=-1.0)
     for p in parts[1:]:
         acc.add_(p.s2[(i, j)], alpha=1.0 / n)
-    return acc.addr_(means[i], means[j], alpha=-1.0)
+    return acc
 
 
 class ShiftedSumsMetric(Metric):
