@@ -19,7 +19,7 @@ import torch
 import lightning_w2s.metrics._gap_algebra as algebra
 from lightning_w2s.metrics import RepresentationGap
 from lightning_w2s.metrics._eigen import top_eigenpairs
-from lightning_w2s.metrics._threads import limited_threads, single_threaded
+from lightning_w2s.metrics._threads import limited_threads, matmul, single_threaded
 from lightning_w2s.metrics.functional import effective_rank, representation_gap
 from lightning_w2s.metrics.representation import EffectiveRank
 
@@ -204,6 +204,24 @@ def test_limited_threads_restores_the_count_even_on_exceptions():
                 pass
     finally:
         torch.set_num_threads(before)
+
+
+def test_matmul_uses_the_callers_threads_inside_a_scope(monkeypatch):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    calls = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+    try:
+        a = torch.randn(3, 3, dtype=torch.float64)
+        assert torch.equal(matmul(a, a), a @ a) and calls == []  # outside a scope: nothing to restore
+        with limited_threads(1):
+            out = matmul(a, a)
+            assert torch.get_num_threads() == 1
+        assert torch.equal(out, a @ a)
+        assert calls == [1, 2, 1, 2]  # scope in, product with 2, back to 1, scope out
+    finally:
+        real(before)
 
 
 def test_metric_algebra_runs_single_threaded_and_restores(monkeypatch):

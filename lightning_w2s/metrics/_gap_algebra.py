@@ -44,6 +44,7 @@ from torch import Tensor
 
 from ._eigen import top_eigenpairs
 from ._moments import Sums, covariance
+from ._threads import matmul
 
 REPRESENTATION_KEYS = ("fro", "op", "cka")
 _EPS = torch.finfo(torch.float64).eps
@@ -75,7 +76,7 @@ def _krylov_top(cov: Tensor, k: int, floor: float) -> tuple[Tensor, Tensor] | No
         cut = float(residuals[0]) / max(0.1 * gap, floor)
         return max(kept, cut)
 
-    found = top_eigenpairs(lambda q: cov @ q, cov.shape[0], k + 1, progress, like=cov)
+    found = top_eigenpairs(lambda q: matmul(cov, q), cov.shape[0], k + 1, progress, like=cov)
     if found is None:
         return None
     values = found.values
@@ -203,7 +204,7 @@ def evaluate(
         out["cka"] = norm_sw.square() / (norm_s * norm_w)
     if reason:
         return out, reason
-    x = spec_s.u.T @ (cov @ spec_w.u)  # C_sw in the two (kept) eigenbases
+    x = matmul(spec_s.u.T, matmul(cov, spec_w.u))  # C_sw in the two (kept) eigenbases
     del cov
     cs, cw = spec_s.c, spec_w.c
     a_s, a_w = 1.0 / (cs + spec_s.lam), 1.0 / (cw + spec_w.lam)

@@ -26,9 +26,9 @@ Certainty: the definitions of ``M``, ``P`` and ``λ`` are the public reimplement
 **No n×n matrix is ever built**: the d×d algebra (push-through identities, the top-k eigenpairs by
 block Krylov with an exact fallback, no O(d³) step for ``cka`` and ``effective_rank``) lives in
 :mod:`lightning_w2s.metrics._gap_algebra`; the shifted float64 sum states, exact under DDP, in
-:mod:`lightning_w2s.metrics._moments`. All of it runs with one intra-op thread
-(:mod:`lightning_w2s.metrics._threads`: robust when other processes load the cores) and on the
-states' device. Numerical faults are never a silent number: non-finite features, fewer than 2
+:mod:`lightning_w2s.metrics._moments`. The algebra runs with one intra-op thread except for
+single large products (:mod:`lightning_w2s.metrics._threads`: robust when other processes load the
+cores), everything on the states' device, in float64. Numerical faults are never a silent number: non-finite features, fewer than 2
 samples, constant features, or a top-``max_components`` subspace that is not unique (tied
 eigenvalues at the cut) give a ``RuntimeWarning`` naming the reason and NaN values.
 """
@@ -147,13 +147,15 @@ def representation_gap(
         return {k: torch.tensor(float("nan"), dtype=torch.float64, device=s.device) for k in keys}
     kw = {"reg": float(reg), "max_components": max_components, "rel": reg_relative_to}
     all_gold = y is not None and bool(known.all())  # one pass gives pred_gap too (same spectra)
+    sums = _centred_sums([s, w], y if all_gold else None, _PAIRS)
+    gold = _centred_sums([s[known], w[known]], y[known], _PAIRS) if y is not None and not all_gold else None
     with limited_threads():
-        vals, reason = evaluate([_centred_sums([s, w], y if all_gold else None, _PAIRS)], **kw)
+        vals, reason = evaluate([sums], **kw)
         if reason:
             _warn(reason)
         out = {k: vals[k] for k in keys if k in vals}
-        if y is not None and not all_gold:
-            gvals, greason = evaluate([_centred_sums([s[known], w[known]], y[known], _PAIRS)], **kw, gap=False)
+        if gold is not None:
+            gvals, greason = evaluate([gold], **kw, gap=False)
             if greason:
                 _warn(f"pred_gap on the {int(known.sum())} labelled rows: {greason}")
             out["pred_gap"] = gvals["pred_gap"]
@@ -178,8 +180,9 @@ def effective_rank(features: Tensor) -> Tensor:
     if not bool(torch.isfinite(x).all()):
         _warn("the features are not finite (NaN/Inf)")
         return torch.tensor(float("nan"), dtype=torch.float64, device=x.device)
+    sums = _centred_sums([x], None, ((0, 0),))
     with limited_threads():
-        value, reason = effective_rank_of([_centred_sums([x], None, ((0, 0),))])
+        value, reason = effective_rank_of([sums])
     if reason:
         _warn(reason)
     return value
@@ -296,16 +299,16 @@ class RepresentationGap(ShiftedSumsMetric):
             y, known = (y[finite], known[finite]) if y is not None else (None, None)
         if s.shape[0] == 0:
             return
-        with limited_threads():
-            xs, xw = self._shifted([s, w])  # one float64 copy each
-            # each row goes to exactly one group: gold rows with their labels, the others without
-            if y is None or not bool(known.any()):
-                accumulate_(self._group(""), [xs, xw])
-            elif bool(known.all()):
-                accumulate_(self._group("gold_"), [xs, xw], y)
-            else:
-                accumulate_(self._group(""), [xs[~known], xw[~known]])
-                accumulate_(self._group("gold_"), [xs[known], xw[known]], y[known])
+        # large products with the caller's threads (they do not collapse under load, _threads)
+        xs, xw = self._shifted([s, w])  # one float64 copy each
+        # each row goes to exactly one group: gold rows with their labels, the others without
+        if y is None or not bool(known.any()):
+            accumulate_(self._group(""), [xs, xw])
+        elif bool(known.all()):
+            accumulate_(self._group("gold_"), [xs, xw], y)
+        else:
+            accumulate_(self._group(""), [xs[~known], xw[~known]])
+            accumulate_(self._group("gold_"), [xs[known], xw[known]], y[known])
 
     def compute(self) -> dict[str, Tensor]:
         keys = list(REPRESENTATION_KEYS) + ["effective_rank"] + (["pred_gap"] if self.label_columns else [])
@@ -367,8 +370,7 @@ class EffectiveRank(ShiftedSumsMetric):
         finite = torch.isfinite(x).all(dim=1)
         self.n_nonfinite += (~finite).sum()
         if bool(finite.any()):
-            with limited_threads():
-                accumulate_(self._group(""), self._shifted([x[finite]]))
+            accumulate_(self._group(""), self._shifted([x[finite]]))
 
     def compute(self) -> Tensor:
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.n_nonfinite.device)
