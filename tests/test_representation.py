@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+import lightning_w2s.metrics._eigen as eigen_module
+import lightning_w2s.metrics._gap_algebra as algebra_module
+import lightning_w2s.metrics._moments as moments_module
 import lightning_w2s.metrics._threads as threads_module
 import lightning_w2s.metrics.representation as representation_module
 from _repr_reference import assert_close, np_cka, np_gap, np_participation_ratio, np_smoother, np_top_pcs, synthetic, t
@@ -264,7 +267,7 @@ def test_bad_shapes_raise():
         RepresentationGap(num_classes=2).update(torch.randn(3, 2), torch.randn(3, 2), labels=torch.tensor([0, 1, 2]))
 
 
-@pytest.mark.parametrize("module", [representation_module, threads_module])
+@pytest.mark.parametrize("module", [representation_module, threads_module, eigen_module, moments_module, algebra_module])
 def test_doctests(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -33,6 +33,14 @@ from torch import Tensor
 
 @dataclass
 class RitzPairs:
+    """What :func:`top_eigenpairs` found.
+
+    >>> a = torch.diag(torch.cat([torch.linspace(0, 1, 197), torch.tensor([10.0, 20.0, 30.0])]).double())
+    >>> found = top_eigenpairs(lambda v: a @ v, 200, 3, lambda th, res: float(res.max()) / 1e-10, like=a)
+    >>> [round(v, 9) for v in found.values.tolist()]
+    [10.0, 20.0, 30.0]
+    """
+
     values: Tensor  # (k,) ascending
     vectors: Tensor  # (dim, k), orthonormal columns
     residuals: Tensor  # (k,) ‖A x − θ x‖

@@ -56,6 +56,13 @@ _DENSE_OP_MAX = 512  # full-rank op: form D G D and take eigvalsh up to this man
 
 @dataclass
 class Spectrum:
+    """The kept eigenpairs of one covariance and its ridge λ (:func:`spectrum`).
+
+    >>> spec = spectrum(torch.diag(torch.tensor([4.0, 2.0, 1.0], dtype=torch.float64)), 0.0, 10.0, 0.1, 2, "n", "student")
+    >>> spec.c.tolist(), round(spec.lam, 12), spec.method  # λ = 0.1·(2 + 4)/10
+    ([2.0, 4.0], 0.06, 'eigh')
+    """
+
     c: Tensor  # kept eigenvalues, ascending (r,)
     u: Tensor  # their eigenvectors (d, r)
     lam: float  # the ridge λ of this representation

@@ -35,7 +35,12 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 @dataclass(frozen=True)
 class Layout:
     """The structure of one group of sums: feature sizes per side, the side pairs with a second
-    moment (``(i, j)``, ``i <= j``) and the number of label columns (0 = no labels)."""
+    moment (``(i, j)``, ``i <= j``) and the number of label columns (0 = no labels).
+
+    >>> sums = Layout((3, 2), ((0, 0), (1, 1), (0, 1))).zeros(torch.zeros((), dtype=torch.float64))
+    >>> [tuple(t.shape) for t in sums.s2.values()]
+    [(3, 3), (2, 2), (3, 2)]
+    """
 
     dims: tuple[int, ...]
     pairs: tuple[tuple[int, int], ...]
@@ -51,7 +56,18 @@ class Layout:
 
 @dataclass
 class Sums:
-    """One group of shifted sums over ``len(s1)`` sides (views of a metric's states, or fresh)."""
+    """One group of shifted sums over ``len(s1)`` sides (views of a metric's states, or fresh).
+
+    Re-expressing the sums about another shift changes nothing in the covariance:
+
+    >>> x = torch.tensor([[1.0], [2.0], [4.0]], dtype=torch.float64) + 1e6
+    >>> sums = accumulate_(Layout((1,), ((0, 0),)).zeros(x), [x - 1e6])
+    >>> round(float(covariance([sums], 0, 0, [sums.s1[0] / 3], 3.0)), 12)
+    1.555555555556
+    >>> moved = reshift_(sums, [torch.tensor([2.0], dtype=torch.float64)])  # now about 1e6 + 2
+    >>> round(float(covariance([moved], 0, 0, [moved.s1[0] / 3], 3.0)), 12)
+    1.555555555556
+    """
 
     n: Tensor
     s1: list[Tensor]  # per side: Σ(x_i − c_i)
@@ -109,6 +125,18 @@ class ShiftedSumsMetric(Metric):
     the shift (reference, else the first non-empty batch's mean), agrees on one shift across ranks
     in :meth:`sync`, re-shifts in :meth:`merge_state`, and keeps the reset values of the states as
     stride-0 views (no second dense copy of every d×d state).
+
+    Two metrics that chose different shifts merge exactly:
+
+    >>> from lightning_w2s.metrics.representation import EffectiveRank
+    >>> x = torch.randn(60, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 1e6
+    >>> a, b, both = EffectiveRank(), EffectiveRank(), EffectiveRank()
+    >>> a.update(x[:20]); b.update(x[20:]); both.update(x)
+    >>> bool(a.shift.ne(b.shift).any())
+    True
+    >>> a.merge_state(b)
+    >>> abs(float(a.compute()) - float(both.compute())) < 1e-9
+    True
     """
 
     _shift_names: tuple[str, ...] = ()
