@@ -420,7 +420,7 @@ def child(args: list[str], passive: bool = False) -> dict:
     proc = subprocess.run([sys.executable, "-m", "benchmarks.representation_gap", "--child", *args], capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
-    lines = proc.stdout.strip().splitlines()
+    lines = proc.stdout.rstrip().splitlines()
     return {"printed": "\n".join(lines[:-1]), "result": json.loads(lines[-1])}
 
 
