@@ -55,7 +55,8 @@ bench-overhead: bench-data
 	$(PY) -m benchmarks.overhead --data $(DATA)
 	$(PY) -m benchmarks.overhead_encoder --data $(DATA)
 
-# Streaming vs dense representation gap, and the streaming pass's peak memory (synthetic data).
+# Representation gap (synthetic data): streaming vs dense, compute() at d = 4096 vs the exact path,
+# worst-under-load vs alone (measured without OMP_WAIT_POLICY: the script drops it), state memory.
 .PHONY: bench-representation
 bench-representation: install
 	$(PY) -m benchmarks.representation_gap

@@ -1,87 +1,34 @@
-"""Representation gap (DESIGN §2.4) against an independent dense n×n numpy reference.
+"""Representation gap (DESIGN §2.4): the functional against independent dense n×n references.
 
-The reference builds ``K = ΦΦᵀ/n``, ``P = K(K + λI)^-1`` and ``M = P_s(I − P_w)`` as n×n float64
-matrices and takes norms directly; the code under test never forms an n×n matrix (d×d push-through
-identities). Agreement is expected to rounding: the tolerance 1e-9 relative is ~1e5 times the
-float64 rounding seen on these sizes (~1e-14), far below any modelling difference (a wrong sign or
-factor in one trace term moves the value by O(1)).
+The reference (``tests/_repr_reference.py``) builds ``K = ΦΦᵀ/n``, ``P = K(K + λI)^-1`` and
+``M = P_s(I − P_w)`` as n×n float64 matrices and takes norms directly; the code under test never
+forms an n×n matrix (d×d push-through identities). Agreement is expected to rounding: the tolerance
+1e-9 relative is ~1e5 times the float64 rounding seen on these sizes (~1e-14), far below any
+modelling difference (a wrong sign or factor in one trace term moves the value by O(1)). Streaming,
+shifts and DDP: ``test_representation_streaming.py``; d ≥ 1024 (block Krylov) and the thread scope:
+``test_representation_scale.py``; real 2-process gloo: ``test_representation_ddp.py``.
 """
 
 from __future__ import annotations
 
+import doctest
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
+import lightning_w2s.metrics._eigen as eigen_module
+import lightning_w2s.metrics._gap_algebra as algebra_module
+import lightning_w2s.metrics._moments as moments_module
+import lightning_w2s.metrics._threads as threads_module
+import lightning_w2s.metrics.representation as representation_module
+from _repr_reference import assert_close, np_cka, np_gap, np_participation_ratio, np_smoother, np_top_pcs, synthetic, t
 from lightning_w2s.metrics import DEFAULT_CONSTRUCTION, RepresentationGap
 from lightning_w2s.metrics.functional import effective_rank, representation_gap
 from lightning_w2s.ranking import rank_teachers
 
 RTOL = 1e-9
-
-
-# ------------------------------------------------------------------------------------------------
-# independent dense reference (n×n, numpy float64)
-# ------------------------------------------------------------------------------------------------
-def np_top_pcs(F: np.ndarray, k: int | None) -> np.ndarray:
-    """Center, then project onto the top-k right singular vectors (principal components)."""
-    F = F - F.mean(axis=0)
-    if k is None or k >= F.shape[1]:
-        return F
-    _, _, vt = np.linalg.svd(F, full_matrices=False)
-    return F @ vt[:k].T
-
-
-def np_smoother(F: np.ndarray, reg: float, rel: str = "n", d_eff: int | None = None) -> np.ndarray:
-    n = F.shape[0]
-    K = F @ F.T / n
-    lam = reg * np.trace(K) / (n if rel == "n" else d_eff)
-    return K @ np.linalg.inv(K + lam * np.eye(n))
-
-
-def np_gap(S, W, reg, Y=None, k=None, rel="n"):
-    S, W = np.asarray(S, float), np.asarray(W, float)
-    n = S.shape[0]
-    Fs, Fw = np_top_pcs(S, k), np_top_pcs(W, k)
-    ds = S.shape[1] if k is None else min(k, S.shape[1])
-    dw = W.shape[1] if k is None else min(k, W.shape[1])
-    Ps, Pw = np_smoother(Fs, reg, rel, ds), np_smoother(Fw, reg, rel, dw)
-    M = Ps @ (np.eye(n) - Pw)
-    Ks, Kw = Fs @ Fs.T, Fw @ Fw.T
-    out = {
-        "fro": np.sum(M * M) / n,
-        "op": np.linalg.norm(M, 2),
-        "cka": np.trace(Ks @ Kw) / np.sqrt(np.trace(Ks @ Ks) * np.trace(Kw @ Kw)),
-    }
-    if Y is not None:
-        Y = np.asarray(Y, float).reshape(n, -1)
-        out["pred_gap"] = sum(np.sum((M @ Y[:, j]) ** 2) for j in range(Y.shape[1])) / n
-    return out
-
-
-def synthetic(n, ds, dw, seed=0, shared=4, mean=0.0):
-    """Student and teacher features sharing a latent factor, plus a real label on it."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(n, shared))
-    S = z @ rng.normal(size=(shared, ds)) + 0.3 * rng.normal(size=(n, ds)) + mean
-    W = z[:, : max(1, shared // 2)] @ rng.normal(size=(max(1, shared // 2), dw)) + rng.normal(size=(n, dw))
-    y = z[:, 0] + 0.5 * z[:, -1] + 0.1 * rng.normal(size=n)
-    return S, W, y
-
-
-def t(a):
-    return torch.as_tensor(a, dtype=torch.float64)
-
-
-def assert_close(got: dict, ref: dict, rtol=RTOL):
-    assert set(got) == set(ref)
-    for key in ref:
-        assert np.isfinite(float(got[key])), key
-        np.testing.assert_allclose(float(got[key]), ref[key], rtol=rtol, atol=1e-15, err_msg=key)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -120,9 +67,27 @@ def test_real_multi_column_labels_sum_over_columns():
 
 @pytest.mark.parametrize("k", [1, 3, 6, 50])  # 50 > both dims: no truncation
 def test_max_components_matches_dense_on_top_pcs(k):
+    """fro/op/pred_gap on the top-k PCs; cka always of the features themselves (issue 13 D4)."""
     S, W, y = synthetic(110, 14, 9, seed=5, shared=6)
     got = representation_gap(t(S), t(W), reg=0.05, labels=t(y), max_components=k)
     assert_close(got, np_gap(S, W, 0.05, y, k=k))
+
+
+def test_cka_is_linear_cka_of_the_features_not_of_their_top_pcs():
+    """Issue 13 D4: under the default (top-32) construction `cka` was the CKA of the top PCs."""
+    rng = np.random.default_rng(31)
+    z = rng.normal(size=(400, 24))  # shared by both; the student's top PCs are its 40 private noise directions
+    S = np.concatenate([1.2 * rng.normal(size=(400, 40)), z @ np.linalg.qr(rng.normal(size=(24, 24)))[0]], axis=1)
+    W = z @ rng.normal(size=(24, 60)) + 0.5 * rng.normal(size=(400, 60))
+    full = np_cka(S, W)
+    top = np_cka(np_top_pcs(S, 32), np_top_pcs(W, 32))
+    assert abs(top - full) > 0.05  # the two readings differ on these features, so this test can fail
+    for k in (None, 32, DEFAULT_CONSTRUCTION.max_components):
+        np.testing.assert_allclose(float(representation_gap(t(S), t(W), max_components=k)["cka"]), full, rtol=RTOL)
+    # Kornblith et al.'s invariances: isotropic scaling, orthogonal transforms, and CKA(X, X) = 1
+    q, _ = np.linalg.qr(np.random.default_rng(32).normal(size=(60, 60)))
+    np.testing.assert_allclose(float(representation_gap(t(3.0 * S), t(W @ q))["cka"]), full, rtol=RTOL)
+    np.testing.assert_allclose(float(representation_gap(t(S), t(S))["cka"]), 1.0, rtol=1e-12)
 
 
 @pytest.mark.parametrize("k", [None, 4])
@@ -170,116 +135,6 @@ def test_bounds_hold():
         assert 0 <= float(g["op"]) <= 1
         assert 0 <= float(g["fro"]) * 60 <= 7 * float(g["op"]) ** 2 * (1 + 1e-12)
         assert 0 <= float(g["cka"]) <= 1
-
-
-def test_large_mean_is_stable():
-    """Features with mean 1e6 and unit spread: the shift keeps the streaming sums accurate."""
-    S, W, y = synthetic(120, 8, 5, seed=9, mean=1e6)
-    ref = np_gap(S, W, 0.1, y)
-    m = RepresentationGap(reg=0.1, label_dim=1)
-    for i in range(0, 120, 25):
-        m.update(t(S[i : i + 25]), t(W[i : i + 25]), t(y[i : i + 25]))
-    out = m.compute()
-    for key in ref:
-        np.testing.assert_allclose(float(out[key]), ref[key], rtol=1e-7, err_msg=key)
-
-
-# ------------------------------------------------------------------------------------------------
-# streaming
-# ------------------------------------------------------------------------------------------------
-def stream(S, W, labels, sizes, perm=None, **kw):
-    m = RepresentationGap(**kw)
-    idx = np.arange(S.shape[0]) if perm is None else np.asarray(perm)
-    start = 0
-    for b in sizes:
-        rows = idx[start : start + b]
-        m.update(t(S[rows]), t(W[rows]), None if labels is None else torch.as_tensor(labels[rows]))
-        start += b
-    assert start == S.shape[0]
-    return m.compute()
-
-
-_S, _W, _Y = synthetic(64, 10, 6, seed=11)
-_CLS = (_Y > np.median(_Y)).astype(np.int64)
-_CLS[::5] = -1
-_REF = representation_gap(t(_S), t(_W), labels=torch.as_tensor(_CLS), max_components=5)
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    perm=st.permutations(list(range(64))),
-    cuts=st.lists(st.integers(1, 63), max_size=6, unique=True),
-)
-def test_streaming_is_batch_order_and_size_invariant(perm, cuts):
-    bounds = [0] + sorted(cuts) + [64]
-    sizes = [b - a for a, b in zip(bounds, bounds[1:])]
-    out = stream(_S, _W, _CLS, sizes, perm, num_classes=2, max_components=5)
-    for key in _REF:
-        np.testing.assert_allclose(float(out[key]), float(_REF[key]), rtol=1e-10, err_msg=key)
-
-
-def test_streaming_equals_functional_and_dense_with_real_labels():
-    S, W, y = synthetic(300, 24, 12, seed=12, mean=3.0)
-    y = y.copy()
-    y[::4] = np.nan  # gold on 3/4 of the rows
-    out = stream(S, W, y, [37] * 8 + [4], label_dim=1, reg=0.1)
-    fun = representation_gap(t(S), t(W), labels=t(y))
-    for key in fun:
-        np.testing.assert_allclose(float(out[key]), float(fun[key]), rtol=1e-10, err_msg=key)
-    known = np.isfinite(y)
-    np.testing.assert_allclose(float(out["pred_gap"]), np_gap(S[known], W[known], 0.1, y[known])["pred_gap"], rtol=RTOL)
-    np.testing.assert_allclose(float(out["effective_rank"]), float(effective_rank(t(S))), rtol=1e-10)
-
-
-def test_next_check_uses_previous_global_mean_as_shift_and_stays_exact():
-    S, W, _ = synthetic(100, 6, 4, seed=13, mean=50.0)
-    m = RepresentationGap(6, 4)
-    m.update(t(S[:50]), t(W[:50]))
-    np.testing.assert_allclose(m.shift_s.numpy(), S[:50].mean(0))  # single process: first batch
-    m.update(t(S[50:]), t(W[50:]))
-    first = m.compute()
-    m.reset()
-    m.update(t(S[:30]), t(W[:30]))
-    np.testing.assert_allclose(m.shift_s.numpy(), S.mean(0), rtol=1e-12)  # previous check's mean
-    m.update(t(S[30:]), t(W[30:]))
-    second = m.compute()
-    for key in first:
-        np.testing.assert_allclose(float(second[key]), float(first[key]), rtol=1e-10)
-
-
-def test_merge_state_reshifts_exactly():
-    S, W, y = synthetic(90, 7, 5, seed=14, mean=20.0)
-    a, b = RepresentationGap(label_dim=1), RepresentationGap(label_dim=1)
-    a.update(t(S[:40]), t(W[:40]), t(y[:40]))
-    b.update(t(S[40:] + 0), t(W[40:]), t(y[40:]))  # a different first-batch shift
-    assert not torch.equal(a.shift_s, b.shift_s)
-    a.merge_state(b)
-    out = a.compute()
-    ref = np_gap(S, W, 0.1, y)
-    for key in ref:
-        np.testing.assert_allclose(float(out[key]), ref[key], rtol=1e-9, err_msg=key)
-
-
-def test_forward_accumulates_only():
-    S, W, _ = synthetic(40, 5, 3, seed=15)
-    m = RepresentationGap()
-    assert m(t(S[:20]), t(W[:20])) is None
-    m(t(S[20:]), t(W[20:]))
-    assert_close({k: m.compute()[k] for k in ("fro", "op", "cka")}, np_gap(S, W, 0.1))
-
-
-def test_float32_input_and_lazy_dims():
-    S, W, _ = synthetic(50, 5, 3, seed=16)
-    m = RepresentationGap()
-    m.update(torch.as_tensor(S, dtype=torch.float32), torch.as_tensor(W, dtype=torch.float32))
-    ref = np_gap(S.astype(np.float32).astype(float), W.astype(np.float32).astype(float), 0.1)
-    out = m.compute()
-    for key in ref:
-        np.testing.assert_allclose(float(out[key]), ref[key], rtol=RTOL)
-    with pytest.raises(ValueError, match="student_features"):
-        m.update(torch.zeros(3, 6), torch.zeros(3, 3))
-    with pytest.raises(ValueError, match="teacher_dim = 4"):  # a declared size is checked at the lazy start
-        RepresentationGap(teacher_dim=4).update(torch.zeros(3, 5), torch.zeros(3, 3))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -363,7 +218,8 @@ def test_tied_top_components_warn_and_nan():
     W = np.random.default_rng(22).normal(size=(40, 3))
     with pytest.warns(RuntimeWarning, match="not unique"):
         g = representation_gap(t(S), t(W), max_components=2)
-    assert _all_nan(g, ("fro", "op", "cka"))
+    assert _all_nan(g, ("fro", "op"))
+    np.testing.assert_allclose(float(g["cka"]), np_cka(S, W), rtol=RTOL)  # cka needs no truncation
     # without truncation the same features are fine
     assert_close(representation_gap(t(S), t(W)), np_gap(S, W, 0.1))
 
@@ -371,14 +227,21 @@ def test_tied_top_components_warn_and_nan():
 # ------------------------------------------------------------------------------------------------
 # effective rank and validation
 # ------------------------------------------------------------------------------------------------
-def test_effective_rank_matches_numpy_and_limits():
+def test_effective_rank_is_the_participation_ratio_and_its_limits():
+    """(Σc)²/Σc² of the covariance eigenvalues (numpy eigvalsh reference): 1 for rank one, k for k
+    equal directions, and never above the Shannon effective rank exp(H(p)) (Rényi order 2 <= 1)."""
     rng = np.random.default_rng(23)
     X = rng.normal(size=(200, 6)) * np.array([3.0, 2.0, 1.0, 0.5, 0.1, 0.01])
+    np.testing.assert_allclose(float(effective_rank(t(X))), np_participation_ratio(X), rtol=1e-10)
     c = np.linalg.eigvalsh(np.cov(X.T, bias=True))
     p = c / c.sum()
-    np.testing.assert_allclose(float(effective_rank(t(X))), np.exp(-np.sum(p * np.log(p))), rtol=1e-10)
+    assert 1.0 <= float(effective_rank(t(X))) < np.exp(-np.sum(p * np.log(p)))
     rank_one = np.outer(rng.normal(size=50), rng.normal(size=5))
     np.testing.assert_allclose(float(effective_rank(t(rank_one))), 1.0, rtol=1e-10)
+    Z = rng.normal(size=(300, 4))
+    Z = np.linalg.qr(Z - Z.mean(0))[0] * np.sqrt(300)  # centred orthonormal columns: covariance I_4
+    iso = np.linalg.qr(rng.normal(size=(9, 9)))[0][:4]  # 4 orthonormal rows in R^9
+    np.testing.assert_allclose(float(effective_rank(t(Z @ iso))), 4.0, rtol=1e-9)  # 4 equal directions
 
 
 @pytest.mark.parametrize(
@@ -402,6 +265,12 @@ def test_bad_shapes_raise():
         RepresentationGap().update(torch.randn(5, 2), torch.randn(5, 2), labels=torch.zeros(5))
     with pytest.raises(ValueError, match="num_classes"):
         RepresentationGap(num_classes=2).update(torch.randn(3, 2), torch.randn(3, 2), labels=torch.tensor([0, 1, 2]))
+
+
+@pytest.mark.parametrize("module", [representation_module, threads_module, eigen_module, moments_module, algebra_module])
+def test_doctests(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -442,80 +311,3 @@ def test_rank_teachers_nan_last_and_arguments():
         rank_teachers(S, {})
 
 
-# ------------------------------------------------------------------------------------------------
-# DDP: sum-reduced states through torchmetrics' real sync path (the all-gather is played in-process
-# for speed); a real 2-process gloo run of the same check is below (opt-in, slow on a shared host)
-# ------------------------------------------------------------------------------------------------
-def _ddp_data(check):
-    S, W, y = synthetic(101, 6, 4, seed=30 + check, mean=5.0 * (check + 1))
-    cls = (y > 0).astype(np.int64)
-    cls[::3] = -1
-    return S, W, cls
-
-
-def _run_checks(metrics, ranks, world):
-    """Two checks (update every shard, compute, reset) on the metrics of the given ranks."""
-    results = [dict() for _ in metrics]
-    for check in range(2):
-        S, W, cls = _ddp_data(check)
-        for m, rank in zip(metrics, ranks):
-            rows = np.arange(rank, 101, world)  # rank-strided shard, uneven sizes (51 / 50)
-            for i in range(0, len(rows), 16):
-                r = rows[i : i + 16]
-                m.update(t(S[r]), t(W[r]), torch.as_tensor(cls[r]))
-        for m, res in zip(metrics, results):
-            res[f"shift{check}"] = m.shift_s.clone()
-        for m, res in zip(metrics, results):
-            res[f"out{check}"] = {k: v.clone() for k, v in m.compute().items()}
-        for m in metrics:
-            m.reset()
-    return results
-
-
-def _check_ddp_results(results):
-    for check in range(2):
-        S, W, cls = _ddp_data(check)
-        ref = representation_gap(t(S), t(W), labels=torch.as_tensor(cls), max_components=3)
-        for res in results:
-            for key in ref:
-                np.testing.assert_allclose(float(res[f"out{check}"][key]), float(ref[key]), rtol=1e-9, err_msg=key)
-        assert torch.equal(results[0][f"shift{check}"], results[1][f"shift{check}"])  # same shift on both ranks
-    assert torch.count_nonzero(results[0]["shift0"]) == 0  # first check under DDP: no data-dependent shift
-    np.testing.assert_allclose(results[0]["shift1"].numpy(), _ddp_data(0)[0].mean(0), rtol=1e-12)  # then the global mean
-
-
-def test_ddp_sync_is_exact_with_identical_shift():
-    metrics = []
-
-    def all_gather(x, group=None):  # stands in for torch.distributed.all_gather across the 2 "ranks"
-        for name in metrics[0]._reductions:
-            if any(getattr(m, name) is x for m in metrics):
-                return [getattr(m, name).clone() for m in metrics]
-        raise AssertionError("all_gather called on a tensor that is not a metric state")
-
-    kw = dict(num_classes=2, max_components=3, distributed_available_fn=lambda: True, dist_sync_fn=all_gather)
-    metrics.extend(RepresentationGap(6, 4, **kw) for _ in range(2))
-    _check_ddp_results(_run_checks(metrics, [0, 1], 2))
-
-
-# The 2-process gloo run of this metric is end to end in tests/test_ddp.py (w2s/representation/gap_fro
-# equal to a 1-process run on the same weights).
-
-
-
-
-def test_streaming_effective_rank_equals_functional_in_uneven_batches():
-    from lightning_w2s.metrics.representation import EffectiveRank
-
-    g = torch.Generator().manual_seed(3)
-    x = 5.0 + torch.randn(301, 7, generator=g, dtype=torch.float64) @ torch.randn(7, 7, generator=g, dtype=torch.float64)
-    m = EffectiveRank()
-    for chunk in (x[:1], x[1:8], x[8:]):
-        m.update(chunk)
-    expected = effective_rank(x)
-    assert float(m.compute()) == pytest.approx(float(expected), rel=1e-10)
-    # an independent numpy reference: exp(entropy) of the normalised covariance eigenvalues
-    c = np.linalg.eigvalsh(np.cov(x.numpy().T, bias=True))
-    p = np.clip(c, 0, None) / np.clip(c, 0, None).sum()
-    p = p[p > 0]
-    assert float(m.compute()) == pytest.approx(float(np.exp(-(p * np.log(p)).sum())), rel=1e-8)

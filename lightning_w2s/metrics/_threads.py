@@ -1,0 +1,96 @@
+"""A scoped intra-op thread count for the metrics' CPU linear algebra (pure torch).
+
+Why (issue 15, measured on 2 shared cores): torch's CPU kernels run on OpenMP threads that
+*spin* while they wait for one another. When other processes keep the cores busy, a spinning
+thread steals the core its partner needs and a 0.1 s d×d computation took 1.5–32 s. Setting
+``OMP_WAIT_POLICY=PASSIVE`` before torch loads fixes it, but users' scripts do not set it. With one
+intra-op thread there is no team to wait for: the same computation beside two busy torch processes
+stayed within ~4× of its best time alone (``benchmarks/representation_gap.py`` prints the
+comparison). One thread is also what the d×d algebra gets on a loaded 2-core host anyway.
+
+The collapse comes from many short parallel regions (small products, QR, ``eigh``, element-wise
+ops), each ending in a barrier. One large matrix product is a few long regions: measured on the same
+host beside two busy processes, a 4096×4096×49 product kept within 4.3× of its time alone with the
+caller's 2 threads and 8.9× with one thread (the scheduler shares the cores per thread). So inside
+the scope, :func:`matmul` runs single large products with the caller's count again.
+
+The count is process-wide (``torch.set_num_threads``), so the scope is kept as short as the
+algebra it protects and the previous count is restored on exit, exceptions included. Another Python
+thread running torch CPU ops at the same moment would also see the lower count while the scope is
+open (Lightning's training loop runs on one thread). CUDA kernels are not affected.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import torch
+
+#: Intra-op threads used by the metrics' own linear algebra (see the module docstring).
+ALGEBRA_THREADS = 1
+
+_F = TypeVar("_F", bound=Callable)
+_saved: list[int] = []  # the counts the open scopes replaced, innermost last
+
+
+@contextmanager
+def limited_threads(num_threads: int = ALGEBRA_THREADS) -> Iterator[None]:
+    """Run the block with at most ``num_threads`` torch intra-op threads; restore the count after.
+
+    A count already at or below ``num_threads`` is left alone (never raised).
+
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with limited_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"`num_threads` must be an int >= 1, got {num_threads!r}")
+    previous = torch.get_num_threads()
+    _saved.append(previous)
+    try:
+        if previous <= num_threads:
+            yield
+            return
+        torch.set_num_threads(num_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+    finally:
+        _saved.pop()
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` with the thread count the innermost :func:`limited_threads` scope replaced (one large
+    product does not collapse under load, see the module docstring); plain ``a @ b`` outside a scope.
+
+    >>> with limited_threads(1):
+    ...     matmul(torch.eye(2), torch.ones(2, 1)).shape
+    torch.Size([2, 1])
+    """
+    inside = torch.get_num_threads()
+    if not _saved or _saved[-1] <= inside:
+        return a @ b
+    torch.set_num_threads(_saved[-1])
+    try:
+        return a @ b
+    finally:
+        torch.set_num_threads(inside)
+
+
+def single_threaded(fn: _F) -> _F:
+    """Decorator: run ``fn`` inside :func:`limited_threads` with :data:`ALGEBRA_THREADS`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with limited_threads(ALGEBRA_THREADS):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
