@@ -11,18 +11,12 @@ shifts and DDP: ``test_representation_streaming.py``; d ≥ 1024 (block Krylov) 
 
 from __future__ import annotations
 
-import doctest
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
-import lightning_w2s.metrics._eigen as eigen_module
-import lightning_w2s.metrics._gap_algebra as algebra_module
-import lightning_w2s.metrics._moments as moments_module
-import lightning_w2s.metrics._threads as threads_module
-import lightning_w2s.metrics.representation as representation_module
 from _repr_reference import assert_close, np_cka, np_gap, np_participation_ratio, np_smoother, np_top_pcs, synthetic, t
 from lightning_w2s.metrics import DEFAULT_CONSTRUCTION, RepresentationGap
 from lightning_w2s.metrics.functional import effective_rank, representation_gap
@@ -265,12 +259,6 @@ def test_bad_shapes_raise():
         RepresentationGap().update(torch.randn(5, 2), torch.randn(5, 2), labels=torch.zeros(5))
     with pytest.raises(ValueError, match="num_classes"):
         RepresentationGap(num_classes=2).update(torch.randn(3, 2), torch.randn(3, 2), labels=torch.tensor([0, 1, 2]))
-
-
-@pytest.mark.parametrize("module", [representation_module, threads_module, eigen_module, moments_module, algebra_module])
-def test_doctests(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ------------------------------------------------------------------------------------------------

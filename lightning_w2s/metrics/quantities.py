@@ -209,11 +209,14 @@ GAP_OP = declare(
     _name("representation", "gap_op"), "‖P_s(I − P_w)‖₂ (worst case)", "Xue et al. 2025 — our construction",
     kind="estimate", higher_is_better=False, needs=[Need.TEACHER_FEATURES], charts=[_GAP], tasks=BOTH)
 CKA = declare(
-    _name("representation", "cka"), "linear CKA between student and teacher features", "Kornblith et al. 2019",
+    _name("representation", "cka"),
+    "linear CKA ‖C_sw‖_F²/(‖C_s‖_F‖C_w‖_F) of the captured student and teacher features themselves (never of their "
+    "top principal components)", "Kornblith et al. 2019",
     higher_is_better=None, needs=[Need.TEACHER_FEATURES], charts=[Chart("linear CKA")], tasks=BOTH)
 EFFECTIVE_RANK = declare(
     _name("representation", "effective_rank"),
-    "exp(entropy of the student covariance's normalised eigenvalues): collapse detector", "heuristic",
+    "participation ratio tr(C)²/‖C‖_F² of the student covariance (exp of the order-2 Rényi entropy of its normalised "
+    "eigenvalues; 1 = one direction, up to the rank): collapse detector", "heuristic (participation ratio; Rényi 1961)",
     higher_is_better=True, charts=[Chart("effective rank")], tasks=BOTH)
 PRED_GAP_GOLD = declare(
     _name("representation", "pred_gap_gold"),
