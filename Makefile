@@ -8,7 +8,7 @@ DATA := data
 # slower. Passive waiting costs nothing measurable here.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test bench-data bench bench-summary bench-overhead screenshot clean
+.PHONY: install demo test bench-data bench bench-summary bench-overhead screenshot clean cli-example
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ $(DATA)/movieReviewSnippets_GroundTruth.txt: | $(STAMP)
 
 demo: install $(DATA)/movieReviewSnippets_GroundTruth.txt
 	$(PY) examples/demo.py --data $(DATA) --logdir runs/demo
+
+# The LightningCLI example (examples/cli): write its probe file, then train from the YAML.
+cli-example: install
+	$(PY) examples/cli/make_probe.py runs/cli/probe.pt
+	$(PY) examples/cli/model.py fit --config examples/cli/config.yaml
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider tests

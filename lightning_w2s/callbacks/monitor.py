@@ -11,7 +11,6 @@ and gives each submodule its own train/eval mode back: the monitor never changes
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import os
 from typing import Any, Callable
@@ -19,7 +18,7 @@ from typing import Any, Callable
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
 from lightning_utilities.core.apply_func import apply_to_collection
 from typing_extensions import override
 
@@ -32,7 +31,8 @@ from lightning_w2s.metrics.aggregator import W2SMetrics
 from lightning_w2s.probe import W2SProbe
 from lightning_w2s.tensorboard import Dashboard, tensorboard_writer
 
-log = logging.getLogger("lightning_w2s")
+#: the values a check's debug line shows (``rank_zero_debug``), when logged
+CHECK_SUMMARY = (Q.DISAGREEMENT, Q.KL_TEACHER_STUDENT, Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.ACCURACY, Q.PGR)
 
 
 class W2SMonitor(Callback):
@@ -140,6 +140,7 @@ class W2SMonitor(Callback):
         self._dashboard: Dashboard | None = None
         self._step_cadence = self.every_n_train_steps
         self._last_step_checked = -1
+        self._warned: set[str] = set()  # kinds of repeated faults already warned about (console)
         self._reset_history()
 
     def _reset_history(self) -> None:
@@ -149,6 +150,15 @@ class W2SMonitor(Callback):
         self.num_skipped = 0  # failed checks and non-finite values (logged as w2s/skipped)
         self.last_values: dict[str, float] = {}
         self.warnings_log: list[dict[str, Any]] = []
+
+    def _warn_once(self, key: str, message: str) -> None:
+        """A repeated fault warns once per kind (``key``) on the console; later ones go to debug (they
+        are counted in ``w2s/skipped``)."""
+        if key in self._warned:
+            rank_zero_debug(message)
+            return
+        self._warned.add(key)
+        rank_zero_warn(f"{message} (warned once; repeats are counted in {Q.SKIPPED} and logged at debug level)")
 
     # ------------------------------------------------------------------ identity & state
     @property
@@ -210,8 +220,7 @@ class W2SMonitor(Callback):
             return
         # resolves the layer now: an unknown name fails at fit start, listing close matches
         self._capture = FeatureCapture(pl_module, layer=self.layer, capture=self.capture, pooling=self.pooling).attach()
-        if trainer.is_global_zero:
-            log.info("W2SMonitor: student representation = %s", self._capture.describe())
+        rank_zero_info(f"W2SMonitor: the student's representation is the {self._capture.describe()}")
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -232,10 +241,10 @@ class W2SMonitor(Callback):
         self._step_cadence = self._cadence(trainer)
         writer = tensorboard_writer(trainer.loggers) if trainer.is_global_zero else None
         self._dashboard = Dashboard(writer, self.figure_every_n_checks) if writer is not None else None
-        if trainer.is_global_zero and Q.Need.TEACHER_ACCURACY in self.metrics.provides:
-            band = ("exact: teacher accuracy and disagreement on the same covered gold probe points" if self.probe.has_gold
-                    else "approximate: user-given `teacher_score` ± held-out disagreement (up to the score's sampling error)")
-            log.info("W2SMonitor: accuracy band %s|upper is %s", Q.ACCURACY_LOWER, band)
+        if Q.Need.TEACHER_ACCURACY in self.metrics.provides:
+            band = ("exact: teacher accuracy ± disagreement on the same covered gold probe points" if self.probe.has_gold
+                    else "approximate: the user-given `teacher_score` ± held-out disagreement (up to the score's sampling error)")
+            rank_zero_info(f"W2SMonitor: the accuracy band {Q.ACCURACY_LOWER}|upper is {band}")
 
     def _check_shapes(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """One tiny forward pass on every rank (same count everywhere) before training, in eval +
@@ -355,8 +364,8 @@ class W2SMonitor(Callback):
             raise failure
         if trainer.strategy.reduce_boolean_decision(failure is not None, all=False):
             reason = f"{type(failure).__name__}: {failure}" if failure is not None else "a failure on another rank"
-            rank_zero_warn(f"W2SMonitor: check {self.num_checks + self.num_failed} failed and was skipped ({reason}); "
-                           "training goes on")
+            self._warn_once(f"failed:{type(failure).__name__}", f"W2SMonitor: check {self.num_checks + self.num_failed} "
+                            f"failed and was skipped ({reason}); training goes on")
             self.num_failed += 1
             self.num_skipped += 1
             self._publish(trainer, pl_module, {}, on_step)
@@ -372,10 +381,11 @@ class W2SMonitor(Callback):
         bad = [name for name, v in logged.items() if not math.isfinite(v)]
         if bad:
             self.num_skipped += len(bad)
-            rank_zero_warn(
+            self._warn_once(
+                f"non-finite:{','.join(bad)}",
                 f"W2SMonitor: non-finite value(s) at check {self.num_checks + self.num_failed - 1} skipped (not logged): "
                 f"{', '.join(bad)}. Usual causes: NaN/Inf in the student's outputs or features, or a rank-degenerate "
-                "representation"
+                "representation",
             )
         logged = {name: v for name, v in logged.items() if name not in bad}
         logged[Q.SKIPPED] = float(self.num_skipped)
@@ -387,6 +397,8 @@ class W2SMonitor(Callback):
         self.last_values = logged
         if not values:
             return
+        rank_zero_debug(f"W2SMonitor check {self.num_checks} (step {trainer.global_step}): " + ", ".join(
+            f"{name} {logged[name]:.4g}" for name in CHECK_SUMMARY if name in logged))
         new_alerts = self.alerts.update(logged)
         for alert in new_alerts:
             self.warnings_log.append({"check": self.num_checks, "step": trainer.global_step, **alert.as_dict()})
@@ -395,4 +407,5 @@ class W2SMonitor(Callback):
             try:
                 self._dashboard.update(self.num_checks, trainer.global_step, logged, self.metrics.extras, new_alerts)
             except Exception as exc:  # noqa: BLE001 - a drawing problem never stops training
-                rank_zero_warn(f"W2SMonitor: TensorBoard extras failed at check {self.num_checks}: {exc}")
+                self._warn_once(f"dashboard:{type(exc).__name__}", f"W2SMonitor: TensorBoard extras failed at check "
+                                f"{self.num_checks}: {exc}")
