@@ -305,7 +305,7 @@ class W2SProbe:
         """Run ``teacher`` once over ``inputs`` (eval, no grad, every submodule's mode restored after)
         and build a probe from its logits and the representation of ``layer`` (default: the input of
         its last ``nn.Linear``)."""
-        from lightning_w2s.features import FeatureCapture, default_forward, eval_mode
+        from lightning_w2s.features import FeatureCapture, default_forward, eval_mode, logits_of
 
         holder = cls.__new__(cls)
         holder.inputs = cls._check_inputs(inputs)
@@ -317,7 +317,7 @@ class W2SProbe:
             with eval_mode(teacher):
                 for _, _, batch in holder.iter_batches(batch_size=batch_size):
                     capture.set_batch(batch)
-                    logits.append(forward(teacher, batch).detach().float().cpu())
+                    logits.append(logits_of(forward(teacher, batch)).detach().float().cpu())
                     feats.append(capture.pop().float().cpu())
         finally:
             capture.detach()

@@ -24,8 +24,8 @@ from typing_extensions import override
 
 from lightning_w2s._validation import check_choice, check_scalar, describe
 from lightning_w2s.alerts import AlertTracker
-from lightning_w2s.callbacks._publish import forget, log_values
-from lightning_w2s.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode
+from lightning_w2s.callbacks._publish import forget, log_values, logger_step
+from lightning_w2s.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode, logits_of
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import W2SMetrics
 from lightning_w2s.probe import W2SProbe
@@ -57,8 +57,10 @@ class W2SMonitor(Callback):
         batch_size: probe batch size.
         eps: probability clamp before logarithms.
         student_output: ``"logits"`` (softmax applied) or ``"probs"``.
-        forward_fn: ``fn(pl_module, batch) -> logits``; default calls the module (dict batches as
-            keyword arguments).
+        forward_fn: ``fn(pl_module, batch) -> logits`` (or a model output holding them, read as the
+            default does); default: :func:`~lightning_w2s.features.default_forward` (dict batches as
+            keyword arguments, checked against the forward's signature at fit start; ``.logits``
+            of Hugging Face outputs).
         every_n_train_steps: if set, check every that many optimizer steps (own probe pass in
             eval/no-grad, each submodule's mode restored) *instead of* at each validation epoch end.
             A cadence that cannot fire within the fit warns at fit start and falls back to the
@@ -224,6 +226,8 @@ class W2SMonitor(Callback):
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self._dashboard is not None:
+            self._dashboard.close()  # the reference runs' files (a fit that raised never reached on_train_end)
         if self._capture is not None:
             self._capture.detach()
             self._capture = None
@@ -240,11 +244,23 @@ class W2SMonitor(Callback):
                 self.metrics.set_neighbours(table)
         self._step_cadence = self._cadence(trainer)
         writer = tensorboard_writer(trainer.loggers) if trainer.is_global_zero else None
-        self._dashboard = Dashboard(writer, self.figure_every_n_checks) if writer is not None else None
+        self._dashboard = Dashboard(writer, self.figure_every_n_checks, self._context()) if writer is not None else None
         if Q.Need.TEACHER_ACCURACY in self.metrics.provides:
             band = ("exact: teacher accuracy ± disagreement on the same covered gold probe points" if self.probe.has_gold
                     else "approximate: the user-given `teacher_score` ± held-out disagreement (up to the score's sampling error)")
             rank_zero_info(f"W2SMonitor: the accuracy band {Q.ACCURACY_LOWER}|upper is {band}")
+
+    def _context(self) -> dict[str, Any]:
+        """The configuration rows of the dashboard's constants table."""
+        rows: dict[str, Any] = {"probe": repr(self.probe)}
+        if self.train_probe is not None:
+            rows["train probe"] = repr(self.train_probe)
+        for key in ("teacher_score", "ceiling_score"):
+            if getattr(self, key) is not None:
+                rows[f"`{key}`"] = getattr(self, key)
+        if self._capture is not None:
+            rows["student representation"] = self._capture.describe()
+        return rows
 
     def _check_shapes(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """One tiny forward pass on every rank (same count everywhere) before training, in eval +
@@ -323,7 +339,7 @@ class W2SMonitor(Callback):
         if self._dashboard is None:
             return
         try:
-            self._dashboard.finish(trainer.global_step, self.metrics.extras, self.num_checks)
+            self._dashboard.finish(self.metrics.extras)
         except Exception as exc:  # noqa: BLE001 - a drawing problem never costs the fit
             rank_zero_warn(f"W2SMonitor: reliability diagrams at fit end failed: {exc}")
 
@@ -335,7 +351,7 @@ class W2SMonitor(Callback):
         batch = apply_to_collection(batch, torch.Tensor, lambda t: t.to(pl_module.dtype) if t.is_floating_point() else t)
         self._capture.set_batch(batch)
         with trainer.precision_plugin.forward_context():
-            out = self.forward_fn(pl_module, batch)
+            out = logits_of(self.forward_fn(pl_module, batch))  # a forward_fn may return a model output too
         feats = self._capture.pop()
         out = out.double()  # cast before anything enters a sum state (bf16/fp16 runs included)
         probs = torch.softmax(out, dim=-1) if self.student_output == "logits" else out
@@ -405,7 +421,7 @@ class W2SMonitor(Callback):
             rank_zero_warn(f"W2SMonitor [{alert.regime}]: {alert.message}")
         if self._dashboard is not None:
             try:
-                self._dashboard.update(self.num_checks, trainer.global_step, logged, self.metrics.extras, new_alerts)
+                self._dashboard.update(self.num_checks, logger_step(trainer, on_step), logged, self.metrics.extras, new_alerts)
             except Exception as exc:  # noqa: BLE001 - a drawing problem never stops training
                 self._warn_once(f"dashboard:{type(exc).__name__}", f"W2SMonitor: TensorBoard extras failed at check "
                                 f"{self.num_checks}: {exc}")
