@@ -76,10 +76,12 @@ bench-validity: bench-data
 clean:
 	rm -rf runs lightning_logs .pytest_cache
 
-# README screenshot: the demo's W2S dashboard in a real TensorBoard server, headless Chromium.
+# README screenshots: the demo's W2S dashboard in a real TensorBoard server, headless Chromium
+# (the custom-scalars tab, and the text tab with the constants of the probe and the warnings).
 screenshot: demo
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
-	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard.png
+	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard.png custom_scalars
+	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard_text.png text
 
 # Stopping regret (issue 8 §2): each (task, seed) trained once with the monitor, every stopping rule
 # replayed offline; default policy chosen on seeds 0-2, reported on held-out seeds 3-7.
