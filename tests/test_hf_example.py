@@ -74,8 +74,8 @@ def test_mean_pooling_of_the_named_layer_ignores_padding(tokenizer):
     states: padding a sentence further does not change it."""
     from lightning_w2s.features import FeatureCapture
 
-    model = _tiny_bert(tokenizer.vocab_size).eval()
-    student = hf.HFStudent(model)
+    model = _tiny_bert(tokenizer.vocab_size)
+    student = hf.HFStudent(model).eval()  # the example trains with dropout on; compare without it
     capture = FeatureCapture(student, layer=hf.last_encoder_layer(model), pooling="mean").attach()
     short = hf.tokenize(tokenizer, ["a fine film", "the worst plot ever written"], max_length=16)
     padded = tokenizer(["a fine film", "the worst plot ever written"], padding="max_length", max_length=16,
