@@ -2,7 +2,7 @@
 
 DESIGN §1: the student's representation ``h_s(x)`` is the output (or input) of a named submodule,
 captured during the probe pass and pooled. Default: the *input* of the model's last ``nn.Linear``
-(the features the classification head reads), announced once in the log.
+(the features the classification head reads), announced on the console at fit start.
 
 Written by hand because no library offers "hook a layer by name, pool HF-style sequence outputs
 with the attention mask, and fail early with close-match suggestions".

@@ -32,8 +32,6 @@ from lightning_w2s.tensorboard import (
     Dashboard,
     build_layout,
     figure_to_image,
-    format_constants,
-    format_warnings,
     is_reference_run,
     layout_tags,
     tensorboard_order,
@@ -41,6 +39,7 @@ from lightning_w2s.tensorboard import (
     write_markdown,
     write_reliability,
 )
+from lightning_w2s.tensorboard_text import format_constants, format_warnings
 
 MISFIT = [Q.KL_TEACHER_STUDENT, Q.KL_STUDENT_TEACHER, Q.DISAGREEMENT, Q.SQ]
 WILSON = [Q.lower(Q.DISAGREEMENT), Q.upper(Q.DISAGREEMENT)]

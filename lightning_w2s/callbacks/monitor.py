@@ -46,7 +46,7 @@ class W2SMonitor(Callback):
         train_probe: optional probe built from a fixed slice of the *training* inputs with their
             teacher labels; logged under ``w2s/train_misfit/...``.
         layer: submodule whose representation is captured; ``None`` = the input of the model's last
-            ``nn.Linear`` (announced once in the log).
+            ``nn.Linear`` (the console says which layer is captured, at fit start).
         teacher_score: the teacher's gold score (accuracy), used for PGR and the accuracy band when
             the probe has no gold.
         ceiling_score: the strong ceiling's gold score, for PGR (Burns et al. 2023).
