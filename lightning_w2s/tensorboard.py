@@ -85,8 +85,8 @@ def _check_names(names: Any) -> list[str]:
 
 def _margin_or_lines(spec: Q.ChartSpec, own: dict[str, str]) -> list:
     """A band chart: a Margin chart when the student's run logs its three tags (or, without the
-    value, both ends: the band alone, its lower end as the line); else the value (or the end that is
-    logged) as one line."""
+    value, both ends: the band alone, its lower end as the line, under the chart's ``band_title``);
+    else the value (or the end that is logged) as one line."""
     if {"value", "lower", "upper"} <= set(own):
         return ["Margin", [own["value"], own["lower"], own["upper"]]]
     if {"lower", "upper"} <= set(own):
@@ -124,7 +124,9 @@ def build_layout(names: Iterable[str]) -> dict[str, dict[str, list]]:
         if own is None:
             continue
         chart = ["Multiline", [_exact(spec.tags["line"])]] if not spec.band else _margin_or_lines(spec, own)
-        sections.setdefault(Q.SECTIONS.get(spec.section, spec.section), []).append((spec.title, chart))
+        band_alone = spec.band and "value" not in own and chart[0] == "Margin"
+        title = spec.band_title if band_alone and spec.band_title else spec.title
+        sections.setdefault(Q.SECTIONS.get(spec.section, spec.section), []).append((title, chart))
     for name in sorted(n for n in logged if not Q.is_registered(n)):
         _, family, quantity = name.split("/", 2)
         sections.setdefault(family, []).append((quantity, ["Multiline", [_exact(name)]]))

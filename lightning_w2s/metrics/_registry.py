@@ -79,7 +79,8 @@ class Chart:
     ``teacher`` of the student's accuracy chart. ``value``: write that constant instead of the
     quantity's value (a reference defined to be constant, e.g. the teacher's PGR, 0), at the checks
     where the chart's own tag is logged. ``order``: position within the section (lower first, then
-    registry order), for the headline.
+    registry order), for the headline. ``band_title``: the title of a band chart whose value is not
+    logged (the band alone, drawn with its lower end as the line).
 
     >>> [(c.title, c.role) for c in lookup(lower(name("misfit", "disagreement"))).charts]
     [('student–teacher disagreement on held-out probe points (Wilson 95%)', 'lower')]
@@ -91,6 +92,7 @@ class Chart:
     run: str | None = None
     value: float | None = None
     order: int = 0
+    band_title: str | None = None
 
 
 #: a constant of the probe (a :class:`Chart` role): text, not a flat line
@@ -278,6 +280,7 @@ class ChartSpec:
     title: str
     tags: dict
     sources: tuple
+    band_title: str | None = None
 
     @property
     def band(self) -> bool:
@@ -304,8 +307,10 @@ def charts() -> list[ChartSpec]:
         for chart in q.charts:
             if chart.role == "constant":
                 continue
-            entry = found.setdefault((chart.section or q.family, chart.title), {"tags": {}, "sources": [], "order": chart.order})
+            entry = found.setdefault((chart.section or q.family, chart.title), {"tags": {}, "sources": [], "order": chart.order,
+                                                                             "band_title": None})
             entry["order"] = min(entry["order"], chart.order)
+            entry["band_title"] = entry["band_title"] or chart.band_title
             role = _role(chart)
             if chart.run is None and chart.value is None:
                 if entry["tags"].get(role, q.name) != q.name:
@@ -321,7 +326,7 @@ def charts() -> list[ChartSpec]:
             tags = {role: entry["sources"][0][0].replace("_{i}", "")}
         if "line" in tags and len(tags) > 1 or "line" not in tags and "value" not in tags and len(tags) < 2:
             raise ValueError(f"chart {title!r}: a chart is one line tag or a value/lower/upper band, got {sorted(tags)}")
-        out.append(ChartSpec(section, title, tags, tuple(entry["sources"])))
+        out.append(ChartSpec(section, title, tags, tuple(entry["sources"]), entry["band_title"]))
     order = {(section, title): entry["order"] for (section, title), entry in found.items()}
     return sorted(out, key=lambda c: (rank.get(c.section, len(rank)), order[c.section, c.title]))
 

@@ -114,7 +114,8 @@ ECE_VS_GOLD, MCE_VS_GOLD, TEACHER_ECE_VS_GOLD, TEACHER_MCE_VS_GOLD = (
 # the headline's band: the student's accuracy on covered gold points within teacher ± disagreement, with the
 # teacher's accuracy (the band's centre) as reference run `teacher`; without gold, the label-free band alone
 _BAND = Chart("accuracy on covered gold points: student vs teacher, in the 0/1 band teacher ± disagreement", "headline",
-              order=2)
+              order=2, band_title="0/1 band on the student's accuracy, label-free: teacher_score ± held-out "
+                                  "disagreement (the line is its lower end)")
 _GOLD = dict(needs=[Need.GOLD], may_be_undefined=True, interval=True)
 ACCURACY = declare(
     _name("gold", "accuracy"), "student accuracy on gold probe points", "definition", higher_is_better=True,
