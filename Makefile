@@ -8,7 +8,7 @@ DATA := data
 # slower. Passive waiting costs nothing measurable here.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test bench-data bench bench-summary bench-overhead screenshot clean
+.PHONY: install demo test bench-data bench bench-summary bench-overhead screenshot clean cli-example
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ $(DATA)/movieReviewSnippets_GroundTruth.txt: | $(STAMP)
 
 demo: install $(DATA)/movieReviewSnippets_GroundTruth.txt
 	$(PY) examples/demo.py --data $(DATA) --logdir runs/demo
+
+# The LightningCLI example (examples/cli): write its probe file, then train from the YAML.
+cli-example: install
+	$(PY) examples/cli/make_probe.py runs/cli/probe.pt
+	$(PY) examples/cli/model.py fit --config examples/cli/config.yaml
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider tests
@@ -78,10 +83,12 @@ bench-validity: bench-data
 clean:
 	rm -rf runs lightning_logs .pytest_cache
 
-# README screenshot: the demo's W2S dashboard in a real TensorBoard server, headless Chromium.
+# README screenshots: the demo's W2S dashboard in a real TensorBoard server, headless Chromium
+# (the custom-scalars tab, and the text tab with the constants of the probe and the warnings).
 screenshot: demo
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
-	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard.png
+	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard.png custom_scalars
+	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard_text.png text
 
 # Stopping regret (issue 8 §2): each (task, seed) trained once with the monitor, every stopping rule
 # replayed offline; default policy chosen on seeds 0-2, reported on held-out seeds 3-7.

@@ -49,7 +49,15 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402
 from examples import demo_data  # noqa: E402
 
-logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # no GPU/TPU/tip banners
+class _OnlyW2S(logging.Filter):
+    """Lightning's GPU/TPU/tip banners off; the monitor's and the stopper's console messages (which go
+    through the same rank-zero logger) on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage().startswith("W2S")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_OnlyW2S())
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
 warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # the ceiling has no val loop
@@ -195,17 +203,19 @@ def main(argv: list[str] | None = None) -> int:
             if k.endswith(("_lower", "_upper")) or k == "w2s/skipped":
                 continue
             band = f"  [{w2s[k + '_lower']:.3f}, {w2s[k + '_upper']:.3f}]" if k + "_lower" in w2s and k + "_upper" in w2s else ""
-            print(f"  {k:<40s} {w2s[k]:8.4f}{band}")
+            note = "  <- PGR on the probe (its gold points vs teacher_score, ceiling_score)" if k == "w2s/gold/pgr" else ""
+            print(f"  {k:<40s} {w2s[k]:8.4f}{band}{note}")
         hidden = len([k for k in w2s if k not in shown and not k.endswith(("_lower", "_upper")) and k != "w2s/skipped"])
         if hidden > 0:
             print(f"  ... and {hidden} more (--all-metrics, or TensorBoard)")
     print(f"\nlogs: {logger.log_dir}")
     print(f"view: tensorboard --logdir {args.logdir}")
-    print(f"\n{'model':<44s}{'gold accuracy (test)':>22s}")
+    print(f"\nOn the held-out test split ({len(test['gold'])} sentences, never seen by the monitor):")
+    print(f"{'model':<44s}{'gold accuracy (test)':>22s}")
     print(f"{'teacher (keyword rule, abstain = coin)':<44s}{teacher_score:>22.3f}")
     print(f"{'student (MLP on MiniLM, teacher labels)':<44s}{student_score:>22.3f}")
     print(f"{'ceiling (MLP on MiniLM, gold labels)':<44s}{ceiling_score:>22.3f}")
-    print(f"{'PGR = (student-teacher)/(ceiling-teacher)':<44s}{pgr:>22.3f}")
+    print(f"{'PGR on test = (student-teacher)/(ceiling-teacher)':<50s}{pgr:>16.3f}")
     print(f"\nstudent training {t_student:.1f}s ({args.epochs} epochs); total wall time {time.perf_counter() - t_start:.1f}s")
     return 0
 

@@ -30,7 +30,7 @@ from lightning_w2s.metrics import quantities as Q
 
 @dataclass
 class Alert:
-    """One warning: its regime, a message and the check's values.
+    """One warning: its regime, a message and the values its rule read at that check.
 
     >>> Alert("gain_exhausted", "no gain left", {Q.SQ: 0.1}).as_dict()["regime"]
     'gain_exhausted'
@@ -93,8 +93,8 @@ class AlertTracker:
                 self.active.discard(regime)
             elif regime not in self.active:
                 self.active.add(regime)
-                values_now = {k: v for k, v in values.items() if k.startswith(Q.PREFIX + "/")}
-                new.append(Alert(regime, f"{rule.basis}: {rule.describe()}", values_now))
+                read = {k: values[k] for k in rule.needs() if k in values}  # what the rule read, not the whole check
+                new.append(Alert(regime, f"{rule.basis}: {rule.describe()}", read))
         self.checks += 1
         return new
 

@@ -2,7 +2,7 @@
 
 DESIGN §1: the student's representation ``h_s(x)`` is the output (or input) of a named submodule,
 captured during the probe pass and pooled. Default: the *input* of the model's last ``nn.Linear``
-(the features the classification head reads), announced once in the log.
+(the features the classification head reads), announced on the console at fit start.
 
 Written by hand because no library offers "hook a layer by name, pool HF-style sequence outputs
 with the attention mask, and fail early with close-match suggestions".
@@ -10,9 +10,11 @@ with the attention mask, and fail early with close-match suggestions".
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import inspect
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -61,14 +63,100 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 def default_forward(module: nn.Module, batch: Any) -> torch.Tensor:
     """Call ``module`` on a probe batch and return its logits.
 
-    A dict batch is passed as keyword arguments; outputs that are tuples take their first element,
-    and objects with ``.logits`` (Hugging Face style) return that.
+    A dict batch is passed as keyword arguments (its keys checked against the forward's signature
+    first: :func:`check_forward_keys`); the output may be a tensor, an object with a ``.logits``
+    tensor (Hugging Face ``SequenceClassifierOutput``), a dict with a ``"logits"`` entry, or a tuple
+    whose first entry is the logits (:func:`logits_of`). Anything else needs ``forward_fn=``, and
+    the errors say so.
+
+    >>> default_forward(nn.Linear(3, 2), torch.zeros(4, 3)).shape
+    torch.Size([4, 2])
     """
-    out = module(**batch) if isinstance(batch, dict) else module(batch)
-    return _first_tensor(out, "the model's output")
+    if isinstance(batch, dict):
+        check_forward_keys(module, batch)
+        out = module(**batch)
+    else:
+        out = module(batch)
+    return logits_of(out)
+
+
+FORWARD_FN_HINT = (
+    "pass `forward_fn=` (to `W2SMonitor` or `W2SProbe.from_teacher`): a function `fn(module, batch) -> logits` "
+    "that calls the model your way"
+)
+
+
+def check_forward_keys(module: nn.Module, batch: dict) -> None:
+    """Raise a ``TypeError`` naming the fix when ``module(**batch)`` cannot work: a key of the probe's
+    dict inputs that the module's ``forward`` does not take (e.g. a tokenizer's ``token_type_ids``),
+    or a ``forward(self, batch)`` that takes the dict as one argument. A ``forward`` with ``**kwargs``,
+    or one whose signature cannot be read, is trusted.
+
+    >>> class Net(nn.Module):
+    ...     def forward(self, input_ids, attention_mask=None):
+    ...         return input_ids
+    >>> check_forward_keys(Net(), {"input_ids": 0, "attention_mask": 1})
+    >>> check_forward_keys(Net(), {"input_ids": 0, "token_type_ids": 1})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: the probe's inputs have key(s) ['token_type_ids'] that `Net.forward(input_ids, attention_mask=None)` does not take. Drop them from the probe (...), or pass `forward_fn=` ...
+    """
+    try:
+        signature = inspect.signature(module.forward)
+    except (TypeError, ValueError):  # a builtin or C forward: nothing to read
+        return
+    params = signature.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    takes = {p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    extra = [k for k in batch if k not in takes]
+    if not extra:
+        return
+    forward = f"`{type(module).__name__}.forward{signature}`"
+    kept = [p.name for p in params if p.name in batch]
+    if not kept:
+        raise TypeError(
+            f"the probe's inputs are a dict (keys {list(batch)}), which the default forward passes as keyword "
+            f"arguments (`model(**inputs)`), but {forward} takes none of them: it seems to take the whole batch as one "
+            f"argument. To call it that way, {FORWARD_FN_HINT}, e.g. `forward_fn=lambda module, batch: module(batch)`"
+        )
+    raise TypeError(
+        f"the probe's inputs have key(s) {extra} that {forward} does not take. Drop them from the probe "
+        f"(`W2SProbe({{k: v for k, v in inputs.items() if k not in {extra}}}, ...)`), or {FORWARD_FN_HINT}, e.g. "
+        f"`forward_fn=lambda module, batch: module({', '.join(f'{k}=batch[{k!r}]' for k in kept)})`"
+    )
+
+
+def logits_of(out: Any) -> torch.Tensor:
+    """The logits in a model's output: a tensor, a ``.logits`` tensor, a ``"logits"`` dict entry, or
+    the first entry of a tuple; anything else raises a ``TypeError`` naming ``forward_fn=``."""
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(out, Mapping) and isinstance(out.get("logits"), torch.Tensor):
+        return out["logits"]
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    fields = [f.name for f in dataclasses.fields(out)] if dataclasses.is_dataclass(out) else []
+    if isinstance(out, Mapping) and out:
+        pick = f"[{next(iter(out))!r}]"
+    else:
+        pick = f".{fields[0]}" if fields else "..."
+    raise TypeError(
+        f"cannot find the logits in the model's output: got "
+        + (f"a {type(out).__name__} dataclass with fields {fields}" if fields else describe(out))
+        + ". The default forward takes a Tensor, an object with a `.logits` tensor (Hugging Face outputs), a dict "
+        f"with a 'logits' entry or a tuple whose first entry is the logits; otherwise {FORWARD_FN_HINT} and returns "
+        f"the (batch, num_classes) logits, e.g. `forward_fn=lambda module, batch: module(**batch){pick}` for dict "
+        "inputs (`student_output='probs'` if it returns probabilities)"
+    )
 
 
 def _first_tensor(out: Any, what: str) -> torch.Tensor:
+    """The tensor in a layer's input or output (a Hugging Face layer returns a tuple or a
+    ``last_hidden_state`` object)."""
     if isinstance(out, torch.Tensor):
         return out
     for attr in ("logits", "last_hidden_state"):
@@ -76,7 +164,7 @@ def _first_tensor(out: Any, what: str) -> torch.Tensor:
             return getattr(out, attr)
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]
-    raise TypeError(f"cannot find a tensor in {what}: got {describe(out)}")
+    raise TypeError(f"cannot find a tensor in {what}: got {describe(out)}; choose another `layer=` or `capture=`")
 
 
 def find_last_linear(module: nn.Module) -> str:

@@ -34,6 +34,10 @@ from lightning_w2s._validation import (
 )
 
 FORMAT = "lightning_w2s.W2SProbe/1"
+#: how to write a probe file (the load errors say it)
+HOW_TO_SAVE = (
+    "`W2SProbe(inputs, teacher_labels=labels, ...).save(path)` (numpy arrays are accepted and saved as tensors)"
+)
 
 
 def _teacher_probs(source: str, raw: Any, n: int, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -345,12 +349,33 @@ class W2SProbe:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "W2SProbe":
-        """Load a probe written by :meth:`save`; uses ``torch.load(weights_only=True)`` (no pickled code)."""
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"`probe` path {str(path)!r} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        """Load a probe written by :meth:`save`; uses ``torch.load(weights_only=True)`` (no pickled code).
+
+        A missing file raises ``FileNotFoundError``; a file that is not a saved probe (numpy arrays or
+        other Python objects pickled with ``torch.save``, an ``np.save`` file, a plain dict of tensors)
+        raises ``ValueError`` saying how to save one.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"`path` must be a str or os.PathLike naming a probe file, got {describe(path)}")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"probe file {str(path)!r} {'is a directory' if os.path.isdir(path) else 'does not exist'}: "
+                f"write one first with {HOW_TO_SAVE}"
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, KeyError, RuntimeError... by content
+            refused = next((line.strip().split(" was not ")[0] for line in str(exc).splitlines() if "Unsupported global" in line), "")
+            raise ValueError(
+                f"{str(path)!r} is not a probe file written by `W2SProbe.save`: torch.load(weights_only=True) could not "
+                f"read it ({type(exc).__name__}{': ' + refused if refused else ''}). A probe file holds tensors only "
+                f"(no numpy arrays or other Python objects); write it with {HOW_TO_SAVE}"
+            ) from exc
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ValueError(f"{str(path)!r} is not a saved W2SProbe (missing format tag)")
+            got = f"a dict with keys {sorted(map(str, state))}" if isinstance(state, dict) else describe(state)
+            raise ValueError(
+                f"{str(path)!r} is not a saved W2SProbe (no {FORMAT!r} format tag; it holds {got}); write it with {HOW_TO_SAVE}"
+            )
         return cls(state["inputs"], teacher_probs=state.get("teacher_probs"), teacher_values=state.get("teacher_values"),
                    gold=state["gold"], covered=state["covered"], teacher_features=state["teacher_features"])
 
@@ -369,7 +394,7 @@ class W2SProbe:
         """Run ``teacher`` once over ``inputs`` (eval, no grad, every submodule's mode restored after)
         and build a probe from its logits and the representation of ``layer`` (default: the input of
         its last ``nn.Linear``)."""
-        from lightning_w2s.features import FeatureCapture, default_forward, eval_mode
+        from lightning_w2s.features import FeatureCapture, default_forward, eval_mode, logits_of
 
         holder = cls.__new__(cls)
         holder.inputs = cls._check_inputs(inputs)
@@ -381,7 +406,7 @@ class W2SProbe:
             with eval_mode(teacher):
                 for _, _, batch in holder.iter_batches(batch_size=batch_size):
                     capture.set_batch(batch)
-                    logits.append(forward(teacher, batch).detach().float().cpu())
+                    logits.append(logits_of(forward(teacher, batch)).detach().float().cpu())
                     feats.append(capture.pop().float().cpu())
         finally:
             capture.detach()

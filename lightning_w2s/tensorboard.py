@@ -1,48 +1,59 @@
-"""TensorBoard extras for the W2S monitor: a custom-scalars layout, reliability diagrams, markdown.
+"""TensorBoard extras for the W2S monitor: a custom-scalars dashboard, reliability diagrams, markdown.
 
 DESIGN §3 ("TensorBoard extras only when a ``TensorBoardLogger`` is present, written on rank 0").
 Middle floor of the package: plain functions that take a ``SummaryWriter`` (``torch.utils.tensorboard``
-or ``tensorboardX``: only ``add_custom_scalars``, ``add_image`` and ``add_text`` are called) and
-never import the callbacks; the monitor calls them through :class:`Dashboard`.
+or ``tensorboardX``: only ``add_custom_scalars``, ``add_scalar``, ``add_image``, ``add_text`` and
+``get_logdir`` are called) and never import the callbacks; the monitor calls them through
+:class:`Dashboard`.
 
-- :func:`build_layout` / :func:`write_layout`: a custom-scalars dashboard layout for the logged
-  ``w2s/<family>/<quantity>`` names, read from the quantities registry
-  (:mod:`lightning_w2s.metrics.quantities`): each quantity's charts (*Multiline* charts grouping
-  related quantities, *Margin* charts for ``value / lower / upper`` bands), in registry order,
-  sections in :data:`~lightning_w2s.metrics.quantities.SECTIONS` order. Names that are not logged
-  produce no chart; a ``w2s/...`` name the registry does not know gets a chart of its own.
+- :func:`build_layout` / :func:`write_layout`: the custom-scalars layout, read from the quantities
+  registry's charts (:func:`lightning_w2s.metrics.quantities.charts`), sections in
+  :data:`~lightning_w2s.metrics.quantities.SECTIONS` order (the headline "does the student beat its
+  teacher?" first). **Every chart draws one tag**: a Multiline chart of one tag, or a Margin chart
+  (value with a shaded band). Its several lines are TensorBoard *runs*, which TensorBoard colours
+  apart and names in its run list: the student's run (the logger's) and the reference runs
+  :class:`Dashboard` writes into sub-folders of it (``teacher``, ``ceiling``, ``train_probe``,
+  ``predicted_gain``, ``class_<i>``; :func:`~lightning_w2s.metrics.quantities.reference_values`).
+  Several tags of one run in one chart would share one colour (TensorBoard colours by run) and be
+  told apart only by hovering. Names that are not logged produce no chart; a ``w2s/...`` name the
+  registry does not know gets a chart of its own.
+- Constants of the probe (the teacher's accuracy, calibration and class share, α_i) are written once
+  as a markdown table (``w2s/constants``), never as flat lines; warnings as markdown
+  (``w2s/warnings``); the markdown itself: :mod:`lightning_w2s.tensorboard_text`.
 - :func:`write_reliability` / :func:`figure_to_image`: a reliability diagram drawn from the
   calibration histogram state (:func:`~lightning_w2s.figures.reliability_figure`, Guo et al. 2017),
   rendered and written as an image.
-- :func:`format_warnings`, :func:`write_markdown`: warnings as markdown text.
+- :func:`write_markdown`: markdown text (``add_text``).
 
-What this module never does: ``add_hparams`` and ``add_scalars``. Both write extra event files in
-sub-folders of the log dir, which TensorBoard shows as stray runs (DESIGN §3); the scalars
-themselves reach TensorBoard through ``pl_module.log`` and the logger. Figures are rendered with
-the Agg canvas, never ``pyplot`` (no figure registered with pyplot, no backend switched).
+What this module never does: ``add_hparams`` and ``add_scalars``, which write extra event folders
+named after tags (stray runs, DESIGN §3); the only sub-folders are the reference runs above, written
+deliberately and named after what they hold. The student's scalars reach TensorBoard through
+``pl_module.log`` and the logger. Figures are rendered with the Agg canvas, never ``pyplot``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lightning_w2s._validation import describe
 from lightning_w2s.figures import reliability_figure, reliability_summary
 from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.tensorboard_text import RUN_GUIDE, format_constants, format_warnings
 
 __all__ = [
     "Dashboard",
     "build_layout",
     "figure_to_image",
-    "format_warnings",
+    "is_reference_run",
     "layout_tags",
+    "tensorboard_order",
     "tensorboard_writer",
     "write_layout",
     "write_markdown",
@@ -72,57 +83,67 @@ def _check_names(names: Any) -> list[str]:
     return out
 
 
-def _placed(names: list[str]) -> list[tuple[str, Q.Quantity | None]]:
-    """The ``w2s/<family>/<quantity>`` names with their registry entry, in registry order (unknown
-    names last, alphabetically)."""
-    order = {name: i for i, name in enumerate(Q.QUANTITIES)}
-    out = []
-    for name in names:
-        if name.startswith(Q.PREFIX + "/") and name.count("/") >= 2:
-            q = Q.lookup(name) if Q.is_registered(name) else None
-            out.append((name, q))
-    return sorted(out, key=lambda item: (item[1] is None, order[item[1].name] if item[1] else 0, item[0]))
+def _margin_or_lines(spec: Q.ChartSpec, own: dict[str, str]) -> list:
+    """A band chart: a Margin chart when the student's run logs its three tags (or, without the
+    value, both ends: the band alone, its lower end as the line, under the chart's ``band_title``);
+    else the value (or the end that is logged) as one line."""
+    if {"value", "lower", "upper"} <= set(own):
+        return ["Margin", [own["value"], own["lower"], own["upper"]]]
+    if {"lower", "upper"} <= set(own):
+        return ["Margin", [own["lower"], own["lower"], own["upper"]]]
+    tag = own.get("value") or next(iter(own.values()), spec.tags.get("value"))
+    return ["Multiline", [_exact(tag)]]
+
+
+def _drawn(spec: Q.ChartSpec, logged: set[str], referenced: set[str]) -> dict[str, str] | None:
+    """The chart's tags the student's run logs, or ``None`` when no run draws anything in the chart
+    (``referenced``: the tags the reference runs write)."""
+    own = {role: tag for role, tag in spec.tags.items() if tag in logged}
+    return own if own or referenced & set(spec.tags.values()) else None
 
 
 def build_layout(names: Iterable[str]) -> dict[str, dict[str, list]]:
     """A custom-scalars layout for the logged names (the dict ``SummaryWriter.add_custom_scalars`` takes).
 
-    Data-driven: a chart is made only when one of its quantities is in ``names``, so a family that
-    is not logged (no gold on the probe, no train probe, ...) yields no empty chart, and every
-    ``w2s/<family>/<quantity>`` name appears in at least one chart. Names outside that pattern (the
-    user's own ``train_loss``, the bookkeeping ``w2s/skipped``) are ignored.
+    Data-driven: the registry's charts (:func:`lightning_w2s.metrics.quantities.charts`), each made
+    only when one of its quantities is in ``names`` (its own tag, or a source of one of its reference
+    runs), so a family that is not logged yields no empty chart. Constants of the probe get no chart
+    (they are text). Names outside ``w2s/<family>/<quantity>`` (the user's own ``train_loss``, the
+    bookkeeping ``w2s/skipped``) are ignored; an unregistered ``w2s/<family>/<quantity>`` gets a chart
+    of its own in section ``<family>``.
 
-    Returns ``{section title: {chart title: ["Multiline", [tag regexes]] | ["Margin", [value, lower,
-    upper]]}}``. Multiline tags are anchored regexes (one per tag; one per class group for a
-    per-class quantity, so classes first logged later are caught too); Margin tags are literal tag
-    names, and a band is drawn as a Margin chart only when its three tags are logged (TensorBoard
-    needs all three at the same steps), otherwise as lines.
+    Returns ``{section title: {chart title: ["Multiline", [one anchored tag regex]] | ["Margin",
+    [value, lower, upper]]}}``. Every chart has one tag (Margin: one value/lower/upper triple); its
+    lines are the runs that log it.
     """
-    placed = _placed(_check_names(names))
-    present = {name for name, _ in placed}
-    charts: dict[tuple[str, str], dict[str, Any]] = {}
-    for name, q in placed:
-        specs = q.charts if q is not None else (Q.Chart(name.split("/", 2)[2], name.split("/")[1]),)
-        for chart in specs:
-            entry = charts.setdefault((chart.section or q.family, chart.title), {"lines": [], "band": {}})
-            if chart.role != "line":
-                entry["band"][chart.role] = name
-                continue
-            tags = [_exact(a) for a in chart.also if a in present] + [q.pattern if q is not None and q.per_class else _exact(name)]
-            entry["lines"] += [t for t in tags if t not in entry["lines"]]
-    rank = {section: i for i, section in enumerate(Q.SECTIONS)}
-    layout: dict[str, dict[str, list]] = {}
-    # sections in registry order, then unknown ones alphabetically; charts keep their registry order
-    for (section, title), entry in sorted(charts.items(), key=lambda kv: (rank.get(kv[0][0], len(rank)), kv[0][0])):
-        band = [entry["band"][r] for r in ("value", "lower", "upper") if r in entry["band"]]
-        if not entry["lines"] and not {"lower", "upper"} & set(entry["band"]):
-            continue  # a band's value alone: drawn in its own line chart already
-        if len(band) == 3 and not entry["lines"]:
-            chart = ["Margin", band]
-        else:
-            chart = ["Multiline", entry["lines"] + [_exact(b) for b in band]]
-        layout.setdefault(Q.SECTIONS.get(section, section), {})[title] = chart
-    return layout
+    logged = {n for n in _check_names(names) if n.startswith(Q.PREFIX + "/") and n.count("/") >= 2}
+    sections: dict[str, list[tuple[str, list]]] = {}
+    referenced = {tag for run in Q.reference_values(dict.fromkeys(logged, 0.0)).values() for tag in run}
+    for spec in Q.charts():
+        own = _drawn(spec, logged, referenced)
+        if own is None:
+            continue
+        chart = ["Multiline", [_exact(spec.tags["line"])]] if not spec.band else _margin_or_lines(spec, own)
+        band_alone = spec.band and "value" not in own and chart[0] == "Margin"
+        title = spec.band_title if band_alone and spec.band_title else spec.title
+        sections.setdefault(Q.SECTIONS.get(spec.section, spec.section), []).append((title, chart))
+    for name in sorted(n for n in logged if not Q.is_registered(n)):
+        _, family, quantity = name.split("/", 2)
+        sections.setdefault(family, []).append((quantity, ["Multiline", [_exact(name)]]))
+    return {section: dict(tensorboard_order(charts)) for section, charts in sections.items()}
+
+
+def tensorboard_order(charts: list[tuple[str, list]]) -> list[tuple[str, list]]:
+    """The order to write a section's charts in so that TensorBoard shows them as they are listed,
+    Multiline charts before Margin charts. Measured in TensorBoard 2.21 with headless Chromium: the
+    custom-scalars tab draws a category's Multiline charts first, in the layout's order, then its
+    Margin charts in *reverse* order; so the Margin charts are written reversed.
+
+    >>> [t for t, _ in tensorboard_order([("band 1", ["Margin", []]), ("line", ["Multiline", []]), ("band 2", ["Margin", []])])]
+    ['line', 'band 2', 'band 1']
+    """
+    lines = [c for c in charts if c[1][0] != "Margin"]
+    return lines + [c for c in charts if c[1][0] == "Margin"][::-1]
 
 
 def layout_tags(layout: Mapping[str, Mapping[str, list]]) -> list[tuple[str, str, str, list[str]]]:
@@ -174,69 +195,6 @@ def write_reliability(
 
 
 # ---------------------------------------------------------------------------------------- markdown
-def _cell(text: Any) -> str:
-    """One markdown table cell: pipes escaped, newlines turned into spaces."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ").strip()
-
-
-def _fmt_value(value: Any) -> str:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.4g}"
-    return str(value)
-
-
-def _fmt_values(values: Any) -> str:
-    if values is None:
-        return ""
-    if isinstance(values, Mapping):
-        return ", ".join(f"`{k}` = {_fmt_value(v)}" for k, v in values.items())
-    return _fmt_value(values)
-
-
-def format_warnings(warnings: Iterable[Any], title: str | None = "W2S warnings") -> str:
-    """Warnings as a markdown table (TensorBoard's text dashboard renders GitHub-style tables).
-
-    Each warning is a dict with ``regime`` (or ``name``: which regime/check raised it),
-    ``message`` and optionally ``values`` (``{name: number}`` shown as ``name = 0.123``) and
-    ``step``; an object with those attributes (``lightning_w2s.alerts.Alert``) works too; a plain
-    string is a message without a regime. An empty list gives a line saying there are no warnings.
-    """
-    if isinstance(warnings, (str, Mapping)):
-        warnings = [warnings]
-    rows = []
-    for i, w in enumerate(warnings):
-        if isinstance(w, str):
-            w = {"message": w}
-        elif not isinstance(w, Mapping) and hasattr(w, "message"):
-            w = {k: getattr(w, k) for k in ("regime", "name", "message", "values", "step") if hasattr(w, k)}
-        if not isinstance(w, Mapping):
-            raise TypeError(
-                f"`warnings[{i}]` must be a dict with keys 'regime', 'message', 'values' or a str, got {describe(w)}"
-            )
-        if "message" not in w:
-            raise ValueError(f"`warnings[{i}]` has no 'message' key (keys: {sorted(map(str, w))})")
-        regime = w.get("regime", w.get("name", ""))
-        rows.append((w.get("step", ""), regime or "", w["message"], _fmt_values(w.get("values"))))
-    head = f"### {title}\n\n" if title else ""
-    if not rows:
-        return head + "_No warnings._"
-    with_step = any(r[0] != "" and r[0] is not None for r in rows)
-    cols = (["step"] if with_step else []) + ["regime", "message", "values"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for step, regime, message, values in rows:
-        cells = ([_cell("" if step is None else step)] if with_step else []) + [
-            f"**{_cell(regime)}**" if regime else "", _cell(message), _cell(values)
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return head + "\n".join(lines)
-
-
 def write_markdown(writer: Any, tag: str, text: str, step: int | None = None) -> None:
     """Write markdown ``text`` under ``tag`` (``add_text``; TensorBoard stores it under
     ``<tag>/text_summary`` and renders the markdown in its Text dashboard)."""
@@ -261,37 +219,97 @@ def tensorboard_writer(loggers: Iterable[Any]) -> Any | None:
     return None
 
 
+def _logdir(writer: Any) -> str:
+    """The folder of ``writer``'s event files (torch's ``SummaryWriter`` and tensorboardX's)."""
+    if callable(getattr(writer, "get_logdir", None)):
+        return str(writer.get_logdir())
+    return str(getattr(writer, "log_dir", None) or getattr(writer, "logdir"))
+
+
+def _run_rank(run: str) -> tuple[int, int]:
+    """Creation order of the reference runs (TensorBoard colours runs in order of creation)."""
+    for i, pattern in enumerate(Q.REFERENCE_RUNS):
+        match = re.fullmatch(re.escape(pattern).replace(re.escape("{i}"), r"(\d+)"), run)
+        if match:
+            return i, int(match.group(1)) if match.groups() else 0
+    return len(Q.REFERENCE_RUNS), 0
+
+
+def is_reference_run(path: str | os.PathLike) -> bool:
+    """Whether the event folder ``path`` is a reference run the dashboard wrote (a sub-folder named
+    after one of :data:`~lightning_w2s.metrics.quantities.REFERENCE_RUNS` inside a run)."""
+    return _run_rank(os.path.basename(os.path.normpath(path)))[0] < len(Q.REFERENCE_RUNS)
+
+
 class Dashboard:
     """The monitor's TensorBoard extras, on rank 0: the layout (rewritten when new names appear),
-    reliability diagrams every ``figure_every_n_checks`` checks and once at the end of fit, and
-    each check's new warnings as a markdown table (``w2s/warnings``).
+    the reference runs beside the student's (``teacher``, ``ceiling``, ``train_probe``,
+    ``predicted_gain``, ``class_<i>``: sub-folders of the logger's run), the constants of the probe
+    as text (``w2s/constants``, rewritten when they change), reliability diagrams every
+    ``figure_every_n_checks`` checks and once at the end of fit, and each check's new warnings as a
+    markdown table (``w2s/warnings``). ``context``: rows for the constants table (the monitor's
+    probe, scores and representation).
 
     >>> from torch.utils.tensorboard import SummaryWriter
     >>> import tempfile
     >>> dash = Dashboard(SummaryWriter(tempfile.mkdtemp()), figure_every_n_checks=0)
-    >>> dash.update(check=1, step=10, names=[Q.SQ], extras={}, alerts=[])
-    >>> dash.names == {Q.SQ}
-    True
+    >>> dash.update(check=1, step=10, values={Q.SQ: 0.2, Q.train_name(Q.SQ): 0.1}, extras={}, alerts=[])
+    >>> dash.names == {Q.SQ, Q.train_name(Q.SQ)}, sorted(dash.runs)  # the train probe's value: a reference run
+    (True, ['train_probe'])
+    >>> dash.close()
     """
 
     WARNINGS_TAG = "w2s/warnings"
+    CONSTANTS_TAG = "w2s/constants"
 
-    def __init__(self, writer: Any, figure_every_n_checks: int) -> None:
+    def __init__(self, writer: Any, figure_every_n_checks: int, context: Mapping[str, Any] | None = None) -> None:
         self.writer, self.figure_every_n_checks = writer, figure_every_n_checks
+        self.context = dict(context or {})
         self.names: set[str] = set()
+        self.runs: dict[str, Any] = {}
         self.figures_step: int | None = None
+        self.last_step: int | None = None  # the step of the latest check
+        self._constants: str | None = None
 
-    def update(self, check: int, step: int, names: Iterable[str], extras: Mapping[str, Any], alerts: list) -> None:
-        """After the ``check``-th successful check (1-based) at ``step``."""
-        if not set(names) <= self.names:
-            self.names |= set(names)
+    def update(self, check: int, step: int, values: Mapping[str, float], extras: Mapping[str, Any], alerts: list) -> None:
+        """After the ``check``-th successful check (1-based) with the logged ``values``, at the ``step``
+        the loggers write them at."""
+        self.last_step = step
+        if not set(values) <= self.names:
+            self.names |= set(values)
             write_layout(self.writer, sorted(self.names))
+        self.write_references(step, values)
+        constants = format_constants(values, {**self.context, **self._run_guide()})
+        if constants != self._constants:
+            write_markdown(self.writer, self.CONSTANTS_TAG, constants, step=step)
+            self._constants = constants
         n = self.figure_every_n_checks
         if n and (check - 1) % n == 0:
             self.figures(step, extras)
         if alerts:
-            write_markdown(self.writer, self.WARNINGS_TAG, format_warnings([a.as_dict() for a in alerts]), step=step)
+            rows = [dict(a.as_dict(), check=check, step=step) for a in alerts]
+            write_markdown(self.writer, self.WARNINGS_TAG, format_warnings(rows), step=step)
         self.writer.flush()
+
+    def _run_guide(self) -> dict[str, str]:
+        """A line per run for the constants text: TensorBoard's run list (the charts' legend) names the
+        runs but does not say what they hold."""
+        guide = {"runs": f"`{os.path.basename(_logdir(self.writer))}` is the student on the held-out probe"}
+        for run in self.runs:
+            pattern = Q.REFERENCE_RUNS[_run_rank(run)[0]]
+            guide[f"run `{run}`"] = RUN_GUIDE.get(pattern, "")
+        return guide
+
+    def write_references(self, step: int, values: Mapping[str, float]) -> None:
+        """The reference runs' values at this check (:func:`~lightning_w2s.metrics.quantities.reference_values`),
+        each run created on first use, in :data:`~lightning_w2s.metrics.quantities.REFERENCE_RUNS` order."""
+        refs = Q.reference_values(dict(values))
+        for run in sorted(refs, key=_run_rank):
+            if run not in self.runs:
+                self.runs[run] = type(self.writer)(os.path.join(_logdir(self.writer), run))
+            for tag, value in refs[run].items():
+                self.runs[run].add_scalar(tag, value, global_step=step)
+            self.runs[run].flush()
 
     def figures(self, step: int, extras: Mapping[str, Any]) -> None:
         """The reliability diagrams of the aggregator's histograms (``extras["reliability/..."]``)."""
@@ -300,8 +318,18 @@ class Dashboard:
                 write_reliability(self.writer, f"{Q.PREFIX}/{tag}", hist[0], hist[1], hist[2], step=step)
         self.figures_step = step
 
-    def finish(self, step: int, extras: Mapping[str, Any], checks: int) -> None:
-        """At the end of fit: the last check's diagrams, unless they were drawn at that check."""
-        if self.figure_every_n_checks and checks and self.figures_step != step:
-            self.figures(step, extras)
-            self.writer.flush()
+    def finish(self, extras: Mapping[str, Any]) -> None:
+        """At the end of fit: the last check's diagrams, unless they were drawn at that check; the
+        reference runs' files are closed."""
+        try:
+            if self.figure_every_n_checks and self.last_step is not None and self.figures_step != self.last_step:
+                self.figures(self.last_step, extras)
+                self.writer.flush()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the reference runs' writers (the student's belongs to the logger)."""
+        for writer in self.runs.values():
+            writer.close()
+        self.runs = {}

@@ -17,12 +17,18 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lightning_w2s.tensorboard import is_reference_run
+
 
 def _run_dirs(logdir: str | os.PathLike) -> list[Path]:
     root = Path(logdir)
     if not root.exists():
         raise FileNotFoundError(f"`logdir` {str(root)!r} does not exist")
-    dirs = sorted({p.parent for p in root.rglob("events.out.tfevents.*")}, key=lambda d: max(f.stat().st_mtime for f in d.glob("events.out.tfevents.*")))
+    # the monitor's dashboard writes reference runs (the teacher's line, the train probe's, ...) into
+    # sub-folders of the student's run: they are not the student's values
+    found = {p.parent for p in root.rglob("events.out.tfevents.*")}
+    found = {d for d in found if not (is_reference_run(d) and d.parent in found)}
+    dirs = sorted(found, key=lambda d: max(f.stat().st_mtime for f in d.glob("events.out.tfevents.*")))
     if not dirs:
         raise FileNotFoundError(f"no TensorBoard event file under `logdir` {str(root)!r}")
     return dirs

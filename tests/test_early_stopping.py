@@ -309,7 +309,7 @@ def noisy_fit(tmp_path, es, *, train_probe=False, max_epochs=12, extra=(), monit
 
 
 def test_e2e_plateau_stops_where_the_rule_says_and_restores_best(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="lightning_w2s")
+    caplog.set_level(logging.INFO, logger="lightning.pytorch")
     rec = WeightsRecorder()
     es = W2SEarlyStopping(patience=2, restore_best=True)
     trainer, model, logged = noisy_fit(tmp_path, es, extra=[rec])
@@ -326,7 +326,9 @@ def test_e2e_plateau_stops_where_the_rule_says_and_restores_best(tmp_path, caplo
     assert all(torch.equal(state[k], rec.weights[best][k]) for k in state)
     assert not all(torch.equal(state[k], rec.weights[want][k]) for k in state)
     assert "restored at the end of training" in es.stopping_reason_message
-    assert any("W2SEarlyStopping stopped the fit" in r.getMessage() and r.name == "lightning_w2s" for r in caplog.records)
+    # on the console by default: Lightning's rank-zero logger (tests/test_console.py reads a real terminal)
+    assert any("W2SEarlyStopping stopped the fit" in r.getMessage() and r.name.startswith("lightning.pytorch")
+               for r in caplog.records)
 
 
 def test_e2e_teacher_overfit(tmp_path):

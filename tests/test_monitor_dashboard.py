@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 from lightning_w2s import W2SMonitor, W2SProbe
+from lightning_w2s.metrics import quantities as Q
 
 from _models import TinyStudent, loaders, w2s_data
 
@@ -62,7 +63,8 @@ def test_gold_side_values_match_a_numpy_recomputation(run):
     assert last("w2s/gold/coverage_accuracy") == pytest.approx((s[~cov] == gold[~cov]).mean(), abs=1e-6)
     assert last("w2s/gold/pgr") == pytest.approx(((s == gold).mean() - 0.75) / (0.95 - 0.75), abs=1e-5)
     # the exact 0/1 band on covered gold points contains the student's covered accuracy
-    assert last("w2s/bounds/accuracy_lower") <= last("w2s/gold/covered_accuracy") <= last("w2s/bounds/accuracy_upper")
+    assert last("w2s/bounds/covered_accuracy_lower") <= last("w2s/gold/covered_accuracy") <= last("w2s/bounds/covered_accuracy_upper")
+    assert last("w2s/bounds/accuracy_lower") <= last("w2s/gold/accuracy") <= last("w2s/bounds/accuracy_upper")
     # top-label ECE vs gold, 15 equal-width bins, by hand
     conf, correct = p.max(1), (s == gold)
     bins = np.minimum((conf * 15).astype(int), 14)
@@ -81,25 +83,75 @@ def test_every_family_is_logged(run):
         assert name in tags, name
 
 
+def _layout(acc):
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(acc.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
+    return layout
+
+
+def _run(path):
+    acc = EventAccumulator(str(path), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
 def test_dashboard_layout_image_and_warning_text(run):
     acc = run["acc"]
-    tensors = acc.Tags()["tensors"]
-    layout_tag = [t for t in tensors if "custom_scalars" in t]
-    assert layout_tag, tensors
-    layout = layout_pb2.Layout()
-    layout.ParseFromString(acc.Tensors(layout_tag[0])[-1].tensor_proto.string_val[0])
-    titles = {c.title for c in layout.category}
-    assert {"misfit", "gold", "bounds", "calibration", "representation"} <= titles
-    margins = [ch for c in layout.category for ch in c.chart if ch.HasField("margin")]
-    assert any(ch.margin.series[0].lower == "w2s/bounds/accuracy_lower" for ch in margins)
+    layout = _layout(acc)
+    titles = [c.title for c in layout.category]
+    assert titles[0] == Q.SECTIONS["headline"]  # the first question first
+    assert {Q.SECTIONS[s] for s in ("misfit", "gold", "calibration", "representation", "robustness", "lang")} <= set(titles)
+    for category in layout.category:  # one tag per chart: its lines are runs, which TensorBoard colours apart
+        for chart in category.chart:
+            assert len(chart.multiline.tag) == 1 if chart.HasField("multiline") else len(chart.margin.series) == 1
+    headline = {ch.title: ch for ch in layout.category[0].chart}
+    band = next(ch for title, ch in headline.items() if title.startswith("accuracy on covered gold points"))
+    assert (band.margin.series[0].value, band.margin.series[0].lower) == (Q.COVERED_ACCURACY, Q.COVERED_ACCURACY_LOWER)
     images = acc.Tags()["images"]
     assert "w2s/reliability/student_vs_gold" in images and "w2s/reliability/student_vs_teacher" in images
     img = acc.Images("w2s/reliability/student_vs_gold")[-1]
     assert img.width > 100 and img.height > 100
-    text_tags = [t for t in tensors if t.startswith("w2s/warnings")]
-    assert text_tags
-    text = acc.Tensors(text_tags[0])[0].tensor_proto.string_val[0].decode()
-    assert "gain_exhausted" in text  # min_gain=0.9 is above any disagreement
+    tensors = acc.Tags()["tensors"]
+    (text,) = [acc.Tensors(t)[0].tensor_proto.string_val[0].decode() for t in tensors if t.startswith("w2s/warnings")]
+    assert "**gain_exhausted**" in text and "`bounds/max_gain` =" in text  # min_gain=0.9 is above any largest gain
+    assert "values read" in text and "misfit/kl_student_teacher" not in text  # only what the rule read
+    (constants,) = [acc.Tensors(t) for t in tensors if t.startswith("w2s/constants")]
+    assert len(constants) == 1  # written once: the constants did not change
+    text = constants[0].tensor_proto.string_val[0].decode()
+    for name in (Q.TEACHER_MAX_CLASS_SHARE, Q.TEACHER_ECE_VS_GOLD, Q.TEACHER_SQ_ERROR, Q.TEACHER_ACCURACY, "w2s/lang/alpha_0"):
+        assert f"`{name[len('w2s/'):]}` | {_fmt(acc.Scalars(name)[-1].value)}" in text, name
+    assert "`teacher_score`**: 0.75" in text and "run `teacher`" in text
+
+
+def _fmt(x):
+    return f"{x:.4g}"
+
+
+def test_reference_runs_hold_the_teacher_train_probe_and_classes_at_the_students_steps(run):
+    """The teacher's accuracy on the same covered gold points, the train probe's misfit and each
+    class's values are reference runs (sub-folders of the student's run), at the student's steps;
+    ``lightning_w2s.testing`` still reads the student's run."""
+    from lightning_w2s.testing import last_w2s_values
+
+    logdir, acc = run["logdir"], run["acc"]
+    runs = sorted(p.name for p in __import__("pathlib").Path(logdir).iterdir() if p.is_dir())
+    assert runs == ["ceiling", "class_0", "class_1", "predicted_gain", "teacher", "train_probe"]
+    steps = [e.step for e in acc.Scalars(Q.COVERED_ACCURACY)]
+    assert len(steps) == 3
+    teacher = _run(f"{logdir}/teacher")
+    assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY)] == [(e.step, e.value) for e in acc.Scalars(Q.TEACHER_ACCURACY)]
+    assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY_LOWER)] == [(e.step, e.value) for e in acc.Scalars(Q.COVERED_ACCURACY_LOWER)]
+    assert [e.value for e in teacher.Scalars(Q.PGR)] == [0.0] * 3
+    train = _run(f"{logdir}/train_probe")
+    assert [(e.step, e.value) for e in train.Scalars(Q.KL_TEACHER_STUDENT)] == [
+        (e.step, e.value) for e in acc.Scalars(Q.train_name(Q.KL_TEACHER_STUDENT))]
+    assert [(e.step, e.value) for e in _run(f"{logdir}/class_1").Scalars(Q.COVERED_ERROR)] == [
+        (e.step, e.value) for e in acc.Scalars("w2s/lang/covered_error_1")]
+    assert [(e.step, e.value) for e in _run(f"{logdir}/predicted_gain").Scalars(Q.SQ_GAIN)] == [
+        (e.step, e.value) for e in acc.Scalars(Q.PREDICTED_GAIN)]
+    assert last_w2s_values(logdir)[Q.COVERED_ACCURACY] == acc.Scalars(Q.COVERED_ACCURACY)[-1].value
+    # the rules still get the constants (logged to callback_metrics as before)
+    assert Q.TEACHER_MAX_CLASS_SHARE in run["monitor"].last_values
 
 
 def test_state_dict_round_trips_through_a_safe_checkpoint(run, tmp_path):
@@ -120,3 +172,23 @@ def test_state_dict_round_trips_through_a_safe_checkpoint(run, tmp_path):
     with pytest.warns(UserWarning, match="another probe or configuration"):
         other.load_state_dict(state)
     assert other.num_checks == 0 and other.metrics.history == [] and other.warnings_log == []
+
+
+@pytest.mark.parametrize("cadence", ["train_epoch_end", "every_3_steps", "accumulate_2"])
+def test_reference_runs_follow_the_logger_steps_at_every_cadence(tmp_path, cadence):
+    """The loggers write a check at a step that depends on the hook (Lightning writes epoch-end values
+    one step back at a training epoch's end; a step check at ``global_step``): the teacher's line
+    lands at the student's steps whichever it is."""
+    L.seed_everything(0)
+    x, y, teacher = w2s_data(n=700)
+    probe = W2SProbe(x[600:], teacher_labels=teacher[600:], gold=y[600:])
+    step_kw = {"every_3_steps": dict(every_n_train_steps=3), "accumulate_2": dict(every_n_train_steps=1)}.get(cadence, {})
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=logger, callbacks=[W2SMonitor(probe, neighbours=0, **step_kw)],
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        accumulate_grad_batches=2 if cadence == "accumulate_2" else 1)
+    train, _ = loaders(x, teacher, 400, 100)
+    trainer.fit(TinyStudent(), train)  # no validation loop
+    student, ref = _run(logger.log_dir), _run(f"{logger.log_dir}/teacher")
+    want = [(e.step, e.value) for e in student.Scalars(Q.TEACHER_ACCURACY)]
+    assert len(want) >= 2 and [(e.step, e.value) for e in ref.Scalars(Q.COVERED_ACCURACY)] == want

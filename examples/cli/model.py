@@ -1,4 +1,11 @@
-"""A tiny LightningModule + DataModule for the LightningCLI example (synthetic W2S data)."""
+"""A tiny LightningModule + DataModule for the LightningCLI example (synthetic W2S data).
+
+Write the probe first (``python examples/cli/make_probe.py runs/cli/probe.pt``), then
+``python examples/cli/model.py fit --config examples/cli/config.yaml`` (``make cli-example``).
+"""
+
+import os
+import sys
 
 import lightning as L
 import torch
@@ -50,7 +57,34 @@ class WeakLabels(L.LightningDataModule):
         return W2SProbe(self.x[500:], teacher_labels=self.teacher[500:], gold=self.gold[500:])
 
 
+def missing_probe_files(config) -> list[str]:
+    """The ``probe``/``train_probe`` paths of the configured callbacks that name no file.
+
+    LightningCLI builds ``trainer.callbacks`` through a union type, and jsonargparse reports an error
+    raised while building one as "Does not validate against any of the Union subtypes" with the
+    whole configuration dumped after it; checking the paths first gives a one-line error instead.
+    """
+    missing = []
+    for callback in config.get("trainer.callbacks") or []:
+        init_args = callback.get("init_args") or {}
+        for key in ("probe", "train_probe"):
+            path = init_args.get(key)
+            if isinstance(path, (str, os.PathLike)) and not os.path.isfile(path):
+                missing.append(f"{callback.get('class_path')}.{key}={str(path)!r}")
+    return missing
+
+
 if __name__ == "__main__":
     from lightning.pytorch.cli import LightningCLI
 
-    LightningCLI(Student, WeakLabels)
+    class W2SCLI(LightningCLI):
+        def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            missing = missing_probe_files(config)
+            if missing:
+                sys.exit(
+                    f"error: probe file not found: {', '.join(missing)}. Write it first: "
+                    "`python examples/cli/make_probe.py <path>` (or `W2SProbe(...).save(path)` for your own data)"
+                )
+
+    W2SCLI(Student, WeakLabels)

@@ -33,3 +33,16 @@ def forget(trainer: Trainer, names: set[str]) -> None:
             result.reset()
     for name in names:
         trainer.callback_metrics.pop(name, None)
+
+
+def logger_step(trainer: Trainer, on_step: bool) -> int:
+    """The step at which :func:`log_values` puts a check's values in the loggers: ``global_step`` for
+    a step-cadence check (written straight to them); for an epoch-cadence check, the step Lightning
+    writes epoch-end values at (its loop's ``_batches_that_stepped``, one less at a training epoch's
+    end, where Lightning decrements it before logging). The dashboard's reference runs use it, so
+    that the teacher's line sits at the student's steps. ``global_step`` when the private counter is
+    missing (another Lightning version)."""
+    stepped = getattr(getattr(trainer.fit_loop, "epoch_loop", None), "_batches_that_stepped", None)
+    if on_step or not isinstance(stepped, int):
+        return trainer.global_step
+    return stepped if trainer.validating else stepped - 1

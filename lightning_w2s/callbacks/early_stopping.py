@@ -15,7 +15,6 @@ certainty tag (DESIGN's [paper]/[derived]/[recalled]).
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any, Mapping, Sequence
 
@@ -24,14 +23,12 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.rank_zero import rank_prefixed_message, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lightning_w2s._validation import check_scalar
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.stopping import POLICIES, StoppingPolicies, W2SStoppingReason
-
-log = logging.getLogger("lightning_w2s")
 
 __all__ = ["POLICIES", "W2SEarlyStopping", "W2SStoppingReason"]
 
@@ -131,7 +128,8 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         save_best_weights: also put that copy into the checkpoint's callback state (default ``False``:
             it would double the checkpoint; after a resume without it, a best check from before the
             resume cannot be restored and the message says so).
-        verbose: log every check's decision on rank 0 (the stop message is always logged).
+        verbose: log every check's decision on rank 0 at debug level (``rank_zero_debug``); the stop
+            message and the restored check always reach the console (``rank_zero_info``).
         strict: raise (``True``) or warn (``False``) when a needed name is not logged.
         check_on_train_epoch_end: where to read values that come without a monitor's ``w2s/check``
             counter (your own code's): ``None`` = validation end when there is a validation loop,
@@ -141,8 +139,8 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         stopped_epoch: epoch at which this callback stopped the fit (0 if it did not).
         stopped_check: index of that check (``None`` if not stopped).
         stopping_reason: a :class:`W2SStoppingReason`.
-        stopping_reason_message: a human-readable message (also in the Python log ``lightning_w2s``
-            and, with a ``TensorBoardLogger``, as text under ``w2s/early_stopping``).
+        stopping_reason_message: a human-readable message (also on the console through Lightning's
+            ``rank_zero_info`` and, with a ``TensorBoardLogger``, as text under ``w2s/early_stopping``).
         triggered_policies: the policies that voted at the stopping check.
         history: one dict per check: ``check``, ``epoch``, ``step``, ``warmup``, ``values``
             (the fresh ``w2s/...`` values used), ``votes`` (policies voting to stop), ``stop``.
@@ -317,7 +315,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
             )
             return
         pl_module.load_state_dict(weights)
-        self._log(trainer, f"W2SEarlyStopping: restored the student's weights of check {self.best_check}", all_ranks=False)
+        rank_zero_info(f"W2SEarlyStopping: restored the student's weights of check {self.best_check}")
 
     # ------------------------------------------------------------------ one check
     def _read_values(self, trainer: Trainer) -> tuple[dict[str, float], list[str], list[str]]:
@@ -360,7 +358,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         self.history[-1]["stop"] = should_stop  # the fit's decision, after the reduction over ranks
         if not should_stop:
             if self.verbose:
-                self._log(trainer, self.status_line(), all_ranks=False)
+                rank_zero_debug(self.status_line())
             return
         self._stop(trainer, reason, message)
 
@@ -372,7 +370,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         self.best_check = self.restore_check
         full = self.stop_message(f"epoch {trainer.current_epoch}, step {trainer.global_step}", message, self.restore_best)
         self.stopping_reason_message = full
-        self._log(trainer, full, all_ranks=True)
+        rank_zero_info(full)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
@@ -390,11 +388,6 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
             f"check, or NaN/Inf); policies {skipped} do not vote at such checks (warned once per name)",
             category=RuntimeWarning,
         )
-
-    def _log(self, trainer: Trainer, message: str, all_ranks: bool) -> None:
-        rank = trainer.global_rank if trainer.world_size > 1 else None
-        if all_ranks or rank is None or rank == 0:
-            log.info(rank_prefixed_message(message, rank))
 
     def __repr__(self) -> str:
         return f"W2SEarlyStopping(policy={self.policies}, mode={self.mode!r}, patience={self.patience_per_policy})"

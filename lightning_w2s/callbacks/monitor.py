@@ -11,7 +11,6 @@ and gives each submodule its own train/eval mode back: the monitor never changes
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import os
 from typing import Any, Callable
@@ -19,20 +18,21 @@ from typing import Any, Callable
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
 from lightning_utilities.core.apply_func import apply_to_collection
 from typing_extensions import override
 
 from lightning_w2s._validation import check_choice, check_scalar, describe
 from lightning_w2s.alerts import AlertTracker
-from lightning_w2s.callbacks._publish import forget, log_values
-from lightning_w2s.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode
+from lightning_w2s.callbacks._publish import forget, log_values, logger_step
+from lightning_w2s.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode, logits_of
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import W2SMetrics
 from lightning_w2s.probe import W2SProbe
 from lightning_w2s.tensorboard import Dashboard, tensorboard_writer
 
-log = logging.getLogger("lightning_w2s")
+#: the values a check's debug line shows (``rank_zero_debug``), when logged
+CHECK_SUMMARY = (Q.DISAGREEMENT, Q.KL_TEACHER_STUDENT, Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.ACCURACY, Q.PGR)
 
 
 class W2SMonitor(Callback):
@@ -46,7 +46,7 @@ class W2SMonitor(Callback):
         train_probe: optional probe built from a fixed slice of the *training* inputs with their
             teacher labels; logged under ``w2s/train_misfit/...``.
         layer: submodule whose representation is captured; ``None`` = the input of the model's last
-            ``nn.Linear`` (announced once in the log).
+            ``nn.Linear`` (the console says which layer is captured, at fit start).
         teacher_score: the teacher's gold score (accuracy), used for PGR and the accuracy band when
             the probe has no gold.
         ceiling_score: the strong ceiling's gold score, for PGR (Burns et al. 2023).
@@ -59,8 +59,10 @@ class W2SMonitor(Callback):
         student_output: ``"logits"`` (softmax applied) or ``"probs"``; for a regression probe
             (``teacher_values=``) the output is read as real values, ``(batch,)`` or ``(batch, m)``
             like the teacher's (checked at fit start).
-        forward_fn: ``fn(pl_module, batch) -> logits``; default calls the module (dict batches as
-            keyword arguments).
+        forward_fn: ``fn(pl_module, batch) -> logits`` (or a model output holding them, read as the
+            default does); default: :func:`~lightning_w2s.features.default_forward` (dict batches as
+            keyword arguments, checked against the forward's signature at fit start; ``.logits``
+            of Hugging Face outputs).
         every_n_train_steps: if set, check every that many optimizer steps (own probe pass in
             eval/no-grad, each submodule's mode restored) *instead of* at each validation epoch end.
             A cadence that cannot fire within the fit warns at fit start and falls back to the
@@ -153,6 +155,7 @@ class W2SMonitor(Callback):
         self._dashboard: Dashboard | None = None
         self._step_cadence = self.every_n_train_steps
         self._last_step_checked = -1
+        self._warned: set[str] = set()  # kinds of repeated faults already warned about (console)
         self._reset_history()
 
     def _reset_history(self) -> None:
@@ -162,6 +165,15 @@ class W2SMonitor(Callback):
         self.num_skipped = 0  # failed checks and non-finite values (logged as w2s/skipped)
         self.last_values: dict[str, float] = {}
         self.warnings_log: list[dict[str, Any]] = []
+
+    def _warn_once(self, key: str, message: str) -> None:
+        """A repeated fault warns once per kind (``key``) on the console; later ones go to debug (they
+        are counted in ``w2s/skipped``)."""
+        if key in self._warned:
+            rank_zero_debug(message)
+            return
+        self._warned.add(key)
+        rank_zero_warn(f"{message} (warned once; repeats are counted in {Q.SKIPPED} and logged at debug level)")
 
     # ------------------------------------------------------------------ identity & state
     @property
@@ -223,11 +235,12 @@ class W2SMonitor(Callback):
             return
         # resolves the layer now: an unknown name fails at fit start, listing close matches
         self._capture = FeatureCapture(pl_module, layer=self.layer, capture=self.capture, pooling=self.pooling).attach()
-        if trainer.is_global_zero:
-            log.info("W2SMonitor: student representation = %s", self._capture.describe())
+        rank_zero_info(f"W2SMonitor: the student's representation is the {self._capture.describe()}")
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self._dashboard is not None:
+            self._dashboard.close()  # the reference runs' files (a fit that raised never reached on_train_end)
         if self._capture is not None:
             self._capture.detach()
             self._capture = None
@@ -244,12 +257,24 @@ class W2SMonitor(Callback):
                 self.metrics.set_neighbours(table)
         self._step_cadence = self._cadence(trainer)
         writer = tensorboard_writer(trainer.loggers) if trainer.is_global_zero else None
-        self._dashboard = Dashboard(writer, self.figure_every_n_checks) if writer is not None else None
-        if trainer.is_global_zero and Q.Need.TEACHER_ACCURACY in self.metrics.provides:
+        self._dashboard = Dashboard(writer, self.figure_every_n_checks, self._context()) if writer is not None else None
+        if Q.Need.TEACHER_ACCURACY in self.metrics.provides:
             band = ("exact: teacher accuracy, disagreement and coverage counted on the same gold probe points"
                     if self.probe.has_gold else "approximate: user-given `teacher_score`, held-out disagreement and the "
                     "probe's coverage (up to the score's sampling error)")
-            log.info("W2SMonitor: accuracy band %s|upper is %s", Q.ACCURACY_LOWER, band)
+            rank_zero_info(f"W2SMonitor: the accuracy band {Q.ACCURACY_LOWER}|upper is {band}")
+
+    def _context(self) -> dict[str, Any]:
+        """The configuration rows of the dashboard's constants table."""
+        rows: dict[str, Any] = {"probe": repr(self.probe)}
+        if self.train_probe is not None:
+            rows["train probe"] = repr(self.train_probe)
+        for key in ("teacher_score", "ceiling_score"):
+            if getattr(self, key) is not None:
+                rows[f"`{key}`"] = getattr(self, key)
+        if self._capture is not None:
+            rows["student representation"] = self._capture.describe()
+        return rows
 
     def _check_shapes(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """One tiny forward pass on every rank (same count everywhere) before training, in eval +
@@ -330,7 +355,7 @@ class W2SMonitor(Callback):
         if self._dashboard is None:
             return
         try:
-            self._dashboard.finish(trainer.global_step, self.metrics.extras, self.num_checks)
+            self._dashboard.finish(self.metrics.extras)
         except Exception as exc:  # noqa: BLE001 - a drawing problem never costs the fit
             rank_zero_warn(f"W2SMonitor: reliability diagrams at fit end failed: {exc}")
 
@@ -342,7 +367,7 @@ class W2SMonitor(Callback):
         batch = apply_to_collection(batch, torch.Tensor, lambda t: t.to(pl_module.dtype) if t.is_floating_point() else t)
         self._capture.set_batch(batch)
         with trainer.precision_plugin.forward_context():
-            out = self.forward_fn(pl_module, batch)
+            out = logits_of(self.forward_fn(pl_module, batch))  # a forward_fn may return a model output too
         feats = self._capture.pop()
         out = out.double()  # cast before anything enters a sum state (bf16/fp16 runs included)
         if self.probe.is_regression:  # real outputs, read as they are
@@ -373,8 +398,8 @@ class W2SMonitor(Callback):
             raise failure
         if trainer.strategy.reduce_boolean_decision(failure is not None, all=False):
             reason = f"{type(failure).__name__}: {failure}" if failure is not None else "a failure on another rank"
-            rank_zero_warn(f"W2SMonitor: check {self.num_checks + self.num_failed} failed and was skipped ({reason}); "
-                           "training goes on")
+            self._warn_once(f"failed:{type(failure).__name__}", f"W2SMonitor: check {self.num_checks + self.num_failed} "
+                            f"failed and was skipped ({reason}); training goes on")
             self.num_failed += 1
             self.num_skipped += 1
             self._publish(trainer, pl_module, {}, on_step)
@@ -390,10 +415,11 @@ class W2SMonitor(Callback):
         bad = [name for name, v in logged.items() if not math.isfinite(v)]
         if bad:
             self.num_skipped += len(bad)
-            rank_zero_warn(
+            self._warn_once(
+                f"non-finite:{','.join(bad)}",
                 f"W2SMonitor: non-finite value(s) at check {self.num_checks + self.num_failed - 1} skipped (not logged): "
                 f"{', '.join(bad)}. Usual causes: NaN/Inf in the student's outputs or features, or a rank-degenerate "
-                "representation"
+                "representation",
             )
         logged = {name: v for name, v in logged.items() if name not in bad}
         logged[Q.SKIPPED] = float(self.num_skipped)
@@ -405,12 +431,15 @@ class W2SMonitor(Callback):
         self.last_values = logged
         if not values:
             return
+        rank_zero_debug(f"W2SMonitor check {self.num_checks} (step {trainer.global_step}): " + ", ".join(
+            f"{name} {logged[name]:.4g}" for name in CHECK_SUMMARY if name in logged))
         new_alerts = self.alerts.update(logged)
         for alert in new_alerts:
             self.warnings_log.append({"check": self.num_checks, "step": trainer.global_step, **alert.as_dict()})
             rank_zero_warn(f"W2SMonitor [{alert.regime}]: {alert.message}")
         if self._dashboard is not None:
             try:
-                self._dashboard.update(self.num_checks, trainer.global_step, logged, self.metrics.extras, new_alerts)
+                self._dashboard.update(self.num_checks, logger_step(trainer, on_step), logged, self.metrics.extras, new_alerts)
             except Exception as exc:  # noqa: BLE001 - a drawing problem never stops training
-                rank_zero_warn(f"W2SMonitor: TensorBoard extras failed at check {self.num_checks}: {exc}")
+                self._warn_once(f"dashboard:{type(exc).__name__}", f"W2SMonitor: TensorBoard extras failed at check "
+                                f"{self.num_checks}: {exc}")

@@ -3,7 +3,8 @@
 :class:`Quantity` describes one logged name, :class:`Need` what a configuration must provide for it,
 :class:`Chart` where the dashboard draws it; :func:`declare` registers one (with its generated
 interval ends and train-probe twins); :func:`lookup`, :func:`expected_names`, :func:`hint` and
-:func:`markdown_table` read the registry. Pure Python.
+:func:`markdown_table` read the registry; :func:`charts`, :func:`reference_values` and
+:func:`constants` turn its charts into the dashboard's (:mod:`lightning_w2s.tensorboard`). Pure Python.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Iterable
 
 PREFIX = "w2s"
 KINDS = ("value", "bound", "interval", "estimate", "prediction", "count")
-ROLES = ("line", "value", "lower", "upper")
+ROLES = ("line", "interval", "value", "lower", "upper", "constant")
 #: the probes a quantity is logged for: class-probability teachers, and real-valued ones (``teacher_values=``)
 TASKS = ("classification", "regression")
 CLASSIFICATION, BOTH = ("classification",), TASKS
@@ -71,19 +72,39 @@ UNREGISTERED_HINT = "log it from a callback or the LightningModule"
 class Chart:
     """Where a quantity is drawn: chart ``title`` in dashboard ``section`` (default: its family).
 
-    ``role="line"``: a line of a Multiline chart (``also``: names drawn first in the same chart when
-    they are logged, e.g. the held-out twin of a train-probe quantity). ``"value"``, ``"lower"``,
-    ``"upper"``: one of the three tags of a Margin chart (a band); with one of them not logged, the
-    others are drawn as lines.
+    Every chart draws **one tag**, and its lines are TensorBoard *runs*: the student's own run (the
+    logger's) and reference runs the dashboard writes beside it (``run=``), which TensorBoard colours
+    apart and names in its run list. Several tags of one run in one chart would share a colour.
+
+    ``role``: ``"line"`` (the chart's tag, a Multiline chart); ``"interval"`` (the value of a Margin
+    chart whose band is the quantity's own Wilson interval: its generated ``_lower``/``_upper`` ends
+    join it); ``"value"``, ``"lower"``, ``"upper"`` (the three tags of a Margin chart whose band comes
+    from other quantities); ``"constant"`` (a constant of the probe: written once in the dashboard's
+    text, never drawn as a flat line).
+
+    ``run``: draw this quantity in reference run ``run`` (``{i}`` in it: one run per class of a
+    per-class quantity) under the chart's tag for the same role, e.g. the teacher's accuracy in run
+    ``teacher`` of the student's accuracy chart. ``value``: write that constant instead of the
+    quantity's value (a reference defined to be constant, e.g. the teacher's PGR, 0), at the checks
+    where the chart's own tag is logged. ``order``: position within the section (lower first, then
+    registry order), for the headline. ``band_title``: the title of a band chart whose value is not
+    logged (the band alone, drawn with its lower end as the line).
 
     >>> [(c.title, c.role) for c in lookup(lower(name("misfit", "disagreement"))).charts]
-    [('disagreement [lower, upper]', 'lower')]
+    [('student–teacher disagreement on held-out probe points (Wilson 95%)', 'lower')]
     """
 
     title: str
     section: str | None = None
     role: str = "line"
-    also: tuple[str, ...] = ()
+    run: str | None = None
+    value: float | None = None
+    order: int = 0
+    band_title: str | None = None
+
+
+#: a constant of the probe (a :class:`Chart` role): text, not a flat line
+CONSTANT = Chart("constants of the probe", role="constant")
 
 
 @dataclass(frozen=True)
@@ -134,12 +155,19 @@ class Quantity:
 
 #: every registered quantity by name (templates keep their ``{i}``), in dashboard order
 QUANTITIES: dict[str, Quantity] = {}
-#: dashboard sections (``Chart.section``) in order, with their titles
+#: dashboard sections (``Chart.section``) in order, with their titles: the headline first, then the families
 SECTIONS = {
-    "misfit": "misfit", "train_misfit": "train vs held-out misfit", "gold": "gold", "bounds": "bounds",
-    "calibration": "calibration", "representation": "representation", "lang": "lang", "robustness": "robustness",
-    "prediction": "prediction", "train_calibration": "train_calibration", "train_prediction": "train_prediction",
+    "headline": "headline: does the student beat its teacher?",
+    "misfit": "misfit: how closely the student follows the teacher",
+    "gold": "gold: where the student is right and the teacher wrong",
+    "calibration": "calibration",
+    "prediction": "prediction collapse",
+    "representation": "representation (Xue et al.)",
+    "robustness": "robustness (Lang et al.)",
+    "lang": "Lang et al. per class: expansion, errors and their bounds",
 }
+#: the dashboard's reference runs, in the order they are created (TensorBoard colours runs in that order)
+REFERENCE_RUNS = ("teacher", "ceiling", "train_probe", "predicted_gain", "class_{i}")
 
 
 def lower(name: str) -> str:
@@ -167,9 +195,9 @@ def declare(
     quantities a regression probe logs too).
 
     ``interval=True`` also registers the Wilson 95% interval ends ``<name>_lower`` / ``<name>_upper``
-    and a ``<quantity> [lower, upper]`` band chart; ``on_train_probe=True`` also registers the
-    train-probe twins ``w2s/train_<family>/<quantity>`` (needing a train probe), drawn against the
-    held-out value.
+    (drawn as the band of the quantity's ``role="interval"`` charts; constants with their value);
+    ``on_train_probe=True`` also registers the train-probe twins ``w2s/train_<family>/<quantity>``
+    (needing a train probe), drawn in the held-out quantity's charts as reference run ``train_probe``.
     """
     if kind not in KINDS:
         raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}")
@@ -181,33 +209,29 @@ def declare(
     q = Quantity(name, meaning, source, kind, higher_is_better, frozenset(needs), may_be_undefined, tuple(charts),
                  on_train_probe, interval, tasks=tasks)
     entries = [q]
-    if interval:
-        band = f"{q.quantity} [lower, upper]"
-        entries[0] = q = replace(q, charts=q.charts + (Chart(band, role="value"),))
+    if interval:  # the ends join the charts where the value is drawn with its interval, and its constant row
         for end, word in ((lower(name), "lower"), (upper(name), "upper")):
+            charts = tuple(replace(c, role=word) if c.role == "interval" else c for c in q.charts if c.role in ("interval", "constant"))
             entries.append(Quantity(end, f"{word} end of the Wilson 95% interval of `{q.quantity}`", "Wilson 1927", "interval",
-                                    higher_is_better, q.needs, may_be_undefined, (Chart(band, role=word),), declared=name,
-                                    tasks=tasks))
+                                    higher_is_better, q.needs, may_be_undefined, charts, declared=name, tasks=tasks))
     if on_train_probe:
         entries += [_train_twin(e) for e in list(entries)]
     for e in entries:
         for chart in e.charts:
             if chart.role not in ROLES:
                 raise ValueError(f"chart role must be one of {ROLES}, got {chart.role!r} for {e.name}")
+            if chart.role != "constant" and e.per_class != ("{i}" in (chart.run or "")):
+                raise ValueError(f"{e.name}: a per-class quantity is drawn in one reference run per class "
+                                 "(`run='class_{i}'`), any other in the student's run or one reference run")
         QUANTITIES[e.name] = e
     return name
 
 
 def _train_twin(q: Quantity) -> Quantity:
-    held = q.name
-    section = f"train_{q.family}"
-    charts = tuple(
-        Chart(f"{q.quantity}: held-out vs train", section, also=(held,)) if c.role == "line" and q.family == "misfit"
-        else replace(c, section=section)
-        for c in q.charts
-    )
-    return replace(q, name=train_name(held), meaning=f"{q.meaning} (train probe)", needs=q.needs | {Need.TRAIN_PROBE},
-                   charts=charts, on_train_probe=False, interval=False, declared=q.declared or held)
+    """The train-probe twin: drawn in the held-out quantity's charts as reference run ``train_probe``."""
+    charts = tuple(c if c.role == "constant" else replace(c, section=c.section or q.family, run="train_probe") for c in q.charts)
+    return replace(q, name=train_name(q.name), meaning=f"{q.meaning} (train probe)", needs=q.needs | {Need.TRAIN_PROBE},
+                   charts=charts, on_train_probe=False, interval=False, declared=q.declared or q.name)
 
 
 def name(family: str, quantity: str) -> str:
@@ -256,6 +280,138 @@ def hint(name: str) -> str:
     needs = [NEEDS[n][0] for n in sorted(q.needs)]
     text = " and ".join(needs) if needs else MONITOR_HINT
     return text if "regression" in q.tasks else f"{text}; {CLASSIFICATION_HINT}"
+
+
+# ---------------------------------------------------------------------------------------- dashboard
+@dataclass(frozen=True)
+class ChartSpec:
+    """One dashboard chart, gathered from every quantity that names it (:func:`charts`).
+
+    ``tags``: the chart's tag per role in the student's run (``"line"``, or ``"value"``/``"lower"``/
+    ``"upper"`` for a band). ``sources``: ``(quantity name, role, reference run or None, constant or
+    None)`` for every line drawn, the student's and the references'.
+
+    >>> spec = next(c for c in charts() if c.tags.get("value") == name("misfit", "disagreement"))
+    >>> spec.band, spec.tags["upper"] == upper(name("misfit", "disagreement")), sorted({r for _, _, r, _ in spec.sources} - {None})
+    (True, True, ['train_probe'])
+    """
+
+    section: str
+    title: str
+    tags: dict
+    sources: tuple
+    band_title: str | None = None
+
+    @property
+    def band(self) -> bool:
+        return "line" not in self.tags
+
+
+def _role(chart: Chart) -> str:
+    return "value" if chart.role == "interval" else chart.role
+
+
+def charts() -> list[ChartSpec]:
+    """Every chart the registry declares, in registry order (sections in :data:`SECTIONS` order).
+
+    A chart's tag for a role is the name of the quantity drawn in the student's run in that role; a
+    chart drawn only in reference runs (a per-class quantity without a pooled value) takes the
+    quantity's name without its ``_{i}``.
+
+    >>> spec = next(c for c in charts() if c.tags.get("line") == name("gold", "pgr"))
+    >>> spec.section, [(run, value) for _, _, run, value in spec.sources]
+    ('headline', [(None, None), ('teacher', 0.0), ('ceiling', 1.0)])
+    """
+    found: dict[tuple[str, str], dict] = {}
+    for q in QUANTITIES.values():
+        for chart in q.charts:
+            if chart.role == "constant":
+                continue
+            entry = found.setdefault((chart.section or q.family, chart.title), {"tags": {}, "sources": [], "order": chart.order,
+                                                                             "band_title": None})
+            entry["order"] = min(entry["order"], chart.order)
+            entry["band_title"] = entry["band_title"] or chart.band_title
+            role = _role(chart)
+            if chart.run is None and chart.value is None:
+                if entry["tags"].get(role, q.name) != q.name:
+                    raise ValueError(f"chart {chart.title!r}: two quantities drawn as its {role!r} in the student's run")
+                entry["tags"][role] = q.name
+            entry["sources"].append((q.name, role, chart.run, chart.value))
+    rank = {section: i for i, section in enumerate(SECTIONS)}
+    out = []
+    for (section, title), entry in found.items():
+        tags = entry["tags"]
+        if not tags:  # drawn in reference runs only: the quantity's name without its class index
+            role = entry["sources"][0][1]
+            tags = {role: entry["sources"][0][0].replace("_{i}", "")}
+        if "line" in tags and len(tags) > 1 or "line" not in tags and "value" not in tags and len(tags) < 2:
+            raise ValueError(f"chart {title!r}: a chart is one line tag or a value/lower/upper band, got {sorted(tags)}")
+        out.append(ChartSpec(section, title, tags, tuple(entry["sources"]), entry["band_title"]))
+    order = {(section, title): entry["order"] for (section, title), entry in found.items()}
+    return sorted(out, key=lambda c: (rank.get(c.section, len(rank)), order[c.section, c.title]))
+
+
+def instances(template: str, values: Iterable[str]) -> list[tuple[str, str]]:
+    """``(logged name, class index or "")`` for each of ``values`` that the registered name
+    ``template`` names (every class of a per-class template).
+
+    >>> [i for _, i in instances(name("lang", "alpha_{i}"), [name("lang", "alpha_0"), name("lang", "alpha_12"), "x"])]
+    ['0', '12']
+    """
+    if "{i}" not in template:
+        return [(template, "")] if template in values else []
+    pattern = re.compile("^" + re.escape(template).replace(re.escape("{i}"), r"(\d+)") + "$")
+    return [(n, m.group(1)) for n in values if (m := pattern.match(n))]
+
+
+def reference_values(values: dict[str, float]) -> dict[str, dict[str, float]]:
+    """What the dashboard writes into each reference run at a check with these logged ``values``:
+    ``{run: {chart tag: value}}``.
+
+    A reference run writes into a chart only when its line's source is logged at this check (its
+    ``line``/``value`` role; a constant reference when the chart's own tag is), and then every role
+    it has: a band chart's reference line always comes with its band, which TensorBoard's Margin
+    charts need.
+
+    >>> pgr, sq = name("gold", "pgr"), name("misfit", "sq")
+    >>> refs = reference_values({pgr: 0.7, train_name(sq): 0.1})
+    >>> refs["teacher"][pgr], refs["ceiling"][pgr], refs["train_probe"][sq]
+    (0.0, 1.0, 0.1)
+    """
+    out: dict[str, dict[str, float]] = {}
+    for spec in charts():
+        own = any(tag in values for tag in spec.tags.values())
+        per_run: dict[str, dict[str, float]] = {}
+        for source, role, run, constant in spec.sources:
+            if run is None:
+                continue
+            if constant is not None:
+                if own:
+                    per_run.setdefault(run, {})[role] = constant
+                continue
+            for logged, i in instances(source, values):
+                per_run.setdefault(run.format(i=i), {})[role] = values[logged]
+        for run, roles in per_run.items():
+            if "line" in roles or "value" in roles:
+                out.setdefault(run, {}).update({spec.tags[role]: v for role, v in roles.items() if role in spec.tags})
+    return out
+
+
+def constants(values: dict[str, float]) -> list[tuple[str, str, float, tuple[float, float] | None]]:
+    """The constants of the probe among the logged ``values``, in registry order: ``(name, meaning,
+    value, (lower, upper) of its Wilson interval or None)``.
+
+    >>> [(v, ends) for _, _, v, ends in constants({name("prediction", "teacher_max_class_share"): 0.6})]
+    [(0.6, None)]
+    """
+    rows = []
+    for q in QUANTITIES.values():
+        if q.declared is not None and q.kind == "interval" or not any(c.role == "constant" for c in q.charts):
+            continue
+        for logged, _ in instances(q.name, values):
+            ends = (values.get(lower(logged)), values.get(upper(logged)))
+            rows.append((logged, q.meaning, values[logged], ends if None not in ends else None))
+    return rows
 
 
 def _cell(q: Quantity) -> str:

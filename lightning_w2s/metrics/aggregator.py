@@ -182,9 +182,14 @@ class W2SMetrics(nn.Module):
             try:
                 return knn_indices(self.teacher_features.detach().cpu().double(), k=k)
             except ValueError as exc:
+                # knn_indices' own advice names its `metric=` argument, which the monitor does not take
+                reason = str(exc).split("; use ")[0]
                 warnings.warn(
-                    f"W2SMonitor: the teacher's features cannot define neighbourhoods ({exc}); the neighbour table "
-                    "uses the student's representation at fit start instead", UserWarning, stacklevel=2,
+                    f"W2SMonitor: the teacher's features cannot define neighbourhoods ({reason}); the neighbour table "
+                    "uses the student's representation at fit start instead. To use the teacher's, give the probe "
+                    "`teacher_features` without all-zero rows (`W2SProbe(..., teacher_features=...)`, or "
+                    "`W2SProbe.from_teacher(..., layer=...)` naming a layer whose output has none); "
+                    "`W2SMonitor(neighbours=0)` turns these statistics off", UserWarning, stacklevel=2,
                 )
         return knn_indices(student_embedding().detach().cpu().double(), k=k)
 

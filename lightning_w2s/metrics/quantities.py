@@ -31,106 +31,124 @@ from dataclasses import replace
 from ._registry import (
     BOTH,
     CLASSIFICATION,
+    CONSTANT,
     KINDS,
     MONITOR_HINT,
     NEEDS,
     PREFIX,
     QUANTITIES,
+    REFERENCE_RUNS,
     SECTIONS,
     TASKS,
     UNREGISTERED_HINT,
     Chart,
+    ChartSpec,
     Need,
     Quantity,
+    charts,
+    constants,
     declare,
     expected_names,
     hint,
+    instances,
     is_registered,
     lookup,
     lower,
     markdown_table,
+    reference_values,
     train_name,
     upper,
 )
 from ._registry import name as _name
 
 #: the registry's API, read through this module (the entries below are its other public names)
-__all__ = ["BOTH", "CLASSIFICATION", "KINDS", "MONITOR_HINT", "NEEDS", "PREFIX", "QUANTITIES", "SECTIONS", "TASKS",
-           "UNREGISTERED_HINT", "Chart", "Need", "Quantity", "declare", "expected_names", "hint", "is_registered", "lookup",
-           "lower", "markdown_table", "train_name", "upper"]
+__all__ = ["BOTH", "CLASSIFICATION", "CONSTANT", "KINDS", "MONITOR_HINT", "NEEDS", "PREFIX", "QUANTITIES", "REFERENCE_RUNS", "SECTIONS", "TASKS",
+           "UNREGISTERED_HINT", "Chart", "ChartSpec", "Need", "Quantity", "charts", "constants", "declare", "expected_names",
+           "hint", "instances", "is_registered", "lookup", "lower", "markdown_table", "reference_values", "train_name", "upper"]
 
-_KL = Chart("KL divergence, both directions")
+# Charts (dashboard, lightning_w2s.tensorboard): one tag per chart; the teacher, the ceiling, the train probe,
+# Charikar's prediction and each class are reference runs beside the student's (Chart.run); constants of the
+# probe are text (CONSTANT). The headline section answers "does the student beat its teacher?".
 KL_TEACHER_STUDENT = declare(
     _name("misfit", "kl_teacher_student"),
     "mean KL(p_w ‖ p_s) on covered probe points (soft-label loss minus teacher entropy)",
-    "Charikar et al. 2024; Yao et al. 2025 — definition", higher_is_better=False, charts=[_KL], on_train_probe=True)
+    "Charikar et al. 2024; Yao et al. 2025 — definition", higher_is_better=False,
+    charts=[Chart("KL(teacher ‖ student) on covered probe points")], on_train_probe=True)
 KL_STUDENT_TEACHER = declare(
     _name("misfit", "kl_student_teacher"), "mean KL(p_s ‖ p_w) (the KL-Pythagorean direction)",
-    "Yao et al. 2025 — definition", higher_is_better=False, charts=[_KL], on_train_probe=True)
+    "Yao et al. 2025 — definition", higher_is_better=False, charts=[Chart("KL(student ‖ teacher)")], on_train_probe=True)
 DISAGREEMENT = declare(
     _name("misfit", "disagreement"), "mean 1[argmax p_s ≠ argmax p_w] on covered probe points", "definition",
-    higher_is_better=False, charts=[Chart("disagreement")], on_train_probe=True, interval=True)
+    higher_is_better=False, on_train_probe=True, interval=True,
+    charts=[Chart("student–teacher disagreement on held-out probe points (Wilson 95%)", "headline", role="interval", order=3)])
 SQ = declare(
     _name("misfit", "sq"),
     "Charikar's misfit: mean ‖p_s − p_w‖² over class probabilities on covered probe points (classification), or "
     "mean ‖f_s − f_w‖² over real outputs, summed over outputs (regression)", "Charikar et al. 2024 — definition",
-    higher_is_better=False, charts=[Chart("squared misfit |f_s - f_w|^2")], on_train_probe=True, tasks=BOTH)
+    higher_is_better=False, charts=[Chart("squared misfit ‖f_s − f_w‖² (Charikar)")], on_train_probe=True, tasks=BOTH)
 KAPPA = declare(
     _name("misfit", "kappa"), "Cohen's kappa between student and teacher labels (undefined when both use one class)",
     "Cohen 1960 — definition (torchmetrics confusion counts)", higher_is_better=None, may_be_undefined=True,
-    charts=[Chart("Cohen's kappa (student vs teacher)")], on_train_probe=True)
+    charts=[Chart("Cohen's kappa, student vs teacher labels")], on_train_probe=True)
 #: the misfit quantities a stopping policy may read, by key
 MISFIT = {"kl_teacher_student": KL_TEACHER_STUDENT, "kl_student_teacher": KL_STUDENT_TEACHER,
           "disagreement": DISAGREEMENT, "sq": SQ}
 
 MAX_CLASS_SHARE = declare(
     _name("prediction", "max_class_share"), "largest share of the probe the student puts in one class (collapse detector)",
-    "heuristic", charts=[Chart("max_class_share")], on_train_probe=True)
+    "heuristic", charts=[Chart("max class share (collapse detector)")], on_train_probe=True)
 TEACHER_MAX_CLASS_SHARE = declare(
     _name("prediction", "teacher_max_class_share"), "the same for the teacher's labels on covered points", "heuristic",
-    charts=[Chart("teacher_max_class_share")], on_train_probe=True)
+    charts=[CONSTANT], on_train_probe=True)
 
-_ECE, _MCE = Chart("ECE"), Chart("MCE")
 ECE_VS_TEACHER = declare(
     _name("calibration", "ece_vs_teacher"), "top-label ECE of the student against the teacher's labels (15 bins)",
-    "Guo et al. 2017; Yao et al. 2025", higher_is_better=False, charts=[_ECE], on_train_probe=True)
+    "Guo et al. 2017; Yao et al. 2025", higher_is_better=False, charts=[Chart("ECE vs the teacher's labels")],
+    on_train_probe=True)
 MCE_VS_TEACHER = declare(
     _name("calibration", "mce_vs_teacher"), "top-label MCE (largest bin gap) of the student against the teacher's labels",
-    "Guo et al. 2017", higher_is_better=False, charts=[_MCE], on_train_probe=True)
-# against gold: the student (all gold points) and the teacher (covered gold points), ECE and MCE
+    "Guo et al. 2017", higher_is_better=False, charts=[Chart("MCE vs the teacher's labels")], on_train_probe=True)
+# against gold: the student (all gold points; a chart each) and the teacher (covered gold points; constants), ECE and MCE
 ECE_VS_GOLD, MCE_VS_GOLD, TEACHER_ECE_VS_GOLD, TEACHER_MCE_VS_GOLD = (
     declare(_name("calibration", f"{who}{norm}_vs_gold"), f"{whose} top-label {norm.upper()} against gold", "Guo et al. 2017",
-            higher_is_better=False, needs=[Need.GOLD], charts=[chart])
+            higher_is_better=False, needs=[Need.GOLD], charts=[CONSTANT if who else Chart(f"{norm.upper()} vs gold")])
     for who, whose in (("", "the student's"), ("teacher_", "the teacher's own (covered points)"))
-    for norm, chart in (("ece", _ECE), ("mce", _MCE))
+    for norm in ("ece", "mce")
 )
 
-_BAND = Chart("accuracy band: acc(w) ± disagreement, abstentions anywhere in [0, 1]", section="bounds")
-_COVERED_BAND = Chart("covered accuracy band: |acc(s) - acc(w)| <= disagreement", section="bounds")
-_GOLD_ACC = Chart("gold accuracy: student vs teacher")
+# the headline's bands: the student's accuracy on covered gold points within teacher ± disagreement, with the
+# teacher's accuracy (the band's centre) as reference run `teacher`; the student's accuracy on all gold points
+# within the band that lets the teacher's abstentions be anywhere in [0, 1]; without gold, that band alone
+_BAND = Chart("accuracy on covered gold points: student vs teacher, in the 0/1 band teacher ± disagreement", "headline",
+              order=2)
+_ALL_BAND = Chart("accuracy on all gold points, in the 0/1 band with the teacher's abstentions anywhere in [0, 1]",
+                  "headline", order=4, band_title="0/1 band on the student's accuracy, label-free: teacher_score, held-out "
+                  "disagreement and coverage (the line is its lower end)")
 _GOLD = dict(needs=[Need.GOLD], may_be_undefined=True, interval=True)
 ACCURACY = declare(
     _name("gold", "accuracy"), "student accuracy on gold probe points", "definition", higher_is_better=True,
-    charts=[_GOLD_ACC, replace(_BAND, role="value")], **_GOLD)
+    charts=[replace(_ALL_BAND, role="value")], **_GOLD)
 TEACHER_ACCURACY = declare(
     _name("gold", "teacher_accuracy"), "teacher accuracy on covered gold points", "definition", higher_is_better=None,
-    charts=[_GOLD_ACC], **_GOLD)
+    charts=[replace(_BAND, role="value", run="teacher"), CONSTANT], **_GOLD)
 COVERED_ACCURACY = declare(
     _name("gold", "covered_accuracy"), "student accuracy on the same covered gold points (the band bounds it exactly)",
-    "definition", higher_is_better=True, charts=[_GOLD_ACC, replace(_COVERED_BAND, role="value")], **_GOLD)
+    "definition", higher_is_better=True, charts=[replace(_BAND, role="value")], **_GOLD)
 COVERED_DISAGREEMENT = declare(
     _name("gold", "covered_disagreement"), "student–teacher disagreement on the same covered gold points", "definition",
-    higher_is_better=None, charts=[Chart("covered_disagreement")], **_GOLD)
-_CORRECTION = Chart("pseudolabel correction vs imitation")
+    higher_is_better=None, charts=[Chart("disagreement on covered gold points (Wilson 95%)", role="interval")], **_GOLD)
 CORRECTION_RATE = declare(
     _name("gold", "correction_rate"), "P(student = gold ∣ teacher wrong) — pseudolabel correction", "Lang et al. 2024",
-    higher_is_better=True, charts=[_CORRECTION], **_GOLD)
+    higher_is_better=True, charts=[Chart("correction: P(student = gold | teacher wrong) (Wilson 95%)", role="interval")],
+    **_GOLD)
 IMITATION_RATE = declare(
     _name("gold", "imitation_rate"), "P(student = teacher ∣ teacher wrong) — copying the teacher's mistakes",
-    "Lang et al. 2024", higher_is_better=False, charts=[_CORRECTION], **_GOLD)
+    "Lang et al. 2024", higher_is_better=False,
+    charts=[Chart("imitation: P(student = teacher | teacher wrong) (Wilson 95%)", role="interval")], **_GOLD)
 COVERAGE_ACCURACY = declare(
     _name("gold", "coverage_accuracy"), "P(student = gold ∣ teacher abstains) — coverage expansion", "Lang et al. 2024",
-    higher_is_better=True, charts=[Chart("coverage accuracy")], **dict(_GOLD, needs=[Need.GOLD, Need.UNCOVERED]))
+    higher_is_better=True, charts=[Chart("coverage: P(student = gold | teacher abstains) (Wilson 95%)", role="interval")],
+    **dict(_GOLD, needs=[Need.GOLD, Need.UNCOVERED]))
 #: the gold rates of :func:`lightning_w2s.metrics.gold.gold_rates`, by key
 GOLD_RATES = {"accuracy": ACCURACY, "teacher_accuracy": TEACHER_ACCURACY, "covered_accuracy": COVERED_ACCURACY,
               "covered_disagreement": COVERED_DISAGREEMENT, "correction_rate": CORRECTION_RATE,
@@ -138,24 +156,24 @@ GOLD_RATES = {"accuracy": ACCURACY, "teacher_accuracy": TEACHER_ACCURACY, "cover
 PGR = declare(
     _name("gold", "pgr"), "(acc_s − teacher_score)/(ceiling_score − teacher_score), performance gap recovered",
     "Burns et al. 2023", higher_is_better=True, needs=[Need.GOLD, Need.PGR_SCORES], may_be_undefined=True,
-    charts=[Chart("PGR")])
-_GAIN_CHART = Chart("gain: measured vs predicted (Charikar)", section="gold")
+    charts=[_PGR := Chart("PGR: student vs teacher (0) and ceiling (1)", "headline", order=1),
+            replace(_PGR, run="teacher", value=0.0), replace(_PGR, run="ceiling", value=1.0)])
+_GAIN = Chart("Charikar's gain err_sq(teacher) − err_sq(student): measured vs predicted", "gold")
 SQ_GAIN = declare(
     _name("gold", "sq_gain"),
     "measured gain err_sq(w) − err_sq(s) on gold points: against one-hot gold on covered gold points (classification), "
     "against the real gold where known (regression); compare with `bounds/predicted_gain`",
-    "Charikar et al. 2024 — definition", higher_is_better=True, needs=[Need.GOLD], may_be_undefined=True,
-    charts=[_GAIN_CHART], tasks=BOTH)
-_SQ_ERR = Chart("squared error to gold: student vs teacher")
+    "Charikar et al. 2024 — definition", higher_is_better=True, needs=[Need.GOLD], may_be_undefined=True, charts=[_GAIN],
+    tasks=BOTH)
 STUDENT_SQ_ERROR = declare(
     _name("gold", "student_sq_error"),
     "the student's mean ‖p_s − e_y‖² on covered gold points (Brier score; classification) or mean ‖f_s − y‖² on gold "
     "points (regression)", "definition", higher_is_better=False, needs=[Need.GOLD], may_be_undefined=True,
-    charts=[_SQ_ERR], tasks=BOTH)
+    charts=[Chart("student's squared error to gold (Brier on covered gold points for classes)")], tasks=BOTH)
 TEACHER_SQ_ERROR = declare(
     _name("gold", "teacher_sq_error"), "the teacher's mean ‖p_w − e_y‖² on covered gold points (classification) or "
     "mean ‖f_w − y‖² on gold points (regression)", "definition",
-    higher_is_better=None, needs=[Need.GOLD], may_be_undefined=True, charts=[_SQ_ERR], tasks=BOTH)
+    higher_is_better=None, needs=[Need.GOLD], may_be_undefined=True, charts=[CONSTANT], tasks=BOTH)
 
 _BOUNDS = dict(kind="bound", needs=[Need.TEACHER_ACCURACY], may_be_undefined=True)
 _BAND_INPUTS = (
@@ -168,27 +186,28 @@ ACCURACY_LOWER = declare(
     _name("bounds", "accuracy_lower"),
     "π·max(0, a − d): lower end of the 0/1 band on the student's accuracy on all gold points (`gold/accuracy`), "
     "the teacher's abstentions counted as all wrong. " + _BAND_INPUTS,
-    "derived bound", higher_is_better=True, charts=[replace(_BAND, role="lower")], **_BOUNDS)
+    "derived bound", higher_is_better=True, charts=[replace(_ALL_BAND, role="lower")], **_BOUNDS)
 ACCURACY_UPPER = declare(
     _name("bounds", "accuracy_upper"),
     "π·min(a + d, 2 − a − d) + (1 − π): upper end of the same band, the teacher's abstentions counted as all right "
     "(disagreement says nothing about them)", "derived bound", higher_is_better=True,
-    charts=[replace(_BAND, role="upper")], **_BOUNDS)
+    charts=[replace(_ALL_BAND, role="upper")], **_BOUNDS)
 COVERED_ACCURACY_LOWER = declare(
     _name("bounds", "covered_accuracy_lower"),
     "max(0, a − d): lower end of the 0/1 band on the student's accuracy where the teacher labels "
     "(`gold/covered_accuracy`; a, d on the same covered gold points: exact)", "derived bound", higher_is_better=True,
-    charts=[replace(_COVERED_BAND, role="lower")], **dict(_BOUNDS, needs=[Need.GOLD]))
+    charts=[replace(_BAND, role="lower", run=r) for r in (None, "teacher")], **dict(_BOUNDS, needs=[Need.GOLD]))
 COVERED_ACCURACY_UPPER = declare(
     _name("bounds", "covered_accuracy_upper"), "min(a + d, 2 − a − d): upper end of the same covered band",
-    "derived bound", higher_is_better=True, charts=[replace(_COVERED_BAND, role="upper")],
+    "derived bound", higher_is_better=True, charts=[replace(_BAND, role="upper", run=r) for r in (None, "teacher")],
     **dict(_BOUNDS, needs=[Need.GOLD]))
 MAX_GAIN = declare(
     _name("bounds", "max_gain"),
     "π·d + (1 − π): the most the student's accuracy can still exceed the teacher's (label-free; d = "
     "`misfit/disagreement`, π = the share of the probe the teacher covers, its abstentions counted as all right). "
     "The `gain_exhausted` rule fires when it is below `min_gain`",
-    "derived bound", kind="bound", higher_is_better=None, may_be_undefined=True, charts=[Chart("max_gain")])
+    "derived bound", kind="bound", higher_is_better=None, may_be_undefined=True,
+    charts=[Chart("largest accuracy gain over the teacher still possible (label-free 0/1 band)", "misfit")])
 PREDICTED_GAIN = declare(
     _name("bounds", "predicted_gain"),
     "Charikar's predicted gain err_sq(w) − err_sq(s) = `misfit/sq`. Thm 1: err(s) ≤ err(w) − misfit when the strong "
@@ -196,62 +215,68 @@ PREDICTED_GAIN = declare(
     "least-squares head on frozen features (a linear subspace) fitted to the teacher on the probe's own points. A "
     "prediction, not a guarantee, outside those premises (a cross-entropy or MLP student, a fit on other points, a "
     "target outside the class)", "Charikar Thm 1 — a prediction", kind="prediction", higher_is_better=True,
-    may_be_undefined=True, charts=[_GAIN_CHART], tasks=BOTH)
+    may_be_undefined=True, charts=[replace(_GAIN, run="predicted_gain")], tasks=BOTH)
 
-_GAP = Chart("representation gap (Xue et al.)")
 GAP_FRO = declare(
     _name("representation", "gap_fro"),
     "‖P_s(I − P_w)‖_F²/n: how much of what the teacher's kernel misses the student's kernel cannot recover "
     "(expected PredGap for isotropic labels); lower = better W2S expected",
     "Xue et al. 2025 — our construction (below)", kind="estimate", higher_is_better=False,
-    needs=[Need.TEACHER_FEATURES], charts=[_GAP], tasks=BOTH)
+    needs=[Need.TEACHER_FEATURES], charts=[Chart("representation gap ‖P_s(I − P_w)‖_F²/n (lower = better W2S expected)")],
+    tasks=BOTH)
 GAP_OP = declare(
     _name("representation", "gap_op"), "‖P_s(I − P_w)‖₂ (worst case)", "Xue et al. 2025 — our construction",
-    kind="estimate", higher_is_better=False, needs=[Need.TEACHER_FEATURES], charts=[_GAP], tasks=BOTH)
+    kind="estimate", higher_is_better=False, needs=[Need.TEACHER_FEATURES],
+    charts=[Chart("representation gap, worst case ‖P_s(I − P_w)‖₂")], tasks=BOTH)
 CKA = declare(
     _name("representation", "cka"),
     "linear CKA ‖C_sw‖_F²/(‖C_s‖_F‖C_w‖_F) of the captured student and teacher features themselves (never of their "
     "top principal components)", "Kornblith et al. 2019",
-    higher_is_better=None, needs=[Need.TEACHER_FEATURES], charts=[Chart("linear CKA")], tasks=BOTH)
+    higher_is_better=None, needs=[Need.TEACHER_FEATURES], charts=[Chart("linear CKA, student vs teacher features")],
+    tasks=BOTH)
 EFFECTIVE_RANK = declare(
     _name("representation", "effective_rank"),
     "participation ratio tr(C)²/‖C‖_F² of the student covariance (exp of the order-2 Rényi entropy of its normalised "
     "eigenvalues; 1 = one direction, up to the rank): collapse detector", "heuristic (participation ratio; Rényi 1961)",
-    higher_is_better=True, charts=[Chart("effective rank")], tasks=BOTH)
+    higher_is_better=True, charts=[Chart("effective rank of the student's representation")], tasks=BOTH)
 PRED_GAP_GOLD = declare(
     _name("representation", "pred_gap_gold"),
     "‖P_s(I − P_w)y‖²/n with gold y (one-hot classes, or the real targets of a regression probe)", "Xue et al. 2025",
-    higher_is_better=False, needs=[Need.TEACHER_FEATURES, Need.GOLD], charts=[Chart("pred_gap_gold")], tasks=BOTH)
+    higher_is_better=False, needs=[Need.TEACHER_FEATURES, Need.GOLD],
+    charts=[Chart("prediction gap with gold ‖P_s(I − P_w)y‖²/n")], tasks=BOTH)
 
 _ROBUST = dict(higher_is_better=False, may_be_undefined=True)
 INCONSISTENCY = declare(
     _name("robustness", "inconsistency"),
     "γ̂: mean over probe points of the fraction of their k nearest neighbours (frozen embedding) the student labels "
-    "differently — label-free", "Lang et al. 2024", needs=[Need.NEIGHBOURS], charts=[Chart("inconsistency")], **_ROBUST)
+    "differently — label-free", "Lang et al. 2024", needs=[Need.NEIGHBOURS],
+    charts=[Chart("inconsistency γ̂: neighbours labelled differently (all probe points)")], **_ROBUST)
 INCONSISTENCY_COVERED = declare(
     _name("robustness", "inconsistency_covered"), "γ̂ on covered probe points", "Lang et al. 2024",
-    needs=[Need.NEIGHBOURS, Need.GOLD], charts=[Chart("inconsistency_covered")], **_ROBUST)
+    needs=[Need.NEIGHBOURS, Need.GOLD], charts=[Chart("inconsistency γ̂ on covered points")], **_ROBUST)
 INCONSISTENCY_UNCOVERED = declare(
     _name("robustness", "inconsistency_uncovered"), "γ̂ on the teacher's abstentions", "Lang et al. 2024",
-    needs=[Need.NEIGHBOURS, Need.GOLD, Need.UNCOVERED], charts=[Chart("inconsistency_uncovered")], **_ROBUST)
+    needs=[Need.NEIGHBOURS, Need.GOLD, Need.UNCOVERED], charts=[Chart("inconsistency γ̂ on the teacher's abstentions")],
+    **_ROBUST)
 P_NONROBUST_BOUND = declare(
     _name("robustness", "p_nonrobust_bound"), "min(1, γ̂/η) ≥ P(R̄_η), the share of non-robust points",
-    "Lang et al. Lemma B.1", kind="bound", needs=[Need.NEIGHBOURS], charts=[Chart("p_nonrobust_bound")], **_ROBUST)
+    "Lang et al. Lemma B.1", kind="bound", needs=[Need.NEIGHBOURS],
+    charts=[Chart("bound on the share of non-robust points min(1, γ̂/η)")], **_ROBUST)
 
 _LANG = dict(needs=[Need.NEIGHBOURS, Need.GOLD], may_be_undefined=True)
 _LANG_T = dict(needs=[Need.NEIGHBOURS, Need.GOLD, Need.UNCOVERED], may_be_undefined=True)
 ALPHA = declare(
     _name("lang", "alpha_{i}"), "α_i = P(teacher ≠ gold ∣ covered, gold class i)", "Lang et al. 2024",
-    higher_is_better=None, charts=[Chart("alpha per class")], **_LANG)
+    higher_is_better=None, charts=[CONSTANT], **_LANG)
 EXPANSION_GOOD_TO_BAD = declare(
     _name("lang", "expansion_good_to_bad_{i}"),
     "expansion estimate ĉ from S_i^good into S_i^bad over the student's label sets at past checks (neighbour oracle)",
     "Lang et al. §5 — live adaptation", kind="estimate", higher_is_better=True,
-    charts=[Chart("expansion_good_to_bad per class")], **_LANG)
+    charts=[Chart("expansion ĉ from S_i good into S_i bad, per class", run="class_{i}")], **_LANG)
 EXPANSION_UNCOVERED_TO_GOOD = declare(
     _name("lang", "expansion_uncovered_to_good_{i}"), "expansion estimate ĉ from T_i into S_i^good (same construction)",
     "Lang et al. §5 — live adaptation", kind="estimate", higher_is_better=True,
-    charts=[Chart("expansion_uncovered_to_good per class")], **_LANG_T)
+    charts=[Chart("expansion ĉ from T_i into S_i good, per class", run="class_{i}")], **_LANG_T)
 
 
 def _predicted_and_measured(where: str, condition: str, theorem: str, rhs: str, needs: dict) -> tuple[str, str, str, str]:
@@ -260,11 +285,11 @@ def _predicted_and_measured(where: str, condition: str, theorem: str, rhs: str, 
     per-class values [derived: err(f,y|S) = Σ_i P(S_i|S) err(f,y|S_i)]). The theorems bound the error
     at the paper's robust-expansion constant; evaluated at the plug-in ĉ measured on the probe they
     are *estimates* (metrics/expansion.py says why), hence ``kind="estimate"`` and the name
-    ``predicted_error``, never ``bound``."""
+    ``predicted_error``, never ``bound``. Two charts, the predicted and the measured error, each with
+    the pooled value in the student's run and one reference run per class."""
     names = []
     for suffix, cond in (("_{i}", f"{condition}_i"), ("", condition)):
-        per_class = " per class" if suffix else ""
-        chart = Chart(f"{where} error{per_class}: predicted (Lang {theorem} at ĉ) vs measured")
+        run = "class_{i}" if suffix else None
         meaning = (
             f"{rhs} at the plug-in expansion estimate ĉ: what the theorem predicts for "
             f"err(student, gold ∣ {cond}) if ĉ were the paper's robust-expansion constant. An estimate, not a bound: "
@@ -276,10 +301,12 @@ def _predicted_and_measured(where: str, condition: str, theorem: str, rhs: str, 
         names.append(declare(
             _name("lang", f"{where}_predicted_error{suffix}"), meaning,
             f"Lang et al. {theorem} — plug-in estimate" + ("" if suffix else "; pooling derived"), kind="estimate",
-            higher_is_better=False, charts=[chart], **needs))
+            higher_is_better=False, charts=[Chart(f"err(student, gold | {condition}) predicted by Lang {theorem} at the "
+                                                  "plug-in ĉ: pooled and per class", run=run)], **needs))
         names.append(declare(
             _name("lang", f"{where}_error{suffix}"), f"the measured err(student, gold ∣ {cond}) beside it", "definition",
-            higher_is_better=False, charts=[chart], **needs))
+            higher_is_better=False, charts=[Chart(f"measured err(student, gold | {condition}): pooled and per class", run=run)],
+            **needs))
     return tuple(names)
 
 
