@@ -95,10 +95,11 @@ class EncoderClassifier(nn.Module):
 
 # learning rate per student kind when `train_student(lr=None)`: Adam 1e-3 for the small networks,
 # AdamW 5e-5 (with its default weight decay) for the fine-tuned encoder (BERT-style fine-tuning rates
-# are 2e-5..5e-5; the high end so that 10 epochs of 800 sentences reach the memorisation phase)
+# are 2e-5..5e-5; the high end so that 8 epochs of 400 sentences (200 steps of 16) reach the
+# memorisation phase)
 DEFAULT_LR = {"mlp": 1e-3, "cnn": 1e-3, "minilm_ft": 5e-5}
 # mini-batch size per student kind when `train_student(batch_size=None)`; evaluation batch size
-DEFAULT_BATCH = {"mlp": 64, "cnn": 64, "minilm_ft": 32}
+DEFAULT_BATCH = {"mlp": 64, "cnn": 64, "minilm_ft": 16}
 EVAL_BATCH = {"mlp": 1024, "cnn": 1024, "minilm_ft": 128}
 
 

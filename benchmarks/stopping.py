@@ -343,8 +343,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     chosen_rule = Rule("CHOSEN: " + chosen.name, chosen.family, chosen.monitor, chosen.run, chosen.params)
     runners = [r for r in ranked[1:] if r.params.get("signal") != chosen.params.get("signal")][:2]
-    rows = base + floor + today[:2] + [top_by_signal[s] for s in ("probe_ce", "churn_train", "churn_probe", "ema_dis_probe",
-                                                                    "cons_ce", "atc") if s in top_by_signal] + combos + runners + [chosen_rule]
+    # a-priori settings (fixed before any run, not selected): the probe's analogues of the REF and of
+    # ModelCheckpoint, and Label Wave's rule (moving average, first local minimum, its weights)
+    apriori = []
+    for sig, sm, pa, keep in (("probe_hce", 1, 3, "best"), ("probe_hce", 1, None, "best"), ("probe_ce", 1, None, "best"),
+                              ("probe_err", 1, None, "best"), ("churn_train", 3, 3, "best"), ("cons_ce", 1, None, "best"),
+                              ("knn_ce", 1, None, "best")):
+        r = next(c for c in cands if c.params == {"signal": sig, "smooth": sm, "patience": pa, "keep": keep})
+        apriori.append(Rule("[a priori] " + r.name, r.family, r.monitor, r.run, r.params))
+    rows = base + floor + today[:2] + apriori + [top_by_signal[s] for s in ("probe_hce", "probe_ce", "churn_train", "churn_probe",
+                                                                    "ema_dis_probe", "cons_ce", "knn_ce", "atc") if s in top_by_signal] + combos + runners + [chosen_rule]
     seen = set()
     rows = [r for r in rows if not (r.name in seen or seen.add(r.name))]
     print(regret_table(f"TABLE 1 — report seeds {report}: mean regret per pair (pt), mean over pairs, paired Δ vs REF",
@@ -377,8 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_better = sum(mean_regret(next(c for c in cands if c.params == {**r.params, "keep": "best"}), sel, tasks)
                    < mean_regret(r, sel, tasks) for r in cands if r.params["keep"] == "stop")
     n_stop = sum(1 for r in cands if r.params["keep"] == "stop")
+    n_worse = sum(mean_regret(next(c for c in cands if c.params == {**r.params, "keep": "best"}), sel, tasks)
+                  > mean_regret(r, sel, tasks) for r in cands if r.params["keep"] == "stop")
     print(f"  over all {n_stop} (signal, smoothing, patience) settings, selection seeds: restoring the best check beats "
-          f"keeping the stop check in {n_better}")
+          f"keeping the stop check in {n_better}, loses in {n_worse}")
     print()
 
     # ---- leave one source out
@@ -388,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for src in sources:
         held = [t for t in tasks if TASK_SOURCES.get(t, t) == src]
         others = [t for t in tasks if t not in held]
+        if not others:
+            print("  (a single source: nothing to leave out)")
+            break
         sel_o = [r for r in sel if r.task in others]
         pick = min(monitor_pool, key=lambda r: score(r, sel_o, others))
         rep_h = [r for r in rep if r.task in held]
@@ -397,9 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             loso_diff[t] = [a - b for a, b in zip(loso_regret[t], loso_ref[t])]
         print(f"  {src:<15} chose {pick.name:<48} regret {statistics.fmean(x for t in held for x in loso_regret[t]):5.2f} "
               f"vs REF {statistics.fmean(x for t in held for x in loso_ref[t]):5.2f}")
-    allv = [x for t in tasks for x in loso_diff[t]]
-    m, lo, hi = t_ci(allv)
-    print(f"  pooled: LOSO regret {statistics.fmean(statistics.fmean(v) for v in loso_regret.values()):.2f} pt vs REF "
+    allv = [x for t in tasks for x in loso_diff.get(t, [])]
+    m, lo, hi = t_ci(allv) if allv else (math.nan,) * 3
+    if allv:
+        print(f"  pooled: LOSO regret {statistics.fmean(statistics.fmean(v) for v in loso_regret.values()):.2f} pt vs REF "
           f"{statistics.fmean(statistics.fmean(v) for v in loso_ref.values()):.2f} pt; Δ {m:+.2f} [{lo:+.2f}, {hi:+.2f}] "
           "(t over runs)")
     print()

@@ -43,8 +43,8 @@ from typing import Any, Sequence
 import numpy as np
 
 RECORD_VERSION = "stopbench-1"
-EPOCHS = {"mlp": 40, "cnn": 40, "minilm_ft": 10}
-TRAIN_PROBE = {"mlp": 1024, "cnn": 1024, "minilm_ft": 400}
+EPOCHS = {"mlp": 40, "cnn": 40, "minilm_ft": 8}
+TRAIN_PROBE = {"mlp": 1024, "cnn": 1024, "minilm_ft": 200}
 KNN_K = 20  # neighbours stored per probe point (rules may use fewer: the first k columns)
 RUNS_DIR = "stopbench_runs"
 
@@ -318,8 +318,8 @@ def load_recordings(tasks: Sequence[str], seeds: Sequence[int], data_dir: str, *
                     pass
             todo.append((t, s, data_dir, str(path)))
     if todo:
-        cost = {"minilm_ft": 0, "fashion_scratch": 1}
-        todo.sort(key=lambda a: (cost.get(a[0], cost.get("minilm_ft") if a[0].endswith("_ft") else 9), a[1]))
+        cost = {"movie_vader_ft": 0, "fashion_scratch": 1}  # longest first
+        todo.sort(key=lambda a: (cost.get(a[0], 9), a[1]))
         log(f"recording {len(todo)} runs ({jobs} process(es)); the others are cached under {Path(data_dir) / RUNS_DIR}")
         t0 = time.perf_counter()
         if jobs > 1 and len(todo) > 1:

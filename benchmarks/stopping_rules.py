@@ -72,13 +72,14 @@ def smooth_trailing(values: np.ndarray, window: int) -> np.ndarray:
     v = np.asarray(values, dtype=float)
     if window <= 1:
         return v.copy()
-    out = np.full_like(v, np.nan)
-    for c in range(len(v)):
-        w = v[max(0, c - window + 1) : c + 1]
-        w = w[np.isfinite(w)]
-        if len(w):
-            out[c] = w.mean()
-    return out
+    ok = np.isfinite(v)
+    csum = np.concatenate([[0.0], np.cumsum(np.where(ok, v, 0.0))])
+    ccnt = np.concatenate([[0], np.cumsum(ok)])
+    hi = np.arange(1, len(v) + 1)
+    lo = np.maximum(0, hi - window)
+    cnt = ccnt[hi] - ccnt[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, (csum[hi] - csum[lo]) / np.maximum(cnt, 1), np.nan)
 
 
 def patience_stop(values: np.ndarray, patience: int | None, smooth: int = 1, keep: str = "stop", min_delta: float = 0.0,

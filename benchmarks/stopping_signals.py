@@ -20,8 +20,11 @@ Sources (each a heuristic here: none is a theorem about the student's gold accur
   ``KL(p_w || p_s)`` (eps = 1e-6 clamps, the monitor's ``kl_teacher_student``; the CE on the teacher's
   hard label for rule teachers), disagreement with the teacher's argmax (= 1 - noisy-validation
   accuracy, Toner & Storkey 2024), and Charikar et al.'s squared misfit ``||p_s - p_w||^2``;
+  ``probe_hce`` — the cross-entropy on the teacher's *hard* label (its argmax), i.e. the held-out value
+  of the loss a student trained on the teacher's labels minimises (the user's ``val_loss``, computed on
+  the probe); it differs from ``probe_ce`` only for teachers with soft probabilities;
 * ``val_ce`` / ``val_err`` / ``val_auroc`` — the same on the user's teacher-labelled validation set
-  (``val_loss``; the baselines of :mod:`benchmarks.stopping`);
+  (``val_ce`` is exactly the user's unclamped ``val_loss``; the baselines of :mod:`benchmarks.stopping`);
 * ``churn_probe`` / ``churn_train`` — prediction churn, "Label Wave" (Yuan, Feng, Liu, ICLR 2024,
   "Early Stopping Against Label Noise Without Validation Data"): the fraction of a fixed slice whose
   predicted class changed since the previous check. Label Wave counts it on the training set during
@@ -37,6 +40,11 @@ Sources (each a heuristic here: none is a theorem about the student's gold accur
   ICML 2020). ``cons_*`` use the monitor's neighbour table (the teacher's features when they define
   cosine neighbourhoods, else the student's representation at fit start); ``cons_*_s`` always the
   student's representation at fit start;
+* ``knn_err`` / ``knn_ce`` (``*20``: 20 neighbours; ``knn_err_t``: the monitor's table) — fit to the
+  teacher's **neighbour vote**: each probe point (abstentions included) gets the mean teacher
+  probability vector of its covered nearest neighbours in the student's representation at fit start
+  (itself excluded), the label correction of Deep k-NN (Bahri et al. 2020); a student that starts
+  memorising individual teacher errors drifts away from this smoothed target;
 * ``gamma`` — Lang et al.'s average neighbour non-robustness (NeurIPS 2024), the
   ``robustness_drop`` policy's input;
 * ``atc`` — Average Thresholded Confidence (Garg, Balakrishnan, Lipton, Neyshabur, Sedghi, ICLR 2022):
@@ -127,6 +135,10 @@ def _fit(probs: np.ndarray, teacher: np.ndarray, mask: np.ndarray, kind: str) ->
         return kl_rows(w, p).mean(1)
     if kind == "err":
         return (p.argmax(-1) != w.argmax(-1)).mean(1)
+    if kind == "hce":  # cross-entropy on the teacher's hard label (argmax): the held-out training loss
+        lab = w[0].argmax(-1)
+        return -np.log(np.clip(np.take_along_axis(p, np.broadcast_to(lab[None, :, None], p.shape[:2] + (1,)), -1)[..., 0], EPS,
+                               None)).mean(1)
     if kind == "sq":
         return ((p - w) ** 2).sum(-1).mean(1)
     raise ValueError(kind)
@@ -144,26 +156,34 @@ def val_fit(rec, kind: str) -> np.ndarray:
     onehot = np.eye(k)[rec.val_teacher]
     if kind == "auroc":
         return -_auroc(probs, rec.val_teacher)
+    if kind == "ce":  # exactly the user's val_loss (F.cross_entropy: no clamp)
+        z = rec.val_logits.astype(np.float64)
+        zmax = z.max(-1, keepdims=True)
+        lse = np.log(np.exp(z - zmax).sum(-1)) + zmax[..., 0]
+        return (lse - np.take_along_axis(z, rec.val_teacher[None, :, None].repeat(len(z), 0), -1)[..., 0]).mean(1)
     return _fit(probs, onehot, np.ones(len(onehot), bool), kind)
 
 
 def _auroc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per check: binary AUROC of ``p[:, 1]`` or macro one-vs-rest AUROC (torchmetrics' definitions),
-    against the teacher's labels."""
-    from sklearn.metrics import roc_auc_score
+    """Per check: binary AUROC of ``p[:, 1]``, or the macro mean of one-vs-rest AUROCs over the classes
+    present, against the teacher's labels, by the rank (Mann-Whitney) formula with tied scores
+    given their mean rank (what torchmetrics and scikit-learn compute; written out because
+    ``roc_auc_score``'s per-call overhead dominated the replay)."""
+    from scipy.stats import rankdata
 
     out = np.full(len(probs), np.nan)
     k = probs.shape[-1]
-    present = np.unique(labels)
+    classes = [1] if k == 2 else [j for j in range(k) if 0 < (labels == j).sum() < len(labels)]
+    if not classes or not all(0 < (labels == j).sum() < len(labels) for j in classes):
+        return out
     for c in range(len(probs)):
-        try:
-            if k == 2:
-                out[c] = roc_auc_score(labels, probs[c, :, 1])
-            else:
-                scores = [roc_auc_score(labels == j, probs[c, :, j]) for j in present]
-                out[c] = float(np.mean(scores)) if len(present) == k else float(np.sum(scores) / k)
-        except ValueError:
-            pass
+        vals = []
+        for j in classes:
+            pos = labels == j
+            ranks = rankdata(probs[c, :, j])
+            n1, n0 = pos.sum(), (~pos).sum()
+            vals.append((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+        out[c] = float(np.mean(vals))
     return out
 
 
@@ -209,6 +229,34 @@ def consensus_share(rec, prefer: str) -> float:
 
 
 @_cached
+def knn_labels(rec, prefer: str, k: int) -> np.ndarray:
+    """``(n, classes)`` leave-one-out neighbour vote of the teacher: the mean teacher probability vector
+    of each probe point's covered neighbours among its first ``k`` (the point itself excluded); rows
+    of points without a covered neighbour are NaN. Fixed for the run (computed once at fit start)."""
+    nb = neighbour_table(rec, prefer)[:, :k]
+    w = rec.probe_covered[nb].astype(np.float64)  # (n, k)
+    q = (rec.probe_teacher[nb] * w[..., None]).sum(1)
+    tot = w.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tot > 0, q / tot, np.nan)
+
+
+@_cached
+def knn_fit(rec, kind: str, prefer: str, k: int) -> np.ndarray:
+    """Fit of the student to the neighbour vote of the teacher (Deep k-NN's corrected labels,
+    Bahri et al. 2020) on every probe point that has one, abstentions included: ``err`` = share whose
+    argmax differs from the vote's plurality (ties left out), ``ce`` = ``KL(vote || p_s)``."""
+    q = knn_labels(rec, prefer, k)
+    ok = np.isfinite(q).all(1)
+    if kind == "err":
+        top = np.sort(q, 1)
+        ok &= ~np.isclose(top[:, -1], top[:, -2]) if q.shape[1] > 1 else ok
+    if not ok.any():
+        return np.full(len(rec.probe_logits), np.nan)
+    return _fit(_probe_probs(rec), np.nan_to_num(q), ok, kind)
+
+
+@_cached
 def gamma(rec) -> np.ndarray:
     """Lang et al.'s gamma-hat: mean over probe points of the share of their ``GAMMA_K`` neighbours
     (monitor's table) predicted differently."""
@@ -240,6 +288,7 @@ def atc(rec) -> np.ndarray:
 SIGNALS: dict[str, Callable] = {
     "probe_ce": lambda r: probe_fit(r, "ce"),
     "probe_err": lambda r: probe_fit(r, "err"),
+    "probe_hce": lambda r: probe_fit(r, "hce"),
     "probe_sq": lambda r: probe_fit(r, "sq"),
     "train_ce": lambda r: train_fit(r, "ce"),
     "val_ce": lambda r: val_fit(r, "ce"),
@@ -253,6 +302,11 @@ SIGNALS: dict[str, Callable] = {
     "cons_err": lambda r: consensus(r, "err", "teacher"),
     "cons_ce_s": lambda r: consensus(r, "ce", "student"),
     "cons_err_s": lambda r: consensus(r, "err", "student"),
+    "knn_err": lambda r: knn_fit(r, "err", "student", 10),
+    "knn_ce": lambda r: knn_fit(r, "ce", "student", 10),
+    "knn_err20": lambda r: knn_fit(r, "err", "student", 20),
+    "knn_ce20": lambda r: knn_fit(r, "ce", "student", 20),
+    "knn_err_t": lambda r: knn_fit(r, "err", "teacher", 10),
     "gamma": gamma,
     "atc": atc,
 }

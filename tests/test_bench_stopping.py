@@ -195,3 +195,19 @@ def test_gold_floor_regret_with_all_points_is_the_smoothed_oracle():
     r = gold_floor_regret(rec, 40, draws=3, smooth=1)
     acc = (rec.probe_logits[1:].argmax(-1) == rec.probe_gold).mean(1)
     assert r == pytest.approx(rec.regret(1 + int(np.argmax(acc))))
+
+
+def test_auroc_rank_formula_matches_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    from benchmarks.stopping_signals import _auroc
+
+    rng = np.random.default_rng(0)
+    for k in (2, 4):
+        labels = rng.integers(0, k, 200)
+        logits = rng.normal(size=(3, 200, k)).round(1)  # rounded: ties
+        p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        got = _auroc(p, labels)
+        for c in range(3):
+            ref = roc_auc_score(labels, p[c, :, 1]) if k == 2 else roc_auc_score(labels, p[c], multi_class="ovr", average="macro")
+            assert got[c] == pytest.approx(ref, abs=1e-12)
