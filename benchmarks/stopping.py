@@ -279,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="processes recording missing runs (default 1: shared machine)")
     ap.add_argument("--fresh", action="store_true", help="re-record every run")
     ap.add_argument("--json", default=None, help="also write the main figures to this JSON file")
+    ap.add_argument("--no-verify", action="store_true", help="skip the short real W2SMonitor run that checks the offline signals")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     recs = load_recordings(args.tasks, args.seeds, args.data, fresh=args.fresh, jobs=args.jobs)
@@ -305,6 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Replay checks: val_loss recomputed from the recorded logits vs Lightning's logged value: max |diff| {dv:.1e}; "
           f"Lightning's EarlyStopping._evaluate_stopping_criteria vs patience_stop on val_loss: {es_same}/{len(recs)} identical "
           f"stops; today's policies vs lightning_w2s.W2SEarlyStopping.evaluate: {check_against_library(recs)}")
+    if not args.no_verify:
+        from benchmarks.stopping_record import verify_against_monitor
+
+        try:
+            print("Offline signals vs a real W2SMonitor run: " + verify_against_monitor("digits_lr", 0, args.data, 4))
+        except Exception as exc:  # pragma: no cover - the package is being refactored
+            print(f"Offline signals vs a real W2SMonitor run: skipped ({type(exc).__name__}: {exc})")
     print()
 
     base, floor, today = baseline_rules(), floor_rules(), today_rules()
@@ -360,6 +368,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(regret_table(f"TABLE 2 — selection seeds {select} (same rows)", rows, sel, tasks, ref))
     print()
+    print("TABLE 3 — today's four policies of W2SEarlyStopping (library defaults: patience 3, min_delta 0, kappa 0.5, "
+          "min_gain 0.05) and their combinations: mean regret (pt), selection / report seeds, report Δ vs REF")
+    for r in today:
+        m, lo, hi = t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])
+        print(f"  {r.name:<58}{mean_regret(r, sel, tasks):6.2f}{mean_regret(r, rep, tasks):7.2f}   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]")
+    print()
 
     lines, ci = ci_block(chosen_rule, ref, rep, tasks, "CHOSEN")
     print("\n".join(lines))
@@ -369,6 +383,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"GOAL (report seeds): mean regret {mean_rep:.2f} pt <= {TARGET} pt: {'PASS' if ok_mean else 'FAIL'}; "
           f"below REF ({mean_regret(ref, rep, tasks):.2f} pt) with the paired 95% CI (t over runs) excluding 0: "
           f"{'PASS' if ok_ci else 'FAIL'}  => {'PASS' if ok_mean and ok_ci else 'FAIL'}")
+    print()
+
+    # ---- verdict per signal: significantly worse than REF at its best selected setting?
+    worse = [sig for sig, r in top_by_signal.items() if r.monitor and t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])[1] > 0]
+    tied = [sig for sig, r in top_by_signal.items() if r.monitor and sig not in worse]
+    print("Signals whose best selected setting is significantly worse than REF on the report seeds (CI above 0): "
+          + ", ".join(sorted(worse)))
+    print("Signals not significantly different from REF at their best selected setting: " + ", ".join(sorted(tied)))
     print()
 
     # ---- stop weights vs restore best: for each signal's best (smooth, patience), both keeps

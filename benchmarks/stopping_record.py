@@ -356,3 +356,68 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir: str = "data", epochs: int = 4) -> str:
+    """Train ``task_name`` once with the recorder **and** a real :class:`lightning_w2s.W2SMonitor` (held-out
+    probe with teacher outputs and features, the same train probe), and compare the monitor's logged
+    ``w2s/misfit/kl_teacher_student``, ``w2s/misfit/disagreement``,
+    ``w2s/train_misfit/kl_teacher_student`` and ``w2s/robustness/inconsistency`` with the offline
+    signals computed from the recording (``probe_ce``, ``probe_err``, ``train_ce``, ``gamma``).
+    Returns a one-line verdict (max absolute difference per quantity)."""
+    import torch
+
+    from benchmarks.common import DEFAULT_BATCH, EVAL_BATCH, quiet_lightning, train_student
+    from benchmarks.stopping_signals import signal
+    from benchmarks.tasks import load_task
+
+    try:
+        from lightning.pytorch.callbacks import Callback
+
+        from lightning_w2s import W2SMonitor, W2SProbe
+    except Exception as exc:  # pragma: no cover - the package is being refactored
+        return f"skipped ({type(exc).__name__}: {exc})"
+    quiet_lightning()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    task = load_task(task_name, seed, data_dir)
+    rows = train_probe_rows(task, TRAIN_PROBE[task.student])
+    val_cov = np.flatnonzero(task.val.covered)
+
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+    probe = task.make_probe()
+    train_probe = W2SProbe(t(task.train.x[rows]), teacher_labels=torch.from_numpy(task.train.teacher_labels[rows].copy()),
+                           num_classes=task.num_classes)
+    monitor = W2SMonitor(probe=probe, train_probe=train_probe)
+    names = {"w2s/misfit/kl_teacher_student": "probe_ce", "w2s/misfit/disagreement": "probe_err",
+             "w2s/train_misfit/kl_teacher_student": "train_ce", "w2s/robustness/inconsistency": "gamma"}
+    logged: dict[str, list[float]] = {k: [] for k in names}
+
+    class Grab(Callback):
+        def on_validation_end(self, trainer, pl_module):
+            for k in names:
+                logged[k].append(float(trainer.callback_metrics.get(k, float("nan"))))
+
+    sets = {"probe": t(task.probe.x), "train": t(task.train.x[rows]), "val": t(task.val.x[val_cov])}
+    spe = max(1, -(-int(task.train.covered.sum()) // DEFAULT_BATCH[task.student]))
+    rec = _recorder_class()(sets, t(task.test.x), EVAL_BATCH[task.student], ema_decay=1.0 - 1.0 / spe)
+    train_student(task, seed, epochs, callbacks=[monitor, Grab(), rec], record=False)
+    fake = Recording(
+        task=task_name, seed=seed, source="", teacher_kind="", student=task.student, num_classes=task.num_classes, epochs=epochs,
+        fit_seconds=0.0, record_seconds=0.0, probe_teacher=_teacher_matrix(task.probe, np.arange(len(task.probe)), task.num_classes),
+        probe_covered=task.probe.covered.copy(), probe_gold=task.probe.gold.copy(), train_teacher=task.train.teacher_labels[rows].copy(),
+        val_teacher=task.val.teacher_labels[val_cov].copy(), test_gold=task.test.gold.copy(),
+        knn_teacher=_knn(task.probe.teacher_features, KNN_K), knn_student=_knn(rec.init_features, KNN_K),
+        probe_logits=np.stack(rec.logits["probe"]), train_logits=np.stack(rec.logits["train"]), val_logits=np.stack(rec.logits["val"]),
+        test_pred=np.stack(rec.test_pred), ema_probe_logits=np.stack(rec.ema_logits["probe"]),
+        ema_train_logits=np.stack(rec.ema_logits["train"]), steps=np.asarray(rec.steps), logged_val_loss=np.asarray(rec.val_loss),
+        logged_val_auroc=np.asarray(rec.val_auroc), meta={},
+    )
+    parts = []
+    for k, sig in names.items():
+        ours = signal(fake, sig)[1:]
+        diff = float(np.nanmax(np.abs(ours - np.asarray(logged[k])))) if len(logged[k]) == len(ours) else float("nan")
+        parts.append(f"{sig} vs {k.split('/', 1)[1]}: {diff:.1e}")
+    return f"{task_name} seed {seed}, {epochs} epochs, max |offline - W2SMonitor| per check: " + "; ".join(parts)
