@@ -22,6 +22,20 @@ How it works:
 Goal (issue 11): mean regret on the report seeds <= 0.5 pt **and** below the reference with the
 paired 95% CI excluding 0. Printed as PASS/FAIL.
 
+The pairs (``benchmarks.tasks``): movie sentences x {12+12 keyword rule, VADER, logistic regression on
+WordLlama (200 gold), 30% random flips} -> MLP head on MiniLM, and VADER -> all-MiniLM-L6-v2 fine-tuned
+end to end; tweets x {keyword rule, overconfident logistic regression (100 gold, T = 0.2)}; fine-food
+reviews x {keyword rule, VADER, 30% flips}; Fashion-MNIST x logistic regression on pooled pixels ->
+CNN from scratch; scikit-learn digits x {logistic regression on pooled pixels (100 gold), 30% flips}
+-> MLP from scratch. Students train on the teacher's hard labels (abstentions dropped), Adam 1e-3 for
+40 epochs (the encoder: AdamW 5e-5, batch 16, 8 epochs).
+
+CPU budget (2 shared cores, one recording process, one torch thread, measured while 4-12 processes
+of other users shared the machine): the 96 head/CNN runs took ~52 min wall (Fashion-MNIST ~4-6 min
+a run, the others 5-60 s); the fine-tuned encoder 5-12 min a run (400 training sentences, 8 epochs,
+9 evaluation passes over ~2,350 sentences incl. the EMA passes), ~65 min for its 8 seeds. Printed per
+pair as "fit s/run". The replay of every rule on cached recordings: ~25-60 s.
+
     python -m benchmarks.stopping [--data data] [--tasks ...] [--seeds 0 ... 7] [--select-seeds 0 1 2 3]
 """
 
@@ -217,13 +231,13 @@ def paired(rule: Rule, ref: Rule, recs) -> dict[str, list[float]]:
 def regret_table(title: str, rules: Sequence[Rule], recs, tasks, ref: Rule | None) -> str:
     cols = [SHORT.get(t, t)[:8] for t in tasks]
     width = max(len(r.name) for r in rules) + 1
-    head = "rule".ljust(width) + "".join(c.rjust(8) for c in cols) + "mean".rjust(7)
+    head = "rule".ljust(width) + "".join(c.rjust(9) for c in cols) + "mean".rjust(7)
     if ref is not None:
         head += "   Δ vs REF [95% CI, t over runs]"
     lines = [title, head]
     for rule in rules:
         pp = per_pair(rule, recs)
-        cells = "".join(f"{statistics.fmean(pp[t]):8.2f}" for t in tasks)
+        cells = "".join(f"{statistics.fmean(pp[t]):9.2f}" for t in tasks)
         line = rule.name.ljust(width) + cells + f"{mean_regret(rule, recs, tasks):7.2f}"
         if ref is not None:
             d = [x for t in tasks for x in paired(rule, ref, recs)[t]]
