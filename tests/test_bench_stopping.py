@@ -211,3 +211,23 @@ def test_auroc_rank_formula_matches_sklearn():
         for c in range(3):
             ref = roc_auc_score(labels, p[c, :, 1]) if k == 2 else roc_auc_score(labels, p[c], multi_class="ovr", average="macro")
             assert got[c] == pytest.approx(ref, abs=1e-12)
+
+
+def test_train_probe_is_the_first_covered_training_rows_and_teacher_matrix():
+    from benchmarks.stopping_record import _teacher_matrix, train_probe_rows
+    from benchmarks.tasks import assemble_task, make_splits
+
+    rng = np.random.default_rng(0)
+    n = 120
+    gold = rng.integers(0, 3, n)
+    teacher = np.where(rng.random(n) < 0.4, -1, gold)
+    task = assemble_task("fake", x=rng.normal(size=(n, 4)).astype(np.float32), gold=gold, teacher_labels=teacher,
+                         teacher_features=rng.normal(size=(n, 2)).astype(np.float32), num_classes=3,
+                         splits=make_splits(n, 0, {"test": 20, "probe": 20, "val": 20}))
+    rows = train_probe_rows(task, 10)
+    assert len(rows) == 10 and task.train.covered[rows].all()
+    assert rows.tolist() == [i for i in range(len(task.train)) if task.train.covered[i]][:10]
+    m = _teacher_matrix(task.probe, np.arange(len(task.probe)), 3)
+    cov = task.probe.covered
+    np.testing.assert_array_equal(m[cov].argmax(1), task.probe.teacher_labels[cov])
+    assert (m[cov].sum(1) == 1).all() and (m[~cov] == 0).all()
