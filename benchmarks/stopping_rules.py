@@ -241,7 +241,7 @@ def check_against_library(recs) -> str:
                 for c in range(1, rec.epochs + 1):
                     stop, _, _ = cb.evaluate({k: float(v[c]) for k, v in vals.items()}, epoch=c - 1, global_step=int(rec.steps[c]))
                     if stop:
-                        target = cb._restore_target()
+                        target = cb.restore_check
                         lib = (c, c if target is None else int(target) + 1)
                         break
             except Exception as exc:  # pragma: no cover
