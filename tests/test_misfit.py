@@ -29,8 +29,9 @@ Z95 = 1.959963984540054
 # ------------------------------------------------------------------------------------------------
 def np_misfit(ps: np.ndarray, pt: np.ndarray, eps: float = 1e-6) -> dict[str, float]:
     n, k = ps.shape
-    kl_ts = kl_st = dis = sq = 0.0
+    kl_ts = kl_st = dis = sq = hce = 0.0
     for i in range(n):
+        hce -= math.log(max(ps[i, int(np.argmax(pt[i]))], eps))  # the teacher's hard label
         for c in range(k):
             if pt[i, c] > 0:
                 kl_ts += pt[i, c] * (math.log(max(pt[i, c], eps)) - math.log(max(ps[i, c], eps)))
@@ -38,7 +39,8 @@ def np_misfit(ps: np.ndarray, pt: np.ndarray, eps: float = 1e-6) -> dict[str, fl
                 kl_st += ps[i, c] * (math.log(max(ps[i, c], eps)) - math.log(max(pt[i, c], eps)))
             sq += (ps[i, c] - pt[i, c]) ** 2
         dis += float(int(np.argmax(ps[i])) != int(np.argmax(pt[i])))
-    return {"kl_teacher_student": kl_ts / n, "kl_student_teacher": kl_st / n, "disagreement": dis / n, "sq": sq / n}
+    return {"kl_teacher_student": kl_ts / n, "kl_student_teacher": kl_st / n, "disagreement": dis / n, "sq": sq / n,
+            "teacher_label_ce": hce / n}
 
 
 def np_kappa(a: np.ndarray, b: np.ndarray, k: int) -> float:
@@ -87,6 +89,22 @@ def test_one_hot_teacher_kl_is_clamped_nll():
     pt = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
     terms = misfit_terms(ps, pt, eps=1e-6)
     assert terms["kl_teacher_student"].tolist() == pytest.approx([-math.log(1e-6), -math.log(0.5)], rel=1e-12)
+
+
+def test_teacher_label_ce_is_the_kl_for_hard_teachers_and_the_hard_label_loss_for_soft_ones():
+    """For a one-hot teacher the cross-entropy on its label is the KL (both clamped); for a soft
+    teacher it is ``F.cross_entropy`` on the teacher's argmax (what a student trained on the
+    teacher's labels minimises), not the KL."""
+    rng = np.random.default_rng(5)
+    ps = torch.from_numpy(rand_probs(rng, 50, 4))
+    hard = torch.eye(4, dtype=torch.float64)[torch.from_numpy(rng.integers(0, 4, 50))]
+    out = misfit(ps, hard)
+    assert out["teacher_label_ce"].item() == out["kl_teacher_student"].item()
+    soft = torch.from_numpy(rand_probs(rng, 50, 4, 0.5))
+    out = misfit(ps, soft)
+    want = torch.nn.functional.nll_loss(ps.log(), soft.argmax(1)).item()
+    assert out["teacher_label_ce"].item() == pytest.approx(want, rel=1e-12)
+    assert abs(out["teacher_label_ce"].item() - out["kl_teacher_student"].item()) > 0.1
 
 
 def test_kappa_matches_torchmetrics_and_sklearn():

@@ -8,6 +8,10 @@ DESIGN §2.1. For student probabilities ``p_s`` and teacher probabilities ``p_w`
 - ``disagreement = mean 1[argmax p_s ≠ argmax p_w]``, with a Wilson 95% interval
   (``disagreement_lower``, ``disagreement_upper``; :mod:`lightning_w2s.metrics._stats`);
 - ``sq = mean ‖p_s − p_w‖²`` — Charikar et al.'s misfit (Thm 1 uses it for squared loss);
+- ``teacher_label_ce = mean −log max(p_s[y_w], eps)``, ``y_w = argmax p_w`` — the student's
+  cross-entropy on the teacher's hard label: the training objective of a student fitted to the
+  teacher's labels, on held-out points (a noisy-validation loss; equal to ``kl_teacher_student``
+  for a one-hot teacher);
 - ``kappa`` — Cohen's kappa between the student's and the teacher's argmax labels
   (chance-corrected agreement, Cohen 1960), from a ``k × k`` agreement-count state filled by
   torchmetrics' ``multiclass_confusion_matrix``.
@@ -36,7 +40,7 @@ from torchmetrics.functional.classification import multiclass_confusion_matrix
 from .._validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
 from ._stats import rate_with_interval
 
-MISFIT_KEYS = ("kl_teacher_student", "kl_student_teacher", "disagreement", "sq")
+MISFIT_KEYS = ("kl_teacher_student", "kl_student_teacher", "disagreement", "sq", "teacher_label_ce")
 #: every key :func:`misfit` and :meth:`Misfit.compute` return (``MISFIT_KEYS`` first).
 MISFIT_ALL_KEYS = MISFIT_KEYS + ("disagreement_lower", "disagreement_upper", "kappa")
 
@@ -91,6 +95,7 @@ def misfit_terms(student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: 
         "kl_student_teacher": _kl_rows(s, t, eps),
         "disagreement": (s.argmax(dim=1) != t.argmax(dim=1)).double(),
         "sq": (s - t).pow(2).sum(dim=1),
+        "teacher_label_ce": -s.gather(1, t.argmax(dim=1, keepdim=True)).squeeze(1).clamp_min(eps).log(),
     }
 
 
@@ -159,7 +164,7 @@ def misfit(student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float 
 
     Returns:
         0-d float64 tensors under ``MISFIT_ALL_KEYS``: ``kl_teacher_student``,
-        ``kl_student_teacher``, ``disagreement``, ``sq``, ``disagreement_lower``,
+        ``kl_student_teacher``, ``disagreement``, ``sq``, ``teacher_label_ce``, ``disagreement_lower``,
         ``disagreement_upper`` (Wilson 95%), ``kappa``. ``NaN`` for an empty input.
     """
     eps = _check_eps(eps)

@@ -90,9 +90,18 @@ KAPPA = declare(
     _name("misfit", "kappa"), "Cohen's kappa between student and teacher labels (undefined when both use one class)",
     "Cohen 1960 — definition (torchmetrics confusion counts)", higher_is_better=None, may_be_undefined=True,
     charts=[Chart("Cohen's kappa, student vs teacher labels")], on_train_probe=True)
+TEACHER_LABEL_CE = declare(
+    _name("misfit", "teacher_label_ce"),
+    "mean −log max(p_s(y_w), eps) on covered probe points, y_w = the teacher's label (argmax of its probabilities): "
+    "the student's training objective on held-out teacher labels, a noisy-validation loss (= `kl_teacher_student` "
+    "for a teacher with hard labels). W2SEarlyStopping's default signal",
+    "standard early stopping on noisy validation labels (Toner & Storkey 2024) — definition; as a stopping signal a "
+    "heuristic", higher_is_better=False,
+    charts=[Chart("cross-entropy on the teacher's labels, held-out probe (W2SEarlyStopping's default signal)")],
+    on_train_probe=True)
 #: the misfit quantities a stopping policy may read, by key
 MISFIT = {"kl_teacher_student": KL_TEACHER_STUDENT, "kl_student_teacher": KL_STUDENT_TEACHER,
-          "disagreement": DISAGREEMENT, "sq": SQ}
+          "disagreement": DISAGREEMENT, "sq": SQ, "teacher_label_ce": TEACHER_LABEL_CE}
 
 MAX_CLASS_SHARE = declare(
     _name("prediction", "max_class_share"), "largest share of the probe the student puts in one class (collapse detector)",
