@@ -176,23 +176,38 @@ class StoppingPolicies:
         self.best_score = torch.tensor(self._policies[0].best_value, dtype=torch.float64)
 
     @property
-    def restore_check(self) -> int | None:
-        """The check whose weights ``restore_best`` restores: after a stop, the best check of the
-        first policy that voted (``mode="all"``: of the first listed policy); before a stop, the
-        first listed policy's best check (``None`` while it has none)."""
+    def restore_policy(self) -> str:
+        """The policy whose best check :attr:`restore_check` is: after a stop, the first policy that
+        voted (``mode="all"``: the first listed); before a stop, the first listed policy."""
         if self.mode == "all" or not self.triggered_policies:
-            return self._policies[0].best_check
-        return next(p for p in self._policies if p.name == self.triggered_policies[0]).best_check
+            return self._policies[0].name
+        return self.triggered_policies[0]
+
+    @property
+    def restore_check(self) -> int | None:
+        """The check whose weights ``restore_best`` restores at the end of training, whether the
+        fit stopped or not: the best check of :attr:`restore_policy` (``None`` while it has none)."""
+        return next(p for p in self._policies if p.name == self.restore_policy).best_check
 
     def keep_snapshot(self, state_dict: Callable[[], Mapping[str, torch.Tensor]]) -> None:
-        """After :meth:`evaluate`: a CPU copy of the weights when this check became a policy's best
-        check; copies no policy keeps any more are dropped."""
+        """After :meth:`evaluate`: drop the copies no policy keeps any more, then take a CPU copy of
+        the weights when this check became a policy's best check. With one policy at most one copy
+        is held (the old best's is freed before the new one is taken)."""
         check = len(self.history) - 1
-        if self._best_changed:
-            self._snapshots[check] = {k: v.detach().to("cpu", copy=True) for k, v in state_dict().items()}
         keep = {p.best_check for p in self._policies}
         for k in [k for k in self._snapshots if k not in keep]:
             del self._snapshots[k]
+        if self._best_changed:
+            self._snapshots[check] = {k: v.detach().to("cpu", copy=True) for k, v in state_dict().items()}
+
+    def restore_message(self, check: int) -> str:
+        """The console line of a restore of ``check``'s weights at the end of training."""
+        h = self.history[check] if 0 <= check < len(self.history) else None
+        at = f" (epoch {h['epoch']}, step {h['step']})" if h is not None else ""
+        ended = (f"the fit stopped at check {self.stopped_check}" if self.stopped_check is not None else
+                 f"the fit ended after {len(self.history)} checks without a stop by this callback")
+        return (f"W2SEarlyStopping: restored the student's weights of check {check}{at}, the best check of "
+                f"{self.restore_policy}; {ended}")
 
     def stop_message(self, where: str, message: str | None, restore: bool) -> str:
         """The message of a stop at ``where``; with ``restore``, which weights come back."""

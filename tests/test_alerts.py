@@ -24,7 +24,7 @@ def test_alert_and_stopping_policy_share_one_rule():
     """The warning holds exactly at the checks where the `teacher_overfit` policy (patience =
     window - 1, no ratio branch) would vote to stop."""
     tracker = AlertTracker(window=3)
-    stopper = W2SEarlyStopping("teacher_overfit", patience=2, kappa=None, verbose=False)
+    stopper = W2SEarlyStopping("teacher_overfit", patience=2, kappa=None, misfit="kl_teacher_student", verbose=False)
     for i, (train, held) in enumerate(SEQ):
         tracker.update({T: train, H: held})
         stopper.evaluate({T: train, H: held}, epoch=i)

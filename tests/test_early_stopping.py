@@ -13,13 +13,14 @@ from hypothesis import strategies as st
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from conftest import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
 from lightning_w2s import W2SMonitor
 from lightning_w2s.callbacks.early_stopping import POLICIES, W2SEarlyStopping, W2SStoppingReason
 
-HELD = "w2s/misfit/kl_teacher_student"
-TRAIN = "w2s/train_misfit/kl_teacher_student"
+HELD = "w2s/misfit/teacher_label_ce"  # what the plateau and overfit rules read by default
+TRAIN = "w2s/train_misfit/teacher_label_ce"
 DIS = "w2s/misfit/disagreement"
 MAX_GAIN = "w2s/bounds/max_gain"  # what gain_exhausted reads: coverage x disagreement + (1 - coverage)
 GAMMA = "w2s/robustness/inconsistency"
@@ -218,7 +219,7 @@ def test_state_dict_roundtrip_decides_identically(tmp_path):
         (dict(kappa=2.0), "`kappa`"),
         (dict(misfit="kl"), "`misfit` must be one of"),
         (dict(min_epochs=-1), "`min_epochs`"),
-        (dict(save_best_weights=True), "restore_best"),
+        (dict(save_best_weights=True, restore_best=False), "restore_best"),
     ],
 )
 def test_constructor_validation(kwargs, match):
@@ -281,7 +282,10 @@ def test_inherited_early_stopping_api_works():
 
 def test_policies_listed():
     assert POLICIES == ("heldout_misfit_plateau", "teacher_overfit", "gain_exhausted", "robustness_drop")
-    assert W2SEarlyStopping().policies == ["heldout_misfit_plateau"]  # the documented default
+    es = W2SEarlyStopping()  # the documented default: the stopping benchmark's chosen rule
+    assert es.policies == ["heldout_misfit_plateau"] and es.misfit == "teacher_label_ce" and es.needed == [HELD]
+    assert es.patience_per_policy == {"heldout_misfit_plateau": 5} and es.min_delta_per_policy == {"heldout_misfit_plateau": 0.0}
+    assert es.restore_best and not es.save_best_weights and es.monitor == HELD and es.patience == 5
 
 
 # ============================================================== end to end through a real Trainer
@@ -329,6 +333,115 @@ def test_e2e_plateau_stops_where_the_rule_says_and_restores_best(tmp_path, caplo
     # on the console by default: Lightning's rank-zero logger (tests/test_console.py reads a real terminal)
     assert any("W2SEarlyStopping stopped the fit" in r.getMessage() and r.name.startswith("lightning.pytorch")
                for r in caplog.records)
+
+
+class SnapshotCount(Callback):
+    """Listed after the stopper: how many weight copies it holds after each check."""
+
+    def __init__(self, es):
+        self.es, self.counts = es, []
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.counts.append(len(self.es._snapshots))
+
+
+def _lightning_messages(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("lightning.pytorch")]
+
+
+def test_default_stops_after_the_minimum_and_restores_that_checks_weights(tmp_path, caplog):
+    """W2SEarlyStopping() with no arguments: the held-out cross-entropy on the teacher's labels falls to
+    a minimum, then rises as the student memorises the teacher's flipped labels; the fit stops 5
+    checks after the minimum and the module ends with the weights of the minimum's check."""
+    caplog.set_level(logging.INFO, logger="lightning.pytorch")
+    rec = WeightsRecorder()
+    es = W2SEarlyStopping()
+    count = SnapshotCount(es)
+    trainer, model, logged = noisy_fit(tmp_path, es, extra=[rec, count], max_epochs=25)
+    xs = [logged[e][HELD] for e in sorted(logged)]
+    want = first(len(xs), lambda i: ref_plateau(xs, i, 5, 0))
+    assert want is not None and want < 24, "the scenario must trigger the default before max_epochs"
+    assert es.stopped_epoch == es.stopped_check == want and len(xs) == want + 1
+    assert es.stopping_reason is W2SStoppingReason.HELDOUT_MISFIT_PLATEAU
+    best = xs.index(min(xs))  # the first check of the lowest value
+    assert best == want - 5 and es.best_check == es.restore_check == best
+    state = model.state_dict()
+    assert all(torch.equal(state[k], rec.weights[best][k]) for k in state)  # the snapshot came back
+    assert not all(torch.equal(state[k], rec.weights[want][k]) for k in state)
+    assert count.counts == [1] * len(xs)  # one CPU copy of the state_dict at any check
+    assert all(v.device.type == "cpu" for v in es._snapshots[best].values())
+    assert "weights of check %d will be restored" % best in es.stopping_reason_message
+    assert any(m.startswith(f"W2SEarlyStopping: restored the student's weights of check {best} (epoch {best}, ")
+               and f"the fit stopped at check {want}" in m for m in _lightning_messages(caplog))
+
+
+def test_default_restores_the_best_check_when_max_epochs_comes_first(tmp_path, caplog):
+    """No stop (max_epochs reached first): the best check's weights still come back at the end, as
+    ModelCheckpoint's best would; the console says so."""
+    caplog.set_level(logging.INFO, logger="lightning.pytorch")
+    rec = WeightsRecorder()
+    es = W2SEarlyStopping()
+    _, model, logged = noisy_fit(tmp_path, es, extra=[rec], max_epochs=4)
+    xs = [logged[e][HELD] for e in sorted(logged)]
+    assert es.stopping_reason is W2SStoppingReason.NOT_STOPPED and es.stopped_check is None and len(xs) == 4
+    best = xs.index(min(xs))
+    assert best < 3, "the scenario must have its minimum before the last check"
+    assert es.best_check == best
+    state = model.state_dict()
+    assert all(torch.equal(state[k], rec.weights[best][k]) for k in state)
+    assert not all(torch.equal(state[k], rec.weights[3][k]) for k in state)
+    assert any(m.startswith(f"W2SEarlyStopping: restored the student's weights of check {best}")
+               and "ended after 4 checks without a stop" in m for m in _lightning_messages(caplog))
+
+
+def test_restore_best_false_keeps_the_last_weights_and_no_copy(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="lightning.pytorch")
+    rec = WeightsRecorder()
+    es = W2SEarlyStopping(restore_best=False)
+    _, model, logged = noisy_fit(tmp_path, es, extra=[rec], max_epochs=25)
+    want = es.stopped_check
+    assert want is not None and want == len(logged) - 1 and es._snapshots == {}
+    state = model.state_dict()
+    assert all(torch.equal(state[k], rec.weights[want][k]) for k in state)
+    assert es.best_check == es.restore_check == want - 5  # still reported, not restored
+    assert "restored" not in es.stopping_reason_message
+    assert not any("restored the student's weights" in m for m in _lightning_messages(caplog))
+
+
+class ShardedLikeStrategy(SingleDeviceStrategy):
+    """Stands for FSDP / DeepSpeed ZeRO-3 in one CPU process: the strategy builds the module's state
+    dict itself (what ``_sharded_weights`` looks for)."""
+
+    def lightning_module_state_dict(self):
+        return super().lightning_module_state_dict()
+
+
+def test_sharded_strategies_are_detected():
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, ModelParallelStrategy
+
+    from lightning_w2s.callbacks.early_stopping import _sharded_weights
+
+    class ZeRO3(DDPStrategy):  # DeepSpeed itself is not installed: its stage-3 flag
+        zero_stage_3 = True
+
+    assert _sharded_weights(FSDPStrategy()) and _sharded_weights(ModelParallelStrategy()) and _sharded_weights(ZeRO3())
+    assert not _sharded_weights(DDPStrategy()) and not _sharded_weights(SingleDeviceStrategy(torch.device("cpu")))
+
+
+def test_restore_is_switched_off_with_a_warning_under_a_sharded_strategy(tmp_path):
+    """A plain state_dict copy would not restore sharded weights: no copy, no restore, a warning that
+    names `restore_best=False`; the decisions are unchanged."""
+    rec = WeightsRecorder()
+    es = W2SEarlyStopping()
+    with pytest.warns(UserWarning, match=r"`restore_best` is off for this fit: under ShardedLikeStrategy.*"
+                                         r"ModelCheckpoint\(monitor='w2s/misfit/teacher_label_ce'.*`restore_best=False`"):
+        _, model, _ = noisy_fit(tmp_path, es, extra=[rec], max_epochs=25, strategy=ShardedLikeStrategy(torch.device("cpu")))
+    stop = es.stopped_check
+    assert stop is not None and es._snapshots == {} and es.restore_check == stop - 5
+    state = model.state_dict()
+    assert all(torch.equal(state[k], rec.weights[stop][k]) for k in state)
+    assert "restored" not in es.stopping_reason_message
 
 
 def test_e2e_teacher_overfit(tmp_path):
@@ -426,7 +539,7 @@ def test_fit_start_fails_for_teacher_overfit_without_train_probe():
     model = TinyStudent()
     es = W2SEarlyStopping("teacher_overfit")
     trainer = L.Trainer(**trainer_kwargs(callbacks=[W2SMonitor(task.probe()), es]))
-    with pytest.raises(RuntimeError, match=r"w2s/train_misfit/kl_teacher_student.*train_probe"):
+    with pytest.raises(RuntimeError, match=r"w2s/train_misfit/teacher_label_ce.*train_probe"):
         trainer.fit(model, task.train_loader(), task.val_loader())
     assert model.train_steps == 0  # failed before the first training step
 
@@ -461,7 +574,7 @@ def test_fit_start_fails_when_the_monitor_will_not_log_a_needed_name():
 def test_no_monitor_strict_fails_and_non_strict_warns():
     task = make_task()
     trainer = L.Trainer(**trainer_kwargs(max_epochs=2, callbacks=[W2SEarlyStopping()]))
-    with pytest.raises(RuntimeError, match=r"w2s/misfit/kl_teacher_student.*W2SMonitor"):
+    with pytest.raises(RuntimeError, match=r"w2s/misfit/teacher_label_ce.*W2SMonitor"):
         trainer.fit(TinyStudent(), task.train_loader(), task.val_loader())
     es = W2SEarlyStopping(strict=False, patience=1)
     trainer = L.Trainer(**trainer_kwargs(max_epochs=3, callbacks=[es]))

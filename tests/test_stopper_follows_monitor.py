@@ -14,7 +14,7 @@ from conftest import Crash, CrashAt, TinyStudent, make_task, trainer_kwargs
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 
-HELD = Q.KL_TEACHER_STUDENT
+HELD = Q.TEACHER_LABEL_CE  # what W2SEarlyStopping() reads
 
 
 class ChecksSeen(Callback):
