@@ -10,6 +10,10 @@ Usage: ``python tests/ddp_script.py OUT_DIR``. Writes, per rank ``r``:
   ``last_values`` and W2SEarlyStopping's history; rank 0 also saves the final weights ``final.pt``;
 - ``fit2_rank{r}.json``: a fit where only rank 1 wants to stop (at epoch 1): where each rank stopped
   and why;
+- ``fit4_rank{r}.json``: ``W2SEarlyStopping()`` with its defaults (``restore_best=True``) on a noisy task
+  where the held-out ``teacher_label_ce`` reaches its minimum and rises: its history, stop and
+  restored check, and whether the weights left in the module equal this rank's copy of the weights
+  at that check; every rank saves its final weights ``final_restored_rank{r}.pt``;
 - ``fit3_rank{r}.json``: a 2-epoch fit of a regression student (``tests/_regression.py``'s head on
   frozen features, SGD) with a regression probe (``teacher_values=``, real gold, teacher features;
   101 and 33 points) and ``W2SEarlyStopping(misfit="sq")``; rank 0 also saves ``final_regression.pt``.
@@ -23,6 +27,7 @@ import sys
 
 import lightning as L
 import torch
+from lightning.pytorch import Callback
 
 from _regression import LeastSquaresHead, regression_task
 from conftest import TinyStudent, make_task
@@ -60,6 +65,20 @@ class Rank1WantsToStop(W2SEarlyStopping):
         return stop, reason, message
 
 
+FIT4_EPOCHS, FIT4_LR = 12, 0.05
+
+
+class WeightsAtChecks(Callback):
+    """This rank's CPU copy of the weights at every check (listed after the stopper)."""
+
+    def __init__(self):
+        self.at = {}
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.at[len(self.at)] = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+
 def trainer(max_epochs, callbacks):
     return L.Trainer(
         accelerator="cpu", devices=2, strategy="ddp", max_epochs=max_epochs, logger=False,
@@ -82,7 +101,8 @@ def main(out: str) -> None:
     L.seed_everything(0, verbose=False)
     model = TinyStudent(lr=0.02)
     monitor = monitor_for(task)
-    es = W2SEarlyStopping(patience=50, verbose=False)
+    # restore_best=False: the one-process comparison reads the weights of the last check
+    es = W2SEarlyStopping(patience=50, restore_best=False, verbose=False)
     t1 = trainer(2, [monitor, es])
     t1.fit(model, task.train_loader(16), task.val_loader(32))
     rank = t1.global_rank
@@ -111,6 +131,25 @@ def main(out: str) -> None:
             "global_step": t2.global_step,
             "checks": len(es2.history),
             "stops": [h["stop"] for h in es2.history],
+        }, f)
+
+    L.seed_everything(0, verbose=False)
+    es4 = W2SEarlyStopping(verbose=False)  # the defaults: patience 5, teacher_label_ce, restore_best=True
+    weights = WeightsAtChecks()
+    t4 = trainer(FIT4_EPOCHS, [monitor_for(task), es4, weights])
+    model = TinyStudent(lr=FIT4_LR, hidden=64)
+    t4.fit(model, task.train_loader(16), task.val_loader(32))
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    torch.save(final, os.path.join(out, f"final_restored_rank{rank}.pt"))
+    kept = weights.at.get(es4.best_check, {})
+    with open(os.path.join(out, f"fit4_rank{rank}.json"), "w") as f:
+        json.dump({
+            "history": es4.history,
+            "stopped_check": es4.stopped_check,
+            "best_check": es4.best_check,
+            "checks": len(weights.at),
+            "final_is_best_check": bool(kept) and all(torch.equal(final[k], kept[k]) for k in final),
+            "final_is_last_check": all(torch.equal(final[k], weights.at[len(weights.at) - 1][k]) for k in final),
         }, f)
 
     L.seed_everything(0, verbose=False)

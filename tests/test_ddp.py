@@ -114,6 +114,24 @@ def test_ddp_rank_disagreement_stops_once_on_both_ranks(ddp_run):
     assert "decided on another rank" in r0["message"]  # rank 0 learnt the reason through the reduction
 
 
+def test_ddp_default_stopper_restores_the_same_best_weights_on_every_rank(ddp_run):
+    """W2SEarlyStopping() (restore_best=True) under 2 real gloo processes: both ranks make the same
+    decisions and end with the same weights, those of the first check of the lowest held-out
+    teacher_label_ce (each rank loads its own copy), not the last check's."""
+    from lightning_w2s.metrics import quantities as Q
+
+    r0, r1 = _load(ddp_run, "fit4", 0), _load(ddp_run, "fit4", 1)
+    assert r0["history"] == r1["history"] and r0["best_check"] == r1["best_check"]
+    assert r0["stopped_check"] == r1["stopped_check"]
+    xs = [h["values"][Q.TEACHER_LABEL_CE] for h in r0["history"]]
+    best = xs.index(min(xs))
+    assert r0["best_check"] == best and best < len(xs) - 1, ("the scenario must have its minimum before the last check", xs)
+    for r in (r0, r1):
+        assert r["final_is_best_check"] and not r["final_is_last_check"]
+    w0, w1 = (torch.load(ddp_run / f"final_restored_rank{k}.pt", weights_only=True) for k in (0, 1))
+    assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
+
+
 def test_ddp_regression_probe_matches_one_process(ddp_run):
     """A regression probe (real teacher values, real gold, teacher features, train probe) under 2 real
     gloo processes: both ranks hold the same values, and they equal one process's aggregator on the
