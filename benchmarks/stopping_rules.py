@@ -15,9 +15,10 @@ Decision procedures (every one computable live, check by check):
   ``ModelCheckpoint(save_top_k=1)`` restores; also at the end of a fit it did not stop), or of the
   middle of the best window (``"best_mid"``: needs a ring of ``ceil(smooth/2)`` weight copies).
   ``patience=None`` never stops: the best check of the whole run.
-* :func:`today_policies` — the four policies of ``lightning_w2s.callbacks.policies`` (main at
-  09b38a2), re-implemented line by line on the recorded signals and checked against
-  ``W2SEarlyStopping.evaluate`` by :func:`check_against_library`.
+* :func:`today_policies` — the four policies of :mod:`lightning_w2s.rules`, re-implemented line by
+  line on the recorded signals and checked against ``W2SEarlyStopping.evaluate`` by
+  :func:`check_against_library`; :func:`package_default_outcome` replays ``W2SEarlyStopping()``
+  itself (the package's decision code on the package's ``teacher_label_ce``).
 * :func:`vote` — combinations: stop at the ``k``-th component stop (``k = ceil(m/2)`` = the median
   stop check), keep that check's weights or the median of the components' best checks.
 * the gold noise floor :func:`gold_floor_regret` (uses gold labels: context, never a candidate).
@@ -33,7 +34,8 @@ import numpy as np
 
 from benchmarks.stopping_signals import signal
 
-__all__ = ["Outcome", "Rule", "gold_floor_regret", "patience_stop", "today_policies", "vote"]
+__all__ = ["Outcome", "Rule", "check_package_default", "gold_floor_regret", "package_default_outcome", "patience_stop",
+           "today_policies", "vote"]
 
 
 @dataclass(frozen=True)
@@ -140,15 +142,28 @@ def first_best(values: np.ndarray, upto: int | None = None, first: int = 1) -> i
 
 # ============================================================================ today's policies
 PLATEAU, OVERFIT, GAIN, ROBUST = "heldout_misfit_plateau", "teacher_overfit", "gain_exhausted", "robustness_drop"
+#: the offline signal of each held-out misfit a policy may read (``W2SEarlyStopping(misfit=...)``)
+HELD_SIGNAL = {"kl_teacher_student": "probe_ce", "disagreement": "probe_err", "sq": "probe_sq", "teacher_label_ce": "probe_hce"}
+
+
+def _train_misfit(rec, misfit: str) -> np.ndarray:
+    """The train-probe twin of ``misfit`` (the teacher's labels of the train probe are hard: its
+    ``kl_teacher_student`` and ``teacher_label_ce`` are the same cross-entropy)."""
+    from benchmarks.stopping_signals import train_fit
+
+    return train_fit(rec, {"kl_teacher_student": "ce", "disagreement": "err", "sq": "sq", "teacher_label_ce": "hce"}[misfit])
 
 
 def _policy_stream(rec, name: str, patience: int, misfit: str, kappa: float | None, min_gain: float | None):
-    """Yield ``(check, triggered, best_check)`` of one policy of ``lightning_w2s.callbacks.policies``
-    (min_delta = 0, no warm-up) on the recorded signals, check by check."""
-    held = signal(rec, {"kl_teacher_student": "probe_ce", "disagreement": "probe_err", "sq": "probe_sq"}[misfit])
-    train = {"kl_teacher_student": lambda: signal(rec, "train_ce"), "disagreement": lambda: _train_err(rec),
-             "sq": lambda: _train_sq(rec)}[misfit]() if name == OVERFIT else None
+    """Yield ``(check, triggered, best_check)`` of one policy of ``lightning_w2s.rules`` (min_delta = 0,
+    no warm-up) on the recorded signals, check by check. ``gain_exhausted`` reads the monitor's
+    ``w2s/bounds/max_gain`` (:func:`benchmarks.stopping_signals.max_gain`)."""
+    from benchmarks.stopping_signals import max_gain
+
+    held = signal(rec, HELD_SIGNAL[misfit])
+    train = _train_misfit(rec, misfit) if name == OVERFIT else None
     dis = signal(rec, "probe_err")
+    gain = max_gain(rec) if name == GAIN else None
     gam = signal(rec, "gamma")
     best_v, best_c, wait, ratio_wait = math.inf, None, 0, 0
     prev_a = prev_b = None
@@ -172,8 +187,7 @@ def _policy_stream(rec, name: str, patience: int, misfit: str, kappa: float | No
             prev_a, prev_b = tr, ho
             trig = wait >= patience or ratio_wait >= patience
         elif name == GAIN:
-            d = dis[c]
-            if d < min_gain:
+            if gain[c] < min_gain:
                 wait += 1
             else:
                 wait, best_c = 0, c
@@ -192,65 +206,138 @@ def _policy_stream(rec, name: str, patience: int, misfit: str, kappa: float | No
         yield c, trig, best_c
 
 
-def _train_err(rec) -> np.ndarray:
-    from benchmarks.stopping_signals import train_fit
-
-    return train_fit(rec, "err")
-
-
-def _train_sq(rec) -> np.ndarray:
-    from benchmarks.stopping_signals import train_fit
-
-    return train_fit(rec, "sq")
-
-
 def today_policies(rec, policies: Sequence[str], patience: int = 3, misfit: str = "kl_teacher_student", kappa: float | None = 0.5,
-                   min_gain: float | None = None, restore: bool = False) -> Outcome:
+                   min_gain: float | None = None, restore: bool | str = False) -> Outcome:
     """``W2SEarlyStopping(policy=policies, mode="any", ...)``: stop at the first check where a policy
-    triggers; ``restore`` keeps the first triggered policy's best check (the callback's
-    ``restore_best=True``; without a stop nothing is restored)."""
+    triggers. ``restore``: ``False`` keeps the last weights (``restore_best=False``); ``True`` keeps
+    the first triggered policy's best check after a stop and the last weights without one (the
+    previous callback); ``"end"`` also restores the first listed policy's best check at the end of a
+    fit that did not stop (``restore_best=True`` now, as ``ModelCheckpoint``'s best would be)."""
     streams = [_policy_stream(rec, p, patience, misfit, kappa, min_gain) for p in policies]
+    first_best = None
     for steps in zip(*streams):
+        first_best = steps[0][2]
         for c, trig, best_c in steps:
             if trig:
                 kept = (best_c if best_c is not None else c) if restore else c
                 return Outcome(c, kept, best_c)
-    last = rec.epochs
-    return Outcome(None, last, None)
+    if restore == "end" and first_best is not None:
+        return Outcome(None, first_best, first_best)
+    return Outcome(None, rec.epochs, None)
+
+
+# the policies' settings compared with the library: as the previous default ran them, and as
+# ``W2SEarlyStopping(policy)`` runs them now (patience 5, teacher_label_ce, restore at the end)
+PREVIOUS = {"patience": 3, "misfit": "kl_teacher_student", "restore": True}
+NOW = {"patience": 5, "misfit": "teacher_label_ce", "restore": "end"}
+
+
+def _monitor_values(rec) -> dict[str, np.ndarray]:
+    """The recorded signals under the monitor's names (what the policies read)."""
+    from benchmarks.stopping_signals import max_gain
+    from lightning_w2s.metrics import quantities as Q
+
+    return {Q.KL_TEACHER_STUDENT: signal(rec, "probe_ce"), Q.DISAGREEMENT: signal(rec, "probe_err"),
+            Q.train_name(Q.KL_TEACHER_STUDENT): signal(rec, "train_ce"), Q.INCONSISTENCY: signal(rec, "gamma"),
+            Q.MAX_GAIN: max_gain(rec), Q.TEACHER_LABEL_CE: signal(rec, "probe_hce"),
+            Q.train_name(Q.TEACHER_LABEL_CE): _train_misfit(rec, "teacher_label_ce")}
+
+
+def library_outcome(stopper, values: dict[str, np.ndarray], rec) -> Outcome:
+    """Replay ``rec``'s checks ``1..E`` through ``stopper.evaluate`` (the callback's pure decision API)
+    and read the weights it ends with: :attr:`restore_check` after a stop, or at the end of a fit it
+    did not stop, when ``restore_best`` (the callback restores in both cases); else the last weights."""
+    stop = None
+    for c in range(1, rec.epochs + 1):
+        if stopper.evaluate({k: float(v[c]) for k, v in values.items()}, epoch=c - 1, global_step=int(rec.steps[c]))[0]:
+            stop = c
+            break
+    end = rec.epochs if stop is None else stop
+    target = stopper.restore_check
+    kept = target + 1 if stopper.restore_best and target is not None else end
+    return Outcome(stop, kept, None if target is None else target + 1)
 
 
 def check_against_library(recs) -> str:
-    """Replay today's four policies (and two 'any' sets) through ``lightning_w2s.W2SEarlyStopping.evaluate``
-    (the callback's pure decision API) fed the recorded signals under the monitor's names, and
-    compare stop and restore checks with :func:`today_policies`. Returns a one-line verdict."""
+    """Replay the four policies (and plateau + robustness) through ``lightning_w2s.W2SEarlyStopping.evaluate``
+    fed the recorded signals under the monitor's names (``w2s/bounds/max_gain`` computed with the
+    package's function), with the previous default settings (patience 3, ``kl_teacher_student``,
+    restore after a stop) and with today's (patience 5, ``teacher_label_ce``, restore at the end),
+    and compare stop and kept checks with :func:`today_policies`. Returns a one-line verdict."""
     try:
         from lightning_w2s import W2SEarlyStopping
     except Exception as exc:  # pragma: no cover - the package is being refactored
         return f"skipped (cannot import W2SEarlyStopping: {exc})"
-    if not hasattr(W2SEarlyStopping, "evaluate"):
-        return "skipped (W2SEarlyStopping.evaluate not found)"
     configs = [((PLATEAU,), {}), ((OVERFIT,), {}), ((GAIN,), {"min_gain": 0.05}), ((ROBUST,), {}), ((PLATEAU, ROBUST), {})]
-    n = bad = 0
-    for rec in recs:
-        vals = {"w2s/misfit/kl_teacher_student": signal(rec, "probe_ce"), "w2s/misfit/disagreement": signal(rec, "probe_err"),
-                "w2s/train_misfit/kl_teacher_student": signal(rec, "train_ce"), "w2s/robustness/inconsistency": signal(rec, "gamma")}
-        for pols, kw in configs:
-            try:
-                cb = W2SEarlyStopping(policy=list(pols), patience=3, verbose=False, **kw)
-                lib = None
-                for c in range(1, rec.epochs + 1):
-                    stop, _, _ = cb.evaluate({k: float(v[c]) for k, v in vals.items()}, epoch=c - 1, global_step=int(rec.steps[c]))
-                    if stop:
-                        target = cb.restore_check
-                        lib = (c, c if target is None else int(target) + 1)
-                        break
-            except Exception as exc:  # pragma: no cover
-                return f"skipped (W2SEarlyStopping.evaluate raised {type(exc).__name__}: {exc})"
-            ours = today_policies(rec, pols, min_gain=kw.get("min_gain"), restore=True)
-            n += 1
-            if lib != ((ours.stop, ours.kept) if ours.stop is not None else None):
-                bad += 1
-    return f"{n - bad}/{n} replays identical (stop check and restored check)"
+    parts = []
+    for label, setting in (("previous defaults (patience 3, kl_teacher_student, restore after a stop)", PREVIOUS),
+                           ("today's defaults (patience 5, teacher_label_ce, restore at the end)", NOW)):
+        n = bad = 0
+        for rec in recs:
+            vals = _monitor_values(rec)
+            for pols, kw in configs:
+                try:
+                    cb = W2SEarlyStopping(policy=list(pols), patience=setting["patience"], misfit=setting["misfit"],
+                                          restore_best=True, verbose=False, **kw)
+                    lib = library_outcome(cb, vals, rec)
+                except Exception as exc:  # pragma: no cover
+                    return f"skipped (W2SEarlyStopping.evaluate raised {type(exc).__name__}: {exc})"
+                ours = today_policies(rec, pols, patience=setting["patience"], misfit=setting["misfit"],
+                                      min_gain=kw.get("min_gain"), restore=setting["restore"])
+                if setting["restore"] is True and lib.stop is None:  # the previous callback restored only after a stop
+                    lib = Outcome(None, rec.epochs, None)
+                n += 1
+                bad += (lib.stop, lib.kept) != (ours.stop, ours.kept)
+        parts.append(f"{label}: {n - bad}/{n}")
+    return "; ".join(parts) + " replays identical (stop check and kept check)"
+
+
+# ============================================================================ the package's default
+_TLC_CACHE: dict = {}
+
+
+def package_teacher_label_ce(rec) -> np.ndarray:
+    """Per check, ``w2s/misfit/teacher_label_ce`` as the monitor computes it, from the recorded probe
+    logits: the softmax of the float32 logits in float32 (the monitor's ``student_output="logits"``),
+    the covered points, and the package's functional :func:`lightning_w2s.metrics.misfit.misfit`
+    (the per-sample terms the monitor's streaming ``Misfit`` sums); rounded to float32 as
+    ``trainer.callback_metrics`` stores it, which is what the callback reads."""
+    key = id(rec)
+    if key not in _TLC_CACHE:
+        import torch
+
+        from lightning_w2s.metrics.misfit import misfit
+
+        cov = torch.from_numpy(np.asarray(rec.probe_covered, dtype=bool))
+        teacher = torch.from_numpy(np.asarray(rec.probe_teacher, dtype=np.float32))[cov]
+        out = np.empty(len(rec.probe_logits))
+        for c, logits in enumerate(rec.probe_logits):
+            probs = torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), dim=-1)[cov]
+            out[c] = float(np.float32(misfit(probs, teacher, validate_args=False)["teacher_label_ce"]))
+        _TLC_CACHE[key] = (rec, out)
+    return _TLC_CACHE[key][1]
+
+
+def package_default_outcome(rec) -> Outcome:
+    """``W2SEarlyStopping()`` with no arguments, replayed on ``rec`` through its pure decision API
+    (``evaluate`` + ``restore_check``) on :func:`package_teacher_label_ce`."""
+    from lightning_w2s import W2SEarlyStopping
+    from lightning_w2s.metrics import quantities as Q
+
+    stopper = W2SEarlyStopping(verbose=False)
+    assert stopper.needed == [Q.MISFIT[stopper.misfit]], stopper.needed
+    return library_outcome(stopper, {Q.MISFIT[stopper.misfit]: package_teacher_label_ce(rec)}, rec)
+
+
+def check_package_default(recs, rule: "Rule") -> tuple[str, int]:
+    """Compare the package default's stop and kept check with ``rule`` (the benchmark's CHOSEN) on every
+    run; returns a one-line verdict and the number of identical runs."""
+    outs = [(package_default_outcome(r), rule.outcome(r)) for r in recs]
+    same = sum((a.stop, a.kept) == (b.stop, b.kept) for a, b in outs)
+    diff = max(float(np.nanmax(np.abs(package_teacher_label_ce(r) - signal(r, "probe_hce")))) for r in recs)
+    return (f"W2SEarlyStopping() replayed through its evaluate()/restore_check on the package's teacher_label_ce "
+            f"(max |package - offline probe_hce| {diff:.1e}): same stop and kept check as {rule.name} on "
+            f"{same}/{len(recs)} runs"), same
 
 
 # ============================================================================ combinations

@@ -63,7 +63,7 @@ EPS = 1e-6  # probability clamp before logarithms (the monitor's default)
 CONSENSUS_K = 10
 GAMMA_K = 10  # the monitor's default neighbours
 
-__all__ = ["SIGNALS", "consensus_mask", "signal"]
+__all__ = ["SIGNALS", "consensus_mask", "max_gain", "signal"]
 
 
 # ============================================================================ helpers
@@ -283,6 +283,19 @@ def atc(rec) -> np.ndarray:
         t = -np.inf if j == 0 else cc[j - 1]
         out[c] = -float((conf[c] > t).mean())
     return out
+
+
+@_cached
+def max_gain(rec) -> np.ndarray:
+    """The monitor's ``w2s/bounds/max_gain`` per check (what the ``gain_exhausted`` policy reads),
+    computed with the package's own :func:`lightning_w2s.metrics.bounds.max_accuracy_gain` from the
+    held-out disagreement and the probe's coverage: ``coverage x disagreement + (1 - coverage)``.
+    Not a candidate signal (higher means more gain still possible)."""
+    from lightning_w2s.metrics.bounds import max_accuracy_gain
+
+    coverage = float(rec.probe_covered.mean())
+    return np.array([max_accuracy_gain(float(d), coverage=coverage) if np.isfinite(d) else np.nan
+                     for d in probe_fit(rec, "err")])
 
 
 SIGNALS: dict[str, Callable] = {
