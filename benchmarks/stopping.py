@@ -22,6 +22,17 @@ How it works:
 Goal (issue 11): mean regret on the report seeds <= 0.5 pt **and** below the reference with the
 paired 95% CI excluding 0. Printed as PASS/FAIL.
 
+Faithfulness (printed): the chosen rule (``probe_hce ma1 p=5 keep=best``) is what ``W2SEarlyStopping()``
+does with no arguments, and the benchmark checks it three ways: (a) ``W2SEarlyStopping()`` itself,
+replayed on every run through its pure decision API (``evaluate`` + ``restore_check``) on the
+package's own ``teacher_label_ce`` computed from the recorded logits
+(:func:`benchmarks.stopping_rules.package_default_outcome`), gives the same stop and kept check as
+the chosen rule on every run, and has its own row in the tables (``W2SEarlyStopping() [default]``);
+(b) the four policies re-implemented here equal ``W2SEarlyStopping.evaluate`` with the previous
+default settings and with today's; (c) real ``Trainer`` runs with ``W2SMonitor`` +
+``W2SEarlyStopping()`` (:data:`VERIFY_RUNS`) stop and restore where the replays say, and the weights
+left in the module are those of the restored check.
+
 The pairs (``benchmarks.tasks``): movie sentences x {12+12 keyword rule, VADER, logistic regression on
 WordLlama (200 gold), 30% random flips} -> MLP head on MiniLM, and VADER -> all-MiniLM-L6-v2 fine-tuned
 end to end; tweets x {keyword rule, overconfident logistic regression (100 gold, T = 0.2)}; fine-food
@@ -34,7 +45,8 @@ CPU budget (2 shared cores, one recording process, one torch thread, measured wh
 of other users shared the machine): the 96 head/CNN runs took ~52 min wall (Fashion-MNIST ~4-6 min
 a run, the others 5-60 s); the fine-tuned encoder 5-12 min a run (400 training sentences, 8 epochs,
 9 evaluation passes over ~2,350 sentences incl. the EMA passes), ~65 min for its 8 seeds. Printed per
-pair as "fit s/run". The replay of every rule on cached recordings: ~25-60 s.
+pair as "fit s/run". The replay of every rule on cached recordings: ~25 s, plus ~20 s for the two
+real verification runs (``--no-verify`` skips them).
 
     python -m benchmarks.stopping [--data data] [--tasks ...] [--seeds 0 ... 7] [--select-seeds 0 1 2 3]
 """
@@ -55,6 +67,7 @@ import numpy as np
 
 from benchmarks.stopping_rules import (
     GAIN,
+    NOW,
     OVERFIT,
     PLATEAU,
     ROBUST,
@@ -63,6 +76,7 @@ from benchmarks.stopping_rules import (
     first_best,
     gold_floor_regret,
     lightning_es_stop,
+    package_default_outcome,
     patience_stop,
     today_policies,
     vote,
@@ -81,6 +95,12 @@ SHORT = {
     "fashion_scratch": "fashion", "digits_lr": "dg_lr", "digits_flip": "dg_flip",
 }
 REF = "ES(val_loss,p=3)+ckpt restored [REF]"
+DEFAULT = "W2SEarlyStopping() [default]"
+#: W2SEarlyStopping()'s configuration in the benchmark's terms (checked against the choice when printed)
+DEFAULT_PARAMS = {"signal": "probe_hce", "smooth": 1, "patience": 5, "keep": "best"}
+#: verification runs: a real Trainer with W2SMonitor + W2SEarlyStopping() (a soft teacher that never
+#: stops in 40 epochs: the restore at the end; an abstaining keyword rule that stops)
+VERIFY_RUNS = (("digits_lr", 0), ("movie_keyword", 1))
 
 
 # ============================================================================ rules
@@ -111,28 +131,54 @@ def floor_rules() -> list[Rule]:
             for k in (30, 100, 300)]
 
 
+#: the policy sets of TABLE 3: each policy alone (``gain_exhausted`` with ``min_gain=0.05``) and plateau + overfit + robustness
+POLICY_SETS = (((PLATEAU,), {}), ((OVERFIT,), {}), ((GAIN,), {"min_gain": 0.05}), ((ROBUST,), {}), ((PLATEAU, OVERFIT, ROBUST), {}))
+
+
 def today_rules() -> list[Rule]:
+    """The four policies as the previous ``W2SEarlyStopping()`` default ran them (patience 3,
+    ``kl_teacher_student``; ``+restore``: the best check after a stop, the last weights without one)."""
     out = []
-    for pols, kw, label in (
-        ((PLATEAU,), {}, "W2SEarlyStopping() today: plateau(kl_ts)"),
-        ((OVERFIT,), {}, "today: teacher_overfit"),
-        ((GAIN,), {"min_gain": 0.05}, "today: gain_exhausted(0.05)"),
-        ((ROBUST,), {}, "today: robustness_drop"),
-        ((PLATEAU, OVERFIT, ROBUST), {}, "today: any(plateau,overfit,robust)"),
-    ):
+    labels = ("W2SEarlyStopping() before: plateau(kl_ts,p=3)", "before: teacher_overfit(kl_ts,p=3)",
+              "before: gain_exhausted(0.05,p=3)", "before: robustness_drop(p=3)", "before: any(plateau,overfit,robust)")
+    for (pols, kw), label in zip(POLICY_SETS, labels):
         for restore in (False, True):
             out.append(Rule(label + (" +restore" if restore else ""), "today", True,
                             lambda r, p=pols, kw=kw, rs=restore: today_policies(r, p, restore=rs, **kw),
                             {"policies": pols, "restore": restore, **kw}))
     # median of the four policies' stop checks (vote 2 of 4), keep that check / the median best check
-    four = [((PLATEAU,), {}), ((OVERFIT,), {}), ((GAIN,), {"min_gain": 0.05}), ((ROBUST,), {})]
+    four = POLICY_SETS[:4]
     for keep in ("stop", "median_best"):
         def run(r, keep=keep):
             outs = [today_policies(r, p, restore=True, **kw) for p, kw in four]
             bests = [lambda c, p=p, kw=kw: _policy_best_at(r, p, kw, c) for p, kw in four]
             return vote(outs, 2, r.epochs, keep, bests)
-        out.append(Rule(f"today: median stop of the four, keep {keep}", "combo", True, run))
+        out.append(Rule(f"before: median stop of the four, keep {keep}", "combo", True, run))
     return out
+
+
+def now_rules() -> list[Rule]:
+    """The opt-in policies as ``W2SEarlyStopping(policy)`` runs them now (its defaults: patience 5,
+    ``misfit="teacher_label_ce"``, ``restore_best=True``: the best check's weights at the end whether
+    it stopped or not), and with ``restore_best=False``. Not in the choice pool (the plateau row is
+    the package default, already there as ``probe_hce ma1 p=5 keep=best``)."""
+    out = []
+    labels = ("W2SEarlyStopping() now (default)", "W2SEarlyStopping('teacher_overfit') now",
+              "W2SEarlyStopping('gain_exhausted', min_gain=0.05) now", "W2SEarlyStopping('robustness_drop') now",
+              "W2SEarlyStopping([plateau, overfit, robust]) now")
+    for (pols, kw), label in zip(POLICY_SETS, labels):
+        for restore in ("end", False):
+            out.append(Rule(label + ("" if restore else ", restore_best=False"), "now", True,
+                            lambda r, p=pols, kw=kw, rs=restore: today_policies(r, p, patience=NOW["patience"], misfit=NOW["misfit"],
+                                                                                restore=rs, **kw),
+                            {"policies": pols, "restore": restore, **kw}))
+    return out
+
+
+def default_rule() -> Rule:
+    """``W2SEarlyStopping()`` itself: the package's decision code replayed on the package's
+    ``teacher_label_ce`` (:func:`benchmarks.stopping_rules.package_default_outcome`)."""
+    return Rule(DEFAULT, "package", True, package_default_outcome)
 
 
 def _policy_best_at(r, pols, kw, check: int) -> int | None:
@@ -282,7 +328,7 @@ def ci_block(rule: Rule, ref: Rule, recs, tasks, label: str) -> tuple[list[str],
 # ============================================================================ main
 def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.stopping_record import load_recordings
-    from benchmarks.stopping_rules import check_against_library
+    from benchmarks.stopping_rules import check_against_library, check_package_default
     from benchmarks.tasks import DEFAULT_DATA, TASK_SOURCES, TASKS
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.stopping", description=__doc__.split("\n\n")[0])
@@ -293,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="processes recording missing runs (default 1: shared machine)")
     ap.add_argument("--fresh", action="store_true", help="re-record every run")
     ap.add_argument("--json", default=None, help="also write the main figures to this JSON file")
-    ap.add_argument("--no-verify", action="store_true", help="skip the short real W2SMonitor run that checks the offline signals")
+    ap.add_argument("--no-verify", action="store_true",
+                    help="skip the real Trainer runs (W2SMonitor + W2SEarlyStopping()) that check the offline signals and the default")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     recs = load_recordings(args.tasks, args.seeds, args.data, fresh=args.fresh, jobs=args.jobs)
@@ -319,16 +366,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     es_same = sum(lightning_es_stop(r.logged_val_loss_checks, 3) == patience_stop(r.logged_val_loss_checks, 3).stop for r in recs)
     print(f"Replay checks: val_loss recomputed from the recorded logits vs Lightning's logged value: max |diff| {dv:.1e}; "
           f"Lightning's EarlyStopping._evaluate_stopping_criteria vs patience_stop on val_loss: {es_same}/{len(recs)} identical "
-          f"stops; today's policies vs lightning_w2s.W2SEarlyStopping.evaluate: {check_against_library(recs)}")
+          f"stops; the four policies vs lightning_w2s.W2SEarlyStopping.evaluate: {check_against_library(recs)}")
+    live_lines = []
     if not args.no_verify:
         from benchmarks.stopping_record import verify_against_monitor
 
-        try:
-            print("Offline signals vs a real W2SMonitor run: " + verify_against_monitor("digits_lr", 0, args.data, 4))
-        except Exception as exc:  # pragma: no cover - the package is being refactored
-            print(f"Offline signals vs a real W2SMonitor run: skipped ({type(exc).__name__}: {exc})")
+        for task, seed in VERIFY_RUNS:
+            if task not in tasks:
+                continue
+            try:
+                cached = next((r for r in recs if (r.task, r.seed) == (task, seed)), None)
+                t_run = time.perf_counter()
+                signals_line, stopper_line = verify_against_monitor(task, seed, args.data, 40, cached=cached)
+                print(f"Offline signals vs a real W2SMonitor run ({time.perf_counter() - t_run:.0f} s): " + signals_line)
+                live_lines.append(stopper_line)
+            except Exception as exc:  # pragma: no cover - the package is being refactored
+                print(f"Offline signals vs a real W2SMonitor run: skipped ({type(exc).__name__}: {exc})")
     print()
 
+    t_choice = time.perf_counter()
     base, floor, today = baseline_rules(), floor_rules(), today_rules()
     ref = next(r for r in base if r.name == REF)
     cands = candidate_rules(list(SIGNALS))
@@ -349,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = ranked[0]
     print(f"Choice on selection seeds {select}: {len(monitor_pool) + len(combos)} monitor-computable rules "
           f"({len(SIGNALS) - 3} signals x moving average {SMOOTHS} x patience {PATIENCES} x keep stop/best/best_mid, "
-          f"today's policies and combinations), {time.perf_counter() - t0:.0f} s. Top 12 by mean selection regret "
+          f"the previous default's policies and combinations), {time.perf_counter() - t_choice:.0f} s. Top 12 by mean selection regret "
           "(report column for information only; it played no part in the choice):")
     print("  " + "rule".ljust(72) + "select".rjust(8) + "report".rjust(8))
     for r in ranked[:12]:
@@ -364,6 +420,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
 
     chosen_rule = Rule("CHOSEN: " + chosen.name, chosen.family, chosen.monitor, chosen.run, chosen.params)
+    package = default_rule()
+    faithful, n_same = check_package_default(recs, chosen_rule)
+    print("Faithfulness of the package default (README, issue 11): W2SEarlyStopping() is "
+          f"{DEFAULT_PARAMS} in the benchmark's terms; the choice is {chosen.params}: "
+          f"{'the same rule' if chosen.params == DEFAULT_PARAMS else 'ANOTHER RULE'}")
+    print("  " + faithful)
+    for line in live_lines:
+        print("  " + line)
+    print()
     runners = [r for r in ranked[1:] if r.params.get("signal") != chosen.params.get("signal")][:2]
     # a-priori settings (fixed before any run, not selected): the probe's analogues of the REF and of
     # ModelCheckpoint, and Label Wave's rule (moving average, first local minimum, its weights)
@@ -374,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = next(c for c in cands if c.params == {"signal": sig, "smooth": sm, "patience": pa, "keep": keep})
         apriori.append(Rule("[a priori] " + r.name, r.family, r.monitor, r.run, r.params))
     rows = base + floor + today[:2] + apriori + [top_by_signal[s] for s in ("probe_hce", "probe_ce", "churn_train", "churn_probe",
-                                                                    "ema_dis_probe", "cons_ce", "knn_ce", "atc") if s in top_by_signal] + combos + runners + [chosen_rule]
+                                                                    "ema_dis_probe", "cons_ce", "knn_ce", "atc") if s in top_by_signal] + combos + runners + [chosen_rule, package]
     seen = set()
     rows = [r for r in rows if not (r.name in seen or seen.add(r.name))]
     print(regret_table(f"TABLE 1 — report seeds {report}: mean regret per pair (pt), mean over pairs, paired Δ vs REF",
@@ -382,11 +447,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(regret_table(f"TABLE 2 — selection seeds {select} (same rows)", rows, sel, tasks, ref))
     print()
-    print("TABLE 3 — today's four policies of W2SEarlyStopping (library defaults: patience 3, min_delta 0, kappa 0.5, "
-          "min_gain 0.05) and their combinations: mean regret (pt), selection / report seeds, report Δ vs REF")
-    for r in today:
+    print("TABLE 3 — the four policies of W2SEarlyStopping and their combinations (min_delta 0, kappa 0.5, min_gain 0.05): "
+          "as the previous default ran them (patience 3, kl_teacher_student; +restore: the best check after a stop) and as "
+          "W2SEarlyStopping(policy) runs them now (patience 5, teacher_label_ce, the best check restored at the end, stopped "
+          "or not). Mean regret (pt), selection / report seeds, report Δ vs REF")
+    for r in today + now_rules():
         m, lo, hi = t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])
-        print(f"  {r.name:<58}{mean_regret(r, sel, tasks):6.2f}{mean_regret(r, rep, tasks):7.2f}   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]")
+        print(f"  {r.name:<72}{mean_regret(r, sel, tasks):6.2f}{mean_regret(r, rep, tasks):7.2f}   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]")
     print()
 
     lines, ci = ci_block(chosen_rule, ref, rep, tasks, "CHOSEN")
@@ -464,7 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{sum(r.fit_seconds + r.record_seconds for r in recs) / 60:.1f} min; wall time {time.perf_counter() - t_start:.0f} s")
     if args.json:
         blob = {"select": select, "report": report, "tasks": tasks, "chosen": chosen.name, "chosen_params": chosen.params,
-                "report_mean": mean_rep, "ci": ci, "pass": bool(ok_mean and ok_ci),
+                "report_mean": mean_rep, "ci": ci, "pass": bool(ok_mean and ok_ci), "default_is_chosen": chosen.params == DEFAULT_PARAMS,
+                "default_replays_identical": n_same, "runs": len(recs),
                 "rows": {r.name: {"report": mean_regret(r, rep, tasks), "select": mean_regret(r, sel, tasks),
                                   "per_pair_report": {t: statistics.fmean(v) for t, v in per_pair(r, rep).items()}} for r in rows}}
         Path(args.json).write_text(json.dumps(blob, indent=1, default=str))

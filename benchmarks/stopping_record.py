@@ -358,25 +358,35 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir: str = "data", epochs: int = 4) -> str:
-    """Train ``task_name`` once with the recorder **and** a real :class:`lightning_w2s.W2SMonitor` (held-out
-    probe with teacher outputs and features, the same train probe), and compare the monitor's logged
-    ``w2s/misfit/kl_teacher_student``, ``w2s/misfit/disagreement``,
-    ``w2s/train_misfit/kl_teacher_student`` and ``w2s/robustness/inconsistency`` with the offline
-    signals computed from the recording (``probe_ce``, ``probe_err``, ``train_ce``, ``gamma``).
-    Returns a one-line verdict (max absolute difference per quantity)."""
+def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir: str = "data", epochs: int = 40,
+                           cached: Recording | None = None) -> tuple[str, str]:
+    """Train ``task_name`` once with the recorder, a real :class:`lightning_w2s.W2SMonitor` (held-out
+    probe with teacher outputs and features, the same train probe) **and** ``W2SEarlyStopping()`` with
+    its defaults, for up to ``epochs`` epochs. Returns two one-line verdicts:
+
+    1. the monitor's logged values vs the offline signals computed from this run's recording
+       (max absolute difference per quantity): ``w2s/misfit/kl_teacher_student`` (``probe_ce``),
+       ``w2s/misfit/teacher_label_ce`` (``probe_hce``), ``w2s/misfit/disagreement`` (``probe_err``),
+       ``w2s/train_misfit/kl_teacher_student`` (``train_ce``), ``w2s/robustness/inconsistency`` (``gamma``);
+    2. the live stopper's stop check and restored check vs the offline CHOSEN rule
+       (``probe_hce``, patience 5, keep best) and vs :func:`benchmarks.stopping_rules.package_default_outcome`
+       replayed on this run's recording (and on ``cached``, the benchmark's recording of the same
+       (task, seed), when given: the same trajectory if the monitor changes nothing in training), and
+       the largest difference between the student's probe logits after ``fit`` and the recorded
+       logits of the restored check (0: the weights of that check came back)."""
     import torch
 
     from benchmarks.common import DEFAULT_BATCH, EVAL_BATCH, quiet_lightning, train_student
+    from benchmarks.stopping_rules import package_default_outcome, patience_stop
     from benchmarks.stopping_signals import signal
     from benchmarks.tasks import load_task
 
     try:
         from lightning.pytorch.callbacks import Callback
 
-        from lightning_w2s import W2SMonitor, W2SProbe
+        from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
     except Exception as exc:  # pragma: no cover - the package is being refactored
-        return f"skipped ({type(exc).__name__}: {exc})"
+        return f"skipped ({type(exc).__name__}: {exc})", "skipped"
     quiet_lightning()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
@@ -391,8 +401,10 @@ def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir
     train_probe = W2SProbe(t(task.train.x[rows]), teacher_labels=torch.from_numpy(task.train.teacher_labels[rows].copy()),
                            num_classes=task.num_classes)
     monitor = W2SMonitor(probe=probe, train_probe=train_probe)
-    names = {"w2s/misfit/kl_teacher_student": "probe_ce", "w2s/misfit/disagreement": "probe_err",
-             "w2s/train_misfit/kl_teacher_student": "train_ce", "w2s/robustness/inconsistency": "gamma"}
+    stopper = W2SEarlyStopping()
+    names = {"w2s/misfit/kl_teacher_student": "probe_ce", "w2s/misfit/teacher_label_ce": "probe_hce",
+             "w2s/misfit/disagreement": "probe_err", "w2s/train_misfit/kl_teacher_student": "train_ce",
+             "w2s/robustness/inconsistency": "gamma"}
     logged: dict[str, list[float]] = {k: [] for k in names}
 
     class Grab(Callback):
@@ -403,9 +415,10 @@ def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir
     sets = {"probe": t(task.probe.x), "train": t(task.train.x[rows]), "val": t(task.val.x[val_cov])}
     spe = max(1, -(-int(task.train.covered.sum()) // DEFAULT_BATCH[task.student]))
     rec = _recorder_class()(sets, t(task.test.x), EVAL_BATCH[task.student], ema_decay=1.0 - 1.0 / spe)
-    train_student(task, seed, epochs, callbacks=[monitor, Grab(), rec], record=False)
+    res = train_student(task, seed, epochs, callbacks=[monitor, Grab(), stopper, rec], record=False)
+    ran = len(rec.steps) - 1
     fake = Recording(
-        task=task_name, seed=seed, source="", teacher_kind="", student=task.student, num_classes=task.num_classes, epochs=epochs,
+        task=task_name, seed=seed, source="", teacher_kind="", student=task.student, num_classes=task.num_classes, epochs=ran,
         fit_seconds=0.0, record_seconds=0.0, probe_teacher=_teacher_matrix(task.probe, np.arange(len(task.probe)), task.num_classes),
         probe_covered=task.probe.covered.copy(), probe_gold=task.probe.gold.copy(), train_teacher=task.train.teacher_labels[rows].copy(),
         val_teacher=task.val.teacher_labels[val_cov].copy(), test_gold=task.test.gold.copy(),
@@ -420,4 +433,26 @@ def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir
         ours = signal(fake, sig)[1:]
         diff = float(np.nanmax(np.abs(ours - np.asarray(logged[k])))) if len(logged[k]) == len(ours) else float("nan")
         parts.append(f"{sig} vs {k.split('/', 1)[1]}: {diff:.1e}")
-    return f"{task_name} seed {seed}, {epochs} epochs, max |offline - W2SMonitor| per check: " + "; ".join(parts)
+    signals_line = f"{task_name} seed {seed}, {ran} epochs, max |offline - W2SMonitor| per check: " + "; ".join(parts)
+
+    # recording check c = after epoch c - 1 = the live stopper's check c - 1
+    live_stop = None if stopper.stopped_check is None else stopper.stopped_check + 1
+    live_kept = None if stopper.best_check is None else stopper.best_check + 1
+    chosen = patience_stop(signal(fake, "probe_hce"), 5, 1, "best")
+    package = package_default_outcome(fake)
+    module = res.module.eval()
+    with torch.no_grad():
+        after = module(sets["probe"]).numpy()
+    weights = float(np.abs(after - fake.probe_logits[live_kept]).max()) if live_kept is not None else float("nan")
+    same = (live_stop, live_kept) == (chosen.stop, chosen.kept) == (package.stop, package.kept)
+    line = (f"{task_name} seed {seed}, W2SMonitor + W2SEarlyStopping() in a real Trainer: "
+            f"{'no stop in %d epochs' % ran if live_stop is None else 'stopped at check %d (epoch %d)' % (live_stop, stopper.stopped_epoch)}"
+            f", restored check {live_kept}; CHOSEN replayed on this run's recording: stop "
+            f"{chosen.stop}, kept {chosen.kept}; W2SEarlyStopping() replayed: stop {package.stop}, kept {package.kept} -> "
+            f"{'identical' if same else 'DIFFERENT'}; max |probe logits after fit - recorded logits of the restored check| "
+            f"{weights:.1e}")
+    if cached is not None:
+        o = patience_stop(signal(cached, "probe_hce"), 5, 1, "best")
+        line += (f"; on the benchmark's cached recording of this (task, seed), CHOSEN: stop {o.stop}, kept {o.kept} "
+                 f"({'the same run' if (o.stop, o.kept) == (live_stop, live_kept) else 'another trajectory'})")
+    return signals_line, line

@@ -183,10 +183,83 @@ def test_today_plateau_is_early_stopping_on_probe_ce():
 
 
 def test_today_policies_match_the_library_decision_api():
+    """The re-implemented policies equal W2SEarlyStopping.evaluate with the previous default settings
+    and with today's (abstaining teachers: gain_exhausted reads max_gain, not the disagreement)."""
     from benchmarks.stopping_rules import check_against_library
 
     verdict = check_against_library([_fake_recording(seed=s, C=25) for s in range(4)])
-    assert verdict.startswith("20/20"), verdict
+    assert verdict.count("20/20") == 2, verdict
+
+
+def test_max_gain_is_the_monitors_bound_on_the_recorded_disagreement():
+    from benchmarks.stopping_signals import max_gain
+
+    rec = _fake_recording(abstain=0.4)
+    cov = rec.probe_covered
+    pi = cov.mean()
+    assert 0 < pi < 1
+    for c in (0, 3, 8):
+        d = np.mean([rec.probe_logits[c, i].argmax() != rec.probe_teacher[i].argmax() for i in range(len(cov)) if cov[i]])
+        assert max_gain(rec)[c] == pytest.approx(pi * d + 1 - pi, rel=1e-12)
+
+
+def _trending_recording(seed: int, soft: bool, rise_after: int | None, C: int = 30, k: int = 3) -> Recording:
+    """A recording whose student moves toward the teacher's labels on the probe (its held-out
+    cross-entropy falls) and, from check ``rise_after`` on, away from them (it rises); a soft teacher
+    (Dirichlet rows) or one-hot rows."""
+    rec = _fake_recording(seed=seed, C=C, k=k)
+    rng = np.random.default_rng(seed + 100)
+    n = len(rec.probe_covered)
+    teacher = rng.dirichlet(np.ones(k), n).astype(np.float32) if soft else rec.probe_teacher
+    target = np.eye(k)[teacher.argmax(1)]
+    steps = np.array([c if rise_after is None or c <= rise_after else 2 * rise_after - c for c in range(C)], dtype=float)
+    logits = rng.normal(scale=0.3, size=(C, n, k)) * 0.05 + steps[:, None, None] * 0.15 * target[None]
+    rec.probe_teacher, rec.probe_logits = teacher, logits.astype(np.float32)
+    return rec
+
+
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("rise_after", [None, 9, 20])
+def test_package_default_replay_is_the_chosen_rule(soft, rise_after):
+    """W2SEarlyStopping() through its decision API, on the package's teacher_label_ce from the recorded
+    logits, stops and keeps the check of `probe_hce ma1 p=5 keep=best` (patience_stop), stopped or not."""
+    from benchmarks.stopping import DEFAULT_PARAMS
+    from benchmarks.stopping_rules import package_default_outcome, package_teacher_label_ce
+
+    rec = _trending_recording(seed=3, soft=soft, rise_after=rise_after)
+    hce = signal(rec, "probe_hce")
+    np.testing.assert_allclose(package_teacher_label_ce(rec), hce, rtol=1e-5)
+    p = DEFAULT_PARAMS
+    want = patience_stop(hce, p["patience"], p["smooth"], p["keep"])
+    got = package_default_outcome(rec)
+    assert (got.stop, got.kept) == (want.stop, want.kept)
+    if rise_after is None:  # never stops: the best (here the last) check is restored at the end
+        assert got.stop is None and got.kept == rec.epochs
+    else:
+        assert got.stop == rise_after + 5 and got.kept == rise_after
+
+
+def test_today_policies_restore_at_the_end_without_a_stop():
+    rec = _trending_recording(seed=1, soft=False, rise_after=None)
+    hce = signal(rec, "probe_hce")
+    end = today_policies(rec, ("heldout_misfit_plateau",), patience=5, misfit="teacher_label_ce", restore="end")
+    after_stop = today_policies(rec, ("heldout_misfit_plateau",), patience=5, misfit="teacher_label_ce", restore=True)
+    assert end.stop is None and end.kept == first_best(hce)
+    assert after_stop == Outcome(None, rec.epochs, None)
+
+
+def test_a_real_trainer_stops_and_restores_where_the_replay_says():
+    """digits with 30% flipped labels, seed 5 (sklearn's digits: no data directory needed): a real
+    Trainer with W2SMonitor + W2SEarlyStopping() stops where the chosen rule, replayed on the run's own
+    recording, stops; the weights left in the module are those of the restored check; the monitor's
+    values equal the offline signals."""
+    from benchmarks.stopping_record import verify_against_monitor
+
+    signals_line, line = verify_against_monitor("digits_flip", 5, "data", epochs=40)
+    assert "-> identical" in line and "stopped at check" in line and "no stop" not in line, line
+    assert "recorded logits of the restored check| 0.0e+00" in line, line
+    diffs = [float(part.rsplit(": ", 1)[1]) for part in signals_line.split("per check: ")[1].split("; ")]
+    assert len(diffs) == 5 and max(diffs) < 1e-6, signals_line
 
 
 def test_gold_floor_regret_with_all_points_is_the_smoothed_oracle():
