@@ -285,7 +285,8 @@ def test_policies_listed():
     es = W2SEarlyStopping()  # the documented default: the stopping benchmark's chosen rule
     assert es.policies == ["heldout_misfit_plateau"] and es.misfit == "teacher_label_ce" and es.needed == [HELD]
     assert es.patience_per_policy == {"heldout_misfit_plateau": 5} and es.min_delta_per_policy == {"heldout_misfit_plateau": 0.0}
-    assert es.restore_best and not es.save_best_weights and es.monitor == HELD and es.patience == 5
+    assert es.restore_best and es.save_best_weights and es.monitor == HELD and es.patience == 5
+    assert not W2SEarlyStopping(restore_best=False).save_best_weights  # follows restore_best unless given
 
 
 # ============================================================== end to end through a real Trainer

@@ -82,7 +82,7 @@ def test_resume_without_saved_weights_says_so(tmp_path):
 
     def run(name, crash_at=None, ckpt_path=None):
         L.seed_everything(0, verbose=False)
-        es = W2SEarlyStopping(patience=4, restore_best=True, verbose=False)
+        es = W2SEarlyStopping(patience=4, restore_best=True, save_best_weights=False, verbose=False)
         cbs = [W2SMonitor(task.probe()), es, ModelCheckpoint(dirpath=tmp_path / name, save_last=True)]
         cbs += [CrashAt(crash_at)] if crash_at is not None else []
         trainer = L.Trainer(**trainer_kwargs(max_epochs=15, enable_checkpointing=True, callbacks=cbs))
@@ -95,6 +95,31 @@ def test_resume_without_saved_weights_says_so(tmp_path):
         es = run("resumed", ckpt_path=tmp_path / "killed" / "last.ckpt")
     assert es.best_check < CRASH_EPOCH
     assert "not available (see save_best_weights)" in es.stopping_reason_message
+
+
+def test_default_stopper_restores_across_a_resume(tmp_path):
+    """W2SEarlyStopping() with no arguments, killed after its best check and resumed from the last
+    checkpoint: the same stop, and the module ends with the same (best check's) weights as an
+    uninterrupted fit; the copy travelled in the checkpoint (save_best_weights follows restore_best)."""
+    task = make_task(noise=0.3)
+
+    def run(name, crash_at=None, ckpt_path=None):
+        L.seed_everything(0, verbose=False)
+        es, model = W2SEarlyStopping(verbose=False), TinyStudent(lr=0.02, hidden=64)
+        cbs = [W2SMonitor(task.probe()), es, ModelCheckpoint(dirpath=tmp_path / name, save_last=True)]
+        cbs += [CrashAt(crash_at)] if crash_at is not None else []
+        trainer = L.Trainer(**trainer_kwargs(max_epochs=25, enable_checkpointing=True, callbacks=cbs))
+        trainer.fit(model, task.train_loader(32), task.val_loader(), ckpt_path=ckpt_path)
+        return es, model
+
+    es_a, model_a = run("full")
+    with pytest.raises(Crash):
+        run("killed", crash_at=es_a.best_check + 2)
+    es_c, model_c = run("resumed", ckpt_path=tmp_path / "killed" / "last.ckpt")
+    assert es_a.stopped_check is not None and es_c.stopped_check == es_a.stopped_check
+    assert es_c.best_check == es_a.best_check < es_a.stopped_check
+    state_a, state_c = model_a.state_dict(), model_c.state_dict()
+    assert all(torch.equal(state_a[k], state_c[k]) for k in state_a)
 
 
 def test_monitor_gamma_hat_survives_resume_without_teacher_features(tmp_path):

@@ -128,8 +128,8 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
     nobody vouched for are checked at the first check that has ``w2s/`` values, like Lightning's
     ``EarlyStopping``.
 
-    Resume: the checkpoint keeps the history, counters and best check (and, with
-    ``save_best_weights=True``, the kept weights), and the fingerprint of the monitor's probe and
+    Resume: the checkpoint keeps the history, counters and best check (and, by default with
+    ``restore_best``, the kept weights: ``save_best_weights``), and the fingerprint of the monitor's probe and
     configuration. A resumed fit whose monitor differs (another probe, layer,
     ``eps``, ...) warns and starts this callback's history afresh: two probes' misfits are never
     compared.
@@ -171,9 +171,12 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
             the strategy builds ``lightning_module_state_dict`` itself) a plain copy could not restore
             them: the restore is switched off for that fit with a warning that names the fix
             (``ModelCheckpoint``) and ``restore_best=False`` (which silences it).
-        save_best_weights: also put that copy into the checkpoint's callback state (default ``False``:
-            it would double the checkpoint; after a resume without it, a best check from before the
-            resume cannot be restored and the message says so).
+        save_best_weights: also put that copy into the checkpoint's callback state, so that a
+            resumed fit still ends with the best check's weights when that check came before the
+            resume (what the benchmarked rule does). ``None`` (default) = ``restore_best``. **Cost:**
+            each checkpoint grows by one copy of the student's ``state_dict`` (the same size as the
+            weights ``ModelCheckpoint``'s best file holds). ``False``: leaner checkpoints; after a
+            resume, a best check from before it cannot be restored and the message says so.
         verbose: log every check's decision on rank 0 at debug level (``rank_zero_debug``); the stop
             message and the restored check always reach the console (``rank_zero_info``).
         strict: raise (``True``) or warn (``False``) when a needed name is not logged.
@@ -213,7 +216,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         kappa: float | None = 0.5,
         misfit: str = "teacher_label_ce",
         restore_best: bool = True,
-        save_best_weights: bool = False,
+        save_best_weights: bool | None = None,
         verbose: bool = True,
         strict: bool = True,
         check_on_train_epoch_end: bool | None = None,
@@ -231,7 +234,8 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         )
         self.mode = combine
         self.restore_best = check_scalar("restore_best", restore_best, bool)
-        self.save_best_weights = check_scalar("save_best_weights", save_best_weights, bool)
+        save = check_scalar("save_best_weights", save_best_weights, bool, allow_none=True)
+        self.save_best_weights = self.restore_best if save is None else save
         if self.save_best_weights and not self.restore_best:
             raise ValueError("`save_best_weights=True` only makes sense with `restore_best=True`")
         self._restore_active = self.restore_best  # off for a fit whose strategy shards the weights (setup)
