@@ -295,19 +295,19 @@ class W2SMonitor(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or self._step_cadence:
             return
-        self._run_check(trainer, pl_module, on_step=False)
+        self._run_check(trainer, pl_module, "on_validation_epoch_end")
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.enable_validation and not self._step_cadence:
-            self._run_check(trainer, pl_module, on_step=False)  # no validation loop: check once per epoch
+            self._run_check(trainer, pl_module, "on_train_epoch_end")  # no validation loop: check once per epoch
 
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         n = self._step_cadence
         if n and trainer.global_step > 0 and trainer.global_step % n == 0 and trainer.global_step != self._last_step_checked:
             self._last_step_checked = trainer.global_step  # gradient accumulation: one check per optimizer step
-            self._run_check(trainer, pl_module, on_step=True)
+            self._run_check(trainer, pl_module, "on_train_batch_end")
 
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -332,7 +332,7 @@ class W2SMonitor(Callback):
         probs = torch.softmax(out, dim=-1) if self.student_output == "logits" else out
         return probs, feats.double()
 
-    def _run_check(self, trainer: Trainer, pl_module: LightningModule, on_step: bool) -> None:
+    def _run_check(self, trainer: Trainer, pl_module: LightningModule, hook: str) -> None:
         """One check. DDP: every rank runs the same forward calls and the same collectives, even when
         its own probe pass failed (a rank that skipped a collective would hang the others); whether
         the check is kept is then decided jointly with ``reduce_boolean_decision``."""
@@ -359,16 +359,17 @@ class W2SMonitor(Callback):
                            "training goes on")
             self.num_failed += 1
             self.num_skipped += 1
-            self._publish(trainer, pl_module, {}, on_step)
+            self._publish(trainer, pl_module, {}, hook)
             return
         self.num_checks += 1
-        self._publish(trainer, pl_module, values, on_step)
+        self._publish(trainer, pl_module, values, hook)
 
-    def _publish(self, trainer: Trainer, pl_module: LightningModule, values: dict[str, torch.Tensor], on_step: bool) -> None:
+    def _publish(self, trainer: Trainer, pl_module: LightningModule, values: dict[str, torch.Tensor], hook: str) -> None:
         """Log a check's finite values (a non-finite one is a numerical fault: warned about, skipped,
         counted) with the counters; remove every name this check did not log from
         ``trainer.callback_metrics``; then warnings and TensorBoard extras (successful checks)."""
-        logged = {name: float(v) for name, v in values.items()}
+        # one host transfer for the whole check (no per-name sync)
+        logged = dict(zip(values, torch.stack(list(values.values())).tolist())) if values else {}
         bad = [name for name, v in logged.items() if not math.isfinite(v)]
         if bad:
             self.num_skipped += len(bad)
@@ -380,7 +381,7 @@ class W2SMonitor(Callback):
         logged = {name: v for name, v in logged.items() if name not in bad}
         logged[Q.SKIPPED] = float(self.num_skipped)
         logged[Q.CHECK] = float(self.num_checks + self.num_failed)
-        log_values(trainer, pl_module, logged, on_step)
+        log_values(trainer, pl_module, logged, hook)
         # Lightning keeps the last value of every name in callback_metrics: a value that is undefined
         # at this check, skipped as a fault, or not measured by a failed check must not be read as current
         forget(trainer, set(self.last_values) - set(logged))
