@@ -330,7 +330,7 @@ class W2SMonitor(Callback):
         feats = self._capture.pop()
         out = out.double()  # cast before anything enters a sum state (bf16/fp16 runs included)
         probs = torch.softmax(out, dim=-1) if self.student_output == "logits" else out
-        return probs, feats.double()
+        return probs, feats  # the aggregator casts the features to float64 when it feeds them to a state
 
     def _run_check(self, trainer: Trainer, pl_module: LightningModule, hook: str) -> None:
         """One check. DDP: every rank runs the same forward calls and the same collectives, even when
@@ -346,6 +346,7 @@ class W2SMonitor(Callback):
                     try:
                         for index, valid, inputs in probe.iter_batches(trainer.global_rank, trainer.world_size, self.batch_size):
                             metrics.update(*self._forward(trainer, pl_module, inputs), index, valid)
+                        metrics.flush()  # the queued rows reach the states here, so their errors are caught here
                     except Exception as exc:  # noqa: BLE001 - kept, collectives still run below
                         failure = failure or exc
                     values.update(metrics.compute())  # syncs ranks
