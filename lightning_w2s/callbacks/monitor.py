@@ -274,21 +274,22 @@ class W2SMonitor(Callback):
         return None
 
     def _neighbour_table(self, trainer: Trainer, pl_module: LightningModule) -> torch.Tensor | None:
-        """k-NN table in a frozen embedding (:meth:`W2SMetrics.build_neighbours`), built once on
-        rank 0 and broadcast, so every rank indexes the same neighbours."""
-        table = None
-        if trainer.is_global_zero:
-            def embed() -> torch.Tensor:  # the student's representation of the whole probe, at fit start
-                with eval_mode(pl_module):
-                    return torch.cat([self._forward(trainer, pl_module, x)[1].cpu() for *_, x in self.probe.iter_batches(0, 1, self.batch_size)])
+        """k-NN table in a frozen embedding (:meth:`W2SMetrics.build_neighbours`), built once at fit
+        start and broadcast from rank 0, so every rank indexes the same neighbours. Every rank builds
+        it: when it comes from the student's representation, every rank then makes the same probe
+        forward calls (under FSDP a forward gathers the weights from every rank)."""
+        def embed() -> torch.Tensor:  # the student's representation of the whole probe, at fit start
+            with eval_mode(pl_module):
+                return torch.cat([self._forward(trainer, pl_module, x)[1].cpu() for *_, x in self.probe.iter_batches(0, 1, self.batch_size)])
 
-            try:
-                table = self.metrics.build_neighbours(embed)
-            except Exception as exc:  # noqa: BLE001 - robustness statistics are optional
-                if self.on_error == "raise":
-                    raise
-                rank_zero_warn(f"W2SMonitor: could not build the neighbour table ({type(exc).__name__}: {exc}); "
-                               "Lang robustness/expansion statistics are off for this fit")
+        table = None
+        try:
+            table = self.metrics.build_neighbours(embed)
+        except Exception as exc:  # noqa: BLE001 - robustness statistics are optional
+            if self.on_error == "raise":
+                raise
+            rank_zero_warn(f"W2SMonitor: could not build the neighbour table ({type(exc).__name__}: {exc}); "
+                           "Lang robustness/expansion statistics are off for this fit")
         return trainer.strategy.broadcast(table, src=0)  # None on failure: every rank turns them off
 
     @override
@@ -326,11 +327,26 @@ class W2SMonitor(Callback):
         batch = apply_to_collection(batch, torch.Tensor, lambda t: t.to(pl_module.dtype) if t.is_floating_point() else t)
         self._capture.set_batch(batch)
         with trainer.precision_plugin.forward_context():
-            out = self.forward_fn(pl_module, batch)
+            out = self._call_forward(trainer, pl_module, batch)
         feats = self._capture.pop()
         out = out.double()  # cast before anything enters a sum state (bf16/fp16 runs included)
         probs = torch.softmax(out, dim=-1) if self.student_output == "logits" else out
         return probs, feats  # the aggregator casts the features to float64 when it feeds them to a state
+
+    def _call_forward(self, trainer: Trainer, pl_module: LightningModule, batch: Any) -> torch.Tensor:
+        """``forward_fn(pl_module, batch)``, routed through the strategy's wrapper of the module when
+        there is one, as Lightning routes its own validation steps: under FSDP (or DeepSpeed stage 3)
+        the wrapper's forward gathers the sharded weights, and the inner module alone would only see
+        its rank's shard."""
+        strategy = trainer.strategy
+        wrapper, redirect = getattr(strategy, "model", None), getattr(strategy, "_forward_redirection", None)
+        if wrapper is None or wrapper is pl_module or redirect is None:
+            return self.forward_fn(pl_module, batch)
+        pl_module._w2s_probe_forward = lambda b: self.forward_fn(pl_module, b)
+        try:
+            return redirect(wrapper, pl_module, "_w2s_probe_forward", batch)
+        finally:
+            del pl_module._w2s_probe_forward
 
     def _run_check(self, trainer: Trainer, pl_module: LightningModule, hook: str) -> None:
         """One check. DDP: every rank runs the same forward calls and the same collectives, even when

@@ -352,7 +352,7 @@ class W2SMetrics(nn.Module):
             self._lang_values(out, rates)
 
     def _lang_values(self, out: dict, rates: dict | None) -> None:
-        rob = self.robustness.compute()
+        rob = dict(self.robustness.compute())  # a copy: torchmetrics caches the dict until the next update
         predictions = rob.pop("predictions")
         self.extras["predictions"] = predictions
         out[Q.INCONSISTENCY], out[Q.P_NONROBUST_BOUND] = rob["gamma"], rob["p_nonrobust_markov"]
