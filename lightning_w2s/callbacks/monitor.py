@@ -69,6 +69,12 @@ class W2SMonitor(Callback):
         neighbours: k of the k-nearest-neighbour table (in the teacher's features, or the student's at
             fit start) behind Lang et al.'s robustness and expansion statistics; 0 turns them off.
         eta: robustness threshold η in ``P(R̄_η) ≤ γ̂/η`` (Lang et al. Lemma B.1).
+        representation_every_n_checks: compute the representation family (the gap, CKA, effective
+            rank, ``pred_gap_gold``: ``w2s/representation/...``) at every that many checks (the first
+            check included) and leave it out of the others, where its names are not logged (and
+            are removed from ``trainer.callback_metrics``, like any name a check does not log). Its
+            float64 ``d × d`` sums are most of a check for a cheap student with wide features
+            (``benchmarks/overhead.py`` prints the share); default 1: every check.
         figure_every_n_checks: draw reliability diagrams in TensorBoard every that many checks,
             and always once at the end of fit (0 = never). Drawing costs far more than a check
             (about 0.5 s a diagram on 2 CPU cores), hence the default of 10.
@@ -100,6 +106,7 @@ class W2SMonitor(Callback):
         alert_window: int = 3,
         neighbours: int = 10,
         eta: float = 0.5,
+        representation_every_n_checks: int = 1,
         figure_every_n_checks: int = 10,
         on_error: str = "warn",
     ) -> None:
@@ -119,6 +126,7 @@ class W2SMonitor(Callback):
             raise TypeError(f"`forward_fn` must be a callable fn(pl_module, batch) -> logits, got {describe(forward_fn)}")
         self.forward_fn = forward_fn or default_forward
         self.every_n_train_steps = check_scalar("every_n_train_steps", every_n_train_steps, int, min_val=1, allow_none=True)
+        self.representation_every_n_checks = check_scalar("representation_every_n_checks", representation_every_n_checks, int, min_val=1)
         self.figure_every_n_checks = check_scalar("figure_every_n_checks", figure_every_n_checks, int, min_val=0)
         self.on_error = check_choice("on_error", on_error, ("warn", "raise"))
         self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain)
@@ -355,10 +363,12 @@ class W2SMonitor(Callback):
         failure: BaseException | None = None
         values: dict[str, torch.Tensor] = {}
         jobs = [(self.probe, self.metrics)] + ([(self.train_probe, self.train_metrics)] if self.train_metrics is not None else [])
+        # the same on every rank (the check counter is), so every rank runs the same collectives
+        representation = (self.num_checks + self.num_failed) % self.representation_every_n_checks == 0
         try:
             with eval_mode(pl_module):
                 for probe, metrics in jobs:
-                    metrics.reset()
+                    metrics.reset(representation=representation)
                     try:
                         for index, valid, inputs in probe.iter_batches(trainer.global_rank, trainer.world_size, self.batch_size):
                             metrics.update(*self._forward(trainer, pl_module, inputs), index, valid)

@@ -128,13 +128,14 @@ class W2SMetrics(nn.Module):
         self.calibration_vs_teacher = Calibration(n_bins=n_bins, validate_args=False)
         if self.has_gold:
             self.gold_sq = GoldSquaredError()
-            self.correction = CorrectionRates(k, warn=False)
+            self.correction = CorrectionRates(k, warn=False, validate_args=False)
             self.calibration_vs_gold = Calibration(n_bins=n_bins, ignore_index=-1, validate_args=False)
             # a constant of the probe: the teacher's reliability histogram on its covered gold points
             known = self.covered & (self.gold >= 0)
             hist = calibration_counts(*top_label(tp[known], self.gold[known]), n_bins)
             self.register_buffer("teacher_calibration_hist", hist, persistent=False)
         self.representation = self.student_rank = None
+        self.representation_on = True  # this check feeds and computes the representation family (see reset)
         if self.teacher_features is not None:
             self.representation = RepresentationGap(
                 teacher_dim=self.teacher_features.shape[1], num_classes=k if self.has_gold else None,
@@ -218,7 +219,7 @@ class W2SMetrics(nn.Module):
         The batch is queued as given (on its device; features keep their dtype until they are cast
         to float64 in the chunk) and the queue is fed to the states once it holds ``chunk_bytes``;
         :meth:`flush` (and :meth:`compute`) feed the rest. Errors in the rows surface there."""
-        features = None if features is None else features.detach()
+        features = None if features is None or not self.representation_on else features.detach()
         if self._queue and (features is None) != (self._queue[-1][1] is None):
             self.flush()  # a batch without features never shares a chunk with one that has them
         batch = (student_probs.detach(), features, index, valid)
@@ -264,7 +265,7 @@ class W2SMetrics(nn.Module):
             self.calibration_vs_gold.update(probs, gold)
             known = on_cov(gold) >= 0
             self.gold_sq.update(probs_c[known], tp_c[known], on_cov(gold)[known])
-        if features is None:
+        if features is None or not self.representation_on:
             return
         features = features.to(dev).index_select(0, rows).double()
         if self.representation is not None:
@@ -295,7 +296,8 @@ class W2SMetrics(nn.Module):
             if not self.train:
                 rates = self.correction.compute() if self.has_gold else None
                 self._gold_family(out, rates)
-                self._representation_family(out)
+                if self.representation_on:
+                    self._representation_family(out)
                 self._lang_family(out, rates)
         if self.train:
             out = {Q.train_name(name): value for name, value in out.items()}
@@ -411,11 +413,16 @@ class W2SMetrics(nn.Module):
         """A 0-d float64 tensor on the states' device."""
         return torch.as_tensor(value, dtype=torch.float64).to(self.teacher_probs.device)
 
-    def reset(self) -> None:
-        """Clear every state and the queue of rows not yet fed (a new check starts from nothing)."""
+    def reset(self, representation: bool = True) -> None:
+        """Clear every state and the queue of rows not yet fed (a new check starts from nothing).
+        ``representation=False``: this check leaves the representation family out (its states are
+        neither fed nor computed, and :meth:`compute` returns none of its names); every DDP rank
+        must pass the same value (the family's sync is then skipped on all of them)."""
         self._queue, self._queued_bytes = [], 0
+        self.representation_on = bool(representation)
         for m in self.children():
-            m.reset()
+            if representation or all(m is not family for family in (self.representation, self.student_rank)):
+                m.reset()
 
     # ------------------------------------------------------------------ state (resume)
     def state_dict_extra(self) -> dict:
