@@ -27,6 +27,7 @@ histograms, the student's predictions) go to :attr:`W2SMetrics.extras`.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any, Callable
@@ -47,6 +48,27 @@ from .representation import DEFAULT_CONSTRUCTION, EffectiveRank, GapConstruction
 from .robustness import NeighbourRobustness
 
 Need = Q.Need
+
+
+def _single_threaded(fn: Callable) -> Callable:
+    """Run ``fn`` with one torch intra-op thread (the previous count restored after, exceptions
+    included). torch's OpenMP threads spin while they wait for each other: beside other busy
+    processes, a check whose metric algebra ran on 2 threads took 0.8-4.3 s instead of ~0.1 s on 2
+    shared cores (``benchmarks/overhead.py``, busy section); one thread has no team to wait for.
+    The same scope as the representation branch's ``metrics._threads.single_threaded``."""
+
+    @functools.wraps(fn)
+    def scoped(*args: Any, **kwargs: Any) -> Any:
+        previous = torch.get_num_threads()
+        if previous <= 1:
+            return fn(*args, **kwargs)
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(previous)
+
+    return scoped
 
 
 class W2SMetrics(nn.Module):
@@ -228,6 +250,7 @@ class W2SMetrics(nn.Module):
         if self._queued_bytes >= self.chunk_bytes:
             self.flush()
 
+    @_single_threaded
     def flush(self) -> None:
         """Feed the queued rows to the metric states (one chunk). The queue is emptied first, so a
         chunk that raises is dropped rather than fed again."""
@@ -274,6 +297,7 @@ class W2SMetrics(nn.Module):
             self.student_rank.update(features)
 
     # ------------------------------------------------------------------ values
+    @_single_threaded
     def compute(self) -> dict[str, torch.Tensor]:
         """Sync and compute every family; see the module docstring for what is left out. Every
         value is a 0-d float64 tensor on the states' device; the values cross to the host once
