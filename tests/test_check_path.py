@@ -190,3 +190,24 @@ def test_representation_every_n_checks_is_validated():
         W2SMonitor(task.probe(), representation_every_n_checks=0)
     with pytest.raises(TypeError, match="representation_every_n_checks"):
         W2SMonitor(task.probe(), representation_every_n_checks=1.5)
+
+
+def test_the_metric_algebra_runs_on_one_thread_and_gives_the_count_back(monkeypatch):
+    """OpenMP threads spin while they wait: beside busy processes a 2-thread metric algebra
+    collapsed (``benchmarks/overhead.py``); feeding and compute run on one thread, restored after."""
+    data = _probe_data()
+    m = _metrics(data)
+    seen = []
+    update = m.misfit.update
+    monkeypatch.setattr(m.misfit, "update", lambda *a: (seen.append(torch.get_num_threads()), update(*a))[1])
+    compute = m.misfit.compute
+    monkeypatch.setattr(m.misfit, "compute", lambda: (seen.append(torch.get_num_threads()), compute())[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _feed(m, data, 64)
+        m.compute()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}

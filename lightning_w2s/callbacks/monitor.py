@@ -1,11 +1,13 @@
 """``W2SMonitor``: runs the probe through the student at every check and logs ``w2s/...`` metrics.
 
 DESIGN §3. The callback stays thin: it feeds the pure aggregator
-(:class:`lightning_w2s.metrics.W2SMetrics`), logs what it computes with ``pl_module.log`` (so the
-values reach ``trainer.callback_metrics`` and every logger, and a stock
-``EarlyStopping(monitor="w2s/...")`` works on them), and draws TensorBoard extras
-(:class:`lightning_w2s.tensorboard.Dashboard`). Every probe pass runs in ``eval()`` + ``no_grad``
-and gives each submodule its own train/eval mode back: the monitor never changes training.
+(:class:`lightning_w2s.metrics.W2SMetrics`), publishes what it computes once per check into
+``trainer.callback_metrics`` and every logger, as ``pl_module.log`` would store them (so a stock
+``EarlyStopping(monitor="w2s/...")`` or ``ModelCheckpoint(monitor=...)`` works on them; one call
+per check instead of one ``pl_module.log`` per name: :mod:`lightning_w2s.callbacks._publish`), and
+draws TensorBoard extras (:class:`lightning_w2s.tensorboard.Dashboard`). Every probe pass runs in
+``eval()`` + ``no_grad``, through the strategy's wrapper of the module (FSDP gathers the weights
+there), and gives each submodule its own train/eval mode back: the monitor never changes training.
 """
 
 from __future__ import annotations

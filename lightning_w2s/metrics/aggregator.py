@@ -389,8 +389,8 @@ class W2SMetrics(nn.Module):
             out[Q.INCONSISTENCY_UNCOVERED] = rob["gamma_uncovered"]
         # The expansion estimates and the bounds are per-class case analyses on the host (the neighbour
         # table and the history live there): their inputs cross once per check, in one transfer
-        rates_h, rob_h, predictions = _on_host({**rates, **rob, "predictions": predictions}, (rates, rob, ("predictions",)))
-        self.history = (self.history + [predictions["predictions"]])[-self.expansion_history :]
+        rates_h, rob_h, pred_h = _on_host({**rates, **rob, "predictions": predictions}, (rates, rob, ("predictions",)))
+        self.history = (self.history + [pred_h["predictions"]])[-self.expansion_history :]
         exp = lang_expansion(self.neighbours, torch.stack(self.history), *self._probe_on_host(), self.num_classes, eta=self.eta)
         bounds = lang_bounds(rates_h, rob_h, exp)
         self.notes += list(bounds.get("reasons", []))
