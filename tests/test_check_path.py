@@ -202,12 +202,38 @@ def test_the_metric_algebra_runs_on_one_thread_and_gives_the_count_back(monkeypa
     monkeypatch.setattr(m.misfit, "update", lambda *a: (seen.append(torch.get_num_threads()), update(*a))[1])
     compute = m.misfit.compute
     monkeypatch.setattr(m.misfit, "compute", lambda: (seen.append(torch.get_num_threads()), compute())[1])
+    reset = m.misfit.reset
+    monkeypatch.setattr(m.misfit, "reset", lambda: (seen.append(torch.get_num_threads()), reset())[1])
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
+        m.reset()
         _feed(m, data, 64)
         m.compute()
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
-    assert seen and set(seen) == {1}
+    assert len(seen) >= 3 and set(seen) == {1}
+
+
+def test_a_check_runs_on_one_thread_but_the_students_forward_keeps_the_users_count():
+    task = make_task()
+    seen = {"forward": set(), "update": set()}
+
+    def forward(module, batch):
+        seen["forward"].add(torch.get_num_threads())
+        return module(batch)
+
+    monitor = W2SMonitor(task.probe(), forward_fn=forward, figure_every_n_checks=0)
+    update = monitor.metrics.update
+    monitor.metrics.update = lambda *a: (seen["update"].add(torch.get_num_threads()), update(*a))[1]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        trainer = L.Trainer(**trainer_kwargs(max_epochs=2, callbacks=[monitor]))
+        trainer.fit(TinyStudent(), task.train_loader(32), task.val_loader())
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert monitor.num_checks == 2
+    assert seen == {"forward": {2}, "update": {1}}

@@ -30,7 +30,7 @@ from lightning_w2s.alerts import AlertTracker
 from lightning_w2s.callbacks._publish import forget, log_values
 from lightning_w2s.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.metrics.aggregator import W2SMetrics
+from lightning_w2s.metrics.aggregator import W2SMetrics, threads
 from lightning_w2s.probe import W2SProbe
 from lightning_w2s.tensorboard import Dashboard, tensorboard_writer
 
@@ -150,6 +150,7 @@ class W2SMonitor(Callback):
         self._dashboard: Dashboard | None = None
         self._step_cadence = self.every_n_train_steps
         self._last_step_checked = -1
+        self._user_threads: int | None = None  # during a check: the thread count the student's forward gets
         self._reset_history()
 
     def _reset_history(self) -> None:
@@ -350,18 +351,29 @@ class W2SMonitor(Callback):
         its rank's shard."""
         strategy = trainer.strategy
         wrapper, redirect = getattr(strategy, "model", None), getattr(strategy, "_forward_redirection", None)
-        if wrapper is None or wrapper is pl_module or redirect is None:
-            return self.forward_fn(pl_module, batch)
-        pl_module._w2s_probe_forward = lambda b: self.forward_fn(pl_module, b)
-        try:
-            return redirect(wrapper, pl_module, "_w2s_probe_forward", batch)
-        finally:
-            del pl_module._w2s_probe_forward
+        with threads(self._user_threads or torch.get_num_threads()):  # the user's own thread count
+            if wrapper is None or wrapper is pl_module or redirect is None:
+                return self.forward_fn(pl_module, batch)
+            pl_module._w2s_probe_forward = lambda b: self.forward_fn(pl_module, b)
+            try:
+                return redirect(wrapper, pl_module, "_w2s_probe_forward", batch)
+            finally:
+                del pl_module._w2s_probe_forward
 
     def _run_check(self, trainer: Trainer, pl_module: LightningModule, hook: str) -> None:
-        """One check. DDP: every rank runs the same forward calls and the same collectives, even when
-        its own probe pass failed (a rank that skipped a collective would hang the others); whether
-        the check is kept is then decided jointly with ``reduce_boolean_decision``."""
+        """One check, on one torch thread but for the student's forward passes, which get the
+        process's own count (:func:`lightning_w2s.metrics.aggregator.threads`: beside busy
+        processes, the monitor's own work on 2 spinning threads was many times slower)."""
+        with threads(1) as self._user_threads:
+            try:
+                self._check(trainer, pl_module, hook)
+            finally:
+                self._user_threads = None
+
+    def _check(self, trainer: Trainer, pl_module: LightningModule, hook: str) -> None:
+        """DDP: every rank runs the same forward calls and the same collectives, even when its own
+        probe pass failed (a rank that skipped a collective would hang the others); whether the
+        check is kept is then decided jointly with ``reduce_boolean_decision``."""
         failure: BaseException | None = None
         values: dict[str, torch.Tensor] = {}
         jobs = [(self.probe, self.metrics)] + ([(self.train_probe, self.train_metrics)] if self.train_metrics is not None else [])

@@ -30,7 +30,8 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -50,23 +51,39 @@ from .robustness import NeighbourRobustness
 Need = Q.Need
 
 
+@contextmanager
+def threads(count: int) -> Iterator[int]:
+    """torch's intra-op thread count set to ``count`` for the block (process-wide; the previous count
+    is restored after, exceptions included); yields the previous count.
+
+    Why the metric algebra runs on one thread: torch's OpenMP threads spin while they wait for each
+    other, and beside other busy processes a check whose metric algebra ran on 2 threads took
+    0.8-4.3 s instead of ~0.1 s on 2 shared cores (``benchmarks/overhead.py``, busy section); one
+    thread has no team to wait for. (The representation branch's ``metrics._threads`` scopes its own
+    algebra the same way.)
+
+    >>> with threads(1) as before:
+    ...     torch.get_num_threads()
+    1
+    """
+    previous = torch.get_num_threads()
+    if count == previous:
+        yield previous
+        return
+    torch.set_num_threads(count)
+    try:
+        yield previous
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _single_threaded(fn: Callable) -> Callable:
-    """Run ``fn`` with one torch intra-op thread (the previous count restored after, exceptions
-    included). torch's OpenMP threads spin while they wait for each other: beside other busy
-    processes, a check whose metric algebra ran on 2 threads took 0.8-4.3 s instead of ~0.1 s on 2
-    shared cores (``benchmarks/overhead.py``, busy section); one thread has no team to wait for.
-    The same scope as the representation branch's ``metrics._threads.single_threaded``."""
+    """Run ``fn`` inside ``threads(1)`` (see :func:`threads`)."""
 
     @functools.wraps(fn)
     def scoped(*args: Any, **kwargs: Any) -> Any:
-        previous = torch.get_num_threads()
-        if previous <= 1:
+        with threads(1):
             return fn(*args, **kwargs)
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(previous)
 
     return scoped
 
@@ -437,6 +454,7 @@ class W2SMetrics(nn.Module):
         """A 0-d float64 tensor on the states' device."""
         return torch.as_tensor(value, dtype=torch.float64).to(self.teacher_probs.device)
 
+    @_single_threaded
     def reset(self, representation: bool = True) -> None:
         """Clear every state and the queue of rows not yet fed (a new check starts from nothing).
         ``representation=False``: this check leaves the representation family out (its states are
