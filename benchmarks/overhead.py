@@ -283,7 +283,7 @@ class _Repeat(Callback):
         clock = self.monitor._bench_clock
         before, before_fwd = clock.seconds, self.forward_seconds
         t0 = time.perf_counter()
-        self.monitor._run_check(trainer, pl_module, "on_validation_epoch_end")
+        self.monitor._run_check(trainer, pl_module, on_step=False)
         self.seconds[key].append(time.perf_counter() - t0)
         self.seconds[f"repr_{key}"].append(clock.seconds - before)
         self.seconds[f"forward_{key}"].append(self.forward_seconds - before_fwd)

@@ -18,37 +18,36 @@ from __future__ import annotations
 import torch
 from lightning.pytorch import LightningModule, Trainer
 
-#: the hooks a check runs from, and how Lightning would step the metrics logged there
-#: (``on_train_epoch_end`` metrics are logged one batch back, see Lightning's ``_FitLoop.on_advance_end``)
-HOOKS = ("on_validation_epoch_end", "on_train_epoch_end", "on_train_batch_end")
-
-
-def log_values(trainer: Trainer, pl_module: LightningModule, values: dict[str, float], hook: str) -> None:
+def log_values(trainer: Trainer, pl_module: LightningModule, values: dict[str, float], on_step: bool) -> None:
     """Publish one check's ``values`` (already reduced over ranks: identical on every rank).
 
     Every rank writes them into ``trainer.callback_metrics`` (every rank's stock callbacks read
     them; a stop is then agreed through the strategy as usual). Loggers get them once per check
-    through Lightning's logger connector (rank-zero only, as for Lightning's own metrics), under
-    the step Lightning would use for a value logged from ``hook``; a step-cadence check
-    (``on_train_batch_end``) is logged at ``trainer.global_step``, every check, whatever
-    ``log_every_n_steps`` is.
+    through Lightning's logger connector (rank-zero only, as for Lightning's own metrics), at
+    :func:`logger_step` with the ``epoch`` key: a step-cadence check (``on_step``) at every check,
+    whatever ``log_every_n_steps`` is.
     """
-    if hook not in HOOKS:
-        raise ValueError(f"`hook` must be one of {HOOKS}, got {hook!r}")
     names = list(values)
     # float32, as Lightning stores a logged Python float: the number a stock callback compares is the
     # number the logger wrote (one host->device copy for the whole check)
     stored = torch.tensor([values[n] for n in names], dtype=torch.get_default_dtype())
-    rounded = dict(zip(names, stored.tolist()))
     trainer.callback_metrics.update(zip(names, stored.to(pl_module.device).unbind()))
-    if not trainer.loggers:
-        return
-    connector = trainer._logger_connector  # Lightning's own route to the loggers (its ThroughputMonitor uses it too)
-    if hook == "on_validation_epoch_end":
-        connector.log_metrics(rounded)  # step and epoch as for the validation metrics of this epoch
-        return
-    step = trainer.global_step if hook == "on_train_batch_end" else trainer.fit_loop.epoch_loop._batches_that_stepped - 1
-    connector.log_metrics({**rounded, "epoch": trainer.current_epoch}, step=step)
+    if trainer.loggers:
+        rounded = dict(zip(names, stored.tolist()), epoch=trainer.current_epoch)
+        # Lightning's own route to the loggers (its ThroughputMonitor uses it too): also updates trainer.logged_metrics
+        trainer._logger_connector.log_metrics(rounded, step=logger_step(trainer, on_step))
+
+
+def logger_step(trainer: Trainer, on_step: bool) -> int:
+    """The step at which :func:`log_values` puts a check's values in the loggers: ``global_step`` for
+    a step-cadence check (written straight to them); for an epoch-cadence check, the step Lightning
+    writes epoch-end values at (its loop's ``_batches_that_stepped``, one less at a training epoch's
+    end, where Lightning decrements it before logging). ``global_step`` when the private counter is
+    missing (another Lightning version)."""
+    stepped = getattr(getattr(trainer.fit_loop, "epoch_loop", None), "_batches_that_stepped", None)
+    if on_step or not isinstance(stepped, int):
+        return trainer.global_step
+    return stepped if trainer.validating else stepped - 1
 
 
 def forget(trainer: Trainer, names: set[str]) -> None:

@@ -307,19 +307,19 @@ class W2SMonitor(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or self._step_cadence:
             return
-        self._run_check(trainer, pl_module, "on_validation_epoch_end")
+        self._run_check(trainer, pl_module, on_step=False)
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.enable_validation and not self._step_cadence:
-            self._run_check(trainer, pl_module, "on_train_epoch_end")  # no validation loop: check once per epoch
+            self._run_check(trainer, pl_module, on_step=False)  # no validation loop: check once per epoch
 
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         n = self._step_cadence
         if n and trainer.global_step > 0 and trainer.global_step % n == 0 and trainer.global_step != self._last_step_checked:
             self._last_step_checked = trainer.global_step  # gradient accumulation: one check per optimizer step
-            self._run_check(trainer, pl_module, "on_train_batch_end")
+            self._run_check(trainer, pl_module, on_step=True)
 
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -360,17 +360,17 @@ class W2SMonitor(Callback):
             finally:
                 del pl_module._w2s_probe_forward
 
-    def _run_check(self, trainer: Trainer, pl_module: LightningModule, hook: str) -> None:
+    def _run_check(self, trainer: Trainer, pl_module: LightningModule, on_step: bool) -> None:
         """One check, on one torch thread but for the student's forward passes, which get the
         process's own count (:func:`lightning_w2s.metrics.aggregator.threads`: beside busy
         processes, the monitor's own work on 2 spinning threads was many times slower)."""
         with threads(1) as self._user_threads:
             try:
-                self._check(trainer, pl_module, hook)
+                self._check(trainer, pl_module, on_step)
             finally:
                 self._user_threads = None
 
-    def _check(self, trainer: Trainer, pl_module: LightningModule, hook: str) -> None:
+    def _check(self, trainer: Trainer, pl_module: LightningModule, on_step: bool) -> None:
         """DDP: every rank runs the same forward calls and the same collectives, even when its own
         probe pass failed (a rank that skipped a collective would hang the others); whether the
         check is kept is then decided jointly with ``reduce_boolean_decision``."""
@@ -400,12 +400,12 @@ class W2SMonitor(Callback):
                            "training goes on")
             self.num_failed += 1
             self.num_skipped += 1
-            self._publish(trainer, pl_module, {}, hook)
+            self._publish(trainer, pl_module, {}, on_step)
             return
         self.num_checks += 1
-        self._publish(trainer, pl_module, values, hook)
+        self._publish(trainer, pl_module, values, on_step)
 
-    def _publish(self, trainer: Trainer, pl_module: LightningModule, values: dict[str, torch.Tensor], hook: str) -> None:
+    def _publish(self, trainer: Trainer, pl_module: LightningModule, values: dict[str, torch.Tensor], on_step: bool) -> None:
         """Log a check's finite values (a non-finite one is a numerical fault: warned about, skipped,
         counted) with the counters; remove every name this check did not log from
         ``trainer.callback_metrics``; then warnings and TensorBoard extras (successful checks)."""
@@ -422,7 +422,7 @@ class W2SMonitor(Callback):
         logged = {name: v for name, v in logged.items() if name not in bad}
         logged[Q.SKIPPED] = float(self.num_skipped)
         logged[Q.CHECK] = float(self.num_checks + self.num_failed)
-        log_values(trainer, pl_module, logged, hook)
+        log_values(trainer, pl_module, logged, on_step)
         # Lightning keeps the last value of every name in callback_metrics: a value that is undefined
         # at this check, skipped as a fault, or not measured by a failed check must not be read as current
         forget(trainer, set(self.last_values) - set(logged))
