@@ -115,7 +115,7 @@ def test_compute_reads_the_values_back_once_not_per_name():
         with HostReads() as reads:
             names = len(m.compute())
         assert names > 35
-        assert len(reads.calls) <= 8, reads.calls  # per name, it would be > 35
+        assert len(reads.calls) < names // 3, reads.calls  # a few per family; per name, it would be > names
         assert reads.calls.count("tolist") == 2  # all values at once; the band's and PGR's scalars at once
 
 

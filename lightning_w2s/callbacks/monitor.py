@@ -410,7 +410,8 @@ class W2SMonitor(Callback):
         counted) with the counters; remove every name this check did not log from
         ``trainer.callback_metrics``; then warnings and TensorBoard extras (successful checks)."""
         # one host transfer for the whole check (no per-name sync)
-        logged = dict(zip(values, torch.stack(list(values.values())).tolist())) if values else {}
+        host = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(pl_module.device) for v in values.values()]).tolist() if values else []
+        logged = dict(zip(values, host))
         bad = [name for name, v in logged.items() if not math.isfinite(v)]
         if bad:
             self.num_skipped += len(bad)
