@@ -56,9 +56,17 @@ bench-data: install $(VENV)/.bench-installed $(DATA)/debian/.unpacked
 bench-summary: bench-data
 	$(PY) -m benchmarks.tasks --summary --data $(DATA)
 
+# Issue 15 in one run: cheap-student check vs bare forward, the check beside busy processes, fit
+# overhead for the MLP head, the CNN and the fine-tuned MiniLM; then the representation algebra's
+# figures (d = 4096 compute time, worst under load) when benchmarks.representation_gap offers --quick.
 bench-overhead: bench-data
 	$(PY) -m benchmarks.overhead --data $(DATA)
 	$(PY) -m benchmarks.overhead_encoder --data $(DATA)
+	@if $(PY) -m benchmarks.representation_gap --help 2>/dev/null | grep -q -- '--quick'; then \
+		$(PY) -m benchmarks.representation_gap --quick; \
+	else \
+		echo "representation algebra (d=4096 compute(), worst under load): benchmarks.representation_gap has no --quick; see make bench-representation"; \
+	fi
 
 # Representation gap (synthetic data): streaming vs dense, compute() at d = 4096 vs the exact path,
 # worst-under-load vs alone (measured without OMP_WAIT_POLICY: the script drops it), state memory.

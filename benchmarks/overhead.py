@@ -1,41 +1,66 @@
-"""Monitor overhead benchmark (DESIGN §6): printed figures and ratios, not a timed test.
+"""Monitor overhead benchmark (DESIGN §6; issue 15): printed figures and ratios, not a timed test.
 
-1. **Fit-time ratio**: wall time of ``trainer.fit`` with a default :class:`~lightning_w2s.W2SMonitor`
-   (probe of up to 2,048 points with teacher features and gold, a check at every validation epoch)
-   over the same fit without it, in one process: ``--repeats`` pairs, interleaved (the order flips
-   every pair so drift hits both arms alike), ratio of the medians. Target <= 1.03.
-2. **Check vs bare forward**: inside one fit with the monitor, the wall time of each check (the
-   monitor's ``on_validation_epoch_end``) over the time of a bare ``no_grad`` forward pass of the
-   same probe inputs in batches of the monitor's ``batch_size`` (timed by a callback in the same
-   hook just before it); median over epochs after a warm-up epoch. Target <= 1.15.
-3. With CUDA: the same on the GPU, plus one check at n = 65,536 probe points and d = 1,024 (student
-   representation and teacher features). Target < 250 ms. Without CUDA: printed as skipped.
+Everything below is measured in one run (``make bench-overhead``, about 10 minutes on 2 shared CPU
+cores, plus the MiniLM part of ``benchmarks/overhead_encoder.py``). The machine is shared: arms are
+interleaved (the order flips every repeat so drift hits both alike) and medians with their spread
+(min–max) are printed.
 
-Both are run on real tasks (``benchmarks.tasks``): ``movie_vader`` (MLP head over cached MiniLM
-embeddings, ~4.4k training sentences) and ``fashion_scratch`` (small CNN, 8k images).
+1. **Cheap student, one check** (issue 15's case, synthetic so the sizes are exact): an MLP head
+   (256-d inputs, 256 hidden, 2 classes), a probe of 2,048 points with gold and 64-d teacher
+   features, a train probe of 1,000 points, the monitor at its defaults. At every validation epoch
+   end, inside one fit, a bare ``no_grad`` forward over both probes (batches of the monitor's
+   ``batch_size``) and the monitor's check are timed back to back (order alternating); the check is
+   split into the representation family (the ``RepresentationGap`` / ``EffectiveRank`` states'
+   update + compute + reset, timed around those calls) and the rest. Target: check ≤ bare forward
+   + 20 ms. Then the way an outside check sees it: fits with and without the monitor, interleaved,
+   ``(median with − median without) / checks``, which also carries the one-off fit-start work
+   (neighbour table, shape check) spread over the checks.
+2. **Busy machine**: the same check in a fresh process *without* ``OMP_WAIT_POLICY`` (users' scripts
+   do not set it; the Makefile does), 5 calls alone, then 5 calls beside two busy torch processes
+   (``python -c`` loops of 1000×1000 float32 matmuls at default threads) that this benchmark starts
+   and stops. Target (issue 15): worst beside ≤ 4× best alone.
+3. **Fit overhead on real tasks** (``benchmarks.tasks``): ``movie_vader`` (MLP head over cached
+   MiniLM embeddings) and ``fashion_scratch`` (small CNN, 8k images): fit time with/without a
+   default monitor (interleaved pairs, ratio of medians; target ≤ 1.03) and, inside one fit, check
+   vs bare forward of the same probe (target ≤ 1.15).
+4. With CUDA: the same on the GPU, plus one check at n = 65,536, d = 1,024 (target < 250 ms).
+   Without CUDA: printed as skipped.
 
-    python -m benchmarks.overhead [--data data] [--tasks movie_vader fashion_scratch] [--repeats 5]
+The fine-tuned MiniLM student is ``benchmarks/overhead_encoder.py`` (run by the same make target).
+
+    python -m benchmarks.overhead [--data data] [--sections cheap busy fit] [--repeats 5]
+    python -m benchmarks.overhead --busy-child   # (internal) section 2's measured process
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 import warnings
 from typing import Any, Sequence
 
+import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.common import quiet_lightning, train_student
+from benchmarks.common import StudentModule, quiet_lightning, train_student
 from benchmarks.tasks import DEFAULT_DATA, TASKS, load_task
 from lightning_w2s import W2SMonitor, W2SProbe
+from lightning_w2s.features import eval_mode
 
 FIT_TARGET = 1.03
 CHECK_TARGET = 1.15
+CHEAP_TARGET_MS = 20.0
+BUSY_TARGET = 4.0
 LARGE_TARGET_MS = 250.0
+BUSY_LOOP = "import torch\na = torch.randn(1000, 1000)\nwhile True:\n    a @ a\n"
 
 
 def _sync(device: str) -> None:
@@ -43,70 +68,298 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-# Lightning hooks whose time inside the monitor is attributed (a hook the monitor does not define is
-# Callback's no-op and costs nothing).
-_TIMED_HOOKS = (
-    "setup", "on_fit_start", "on_train_start", "on_train_epoch_start", "on_train_batch_start",
-    "on_train_batch_end", "on_train_epoch_end", "on_validation_start", "on_validation_epoch_start",
-    "on_validation_batch_end", "on_validation_epoch_end", "on_validation_end", "on_train_end",
-    "on_fit_end", "teardown",
-)
+def _spread(xs: Sequence[float], scale: float = 1e3, fmt: str = "{:.1f}") -> str:
+    """``median [min–max]`` of ``xs`` (times ``scale``)."""
+    xs = [scale * x for x in xs]
+    return f"{fmt.format(statistics.median(xs))} [{fmt.format(min(xs))}–{fmt.format(max(xs))}]"
 
 
-class TimedMonitor(W2SMonitor):
-    """A :class:`W2SMonitor` that records the wall time spent in each of its Lightning hooks;
-    ``check_seconds`` lists the validation-epoch-end calls (one check each, sanity check excluded)."""
-
-    def __init__(self, *args: Any, sync_device: str = "cpu", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.sync_device = sync_device
-        self.hook_seconds: dict[str, float] = {}
-        self.check_seconds: list[float] = []
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
 
 
-def _timed(name: str):
-    def hook(self: TimedMonitor, trainer, *args: Any, **kwargs: Any):
-        _sync(self.sync_device)
+# ------------------------------------------------------------------------------------------------
+# timing helpers
+# ------------------------------------------------------------------------------------------------
+def bare_forward(pl_module: L.LightningModule, inputs: Sequence[torch.Tensor], batch_size: int, device: str = "cpu") -> float:
+    """Seconds of a bare ``no_grad`` eval forward over ``inputs`` in batches of ``batch_size``
+    (each submodule's mode restored), inputs moved to the module's device batch by batch."""
+    with eval_mode(pl_module):
+        _sync(device)
         t0 = time.perf_counter()
-        out = getattr(super(TimedMonitor, self), name)(trainer, *args, **kwargs)
-        _sync(self.sync_device)
-        dt = time.perf_counter() - t0
-        self.hook_seconds[name] = self.hook_seconds.get(name, 0.0) + dt
-        if name == "on_validation_epoch_end" and not trainer.sanity_checking:
-            self.check_seconds.append(dt)
-        return out
-
-    hook.__name__ = name
-    return hook
+        for x in inputs:
+            for xb in x.split(batch_size):
+                pl_module(xb.to(pl_module.device, non_blocking=True))
+        _sync(device)
+        return time.perf_counter() - t0
 
 
-for _name in _TIMED_HOOKS:
-    setattr(TimedMonitor, _name, _timed(_name))
+class _FamilyClock:
+    """Accumulates the wall time spent in the representation family's states (update, compute,
+    reset of ``RepresentationGap`` / ``EffectiveRank``) by wrapping those bound methods."""
+
+    def __init__(self, metrics: Any) -> None:
+        self.seconds = self.cpu_seconds = 0.0
+        for metric in (getattr(metrics, "representation", None), getattr(metrics, "student_rank", None)):
+            if metric is not None:
+                for name in ("update", "compute", "reset"):
+                    setattr(metric, name, self._wrap(getattr(metric, name)))
+
+    def _wrap(self, fn):
+        def timed(*args: Any, **kwargs: Any):
+            c0, t0 = time.process_time(), time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+                self.cpu_seconds += time.process_time() - c0
+
+        return timed
 
 
-class BareForward(Callback):
-    """Times a bare ``no_grad`` forward pass of ``inputs`` in batches of ``batch_size`` (eval mode,
-    inputs moved to the module's device batch by batch, as the monitor does)."""
+class ComparedMonitor(W2SMonitor):
+    """A :class:`W2SMonitor` that, at each validation epoch end, times its own check and a bare
+    forward of the probe inputs back to back (the order alternates), and the representation
+    family's share of the check."""
 
-    def __init__(self, inputs: torch.Tensor, batch_size: int, sync_device: str = "cpu") -> None:
-        self.inputs, self.batch_size, self.sync_device = inputs, batch_size, sync_device
-        self.seconds: list[float] = []
+    def __init__(self, *args: Any, bare_inputs: Sequence[torch.Tensor], sync_device: str = "cpu", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bare_inputs, self.sync_device = list(bare_inputs), sync_device
+        self.check_s: list[float] = []
+        self.bare_s: list[float] = []
+        self.repr_s: list[float] = []
+        self.check_cpu_s: list[float] = []
+        self.repr_cpu_s: list[float] = []
+        self.clock = _FamilyClock(self.metrics)
+        self.hook_seconds = 0.0
+
+    def bare(self, pl_module) -> float:
+        """Seconds of one bare forward over the probe inputs."""
+        return bare_forward(pl_module, self.bare_inputs, self.batch_size, self.sync_device)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        was_training = pl_module.training
-        pl_module.eval()
+        bare_first = len(self.check_s) % 2 == 0
+        if bare_first:
+            self.bare_s.append(self.bare(pl_module))
+        before, before_cpu = self.clock.seconds, self.clock.cpu_seconds
         _sync(self.sync_device)
+        c0, t0 = time.process_time(), time.perf_counter()
+        super().on_validation_epoch_end(trainer, pl_module)
+        _sync(self.sync_device)
+        self.check_s.append(time.perf_counter() - t0)
+        self.check_cpu_s.append(time.process_time() - c0)
+        self.repr_s.append(self.clock.seconds - before)
+        self.repr_cpu_s.append(self.clock.cpu_seconds - before_cpu)
+        if not bare_first:
+            self.bare_s.append(self.bare(pl_module))
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. cheap student (synthetic, issue 15's sizes)
+# ------------------------------------------------------------------------------------------------
+D_IN, HIDDEN, K, N_PROBE, N_TRAIN_PROBE, D_TEACHER, N_TRAIN = 256, 256, 2, 2048, 1000, 64, 4096
+THIN = 5  # representation_every_n_checks of the amortised row
+
+
+def cheap_task(seed: int = 0) -> dict[str, Any]:
+    """Synthetic data with issue 15's sizes: a linear gold rule in 256-d, a teacher that flips 20%,
+    teacher features = a noisy 64-d view of the inputs."""
+    g = torch.Generator().manual_seed(seed)
+    n = N_PROBE + N_TRAIN_PROBE + N_TRAIN
+    x = torch.randn(n, D_IN, generator=g)
+    gold = (x @ torch.randn(D_IN, generator=g) > 0).long()
+    teacher = torch.where(torch.rand(n, generator=g) < 0.2, 1 - gold, gold)
+    feats = x[:, :D_TEACHER] + 0.5 * torch.randn(n, D_TEACHER, generator=g)
+    p, tp = slice(0, N_PROBE), slice(N_PROBE, N_PROBE + N_TRAIN_PROBE)
+    tr = slice(N_PROBE + N_TRAIN_PROBE, n)
+    return {
+        "probe": W2SProbe(x[p], teacher_labels=teacher[p], gold=gold[p], teacher_features=feats[p]),
+        "train_probe": W2SProbe(x[tp], teacher_labels=teacher[tp]),
+        "bare_inputs": [x[p], x[tp]],
+        "train": TensorDataset(x[tr], teacher[tr]),
+        "val": TensorDataset(x[:512], teacher[:512]),
+    }
+
+
+def cheap_module(seed: int = 0) -> StudentModule:
+    L.seed_everything(seed, verbose=False)
+    return StudentModule(nn.Sequential(nn.Linear(D_IN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, K)), K)
+
+
+def cheap_fit(data: dict, monitor: W2SMonitor | None, epochs: int, seed: int = 0, accelerator: str = "cpu") -> float:
+    """Wall seconds of one fit of the cheap student (``monitor`` or none)."""
+    module = cheap_module(seed)
+    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator, devices=1, logger=False, callbacks=[monitor] if monitor else [],
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        num_sanity_val_steps=0)
+    train = DataLoader(data["train"], batch_size=256, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    t0 = time.perf_counter()
+    trainer.fit(module, train, DataLoader(data["val"], batch_size=512))
+    return time.perf_counter() - t0
+
+
+def cheap_section(epochs: int, repeats: int, accelerator: str = "cpu") -> dict[str, Any]:
+    data = cheap_task()
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    # (a) inside one fit: check vs bare forward at every epoch
+    mon = ComparedMonitor(data["probe"], train_probe=data["train_probe"], bare_inputs=data["bare_inputs"], sync_device=device)
+    cheap_fit(data, mon, epochs, accelerator=accelerator)
+    warm = 1
+    check, bare, rep, cpu = mon.check_s[warm:], mon.bare_s[warm:], mon.repr_s[warm:], mon.check_cpu_s[warm:]
+    rep_cpu = mon.repr_cpu_s[warm:]
+    extra = [c - b for c, b in zip(check, bare)]
+    rest = [c - r - b for c, r, b in zip(check, rep, bare)]
+    # (a') the same with the representation family every 5th check (amortised: mean over checks)
+    thin = ComparedMonitor(data["probe"], train_probe=data["train_probe"], bare_inputs=data["bare_inputs"], sync_device=device,
+                           representation_every_n_checks=THIN)
+    cheap_fit(data, thin, epochs, accelerator=accelerator)
+    thin_extra = [c - b for c, b in zip(thin.check_s[warm:], thin.bare_s[warm:])]
+    # (b) as an outside check sees it: fits with and without the monitor, interleaved
+    fits: dict[str, list[float]] = {"with": [], "without": []}
+    for r in range(repeats):
+        for arm in (("without", "with") if r % 2 == 0 else ("with", "without")):
+            monitor = W2SMonitor(data["probe"], train_probe=data["train_probe"]) if arm == "with" else None
+            fits[arm].append(cheap_fit(data, monitor, epochs, seed=r, accelerator=accelerator))
+    per_check = (statistics.median(fits["with"]) - statistics.median(fits["without"])) / epochs
+    return {"check": check, "bare": bare, "repr": rep, "cpu": cpu, "repr_cpu": rep_cpu, "extra": extra, "rest": rest, "fits": fits,
+            "per_check_by_fits": per_check, "thin_extra": thin_extra, "names": len(mon.last_values), "skipped": mon.num_skipped, "epochs": epochs}
+
+
+def print_cheap(res: dict[str, Any], rows: list[list[str]], dev: str) -> None:
+    med = lambda xs: 1e3 * statistics.median(xs)  # noqa: E731
+    print(f"[{dev}] cheap student (MLP {D_IN}-{HIDDEN}-{K}; probe {N_PROBE} with gold and {D_TEACHER}-d teacher features; "
+          f"train probe {N_TRAIN_PROBE}; {res['names']} values logged a check; {res['skipped']} skipped), "
+          f"{len(res['check'])} checks after 1 warm-up, ms median [min–max]:")
+    print(f"    bare forward over both probes {_spread(res['bare'])}; check {_spread(res['check'])} "
+          f"(CPU time of this process {_spread(res['cpu'])}, of which the representation family {_spread(res['repr_cpu'])})")
+    print(f"    check − bare forward {_spread(res['extra'])}, of which the representation family {_spread(res['repr'])} "
+          f"and everything else {_spread(res['rest'])}")
+    fw, fo = res["fits"]["with"], res["fits"]["without"]
+    print(f"    fits of {res['epochs']} epochs, {len(fw)} interleaved pairs: with {_spread(fw, 1, '{:.2f}')} s, "
+          f"without {_spread(fo, 1, '{:.2f}')} s -> {1e3 * res['per_check_by_fits']:.1f} ms a check "
+          f"(includes the fit-start work spread over the checks)")
+    print(f"    with representation_every_n_checks={THIN}: check − bare forward {_spread(res['thin_extra'])} "
+          f"(mean {1e3 * statistics.mean(res['thin_extra']):.1f})")
+    extra = med(res["extra"])
+    rows.append([dev, "cheap MLP, synthetic", "check − bare forward (in-fit, median)", f"{med(res['check']):.1f} − {med(res['bare']):.1f} ms",
+                 f"{extra:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", _verdict(extra <= CHEAP_TARGET_MS)])
+    rest = med(res["rest"])
+    rows.append([dev, "same", "  of which the representation family", f"{med(res['repr']):.1f} ms", "", "", ""])
+    rows.append([dev, "same", "  everything else", f"{rest:.1f} ms", "", f"<= {CHEAP_TARGET_MS:.0f} ms", _verdict(rest <= CHEAP_TARGET_MS)])
+    by_fits = 1e3 * res["per_check_by_fits"] - med(res["bare"])
+    rows.append([dev, "same", "check − bare forward (by differencing fits)", f"{1e3 * res['per_check_by_fits']:.1f} − {med(res['bare']):.1f} ms",
+                 f"{by_fits:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", _verdict(by_fits <= CHEAP_TARGET_MS)])
+    rows.append([dev, "same", "check / bare forward (in-fit)", "", f"{med(res['check']) / med(res['bare']):.1f}x", "", ""])
+    thin = 1e3 * statistics.mean(res["thin_extra"])
+    rows.append([dev, "same", f"check − bare forward, representation_every_n_checks={THIN} (mean)", f"{thin:.1f} ms",
+                 f"{thin:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", _verdict(thin <= CHEAP_TARGET_MS)])
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. busy machine
+# ------------------------------------------------------------------------------------------------
+class _Repeat(Callback):
+    """After training: the monitor's check ``alone`` times, then (with ``busy``, a callable that
+    starts the busy processes and returns a stopper) ``beside`` times with them running."""
+
+    def __init__(self, monitor: W2SMonitor, alone: int, beside: int, busy) -> None:
+        self.monitor, self.alone, self.beside, self.busy = monitor, alone, beside, busy
+        self.seconds: dict[str, list[float]] = {f"{part}{key}": [] for part in ("", "repr_", "forward_") for key in ("alone", "beside")}
+        self.forward_seconds = 0.0
+        forward = monitor._forward
+
+        def timed_forward(*args: Any, **kwargs: Any):
+            t0 = time.perf_counter()
+            try:
+                return forward(*args, **kwargs)
+            finally:
+                self.forward_seconds += time.perf_counter() - t0
+
+        monitor._forward = timed_forward
+
+    def _time(self, trainer, pl_module, key: str) -> None:
+        clock = self.monitor._bench_clock
+        before, before_fwd = clock.seconds, self.forward_seconds
         t0 = time.perf_counter()
-        with torch.no_grad():
-            for xb in self.inputs.split(self.batch_size):
-                pl_module(xb.to(pl_module.device, non_blocking=True))
-        _sync(self.sync_device)
-        self.seconds.append(time.perf_counter() - t0)
-        pl_module.train(was_training)
+        self.monitor._run_check(trainer, pl_module, on_step=False)
+        self.seconds[key].append(time.perf_counter() - t0)
+        self.seconds[f"repr_{key}"].append(clock.seconds - before)
+        self.seconds[f"forward_{key}"].append(self.forward_seconds - before_fwd)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        for _ in range(self.alone):
+            self._time(trainer, pl_module, "alone")
+        stop = self.busy()
+        try:
+            for _ in range(self.beside):
+                self._time(trainer, pl_module, "beside")
+        finally:
+            stop()
 
 
+def start_busy(count: int = 2, settle: float = 2.0):
+    """Start ``count`` busy torch processes (default threads, the environment minus OMP_WAIT_POLICY);
+    returns a function that stops them."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP], env=env) for _ in range(count)]
+    time.sleep(settle)  # let them import torch and start spinning
+
+    def stop() -> None:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+    return stop
+
+
+def busy_child(alone: int, beside: int) -> dict[str, Any]:
+    """Section 2's measured process (run without OMP_WAIT_POLICY): one short fit of the cheap
+    student, then the check ``alone`` + ``beside`` times."""
+    load = os.getloadavg()[0]
+    data = cheap_task()
+    monitor = W2SMonitor(data["probe"], train_probe=data["train_probe"])
+    monitor._bench_clock = _FamilyClock(monitor.metrics)
+    rep = _Repeat(monitor, alone, beside, start_busy)
+    module = cheap_module()
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, callbacks=[monitor, rep],
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        num_sanity_val_steps=0)
+    trainer.fit(module, DataLoader(data["train"], batch_size=256), DataLoader(data["val"], batch_size=512))
+    return {**rep.seconds, "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "load": load}
+
+
+def busy_section(alone: int = 5, beside: int = 5) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-m", "benchmarks.overhead", "--busy-child", str(alone), str(beside)], env=env,
+                         capture_output=True, text=True, timeout=1800)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("BUSY ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"busy child failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    return json.loads(lines[-1][5:])
+
+
+def print_busy(res: dict[str, Any], rows: list[list[str]]) -> None:
+    ms = lambda xs: [round(1e3 * s) for s in xs]  # noqa: E731
+    for key in ("alone", "beside"):  # the monitor's own work: the check without the student's forward passes
+        res[f"own_{key}"] = [c - f for c, f in zip(res[key], res[f"forward_{key}"])]
+    print(f"[cpu] busy machine (measured process: OMP_WAIT_POLICY={res['omp_wait_policy']!r}, {res['threads']} torch threads; "
+          f"2 busy torch processes started by the benchmark; load average before {res['load']:.1f}), ms per check:")
+    for part, label in (("", "check"), ("forward_", "  the student's forward passes"), ("own_", "  the monitor's own work"),
+                        ("repr_", "    of which the representation family")):
+        print(f"    {label:40s} alone {ms(res[part + 'alone'])}; beside {ms(res[part + 'beside'])}")
+    for part, label in (("own_", "monitor's own work (check − forward)"), ("", "whole check (student forward at 2 threads)")):
+        best, worst = min(res[part + "alone"]), max(res[part + "beside"])
+        rows.append(["cpu", "cheap MLP, synthetic", f"beside 2 busy processes, worst of 5 / best of 5 alone: {label}",
+                     f"{1e3 * worst:.0f} / {1e3 * best:.0f} ms", f"{worst / best:.1f}x", f"<= {BUSY_TARGET:.0f}x",
+                     _verdict(worst / best <= BUSY_TARGET)])
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. real tasks: fit-time ratio and in-fit check ratio
+# ------------------------------------------------------------------------------------------------
 def fit_ratio(task, epochs: int, repeats: int, accelerator: str = "cpu") -> dict[str, Any]:
     """Interleaved fits with / without a default monitor; medians and their ratio."""
     probe = task.make_probe()
@@ -124,38 +377,25 @@ def fit_ratio(task, epochs: int, repeats: int, accelerator: str = "cpu") -> dict
 
 
 def check_ratio(task, epochs: int, accelerator: str = "cpu", warmup: int = 1) -> dict[str, Any]:
-    """Per-epoch check time vs bare forward time, within one fit; plus where the monitor's time goes
-    (one-off fit-start work such as the neighbour table, and the total over all its hooks)."""
+    """Per-epoch check time vs bare forward time of the same probe inputs, within one fit."""
     probe = task.make_probe()
     device = "cuda" if accelerator == "gpu" else "cpu"
-    monitor = TimedMonitor(probe=probe, sync_device=device)
-    bare = BareForward(probe.inputs if isinstance(probe.inputs, torch.Tensor) else torch.as_tensor(task.probe.x[: probe.n]),
-                       monitor.batch_size, device)
-    res = train_student(task, task.seed, epochs, callbacks=[bare, monitor], record=False, accelerator=accelerator)
-    checks, fwd = monitor.check_seconds[warmup:], bare.seconds[warmup:]
-    hooks = monitor.hook_seconds
-    return {"check_ms": 1e3 * statistics.median(checks), "forward_ms": 1e3 * statistics.median(fwd),
-            "ratio": statistics.median(checks) / statistics.median(fwd), "n_checks": len(checks),
-            "skipped": monitor.num_skipped, "probe_n": probe.n, "fit_s": res.fit_seconds,
-            "fit_start_ms": 1e3 * (hooks.get("setup", 0.0) + hooks.get("on_fit_start", 0.0)),
-            "hooks_total_s": sum(hooks.values()), "bare_total_s": sum(bare.seconds)}
+    monitor = ComparedMonitor(probe=probe, bare_inputs=[probe.inputs], sync_device=device)
+    res = train_student(task, task.seed, epochs, callbacks=[monitor], record=False, accelerator=accelerator)
+    checks, fwd, rep = monitor.check_s[warmup:], monitor.bare_s[warmup:], monitor.repr_s[warmup:]
+    return {"check": checks, "bare": fwd, "repr": rep, "ratio": statistics.median(checks) / statistics.median(fwd),
+            "skipped": monitor.num_skipped, "probe_n": probe.n, "fit_s": res.fit_seconds}
 
 
 def large_check(n: int = 65536, d: int = 1024, k: int = 2, epochs: int = 4, seed: int = 0) -> dict[str, Any]:
     """One GPU check at ``n`` probe points with a d-dim student representation and d-dim teacher
     features (synthetic task: an MLP head d -> d -> k on random inputs)."""
-    import lightning as L
-    from torch import nn
-
-    from benchmarks.common import StudentModule
-    from torch.utils.data import DataLoader, TensorDataset
-
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g)
     gold = (x[:, 0] > 0).long()
     teacher = torch.where(torch.rand(n, generator=g) < 0.2, 1 - gold, gold)
     probe = W2SProbe(x, teacher_labels=teacher, gold=gold, teacher_features=torch.randn(n, d, generator=g))
-    monitor = TimedMonitor(probe=probe, sync_device="cuda")
+    monitor = ComparedMonitor(probe=probe, bare_inputs=[x], sync_device="cuda")
     L.seed_everything(seed, verbose=False)
     module = StudentModule(nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, k)), k)
     small = TensorDataset(x[:1024], teacher[:1024])
@@ -163,12 +403,8 @@ def large_check(n: int = 65536, d: int = 1024, k: int = 2, epochs: int = 4, seed
                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                         num_sanity_val_steps=0)
     trainer.fit(module, DataLoader(small, batch_size=256), DataLoader(small, batch_size=1024))
-    checks = monitor.check_seconds[1:] or monitor.check_seconds
+    checks = monitor.check_s[1:] or monitor.check_s
     return {"check_ms": 1e3 * statistics.median(checks), "n_checks": len(checks), "skipped": monitor.num_skipped}
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -181,49 +417,55 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--sections", nargs="*", default=["cheap", "busy", "fit"], choices=["cheap", "busy", "fit"])
     parser.add_argument("--tasks", nargs="*", default=["movie_vader", "fashion_scratch"], choices=list(TASKS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=8, help="epochs per fit (default 8)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per real-task fit (default 8)")
+    parser.add_argument("--cheap-epochs", type=int, default=12, help="epochs (= checks) per cheap-student fit (default 12)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved with/without pairs (default 5)")
     parser.add_argument("--fashion-train", type=int, default=8000, help="fashion_scratch training images")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave)")
+    parser.add_argument("--busy-child", nargs=2, type=int, metavar=("ALONE", "BESIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     quiet_lightning()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA available: {torch.cuda.is_available()}")
-    print(f"fits of {args.epochs} epochs, {args.repeats} interleaved pairs; monitor at defaults (probe <= 2048, a check every validation epoch)\n")
-
+    if args.busy_child:
+        print("BUSY " + json.dumps(busy_child(*args.busy_child)), flush=True)
+        return 0
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA available: {torch.cuda.is_available()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')!r} (sections 1 and 3), load average {os.getloadavg()[0]:.1f}")
     devices = [("cpu", "cpu")] + ([("gpu", "cuda")] if torch.cuda.is_available() else [])
-    rows = []
+    rows: list[list[str]] = []
     for accel, dev in devices:
-        for name in args.tasks:
-            kw = {"train_size": args.fashion_train} if name == "fashion_scratch" else {}
-            task = load_task(name, args.seed, args.data, **kw)
-            fr = fit_ratio(task, args.epochs, args.repeats, accel)
-            rows.append([dev, name, "fit time with/without monitor",
-                         f"{fr['median_with']:.2f} s / {fr['median_without']:.2f} s",
-                         f"{fr['ratio']:.3f}", f"<= {FIT_TARGET}", _verdict(fr["ratio"] <= FIT_TARGET)])
-            print(f"[{dev}] {name}: fit seconds without {['%.2f' % t for t in fr['times']['without']]}, "
-                  f"with {['%.2f' % t for t in fr['times']['with']]}; pair ratios {['%.3f' % r for r in fr['pair_ratios']]}",
-                  flush=True)
-            cr = check_ratio(task, args.epochs, accel)
-            rows.append([dev, name, f"check vs bare forward (probe {cr['probe_n']})",
-                         f"{cr['check_ms']:.1f} ms / {cr['forward_ms']:.1f} ms",
-                         f"{cr['ratio']:.2f}", f"<= {CHECK_TARGET}", _verdict(cr["ratio"] <= CHECK_TARGET)])
-            print(f"[{dev}] {name}: check {cr['check_ms']:.1f} ms, bare forward {cr['forward_ms']:.1f} ms "
-                  f"(median of {cr['n_checks']} epochs after 1 warm-up, {cr['skipped']} skipped checks); in that fit "
-                  f"({cr['fit_s']:.2f} s, bare forwards {cr['bare_total_s']:.2f} s of it) the monitor's hooks took "
-                  f"{cr['hooks_total_s']:.2f} s, of which setup + on_fit_start {cr['fit_start_ms']:.0f} ms", flush=True)
+        if "cheap" in args.sections:
+            print_cheap(cheap_section(args.cheap_epochs, args.repeats, accel), rows, dev)  # torch's default threads
+        if "busy" in args.sections and dev == "cpu":
+            print_busy(busy_section(), rows)
+        if "fit" in args.sections:
+            for name in args.tasks:
+                kw = {"train_size": args.fashion_train} if name == "fashion_scratch" else {}
+                task = load_task(name, args.seed, args.data, **kw)
+                fr = fit_ratio(task, args.epochs, args.repeats, accel)
+                rows.append([dev, name, f"fit time with/without monitor ({args.epochs} epochs, {args.repeats} pairs)",
+                             f"{fr['median_with']:.2f} s / {fr['median_without']:.2f} s",
+                             f"{fr['ratio']:.3f}", f"<= {FIT_TARGET}", _verdict(fr["ratio"] <= FIT_TARGET)])
+                print(f"[{dev}] {name}: fit seconds without {['%.2f' % t for t in fr['times']['without']]}, "
+                      f"with {['%.2f' % t for t in fr['times']['with']]}; pair ratios {['%.3f' % r for r in fr['pair_ratios']]}",
+                      flush=True)
+                cr = check_ratio(task, args.epochs, accel)
+                rows.append([dev, name, f"check vs bare forward (probe {cr['probe_n']})",
+                             f"{1e3 * statistics.median(cr['check']):.1f} ms / {1e3 * statistics.median(cr['bare']):.1f} ms",
+                             f"{cr['ratio']:.2f}", f"<= {CHECK_TARGET}", _verdict(cr["ratio"] <= CHECK_TARGET)])
+                print(f"[{dev}] {name}: check {_spread(cr['check'])} ms (representation family {_spread(cr['repr'])}), "
+                      f"bare forward {_spread(cr['bare'])} ms, {len(cr['check'])} epochs after 1 warm-up, "
+                      f"{cr['skipped']} skipped checks", flush=True)
         if dev == "cuda":
             lc = large_check()
             rows.append([dev, "synthetic", "one check, n=65536, d=1024", f"{lc['check_ms']:.1f} ms", "",
                          f"< {LARGE_TARGET_MS:.0f} ms", _verdict(lc["check_ms"] < LARGE_TARGET_MS)])
     print()
-    print(_table(rows, ["device", "task", "measure", "time", "ratio", "target", "result"]))
+    print(_table(rows, ["device", "task", "measure", "figures", "value", "target", "result"]))
     if not torch.cuda.is_available():
-        print("\nGPU rows (same measures on CUDA, and one check at n=65536, d=1024, target < 250 ms): "
+        print("\nGPU rows (the same measures on CUDA, and one check at n=65536, d=1024, target < 250 ms): "
               "SKIPPED - torch.cuda.is_available() is False on this machine.")
     return 0
 

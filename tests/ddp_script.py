@@ -1,9 +1,10 @@
-"""Two-process DDP run (CPU, gloo) used by ``tests/test_ddp.py``; not a test itself.
+"""Two-process DDP or FSDP run (CPU, gloo) used by ``tests/test_ddp.py`` and ``tests/test_fsdp.py``;
+not a test itself.
 
 The test starts this script once per rank with ``LOCAL_RANK``/``WORLD_SIZE``/``MASTER_*`` set, i.e. as
 an external launcher (torchrun-style), so that it owns both processes and can kill them on a hang.
 
-Usage: ``python tests/ddp_script.py OUT_DIR``. Writes, per rank ``r``:
+Usage: ``python tests/ddp_script.py OUT_DIR [ddp|fsdp]``. Writes, per rank ``r``:
 
 - ``fit1_rank{r}.json``: a real 2-epoch DDP fit with W2SMonitor on probes of odd size (101 and 33
   points: the last shard is padded) — the final ``w2s/*`` callback_metrics, the monitor's
@@ -12,8 +13,9 @@ Usage: ``python tests/ddp_script.py OUT_DIR``. Writes, per rank ``r``:
   and why;
 - ``fit4_rank{r}.json``: ``W2SEarlyStopping()`` with its defaults (``restore_best=True``) on a noisy task
   where the held-out ``teacher_label_ce`` reaches its minimum and rises: its history, stop and
-  restored check, and whether the weights left in the module equal this rank's copy of the weights
-  at that check; every rank saves its final weights ``final_restored_rank{r}.pt``;
+  restored check, whether the weights left in the module equal this rank's copy of the weights at
+  that check (DDP; every rank saves its final weights ``final_restored_rank{r}.pt``), or (FSDP) the
+  warning that switched the restore off and the number of weight copies held;
 - ``fit3_rank{r}.json``: a 2-epoch fit of a regression student (``tests/_regression.py``'s head on
   frozen features, SGD) with a regression probe (``teacher_values=``, real gold, teacher features;
   101 and 33 points) and ``W2SEarlyStopping(misfit="sq")``; rank 0 also saves ``final_regression.pt``.
@@ -24,10 +26,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 
 import lightning as L
 import torch
 from lightning.pytorch import Callback
+from lightning.pytorch.strategies import FSDPStrategy
 
 from _regression import LeastSquaresHead, regression_task
 from conftest import TinyStudent, make_task
@@ -65,11 +69,34 @@ class Rank1WantsToStop(W2SEarlyStopping):
         return stop, reason, message
 
 
+class CPUFSDPStrategy(FSDPStrategy):
+    """Lightning's ``FSDPStrategy`` on CPU processes (gloo), for tests: torch's FSDP runs on CPU when
+    given ``device_id=torch.device("cpu")``, but Lightning 2.6 passes the device index (``None`` on
+    CPU; torch then raises "FSDP needs a non-CPU accelerator device") and its accelerator connector
+    refuses ``FSDPStrategy`` itself with ``accelerator="cpu"`` (a subclass passes that check).
+    Lightning's full state dict asks torch to offload the gathered weights to the CPU, which on CPU
+    processes ends in a segmentation fault inside torch's FSDP state-dict hook: gathered here
+    without the offload."""
+
+    def _setup_model(self, model):
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        return FullyShardedDataParallel(module=model, sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"),
+                                        **self.kwargs)
+
+    def lightning_module_state_dict(self):
+        from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, StateDictType
+
+        config = FullStateDictConfig(offload_to_cpu=False, rank0_only=True)
+        with FullyShardedDataParallel.state_dict_type(self.model, StateDictType.FULL_STATE_DICT, config):
+            return self.model.state_dict()
+
+
 FIT4_EPOCHS, FIT4_LR = 12, 0.05
 
 
 class WeightsAtChecks(Callback):
-    """This rank's CPU copy of the weights at every check (listed after the stopper)."""
+    """This rank's CPU copy of the weights at every check (listed after the stopper; DDP only)."""
 
     def __init__(self):
         self.at = {}
@@ -79,9 +106,13 @@ class WeightsAtChecks(Callback):
             self.at[len(self.at)] = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
 
 
-def trainer(max_epochs, callbacks):
+def make_strategy(name):
+    return CPUFSDPStrategy(process_group_backend="gloo") if name == "fsdp" else name
+
+
+def trainer(max_epochs, callbacks, strategy="ddp"):
     return L.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp", max_epochs=max_epochs, logger=False,
+        accelerator="cpu", devices=2, strategy=make_strategy(strategy), max_epochs=max_epochs, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, callbacks=callbacks,
     )
@@ -94,7 +125,7 @@ def monitor_for(task):
                       figure_every_n_checks=0)
 
 
-def main(out: str) -> None:
+def main(out: str, strategy: str = "ddp") -> None:
     torch.set_num_threads(1)
     task = make_task(n_train=96, n_probe=PROBE_N)
 
@@ -103,13 +134,20 @@ def main(out: str) -> None:
     monitor = monitor_for(task)
     # restore_best=False: the one-process comparison reads the weights of the last check
     es = W2SEarlyStopping(patience=50, restore_best=False, verbose=False)
-    t1 = trainer(2, [monitor, es])
+    t1 = trainer(2, [monitor, es], strategy)
     t1.fit(model, task.train_loader(16), task.val_loader(32))
     rank = t1.global_rank
+    # every rank takes part (FSDP gathers the full weights; rank 0 receives them)
+    state = t1.strategy.lightning_module_state_dict()
     if rank == 0:
-        torch.save(model.state_dict(), os.path.join(out, "final.pt"))
+        torch.save(state, os.path.join(out, "final.pt"))
+    local = sum(p.numel() for p in t1.strategy.model.parameters())
     with open(os.path.join(out, f"fit1_rank{rank}.json"), "w") as f:
         json.dump({
+            "strategy": type(t1.strategy).__name__,
+            "wrapper": type(t1.strategy.model).__name__,
+            "local_parameters": local,
+            "parameters": sum(v.numel() for v in state.values()) if rank == 0 else None,
             "world_size": t1.world_size,
             "callback_metrics": {k: float(v) for k, v in t1.callback_metrics.items() if k.startswith("w2s/")},
             "last_values": monitor.last_values,
@@ -119,7 +157,7 @@ def main(out: str) -> None:
 
     L.seed_everything(0, verbose=False)
     es2 = Rank1WantsToStop(patience=50, verbose=False)
-    t2 = trainer(4, [monitor_for(task), es2])
+    t2 = trainer(4, [monitor_for(task), es2], strategy)
     t2.fit(TinyStudent(lr=0.02), task.train_loader(16), task.val_loader(32))
     with open(os.path.join(out, f"fit2_rank{rank}.json"), "w") as f:
         json.dump({
@@ -136,21 +174,22 @@ def main(out: str) -> None:
     L.seed_everything(0, verbose=False)
     es4 = W2SEarlyStopping(verbose=False)  # the defaults: patience 5, teacher_label_ce, restore_best=True
     weights = WeightsAtChecks()
-    t4 = trainer(FIT4_EPOCHS, [monitor_for(task), es4, weights])
     model = TinyStudent(lr=FIT4_LR, hidden=64)
-    t4.fit(model, task.train_loader(16), task.val_loader(32))
-    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    torch.save(final, os.path.join(out, f"final_restored_rank{rank}.pt"))
-    kept = weights.at.get(es4.best_check, {})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t4 = trainer(FIT4_EPOCHS, [monitor_for(task), es4] + ([weights] if strategy == "ddp" else []), strategy)
+        t4.fit(model, task.train_loader(16), task.val_loader(32))
+    result = {"history": es4.history, "stopped_check": es4.stopped_check, "best_check": es4.best_check,
+              "restore_check": es4.restore_check, "copies": len(es4._snapshots),
+              "restore_warnings": [str(w.message) for w in caught if "`restore_best` is off" in str(w.message)]}
+    if strategy == "ddp":
+        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        torch.save(final, os.path.join(out, f"final_restored_rank{rank}.pt"))
+        kept = weights.at.get(es4.best_check, {})
+        result["final_is_best_check"] = bool(kept) and all(torch.equal(final[k], kept[k]) for k in final)
+        result["final_is_last_check"] = all(torch.equal(final[k], weights.at[len(weights.at) - 1][k]) for k in final)
     with open(os.path.join(out, f"fit4_rank{rank}.json"), "w") as f:
-        json.dump({
-            "history": es4.history,
-            "stopped_check": es4.stopped_check,
-            "best_check": es4.best_check,
-            "checks": len(weights.at),
-            "final_is_best_check": bool(kept) and all(torch.equal(final[k], kept[k]) for k in final),
-            "final_is_last_check": all(torch.equal(final[k], weights.at[len(weights.at) - 1][k]) for k in final),
-        }, f)
+        json.dump(result, f)
 
     L.seed_everything(0, verbose=False)
     probe, train_probe, x, f_w = regression_probes()
@@ -167,4 +206,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -28,16 +28,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
+def run_two_ranks(out: Path, strategy: str) -> Path:
+    """``ddp_script.py`` on two CPU processes with ``strategy`` (``"ddp"`` or ``"fsdp"``); a hang
+    fails after ``TIMEOUT_S`` with both processes killed and their logs shown."""
     port = str(_free_port())
     procs = []
     for rank in range(2):
         env = dict(os.environ, LOCAL_RANK=str(rank), NODE_RANK="0", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                    MASTER_PORT=port, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
         log = open(out / f"rank{rank}.log", "w")
-        procs.append((subprocess.Popen([sys.executable, str(SCRIPT), str(out)], env=env, stdout=log, stderr=subprocess.STDOUT), log))
+        cmd = [sys.executable, str(SCRIPT), str(out), strategy]
+        procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     deadline = time.monotonic() + TIMEOUT_S
     try:
         for proc, _ in procs:
@@ -45,14 +46,19 @@ def ddp_run(tmp_path_factory):
     except subprocess.TimeoutExpired:
         for proc, _ in procs:
             proc.kill()
-        pytest.fail(f"DDP run did not finish in {TIMEOUT_S}s (hang?); logs:\n" + _logs(out))
+        pytest.fail(f"{strategy} run did not finish in {TIMEOUT_S}s (hang?); logs:\n" + _logs(out))
     finally:
         for proc, log in procs:
             proc.wait()
             log.close()
     codes = [p.returncode for p, _ in procs]
-    assert codes == [0, 0], f"DDP ranks exited with {codes}; logs:\n" + _logs(out)
+    assert codes == [0, 0], f"{strategy} ranks exited with {codes}; logs:\n" + _logs(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    return run_two_ranks(tmp_path_factory.mktemp("ddp"), "ddp")
 
 
 def _logs(out: Path) -> str:
@@ -68,7 +74,12 @@ def test_probe_sizes_exercise_padding():
 
 
 def test_ddp_metrics_match_one_process_on_the_same_weights(ddp_run):
-    r0, r1 = _load(ddp_run, "fit1", 0), _load(ddp_run, "fit1", 1)
+    assert_match_one_process(ddp_run)
+
+
+def assert_match_one_process(run: Path) -> None:
+    """Both ranks logged the same values, equal (1e-6) to one process on the run's final weights."""
+    r0, r1 = _load(run, "fit1", 0), _load(run, "fit1", 1)
     assert r0["world_size"] == 2 and r0["num_checks"] == 2
     # both ranks hold the same (already reduced) values and made the same decisions
     assert r0["callback_metrics"] == r1["callback_metrics"]
@@ -81,7 +92,7 @@ def test_ddp_metrics_match_one_process_on_the_same_weights(ddp_run):
     # one process, the DDP run's final weights, the same probes; lr = 0 so the check sees exactly them
     task = make_task(n_train=96, n_probe=PROBE_N)
     model = TinyStudent(lr=0.0)
-    model.load_state_dict(torch.load(ddp_run / "final.pt", weights_only=True))
+    model.load_state_dict(torch.load(run / "final.pt", weights_only=True))
     monitor = monitor_for(task)
     trainer = L.Trainer(**trainer_kwargs(max_epochs=1, callbacks=[monitor]))
     trainer.fit(model, task.train_loader(16), task.val_loader(32))
@@ -92,7 +103,7 @@ def test_ddp_metrics_match_one_process_on_the_same_weights(ddp_run):
     for k, v in single.items():
         assert r0["callback_metrics"][k] == pytest.approx(v, abs=1e-6), k
     worst = max(abs(r0["callback_metrics"][k] - v) for k, v in single.items())
-    print(f"DDP (2 ranks) vs 1 process: {len(single)} w2s values, max |difference| = {worst:.3g}")
+    print(f"{r0['strategy']} (2 ranks) vs 1 process: {len(single)} w2s values, max |difference| = {worst:.3g}")
     mine = {k: v for k, v in monitor.last_values.items() if k not in counters}  # the monitor's float64 numbers
     assert len(mine) >= 20 and set(mine) <= set(r0["last_values"])
     for k, v in mine.items():
@@ -102,7 +113,12 @@ def test_ddp_metrics_match_one_process_on_the_same_weights(ddp_run):
 
 
 def test_ddp_rank_disagreement_stops_once_on_both_ranks(ddp_run):
-    r0, r1 = _load(ddp_run, "fit2", 0), _load(ddp_run, "fit2", 1)
+    assert_one_rank_stops_both(ddp_run)
+
+
+def assert_one_rank_stops_both(run: Path) -> None:
+    """Only rank 1 votes to stop at epoch 1: both ranks stop there, once, with the reason."""
+    r0, r1 = _load(run, "fit2", 0), _load(run, "fit2", 1)
     for r in (r0, r1):
         assert r["stopped_epoch"] == 1 and r["stopped_check"] == 1
         assert r["checks"] == 2  # no check after the stop: the fit ended at epoch 1 on both ranks
@@ -128,6 +144,7 @@ def test_ddp_default_stopper_restores_the_same_best_weights_on_every_rank(ddp_ru
     assert r0["best_check"] == best and best < len(xs) - 1, ("the scenario must have its minimum before the last check", xs)
     for r in (r0, r1):
         assert r["final_is_best_check"] and not r["final_is_last_check"]
+        assert r["copies"] == 1 and r["restore_warnings"] == []  # one CPU copy per rank, no sharding warning
     w0, w1 = (torch.load(ddp_run / f"final_restored_rank{k}.pt", weights_only=True) for k in (0, 1))
     assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
 

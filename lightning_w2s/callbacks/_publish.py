@@ -1,38 +1,42 @@
-"""How the monitor's values reach Lightning: ``pl_module.log`` (so they reach
-``trainer.callback_metrics``, stock callbacks and every logger) and, for a name a check did not
-log, its removal from ``trainer.callback_metrics`` (so nobody reads a stale number as current)."""
+"""How the monitor's values reach Lightning: ``trainer.callback_metrics`` (read by stock callbacks
+such as ``EarlyStopping(monitor="w2s/...")`` and ``ModelCheckpoint(monitor=...)``, and by
+``W2SEarlyStopping``) and every logger, once per check; and, for a name a check did not log, its
+removal from ``trainer.callback_metrics`` (so nobody reads a stale number as current).
+
+Why not ``pl_module.log`` (or ``log_dict``, which loops over it): each call builds Lightning's
+per-name result object (metadata, device moves, a batch-size lookup), ~1-2 ms a name on a CPU, and
+every later read of ``trainer.callback_metrics`` recomputes every logged name again: with ~70 names
+that was most of a cheap student's check (issue 15). The monitor's values are already reduced over
+ranks and final, so they are written as Lightning itself would store them — what
+``pl_module.log(name, float)`` would leave there: float32 0-d tensors on the module's device, the
+same numbers the loggers get — and handed to the loggers in one call per check, at the step and
+with the ``epoch`` key Lightning gives to metrics logged from the same hook.
+"""
 
 from __future__ import annotations
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 
 
 def log_values(trainer: Trainer, pl_module: LightningModule, values: dict[str, float], on_step: bool) -> None:
-    """``pl_module.log`` (values already reduced over ranks: no sync). A step-cadence check is
-    also written straight to the loggers, since Lightning only forwards step values every
-    ``log_every_n_steps`` and a check between those steps would otherwise never be recorded."""
-    for name, v in values.items():
-        # batch_size=1: the value is one reduced number; it also spares Lightning a batch-size search
-        pl_module.log(name, v, on_step=on_step, on_epoch=not on_step, sync_dist=False,
-                      logger=not on_step and bool(trainer.loggers), batch_size=1)
-    if on_step and trainer.is_global_zero:
-        for logger in trainer.loggers:
-            logger.log_metrics(values, step=trainer.global_step)
+    """Publish one check's ``values`` (already reduced over ranks: identical on every rank).
 
-
-def forget(trainer: Trainer, names: set[str]) -> None:
-    """Remove ``names`` from ``trainer.callback_metrics``. Lightning rebuilds that dict from the running
-    loop's logged results at each access, and within a training epoch a value logged at an earlier
-    step stays there: those entries are reset too (Lightning's own reset; the next ``log`` of the name
-    starts it afresh). ``trainer._results`` is Lightning's private handle on those results: without
-    it (another Lightning version), only the dict entry goes."""
-    if not names:
-        return
-    for result in (getattr(trainer, "_results", None) or {}).values():
-        if getattr(getattr(result, "meta", None), "name", None) in names:
-            result.reset()
-    for name in names:
-        trainer.callback_metrics.pop(name, None)
+    Every rank writes them into ``trainer.callback_metrics`` (every rank's stock callbacks read
+    them; a stop is then agreed through the strategy as usual). Loggers get them once per check
+    through Lightning's logger connector (rank-zero only, as for Lightning's own metrics), at
+    :func:`logger_step` with the ``epoch`` key: a step-cadence check (``on_step``) at every check,
+    whatever ``log_every_n_steps`` is.
+    """
+    names = list(values)
+    # float32, as Lightning stores a logged Python float: the number a stock callback compares is the
+    # number the logger wrote (one host->device copy for the whole check)
+    stored = torch.tensor([values[n] for n in names], dtype=torch.get_default_dtype())
+    trainer.callback_metrics.update(zip(names, stored.to(pl_module.device).unbind()))
+    if trainer.loggers:
+        rounded = dict(zip(names, stored.tolist()), epoch=trainer.current_epoch)
+        # Lightning's own route to the loggers (its ThroughputMonitor uses it too): also updates trainer.logged_metrics
+        trainer._logger_connector.log_metrics(rounded, step=logger_step(trainer, on_step))
 
 
 def logger_step(trainer: Trainer, on_step: bool) -> int:
@@ -46,3 +50,11 @@ def logger_step(trainer: Trainer, on_step: bool) -> int:
     if on_step or not isinstance(stepped, int):
         return trainer.global_step
     return stepped if trainer.validating else stepped - 1
+
+
+def forget(trainer: Trainer, names: set[str]) -> None:
+    """Remove ``names`` from ``trainer.callback_metrics`` (the values :func:`log_values` wrote live
+    only there: Lightning's per-loop results never hold them)."""
+    metrics = trainer.callback_metrics
+    for name in names:
+        metrics.pop(name, None)

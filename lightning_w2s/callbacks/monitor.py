@@ -1,11 +1,13 @@
 """``W2SMonitor``: runs the probe through the student at every check and logs ``w2s/...`` metrics.
 
 DESIGN §3. The callback stays thin: it feeds the pure aggregator
-(:class:`lightning_w2s.metrics.W2SMetrics`), logs what it computes with ``pl_module.log`` (so the
-values reach ``trainer.callback_metrics`` and every logger, and a stock
-``EarlyStopping(monitor="w2s/...")`` works on them), and draws TensorBoard extras
-(:class:`lightning_w2s.tensorboard.Dashboard`). Every probe pass runs in ``eval()`` + ``no_grad``
-and gives each submodule its own train/eval mode back: the monitor never changes training.
+(:class:`lightning_w2s.metrics.W2SMetrics`), publishes what it computes once per check into
+``trainer.callback_metrics`` and every logger, as ``pl_module.log`` would store them (so a stock
+``EarlyStopping(monitor="w2s/...")`` or ``ModelCheckpoint(monitor=...)`` works on them; one call
+per check instead of one ``pl_module.log`` per name: :mod:`lightning_w2s.callbacks._publish`), and
+draws TensorBoard extras (:class:`lightning_w2s.tensorboard.Dashboard`). Every probe pass runs in
+``eval()`` + ``no_grad``, through the strategy's wrapper of the module (FSDP gathers the weights
+there), and gives each submodule its own train/eval mode back: the monitor never changes training.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lightning_w2s.alerts import AlertTracker
 from lightning_w2s.callbacks._publish import forget, log_values, logger_step
 from lightning_w2s.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode, logits_of
 from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics._threads import threads
 from lightning_w2s.metrics.aggregator import W2SMetrics
 from lightning_w2s.probe import W2SProbe
 from lightning_w2s.tensorboard import Dashboard, tensorboard_writer
@@ -74,6 +77,12 @@ class W2SMonitor(Callback):
         neighbours: k of the k-nearest-neighbour table (in the teacher's features, or the student's at
             fit start) behind Lang et al.'s robustness and expansion statistics; 0 turns them off.
         eta: robustness threshold η in ``P(R̄_η) ≤ γ̂/η`` (Lang et al. Lemma B.1).
+        representation_every_n_checks: compute the representation family (the gap, CKA, effective
+            rank, ``pred_gap_gold``: ``w2s/representation/...``) at every that many checks (the first
+            check included) and leave it out of the others, where its names are not logged (and
+            are removed from ``trainer.callback_metrics``, like any name a check does not log). Its
+            float64 ``d × d`` sums are most of a check for a cheap student with wide features
+            (``benchmarks/overhead.py`` prints the share); default 1: every check.
         figure_every_n_checks: draw reliability diagrams in TensorBoard every that many checks,
             and always once at the end of fit (0 = never). Drawing costs far more than a check
             (about 0.5 s a diagram on 2 CPU cores), hence the default of 10.
@@ -105,6 +114,7 @@ class W2SMonitor(Callback):
         alert_window: int = 3,
         neighbours: int = 10,
         eta: float = 0.5,
+        representation_every_n_checks: int = 1,
         figure_every_n_checks: int = 10,
         on_error: str = "warn",
     ) -> None:
@@ -133,6 +143,7 @@ class W2SMonitor(Callback):
             raise TypeError(f"`forward_fn` must be a callable fn(pl_module, batch) -> logits, got {describe(forward_fn)}")
         self.forward_fn = forward_fn or default_forward
         self.every_n_train_steps = check_scalar("every_n_train_steps", every_n_train_steps, int, min_val=1, allow_none=True)
+        self.representation_every_n_checks = check_scalar("representation_every_n_checks", representation_every_n_checks, int, min_val=1)
         self.figure_every_n_checks = check_scalar("figure_every_n_checks", figure_every_n_checks, int, min_val=0)
         self.on_error = check_choice("on_error", on_error, ("warn", "raise"))
         self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain,
@@ -156,6 +167,7 @@ class W2SMonitor(Callback):
         self._step_cadence = self.every_n_train_steps
         self._last_step_checked = -1
         self._warned: set[str] = set()  # kinds of repeated faults already warned about (console)
+        self._user_threads: int | None = None  # during a check: the thread count the student's forward gets
         self._reset_history()
 
     def _reset_history(self) -> None:
@@ -315,21 +327,22 @@ class W2SMonitor(Callback):
         return None
 
     def _neighbour_table(self, trainer: Trainer, pl_module: LightningModule) -> torch.Tensor | None:
-        """k-NN table in a frozen embedding (:meth:`W2SMetrics.build_neighbours`), built once on
-        rank 0 and broadcast, so every rank indexes the same neighbours."""
-        table = None
-        if trainer.is_global_zero:
-            def embed() -> torch.Tensor:  # the student's representation of the whole probe, at fit start
-                with eval_mode(pl_module):
-                    return torch.cat([self._forward(trainer, pl_module, x)[1].cpu() for *_, x in self.probe.iter_batches(0, 1, self.batch_size)])
+        """k-NN table in a frozen embedding (:meth:`W2SMetrics.build_neighbours`), built once at fit
+        start and broadcast from rank 0, so every rank indexes the same neighbours. Every rank builds
+        it: when it comes from the student's representation, every rank then makes the same probe
+        forward calls (under FSDP a forward gathers the weights from every rank)."""
+        def embed() -> torch.Tensor:  # the student's representation of the whole probe, at fit start
+            with eval_mode(pl_module):
+                return torch.cat([self._forward(trainer, pl_module, x)[1].cpu() for *_, x in self.probe.iter_batches(0, 1, self.batch_size)])
 
-            try:
-                table = self.metrics.build_neighbours(embed)
-            except Exception as exc:  # noqa: BLE001 - robustness statistics are optional
-                if self.on_error == "raise":
-                    raise
-                rank_zero_warn(f"W2SMonitor: could not build the neighbour table ({type(exc).__name__}: {exc}); "
-                               "Lang robustness/expansion statistics are off for this fit")
+        table = None
+        try:
+            table = self.metrics.build_neighbours(embed)
+        except Exception as exc:  # noqa: BLE001 - robustness statistics are optional
+            if self.on_error == "raise":
+                raise
+            rank_zero_warn(f"W2SMonitor: could not build the neighbour table ({type(exc).__name__}: {exc}); "
+                           "Lang robustness/expansion statistics are off for this fit")
         return trainer.strategy.broadcast(table, src=0)  # None on failure: every rank turns them off
 
     @override
@@ -367,28 +380,57 @@ class W2SMonitor(Callback):
         batch = apply_to_collection(batch, torch.Tensor, lambda t: t.to(pl_module.dtype) if t.is_floating_point() else t)
         self._capture.set_batch(batch)
         with trainer.precision_plugin.forward_context():
-            out = logits_of(self.forward_fn(pl_module, batch))  # a forward_fn may return a model output too
+            out = logits_of(self._call_forward(trainer, pl_module, batch))  # a forward_fn may return a model output too
         feats = self._capture.pop()
         out = out.double()  # cast before anything enters a sum state (bf16/fp16 runs included)
         if self.probe.is_regression:  # real outputs, read as they are
             return out, feats.double()
         probs = torch.softmax(out, dim=-1) if self.student_output == "logits" else out
-        return probs, feats.double()
+        return probs, feats  # the aggregator casts the features to float64 when it feeds them to a state
+
+    def _call_forward(self, trainer: Trainer, pl_module: LightningModule, batch: Any) -> torch.Tensor:
+        """``forward_fn(pl_module, batch)``, routed through the strategy's wrapper of the module when
+        there is one, as Lightning routes its own validation steps: under FSDP (or DeepSpeed stage 3)
+        the wrapper's forward gathers the sharded weights, and the inner module alone would only see
+        its rank's shard."""
+        strategy = trainer.strategy
+        wrapper, redirect = getattr(strategy, "model", None), getattr(strategy, "_forward_redirection", None)
+        with threads(self._user_threads or torch.get_num_threads()):  # the user's own thread count
+            if wrapper is None or wrapper is pl_module or redirect is None:
+                return self.forward_fn(pl_module, batch)
+            pl_module._w2s_probe_forward = lambda b: self.forward_fn(pl_module, b)
+            try:
+                return redirect(wrapper, pl_module, "_w2s_probe_forward", batch)
+            finally:
+                del pl_module._w2s_probe_forward
 
     def _run_check(self, trainer: Trainer, pl_module: LightningModule, on_step: bool) -> None:
-        """One check. DDP: every rank runs the same forward calls and the same collectives, even when
-        its own probe pass failed (a rank that skipped a collective would hang the others); whether
-        the check is kept is then decided jointly with ``reduce_boolean_decision``."""
+        """One check, on one torch thread but for the student's forward passes, which get the
+        process's own count (:func:`lightning_w2s.metrics._threads.threads`: beside busy
+        processes, the monitor's own work on 2 spinning threads was many times slower)."""
+        with threads(1) as self._user_threads:
+            try:
+                self._check(trainer, pl_module, on_step)
+            finally:
+                self._user_threads = None
+
+    def _check(self, trainer: Trainer, pl_module: LightningModule, on_step: bool) -> None:
+        """DDP: every rank runs the same forward calls and the same collectives, even when its own
+        probe pass failed (a rank that skipped a collective would hang the others); whether the
+        check is kept is then decided jointly with ``reduce_boolean_decision``."""
         failure: BaseException | None = None
         values: dict[str, torch.Tensor] = {}
         jobs = [(self.probe, self.metrics)] + ([(self.train_probe, self.train_metrics)] if self.train_metrics is not None else [])
+        # the same on every rank (the check counter is), so every rank runs the same collectives
+        representation = (self.num_checks + self.num_failed) % self.representation_every_n_checks == 0
         try:
             with eval_mode(pl_module):
                 for probe, metrics in jobs:
-                    metrics.reset()
+                    metrics.reset(representation=representation)
                     try:
                         for index, valid, inputs in probe.iter_batches(trainer.global_rank, trainer.world_size, self.batch_size):
                             metrics.update(*self._forward(trainer, pl_module, inputs), index, valid)
+                        metrics.flush()  # the queued rows reach the states here, so their errors are caught here
                     except Exception as exc:  # noqa: BLE001 - kept, collectives still run below
                         failure = failure or exc
                     values.update(metrics.compute())  # syncs ranks
@@ -411,7 +453,9 @@ class W2SMonitor(Callback):
         """Log a check's finite values (a non-finite one is a numerical fault: warned about, skipped,
         counted) with the counters; remove every name this check did not log from
         ``trainer.callback_metrics``; then warnings and TensorBoard extras (successful checks)."""
-        logged = {name: float(v) for name, v in values.items()}
+        # one host transfer for the whole check (no per-name sync)
+        host = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(pl_module.device) for v in values.values()]).tolist() if values else []
+        logged = dict(zip(values, host))
         bad = [name for name, v in logged.items() if not math.isfinite(v)]
         if bad:
             self.num_skipped += len(bad)

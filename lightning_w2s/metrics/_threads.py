@@ -18,6 +18,11 @@ The count is process-wide (``torch.set_num_threads``), so the scope is kept as s
 algebra it protects and the previous count is restored on exit, exceptions included. Another Python
 thread running torch CPU ops at the same moment would also see the lower count while the scope is
 open (Lightning's training loop runs on one thread). CUDA kernels are not affected.
+
+The monitor runs a whole check inside :func:`threads` ``(1)`` (the probe gather, resets and
+publishing on 2 spinning threads took ~300 ms beside busy processes, ~50 ms on one:
+``benchmarks/overhead.py``, busy section) and gives the student's forward passes the process's own
+count back; the aggregator's feeding and ``compute()`` are :func:`single_threaded`.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import torch
 ALGEBRA_THREADS = 1
 
 _F = TypeVar("_F", bound=Callable)
-_saved: list[int] = []  # the counts the open scopes replaced, innermost last
+_saved: list[int] = []  # the counts the open scopes replaced, innermost last ([0]: the process's own)
 
 
 @contextmanager
@@ -67,18 +72,46 @@ def limited_threads(num_threads: int = ALGEBRA_THREADS) -> Iterator[None]:
         _saved.pop()
 
 
+@contextmanager
+def threads(count: int) -> Iterator[int]:
+    """Exactly ``count`` torch intra-op threads for the block (process-wide; the previous count is
+    restored after, exceptions included); yields the count it replaced. Unlike
+    :func:`limited_threads` it may raise the count: a monitor check runs on one thread and gives the
+    student's own forward passes the process's count back inside it.
+
+    >>> with threads(1) as before:
+    ...     torch.get_num_threads()
+    1
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"`count` must be an int >= 1, got {count!r}")
+    previous = torch.get_num_threads()
+    _saved.append(previous)
+    try:
+        if count != previous:
+            torch.set_num_threads(count)
+        try:
+            yield previous
+        finally:
+            if count != previous:
+                torch.set_num_threads(previous)
+    finally:
+        _saved.pop()
+
+
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` with the thread count the innermost :func:`limited_threads` scope replaced (one large
-    product does not collapse under load, see the module docstring); plain ``a @ b`` outside a scope.
+    """``a @ b`` with the thread count the outermost scope (:func:`limited_threads` or
+    :func:`threads`) replaced — the process's own count (one large product does not collapse under
+    load, see the module docstring); plain ``a @ b`` outside a scope.
 
     >>> with limited_threads(1):
     ...     matmul(torch.eye(2), torch.ones(2, 1)).shape
     torch.Size([2, 1])
     """
     inside = torch.get_num_threads()
-    if not _saved or _saved[-1] <= inside:
+    if not _saved or _saved[0] <= inside:
         return a @ b
-    torch.set_num_threads(_saved[-1])
+    torch.set_num_threads(_saved[0])
     try:
         return a @ b
     finally:

@@ -9,6 +9,13 @@ The probe's teacher-side tensors (teacher probabilities and argmax, coverage, go
 features) are registered once as buffers (:meth:`W2SMetrics.from_probe`): they move with the module
 to the student's device, and a batch is only its ``index`` into them.
 
+Cost per check (issue 15): ``update`` only queues a batch (no computation, no host transfer); the
+queued rows are fed to the metric states in chunks of about ``chunk_bytes`` (the probe's rows for a
+typical probe: one chunk), so the fixed per-update cost of a dozen metrics is paid per chunk, not per
+forward batch, and the valid rows are selected once per chunk. Teacher-side values that depend on
+the probe alone (the teacher's calibration against gold) are computed once, over the whole probe, at
+construction. ``compute()`` moves the values to the host once (:meth:`W2SMetrics.compute`).
+
 ``compute()`` returns ``{logged name: 0-d tensor}`` under the registry's names
 (:mod:`lightning_w2s.metrics.quantities`). Values that are *undefined* on this probe at this check
 (a gold rate whose conditioning set is empty, a Lang bound whose premises fail, kappa when both
@@ -29,8 +36,9 @@ from torch import nn
 
 from .. import _validation as v
 from . import quantities as Q
+from ._threads import single_threaded
 from .bounds import charikar_predicted_gain
-from .calibration import Calibration
+from .calibration import Calibration, calibration_counts, calibration_from_counts, top_label
 from .correction import CorrectionRates, lang_bounds
 from .expansion import lang_expansion
 from .gold import GoldSquaredError, accuracy_bounds, pgr
@@ -64,6 +72,9 @@ class W2SMetrics(nn.Module):
         expansion_history: how many past checks' student label sets serve as candidate sets for the
             expansion estimate ĉ (the paper retrains students; a live monitor reuses its past checks).
         representation: the gap's construction (default :data:`DEFAULT_CONSTRUCTION`).
+        chunk_bytes: queued rows (student probabilities and features, as given) fed to the states at
+            once; larger chunks mean fewer, larger updates (default 32 MiB: a whole probe of 2,048
+            rows of 2,048 float64 features; 1,024 rows at 4,096 float64 features).
 
     >>> teacher = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     >>> metrics = W2SMetrics(teacher, gold=torch.tensor([0, 1, 1]), neighbours=0)
@@ -89,6 +100,7 @@ class W2SMetrics(nn.Module):
         n_bins: int = 15,
         expansion_history: int = 10,
         representation: GapConstruction = DEFAULT_CONSTRUCTION,
+        chunk_bytes: int = 32 * 2**20,
     ) -> None:
         super().__init__()
         tp = v.as_tensor("teacher_probs", teacher_probs, dtype=torch.float64)
@@ -109,6 +121,9 @@ class W2SMetrics(nn.Module):
         self.num_neighbours = v.check_scalar("neighbours", neighbours, int, min_val=0)
         self.eta = v.check_scalar("eta", eta, float, min_val=0.0, max_val=1.0, include_boundaries="right")
         self.expansion_history = v.check_scalar("expansion_history", expansion_history, int, min_val=1)
+        self.chunk_bytes = v.check_scalar("chunk_bytes", chunk_bytes, int, min_val=1)
+        self._queue: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]] = []
+        self._queued_bytes = 0
         self.provides = self._provides()
 
         self.misfit = Misfit(eps=eps, num_classes=k, validate_args=False)
@@ -116,10 +131,14 @@ class W2SMetrics(nn.Module):
         self.calibration_vs_teacher = Calibration(n_bins=n_bins, validate_args=False)
         if self.has_gold:
             self.gold_sq = GoldSquaredError()
-            self.correction = CorrectionRates(k, warn=False)
+            self.correction = CorrectionRates(k, warn=False, validate_args=False)
             self.calibration_vs_gold = Calibration(n_bins=n_bins, ignore_index=-1, validate_args=False)
-            self.teacher_calibration_vs_gold = Calibration(n_bins=n_bins, ignore_index=-1, validate_args=False)
+            # a constant of the probe: the teacher's reliability histogram on its covered gold points
+            known = self.covered & (self.gold >= 0)
+            hist = calibration_counts(*top_label(tp[known], self.gold[known]), n_bins)
+            self.register_buffer("teacher_calibration_hist", hist, persistent=False)
         self.representation = self.student_rank = None
+        self.representation_on = True  # this check feeds and computes the representation family (see reset)
         if self.teacher_features is not None:
             self.representation = RepresentationGap(
                 teacher_dim=self.teacher_features.shape[1], num_classes=k if self.has_gold else None,
@@ -204,42 +223,77 @@ class W2SMetrics(nn.Module):
         ).to(self.teacher_probs.device)
 
     # ------------------------------------------------------------------ streaming
-    @torch.no_grad()
     def update(self, student_probs: torch.Tensor, features: torch.Tensor | None, index: torch.Tensor, valid: torch.Tensor) -> None:
         """Add one probe batch: the student's class probabilities ``(b, k)``, its pooled
         representation ``(b, d_s)`` (or ``None``), the batch's positions ``index`` ``(b,)`` in the
-        probe and ``valid`` ``(b,)`` (``False`` on padding rows, which every metric ignores)."""
+        probe and ``valid`` ``(b,)`` (``False`` on padding rows, which every metric ignores).
+
+        The batch is queued as given (on its device; features keep their dtype until they are cast
+        to float64 in the chunk) and the queue is fed to the states once it holds ``chunk_bytes``;
+        :meth:`flush` (and :meth:`compute`) feed the rest. Errors in the rows surface there."""
+        features = None if features is None or not self.representation_on else features.detach()
+        if self._queue and (features is None) != (self._queue[-1][1] is None):
+            self.flush()  # a batch without features never shares a chunk with one that has them
+        batch = (student_probs.detach(), features, index, valid)
+        self._queue.append(batch)
+        self._queued_bytes += sum(t.numel() * t.element_size() for t in batch if t is not None)
+        if self._queued_bytes >= self.chunk_bytes:
+            self.flush()
+
+    @single_threaded
+    def flush(self) -> None:
+        """Feed the queued rows to the metric states (one chunk). The queue is emptied first, so a
+        chunk that raises is dropped rather than fed again."""
+        queue, self._queue, self._queued_bytes = self._queue, [], 0
+        if not queue:
+            return
+        probs, features, index, valid = (
+            None if queue[0][i] is None else queue[0][i] if len(queue) == 1 else torch.cat([b[i] for b in queue])
+            for i in range(4)
+        )
+        self._update_rows(probs, features, index, valid)
+
+    @torch.no_grad()
+    def _update_rows(self, student_probs: torch.Tensor, features: torch.Tensor | None, index: torch.Tensor, valid: torch.Tensor) -> None:
+        """Feed one chunk: the valid rows are selected once, then every family is updated."""
         dev = self.teacher_probs.device
-        index, valid = index.to(dev), valid.to(dev)
-        probs = student_probs.to(dev).double()
+        rows = valid.to(dev).nonzero().squeeze(1)  # padding rows never reach a state
+        index = index.to(dev).index_select(0, rows)
+        probs = student_probs.to(dev).index_select(0, rows).double()
         tp, t_pred, cov = self.teacher_probs[index], self.teacher_pred[index], self.covered[index]
-        covered = valid & cov
         s_pred = probs.argmax(dim=1)
-        self.misfit.update(probs[covered], tp[covered])
-        self.shares.update(s_pred[valid], t_pred[covered])
-        self.calibration_vs_teacher.update(probs[covered], t_pred[covered])
+        covered = cov.nonzero().squeeze(1) if self.has_uncovered else None
+        on_cov = (lambda t: t) if covered is None else (lambda t: t.index_select(0, covered))  # noqa: E731
+        probs_c, tp_c, t_pred_c = on_cov(probs), on_cov(tp), on_cov(t_pred)
+        self.misfit.update(probs_c, tp_c)
+        self.shares.update(s_pred, t_pred_c)
+        self.calibration_vs_teacher.update(probs_c, t_pred_c)
         if self.train:
             return
         if self.robustness is not None:
-            self.robustness.update(index, s_pred, valid)
+            self.robustness.update(index, s_pred)
         gold = self.gold[index] if self.has_gold else None
         if gold is not None:
-            self.correction.update(s_pred[valid], t_pred[valid], gold[valid], cov[valid])
-            self.calibration_vs_gold.update(probs[valid], gold[valid])
-            self.teacher_calibration_vs_gold.update(tp[covered], gold[covered])
-            known = covered & (gold >= 0)
-            self.gold_sq.update(probs[known], tp[known], gold[known])
-        if features is None:
+            self.correction.update(s_pred, t_pred, gold, cov)
+            self.calibration_vs_gold.update(probs, gold)
+            known = on_cov(gold) >= 0
+            self.gold_sq.update(probs_c[known], tp_c[known], on_cov(gold)[known])
+        if features is None or not self.representation_on:
             return
-        features = features.to(dev).double()[valid]
+        features = features.to(dev).index_select(0, rows).double()
         if self.representation is not None:
-            self.representation.update(features, self.teacher_features[index].double()[valid], None if gold is None else gold[valid])
+            self.representation.update(features, self.teacher_features[index].double(), gold)
         else:
             self.student_rank.update(features)
 
     # ------------------------------------------------------------------ values
+    @single_threaded
     def compute(self) -> dict[str, torch.Tensor]:
-        """Sync and compute every family; see the module docstring for what is left out."""
+        """Sync and compute every family; see the module docstring for what is left out. Every
+        value is a 0-d float64 tensor on the states' device; the values cross to the host once
+        (to tell undefined values from faults), besides the Lang bounds' inputs (host-side
+        per-class formulas, :func:`~lightning_w2s.metrics.correction.lang_bounds`)."""
+        self.flush()
         out: dict[str, torch.Tensor] = {}
         self.extras, self.notes = {}, []
         with warnings.catch_warnings():
@@ -256,7 +310,8 @@ class W2SMetrics(nn.Module):
             if not self.train:
                 rates = self.correction.compute() if self.has_gold else None
                 self._gold_family(out, rates)
-                self._representation_family(out)
+                if self.representation_on:
+                    self._representation_family(out)
                 self._lang_family(out, rates)
         if self.train:
             out = {Q.train_name(name): value for name, value in out.items()}
@@ -274,14 +329,22 @@ class W2SMetrics(nn.Module):
                     continue
                 out[name], out[Q.lower(name)], out[Q.upper(name)] = rates[key], rates[f"{key}_lower"], rates[f"{key}_upper"]
             self._calibration(out, self.calibration_vs_gold, Q.ECE_VS_GOLD, Q.MCE_VS_GOLD, "student_vs_gold")
-            self._calibration(out, self.teacher_calibration_vs_gold, Q.TEACHER_ECE_VS_GOLD, Q.TEACHER_MCE_VS_GOLD, "teacher_vs_gold")
+            hist = self.teacher_calibration_hist  # a constant of the probe (computed once)
+            out[Q.TEACHER_ECE_VS_GOLD] = calibration_from_counts(*hist, "l1")
+            out[Q.TEACHER_MCE_VS_GOLD] = calibration_from_counts(*hist, "max")
+            self.extras["reliability/teacher_vs_gold"] = hist
             sq = self.gold_sq.compute()
             out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = sq["sq_gain"], sq["student_sq_error"], sq["teacher_sq_error"]
+        # the scalars the host-side formulas below need, in one transfer
+        dis, sq = _host(out[Q.DISAGREEMENT], out[Q.SQ])
+        host_rates = None
+        if rates is not None:
+            keys = ("accuracy", "teacher_accuracy", "covered_disagreement", "n_covered_per_class", "n_uncovered_per_class")
+            (host_rates,) = _on_host({k: rates[k] for k in keys}, (keys,))
             if Need.PGR_SCORES in self.provides:
-                out[Q.PGR] = pgr(float(rates["accuracy"]), self.teacher_score, self.ceiling_score)
-        out.update(accuracy_bounds(rates, self.teacher_score, float(out[Q.DISAGREEMENT]), self.coverage))
-        sq = float(out[Q.SQ])
-        out[Q.PREDICTED_GAIN] = _t(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan)
+                out[Q.PGR] = self._t(pgr(float(host_rates["accuracy"]), self.teacher_score, self.ceiling_score))
+        out.update({name: self._t(value) for name, value in accuracy_bounds(host_rates, self.teacher_score, dis, self.coverage).items()})
+        out[Q.PREDICTED_GAIN] = self._t(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan)
 
     def _representation_family(self, out: dict) -> None:
         if self.student_rank is not None and self.student_rank.update_count:
@@ -301,7 +364,7 @@ class W2SMetrics(nn.Module):
             self._lang_values(out, rates)
 
     def _lang_values(self, out: dict, rates: dict | None) -> None:
-        rob = self.robustness.compute()
+        rob = dict(self.robustness.compute())  # a copy: torchmetrics caches the dict until the next update
         predictions = rob.pop("predictions")
         self.extras["predictions"] = predictions
         out[Q.INCONSISTENCY], out[Q.P_NONROBUST_BOUND] = rob["gamma"], rob["p_nonrobust_markov"]
@@ -310,11 +373,12 @@ class W2SMetrics(nn.Module):
         out[Q.INCONSISTENCY_COVERED] = rob["gamma_covered"]
         if self.has_uncovered:
             out[Q.INCONSISTENCY_UNCOVERED] = rob["gamma_uncovered"]
-        self.history = (self.history + [predictions.detach().cpu()])[-self.expansion_history :]
-        cpu = lambda d: {k: x.cpu() if torch.is_tensor(x) else x for k, x in d.items()}  # noqa: E731
-        exp = lang_expansion(self.neighbours, torch.stack(self.history), self.teacher_pred.cpu(), self.gold.cpu(),
-                             self.covered.cpu(), self.num_classes, eta=self.eta)
-        bounds = lang_bounds(cpu(rates), cpu(rob), exp)
+        # The expansion estimates and the bounds are per-class case analyses on the host (the neighbour
+        # table and the history live there): their inputs cross once per check, in one transfer
+        rates_h, rob_h, pred_h = _on_host({**rates, **rob, "predictions": predictions}, (rates, rob, ("predictions",)))
+        self.history = (self.history + [pred_h["predictions"]])[-self.expansion_history :]
+        exp = lang_expansion(self.neighbours, torch.stack(self.history), *self._probe_on_host(), self.num_classes, eta=self.eta)
+        bounds = lang_bounds(rates_h, rob_h, exp)
         self.notes += list(bounds.get("reasons", []))
         per_class = [(Q.ALPHA, rates["alpha_per_class"]), (Q.EXPANSION_GOOD_TO_BAD, exp["c_good_to_bad"]),
                      (Q.COVERED_PREDICTED_ERROR_CLASS, bounds["covered_predicted_error"]), (Q.COVERED_ERROR_CLASS, bounds["covered_error"])]
@@ -328,18 +392,48 @@ class W2SMetrics(nn.Module):
         out.update({name: bounds[key] for name, key in pooled})
 
     def _drop_undefined(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Leave out the non-finite values the registry allows to be undefined (one host transfer
+        for all values); the kept values are elements of one float64 tensor on the states' device."""
+        if not out:
+            return {}
+        dev = self.teacher_probs.device
+        values = [torch.as_tensor(value, dtype=torch.float64).reshape(()) for value in out.values()]
+        elsewhere = [i for i, value in enumerate(values) if value.device != dev]  # host-side values: one copy
+        if elsewhere:
+            for i, value in zip(elsewhere, torch.stack([values[i] for i in elsewhere]).to(dev).unbind()):
+                values[i] = value
+        stacked = torch.stack(values)
         kept = {}
-        for name, value in out.items():
-            value = torch.as_tensor(value, dtype=torch.float64)
-            if not bool(torch.isfinite(value)) and Q.lookup(name).may_be_undefined:
+        for (name, value), finite in zip(zip(out, stacked), torch.isfinite(stacked).tolist()):
+            if not finite and Q.lookup(name).may_be_undefined:
                 self.notes.append(f"{name} is undefined at this check (empty conditioning set or unmet premises)")
                 continue
             kept[name] = value
         return kept
 
-    def reset(self) -> None:
+    def _probe_on_host(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The probe's teacher labels, gold and coverage on the host (copied once per device)."""
+        cached = getattr(self, "_host_probe", None)
+        if cached is None or cached[0] != self.teacher_pred.device:
+            cached = (self.teacher_pred.device, tuple(t.cpu() for t in (self.teacher_pred, self.gold, self.covered)))
+            self._host_probe = cached
+        return cached[1]
+
+    def _t(self, value: float | torch.Tensor) -> torch.Tensor:
+        """A 0-d float64 tensor on the states' device."""
+        return torch.as_tensor(value, dtype=torch.float64).to(self.teacher_probs.device)
+
+    @single_threaded
+    def reset(self, representation: bool = True) -> None:
+        """Clear every state and the queue of rows not yet fed (a new check starts from nothing).
+        ``representation=False``: this check leaves the representation family out (its states are
+        neither fed nor computed, and :meth:`compute` returns none of its names); every DDP rank
+        must pass the same value (the family's sync is then skipped on all of them)."""
+        self._queue, self._queued_bytes = [], 0
+        self.representation_on = bool(representation)
         for m in self.children():
-            m.reset()
+            if representation or all(m is not family for family in (self.representation, self.student_rank)):
+                m.reset()
 
     # ------------------------------------------------------------------ state (resume)
     def state_dict_extra(self) -> dict:
@@ -353,5 +447,17 @@ class W2SMetrics(nn.Module):
             self.set_neighbours(torch.as_tensor(state["neighbours"]))
 
 
-def _t(value: float) -> torch.Tensor:
-    return torch.tensor(float(value), dtype=torch.float64)
+def _on_host(tensors: dict[str, Any], groups: tuple) -> list[dict[str, Any]]:
+    """``tensors`` on the host in one transfer (non-tensors passed through), split into one dict per
+    group of keys (each group an iterable of keys)."""
+    names = [k for k, t in tensors.items() if torch.is_tensor(t)]
+    if names and any(tensors[k].device.type != "cpu" for k in names):
+        flat = torch.cat([tensors[k].reshape(-1).to(torch.float64) for k in names]).cpu()
+        parts = flat.split([tensors[k].numel() for k in names])
+        tensors = {**tensors, **{k: p.reshape(tensors[k].shape).to(tensors[k].dtype) for k, p in zip(names, parts)}}
+    return [{k: tensors[k] for k in group} for group in groups]
+
+
+def _host(*values: torch.Tensor) -> list[float]:
+    """Python floats of 0-d tensors, in one transfer."""
+    return torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(()) for v in values]).tolist()

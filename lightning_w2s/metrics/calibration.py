@@ -99,16 +99,17 @@ def calibration_from_counts(count: torch.Tensor, sum_confidence: torch.Tensor, s
     """ECE (``"l1"``), MCE (``"max"``) or RMS calibration error (``"l2"``) of a histogram. ``NaN`` if empty."""
     check_choice("norm", norm, NORMS)
     n = count.sum()
-    if n == 0:
-        return torch.tensor(float("nan"), dtype=torch.float64, device=count.device)
     nonempty = count > 0
     safe = torch.where(nonempty, count, torch.ones_like(count))
     gap = (sum_correct - sum_confidence).abs() / safe  # |acc(B) − conf(B)| per non-empty bin
+    n_safe = torch.where(n > 0, n, torch.ones_like(n))
     if norm == "l1":
-        return (sum_correct - sum_confidence).abs().sum() / n
-    if norm == "max":
-        return gap[nonempty].max()
-    return ((count / n) * gap.pow(2)).sum().sqrt()
+        value = (sum_correct - sum_confidence).abs().sum() / n_safe
+    elif norm == "max":
+        value = torch.where(nonempty, gap, torch.zeros_like(gap)).max()  # gaps are >= 0
+    else:
+        value = ((count / n_safe) * gap.pow(2)).sum().sqrt()
+    return torch.where(n > 0, value, torch.full_like(value, float("nan")))  # no data: NaN, no host read
 
 
 def _histogram_dict(hist: torch.Tensor) -> dict[str, torch.Tensor]:

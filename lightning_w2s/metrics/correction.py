@@ -107,39 +107,56 @@ def correction_counts(student_pred, teacher_pred, gold, covered, num_classes: in
     g = check_labels("gold", gold, n, k, allow_minus_one=True)
     cov = torch.ones(n, dtype=torch.bool, device=s.device) if covered is None else check_mask("covered", covered, n)
     t = check_labels("teacher_pred", teacher_pred, n, None, allow_minus_one=True, hint=hint)
-    known = g >= 0
-    on_s = known & cov
+    on_s = (g >= 0) & cov
     if on_s.any() and ((t[on_s] < 0).any() or (t[on_s] >= k).any()):
         raise ValueError(
             f"`teacher_pred` must lie in [0, {k - 1}] on covered points, got values in "
             f"[{int(t[on_s].min())}, {int(t[on_s].max())}] there"
         )
-    on_t = known & ~cov
-    bad = on_s & (t != g)
-    gi = g.clamp_min(0)
+    return _counts(s, t, g, cov.to(s.device), k)
 
-    def count(mask: torch.Tensor) -> torch.Tensor:
-        return torch.bincount(gi[mask], minlength=k).to(_F64)
 
-    return {
-        "n_covered": count(on_s),
-        "n_bad": count(bad),
-        "fit_errors": count(on_s & (s != t)),
-        "gold_errors_covered": count(on_s & (s != g)),
-        "corrected": count(bad & (s == g)),
-        "imitated": count(bad & (s == t)),
-        "n_uncovered": count(on_t),
-        "correct_uncovered": count(on_t & (s == g)),
+#: which outcome patterns each count of :data:`CORRECTION_COUNTS` adds up. A gold point's pattern
+#: is ``covered | (ỹ = y) << 1 | (f = y) << 2 | (f = ỹ) << 3`` (16 patterns).
+def _count_events() -> torch.Tensor:
+    events = {
+        "n_covered": lambda c, tr, sr, st: c,
+        "n_bad": lambda c, tr, sr, st: c and not tr,
+        "fit_errors": lambda c, tr, sr, st: c and not st,
+        "gold_errors_covered": lambda c, tr, sr, st: c and not sr,
+        "corrected": lambda c, tr, sr, st: c and not tr and sr,
+        "imitated": lambda c, tr, sr, st: c and not tr and st,
+        "n_uncovered": lambda c, tr, sr, st: not c,
+        "correct_uncovered": lambda c, tr, sr, st: not c and sr,
     }
+    bits = [tuple(bool(p >> b & 1) for b in range(4)) for p in range(16)]
+    return torch.tensor([[float(events[name](*bit)) for bit in bits] for name in CORRECTION_COUNTS], dtype=_F64)
+
+
+_EVENTS = _count_events()
+
+
+def _counts(s: torch.Tensor, t: torch.Tensor, g: torch.Tensor, cov: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """:func:`correction_counts` on checked inputs: one ``(16, k)`` histogram of (outcome pattern,
+    gold class) over the gold points, then each count as a sum of patterns (exact: integer counts in
+    float64). No data-dependent shapes: points with unknown gold add weight 0, so nothing waits for
+    the device."""
+    pattern = cov.long() | (t == g).long() << 1 | (s == g).long() << 2 | (s == t).long() << 3
+    hist = torch.zeros(16 * k, dtype=_F64, device=s.device)
+    hist.index_add_(0, pattern * k + g.clamp_min(0), (g >= 0).to(_F64))
+    counts = _EVENTS.to(s.device) @ hist.view(16, k)
+    return dict(zip(CORRECTION_COUNTS, counts.unbind()))
 
 
 def gold_rates_from_counts(counts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The pooled gold rates of :data:`GOLD_RATES` with Wilson 95% intervals (0-d float64; a rate
     over an empty set is NaN with NaN bounds) from :func:`correction_counts` sums [definitions]."""
     pooled = {name: value.sum() for name, value in counts.items()}
+    successes, totals = zip(*(rate(pooled) for rate in GOLD_RATES.values()))
+    rates = rate_with_interval("rate", torch.stack(successes), torch.stack(totals))  # all rates at once
     out: dict[str, torch.Tensor] = {}
-    for key, rate in GOLD_RATES.items():
-        out.update(rate_with_interval(key, *rate(pooled)))
+    for i, key in enumerate(GOLD_RATES):
+        out[key], out[f"{key}_lower"], out[f"{key}_upper"] = rates["rate"][i], rates["rate_lower"][i], rates["rate_upper"][i]
     return out
 
 
@@ -155,9 +172,11 @@ def rates_from_counts(counts: dict[str, torch.Tensor], warn: bool = True) -> dic
     classes).
     """
     out: dict[str, torch.Tensor] = {}
-    for name, (num, den) in CORRECTION_RATES.items():
-        out[f"{name}_per_class"] = _ratio(counts[num], counts[den])
-        out[name] = _ratio(counts[num].sum(), counts[den].sum())
+    nums = torch.stack([counts[num] for num, _ in CORRECTION_RATES.values()])
+    dens = torch.stack([counts[den] for _, den in CORRECTION_RATES.values()])
+    per_class, pooled = _ratio(nums, dens), _ratio(nums.sum(dim=1), dens.sum(dim=1))  # all rates at once
+    for i, name in enumerate(CORRECTION_RATES):
+        out[f"{name}_per_class"], out[name] = per_class[i], pooled[i]
     out["err_gold_uncovered_per_class"] = 1.0 - out["coverage_accuracy_per_class"]
     out["err_gold_uncovered"] = 1.0 - out["coverage_accuracy"]
     for c in ("n_covered", "n_bad", "n_uncovered"):
@@ -213,17 +232,24 @@ class CorrectionRates(Metric):
     is_differentiable = False
     higher_is_better = None
 
-    def __init__(self, num_classes: int, warn: bool = True, **kwargs) -> None:
+    def __init__(self, num_classes: int, warn: bool = True, validate_args: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self.num_classes = check_scalar("num_classes", num_classes, int, min_val=2)
         self.warn = warn
+        self.validate_args = validate_args
         for name in CORRECTION_COUNTS:
             self.add_state(name, torch.zeros(self.num_classes, dtype=_F64), dist_reduce_fx="sum")
 
     def update(self, student_pred, teacher_pred, gold, covered=None) -> None:
-        counts = correction_counts(student_pred, teacher_pred, gold, covered, self.num_classes)
+        """Add a batch. With ``validate_args=False`` the inputs must already be int64 tensors on the
+        states' device (``covered`` a bool tensor): no checks, no host synchronisation."""
+        if self.validate_args:
+            counts = correction_counts(student_pred, teacher_pred, gold, covered, self.num_classes)
+        else:
+            cov = torch.ones_like(gold, dtype=torch.bool) if covered is None else covered
+            counts = _counts(student_pred, teacher_pred, gold, cov, self.num_classes)
         for name, value in counts.items():
-            setattr(self, name, getattr(self, name) + value.to(getattr(self, name).device))
+            getattr(self, name).add_(value.to(getattr(self, name).device))  # in place: no module attribute churn
 
     def compute(self) -> dict[str, torch.Tensor]:
         return rates_from_counts({name: getattr(self, name) for name in CORRECTION_COUNTS}, warn=self.warn)

@@ -13,8 +13,8 @@ DESIGN §2.1. For student probabilities ``p_s`` and teacher probabilities ``p_w`
   teacher's labels, on held-out points (a noisy-validation loss; equal to ``kl_teacher_student``
   for a one-hot teacher);
 - ``kappa`` — Cohen's kappa between the student's and the teacher's argmax labels
-  (chance-corrected agreement, Cohen 1960), from a ``k × k`` agreement-count state filled by
-  torchmetrics' ``multiclass_confusion_matrix``.
+  (chance-corrected agreement, Cohen 1960), from a ``k × k`` agreement-count state (the counts of
+  torchmetrics' ``multiclass_confusion_matrix``, see :func:`agreement_counts`).
 
 Regression (real outputs ``f_s, f_w`` of shape ``(n,)`` or ``(n, m)``): :func:`regression_misfit` /
 :class:`RegressionMisfit` give ``sq = mean ‖f_s − f_w‖²`` (Charikar's misfit for real outputs; for
@@ -35,7 +35,6 @@ import warnings
 
 import torch
 from torchmetrics import Metric
-from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from .._validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
 from ._stats import rate_with_interval
@@ -100,11 +99,14 @@ def misfit_terms(student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: 
 
 
 def agreement_counts(student_labels: torch.Tensor, teacher_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``(k, k)`` float64 counts ``C[teacher class, student class]`` (torchmetrics' confusion matrix)."""
-    if student_labels.numel() == 0:
-        return torch.zeros(num_classes, num_classes, dtype=torch.float64, device=student_labels.device)
-    cm = multiclass_confusion_matrix(student_labels, teacher_labels, num_classes=num_classes, validate_args=False)
-    return cm.to(torch.float64)
+    """``(k, k)`` float64 counts ``C[teacher class, student class]`` — torchmetrics'
+    ``multiclass_confusion_matrix(student, teacher)`` (the tests' oracle), counted here with one
+    ``index_add_`` into a fixed-size vector: ``torch.bincount`` (inside torchmetrics) reads the largest
+    label back to the host on a GPU, at every batch."""
+    k = num_classes
+    counts = torch.zeros(k * k, dtype=torch.float64, device=student_labels.device)
+    counts.index_add_(0, teacher_labels.long() * k + student_labels.long(), torch.ones_like(counts[:1]).expand(student_labels.shape[0]))
+    return counts.view(k, k)
 
 
 def cohen_kappa_from_counts(counts: torch.Tensor) -> torch.Tensor:
@@ -123,16 +125,15 @@ def cohen_kappa_from_counts(counts: torch.Tensor) -> torch.Tensor:
     chance = (counts.sum(dim=1) * counts.sum(dim=0)).sum()
     num = n * counts.diagonal().sum() - chance
     den = n * n - chance
-    if n > 0 and den == 0:
+    defined = (n > 0) & (den != 0)
+    if bool((n > 0) & (den == 0)):  # one host read, for the warning
         warnings.warn(
             "Cohen's kappa is undefined (chance agreement p_e = 1: student and teacher put all "
             f"{int(n.item())} points in the same single class); returning NaN",
             RuntimeWarning,
             stacklevel=2,
         )
-    if n == 0 or den == 0:
-        return torch.tensor(float("nan"), dtype=torch.float64, device=counts.device)
-    return num / den
+    return torch.where(defined, num / torch.where(defined, den, torch.ones_like(den)), torch.full_like(den, float("nan")))
 
 
 def _misfit_batch(s: torch.Tensor, t: torch.Tensor, eps: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -144,8 +145,9 @@ def _misfit_batch(s: torch.Tensor, t: torch.Tensor, eps: float) -> tuple[dict[st
 
 def _misfit_compute(sums: dict[str, torch.Tensor], total: torch.Tensor, counts: torch.Tensor) -> dict[str, torch.Tensor]:
     total = torch.as_tensor(total, dtype=torch.float64)
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=total.device)
-    out = {k: sums[k] / total if total > 0 else nan for k in MISFIT_KEYS}
+    has = total > 0  # no host read: NaN without data
+    safe = torch.where(has, total, torch.ones_like(total))
+    out = {k: torch.where(has, sums[k] / safe, torch.full_like(safe, float("nan"))) for k in MISFIT_KEYS}
     out.update({k: v for k, v in rate_with_interval("disagreement", sums["disagreement"], total).items() if k != "disagreement"})
     out["kappa"] = cohen_kappa_from_counts(counts)
     return out
@@ -219,9 +221,12 @@ class Misfit(Metric):
             )
         sums, counts = _misfit_batch(s, t, self.eps)
         for key, value in sums.items():
-            setattr(self, f"sum_{key}", getattr(self, f"sum_{key}") + value)
-        self.total += s.shape[0]
-        self.agreement = self.agreement + counts  # broadcasts a never-updated scalar state to (k, k)
+            getattr(self, f"sum_{key}").add_(value)  # in place: no module attribute churn
+        self.total.add_(s.shape[0])
+        if self.agreement.ndim == 2:
+            self.agreement.add_(counts)
+        else:
+            self.agreement = self.agreement + counts  # broadcasts a never-updated scalar state to (k, k)
 
     def compute(self) -> dict[str, torch.Tensor]:
         return _misfit_compute({k: getattr(self, f"sum_{k}") for k in MISFIT_KEYS}, self.total, self.agreement)
@@ -318,9 +323,10 @@ class PredictionShares(Metric):
         self.add_state("teacher_counts", torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, student_pred: torch.Tensor, teacher_pred: torch.Tensor) -> None:
-        k = self.num_classes
-        self.student_counts += torch.bincount(student_pred, minlength=k)[:k].to(torch.float64)
-        self.teacher_counts += torch.bincount(teacher_pred, minlength=k)[:k].to(torch.float64)
+        for state, labels in ((self.student_counts, student_pred), (self.teacher_counts, teacher_pred)):
+            # labels outside [0, k) are not counted (a fixed-size count: no host sync on a GPU)
+            inside = (labels >= 0) & (labels < self.num_classes)
+            state.index_add_(0, labels.long().clamp(0, self.num_classes - 1), inside.to(torch.float64))
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {

@@ -118,6 +118,7 @@ class RegressionMetrics(nn.Module):
         self.misfit = RegressionMisfit(validate_args=False)
         self.gold_sq = GoldSquaredError(task="regression") if self.has_gold else None
         self.representation = self.student_rank = None
+        self.representation_on = True  # this check feeds and computes the representation family (see reset)
         if self.teacher_features is not None:
             self.representation = RepresentationGap(
                 teacher_dim=self.teacher_features.shape[1], label_dim=self.output_dim if self.has_gold else None,
@@ -178,7 +179,7 @@ class RegressionMetrics(nn.Module):
         if gold is not None:
             known = valid & _known_rows(gold)
             self.gold_sq.update(s[known], teacher[known], gold[known])
-        if features is None:
+        if features is None or not self.representation_on:
             return
         features = features.to(dev).double()[valid]
         if self.representation is not None:
@@ -201,7 +202,8 @@ class RegressionMetrics(nn.Module):
             if self.gold_sq is not None:
                 g = self.gold_sq.compute()
                 out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = g["sq_gain"], g["student_sq_error"], g["teacher_sq_error"]
-            out.update(self._representation())
+            if self.representation_on:
+                out.update(self._representation())
         kept = {}
         for name, value in out.items():
             if not bool(torch.isfinite(value)) and Q.lookup(name).may_be_undefined:
@@ -221,9 +223,18 @@ class RegressionMetrics(nn.Module):
             out[Q.PRED_GAP_GOLD] = rep["pred_gap"]
         return out
 
-    def reset(self) -> None:
+    def flush(self) -> None:
+        """Nothing queued: :meth:`update` feeds the states at once (the interface of
+        :meth:`W2SMetrics.flush <lightning_w2s.metrics.aggregator.W2SMetrics.flush>`)."""
+
+    def reset(self, representation: bool = True) -> None:
+        """Clear every state; ``representation=False`` leaves the representation family out of this
+        check (neither fed nor computed; every DDP rank must pass the same value), as
+        :meth:`W2SMetrics.reset <lightning_w2s.metrics.aggregator.W2SMetrics.reset>`."""
+        self.representation_on = bool(representation)
         for m in self.children():
-            m.reset()
+            if representation or all(m is not family for family in (self.representation, self.student_rank)):
+                m.reset()
 
     # ------------------------------------------------------------------ state (resume)
     def state_dict_extra(self) -> dict:
