@@ -45,7 +45,7 @@ CPU budget (2 shared cores, one recording process, one torch thread, measured wh
 of other users shared the machine): the 96 head/CNN runs took ~52 min wall (Fashion-MNIST ~4-6 min
 a run, the others 5-60 s); the fine-tuned encoder 5-12 min a run (400 training sentences, 8 epochs,
 9 evaluation passes over ~2,350 sentences incl. the EMA passes), ~65 min for its 8 seeds. Printed per
-pair as "fit s/run". The replay of every rule on cached recordings: ~25 s, plus ~20 s for the two
+pair as "fit s/run". The replay of every rule on cached recordings: ~35 s, plus ~10 s for the two
 real verification runs (``--no-verify`` skips them).
 
     python -m benchmarks.stopping [--data data] [--tasks ...] [--seeds 0 ... 7] [--select-seeds 0 1 2 3]
