@@ -66,7 +66,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
     Policies (DESIGN §4): the stopping rules of :mod:`lightning_w2s.rules`, whose docstrings give each
     definition, source and certainty tag; all are stopping *heuristics*, none a guarantee on gold
     accuracy. Figures: mean gold-accuracy regret on the stopping benchmark's report seeds (README
-    "Stopping regret"), and the paired difference with what users run today, Lightning's
+    "Stopping"), and the paired difference with what users run today, Lightning's
     ``EarlyStopping(val_loss, patience=3)`` + ``ModelCheckpoint(val_loss)`` restored (1.45 pt), with its
     95% CI.
 
@@ -95,7 +95,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
 
     Why the default is ``heldout_misfit_plateau`` on ``teacher_label_ce``, patience 5, restoring the
     best check: it is the rule the stopping-regret benchmark chose (``make bench-stopping``; README
-    "Stopping regret"): 13 (task, teacher) pairs from 5 offline sources (movie reviews, tweets,
+    "Stopping"): 13 (task, teacher) pairs from 5 offline sources (movie reviews, tweets,
     fine-food reviews, Fashion-MNIST, scikit-learn digits) with keyword-rule (abstaining), lexicon,
     small-model, overconfident and random-flip teachers, students from MLP heads on frozen MiniLM
     embeddings to an end-to-end fine-tuned MiniLM, 8 seeds each; 754 label-free rules (20 signals,
