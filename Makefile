@@ -62,11 +62,7 @@ bench-summary: bench-data
 bench-overhead: bench-data
 	$(PY) -m benchmarks.overhead --data $(DATA)
 	$(PY) -m benchmarks.overhead_encoder --data $(DATA)
-	@if $(PY) -m benchmarks.representation_gap --help 2>/dev/null | grep -q -- '--quick'; then \
-		$(PY) -m benchmarks.representation_gap --quick; \
-	else \
-		echo "representation algebra (d=4096 compute(), worst under load): benchmarks.representation_gap has no --quick; see make bench-representation"; \
-	fi
+	$(PY) -m benchmarks.representation_gap --quick
 
 # Representation gap (synthetic data): streaming vs dense, compute() at d = 4096 vs the exact path,
 # worst-under-load vs alone (measured without OMP_WAIT_POLICY: the script drops it), state memory.
