@@ -25,109 +25,17 @@ from lightning_w2s._validation import (
     as_tensor,
     check_finite,
     check_labels,
-    check_length,
-    check_mask,
-    check_ndim,
-    check_probabilities,
     check_scalar,
     describe,
 )
+
+from lightning_w2s import _probe_inputs as _inputs
 
 FORMAT = "lightning_w2s.W2SProbe/1"
 #: how to write a probe file (the load errors say it)
 HOW_TO_SAVE = (
     "`W2SProbe(inputs, teacher_labels=labels, ...).save(path)` (numpy arrays are accepted and saved as tensors)"
 )
-
-
-def _teacher_probs(source: str, raw: Any, n: int, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(probs (n, k) float32, abstain (n,) bool or None)`` from one teacher source."""
-    if source == "teacher_labels":
-        labels = as_tensor(source, raw)
-        if labels.ndim == 1:
-            check_length(source, labels, n)
-        labels = check_labels(source, labels, n, allow_minus_one=True)
-        k = num_classes if num_classes is not None else int(labels.max().item()) + 1
-        if k < 1:
-            raise ValueError(f"`teacher_labels` are all -1 (abstain) and `num_classes` is not given; got {describe(labels)}")
-        labels = check_labels(source, labels, n, k, allow_minus_one=True)
-        abstain = labels == -1
-        probs = torch.zeros(n, k, dtype=torch.float32)
-        probs[~abstain, labels[~abstain]] = 1.0
-        probs[abstain] = 1.0 / k  # never used in metrics: abstentions are not covered
-        return probs, abstain
-    values = as_tensor(source, raw).float()
-    check_ndim(source, values, 2, "a 2-D (n, num_classes) tensor")
-    check_length(source, values, n)
-    check_finite(source, values)
-    if source == "teacher_logits":
-        probs = torch.softmax(values.double(), dim=1).float()
-    else:
-        check_probabilities(source, values)
-        probs = values / values.sum(dim=1, keepdim=True)
-    if num_classes is not None and num_classes != probs.shape[1]:
-        raise ValueError(f"`num_classes`={num_classes} but `{source}` has {probs.shape[1]} columns ({describe(values)})")
-    return probs, None
-
-
-def _real_values(name: str, raw: Any, n: int) -> torch.Tensor:
-    """A regression teacher's (or gold) real outputs as float64 ``(n,)`` or ``(n, m)``."""
-    values = raw if isinstance(raw, torch.Tensor) else as_tensor(name, raw, dtype=torch.float64)
-    if values.is_complex() or values.dtype == torch.bool:
-        raise TypeError(f"`{name}` must hold real values, got {describe(values)}")
-    values = values.detach().cpu().double()
-    if values.ndim not in (1, 2) or values.ndim == 2 and values.shape[1] < 1:
-        raise ValueError(f"`{name}` must be a 1-D (n,) or 2-D (n, m) tensor of real outputs with m >= 1, got {describe(values)}")
-    check_length(name, values, n)
-    return values
-
-
-def _regression_gold(gold: Any, teacher_values: torch.Tensor) -> torch.Tensor | None:
-    """Real gold of the teacher's shape, ``NaN`` = unknown (a row of an ``(n, m)`` target is known or
-    unknown as a whole); ``None`` when no point has one."""
-    if gold is None:
-        return None
-    g = _real_values("gold", gold, teacher_values.shape[0])
-    if g.shape != teacher_values.shape:
-        raise ValueError(
-            f"`gold` must have the shape of `teacher_values` {tuple(teacher_values.shape)} (real targets, NaN = unknown), "
-            f"got {describe(g)}"
-        )
-    if torch.isinf(g).any():
-        raise ValueError(f"`gold` contains +-Inf at index {tuple(torch.isinf(g).nonzero()[0].tolist())}; use NaN for unknown targets")
-    if g.ndim == 2:
-        partial = torch.isnan(g).any(dim=1) & ~torch.isnan(g).all(dim=1)
-        if partial.any():
-            raise ValueError(
-                f"`gold` row {int(partial.nonzero()[0])} is partly NaN: a row of an (n, m) target is known (all finite) or "
-                "unknown (all NaN)"
-            )
-    known = ~torch.isnan(g) if g.ndim == 1 else ~torch.isnan(g).any(dim=1)
-    return g if bool(known.any()) else None
-
-
-def _coverage(covered: Any, abstain: torch.Tensor | None, n: int) -> torch.Tensor:
-    if covered is None:
-        cov = ~abstain if abstain is not None else torch.ones(n, dtype=torch.bool)
-    else:
-        cov = check_mask("covered", covered, n, " (True = the teacher labels the point)")
-        if abstain is not None and (cov & abstain).any():
-            i = int((cov & abstain).nonzero()[0])
-            raise ValueError(f"`covered` is True at index {i} where `teacher_labels` is -1 (abstain)")
-    if not cov.any():
-        raise ValueError("`covered` is False everywhere: the teacher abstains on every probe point, nothing to compare against")
-    return cov
-
-
-def _teacher_features(value: Any, n: int) -> torch.Tensor | None:
-    if value is None:
-        return None
-    tf = as_tensor("teacher_features", value).float()
-    if tf.ndim != 2:
-        raise ValueError(f"`teacher_features` must be a 2-D (n, d_w) tensor, got {describe(tf)}; pool sequence outputs first")
-    check_length("teacher_features", tf, n)
-    check_finite("teacher_features", tf)
-    return tf
 
 
 class W2SProbe:
@@ -195,14 +103,14 @@ class W2SProbe:
                 f"(regression) must be given, got {len(given)}: {sorted(given) or 'none'}"
             )
         ((self.teacher_source, raw),) = given.items()
-        self.teacher_probs, abstain = _teacher_probs(self.teacher_source, raw, n, num_classes)
+        self.teacher_probs, abstain = _inputs.teacher_probs(self.teacher_source, raw, n, num_classes)
         self.num_classes = k = self.teacher_probs.shape[1]
         if k < 2:
             raise ValueError(f"the teacher's outputs must cover at least 2 classes, got {k} ({self.teacher_source})")
-        self.covered = _coverage(covered, abstain, n)
+        self.covered = _inputs.coverage(covered, abstain, n)
         g = None if gold is None else check_labels("gold", gold, n, k, allow_minus_one=True)
         self.gold = g if g is not None and (g >= 0).any() else None
-        self.teacher_features = _teacher_features(teacher_features, n)
+        self.teacher_features = _inputs.teacher_features(teacher_features, n)
 
     def _init_regression(self, teacher_values: Any, given: dict, gold: Any, covered: Any, teacher_features: Any,
                          num_classes: int | None) -> None:
@@ -214,13 +122,13 @@ class W2SProbe:
                 "for classification teachers (class probabilities, logits or labels, which may abstain). Pass either "
                 "`teacher_values=` or one of `teacher_probs`/`teacher_logits`/`teacher_labels`"
             )
-        values = _real_values("teacher_values", teacher_values, self.n)
+        values = _inputs.real_values("teacher_values", teacher_values, self.n)
         check_finite("teacher_values", values)
         self.teacher_source, self.teacher_values, self.teacher_probs = "teacher_values", values, None
         self.num_classes = None
         self.covered = torch.ones(self.n, dtype=torch.bool)  # a regression teacher gives a value everywhere
-        self.gold = _regression_gold(gold, values)
-        self.teacher_features = _teacher_features(teacher_features, self.n)
+        self.gold = _inputs.regression_gold(gold, values)
+        self.teacher_features = _inputs.teacher_features(teacher_features, self.n)
 
     @property
     def task(self) -> str:
