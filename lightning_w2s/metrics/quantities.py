@@ -42,24 +42,19 @@ from ._registry import (
     TASKS,
     UNREGISTERED_HINT,
     Chart,
-    ChartSpec,
     Need,
     Quantity,
-    charts,
-    constants,
     declare,
     expected_names,
     hint,
-    instances,
     is_registered,
     lookup,
     lower,
-    markdown_table,
-    reference_values,
     train_name,
     upper,
 )
 from ._registry import name as _name
+from ._registry_views import ChartSpec, charts, constants, instances, markdown_table, reference_values
 
 #: the registry's API, read through this module (the entries below are its other public names)
 __all__ = ["BOTH", "CLASSIFICATION", "CONSTANT", "KINDS", "MONITOR_HINT", "NEEDS", "PREFIX", "QUANTITIES", "REFERENCE_RUNS", "SECTIONS", "TASKS",
