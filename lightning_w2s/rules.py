@@ -245,7 +245,7 @@ class GainExhausted(Rule):
     covered points the 0/1 band ``|acc(s) − acc(w)| ≤ disagreement`` caps the gain, and where the
     teacher abstains the disagreement says nothing, so those points count as all right. With a
     teacher that labels every point it is the disagreement itself. Best check: the last one where
-    ``max_gain`` was still ``>= min_gain``. The monitor's ``gain_exhausted`` warning is this rule.
+    ``max_gain`` was still ``>= min_gain − min_delta``. The monitor's ``gain_exhausted`` warning is this rule.
 
     The bound answers "can the student still gain ``min_gain`` over the teacher?" for the target you
     give; it is not a rule for when the student is best. Benchmark (report seeds, ``min_gain=0.05``):

@@ -421,7 +421,7 @@ class ShardedLikeStrategy(SingleDeviceStrategy):
 def test_sharded_strategies_are_detected():
     from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, ModelParallelStrategy
 
-    from lightning_w2s.callbacks.early_stopping import _sharded_weights
+    from lightning_w2s.callbacks._best_weights import _sharded_weights
 
     class ZeRO3(DDPStrategy):  # DeepSpeed itself is not installed: its stage-3 flag
         zero_stage_3 = True
@@ -597,3 +597,17 @@ def test_stock_early_stopping_on_w2s_name_alongside(tmp_path):
     assert stock.stopped_epoch == want and len(ours.history) == want + 1
     assert float(stock.best_score) == pytest.approx(min(d), abs=1e-6)
     assert ours.stopping_reason is W2SStoppingReason.NOT_STOPPED
+
+
+def test_monitor_attribute_and_the_sharded_advice_follow_the_first_policy():
+    """``monitor`` is the first policy's own quantity, and the advice given when the restore is off
+    names a checkpoint that keeps that policy's best check (or says that none does)."""
+    default = W2SEarlyStopping()
+    assert default.monitor == "w2s/misfit/teacher_label_ce"
+    assert "ModelCheckpoint(monitor='w2s/misfit/teacher_label_ce', mode='min')" in default._sharded_fix()
+    overfit = W2SEarlyStopping("teacher_overfit", misfit="disagreement")
+    assert overfit.monitor == "w2s/misfit/disagreement" and "monitor='w2s/misfit/disagreement'" in overfit._sharded_fix()
+    gain = W2SEarlyStopping("gain_exhausted", min_gain=0.1)
+    assert gain.monitor == "w2s/bounds/max_gain"
+    assert "ModelCheckpoint(monitor" not in gain._sharded_fix() and "save_top_k=-1" in gain._sharded_fix()
+    assert W2SEarlyStopping("robustness_drop").monitor == "w2s/robustness/inconsistency"

@@ -148,3 +148,22 @@ def test_stock_early_stopping_and_model_checkpoint_read_the_values(tmp_path):
     last_improvement = min(i for i, v in enumerate(series) if v == best)
     assert stop.best_score.item() == best
     assert len(series) == 12 or len(series) == last_improvement + 1 + 2
+
+
+def test_values_are_stored_in_float32_under_a_half_precision_default_dtype():
+    """Some LLM scripts set a bf16 default dtype: the values (and the check counter, exact to 2**24)
+    stay float32 in ``trainer.callback_metrics``, as Lightning stores a logged float."""
+    from types import SimpleNamespace
+
+    from lightning_w2s.callbacks._publish import log_values
+
+    trainer = SimpleNamespace(callback_metrics={}, loggers=[])
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        log_values(trainer, SimpleNamespace(device=torch.device("cpu")), {"w2s/check": 257.0, "w2s/misfit/sq": 0.123456}, on_step=False)
+    finally:
+        torch.set_default_dtype(before)
+    stored = trainer.callback_metrics
+    assert stored["w2s/check"].dtype == torch.float32 and stored["w2s/check"].item() == 257.0
+    assert stored["w2s/misfit/sq"].item() == pytest.approx(0.123456, rel=1e-7)

@@ -59,8 +59,8 @@ def test_patience_counts_step_checks_and_stops_mid_epoch(stopper_first):
     trainer.fit(TinyStudent(lr=0.0), task.train_loader(16), task.val_loader())  # lr 0: the misfit never improves
     assert es.stopped_check == 2 and [h["step"] for h in es.history] == [1, 2, 3]
     assert trainer.global_step == 3 and trainer.current_epoch == 1  # stopped inside the first epoch (8 batches)
-    # listed after the monitor it stops after the check's batch; before it, at the next batch's start
-    assert trainer.lightning_module.train_steps == 6 + stopper_first
+    # wherever it is listed it stops after the check's batch: the monitor hands it each check (on_w2s_check)
+    assert trainer.lightning_module.train_steps == 6
 
 
 def test_failed_step_check_is_an_empty_entry_not_a_stale_value():
@@ -128,3 +128,43 @@ def test_resume_with_another_probe_starts_the_histories_afresh(tmp_path):
     assert [h["epoch"] for h in es.history] == [3, 4] and [h["check"] for h in es.history] == [0, 1]
     assert monitor.num_checks == 2 and len(monitor.metrics.history) == 2
     assert es.history[0]["values"][HELD] == pytest.approx(torch.tensor(es.history[0]["values"][HELD]).item())
+
+
+def _step_fit(order: str, max_steps: int, ckpt_dir=None, ckpt_path=None, restore_best: bool = True):
+    L.seed_everything(0, verbose=False)
+    task = make_task(noise=0.3)
+    stopper = W2SEarlyStopping(patience=3, restore_best=restore_best, verbose=False)
+    monitor = W2SMonitor(task.probe(), every_n_train_steps=2, neighbours=0, figure_every_n_checks=0)
+    callbacks = [stopper, monitor] if order == "stopper_first" else [monitor, stopper]
+    if ckpt_dir is not None:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=2, save_top_k=-1, filename="{step}"))
+    trainer = L.Trainer(**trainer_kwargs(max_steps=max_steps, max_epochs=100, enable_checkpointing=ckpt_dir is not None,
+                                         callbacks=callbacks))
+    trainer.fit(TinyStudent(lr=0.02, hidden=64), task.train_loader(32), ckpt_path=ckpt_path)
+    return trainer, stopper
+
+
+def test_listed_before_the_monitor_a_stop_comes_at_the_check_step():
+    """The monitor hands each check to the stopper as soon as it is published (``on_w2s_check``):
+    listed before the monitor, the stopper used to read it at the next batch start, after one more
+    optimizer step had run."""
+    runs = {order: _step_fit(order, 200, restore_best=False) for order in ("monitor_first", "stopper_first")}
+    (t1, s1), (t2, s2) = runs["monitor_first"], runs["stopper_first"]
+    assert s1.stopped_check is not None
+    assert s2.stopped_check == s1.stopped_check
+    assert t2.global_step == t1.global_step == s1.history[s1.stopped_check]["step"]
+
+
+def test_listed_before_the_monitor_a_checkpoint_holds_the_check_of_its_step(tmp_path):
+    """A checkpoint saved at a check's step holds that check in the stopper's history, whatever the
+    callbacks' order, so a resumed fit decides as the uninterrupted one."""
+    _, whole = _step_fit("stopper_first", 40, ckpt_dir=tmp_path)
+    state = torch.load(tmp_path / "step=10.ckpt", weights_only=True)["callbacks"]
+    stopper_state = next(v for k, v in state.items() if k.startswith("W2SEarlyStopping"))
+    monitor_state = next(v for k, v in state.items() if k.startswith("W2SMonitor"))
+    assert len(stopper_state["history"]) == monitor_state["num_checks"] == 5
+    _, resumed = _step_fit("stopper_first", 40, ckpt_path=tmp_path / "step=10.ckpt")
+    # the checks up to the checkpoint are carried over as they were, and none is lost or repeated
+    # (after a mid-epoch resume the batches differ, so the later values may too)
+    assert [h["step"] for h in resumed.history] == [h["step"] for h in whole.history][: len(resumed.history)]
+    assert [h["values"] for h in resumed.history[:5]] == [h["values"] for h in whole.history[:5]]

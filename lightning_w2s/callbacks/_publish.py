@@ -29,9 +29,11 @@ def log_values(trainer: Trainer, pl_module: LightningModule, values: dict[str, f
     whatever ``log_every_n_steps`` is.
     """
     names = list(values)
-    # float32, as Lightning stores a logged Python float: the number a stock callback compares is the
-    # number the logger wrote (one host->device copy for the whole check)
-    stored = torch.tensor([values[n] for n in names], dtype=torch.get_default_dtype())
+    # float32, as Lightning stores a logged Python float (float64 under a float64 default dtype; never
+    # below float32, even when a script sets a bf16/fp16 default): the number a stock callback compares
+    # is the number the logger wrote (one host->device copy for the whole check)
+    dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    stored = torch.tensor([values[n] for n in names], dtype=dtype)
     trainer.callback_metrics.update(zip(names, stored.to(pl_module.device).unbind()))
     if trainer.loggers:
         rounded = dict(zip(names, stored.tolist()), epoch=trainer.current_epoch)

@@ -27,6 +27,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_inf
 from typing_extensions import override
 
 from lightning_w2s._validation import check_scalar
+from lightning_w2s.callbacks._best_weights import _BestWeights
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.stopping import POLICIES, StoppingPolicies, W2SStoppingReason
 
@@ -35,22 +36,7 @@ __all__ = ["POLICIES", "W2SEarlyStopping", "W2SStoppingReason"]
 TEXT_TAG = "w2s/early_stopping"
 
 
-def _sharded_weights(strategy: Any) -> bool:
-    """Whether ``pl_module.state_dict()`` on one rank may not be the whole model's plain state_dict:
-    a strategy that builds the module's state dict itself (Lightning's ``FSDPStrategy`` and
-    ``ModelParallelStrategy`` override ``lightning_module_state_dict``), or DeepSpeed's ZeRO stage 3
-    (partitioned parameters). DDP, a single device and DeepSpeed stages 1-2 hold full replicas."""
-    from lightning.pytorch.strategies import Strategy
-
-    if type(strategy).lightning_module_state_dict is not Strategy.lightning_module_state_dict:
-        return True
-    try:
-        return bool(getattr(strategy, "zero_stage_3", False))
-    except Exception:  # a strategy whose config cannot be read: judged by its state dict alone
-        return False
-
-
-class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
+class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
     """Stop weak-to-strong training on label-free signals logged by :class:`~lightning_w2s.W2SMonitor`.
 
     The callback reads ``trainer.callback_metrics`` after the monitor has logged (DESIGN §3), once
@@ -70,47 +56,27 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
     ``EarlyStopping(val_loss, patience=3)`` + ``ModelCheckpoint(val_loss)`` restored (1.45 pt), with its
     95% CI.
 
-    - ``"heldout_misfit_plateau"`` (**default**): Lightning's ``EarlyStopping`` logic on the held-out
-      misfit (``misfit``, default ``teacher_label_ce``): it has not improved (strictly below the best
-      so far minus ``min_delta``) for ``patience`` checks. Best check: the first check of the lowest
-      held-out misfit. 1.20 pt, Δ −0.25 [−0.69, +0.18].
-    - ``"teacher_overfit"`` (opt-in): the train-probe misfit fell while the held-out one rose for
-      ``patience`` consecutive checks, or their ratio stayed under ``kappa``. Needs a train probe. Best
-      check: lowest held-out misfit. Not recommended as a stopping rule: with today's defaults it
-      restores the default's best check and adds nothing (1.21 pt, Δ −0.25 [−0.68, +0.18]; 2.08 pt
-      without the restore); as the previous default ran it (patience 3, ``kl_teacher_student``,
-      weights of the stop) 2.27 pt, Δ +0.82 [−0.04, +1.68].
-    - ``"gain_exhausted"`` (opt-in): the most the student's accuracy can still exceed the teacher's
-      (coverage × held-out disagreement + (1 − coverage), the logged maximum gain) under
-      ``min_gain - min_delta`` for ``patience`` checks: by the 0/1 band, with the teacher's
-      abstentions counted as all right, no gain of ``min_gain`` over the teacher is left [derived
-      bound, for the target gain you give]. Needs ``min_gain``, given once: to
-      ``W2SMonitor(min_gain=...)`` (which also warns with it) or here. Best check: the last one where
-      that gain was still possible. Not recommended as a stopping rule: with ``min_gain=0.05``
-      3.24 pt, Δ +1.79 [+0.55, +3.02] (worse than the reference); the bound says when a target gain
-      is out of reach, not when the student is best.
-    - ``"robustness_drop"`` (opt-in): gamma-hat rose while held-out disagreement fell for ``patience``
-      consecutive checks (Lang et al. Prop 4.1). Best check: the last one before the streak. Not
-      recommended as a stopping rule: 4.04 pt, Δ +2.59 [+1.07, +4.10] (3.05 pt without the restore).
+    - ``"heldout_misfit_plateau"`` (**default**, on ``misfit``, default ``teacher_label_ce``): no
+      improvement beyond ``min_delta`` for ``patience`` checks. 1.20 pt, Δ −0.25 [−0.69, +0.18].
+    - ``"teacher_overfit"`` (needs a train probe): the train-probe misfit fell while the held-out one
+      rose for ``patience`` checks, or their ratio stayed under ``kappa``. 1.21 pt, Δ −0.25
+      [−0.68, +0.18]: it restores the default's best check and adds nothing.
+    - ``"gain_exhausted"`` (needs ``min_gain``, given once: here or to ``W2SMonitor``): the logged
+      maximum gain under ``min_gain − min_delta`` for ``patience`` checks [derived bound, for the
+      target gain you give]. 3.24 pt at ``min_gain=0.05``, Δ +1.79 [+0.55, +3.02]: the bound says
+      when a target gain is out of reach, not when the student is best.
+    - ``"robustness_drop"``: γ̂ rose while held-out disagreement fell for ``patience`` checks (Lang
+      et al. Prop 4.1). 4.04 pt, Δ +2.59 [+1.07, +4.10].
 
-    Why the default is ``heldout_misfit_plateau`` on ``teacher_label_ce``, patience 5, restoring the
-    best check: it is the rule the stopping-regret benchmark chose (``make bench-stopping``; README
-    "Stopping"): 13 (task, teacher) pairs from 5 offline sources (movie reviews, tweets,
-    fine-food reviews, Fashion-MNIST, scikit-learn digits) with keyword-rule (abstaining), lexicon,
-    small-model, overconfident and random-flip teachers, students from MLP heads on frozen MiniLM
-    embeddings to an end-to-end fine-tuned MiniLM, 8 seeds each; 754 label-free rules (20 signals,
-    smoothings, patiences, keep-the-stop or restore-the-best, the previous policies and
-    combinations) chosen on seeds 0–3 and reported on seeds 4–7, and chosen in each of the 5
-    leave-one-source-out folds. On the report seeds it leaves 1.20 pt of regret against 1.45 pt
-    for ``EarlyStopping`` + ``ModelCheckpoint`` restored: Δ −0.25 pt, 95% CI [−0.69, +0.18], **a tie,
-    not a win**, and the issue's goal (≤ 0.5 pt) is not met (300 gold probe labels reach 0.95 pt). It
-    does beat the previous default (plateau on ``kl_teacher_student``, patience 3, the stop's weights:
-    2.21 pt, Δ +0.75 [−0.07, +1.57]) and ``EarlyStopping(val_loss)`` at its stop (1.63 pt), without
-    a validation loop. Restoring matters: the same rule keeping the stop's weights leaves 1.70 pt.
-    For a teacher with hard labels ``teacher_label_ce`` is ``kl_teacher_student`` (both clamped at
-    ``eps``); for a teacher with soft probabilities the KL rewards copying the teacher's confidence
-    and was a bad signal (digits with a logistic-regression teacher: 7.35 pt at the stop, 18.6 pt
-    restoring its best check, against 0.85 pt for this default).
+    Only the default is recommended as a stopping rule; each rule's best check (the weights
+    ``restore_best`` keeps) is defined in :mod:`lightning_w2s.rules`.
+
+    Why this default: the stopping benchmark chose it (``make bench-stopping``; README "Stopping"
+    gives the tasks, the protocol and every figure). On the report seeds it leaves 1.20 pt of regret
+    against 1.45 pt for ``EarlyStopping`` + ``ModelCheckpoint`` restored: **a tie, not a win**
+    (Δ −0.25 pt [−0.69, +0.18]). For a teacher with hard labels ``teacher_label_ce`` equals
+    ``kl_teacher_student``; with soft teacher probabilities the KL rewards copying the teacher's
+    confidence, and was a bad signal there.
 
     Warm-up: a check made while ``trainer.current_epoch < min_epochs`` or
     ``trainer.global_step < min_steps`` is recorded (it can set the best value and the "previous"
@@ -136,9 +102,10 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
 
     Lightning's ``EarlyStopping`` is the base class (``trainer.early_stopping_callback`` finds this
     callback, and Lightning runs its ``on_train_epoch_end`` after the other callbacks'): its
-    attributes keep their meaning for the first policy's quantity (``monitor``, ``patience`` and
-    ``min_delta`` the largest of the policies', ``wait_count`` the largest counter, ``best_score`` the
-    first policy's best value), and its own methods work on them.
+    attributes keep their meaning for the first policy's first quantity (``monitor``: the held-out
+    ``teacher_label_ce`` for the default, the logged maximum gain for ``gain_exhausted``;
+    ``patience`` and ``min_delta`` the largest of the policies', ``wait_count`` the largest counter,
+    ``best_score`` the first policy's best value), and its own methods work on them.
 
     Args:
         policy: a policy name or a list of names (see above).
@@ -226,7 +193,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         # EarlyStopping's own attributes, for the first policy's quantity; every quantity read here is
         # lower-is-better ("min"), and its `mode` then names how the policies combine ("any"/"all")
         EarlyStopping.__init__(
-            self, monitor=Q.MISFIT[self.misfit], min_delta=max(self.min_delta_per_policy.values()),
+            self, monitor=self._policies[0].needs()[0], min_delta=max(self.min_delta_per_policy.values()),
             patience=max(self.patience_per_policy.values()), verbose=check_scalar("verbose", verbose, bool), mode="min",
             strict=check_scalar("strict", strict, bool), check_finite=False,
             check_on_train_epoch_end=check_scalar("check_on_train_epoch_end", check_on_train_epoch_end, bool, allow_none=True),
@@ -298,16 +265,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         sources = [cb for cb in trainer.callbacks if cb is not self and callable(getattr(cb, "expected_names", None))]
         will_log = set().union(*(set(cb.expected_names()) for cb in sources))
         self._counted = Q.CHECK in will_log
-        self._restore_active = self.restore_best
-        if self.restore_best and _sharded_weights(trainer.strategy):
-            self._restore_active = False
-            rank_zero_warn(
-                f"W2SEarlyStopping: `restore_best` is off for this fit: under {type(trainer.strategy).__name__} the "
-                "student's weights are sharded across ranks (or gathered by the strategy), so a copy of "
-                "`pl_module.state_dict()` could not restore them; the final weights are kept. To end with the best "
-                f"check's weights, add `ModelCheckpoint(monitor={self.monitor!r}, mode='min')` and load its best "
-                "checkpoint; pass `restore_best=False` to silence this warning."
-            )
+        self._arm_restore(trainer.strategy)
         self._sources = {cb.state_key: cb.fingerprint for cb in sources if isinstance(getattr(cb, "fingerprint", None), str)}
         self.resolve_min_gain({float(cb.min_gain) for cb in sources if getattr(cb, "min_gain", None) is not None})
         self._pending = set(self.needed) - will_log
@@ -341,6 +299,12 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
             self._last_check = float(check)
             self._run_early_stopping_check(trainer, pl_module)
 
+    def on_w2s_check(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Called by the monitor right after it publishes a check: read it now, wherever this callback
+        is listed (the later hooks then find the same ``w2s/check`` and do nothing)."""
+        if self._counted:
+            self._follow(trainer, pl_module, stock_hook=False)
+
     def _follow_step(self, trainer: Trainer, pl_module: LightningModule, hook: str) -> None:
         """A step-cadence check comes with a new optimizer step: read once per step and hook (at the
         next batch start too, for a check made after this callback's batch-end hook)."""
@@ -370,19 +334,7 @@ class W2SEarlyStopping(StoppingPolicies, EarlyStopping):
         """``restore_best``: load the kept weights of :attr:`restore_check`, whether this callback
         stopped the fit or the fit ended otherwise (``max_epochs``, another callback), as
         ``ModelCheckpoint``'s best checkpoint would be; every rank loads its own copy."""
-        check = self.restore_check
-        if not self._restore_active or check is None:
-            return
-        weights = self._snapshots.get(check)
-        if weights is None:
-            rank_zero_warn(
-                f"W2SEarlyStopping: the best check ({check}) was before a resume and its weights were not "
-                "kept in the checkpoint (pass `save_best_weights=True`); the final weights are kept instead"
-            )
-            return
-        pl_module.load_state_dict(weights)
-        self.best_check = check
-        rank_zero_info(self.restore_message(check))
+        self._restore_best_weights(pl_module)
 
     # ------------------------------------------------------------------ one check
     def _read_values(self, trainer: Trainer) -> tuple[dict[str, float], list[str], list[str]]:

@@ -317,13 +317,17 @@ class W2SMonitor(_ProbePass, Callback):
     # ------------------------------------------------------------------ the check
     def _run_check(self, trainer: Trainer, pl_module: LightningModule, on_step: bool) -> None:
         """One check, on one torch thread but for the student's forward passes, which get the
-        process's own count (:func:`lightning_w2s.metrics._threads.threads`: beside busy
-        processes, the monitor's own work on 2 spinning threads was many times slower)."""
+        process's own count (:func:`lightning_w2s.metrics._threads.threads`); then the callbacks that
+        follow checks (``on_w2s_check``) read it, so that one listed before the monitor neither misses
+        it in a checkpoint saved at this step nor stops one optimizer step late."""
         with threads(1) as self._user_threads:
             try:
                 self._check(trainer, pl_module, on_step)
             finally:
                 self._user_threads = None
+        for callback in trainer.callbacks:  # W2SEarlyStopping reads the check now, wherever it is listed
+            if callable(getattr(callback, "on_w2s_check", None)):
+                callback.on_w2s_check(trainer, pl_module)
 
     def _check(self, trainer: Trainer, pl_module: LightningModule, on_step: bool) -> None:
         """DDP: every rank runs the same forward calls and the same collectives, even when its own

@@ -36,11 +36,11 @@ from torch import nn
 
 from .. import _validation as v
 from . import quantities as Q
+from ._lang_family import _host, _LangFamily, _on_host
 from ._threads import single_threaded
 from .bounds import charikar_predicted_gain
 from .calibration import Calibration, calibration_counts, calibration_from_counts, top_label
-from .correction import CorrectionRates, lang_bounds
-from .expansion import lang_expansion
+from .correction import CorrectionRates
 from .gold import GoldSquaredError, accuracy_bounds, pgr
 from .misfit import Misfit, PredictionShares
 from .neighbours import knn_indices
@@ -51,7 +51,7 @@ from .robustness import NeighbourRobustness
 Need = Q.Need
 
 
-class W2SMetrics(nn.Module):
+class W2SMetrics(_LangFamily, nn.Module):
     """All metric states of one probe, fed batch by batch, computed into logged names.
 
     Args:
@@ -356,41 +356,6 @@ class W2SMetrics(nn.Module):
         if "pred_gap" in rep:
             out[Q.PRED_GAP_GOLD] = rep["pred_gap"]
 
-    def _lang_family(self, out: dict, rates: dict | None) -> None:
-        if self.robustness is None:
-            return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # undefined rates and bounds become notes, not warnings at every check
-            self._lang_values(out, rates)
-
-    def _lang_values(self, out: dict, rates: dict | None) -> None:
-        rob = dict(self.robustness.compute())  # a copy: torchmetrics caches the dict until the next update
-        predictions = rob.pop("predictions")
-        self.extras["predictions"] = predictions
-        out[Q.INCONSISTENCY], out[Q.P_NONROBUST_BOUND] = rob["gamma"], rob["p_nonrobust_markov"]
-        if rates is None:
-            return
-        out[Q.INCONSISTENCY_COVERED] = rob["gamma_covered"]
-        if self.has_uncovered:
-            out[Q.INCONSISTENCY_UNCOVERED] = rob["gamma_uncovered"]
-        # The expansion estimates and the bounds are per-class case analyses on the host (the neighbour
-        # table and the history live there): their inputs cross once per check, in one transfer
-        rates_h, rob_h, pred_h = _on_host({**rates, **rob, "predictions": predictions}, (rates, rob, ("predictions",)))
-        self.history = (self.history + [pred_h["predictions"]])[-self.expansion_history :]
-        exp = lang_expansion(self.neighbours, torch.stack(self.history), *self._probe_on_host(), self.num_classes, eta=self.eta)
-        bounds = lang_bounds(rates_h, rob_h, exp)
-        self.notes += list(bounds.get("reasons", []))
-        per_class = [(Q.ALPHA, rates["alpha_per_class"]), (Q.EXPANSION_GOOD_TO_BAD, exp["c_good_to_bad"]),
-                     (Q.COVERED_PREDICTED_ERROR_CLASS, bounds["covered_predicted_error"]), (Q.COVERED_ERROR_CLASS, bounds["covered_error"])]
-        pooled = [(Q.COVERED_PREDICTED_ERROR, "covered_predicted_error_pooled"), (Q.COVERED_ERROR, "covered_error_pooled")]
-        if self.has_uncovered:
-            per_class += [(Q.EXPANSION_UNCOVERED_TO_GOOD, exp["c_uncovered_to_good"]),
-                          (Q.UNCOVERED_PREDICTED_ERROR_CLASS, bounds["uncovered_predicted_error"]), (Q.UNCOVERED_ERROR_CLASS, bounds["uncovered_error"])]
-            pooled += [(Q.UNCOVERED_PREDICTED_ERROR, "uncovered_predicted_error_pooled"), (Q.UNCOVERED_ERROR, "uncovered_error_pooled")]
-        for template, values in per_class:
-            out.update({template.format(i=i): values[i] for i in range(self.num_classes)})
-        out.update({name: bounds[key] for name, key in pooled})
-
     def _drop_undefined(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Leave out the non-finite values the registry allows to be undefined (one host transfer
         for all values); the kept values are elements of one float64 tensor on the states' device."""
@@ -410,14 +375,6 @@ class W2SMetrics(nn.Module):
                 continue
             kept[name] = value
         return kept
-
-    def _probe_on_host(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The probe's teacher labels, gold and coverage on the host (copied once per device)."""
-        cached = getattr(self, "_host_probe", None)
-        if cached is None or cached[0] != self.teacher_pred.device:
-            cached = (self.teacher_pred.device, tuple(t.cpu() for t in (self.teacher_pred, self.gold, self.covered)))
-            self._host_probe = cached
-        return cached[1]
 
     def _t(self, value: float | torch.Tensor) -> torch.Tensor:
         """A 0-d float64 tensor on the states' device."""
@@ -445,19 +402,3 @@ class W2SMetrics(nn.Module):
         self.history = [torch.as_tensor(h).long() for h in state.get("history", [])]
         if state.get("neighbours") is not None:
             self.set_neighbours(torch.as_tensor(state["neighbours"]))
-
-
-def _on_host(tensors: dict[str, Any], groups: tuple) -> list[dict[str, Any]]:
-    """``tensors`` on the host in one transfer (non-tensors passed through), split into one dict per
-    group of keys (each group an iterable of keys)."""
-    names = [k for k, t in tensors.items() if torch.is_tensor(t)]
-    if names and any(tensors[k].device.type != "cpu" for k in names):
-        flat = torch.cat([tensors[k].reshape(-1).to(torch.float64) for k in names]).cpu()
-        parts = flat.split([tensors[k].numel() for k in names])
-        tensors = {**tensors, **{k: p.reshape(tensors[k].shape).to(tensors[k].dtype) for k, p in zip(names, parts)}}
-    return [{k: tensors[k] for k in group} for group in groups]
-
-
-def _host(*values: torch.Tensor) -> list[float]:
-    """Python floats of 0-d tensors, in one transfer."""
-    return torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(()) for v in values]).tolist()
