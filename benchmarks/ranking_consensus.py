@@ -18,26 +18,9 @@ import torch
 
 from benchmarks import ranking_scores as rs
 from benchmarks import ranking_teachers as rt
-from lightning_w2s.metrics.cheap_student import crossfit_students
 from lightning_w2s.metrics.label_model import dawid_skene
 
 VOTES_VERSION = 1
-
-
-def _cheap_predictions(ts: rt.TeacherSet, rows: np.ndarray) -> np.ndarray:
-    """``(n, m)`` out-of-fold classes of the cheap students (C = 1, 5 folds, seed = ts.seed): the
-    same construction as ``rank_teachers``'s ``w2s_error`` and the benchmark's oracle row."""
-    k = ts.num_classes
-    targets = torch.zeros(len(rows), len(ts.names), k, dtype=torch.float64)
-    for j, name in enumerate(ts.names):
-        p = ts.probs[name]
-        if p is not None:
-            targets[:, j] = torch.from_numpy(p[rows]).double()
-        else:
-            lab = torch.from_numpy(ts.labels[name][rows])
-            known = lab >= 0
-            targets[known, j] = torch.nn.functional.one_hot(lab[known], k).double()
-    return crossfit_students(torch.from_numpy(ts.student[rows]), targets, seed=ts.seed).argmax(-1).numpy()
 
 
 def load_votes(task: str, seed: int, data_dir: str) -> dict[str, np.ndarray]:
@@ -51,7 +34,7 @@ def load_votes(task: str, seed: int, data_dir: str) -> dict[str, np.ndarray]:
     ts = rt.build_teachers(task, seed, data_dir)
     rows = ts.splits["train"][: rs.RANK_N]
     out = {
-        "cheap": _cheap_predictions(ts, rows).astype(np.int64),
+        "cheap": rs.cheap_predictions(ts).astype(np.int64),
         "teachers": np.stack([ts.labels[m][rows] for m in names], 1).astype(np.int64),
         "gold": ts.gold[rows].astype(np.int64),
     }
