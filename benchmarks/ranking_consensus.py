@@ -110,7 +110,7 @@ def joint_dawid_skene(cheap: np.ndarray, teachers: np.ndarray, k: int) -> np.nda
 CANDIDATES = {
     "cheap: majority-vote disagreement": lambda v, k: majority_disagreement(v["cheap"], k),
     "cheap: leave-one-out dawid-skene": lambda v, k: loo_dawid_skene(v["cheap"], k),
-    "cheap: triplet (median)": lambda v, k: triplet_error(v["cheap"], k),
+    "cheap: triplet median": lambda v, k: triplet_error(v["cheap"], k),
     "cheap+teachers: dawid-skene": lambda v, k: joint_dawid_skene(v["cheap"], v["teachers"], k),
 }
 
