@@ -55,10 +55,9 @@ def _outputs(ts: TeacherSet, rows: np.ndarray, hard: bool = False) -> dict[str, 
 ORACLE = "gold: cheap student error"
 
 
-def cheap_student_oracle(ts: TeacherSet) -> list[float]:
-    """The gold error, on the rank inputs, of the cheap students ``w2s_error`` ranks (their
-    out-of-fold predictions; C = 1): how well the proxy tracks the real students, before any
-    label model. Needs gold: a diagnostic, not a candidate."""
+def cheap_predictions(ts: TeacherSet) -> np.ndarray:
+    """``(n, m)`` out-of-fold classes, on the rank inputs, of the cheap students ``w2s_error`` ranks
+    (C = 1, 5 folds, seed = ``ts.seed``; soft targets where the teacher gives probabilities)."""
     rows = ts.splits["train"][:RANK_N]
     k = ts.num_classes
     targets = torch.zeros(len(rows), len(ts.names), k, dtype=torch.float64)
@@ -70,8 +69,16 @@ def cheap_student_oracle(ts: TeacherSet) -> list[float]:
             lab = torch.from_numpy(ts.labels[name][rows])
             known = lab >= 0
             targets[known, j] = torch.nn.functional.one_hot(lab[known], k).double()
-    pred = crossfit_students(torch.from_numpy(ts.student[rows]), targets, seed=ts.seed).argmax(-1).numpy()
-    return [float((pred[:, j] != ts.gold[rows]).mean()) for j in range(len(ts.names))]
+    return crossfit_students(torch.from_numpy(ts.student[rows]), targets, seed=ts.seed).argmax(-1).numpy()
+
+
+def cheap_student_oracle(ts: TeacherSet) -> list[float]:
+    """The gold error, on the rank inputs, of the cheap students ``w2s_error`` ranks (their
+    out-of-fold predictions; C = 1): how well the proxy tracks the real students, before any
+    label model. Needs gold: a diagnostic, not a candidate."""
+    pred = cheap_predictions(ts)
+    gold = ts.gold[ts.splits["train"][:RANK_N]]
+    return [float((pred[:, j] != gold).mean()) for j in range(len(ts.names))]
 
 
 def compute(ts: TeacherSet) -> dict[str, list[float]]:
