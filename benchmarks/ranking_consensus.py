@@ -4,7 +4,7 @@
 cheap students' out-of-fold predictions. Dawid–Skene assumes the voters err independently given the
 true class; the cheap students share one representation, so they do not. The candidates here are
 other label-free estimators of the same quantity, computed from the same votes (cached per task ×
-seed under ``data/rank2_votes_<task>_s<seed>.npz``: the cheap students' predicted classes and the
+seed under ``data/ranking_votes_<task>_s<seed>.npz``: the cheap students' predicted classes and the
 teachers' own labels on the ``rank`` inputs; gold is stored only for the diagnostic printed by
 ``python -m benchmarks.ranking_consensus`` and is never read by a candidate).
 """
@@ -25,7 +25,7 @@ VOTES_VERSION = 1
 
 def load_votes(task: str, seed: int, data_dir: str) -> dict[str, np.ndarray]:
     """``{"cheap": (n, m), "teachers": (n, m) (-1 = abstain), "gold": (n,)}`` on the rank inputs (cached)."""
-    path = Path(data_dir) / f"rank2_votes_{task}_s{seed}.npz"
+    path = Path(data_dir) / f"ranking_votes_{task}_s{seed}.npz"
     names = list(rt.teacher_families(task))
     if path.is_file():
         blob = np.load(path, allow_pickle=False)
