@@ -7,6 +7,19 @@ other label-free estimators of the same quantity, computed from the same votes (
 seed under ``data/ranking_votes_<task>_s<seed>.npz``: the cheap students' predicted classes and the
 teachers' own labels on the ``rank`` inputs; gold is stored only for the diagnostic printed by
 ``python -m benchmarks.ranking_consensus`` and is never read by a candidate).
+
+Tried and removed (commit 98642e3, pre-registered, issue 12): a dependency-aware Dawid–Skene that
+down-weights near-duplicate voters (after Varma et al., ICML 2019, "Learning Dependency Structures
+for Weak Supervision Models"; weight = 1 / effective number of neighbours): 3 variants — similarity
+= agreement in excess of the fitted model's independence prediction with weight 1 / Σ_i s_ij, the
+same cut into average-linkage clusters at 0.5 with weight 1 / cluster size, and Cohen's κ in excess
+of a one-factor fit. ``make bench-ranking`` at that commit: the best of them (one-factor) ranks at
++0.70 / +0.94 / +0.90 (movie / tweets / fine foods), gain over ``w2s_error`` +0.01 [−0.02, +0.04],
+a tie. Why it cannot help here: the weights come out nearly uniform (movie seed 0: 0.41–0.62 for
+the 15 cheap students with the excess-agreement similarity, 0.55–0.73 with the one-factor one; no
+cluster at 0.5) — every cheap student is a linear head on the same student representation, so
+their errors are correlated globally, not within a family that re-weighting could discount, and
+near-uniform weights leave the ranking nearly unchanged.
 """
 
 from __future__ import annotations
@@ -107,111 +120,11 @@ def joint_dawid_skene(cheap: np.ndarray, teachers: np.ndarray, k: int) -> np.nda
     return 1.0 - fit.accuracy.numpy()[: cheap.shape[1]]
 
 
-# ---------------------------------------------------------------------- dependency-aware Dawid–Skene
-# Pre-registered (fixed before any per-task ρ was seen; only synthetic votes were looked at): 3
-# variants, 3 reweighting rounds each, no other variant or threshold tried —
-#   "dependency-weighted": similarity = agreement in excess of the fitted Dawid–Skene model's
-#       (:func:`excess_agreement`), weight 1 / Σ_i s_ij;
-#   "cluster-weighted": the same similarity, average-linkage clusters of 1 − s cut at distance 0.5,
-#       weight 1 / cluster size;
-#   "factor-weighted": similarity = Cohen's κ in excess of a one-factor fit κ_ij ≈ q_i q_j
-#       (:func:`factor_excess`), weight 1 / Σ_i s_ij.
-# On synthetic votes (independent voters + a cluster of near-copies of one 0.7-accurate voter) the
-# first two leave the plain fit unchanged: once the model has taken the cluster for the truth, the
-# cluster's agreement is "explained" and shows no excess; the factor fit is captured the same way
-# when the cluster is large (4 copies among 9 voters). Which is why the benchmark, not the idea, decides.
-DEP_ROUNDS = 3
-DEP_CLUSTER_CUT = 0.5
-
-
-def excess_agreement(votes: np.ndarray, prior: np.ndarray, confusion: np.ndarray) -> np.ndarray:
-    """``(m, m)`` similarity ``s_ij ∈ [0, 1]``: the voters' agreement in excess of what the fitted
-    Dawid–Skene model predicts under conditional independence, as a share of the room left,
-    ``s_ij = clip((o_ij − e_ij) / (1 − e_ij), 0, 1)``, with ``o_ij`` the observed agreement rate (on
-    inputs both vote on) and ``e_ij = Σ_y π_y Σ_c C_i[y, c] C_j[y, c]`` the model's; ``s_ii = 1``.
-    A Cohen's-κ-style chance correction whose "chance" is the independence model (Varma et al.,
-    ICML 2019, "Learning Dependency Structures for Weak Supervision Models": dependencies show up as
-    excess covariance of the votes beyond what the latent class explains) [heuristic]."""
-    m = votes.shape[1]
-    both = (votes[:, :, None] >= 0) & (votes[:, None, :] >= 0)
-    same = both & (votes[:, :, None] == votes[:, None, :])
-    obs = same.sum(0) / np.maximum(both.sum(0), 1)
-    exp = np.einsum("y,iyc,jyc->ij", prior, confusion, confusion)
-    s = np.clip((obs - exp) / np.maximum(1.0 - exp, 1e-12), 0.0, 1.0)
-    s[np.arange(m), np.arange(m)] = 1.0
-    return s
-
-
-def factor_excess(votes: np.ndarray, k: int, rounds: int = DEP_ROUNDS) -> np.ndarray:
-    """``(m, m)`` similarity from a one-factor model of the voters' chance-corrected agreement: with
-    ``κ_ij`` Cohen's κ of voters ``i, j`` (chance from their marginals), conditional independence
-    given a binary class with symmetric noise gives ``κ_ij = q_i q_j`` off the diagonal (``q_i = 2
-    acc_i − 1`` for balanced classes: the rank-one structure behind Fu et al. 2020's triplets and
-    the low-rank part of Varma et al. 2019's sparse + low-rank decomposition). ``q`` is fitted by
-    weighted least squares on the off-diagonal entries, each pair weighted ``w_i w_j``; dependencies
-    are the excess ``s_ij = clip((κ_ij − q_i q_j) / (1 − q_i q_j), 0, 1)``; the weights are then
-    ``w_j = 1 / Σ_i s_ij`` and the fit is repeated ``rounds`` times, so that a cluster stops pulling
-    the factor towards itself [heuristic]."""
-    n, m = votes.shape
-    marg = np.stack([(votes == c).mean(0) for c in range(k)], 1)
-    chance = marg @ marg.T
-    kap = ((votes[:, :, None] == votes[:, None, :]).mean(0) - chance) / np.maximum(1.0 - chance, 1e-12)
-    off = ~np.eye(m, dtype=bool)
-    w = np.ones(m)
-    s = np.eye(m)
-    for _ in range(rounds + 1):
-        pw = np.outer(w, w) * off
-        q = np.sqrt(np.clip((kap * off).sum(1) / (m - 1), 1e-6, 1.0))
-        for _ in range(100):
-            q = np.clip((pw * kap) @ q / np.maximum(pw @ (q * q), 1e-12), 0.0, 1.0)
-        qq = np.outer(q, q)
-        s = np.clip((kap - qq) / np.maximum(1.0 - qq, 1e-12), 0.0, 1.0)
-        np.fill_diagonal(s, 1.0)
-        w = 1.0 / s.sum(0)
-    return s
-
-
-def cluster_sizes(sim: np.ndarray, cut: float = DEP_CLUSTER_CUT) -> np.ndarray:
-    """Each voter's cluster size: average linkage on the distance ``1 − s``, cut at ``cut``."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
-
-    d = 1.0 - (sim + sim.T) / 2.0
-    np.fill_diagonal(d, 0.0)
-    labels = fcluster(linkage(squareform(d, checks=False), method="average"), t=cut, criterion="distance")
-    return np.bincount(labels)[labels].astype(float)
-
-
-def dependency_weighted_dawid_skene(cheap: np.ndarray, k: int, how: str = "soft", rounds: int = DEP_ROUNDS) -> np.ndarray:
-    """Dawid–Skene with near-duplicate voters down-weighted so that a cluster of correlated voters
-    counts about as one voter. From the current fit (first: the plain model), the excess-agreement
-    similarity ``s`` (:func:`excess_agreement`, after Varma et al. 2019) gives each voter a weight —
-    ``how="soft"``: ``w_j = 1 / Σ_i s_ij``, the effective number of voters (the sequence reweighting
-    of protein alignments, 1 / number of near-identical neighbours: Henikoff & Henikoff 1994,
-    Morcos et al. PNAS 2011); ``how="cluster"``: ``1 / size`` of its average-linkage cluster — and
-    the model is refitted with those weights on its E-step (``dawid_skene(weights=)``), ``rounds``
-    times; ``how="factor"``: ``1 / Σ_i s_ij`` with ``s`` from :func:`factor_excess` instead, one
-    weighted fit. Error = ``1 − acc`` of the last fit [heuristic: the weighted likelihood is not the
-    likelihood of a dependency model; it only stops a cluster from outvoting the rest]."""
-    v = torch.from_numpy(cheap)
-    if how == "factor":
-        return 1.0 - dawid_skene(v, k, weights=torch.from_numpy(1.0 / factor_excess(cheap, k, rounds).sum(0))).accuracy.numpy()
-    fit = dawid_skene(v, k)
-    for _ in range(rounds):
-        s = excess_agreement(cheap, fit.prior.numpy(), fit.confusion.numpy())
-        w = 1.0 / s.sum(0) if how == "soft" else 1.0 / cluster_sizes(s)
-        fit = dawid_skene(v, k, weights=torch.from_numpy(w))
-    return 1.0 - fit.accuracy.numpy()
-
-
 CANDIDATES = {
     "cheap: majority-vote disagreement": lambda v, k: majority_disagreement(v["cheap"], k),
     "cheap: leave-one-out dawid-skene": lambda v, k: loo_dawid_skene(v["cheap"], k),
     "cheap: triplet median": lambda v, k: triplet_error(v["cheap"], k),
     "cheap+teachers: dawid-skene": lambda v, k: joint_dawid_skene(v["cheap"], v["teachers"], k),
-    "cheap: dependency-weighted dawid-skene": lambda v, k: dependency_weighted_dawid_skene(v["cheap"], k, "soft"),
-    "cheap: cluster-weighted dawid-skene": lambda v, k: dependency_weighted_dawid_skene(v["cheap"], k, "cluster"),
-    "cheap: factor-weighted dawid-skene": lambda v, k: dependency_weighted_dawid_skene(v["cheap"], k, "factor"),
 }
 
 
