@@ -7,6 +7,19 @@ other label-free estimators of the same quantity, computed from the same votes (
 seed under ``data/ranking_votes_<task>_s<seed>.npz``: the cheap students' predicted classes and the
 teachers' own labels on the ``rank`` inputs; gold is stored only for the diagnostic printed by
 ``python -m benchmarks.ranking_consensus`` and is never read by a candidate).
+
+Tried and removed (commit 98642e3, pre-registered, issue 12): a dependency-aware Dawid–Skene that
+down-weights near-duplicate voters (after Varma et al., ICML 2019, "Learning Dependency Structures
+for Weak Supervision Models"; weight = 1 / effective number of neighbours): 3 variants — similarity
+= agreement in excess of the fitted model's independence prediction with weight 1 / Σ_i s_ij, the
+same cut into average-linkage clusters at 0.5 with weight 1 / cluster size, and Cohen's κ in excess
+of a one-factor fit. ``make bench-ranking`` at that commit: the best of them (one-factor) ranks at
++0.70 / +0.94 / +0.90 (movie / tweets / fine foods), gain over ``w2s_error`` +0.01 [−0.02, +0.04],
+a tie. Why it cannot help here: the weights come out nearly uniform (movie seed 0: 0.41–0.62 for
+the 15 cheap students with the excess-agreement similarity, 0.55–0.73 with the one-factor one; no
+cluster at 0.5) — every cheap student is a linear head on the same student representation, so
+their errors are correlated globally, not within a family that re-weighting could discount, and
+near-uniform weights leave the ranking nearly unchanged.
 """
 
 from __future__ import annotations
