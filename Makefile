@@ -58,7 +58,7 @@ bench-summary: bench-data
 
 # Issue 15 in one run: cheap-student check vs bare forward, the check beside busy processes, fit
 # overhead for the MLP head, the CNN and the fine-tuned MiniLM; then the representation algebra's
-# figures (d = 4096 compute time, worst under load) when benchmarks.representation_gap offers --quick.
+# figures (benchmarks.representation_gap --quick: d = 4096 compute time and agreement, worst under load).
 bench-overhead: bench-data
 	$(PY) -m benchmarks.overhead --data $(DATA)
 	$(PY) -m benchmarks.overhead_encoder --data $(DATA)
@@ -95,7 +95,7 @@ screenshot: demo
 	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard_text.png text
 
 # Stopping regret (issue 11): 13 (task, teacher) pairs x 8 seeds, each trained once and recorded under
-# data/stopbench_runs/ (first run: hours on 2 shared cores, see benchmarks/stopping.py; then ~1-2 min),
+# data/stopbench_runs/ (first run: hours on 2 shared cores, see benchmarks/stopping.py; then ~35 s),
 # every rule replayed offline; rules chosen on seeds 0-3, reported on seeds 4-7.
 .PHONY: bench-stopping
 bench-stopping: bench-data

@@ -51,6 +51,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.common import StudentModule, quiet_lightning, train_student
+from benchmarks.report import spread, verdict
 from benchmarks.tasks import DEFAULT_DATA, TASKS, load_task
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.features import eval_mode
@@ -66,16 +67,6 @@ BUSY_LOOP = "import torch\na = torch.randn(1000, 1000)\nwhile True:\n    a @ a\n
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
-
-
-def _spread(xs: Sequence[float], scale: float = 1e3, fmt: str = "{:.1f}") -> str:
-    """``median [min–max]`` of ``xs`` (times ``scale``)."""
-    xs = [scale * x for x in xs]
-    return f"{fmt.format(statistics.median(xs))} [{fmt.format(min(xs))}–{fmt.format(max(xs))}]"
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -232,29 +223,29 @@ def print_cheap(res: dict[str, Any], rows: list[list[str]], dev: str) -> None:
     print(f"[{dev}] cheap student (MLP {D_IN}-{HIDDEN}-{K}; probe {N_PROBE} with gold and {D_TEACHER}-d teacher features; "
           f"train probe {N_TRAIN_PROBE}; {res['names']} values logged a check; {res['skipped']} skipped), "
           f"{len(res['check'])} checks after 1 warm-up, ms median [min–max]:")
-    print(f"    bare forward over both probes {_spread(res['bare'])}; check {_spread(res['check'])} "
-          f"(CPU time of this process {_spread(res['cpu'])}, of which the representation family {_spread(res['repr_cpu'])})")
-    print(f"    check − bare forward {_spread(res['extra'])}, of which the representation family {_spread(res['repr'])} "
-          f"and everything else {_spread(res['rest'])}")
+    print(f"    bare forward over both probes {spread(res['bare'])}; check {spread(res['check'])} "
+          f"(CPU time of this process {spread(res['cpu'])}, of which the representation family {spread(res['repr_cpu'])})")
+    print(f"    check − bare forward {spread(res['extra'])}, of which the representation family {spread(res['repr'])} "
+          f"and everything else {spread(res['rest'])}")
     fw, fo = res["fits"]["with"], res["fits"]["without"]
-    print(f"    fits of {res['epochs']} epochs, {len(fw)} interleaved pairs: with {_spread(fw, 1, '{:.2f}')} s, "
-          f"without {_spread(fo, 1, '{:.2f}')} s -> {1e3 * res['per_check_by_fits']:.1f} ms a check "
+    print(f"    fits of {res['epochs']} epochs, {len(fw)} interleaved pairs: with {spread(fw, 1, '{:.2f}')} s, "
+          f"without {spread(fo, 1, '{:.2f}')} s -> {1e3 * res['per_check_by_fits']:.1f} ms a check "
           f"(includes the fit-start work spread over the checks)")
-    print(f"    with representation_every_n_checks={THIN}: check − bare forward {_spread(res['thin_extra'])} "
+    print(f"    with representation_every_n_checks={THIN}: check − bare forward {spread(res['thin_extra'])} "
           f"(mean {1e3 * statistics.mean(res['thin_extra']):.1f})")
     extra = med(res["extra"])
     rows.append([dev, "cheap MLP, synthetic", "check − bare forward (in-fit, median)", f"{med(res['check']):.1f} − {med(res['bare']):.1f} ms",
-                 f"{extra:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", _verdict(extra <= CHEAP_TARGET_MS)])
+                 f"{extra:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(extra <= CHEAP_TARGET_MS)])
     rest = med(res["rest"])
     rows.append([dev, "same", "  of which the representation family", f"{med(res['repr']):.1f} ms", "", "", ""])
-    rows.append([dev, "same", "  everything else", f"{rest:.1f} ms", "", f"<= {CHEAP_TARGET_MS:.0f} ms", _verdict(rest <= CHEAP_TARGET_MS)])
+    rows.append([dev, "same", "  everything else", f"{rest:.1f} ms", "", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(rest <= CHEAP_TARGET_MS)])
     by_fits = 1e3 * res["per_check_by_fits"] - med(res["bare"])
     rows.append([dev, "same", "check − bare forward (by differencing fits)", f"{1e3 * res['per_check_by_fits']:.1f} − {med(res['bare']):.1f} ms",
-                 f"{by_fits:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", _verdict(by_fits <= CHEAP_TARGET_MS)])
+                 f"{by_fits:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(by_fits <= CHEAP_TARGET_MS)])
     rows.append([dev, "same", "check / bare forward (in-fit)", "", f"{med(res['check']) / med(res['bare']):.1f}x", "", ""])
     thin = 1e3 * statistics.mean(res["thin_extra"])
     rows.append([dev, "same", f"check − bare forward, representation_every_n_checks={THIN} (mean)", f"{thin:.1f} ms",
-                 f"{thin:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", _verdict(thin <= CHEAP_TARGET_MS)])
+                 f"{thin:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(thin <= CHEAP_TARGET_MS)])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -354,7 +345,7 @@ def print_busy(res: dict[str, Any], rows: list[list[str]]) -> None:
         best, worst = min(res[part + "alone"]), max(res[part + "beside"])
         rows.append(["cpu", "cheap MLP, synthetic", f"beside 2 busy processes, worst of 5 / best of 5 alone: {label}",
                      f"{1e3 * worst:.0f} / {1e3 * best:.0f} ms", f"{worst / best:.1f}x", f"<= {BUSY_TARGET:.0f}x",
-                     _verdict(worst / best <= BUSY_TARGET)])
+                     verdict(worst / best <= BUSY_TARGET)])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -447,21 +438,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fr = fit_ratio(task, args.epochs, args.repeats, accel)
                 rows.append([dev, name, f"fit time with/without monitor ({args.epochs} epochs, {args.repeats} pairs)",
                              f"{fr['median_with']:.2f} s / {fr['median_without']:.2f} s",
-                             f"{fr['ratio']:.3f}", f"<= {FIT_TARGET}", _verdict(fr["ratio"] <= FIT_TARGET)])
+                             f"{fr['ratio']:.3f}", f"<= {FIT_TARGET}", verdict(fr["ratio"] <= FIT_TARGET)])
                 print(f"[{dev}] {name}: fit seconds without {['%.2f' % t for t in fr['times']['without']]}, "
                       f"with {['%.2f' % t for t in fr['times']['with']]}; pair ratios {['%.3f' % r for r in fr['pair_ratios']]}",
                       flush=True)
                 cr = check_ratio(task, args.epochs, accel)
                 rows.append([dev, name, f"check vs bare forward (probe {cr['probe_n']})",
                              f"{1e3 * statistics.median(cr['check']):.1f} ms / {1e3 * statistics.median(cr['bare']):.1f} ms",
-                             f"{cr['ratio']:.2f}", f"<= {CHECK_TARGET}", _verdict(cr["ratio"] <= CHECK_TARGET)])
-                print(f"[{dev}] {name}: check {_spread(cr['check'])} ms (representation family {_spread(cr['repr'])}), "
-                      f"bare forward {_spread(cr['bare'])} ms, {len(cr['check'])} epochs after 1 warm-up, "
+                             f"{cr['ratio']:.2f}", f"<= {CHECK_TARGET}", verdict(cr["ratio"] <= CHECK_TARGET)])
+                print(f"[{dev}] {name}: check {spread(cr['check'])} ms (representation family {spread(cr['repr'])}), "
+                      f"bare forward {spread(cr['bare'])} ms, {len(cr['check'])} epochs after 1 warm-up, "
                       f"{cr['skipped']} skipped checks", flush=True)
         if dev == "cuda":
             lc = large_check()
             rows.append([dev, "synthetic", "one check, n=65536, d=1024", f"{lc['check_ms']:.1f} ms", "",
-                         f"< {LARGE_TARGET_MS:.0f} ms", _verdict(lc["check_ms"] < LARGE_TARGET_MS)])
+                         f"< {LARGE_TARGET_MS:.0f} ms", verdict(lc["check_ms"] < LARGE_TARGET_MS)])
     print()
     print(_table(rows, ["device", "task", "measure", "figures", "value", "target", "result"]))
     if not torch.cuda.is_available():

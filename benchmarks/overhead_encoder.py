@@ -37,7 +37,8 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from benchmarks.common import quiet_lightning  # noqa: E402
-from benchmarks.overhead import ComparedMonitor, _spread, _verdict  # noqa: E402
+from benchmarks.overhead import ComparedMonitor  # noqa: E402
+from benchmarks.report import spread, verdict  # noqa: E402
 from examples.demo_data import gold_labels, keyword_rule_teacher, load_movie_snippets  # noqa: E402
 from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402
 from lightning_w2s.features import eval_mode  # noqa: E402
@@ -155,7 +156,7 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')!r}; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"probe {args.probe} tokenised sentences (max_length 64); training epoch {args.train} sentences; {args.epochs} epochs a fit")
-    print(f"checks ms {_spread(timed.check_s)} (representation family {_spread(timed.repr_s)}); bare forwards ms {_spread(timed.bare_s)}")
+    print(f"checks ms {spread(timed.check_s)} (representation family {spread(timed.repr_s)}); bare forwards ms {spread(timed.bare_s)}")
     print(f"fits s: with {[round(t, 1) for t in fits['with']]}, without {[round(t, 1) for t in fits['without']]}; pair ratios "
           f"{[round(w / wo, 3) for w, wo in zip(fits['with'], fits['without'])]}")
     rows = [
@@ -163,7 +164,7 @@ def main() -> None:
         (f"MiniLM: fit time with/without ({args.pairs} pairs, medians)", f"{t_with:.1f} s / {t_without:.1f} s", t_with / t_without, FIT_TARGET),
     ]
     for name, figures, ratio, target in rows:
-        print(f"{name:48s} {figures:22s} ratio {ratio:.3f}  target <= {target}  {_verdict(ratio <= target)}")
+        print(f"{name:48s} {figures:22s} ratio {ratio:.3f}  target <= {target}  {verdict(ratio <= target)}")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.sparse.linalg import svds  # noqa: E402
 
+from benchmarks.report import spread, verdict  # noqa: E402
 from lightning_w2s.metrics import _gap_algebra, _threads  # noqa: E402
 from lightning_w2s.metrics.functional import representation_gap  # noqa: E402
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, RepresentationGap  # noqa: E402
@@ -296,7 +297,7 @@ def wide_section(quick: bool = False) -> dict:
             rel = max(abs(out[key] / exact[key] - 1) for key in ("fro", "op"))
             same = all(out[key] == exact[key] for key in ("cka", "effective_rank"))
             name = f"top-{mc} (default)" if mc is not None else "full rank"
-            wall = f"{statistics.median(walls):.2f} [{min(walls):.2f}–{max(walls):.2f}]"
+            wall = spread(walls, scale=1, fmt="{:.2f}")
             print(f"{kind:>10} | {name:>13} | {t_update:>8.2f} | {wall:>20} | {statistics.median(cpus):>13.2f} | {t_exact:>12.1f} | "
                   f"{rel:>19.1e}{'' if same else '  (cka/effective_rank differ!)'}", flush=True)
             summary[(kind, mc)] = {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "rel": rel, "update": t_update}
@@ -482,7 +483,6 @@ def main() -> None:
 
     latent = wide[("latent", DEFAULT_CONSTRUCTION.max_components)]
     worst_rel = max(v["rel"] for v in wide.values())
-    verdict = lambda ok: "PASS" if ok else "FAIL"  # noqa: E731
     print(f"\ntargets (load average now {load()}; run took {time.perf_counter() - started:.0f} s):")
     print(f"  speed-up at n=16384 >= 50x: {dense_res['speedup']:.0f}x{' (dense time extrapolated)' if dense_res['extrapolated'] else ''} "
           f"-> {verdict(dense_res['speedup'] >= 50)}")
@@ -492,7 +492,6 @@ def main() -> None:
 
 
 def _print_wide_and_load_targets(latent: dict, worst_rel: float, ratios: dict) -> None:
-    verdict = lambda ok: "PASS" if ok else "FAIL"  # noqa: E731
     print(f"  compute() <= 2 s at d_s={D_S}/d_w={D_W}, default construction, latent features: wall {latent['wall']:.2f} s "
           f"(CPU {latent['cpu']:.2f} s) -> wall {verdict(latent['wall'] <= 2)}, CPU {verdict(latent['cpu'] <= 2)}")
     print(f"  fro/op within 1e-4 of the exact path (worst over the rows of section 2): {worst_rel:.1e} -> {verdict(worst_rel <= 1e-4)}")

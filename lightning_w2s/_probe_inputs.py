@@ -27,11 +27,10 @@ def teacher_probs(source: str, raw: Any, n: int, num_classes: int | None) -> tup
         labels = as_tensor(source, raw)
         if labels.ndim == 1:
             check_length(source, labels, n)
-        labels = check_labels(source, labels, n, allow_minus_one=True)
+        labels = check_labels(source, labels, n, num_classes, allow_minus_one=True)  # < num_classes when given
         k = num_classes if num_classes is not None else int(labels.max().item()) + 1
         if k < 1:
             raise ValueError(f"`teacher_labels` are all -1 (abstain) and `num_classes` is not given; got {describe(labels)}")
-        labels = check_labels(source, labels, n, k, allow_minus_one=True)
         abstain = labels == -1
         probs = torch.zeros(n, k, dtype=torch.float32)
         probs[~abstain, labels[~abstain]] = 1.0

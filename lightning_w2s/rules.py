@@ -75,6 +75,9 @@ class Rule:
     name = ""
     reason = W2SStoppingReason.NOT_STOPPED
     basis = "heuristic"
+    #: the logged name whose lowest value marks ``best_check`` (what ``ModelCheckpoint(monitor=...,
+    #: mode="min")`` would keep); ``None`` when the best check is not such a minimum
+    best_is_minimum_of: str | None = None
     _STATE = ("wait", "best_check", "best_value")
 
     def __init__(self, patience: int = 1, min_delta: float = 0.0) -> None:
@@ -144,7 +147,7 @@ class HeldoutMisfitPlateau(Rule):
 
     def __init__(self, patience: int, min_delta: float, quantity: str = Q.TEACHER_LABEL_CE) -> None:
         super().__init__(patience, min_delta)
-        self.quantity = quantity
+        self.quantity = self.best_is_minimum_of = quantity
 
     def needs(self) -> list[str]:
         return [self.quantity]
@@ -192,6 +195,7 @@ class TeacherOverfit(Rule):
                  kappa: float | None = None) -> None:
         super().__init__(patience, min_delta)
         self.heldout, self.train, self.kappa = heldout, train or Q.train_name(heldout), kappa
+        self.best_is_minimum_of = heldout
         self.ratio_wait = 0  # consecutive checks with train/held-out ratio < kappa
 
     def needs(self) -> list[str]:

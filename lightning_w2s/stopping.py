@@ -123,7 +123,6 @@ class StoppingPolicies:
         self._policies = [self._make_policy(p) for p in self.policies]
         self.history: list[dict[str, Any]] = []
         self.triggered_policies: list[str] = []
-        self._best_changed = False
         self._snapshots: dict[int, dict[str, torch.Tensor]] = {}
         self.stopped_epoch = 0
         self.stopped_check: int | None = None
@@ -148,12 +147,9 @@ class StoppingPolicies:
         check = len(self.history)
         warmup = epoch < self.min_epochs or global_step < self.min_steps
         votes = []
-        self._best_changed = False
         for p in self._policies:
             if all(n in clean for n in p.needs()):
-                before = p.best_check
                 p.update(clean, check, warmup)
-                self._best_changed |= p.best_check == check and before != check
                 if not warmup and p.triggered():
                     votes.append(p.name)
         stop = bool(votes) and (self.mode == "any" or len(votes) == len(self._policies))
@@ -197,7 +193,7 @@ class StoppingPolicies:
         keep = {p.best_check for p in self._policies}
         for k in [k for k in self._snapshots if k not in keep]:
             del self._snapshots[k]
-        if self._best_changed:
+        if check in keep and check not in self._snapshots:  # this check became a policy's best
             self._snapshots[check] = {k: v.detach().to("cpu", copy=True) for k, v in state_dict().items()}
 
     def restore_message(self, check: int) -> str:

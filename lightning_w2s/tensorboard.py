@@ -27,8 +27,8 @@ or ``tensorboardX``: only ``add_custom_scalars``, ``add_scalar``, ``add_image``,
 
 What this module never does: ``add_hparams`` and ``add_scalars``, which write extra event folders
 named after tags (stray runs, DESIGN §3); the only sub-folders are the reference runs above, written
-deliberately and named after what they hold. The student's scalars reach TensorBoard through
-``pl_module.log`` and the logger. Figures are rendered with the Agg canvas, never ``pyplot``.
+deliberately and named after what they hold. The student's scalars reach TensorBoard through the
+logger, once per check (:func:`lightning_w2s.callbacks._publish.log_values`). Figures are rendered with the Agg canvas, never ``pyplot``.
 """
 
 from __future__ import annotations

@@ -51,3 +51,10 @@ def test_monitored_fit_records_every_epoch(small):
         assert Q.train_name(Q.SQ) in c and Q.GAP_FRO in c
     stop, restore = bench.replay(checks, dict(policy="heldout_misfit_plateau", patience=1))
     assert stop is None or restore is not None
+
+
+def test_replay_stops_and_restores_where_the_plateau_rule_says():
+    checks = [{"epoch": i, Q.SQ: v} for i, v in enumerate([1.0, 0.5, 0.6, 0.7])]
+    config = dict(policy="heldout_misfit_plateau", patience=1)
+    assert bench.replay(checks, config) == (2, 1)  # no improvement at check 2: stop; best = check 1
+    assert bench.replay(checks[:2], config) == (None, None)  # still improving: no stop

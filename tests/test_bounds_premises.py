@@ -138,16 +138,20 @@ def _call(fn, *args, **kwargs):
 # ------------------------------------------------------------------------------------------------
 # the three theorems on one world: returns what was checked (for the non-vacuity sweep)
 # ------------------------------------------------------------------------------------------------
+def _class_rates(w: World, s_i, on):
+    """Class i's covered good/bad sets, α = P(bad | S_i) and the student's misfit on S_i; then, on the
+    set ``on`` the theorem bounds (S_i for B.1, T_i for B.2/B.3): P(non-robust), the true error, γ."""
+    good, bad = s_i & (w.teacher == w.y), s_i & (w.teacher != w.y)
+    alpha = bad.sum() / s_i.sum()
+    fit = (w.f != w.teacher)[s_i].mean()
+    return good, bad, alpha, fit, (~w.robust)[on].mean(), (w.f != w.y)[on].mean(), w.r[on].mean()
+
+
 def check_b1(w: World, i: int, q: float, u: float) -> str:
     s_i = w.cov & (w.y == i)
     if not s_i.any():
         return "no S_i"
-    good, bad = s_i & (w.teacher == w.y), s_i & (w.teacher != w.y)
-    alpha = bad.sum() / s_i.sum()
-    fit = (w.f != w.teacher)[s_i].mean()
-    p_nr = (~w.robust)[s_i].mean()
-    err = (w.f != w.y)[s_i].mean()
-    gamma = w.r[s_i].mean()
+    good, bad, alpha, fit, p_nr, err, gamma = _class_rates(w, s_i, on=s_i)
     exact_premise = ((w.f != w.teacher) | ~w.robust)[s_i].mean() <= 1 - q - alpha + TOL
     if not 0 < alpha < 0.5:
         assert math.isnan(_call(lang_covered_bound, fit, alpha, 0.5, p_nr, q)), "alpha premise"
@@ -176,12 +180,7 @@ def check_b2_b3(w: World, i: int, q: float, u1: float, u2: float) -> tuple[str, 
     s_i, t_i = w.cov & (w.y == i), ~w.cov & (w.y == i)
     if not s_i.any() or not t_i.any():
         return "no S_i/T_i", "no S_i/T_i", False
-    good, bad = s_i & (w.teacher == w.y), s_i & (w.teacher != w.y)
-    alpha = bad.sum() / s_i.sum()
-    fit = (w.f != w.teacher)[s_i].mean()
-    p_nr = (~w.robust)[t_i].mean()
-    err = (w.f != w.y)[t_i].mean()
-    gamma = w.r[t_i].mean()
+    good, bad, alpha, fit, p_nr, err, gamma = _class_rates(w, s_i, on=t_i)
     if not 0 < alpha < 0.5:
         assert math.isnan(_call(lang_uncovered_bound, fit, alpha, 0.5, 0.5, p_nr, q)), "alpha premise"
         assert math.isnan(_call(lang_uncovered_bound_b3, fit, alpha, 0.5, p_nr, q)), "alpha premise"

@@ -44,8 +44,8 @@ class _BestWeights:
 
     def _sharded_fix(self) -> str:
         """How to end with the best check's weights when this callback cannot restore them."""
-        if self.restore_policy in ("heldout_misfit_plateau", "teacher_overfit"):  # their best check is a minimum
-            quantity = next(p for p in self._policies if p.name == self.restore_policy).needs()[0]
+        quantity = next(p for p in self._policies if p.name == self.restore_policy).best_is_minimum_of
+        if quantity is not None:
             return (f"To end with the best check's weights, add `ModelCheckpoint(monitor={quantity!r}, mode='min')` "
                     "and load its best checkpoint.")
         return (f"The best check of `{self.restore_policy}` is not the minimum of one logged value: save a checkpoint at "

@@ -211,7 +211,6 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
     def _reset_state(self) -> None:
         self.reset_decisions()
         self._last_check: float | None = None  # the monitor's w2s/check at the latest history entry
-        self._steps_seen = {"start": -1, "end": -1}  # global_step at the last batch hook that read
         self._counted = False  # a callback logs w2s/check: follow it
         self._sources: dict[str, str] | None = None  # fingerprints of the w2s sources (resume check)
         self._loaded_sources: dict[str, str] | None = None
@@ -247,9 +246,9 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
         old, new = self._loaded_sources, self._sources
         if old is None or new is None or old == new:
             return
-        kept = (self._sources, self._counted, self._pending, self._steps_seen)
+        kept = (self._sources, self._counted, self._pending)
         self._reset_state()
-        self._sources, self._counted, self._pending, self._steps_seen = kept
+        self._sources, self._counted, self._pending = kept
         rank_zero_warn(
             "W2SEarlyStopping: the checkpoint's history was made with another probe or monitor configuration "
             f"(fingerprints {old} then, {new} now); its history, counters and best check start afresh so that two "
@@ -300,25 +299,11 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
             self._run_early_stopping_check(trainer, pl_module)
 
     def on_w2s_check(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Called by the monitor right after it publishes a check: read it now, wherever this callback
-        is listed (the later hooks then find the same ``w2s/check`` and do nothing)."""
+        """Called by the monitor right after it publishes a check (any cadence: epochs or optimizer
+        steps): read it now, wherever this callback is listed. The epoch hooks below then find the
+        same ``w2s/check`` and do nothing; they read values logged without a monitor's call."""
         if self._counted:
             self._follow(trainer, pl_module, stock_hook=False)
-
-    def _follow_step(self, trainer: Trainer, pl_module: LightningModule, hook: str) -> None:
-        """A step-cadence check comes with a new optimizer step: read once per step and hook (at the
-        next batch start too, for a check made after this callback's batch-end hook)."""
-        if self._counted and trainer.global_step != self._steps_seen[hook]:
-            self._steps_seen[hook] = trainer.global_step
-            self._follow(trainer, pl_module, stock_hook=False)
-
-    @override
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        self._follow_step(trainer, pl_module, "start")
-
-    @override
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._follow_step(trainer, pl_module, "end")
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -342,7 +327,8 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
         (bookkeeping names excluded)."""
         metrics = trainer.callback_metrics
         present = [k for k in metrics if k.startswith(Q.PREFIX + "/") and k not in (Q.SKIPPED, Q.CHECK)]
-        values = {n: float(metrics[n]) for n in self.needed if n in metrics and math.isfinite(float(metrics[n]))}
+        read = {n: float(metrics[n]) for n in self.needed if n in metrics}  # one host read per name
+        values = {n: v for n, v in read.items() if math.isfinite(v)}
         return values, [n for n in self.needed if n not in values], present
 
     @override

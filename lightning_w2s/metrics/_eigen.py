@@ -14,9 +14,9 @@ residual norms ``‖A x − θ x‖`` (a Ritz value is within its residual of an
 Written here rather than taken from ``torch.lobpcg`` because the callers need (a) their own
 convergence test (residuals relative to the smallest *kept* eigenvalue and to the gap at the
 truncation, see :mod:`lightning_w2s.metrics._gap_algebra`), (b) an explicit "not converged"
-answer for an exact fallback, and (c) speed: on the d_s = 4096 covariance of
-``benchmarks/representation_gap.py`` ``torch.lobpcg`` (k = 33, tol = 1e-5) took ~10 s where this
-took ~1 s on the same shared host. Pure torch; every tensor stays on ``like``'s device, and the random
+answer for an exact fallback. (A one-off comparison while this was written, which no benchmark
+prints, also found ``torch.lobpcg`` several times slower on the d_s = 4096 covariance of
+``benchmarks/representation_gap.py``.) Pure torch; every tensor stays on ``like``'s device, and the random
 start comes from a generator with a fixed seed on that device, so every DDP rank (holding the same
 synced operator) gets the same answer.
 """

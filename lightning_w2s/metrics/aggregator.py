@@ -278,7 +278,7 @@ class W2SMetrics(_LangFamily, nn.Module):
             self.calibration_vs_gold.update(probs, gold)
             known = on_cov(gold) >= 0
             self.gold_sq.update(probs_c[known], tp_c[known], on_cov(gold)[known])
-        if features is None or not self.representation_on:
+        if features is None:  # (update() drops the features when this check leaves the family out)
             return
         features = features.to(dev).index_select(0, rows).double()
         if self.representation is not None:

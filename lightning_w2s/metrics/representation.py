@@ -118,7 +118,7 @@ def representation_gap(
         max_components: keep only each representation's top principal components (``Φ → Φ U_k``
             before building the kernel) for ``fro``, ``op``, ``pred_gap``. ``None`` = all. A
             representation of rank < ``max_components`` keeps all of its components. For d ≥ 1024
-            the top components come from block Krylov (``fro``/``op`` within ~1e-6 of ``eigh``).
+            the top components come from block Krylov (its accuracy: :mod:`~lightning_w2s.metrics._gap_algebra`).
         reg_relative_to: ``"n"`` (default): ``λ = reg·tr(K)/n``; ``"dim"``: ``λ = reg·tr(C)/d'``,
             reg times the mean eigenvalue of the (truncated) covariance, ``d' = min(d, max_components)``.
         num_classes: number of classes for integer ``labels`` (default: ``max(labels) + 1``).
@@ -299,7 +299,7 @@ class RepresentationGap(ShiftedSumsMetric):
             y, known = (y[finite], known[finite]) if y is not None else (None, None)
         if s.shape[0] == 0:
             return
-        # large products with the caller's threads (they do not collapse under load, _threads)
+        # the products run with the thread count of the caller's scope (one thread inside the aggregator, _threads)
         xs, xw = self._shifted([s, w])  # one float64 copy each
         # each row goes to exactly one group: gold rows with their labels, the others without
         if y is None or not bool(known.any()):
