@@ -19,6 +19,7 @@ from lightning_w2s._validation import (
     check_probabilities,
     describe,
 )
+from lightning_w2s.metrics._stats import known_rows
 
 
 def teacher_probs(source: str, raw: Any, n: int, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -82,7 +83,7 @@ def regression_gold(gold: Any, teacher_values: torch.Tensor) -> torch.Tensor | N
                 f"`gold` row {int(partial.nonzero()[0])} is partly NaN: a row of an (n, m) target is known (all finite) or "
                 "unknown (all NaN)"
             )
-    known = ~torch.isnan(g) if g.ndim == 1 else ~torch.isnan(g).any(dim=1)
+    known = known_rows(g)
     return g if bool(known.any()) else None
 
 

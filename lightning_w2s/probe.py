@@ -30,6 +30,7 @@ from lightning_w2s._validation import (
 )
 
 from lightning_w2s import _probe_inputs as _inputs
+from lightning_w2s.metrics._stats import known_rows
 
 FORMAT = "lightning_w2s.W2SProbe/1"
 #: how to write a probe file (the load errors say it)
@@ -323,7 +324,7 @@ class W2SProbe:
     def __repr__(self) -> str:
         if self.is_regression:
             g = self.gold
-            known = 0 if g is None else int((~torch.isnan(g) if g.ndim == 1 else ~torch.isnan(g).any(dim=1)).sum())
+            known = 0 if g is None else int(known_rows(g).sum())
             shape = "(n,)" if self.teacher_values.ndim == 1 else f"(n, {self.output_dim})"
             extras = [f"gold={known}"] + ([f"teacher_features={self.teacher_features.shape[1]}d"] if self.teacher_features is not None else [])
             return f"W2SProbe(n={self.n}, outputs={shape}, teacher=teacher_values, {', '.join(extras)})"

@@ -31,6 +31,16 @@ def ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(num, float("nan")))
 
 
+def known_rows(values: torch.Tensor) -> torch.Tensor:
+    """The rows of a real target ``(n,)`` or ``(n, m)`` that are known: no ``NaN`` (``NaN`` = unknown).
+
+    >>> known_rows(torch.tensor([[1.0, 2.0], [float("nan"), 0.0]])).tolist()
+    [True, False]
+    """
+    nan = torch.isnan(values)
+    return ~nan if nan.ndim == 1 else ~nan.any(dim=1)
+
+
 def wilson_interval(successes, total, confidence: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
     """Wilson score interval for a binomial proportion ``successes / total`` [derived: standard].
 
@@ -66,5 +76,5 @@ def rate_with_interval(name: str, successes: torch.Tensor, total: torch.Tensor, 
     x = torch.as_tensor(successes, dtype=torch.float64)
     n = torch.as_tensor(total, dtype=torch.float64, device=x.device)
     lower, upper = wilson_interval(x, n, confidence)
-    rate = torch.where(n > 0, x / torch.where(n > 0, n, torch.ones_like(n)), torch.full_like(lower, float("nan")))
+    rate = ratio(x, n)
     return {name: rate, f"{name}_lower": lower, f"{name}_upper": upper}

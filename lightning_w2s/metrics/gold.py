@@ -29,6 +29,7 @@ from torchmetrics import Metric
 
 from .._validation import as_tensor, check_choice, check_finite, check_labels, check_scalar, describe
 from . import quantities as Q
+from ._stats import known_rows, ratio
 from .bounds import accuracy_band, max_accuracy_gain
 from .correction import GOLD_KEYS, correction_counts, gold_rates_from_counts
 
@@ -148,7 +149,7 @@ def gold_squared_error_terms(
     else:
         if s.ndim not in (1, 2) or y.shape != s.shape:
             raise ValueError(f"`target` must have the shape of `student_out` ((n,) or (n, m)), got {describe(y)} and {describe(s)}")
-        known = ~torch.isnan(y) if y.ndim == 1 else ~torch.isnan(y).any(dim=1)
+        known = known_rows(y)
         ds, dw = s[known] - y[known], w[known] - y[known]
         es = ds.pow(2) if ds.ndim == 1 else ds.pow(2).sum(dim=1)
         ew = dw.pow(2) if dw.ndim == 1 else dw.pow(2).sum(dim=1)
@@ -156,10 +157,7 @@ def gold_squared_error_terms(
 
 
 def _sq_compute(sum_s: torch.Tensor, sum_w: torch.Tensor, n: torch.Tensor) -> dict[str, torch.Tensor]:
-    if n == 0:
-        nan = torch.tensor(float("nan"), dtype=torch.float64, device=sum_s.device)
-        return {k: nan for k in GOLD_SQ_KEYS}
-    es, ew = sum_s / n, sum_w / n
+    es, ew = ratio(sum_s, n), ratio(sum_w, n)  # NaN without a known gold row, no host read
     return {"student_sq_error": es, "teacher_sq_error": ew, "sq_gain": ew - es}
 
 

@@ -37,7 +37,7 @@ import torch
 from torchmetrics import Metric
 
 from .._validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
-from ._stats import rate_with_interval
+from ._stats import rate_with_interval, ratio
 
 MISFIT_KEYS = ("kl_teacher_student", "kl_student_teacher", "disagreement", "sq", "teacher_label_ce")
 #: every key :func:`misfit` and :meth:`Misfit.compute` return (``MISFIT_KEYS`` first).
@@ -145,9 +145,7 @@ def _misfit_batch(s: torch.Tensor, t: torch.Tensor, eps: float) -> tuple[dict[st
 
 def _misfit_compute(sums: dict[str, torch.Tensor], total: torch.Tensor, counts: torch.Tensor) -> dict[str, torch.Tensor]:
     total = torch.as_tensor(total, dtype=torch.float64)
-    has = total > 0  # no host read: NaN without data
-    safe = torch.where(has, total, torch.ones_like(total))
-    out = {k: torch.where(has, sums[k] / safe, torch.full_like(safe, float("nan"))) for k in MISFIT_KEYS}
+    out = {k: ratio(sums[k], total) for k in MISFIT_KEYS}  # no host read: NaN without data
     out.update({k: v for k, v in rate_with_interval("disagreement", sums["disagreement"], total).items() if k != "disagreement"})
     out["kappa"] = cohen_kappa_from_counts(counts)
     return out
@@ -294,8 +292,7 @@ class RegressionMisfit(Metric):
         self.total += s.shape[0]
 
     def compute(self) -> dict[str, torch.Tensor]:
-        nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.total.device)
-        return {"sq": self.sum_sq / self.total if self.total > 0 else nan}
+        return {"sq": ratio(self.sum_sq, self.total)}  # NaN without data, no host read
 
 
 # ----------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from torch import nn
 
 from .. import _validation as v
 from . import quantities as Q
+from ._stats import known_rows
 from .bounds import charikar_predicted_gain
 from .gold import GoldSquaredError
 from .misfit import RegressionMisfit
@@ -49,11 +50,6 @@ __all__ = ["RegressionMetrics"]
 Need = Q.Need
 #: the classification aggregator's options, accepted (the monitor passes them to both) and unused here
 CLASSIFICATION_OPTIONS = frozenset({"eps", "neighbours", "eta", "n_bins", "expansion_history"})
-
-
-def _known_rows(gold: torch.Tensor) -> torch.Tensor:
-    """Rows of an ``(n, m)`` real target that are known (not NaN)."""
-    return ~torch.isnan(gold).any(dim=1)
 
 
 class RegressionMetrics(nn.Module):
@@ -111,7 +107,7 @@ class RegressionMetrics(nn.Module):
         self.train = v.check_scalar("train", train, bool)
         self.register_buffer("teacher_values", tv.reshape(self.n, self.output_dim), persistent=False)
         g = None if gold is None or train else v.as_tensor("gold", gold, dtype=torch.float64).reshape(self.n, self.output_dim)
-        self.has_gold = g is not None and bool(_known_rows(g).any())
+        self.has_gold = g is not None and bool(known_rows(g).any())
         self.register_buffer("gold", g if self.has_gold else None, persistent=False)
         self.register_buffer("teacher_features", None if teacher_features is None or train else teacher_features, persistent=False)
         self.provides = self._provides()
@@ -177,7 +173,7 @@ class RegressionMetrics(nn.Module):
             return
         gold = self.gold[index] if self.has_gold else None
         if gold is not None:
-            known = valid & _known_rows(gold)
+            known = valid & known_rows(gold)
             self.gold_sq.update(s[known], teacher[known], gold[known])
         if features is None or not self.representation_on:
             return
