@@ -56,7 +56,7 @@ bench-data: install $(VENV)/.bench-installed $(DATA)/debian/.unpacked
 bench-summary: bench-data
 	$(PY) -m benchmarks.tasks --summary --data $(DATA)
 
-# Issue 15 in one run: cheap-student check vs bare forward, the check beside busy processes, fit
+# In one run: cheap-student check vs bare forward, the check beside busy processes, fit
 # overhead for the MLP head, the CNN and the fine-tuned MiniLM; then the representation algebra's
 # figures (benchmarks.representation_gap --quick: d = 4096 compute time and agreement, worst under load).
 bench-overhead: bench-data
@@ -94,14 +94,14 @@ screenshot: demo
 	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard.png custom_scalars
 	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard_text.png text
 
-# Stopping regret (issue 11): 13 (task, teacher) pairs x 8 seeds, each trained once and recorded under
+# Stopping regret: 13 (task, teacher) pairs x 8 seeds, each trained once and recorded under
 # data/stopbench_runs/ (first run: hours on 2 shared cores, see benchmarks/stopping.py; then ~35 s),
 # every rule replayed offline; rules chosen on seeds 0-3, reported on seeds 4-7.
 .PHONY: bench-stopping
 bench-stopping: bench-data
 	$(PY) -m benchmarks.stopping --data $(DATA)
 
-# Teacher ranking across tasks (issue 12): rank_teachers' label-free scores vs the gold error of W2S
+# Teacher ranking across tasks: rank_teachers' label-free scores vs the gold error of W2S
 # students trained on each of 15 teachers, 3 tasks x 3 seeds; default chosen leave-one-task-out.
 # First run ~15-20 min on 2 shared cores (measured 927 s); cached under data/ranking_* (then seconds).
 .PHONY: bench-ranking

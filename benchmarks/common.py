@@ -1,4 +1,4 @@
-"""Shared student models and training helpers for the benchmarks (DESIGN §6).
+"""Shared student models and training helpers for the benchmarks (docs/benchmarks.md).
 
 * :class:`StudentModule`: a LightningModule around a small network - an MLP head (one hidden layer
   of 256) over frozen sentence embeddings, or a small CNN trained from scratch on 28x28 images. It

@@ -1,11 +1,11 @@
-"""Monitor overhead benchmark (DESIGN §6; issue 15): printed figures and ratios, not a timed test.
+"""Monitor overhead benchmark (docs/benchmarks.md): printed figures and ratios, not a timed test.
 
 Everything below is measured in one run (``make bench-overhead``, about 10 minutes on 2 shared CPU
 cores, plus the MiniLM part of ``benchmarks/overhead_encoder.py``). The machine is shared: arms are
 interleaved (the order flips every repeat so drift hits both alike) and medians with their spread
 (min–max) are printed.
 
-1. **Cheap student, one check** (issue 15's case, synthetic so the sizes are exact): an MLP head
+1. **Cheap student, one check** (synthetic, so the sizes are exact): an MLP head
    (256-d inputs, 256 hidden, 2 classes), a probe of 2,048 points with gold and 64-d teacher
    features, a train probe of 1,000 points, the monitor at its defaults. At every validation epoch
    end, inside one fit, a bare ``no_grad`` forward over both probes (batches of the monitor's
@@ -18,7 +18,7 @@ interleaved (the order flips every repeat so drift hits both alike) and medians 
 2. **Busy machine**: the same check in a fresh process *without* ``OMP_WAIT_POLICY`` (users' scripts
    do not set it; the Makefile does), 5 calls alone, then 5 calls beside two busy torch processes
    (``python -c`` loops of 1000×1000 float32 matmuls at default threads) that this benchmark starts
-   and stops. Target (issue 15): worst beside ≤ 4× best alone.
+   and stops. Target: worst beside ≤ 4× best alone.
 3. **Fit overhead on real tasks** (``benchmarks.tasks``): ``movie_vader`` (MLP head over cached
    MiniLM embeddings) and ``fashion_scratch`` (small CNN, 8k images): fit time with/without a
    default monitor (interleaved pairs, ratio of medians; target ≤ 1.03) and, inside one fit, check
@@ -54,7 +54,7 @@ from benchmarks.common import StudentModule, quiet_lightning, train_student
 from benchmarks.report import spread, verdict
 from benchmarks.tasks import DEFAULT_DATA, TASKS, load_task
 from lightning_w2s import W2SMonitor, W2SProbe
-from lightning_w2s.features import eval_mode
+from lightning_w2s.probe.features import eval_mode
 
 FIT_TARGET = 1.03
 CHECK_TARGET = 1.15
@@ -148,14 +148,14 @@ class ComparedMonitor(W2SMonitor):
 
 
 # ------------------------------------------------------------------------------------------------
-# 1. cheap student (synthetic, issue 15's sizes)
+# 1. cheap student (synthetic)
 # ------------------------------------------------------------------------------------------------
 D_IN, HIDDEN, K, N_PROBE, N_TRAIN_PROBE, D_TEACHER, N_TRAIN = 256, 256, 2, 2048, 1000, 64, 4096
 THIN = 5  # representation_every_n_checks of the amortised row
 
 
 def cheap_task(seed: int = 0) -> dict[str, Any]:
-    """Synthetic data with issue 15's sizes: a linear gold rule in 256-d, a teacher that flips 20%,
+    """Synthetic data: a linear gold rule in 256-d, a teacher that flips 20%,
     teacher features = a noisy 64-d view of the inputs."""
     g = torch.Generator().manual_seed(seed)
     n = N_PROBE + N_TRAIN_PROBE + N_TRAIN

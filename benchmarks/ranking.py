@@ -1,4 +1,4 @@
-"""Teacher ranking across tasks (issue 12): does ``rank_teachers`` order teachers by their W2S students' gold error?
+"""Teacher ranking across tasks: does ``rank_teachers`` order teachers by their W2S students' gold error?
 
 Run: ``make bench-ranking`` (= ``python -m benchmarks.ranking --data data``). First run ~15–20 min
 on 2 shared cores (teachers, 135 logistic-regression students, every candidate score); later runs
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n== Shipped defaults: the incumbent is the library's current default when it beats the base default (09b38a2: features-only"
           "\n   gap, fro, top-32 PCs; paired CI of the mean-over-tasks ρ gain above 0), else the base default; the choice on all tasks"
           "\n   replaces the incumbent only if the paired CI of its gain over the incumbent excludes 0; otherwise it is a tie and the incumbent stays ==")
-    from lightning_w2s import ranking
+    from lightning_w2s.ranking import scores as ranking
 
     lib_out = "w2s_error C=1.0" if ranking.DEFAULT_OUTPUT_SCORE == "w2s_error" else ranking.DEFAULT_OUTPUT_SCORE
     c = ranking.RANKING_CONSTRUCTION

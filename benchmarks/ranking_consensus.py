@@ -8,7 +8,7 @@ seed under ``data/ranking_votes_<task>_s<seed>.npz``: the cheap students' predic
 teachers' own labels on the ``rank`` inputs; gold is stored only for the diagnostic printed by
 ``python -m benchmarks.ranking_consensus`` and is never read by a candidate).
 
-Tried and removed (commit 98642e3, pre-registered, issue 12): a dependency-aware Dawid–Skene that
+Tried and removed (commit 98642e3, pre-registered): a dependency-aware Dawid–Skene that
 down-weights near-duplicate voters (after Varma et al., ICML 2019, "Learning Dependency Structures
 for Weak Supervision Models"; weight = 1 / effective number of neighbours): 3 variants — similarity
 = agreement in excess of the fitted model's independence prediction with weight 1 / Σ_i s_ij, the
@@ -31,7 +31,7 @@ import torch
 
 from benchmarks import ranking_scores as rs
 from benchmarks import ranking_teachers as rt
-from lightning_w2s.metrics.label_model import dawid_skene
+from lightning_w2s.ranking.label_model import dawid_skene
 
 VOTES_VERSION = 1
 

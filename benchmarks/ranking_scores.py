@@ -1,7 +1,7 @@
 """Every candidate ranking score for one task × seed of the teacher-ranking benchmark (cached).
 
 The candidates are computed through the library's public functions
-(:func:`lightning_w2s.ranking.score_teachers`, :func:`lightning_w2s.metrics.functional.representation_gap`)
+(:func:`lightning_w2s.ranking.scores.score_teachers`, :func:`lightning_w2s.metrics.functional.representation_gap`)
 on the ``rank`` inputs: the first :data:`RANK_N` rows of the seed's ``train`` split (the inputs the
 teachers label and the W2S student trains on). Nothing here sees gold labels except the anchors
 whose names start with ``gold:`` (and ``pred_gap``-style references, not computed here).
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from benchmarks.ranking_teachers import TeacherSet, teacher_families
-from lightning_w2s.metrics.cheap_student import crossfit_students
+from lightning_w2s.ranking.cheap_student import crossfit_students
 from lightning_w2s.metrics.functional import representation_gap
-from lightning_w2s.ranking import score_teachers
+from lightning_w2s.ranking.scores import score_teachers
 
 VERSION = 3
 RANK_N = 4000

@@ -1,4 +1,4 @@
-"""Teachers and W2S students for the teacher-ranking benchmark (issue 12; ``benchmarks/ranking.py``).
+"""Teachers and W2S students for the teacher-ranking benchmark (``benchmarks/ranking.py``).
 
 Three real text tasks, each with a frozen MiniLM student representation (cached by
 ``make bench-data``; loaders of :mod:`benchmarks.tasks`): movie-review sentences, tweets and

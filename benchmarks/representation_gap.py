@@ -1,4 +1,4 @@
-"""Representation gap: streaming vs dense, LLM width, robustness under load, memory (DESIGN §6; issues 13, 15).
+"""Representation gap: streaming vs dense, LLM width, robustness under load, memory (docs/benchmarks.md).
 
 Run: ``make bench-representation`` (= ``python -m benchmarks.representation_gap``; about 10 minutes
 on 2 shared CPU cores). The measured process runs WITHOUT ``OMP_WAIT_POLICY`` (it re-executes
@@ -19,14 +19,14 @@ with ``OMP_WAIT_POLICY=PASSIVE`` so that its LAPACK calls are not the ones colla
    teacher's cut inside its noise bulk), a power law, and pure noise.
 3. Beside two busy torch processes (``python -c`` loops of 1000×1000 float32 matmuls, default
    threads, no ``OMP_WAIT_POLICY``): worst of the calls beside them vs best of the same calls alone,
-   for ``representation_gap`` at n = 4096, d = 384 (issue 15's case) with the metric's thread scope
+   for ``representation_gap`` at n = 4096, d = 384 with the metric's thread scope
    (5 calls each) and without it (3), and for ``compute()`` (5) and one ``update()`` (3) at LLM width.
 4. Memory: the states at d = 4096 (computed bytes; measured resident growth after a first update;
    peak of ``compute()``), and the old streaming-pass peak at n = 200000, d = 768, fresh processes.
 
 Targets (issues): ≥ 50× faster than dense at n = 16384, same value to 1e-8, extra peak < 100 MB at
-n = 200000 (issue 6); ``compute()`` ≤ 2 s at d_s = 4096 / d_w = 2048 with ``fro``/``op`` within 1e-4
-of the exact path, worst under load ≤ 4× best alone (issue 15).
+n = 200000; ``compute()`` ≤ 2 s at d_s = 4096 / d_w = 2048 with ``fro``/``op`` within 1e-4
+of the exact path, worst under load ≤ 4× best alone.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stopping-regret benchmark (issue 11; DESIGN §4, §6): which label-free rule earns the default?
+"""Stopping-regret benchmark (docs/theory.md §3, docs/benchmarks.md): which label-free rule earns the default?
 
 **Regret** of a rule on one run = 100 x (gold test accuracy of the run's best epoch - gold test
 accuracy of the weights the rule leaves the user with), in accuracy points; lower is better.
@@ -19,7 +19,7 @@ How it works:
    cluster bootstrap that resamples pairs, then seeds). Leave-one-source-out: the rule is chosen
    without a data source and reported on it.
 
-Goal (issue 11): mean regret on the report seeds <= 0.5 pt **and** below the reference with the
+Goal: mean regret on the report seeds <= 0.5 pt **and** below the reference with the
 paired 95% CI excluding 0. Printed as PASS/FAIL.
 
 Faithfulness (printed): the chosen rule (``probe_hce ma1 p=5 keep=best``) is what ``W2SEarlyStopping()``
@@ -422,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen_rule = Rule("CHOSEN: " + chosen.name, chosen.family, chosen.monitor, chosen.run, chosen.params)
     package = default_rule()
     faithful, n_same = check_package_default(recs, chosen_rule)
-    print("Faithfulness of the package default (README, issue 11): W2SEarlyStopping() is "
+    print("Faithfulness of the package default (README): W2SEarlyStopping() is "
           f"{DEFAULT_PARAMS} in the benchmark's terms; the choice is {chosen.params}: "
           f"{'the same rule' if chosen.params == DEFAULT_PARAMS else 'ANOTHER RULE'}")
     print("  " + faithful)

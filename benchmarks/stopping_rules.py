@@ -15,7 +15,7 @@ Decision procedures (every one computable live, check by check):
   ``ModelCheckpoint(save_top_k=1)`` restores; also at the end of a fit it did not stop), or of the
   middle of the best window (``"best_mid"``: needs a ring of ``ceil(smooth/2)`` weight copies).
   ``patience=None`` never stops: the best check of the whole run.
-* :func:`today_policies` — the four policies of :mod:`lightning_w2s.rules`, re-implemented line by
+* :func:`today_policies` — the four policies of :mod:`lightning_w2s.stopping.rules`, re-implemented line by
   line on the recorded signals and checked against ``W2SEarlyStopping.evaluate`` by
   :func:`check_against_library`; :func:`package_default_outcome` replays ``W2SEarlyStopping()``
   itself (the package's decision code on the package's ``teacher_label_ce``).
@@ -155,7 +155,7 @@ def _train_misfit(rec, misfit: str) -> np.ndarray:
 
 
 def _policy_stream(rec, name: str, patience: int, misfit: str, kappa: float | None, min_gain: float | None):
-    """Yield ``(check, triggered, best_check)`` of one policy of ``lightning_w2s.rules`` (min_delta = 0,
+    """Yield ``(check, triggered, best_check)`` of one policy of ``lightning_w2s.stopping.rules`` (min_delta = 0,
     no warm-up) on the recorded signals, check by check. ``gain_exhausted`` reads the monitor's
     ``w2s/bounds/max_gain`` (:func:`benchmarks.stopping_signals.max_gain`)."""
     from benchmarks.stopping_signals import max_gain

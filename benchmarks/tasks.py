@@ -1,4 +1,4 @@
-"""Real, offline weak-to-strong (W2S) tasks for the benchmarks (DESIGN §6, DATA.md).
+"""Real, offline weak-to-strong (W2S) tasks for the benchmarks (docs/benchmarks.md, DATA.md).
 
 Every task is a :class:`W2STask`: student inputs (frozen MiniLM sentence embeddings, or images for
 Fashion-MNIST), the weak teacher's outputs (hard labels with ``-1`` = abstain, and probabilities where
@@ -181,7 +181,7 @@ class W2STask:
         """A :class:`lightning_w2s.W2SProbe` over ``split`` (the first ``max_size`` rows; the split
         is already shuffled). Soft teacher outputs are passed as ``teacher_probs`` when the teacher
         has them, otherwise hard ``teacher_labels`` with ``-1`` for abstentions. The train probe
-        (``split="train"``, ``with_gold=False``) is label-free, as DESIGN §1 describes it. Without
+        (``split="train"``, ``with_gold=False``) is label-free, as docs/theory.md §1 describes it. Without
         ``with_teacher_features`` the monitor falls back to the student's own features for its
         neighbourhoods (the rule and lexicon teachers' features are 24 keyword counts or 4 lexicon
         scores: mostly-tied neighbourhoods)."""
@@ -670,7 +670,7 @@ class _LazyScaled:
         return (self.images[idx][:, None] / np.float32(255.0)).astype(np.float32)
 
 
-# ============================================================================ more teachers and tasks (issue 11)
+# ============================================================================ more teachers and tasks
 TWEET_POSITIVE_WORDS: tuple[str, ...] = (
     "love", "great", "good", "happy", "awesome", "best", "thanks", "fun", "amazing", "nice", "cool", "excited",
 )

@@ -1,9 +1,9 @@
-"""Do the monitor's bounds and predictions hold on real W2S runs? (issue 8 §3, DESIGN §6)
+"""Do the monitor's bounds and predictions hold on real W2S runs? (docs/benchmarks.md)
 
 Run: ``make bench-validity`` or ``.venv/bin/python -m benchmarks.validity --data data`` (about 5–8
 minutes on 2 shared CPU cores; ``--parts a b`` runs a subset). Four parts, one table each:
 
-(a) **0/1 bands** [derived bounds, DESIGN §2.2, issue 13 D6]: at every check of every task × seed ×
+(a) **0/1 bands** [derived bounds, docs/theory.md §2.2]: at every check of every task × seed ×
     epoch, does ``[w2s/bounds/covered_accuracy_lower, _upper]`` (teacher accuracy ∓ disagreement on
     the covered gold probe points) contain the student's covered gold accuracy, and does
     ``[w2s/bounds/accuracy_lower, _upper]`` (the same with the teacher's abstentions counted as all
@@ -12,7 +12,7 @@ minutes on 2 shared CPU cores; ``--parts a b`` runs a subset). Four parts, one t
     student at the same check (its own forward pass over the probe, numpy counting), and compared
     with the monitor's ``w2s/gold/covered_accuracy`` / ``w2s/gold/accuracy`` too. Violations must
     be 0 (these are theorems on the same points); the bands' widths say how informative they are.
-(b) **Charikar et al. 2024, Thm 1** [prediction, DESIGN §2.2]: gain = err_sq(w) − err_sq(s) vs
+(b) **Charikar et al. 2024, Thm 1** [prediction, docs/theory.md §2.2]: gain = err_sq(w) − err_sq(s) vs
     misfit = ‖f_s − f_w‖². (i) Synthetic realizable regression: frozen random ReLU features, a
     target inside their span, 200 random teachers (errors inside and outside the span), the
     student an unregularised least-squares linear head fitted on ``n`` teacher-labelled samples;
@@ -23,7 +23,7 @@ minutes on 2 shared CPU cores; ``--parts a b`` runs a subset). Four parts, one t
     is the Gaussian-design value, with ``σ²`` the teacher's error outside the span]. (ii) The real tasks of (a): ``w2s/gold/sq_gain`` vs
     ``w2s/bounds/predicted_gain`` over all checks — none of the theorem's premises (realizable,
     convex class, projection) is checked there, so the relation is reported as measured.
-(c) **Xue, Li, Mirzasoleiman 2025** [prediction, DESIGN §2.4]: on the movie sentences, 10
+(c) **Xue, Li, Mirzasoleiman 2025** [prediction, docs/theory.md §2.4]: on the movie sentences, 10
     teachers of different strength and representation (logistic regressions on 200 gold labels over
     WordLlama PCA-8/16/32/64 and the full 256-d, bags of words of 50/200/1000 words, PCA-4/16
     slices of MiniLM) each label the training set for one logistic-regression student on MiniLM.
@@ -33,7 +33,7 @@ minutes on 2 shared CPU cores; ``--parts a b`` runs a subset). Four parts, one t
     error: Spearman ρ per seed. ``pred_gap`` (gold labels) for reference. No constant is chosen
     here: both constructions are the library's fixed ones, and the comparison is on this task only.
 (d) **Lang, Sontag, Vijayaraghavan 2024, Thm B.1/B.2/B.3** [the papers' bounds evaluated at our live
-    ĉ and neighbour oracle, DESIGN §2.5: estimates, logged as ``*_predicted_error``]: on the
+    ĉ and neighbour oracle, docs/theory.md §2.5: estimates, logged as ``*_predicted_error``]: on the
     abstaining keyword-rule task, at every check, the covered predicted error vs the covered gold
     error and the uncovered one vs the uncovered gold error (pooled and per class), how often the
     predicted error is below the measured error (possible: ĉ is not the theorems' constant), its

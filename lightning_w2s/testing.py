@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lightning_w2s.tensorboard import is_reference_run
+from lightning_w2s.dashboard.tensorboard import is_reference_run
 
 
 def _run_dirs(logdir: str | os.PathLike) -> list[Path]:

@@ -99,5 +99,8 @@ if __name__ == "__main__":
     target = Path(sys.argv[1])
     if "RANK" in os.environ:
         rank_main(int(os.environ["RANK"]), target)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # results are on disk; gloo's threads can abort a rank in its destructors at exit
     else:
         sys.exit(launch(target))

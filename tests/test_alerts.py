@@ -1,10 +1,10 @@
 """Warning regimes fire once when entered and re-arm when left; they are the stopping rules' own
-definitions (lightning_w2s.rules), so a warning and a stop never disagree."""
+definitions (lightning_w2s.stopping.rules), so a warning and a stop never disagree."""
 
 import pytest
 
 from lightning_w2s import W2SEarlyStopping
-from lightning_w2s.alerts import AlertTracker
+from lightning_w2s.stopping.alerts import AlertTracker
 
 H, T = "w2s/misfit/kl_teacher_student", "w2s/train_misfit/kl_teacher_student"
 SEQ = [(1.0, 0.50), (0.8, 0.50), (0.6, 0.52), (0.4, 0.55), (0.3, 0.60), (0.3, 0.40), (0.3, 0.30), (0.2, 0.35), (0.1, 0.40)]

@@ -1,4 +1,4 @@
-"""Fast tests of the stopping benchmark's pure parts (issue 11): signals and rules on synthetic
+"""Fast tests of the stopping benchmark's pure parts: signals and rules on synthetic
 recordings, against slow loop references and Lightning's own EarlyStopping. No training."""
 
 from __future__ import annotations

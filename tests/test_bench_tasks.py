@@ -193,7 +193,7 @@ def test_train_student_records_epochs_and_weights():
     assert not torch.equal(res.weights[0]["net.0.weight"], res.weights[2]["net.0.weight"])
 
 
-# ------------------------------------------------------------------ issue 11: more teachers
+# ------------------------------------------------------------------ more teachers
 def test_flip_teacher_rate_and_never_the_gold_class_when_flipped():
     from benchmarks.tasks import flip_teacher
 

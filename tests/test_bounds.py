@@ -1,4 +1,4 @@
-"""Bounds (DESIGN §2.2, §2.5): paper table values, preconditions, and the derived bands holding on data."""
+"""Bounds (docs/theory.md §2.2, §2.5): paper table values, preconditions, and the derived bands holding on data."""
 
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ from lightning_w2s.metrics.misfit import misfit
 
 
 # ------------------------------------------------------------------------------------------------
-# Lang, Sontag, Vijayaraghavan 2024: the paper's table values (DESIGN §2.5)
+# Lang, Sontag, Vijayaraghavan 2024: the paper's table values (docs/theory.md §2.5)
 # ------------------------------------------------------------------------------------------------
 def test_thm_b1_table_1_values():
     v1 = lang_covered_bound(0.12, 0.11, 0.848, 0.0)
     v2 = lang_covered_bound(0.29, 0.33, 0.497)
-    # DESIGN's 4/3-digit values, and the paper's Table 1 at 2 decimals
+    # the 4/3-digit values of docs/theory.md §2.5, and the paper's Table 1 at 2 decimals
     assert round(v1, 4) == 0.0497 and round(v1, 2) == 0.05
     assert round(v2, 3) == 0.374 and round(v2, 2) == 0.37
     # by hand, step by step: c' = .848/(1-.11+.848*.11) = .848/.98328
@@ -79,12 +79,12 @@ def test_thm_b1_monotone_in_err_and_nonrobustness():
         (lang_covered_bound, (0.12, 0.11, 0.848, -0.1), "p_nonrobust"),
         (lang_covered_bound, (float("nan"), 0.11, 0.848), "NaN"),
         (lang_covered_bound, (0.0, 0.11, 0.848), "< 0"),  # a student fitting the teacher: Prop 4.1
-        # c/c_bar - 2alpha <= 0 matters only where it multiplies P(R̄) > 0 (issue 13 D2)
+        # c/c_bar - 2alpha <= 0 matters only where it multiplies P(R̄) > 0
         (lang_uncovered_bound, (0.29, 0.30, 0.75, 0.30, 0.01), "c/c_bar - 2alpha"),  # .4 - .6 <= 0
         (lang_uncovered_bound, (0.29, 0.45, 1.0, 0.5, 0.01), "c/c_bar - 2alpha"),  # .5 - .9 <= 0
         (lang_uncovered_bound, (0.1, 0.2, 0.2, 1.0), "c1 - \\(c1 \\+ c2\\)alpha"),  # .2 - 1.2*.2 < 0
         (lang_uncovered_bound, (0.1, 0.2, 1.2, 0.5), "`c1`"),  # c1 <= 1 (proof of B.2, Case 3)
-        (lang_uncovered_bound, (0.10, 0.05, 0.2, 0.2, 0.15), "premise"),  # .25 >= .19 (issue 13 D1)
+        (lang_uncovered_bound, (0.10, 0.05, 0.2, 0.2, 0.15), "premise"),  # .25 >= .19
         (lang_uncovered_bound, (0.1, 0.0, 0.75, 0.55), "alpha"),
         (lang_uncovered_bound_b3, (0.1, 0.6, 0.8), "alpha"),
         (lang_uncovered_bound_b3, (0.1, 0.0, 0.8), "alpha"),
@@ -148,7 +148,7 @@ def test_numeric_types_accepted():
 
 
 # ------------------------------------------------------------------------------------------------
-# issue 13 D1/D2: the reproductions (premises coded; a condition only where it matters)
+# reproductions (premises coded; a condition only where it matters)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("fn", "args", "kwargs", "why"),
@@ -211,16 +211,16 @@ def test_lemma_b1_markov_bound():
 def test_docstring_examples():
     import doctest
 
-    from lightning_w2s.metrics import gain_bounds, lang_theorems
+    from lightning_w2s.metrics.bounds import gain as gain_bounds, lang as lang_theorems
 
     results = [doctest.testmod(module) for module in (bounds, gain_bounds, lang_theorems)]
     assert sum(r.attempted for r in results) >= 5 and sum(r.failed for r in results) == 0
 
 
 def test_every_public_bound_is_listed():
-    """``lightning_w2s.metrics.bounds`` is the public home (DESIGN §7) of the functions its two
+    """``lightning_w2s.metrics.bounds`` is the public home (docs/architecture.md, public API) of the functions its two
     modules define: each is listed there and is the very same object."""
-    from lightning_w2s.metrics import gain_bounds, lang_theorems
+    from lightning_w2s.metrics.bounds import gain as gain_bounds, lang as lang_theorems
 
     assert set(bounds.__all__) >= {"lang_covered_bound", "lang_uncovered_bound", "accuracy_band"}
     assert set(bounds.__all__) == set(gain_bounds.__all__) | set(lang_theorems.__all__)
@@ -279,7 +279,7 @@ def test_accuracy_band_with_misfit_disagreement_from_probabilities():
 
 
 # ------------------------------------------------------------------------------------------------
-# issue 13 D6: the band and the gain with the teacher's abstentions (coverage expansion)
+# the band and the gain with the teacher's abstentions (coverage expansion)
 # ------------------------------------------------------------------------------------------------
 def _issue_example():
     """The issue's example: 20 gold points, the teacher labels 10 (8 right) and abstains on 10; the

@@ -1,4 +1,4 @@
-"""Lang et al. 2024, Thm B.1/B.2/B.3 on synthetic worlds where every quantity is exact (issue 13 D1, D2).
+"""Lang et al. 2024, Thm B.1/B.2/B.3 on synthetic worlds where every quantity is exact.
 
 A *world* is a finite input space with the uniform distribution (the paper's setting, §3: X discrete),
 a symmetric neighbourhood graph (Definition 1), gold labels, a teacher that abstains on part of X,
@@ -283,7 +283,7 @@ def test_checks_are_not_vacuous():
 
 
 def test_the_paper_numbers_survive_the_premise_checks():
-    """DESIGN §2.5 table checks with the premises coded (they hold for the table's inputs)."""
+    """docs/theory.md §2.5 table checks with the premises coded (they hold for the table's inputs)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert round(lang_covered_bound(0.12, 0.11, 0.848), 4) == 0.0497
@@ -311,7 +311,7 @@ def test_reference_robust_neighbourhood_size_by_brute_force(eta):
 
 
 def test_plug_in_expansion_gives_an_estimate_not_a_bound():
-    """Issue 13 D3: Thm B.1 at the plug-in ĉ of ``lang_expansion`` (current check in the family,
+    """Thm B.1 at the plug-in ĉ of ``lang_expansion`` (current check in the family,
     exact in-sample ``P(R̄_η | S_i)``, every coded premise passing) falls *below* the measured
     in-sample error for a student that copies half of the teacher's mistakes: ĉ is not the
     theorem's robust-expansion constant, so the value must be logged as an estimate (a predicted

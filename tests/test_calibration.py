@@ -1,4 +1,4 @@
-"""Top-label calibration (DESIGN §2.3): numpy reference, torchmetrics oracle, edges, streaming."""
+"""Top-label calibration (docs/theory.md §2.3): numpy reference, torchmetrics oracle, edges, streaming."""
 
 from __future__ import annotations
 

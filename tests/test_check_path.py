@@ -1,4 +1,4 @@
-"""The check's per-batch and per-check path (issue 15): chunked updates, host transfers, constants
+"""The check's per-batch and per-check path: chunked updates, host transfers, constants
 of the probe, the representation cadence.
 
 ``W2SMetrics.update`` only queues a batch; the rows are fed to the states in chunks; the values

@@ -1,4 +1,4 @@
-"""Console messages (issue 16 #5): what users need to see reaches the console by default, through
+"""Console messages: what users need to see reaches the console by default, through
 Lightning's rank-zero utilities (no ``logging.basicConfig``); per-check detail stays at debug level.
 
 The first test runs a plain Python process (``tests/console_script.py``) and reads its stdout and

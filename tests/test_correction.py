@@ -1,4 +1,4 @@
-"""Lang et al. 2024 family: per-class rates, robustness, expansion, bounds (DESIGN §2.5).
+"""Lang et al. 2024 family: per-class rates, robustness, expansion, bounds (docs/theory.md §2.5).
 
 Every number is checked against an independent slow numpy reference written with plain loops
 (no call into the code under test), and the theorems' inequalities are checked on a synthetic

@@ -1,6 +1,6 @@
-"""The 0/1 band and ``gain_exhausted`` with a teacher that abstains (issue 13 D6), through a real Trainer.
+"""The 0/1 band and ``gain_exhausted`` with a teacher that abstains, through a real Trainer.
 
-Issue 13's example: a teacher abstains on half the probe; a student copies the teacher where it
+Example: a teacher abstains on half the probe; a student copies the teacher where it
 speaks and is right wherever it abstains. Its disagreement with the teacher is 0 and its gold
 accuracy 0.9 against the teacher's 0.8. Before D6 the logged band was [0.8, 0.8] (it misses 0.9) and
 ``gain_exhausted`` fired at ``min_gain=0.05`` ("no larger gain is possible"). The coverage-aware band
@@ -31,7 +31,7 @@ from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import W2SMetrics
 from lightning_w2s.metrics.bounds import accuracy_band, max_accuracy_gain
 from lightning_w2s.testing import last_w2s_values
-from lightning_w2s.stopping import W2SStoppingReason
+from lightning_w2s.stopping.policies import W2SStoppingReason
 
 N = 100
 TOL = 1e-12

@@ -1,4 +1,4 @@
-"""The check on a CUDA module (issue 15 item 4): every tensor of a check stays on the module's
+"""The check on a CUDA module: every tensor of a check stays on the module's
 device, the values equal a CPU run, and queuing a batch never waits for the GPU.
 
 No GPU was available where these were written (they skip without one): they run wherever

@@ -1,4 +1,4 @@
-"""The package implements what the stopping benchmark chose (issue 11): a real ``lightning.Trainer`` with
+"""The package implements what the stopping benchmark chose: a real ``lightning.Trainer`` with
 ``W2SMonitor`` + ``W2SEarlyStopping()`` (no arguments) stops and restores at the checks that the
 benchmark's offline rule ``probe_hce ma1 p=5 keep=best`` (:func:`benchmarks.stopping_rules.patience_stop`
 with :data:`benchmarks.stopping.DEFAULT_PARAMS`) computes from the values the monitor wrote to

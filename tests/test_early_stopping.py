@@ -28,7 +28,7 @@ GAMMA = "w2s/robustness/inconsistency"
 
 # ============================================================== independent reference rules
 # Written as "does the window of the last `p` checks ending at i satisfy the rule?" rather than with
-# the callback's running counters, so they are a second, different formulation of DESIGN §4.
+# the callback's running counters, so they are a second, different formulation of docs/theory.md §3.
 def ref_plateau(xs, i, p, warm):
     """No check in (i-p, i] beat the minimum of everything before it (min_delta = 0)."""
     lo = i - p + 1

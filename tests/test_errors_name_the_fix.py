@@ -1,4 +1,4 @@
-"""Errors that name the fix (issue 16 #7), end to end through a real ``Trainer`` where they concern
+"""Errors that name the fix, end to end through a real ``Trainer`` where they concern
 the monitor: each is raised at fit start, before the first training step, and says what to pass.
 
 - a model whose output holds no logits the default forward can find (a dict without ``"logits"``,

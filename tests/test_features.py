@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_w2s.features import FeatureCapture, find_last_linear, pool, resolve_layer
+from lightning_w2s.probe.features import FeatureCapture, find_last_linear, pool, resolve_layer
 
 
 class Net(nn.Module):

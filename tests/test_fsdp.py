@@ -1,5 +1,5 @@
 """FSDP for real: two CPU processes over gloo, with Lightning's ``FSDPStrategy`` and torch's
-``FullyShardedDataParallel`` sharding the student (issue 15 item 5).
+``FullyShardedDataParallel`` sharding the student.
 
 What stands in the way on CPU, layer by layer (Lightning 2.6.6, torch 2.13):
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_w2s.metrics._stats import wilson_interval
+from lightning_w2s.metrics.stats import wilson_interval
 from lightning_w2s.metrics.correction import CorrectionRates
 from lightning_w2s.metrics.gold import (
     GOLD_KEYS,
@@ -185,7 +185,7 @@ def test_gold_squared_error_regression_drops_nan_targets():
 
 
 def test_gold_squared_error_of_python_lists_is_float64():
-    """Lists and numpy arrays go straight to float64 (issue 13: lists went through torch's float32
+    """Lists and numpy arrays go straight to float64 (lists used to go through torch's float32
     default, a 1e-4 relative error on a small gain). Reference: exact rational arithmetic."""
     from fractions import Fraction
 

@@ -1,4 +1,4 @@
-"""The refactored package logs the same numbers as the original code (base commit 09b38a2).
+"""The refactored package logs the same numbers as the original code (base commit c187fbd, before the package was laid out by ownership).
 
 ``tests/golden_values.json`` holds every value the monitor logged at every check of two tiny
 deterministic fits (every family on; a label-free step-cadence run), and the stopper's decisions,

@@ -72,7 +72,7 @@ def test_hf_example_runs_on_a_tiny_bert(tmp_path, tokenizer, forward_fn):
 def test_mean_pooling_of_the_named_layer_ignores_padding(tokenizer):
     """The representation the example asks for is the attention-mask mean of the last block's token
     states: padding a sentence further does not change it."""
-    from lightning_w2s.features import FeatureCapture
+    from lightning_w2s.probe.features import FeatureCapture
 
     model = _tiny_bert(tokenizer.vocab_size)
     student = hf.HFStudent(model).eval()  # the example trains with dropout on; compare without it

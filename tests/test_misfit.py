@@ -1,4 +1,4 @@
-"""Misfit family (DESIGN §2.1) against independent slow numpy references."""
+"""Misfit family (docs/theory.md §2.1) against independent slow numpy references."""
 
 from __future__ import annotations
 

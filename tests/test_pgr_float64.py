@@ -1,4 +1,4 @@
-"""PGR in float64 throughout (issue 13 D5): Python floats are never rounded through float32."""
+"""PGR in float64 throughout: Python floats are never rounded through float32."""
 
 from __future__ import annotations
 

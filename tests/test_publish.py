@@ -1,4 +1,4 @@
-"""How a check's values reach Lightning (``lightning_w2s/callbacks/_publish.py``, issue 15).
+"""How a check's values reach Lightning (``lightning_w2s/callbacks/publish.py``).
 
 The monitor writes its values straight into ``trainer.callback_metrics`` and hands them to the
 loggers once per check instead of one ``pl_module.log`` call per name. These tests pin what users
@@ -155,7 +155,7 @@ def test_values_are_stored_in_float32_under_a_half_precision_default_dtype():
     stay float32 in ``trainer.callback_metrics``, as Lightning stores a logged float."""
     from types import SimpleNamespace
 
-    from lightning_w2s.callbacks._publish import log_values
+    from lightning_w2s.callbacks.publish import log_values
 
     trainer = SimpleNamespace(callback_metrics={}, loggers=[])
     before = torch.get_default_dtype()

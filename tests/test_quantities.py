@@ -34,7 +34,7 @@ def test_registry_entries_are_well_formed():
         assert q.needs <= set(Q.NEEDS), q.name
         assert q.meaning and (q.source or q.declared), q.name
         assert Q.lookup(q.name.format(i=7)) is q
-        if q.kind == "bound":  # DESIGN: a value logged as a bound must be one, with its source
+        if q.kind == "bound":  # docs/theory.md: a value logged as a bound must be one, with its source
             assert "bound" in q.source or "Lemma" in q.source or "Thm" in q.source, q.name
     with pytest.raises(KeyError, match="declare it in lightning_w2s/metrics/quantities.py"):
         Q.lookup("w2s/misfit/nope")

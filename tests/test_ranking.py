@@ -1,4 +1,4 @@
-"""Teacher ranking (issue 12): the label model, the cheap students and ``rank_teachers``.
+"""Teacher ranking: the label model, the cheap students and ``rank_teachers``.
 
 * Dawid–Skene EM against an independent slow numpy reference (explicit loops over inputs, teachers
   and classes; same initialisation, smoothing and stopping rule): agreement to rounding (1e-10).
@@ -24,10 +24,10 @@ import pytest
 import torch
 
 from lightning_w2s import rank_teachers
-from lightning_w2s.metrics.cheap_student import crossfit_students, ridge_lambda
+from lightning_w2s.ranking.cheap_student import crossfit_students, ridge_lambda
 from lightning_w2s.metrics.functional import representation_gap
-from lightning_w2s.metrics.label_model import dawid_skene, votes_tensor
-from lightning_w2s.ranking import RANKING_CONSTRUCTION, score_teachers
+from lightning_w2s.ranking.label_model import dawid_skene, votes_tensor
+from lightning_w2s.ranking.scores import RANKING_CONSTRUCTION, score_teachers
 
 
 # ------------------------------------------------------------------------------------------------

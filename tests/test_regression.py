@@ -1,4 +1,4 @@
-"""Regression in the monitor (issue 13; Charikar et al. 2024 Thm 1; Yao et al. 2025).
+"""Regression in the monitor (Charikar et al. 2024 Thm 1; Yao et al. 2025).
 
 - the regression probe (``W2SProbe(inputs, teacher_values=..., gold=...)``): validation at
   construction, save/load, fingerprint;

@@ -1,4 +1,4 @@
-"""Representation gap (DESIGN §2.4): the functional against independent dense n×n references.
+"""Representation gap (docs/theory.md §2.4): the functional against independent dense n×n references.
 
 The reference (``tests/_repr_reference.py``) builds ``K = ΦΦᵀ/n``, ``P = K(K + λI)^-1`` and
 ``M = P_s(I − P_w)`` as n×n float64 matrices and takes norms directly; the code under test never
@@ -20,7 +20,7 @@ import torch
 from _repr_reference import assert_close, np_cka, np_gap, np_participation_ratio, np_smoother, np_top_pcs, synthetic, t
 from lightning_w2s.metrics import DEFAULT_CONSTRUCTION, RepresentationGap
 from lightning_w2s.metrics.functional import effective_rank, representation_gap
-from lightning_w2s.ranking import rank_teachers
+from lightning_w2s.ranking.scores import rank_teachers
 
 RTOL = 1e-9
 
@@ -61,14 +61,14 @@ def test_real_multi_column_labels_sum_over_columns():
 
 @pytest.mark.parametrize("k", [1, 3, 6, 50])  # 50 > both dims: no truncation
 def test_max_components_matches_dense_on_top_pcs(k):
-    """fro/op/pred_gap on the top-k PCs; cka always of the features themselves (issue 13 D4)."""
+    """fro/op/pred_gap on the top-k PCs; cka always of the features themselves."""
     S, W, y = synthetic(110, 14, 9, seed=5, shared=6)
     got = representation_gap(t(S), t(W), reg=0.05, labels=t(y), max_components=k)
     assert_close(got, np_gap(S, W, 0.05, y, k=k))
 
 
 def test_cka_is_linear_cka_of_the_features_not_of_their_top_pcs():
-    """Issue 13 D4: under the default (top-32) construction `cka` was the CKA of the top PCs."""
+    """Under the default (top-32) construction `cka` was the CKA of the top PCs."""
     rng = np.random.default_rng(31)
     z = rng.normal(size=(400, 24))  # shared by both; the student's top PCs are its 40 private noise directions
     S = np.concatenate([1.2 * rng.normal(size=(400, 40)), z @ np.linalg.qr(rng.normal(size=(24, 24)))[0]], axis=1)

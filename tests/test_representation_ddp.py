@@ -1,4 +1,4 @@
-"""The representation metrics under real DDP: two CPU processes over gloo (issue 13 D7).
+"""The representation metrics under real DDP: two CPU processes over gloo.
 
 ``representation_ddp_script.py`` runs ``RepresentationGap`` and ``EffectiveRank`` in two processes
 (uneven shards, an empty first batch on rank 1, two checks with a reset between) on features offset

@@ -1,13 +1,13 @@
-"""Streaming representation metrics: sum states, shifts, merging and the DDP sum (DESIGN §2.4).
+"""Streaming representation metrics: sum states, shifts, merging and the DDP sum (docs/theory.md §2.4).
 
-Issue 13 D7: the shift used for numerical stability must be the same on every rank and the
+The shift used for numerical stability must be the same on every rank and the
 floors/tie test must use the covariance. Features offset by 1e6 must give the values of centred
 ones. Tolerance of those comparisons, 1e-7 relative: the offset features are stored in float64 with
 an absolute rounding of ulp(1e6)/2 = 5.8e-11 on entries of unit spread, a relative perturbation of
 ~6e-11 of the data itself; the statistics are smooth in the data (condition numbers of a few
 hundred on these small synthetic problems), so ~1e-8 is the most that rounding alone explains and
 1e-7 leaves a margin. The shift-0 construction of the old first DDP check was off by 1.5–85% at
-means ≥ 1e5 (issue 13), so the tests can fail.
+means ≥ 1e5, so the tests can fail.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_streaming_equals_functional_and_dense_with_real_labels():
 @pytest.mark.parametrize("max_components", [None, 3])
 @pytest.mark.parametrize("offset", [1e3, 1e6])
 def test_offset_features_give_the_values_of_centred_ones(offset, max_components):
-    """Issue 13 D7, one process: metric, functional and EffectiveRank at a mean of 1e3/1e6."""
+    """One process: metric, functional and EffectiveRank at a mean of 1e3/1e6."""
     S, W, y = synthetic(240, 8, 5, seed=9)
     S, W = S - S.mean(0), W - W.mean(0)
     cls = (y > 0).astype(np.int64)

@@ -1,5 +1,5 @@
 """W2SEarlyStopping follows the monitor's checks whatever the cadence, a cadence that cannot fire
-says so, and a resumed fit never mixes two probes (issue 16 #3, #4, #8). End to end through a real
+says so, and a resumed fit never mixes two probes. End to end through a real
 Trainer."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""TensorBoard extras (lightning_w2s.tensorboard): layout builder, reference runs, reliability
+"""TensorBoard extras (lightning_w2s.dashboard.tensorboard): layout builder, reference runs, reliability
 diagram, markdown.
 
 Event files are written with a real ``SummaryWriter`` and read back with TensorBoard's own
@@ -25,10 +25,10 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import custom_scalars
 
-from lightning_w2s.alerts import Alert
-from lightning_w2s.figures import reliability_figure, reliability_summary
+from lightning_w2s.stopping.alerts import Alert
+from lightning_w2s.dashboard.figures import reliability_figure, reliability_summary
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.tensorboard import (
+from lightning_w2s.dashboard.tensorboard import (
     Dashboard,
     build_layout,
     figure_to_image,
@@ -39,7 +39,7 @@ from lightning_w2s.tensorboard import (
     write_markdown,
     write_reliability,
 )
-from lightning_w2s.tensorboard_text import format_constants, format_warnings
+from lightning_w2s.dashboard.text import format_constants, format_warnings
 
 MISFIT = [Q.KL_TEACHER_STUDENT, Q.KL_STUDENT_TEACHER, Q.DISAGREEMENT, Q.SQ]
 WILSON = [Q.lower(Q.DISAGREEMENT), Q.upper(Q.DISAGREEMENT)]
@@ -348,7 +348,7 @@ def test_format_warnings_short_table_and_messages_below():
 
 
 def test_alerts_carry_only_the_values_their_rule_read():
-    from lightning_w2s.alerts import AlertTracker
+    from lightning_w2s.stopping.alerts import AlertTracker
 
     values = {n: 0.5 for n in UNIVERSE}
     values[Q.MAX_GAIN] = 0.01
@@ -482,7 +482,7 @@ def test_drawing_leaves_pyplot_alone(tmp_path):
     import matplotlib
     import matplotlib.pyplot as plt
 
-    import lightning_w2s.tensorboard as tb
+    import lightning_w2s.dashboard.tensorboard as tb
 
     imported = set()
     for node in ast.walk(ast.parse(inspect.getsource(tb))):

@@ -1,4 +1,4 @@
-"""The monitor never changes how the student trains (issue 16 #1, #2).
+"""The monitor never changes how the student trains.
 
 Every probe pass (each check, the fit-start shape check, the fit-start neighbour pass) runs in
 ``eval()`` + ``no_grad`` and gives every submodule back its own ``training`` flag: a backbone the
@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_w2s import W2SMonitor, W2SProbe
-from lightning_w2s.features import eval_mode
+from lightning_w2s.probe.features import eval_mode
 
 from conftest import trainer_kwargs
 

@@ -21,9 +21,9 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from lightning_utilities.core.apply_func import apply_to_collection
 
-from lightning_w2s._validation import describe
-from lightning_w2s.features import eval_mode, logits_of
-from lightning_w2s.metrics._threads import threads
+from lightning_w2s.validation import describe
+from lightning_w2s.probe.features import eval_mode, logits_of
+from lightning_w2s.metrics.threads import threads
 
 
 class _ProbePass:

@@ -1,16 +1,16 @@
 """``W2SEarlyStopping``: stop weak-to-strong training from the monitor's label-free signals.
 
-DESIGN §4. Like Lightning's own :class:`~lightning.pytorch.callbacks.EarlyStopping` (its base
+docs/theory.md §3. Like Lightning's own :class:`~lightning.pytorch.callbacks.EarlyStopping` (its base
 class), the callback does not talk to :class:`~lightning_w2s.W2SMonitor`: it reads the ``w2s/...``
 values that the monitor logged into ``trainer.callback_metrics``, once per monitor check (the
 monitor's ``w2s/check`` counter tells a new check from an old one), keeps its own history, decides
-with :class:`~lightning_w2s.stopping.StoppingPolicies` (the rules of :mod:`lightning_w2s.rules`),
+with :class:`~lightning_w2s.stopping.policies.StoppingPolicies` (the rules of :mod:`lightning_w2s.stopping.rules`),
 and routes every decision through ``trainer.strategy.reduce_boolean_decision`` so that all DDP
 ranks stop together.
 
 Every rule here is a **stopping heuristic**: none is a theorem about the student's gold accuracy.
 Where a rule rests on a result, the docstring of :class:`W2SEarlyStopping` gives the source and its
-certainty tag (DESIGN's [paper]/[derived]/[recalled]).
+certainty tag (docs/theory.md's [paper]/[derived]/[recalled]).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from lightning_w2s._validation import check_scalar
+from lightning_w2s.validation import check_scalar
 from lightning_w2s.callbacks._best_weights import _BestWeights
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.stopping import POLICIES, StoppingPolicies, W2SStoppingReason
+from lightning_w2s.stopping.policies import POLICIES, StoppingPolicies, W2SStoppingReason
 
 __all__ = ["POLICIES", "W2SEarlyStopping", "W2SStoppingReason"]
 
@@ -39,7 +39,7 @@ TEXT_TAG = "w2s/early_stopping"
 class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
     """Stop weak-to-strong training on label-free signals logged by :class:`~lightning_w2s.W2SMonitor`.
 
-    The callback reads ``trainer.callback_metrics`` after the monitor has logged (DESIGN §3), once
+    The callback reads ``trainer.callback_metrics`` after the monitor has logged (docs/architecture.md), once
     per monitor check whatever the monitor's cadence (validation epochs, training epochs or every
     ``n`` optimizer steps): the monitor logs a check counter ``w2s/check``, and each new value of it
     is one history entry. It updates each policy and stops when the policies say so (``mode``). The
@@ -49,7 +49,7 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
     loop, at ``on_train_epoch_end`` otherwise (``check_on_train_epoch_end`` overrides), like
     Lightning's ``EarlyStopping``.
 
-    Policies (DESIGN §4): the stopping rules of :mod:`lightning_w2s.rules`, whose docstrings give each
+    Policies (docs/theory.md §3): the stopping rules of :mod:`lightning_w2s.stopping.rules`, whose docstrings give each
     definition, source and certainty tag; all are stopping *heuristics*, none a guarantee on gold
     accuracy. Figures: mean gold-accuracy regret on the stopping benchmark's report seeds (README
     "Stopping"), and the paired difference with what users run today, Lightning's
@@ -69,7 +69,7 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
       et al. Prop 4.1). 4.04 pt, Δ +2.59 [+1.07, +4.10].
 
     Only the default is recommended as a stopping rule; each rule's best check (the weights
-    ``restore_best`` keeps) is defined in :mod:`lightning_w2s.rules`.
+    ``restore_best`` keeps) is defined in :mod:`lightning_w2s.stopping.rules`.
 
     Why this default: the stopping benchmark chose it (``make bench-stopping``; README "Stopping"
     gives the tasks, the protocol and every figure). On the report seeds it leaves 1.20 pt of regret

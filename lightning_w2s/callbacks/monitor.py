@@ -1,11 +1,11 @@
 """``W2SMonitor``: runs the probe through the student at every check and logs ``w2s/...`` metrics.
 
-DESIGN §3. The callback stays thin: it feeds the pure aggregator
+docs/architecture.md. The callback stays thin: it feeds the pure aggregator
 (:class:`lightning_w2s.metrics.W2SMetrics`), publishes what it computes once per check into
 ``trainer.callback_metrics`` and every logger, as ``pl_module.log`` would store them (so a stock
 ``EarlyStopping(monitor="w2s/...")`` or ``ModelCheckpoint(monitor=...)`` works on them; one call
-per check instead of one ``pl_module.log`` per name: :mod:`lightning_w2s.callbacks._publish`), and
-draws TensorBoard extras (:class:`lightning_w2s.tensorboard.Dashboard`). Every probe pass runs in
+per check instead of one ``pl_module.log`` per name: :mod:`lightning_w2s.callbacks.publish`), and
+draws TensorBoard extras (:class:`lightning_w2s.dashboard.tensorboard.Dashboard`). Every probe pass runs in
 ``eval()`` + ``no_grad``, through the strategy's wrapper of the module (FSDP gathers the weights
 there), and gives each submodule its own train/eval mode back: the monitor never changes training.
 """
@@ -22,16 +22,16 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from lightning_w2s._validation import check_choice, check_scalar, describe
-from lightning_w2s.alerts import AlertTracker
+from lightning_w2s.validation import check_choice, check_scalar, describe
+from lightning_w2s.stopping.alerts import AlertTracker
 from lightning_w2s.callbacks._probe_pass import _ProbePass
-from lightning_w2s.callbacks._publish import forget, log_values, logger_step
-from lightning_w2s.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode
+from lightning_w2s.callbacks.publish import forget, log_values, logger_step
+from lightning_w2s.probe.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.metrics._threads import threads
+from lightning_w2s.metrics.threads import threads
 from lightning_w2s.metrics.aggregator import W2SMetrics
 from lightning_w2s.probe import W2SProbe
-from lightning_w2s.tensorboard import Dashboard, tensorboard_writer
+from lightning_w2s.dashboard.tensorboard import Dashboard, tensorboard_writer
 
 #: the values a check's debug line shows (``rank_zero_debug``), when logged
 CHECK_SUMMARY = (Q.DISAGREEMENT, Q.KL_TEACHER_STUDENT, Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.ACCURACY, Q.PGR)
@@ -62,7 +62,7 @@ class W2SMonitor(_ProbePass, Callback):
             (``teacher_values=``) the output is read as real values, ``(batch,)`` or ``(batch, m)``
             like the teacher's (checked at fit start).
         forward_fn: ``fn(pl_module, batch) -> logits`` (or a model output holding them, read as the
-            default does); default: :func:`~lightning_w2s.features.default_forward` (dict batches as
+            default does); default: :func:`~lightning_w2s.probe.features.default_forward` (dict batches as
             keyword arguments, checked against the forward's signature at fit start; ``.logits``
             of Hugging Face outputs).
         every_n_train_steps: if set, check every that many optimizer steps (own probe pass in
@@ -317,7 +317,7 @@ class W2SMonitor(_ProbePass, Callback):
     # ------------------------------------------------------------------ the check
     def _run_check(self, trainer: Trainer, pl_module: LightningModule, on_step: bool) -> None:
         """One check, on one torch thread but for the student's forward passes, which get the
-        process's own count (:func:`lightning_w2s.metrics._threads.threads`); then the callbacks that
+        process's own count (:func:`lightning_w2s.metrics.threads.threads`); then the callbacks that
         follow checks (``on_w2s_check``) read it, so that one listed before the monitor neither misses
         it in a checkpoint saved at this step nor stops one optimizer step late."""
         with threads(1) as self._user_threads:

@@ -1,14 +1,14 @@
 """Pure torch + torchmetrics metrics (no Lightning import): one module per family, the aggregator
 that owns them for a check (:class:`W2SMetrics`) and the registry of logged names (:mod:`.quantities`)."""
 
-from .aggregator import W2SMetrics
-from .calibration import Calibration
-from .correction import CorrectionRates
-from .gold import GoldSquaredError
-from .misfit import Misfit, PredictionShares, RegressionMisfit
-from .regression import RegressionMetrics
-from .representation import DEFAULT_CONSTRUCTION, GapConstruction, RepresentationGap
-from .robustness import AugmentationRobustness, NeighbourRobustness
+from lightning_w2s.metrics.aggregator import W2SMetrics
+from lightning_w2s.metrics.calibration import Calibration
+from lightning_w2s.metrics.correction import CorrectionRates
+from lightning_w2s.metrics.gold import GoldSquaredError
+from lightning_w2s.metrics.misfit import Misfit, PredictionShares, RegressionMisfit
+from lightning_w2s.metrics.regression import RegressionMetrics
+from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, GapConstruction, RepresentationGap
+from lightning_w2s.metrics.robustness import AugmentationRobustness, NeighbourRobustness
 
 __all__ = ["Misfit", "RegressionMetrics", "W2SMetrics"]
 __all__ += ["Calibration", "GoldSquaredError", "PredictionShares", "RegressionMisfit"]

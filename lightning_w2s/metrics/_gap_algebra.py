@@ -1,4 +1,4 @@
-"""The d×d algebra of the representation gap (Xue, Li, Mirzasoleiman 2025; DESIGN §2.4), pure torch.
+"""The d×d algebra of the representation gap (Xue, Li, Mirzasoleiman 2025; docs/theory.md §2.4), pure torch.
 
 From shifted sums (:mod:`lightning_w2s.metrics._moments`) of the student's features ``Φ_s`` and the
 teacher's ``Φ_w`` this computes, with ``C_s = Φ_sᵀΦ_s/n``, ``C_w``, ``C_sw = Φ_sᵀΦ_w/n`` (centred)
@@ -42,9 +42,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._eigen import top_eigenpairs
-from ._moments import Sums, covariance
-from ._threads import matmul
+from lightning_w2s.metrics._eigen import top_eigenpairs
+from lightning_w2s.metrics._moments import Sums, covariance
+from lightning_w2s.metrics.threads import matmul
 
 REPRESENTATION_KEYS = ("fro", "op", "cka")
 _EPS = torch.finfo(torch.float64).eps
@@ -125,7 +125,7 @@ def spectrum(
             )
         kept = k
     c = values[-kept:]
-    # λ = reg·tr(K)/n (DESIGN's convention; tr(K) = tr(C) of the kept components), or reg times the
+    # λ = reg·tr(K)/n (the convention of docs/theory.md §2.4; tr(K) = tr(C) of the kept components), or reg times the
     # mean eigenvalue of the (truncated) covariance for reg_relative_to="dim".
     denominator = n if rel == "n" else float(d if k is None else min(d, k))
     return Spectrum(c=c, u=vectors[:, -kept:], lam=reg * float(c.sum()) / denominator, method=method)

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from . import quantities as Q
-from .correction import lang_bounds
-from .expansion import lang_expansion
+from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics.correction import lang_bounds
+from lightning_w2s.metrics.expansion import lang_expansion
 
 
 class _LangFamily:

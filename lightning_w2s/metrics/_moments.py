@@ -1,6 +1,6 @@
 """Shifted first and second moments as float64 sum states, exact under DDP (pure torch + torchmetrics).
 
-DESIGN §2.4's streaming representation metrics keep, for one or two representations ``x_i``
+docs/theory.md §2.4's streaming representation metrics keep, for one or two representations ``x_i``
 ("sides"), the sums ``n``, ``Σ(x_i − c_i)``, ``Σ(x_i − c_i)(x_j − c_j)ᵀ`` and optionally
 ``Σ(x_i − c_i)yᵀ``, ``Σy`` for labels ``y``, about a **shift** ``c_i``. Covariances are then
 ``S2/n − m mᵀ`` with ``m = S1/n = mean − c``, which does not cancel catastrophically when ``c`` is

@@ -1,6 +1,6 @@
 """Views of the quantities registry (:mod:`lightning_w2s.metrics._registry`): the dashboard's
 charts (:func:`charts`, :func:`reference_values`, :func:`constants`, read by
-:mod:`lightning_w2s.tensorboard`) and the README's metric table (:func:`markdown_table`). Pure Python.
+:mod:`lightning_w2s.dashboard.tensorboard`) and the README's metric table (:func:`markdown_table`). Pure Python.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from ._registry import (
+from lightning_w2s.metrics._registry import (
     BOTH,
     Chart,
     NEEDS,

@@ -1,4 +1,4 @@
-"""The one pure aggregator that owns every metric state for a check (DESIGN §3).
+"""The one pure aggregator that owns every metric state for a check (docs/architecture.md).
 
 The monitor only feeds it (``update``), asks for values (``compute``) and clears it (``reset``), so
 the whole metric side is testable without a ``Trainer``. Every state is a torchmetrics sum state:
@@ -9,7 +9,7 @@ The probe's teacher-side tensors (teacher probabilities and argmax, coverage, go
 features) are registered once as buffers (:meth:`W2SMetrics.from_probe`): they move with the module
 to the student's device, and a batch is only its ``index`` into them.
 
-Cost per check (issue 15): ``update`` only queues a batch (no computation, no host transfer); the
+Cost per check: ``update`` only queues a batch (no computation, no host transfer); the
 queued rows are fed to the metric states in chunks of about ``chunk_bytes`` (the probe's rows for a
 typical probe: one chunk), so the fixed per-update cost of a dozen metrics is paid per chunk, not per
 forward batch, and the valid rows are selected once per chunk. Teacher-side values that depend on
@@ -34,19 +34,19 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .. import _validation as v
-from . import quantities as Q
-from ._lang_family import _host, _LangFamily, _on_host
-from ._threads import single_threaded
-from .bounds import charikar_predicted_gain
-from .calibration import Calibration, calibration_counts, calibration_from_counts, top_label
-from .correction import CorrectionRates
-from .gold import GoldSquaredError, accuracy_bounds, pgr
-from .misfit import Misfit, PredictionShares
-from .neighbours import knn_indices
-from .regression import RegressionMetrics
-from .representation import DEFAULT_CONSTRUCTION, EffectiveRank, GapConstruction, RepresentationGap
-from .robustness import NeighbourRobustness
+from lightning_w2s import validation as v
+from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics._lang_family import _host, _LangFamily, _on_host
+from lightning_w2s.metrics.threads import single_threaded
+from lightning_w2s.metrics.bounds import charikar_predicted_gain
+from lightning_w2s.metrics.calibration import Calibration, calibration_counts, calibration_from_counts, top_label
+from lightning_w2s.metrics.correction import CorrectionRates
+from lightning_w2s.metrics.gold import GoldSquaredError, accuracy_bounds, pgr
+from lightning_w2s.metrics.misfit import Misfit, PredictionShares
+from lightning_w2s.metrics.neighbours import knn_indices
+from lightning_w2s.metrics.regression import RegressionMetrics
+from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, EffectiveRank, GapConstruction, RepresentationGap
+from lightning_w2s.metrics.robustness import NeighbourRobustness
 
 Need = Q.Need
 

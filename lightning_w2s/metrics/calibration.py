@@ -1,4 +1,4 @@
-"""Top-label calibration error from a binned histogram state (DESIGN §2.3).
+"""Top-label calibration error from a binned histogram state (docs/theory.md §2.3).
 
 Guo et al. 2017, "On Calibration of Modern Neural Networks" (ICML), Eq. 3 (ECE) and the MCE
 defined beside it [definition, exact given the binning]. For each point the *confidence* is the
@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from .._validation import as_tensor, check_choice, check_finite, check_scalar, describe
+from lightning_w2s.validation import as_tensor, check_choice, check_finite, check_scalar, describe
 
 NORMS = ("l1", "max", "l2")
 
@@ -137,7 +137,7 @@ def calibration_error(
     ignore_index: int | None = None,
     validate_args: bool = True,
 ) -> torch.Tensor:
-    """Top-label calibration error (DESIGN §7; Guo et al. 2017 Eq. 3) [definition].
+    """Top-label calibration error (docs/architecture.md, public API; Guo et al. 2017 Eq. 3) [definition].
 
     Args:
         probs: ``(n, k)`` probabilities.

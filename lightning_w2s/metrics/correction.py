@@ -1,7 +1,7 @@
 """Pseudolabel correction and coverage rates, and the Thm B.1-B.3 bounds (Lang, Sontag, Vijayaraghavan 2024).
 
 Lang, Sontag, Vijayaraghavan, "Theoretical Analysis of Weak-to-Strong Generalization", NeurIPS
-2024 (arXiv 2405.16043); DESIGN §2.5. Notation: ``y`` gold label, ``ỹ`` teacher label, ``f`` the
+2024 (arXiv 2405.16043); docs/theory.md §2.5. Notation: ``y`` gold label, ``ỹ`` teacher label, ``f`` the
 student's prediction (argmax). The teacher *covers* ``S`` (it gives a label) and abstains on ``T``.
 For a gold class ``i``: ``S_i = S ∩ {y = i}``, ``T_i = T ∩ {y = i}``, ``S_i^good = S_i ∩ {ỹ = y}``,
 ``S_i^bad = S_i ∩ {ỹ ≠ y}``. All probabilities are empirical over the probe's gold points.
@@ -32,11 +32,11 @@ import warnings
 import torch
 from torchmetrics import Metric
 
-from .._validation import check_choice, check_labels, check_mask, check_scalar
-from ._stats import F64 as _F64
-from ._stats import rate_with_interval
-from ._stats import ratio as _ratio
-from .bounds import lang_covered_bound, lang_uncovered_bound, lang_uncovered_bound_b3
+from lightning_w2s.validation import check_choice, check_labels, check_mask, check_scalar
+from lightning_w2s.metrics.stats import F64 as _F64
+from lightning_w2s.metrics.stats import rate_with_interval
+from lightning_w2s.metrics.stats import ratio as _ratio
+from lightning_w2s.metrics.bounds import lang_covered_bound, lang_uncovered_bound, lang_uncovered_bound_b3
 
 __all__ = ["CorrectionRates", "correction_rates", "gold_rates_from_counts", "lang_bounds"]
 

@@ -1,7 +1,7 @@
 """Coverage expansion estimates for Thm B.1-B.3 (Lang, Sontag, Vijayaraghavan 2024, Section 5).
 
 Lang, Sontag, Vijayaraghavan, "Theoretical Analysis of Weak-to-Strong Generalization", NeurIPS
-2024 (arXiv 2405.16043); DESIGN §2.5. Notation: ``y`` gold label, ``ỹ`` teacher label, ``f`` the
+2024 (arXiv 2405.16043); docs/theory.md §2.5. Notation: ``y`` gold label, ``ỹ`` teacher label, ``f`` the
 student's prediction (argmax). The teacher *covers* ``S`` (it gives a label) and abstains on ``T``.
 For a gold class ``i``: ``S_i = S ∩ {y = i}``, ``T_i = T ∩ {y = i}``, ``S_i^good = S_i ∩ {ỹ = y}``,
 ``S_i^bad = S_i ∩ {ỹ ≠ y}``. All probabilities are empirical over the probe's gold points.
@@ -39,8 +39,8 @@ here differs from the robust-expansion constant the theorems assume in four ways
 
 So a theorem evaluated at ``ĉ`` (:func:`~lightning_w2s.metrics.correction.lang_bounds`) is a
 **plug-in estimate of the theorem's right-hand side**, to be logged as a predicted error, never as a
-bound: with non-robust points it can fall below the measured error even in-sample (issue 13 D3:
-``0.7114 < 0.7164``; ``tests/test_bounds_premises.py`` shows one). With every point η-robust
+bound: with non-robust points it can fall below the measured error even in-sample
+(``0.7114 < 0.7164``; ``tests/test_bounds_premises.py`` shows one). With every point η-robust
 (``γ̂ = 0``) and the current check's set in the family, the value is ≥ the probe's measured gold error
 [derived; tested], which certifies nothing beyond that measured error. A bound on unseen data would
 need a lower confidence bound on the population's robust-expansion constant of the student's set:
@@ -52,9 +52,9 @@ from __future__ import annotations
 import warnings
 import torch
 
-from .._validation import as_tensor, check_choice, check_labels, check_mask, check_scalar, describe
-from ._stats import F64 as _F64
-from .neighbours import check_neighbours
+from lightning_w2s.validation import as_tensor, check_choice, check_labels, check_mask, check_scalar, describe
+from lightning_w2s.metrics.stats import F64 as _F64
+from lightning_w2s.metrics.neighbours import check_neighbours
 
 __all__ = ["expansion_estimate", "lang_expansion"]
 

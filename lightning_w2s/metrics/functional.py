@@ -1,13 +1,13 @@
-"""Functional twins of the streaming metrics: plain tensors in, tensors out (DESIGN §7)."""
+"""Functional twins of the streaming metrics: plain tensors in, tensors out (docs/architecture.md, public API)."""
 
-from .calibration import calibration_error, calibration_histogram
-from .correction import correction_rates, lang_bounds
-from .expansion import expansion_estimate, lang_expansion
-from .neighbours import knn_indices
-from .gold import gold_rates, gold_squared_error, pgr
-from .misfit import misfit, regression_misfit
-from .representation import effective_rank, representation_gap
-from .robustness import augmentation_robustness, neighbour_robustness
+from lightning_w2s.metrics.calibration import calibration_error, calibration_histogram
+from lightning_w2s.metrics.correction import correction_rates, lang_bounds
+from lightning_w2s.metrics.expansion import expansion_estimate, lang_expansion
+from lightning_w2s.metrics.neighbours import knn_indices
+from lightning_w2s.metrics.gold import gold_rates, gold_squared_error, pgr
+from lightning_w2s.metrics.misfit import misfit, regression_misfit
+from lightning_w2s.metrics.representation import effective_rank, representation_gap
+from lightning_w2s.metrics.robustness import augmentation_robustness, neighbour_robustness
 
 __all__ = ["misfit"]
 __all__ += ["calibration_error", "calibration_histogram", "gold_rates", "gold_squared_error", "pgr", "regression_misfit"]

@@ -1,14 +1,14 @@
 """Gold-label quantities, where the probe has gold labels (``-1`` = unknown points are ignored).
 
 - :func:`gold_rates`: the pooled gold rates with Wilson 95% intervals (``<key>_lower`` /
-  ``<key>_upper``, :mod:`lightning_w2s.metrics._stats`) [definitions, exact]: ``accuracy = P(s = y)``
+  ``<key>_upper``, :mod:`lightning_w2s.metrics.stats`) [definitions, exact]: ``accuracy = P(s = y)``
   over gold points; ``teacher_accuracy = P(w = y)`` over gold points the teacher covers
   (abstentions are not teacher predictions; Lang et al. 2024's covered set ``S``);
   ``covered_accuracy = P(s = y)`` and ``covered_disagreement = P(s ≠ w)`` on *the same* covered gold
   points, so that :func:`lightning_w2s.metrics.bounds.accuracy_band` (``|acc_s − acc_w| ≤
   disagreement``) holds exactly for ``covered_accuracy``; ``correction_rate = P(s = y | w ≠ y)`` and
   ``imitation_rate = P(s = w | w ≠ y)`` on covered gold points (Lang, Sontag, Vijayaraghavan 2024,
-  DESIGN §2.5), pooled over classes (disjoint events: they sum to at most 1);
+  docs/theory.md §2.5), pooled over classes (disjoint events: they sum to at most 1);
   ``coverage_accuracy = P(s = y)`` on uncovered gold points (Lang et al.'s coverage expansion ``T``).
   These count the same events as the per-class rates, so their streaming form is
   :class:`~lightning_w2s.metrics.correction.CorrectionRates` (one state for both).
@@ -27,11 +27,11 @@ import warnings
 import torch
 from torchmetrics import Metric
 
-from .._validation import as_tensor, check_choice, check_finite, check_labels, check_scalar, describe
-from . import quantities as Q
-from ._stats import known_rows, ratio
-from .bounds import accuracy_band, max_accuracy_gain
-from .correction import GOLD_KEYS, correction_counts, gold_rates_from_counts
+from lightning_w2s.validation import as_tensor, check_choice, check_finite, check_labels, check_scalar, describe
+from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics.stats import known_rows, ratio
+from lightning_w2s.metrics.bounds import accuracy_band, max_accuracy_gain
+from lightning_w2s.metrics.correction import GOLD_KEYS, correction_counts, gold_rates_from_counts
 
 __all__ = ["GOLD_KEYS", "GOLD_SQ_KEYS", "GoldSquaredError", "accuracy_bounds", "gold_rates", "gold_squared_error", "pgr"]
 
@@ -63,7 +63,7 @@ def _defined(fn, n: int, *args, **kwargs):
 
 
 def accuracy_bounds(rates: dict | None, teacher_score: float | None, disagreement: float, coverage: float) -> dict[str, torch.Tensor]:
-    """The logged 0/1 bands and the gain still possible (DESIGN §2.2, issue 13 D6) [derived bounds].
+    """The logged 0/1 bands and the gain still possible (docs/theory.md §2.2) [derived bounds].
 
     ``rates``: the pooled gold rates of :class:`~lightning_w2s.metrics.correction.CorrectionRates`
     (``None`` without gold); ``teacher_score``: the user's teacher accuracy (used without gold);
@@ -211,7 +211,7 @@ def _score(name: str, value) -> torch.Tensor:
     A Python/numpy scalar goes through :func:`check_scalar` (``TypeError`` naming ``name``; NaN passes:
     a score may be undefined) and then ``torch.tensor(float, dtype=float64)``; an array-like through
     ``as_tensor(..., dtype=float64)``. Never via torch's float32 default: ``torch.as_tensor(0.80001)``
-    is float32 and rounds the score before any float64 cast (DESIGN §2.2, issue 13 D5). A tensor
+    is float32 and rounds the score before any float64 cast (docs/theory.md §2.2). A tensor
     keeps its values (a float32 tensor's precision is the caller's) and is cast to float64.
     """
     if isinstance(value, torch.Tensor):

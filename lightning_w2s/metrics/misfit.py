@@ -1,12 +1,12 @@
 """Misfit between student and teacher (Charikar et al. 2024; Yao et al. 2025) — label-free.
 
-DESIGN §2.1. For student probabilities ``p_s`` and teacher probabilities ``p_w`` (k classes):
+docs/theory.md §2.1. For student probabilities ``p_s`` and teacher probabilities ``p_w`` (k classes):
 
 - ``kl_teacher_student = mean KL(p_w ‖ p_s)`` — the soft-label cross-entropy objective minus the
   teacher's entropy;
 - ``kl_student_teacher = mean KL(p_s ‖ p_w)`` — the direction of the KL Pythagorean inequality;
 - ``disagreement = mean 1[argmax p_s ≠ argmax p_w]``, with a Wilson 95% interval
-  (``disagreement_lower``, ``disagreement_upper``; :mod:`lightning_w2s.metrics._stats`);
+  (``disagreement_lower``, ``disagreement_upper``; :mod:`lightning_w2s.metrics.stats`);
 - ``sq = mean ‖p_s − p_w‖²`` — Charikar et al.'s misfit (Thm 1 uses it for squared loss);
 - ``teacher_label_ce = mean −log max(p_s[y_w], eps)``, ``y_w = argmax p_w`` — the student's
   cross-entropy on the teacher's hard label: the training objective of a student fitted to the
@@ -36,8 +36,8 @@ import warnings
 import torch
 from torchmetrics import Metric
 
-from .._validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
-from ._stats import rate_with_interval, ratio
+from lightning_w2s.validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
+from lightning_w2s.metrics.stats import rate_with_interval, ratio
 
 MISFIT_KEYS = ("kl_teacher_student", "kl_student_teacher", "disagreement", "sq", "teacher_label_ce")
 #: every key :func:`misfit` and :meth:`Misfit.compute` return (``MISFIT_KEYS`` first).
@@ -155,7 +155,7 @@ def _misfit_compute(sums: dict[str, torch.Tensor], total: torch.Tensor, counts: 
 # classification
 # ----------------------------------------------------------------------------------------------
 def misfit(student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float = 1e-6, *, validate_args: bool = True) -> dict[str, torch.Tensor]:
-    """Functional misfit (DESIGN §2.1, §7) — definitions, exact.
+    """Functional misfit (docs/theory.md §2.1, §7) — definitions, exact.
 
     Args:
         student_probs, teacher_probs: ``(n, k)`` probabilities (rows in ``[0, 1]`` summing to 1).

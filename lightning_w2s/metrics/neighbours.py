@@ -1,4 +1,4 @@
-"""Neighbourhoods ``N(x)`` inside the probe for Lang, Sontag, Vijayaraghavan (2024) (DESIGN §2.5).
+"""Neighbourhoods ``N(x)`` inside the probe for Lang, Sontag, Vijayaraghavan (2024) (docs/theory.md §2.5).
 
 Lang et al., "Theoretical Analysis of Weak-to-Strong Generalization" (NeurIPS 2024, arXiv
 2405.16043) state their expansion and robustness conditions for a neighbourhood relation
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import as_tensor, check_choice, check_finite, check_ndim, check_scalar, describe
+from lightning_w2s.validation import as_tensor, check_choice, check_finite, check_ndim, check_scalar, describe
 
 METRICS = ("cosine", "euclidean")
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ._registry import (
+from lightning_w2s.metrics._registry import (
     BOTH,
     CLASSIFICATION,
     CONSTANT,
@@ -53,15 +53,15 @@ from ._registry import (
     train_name,
     upper,
 )
-from ._registry import name as _name
-from ._registry_views import ChartSpec, charts, constants, instances, markdown_table, reference_values
+from lightning_w2s.metrics._registry import name as _name
+from lightning_w2s.metrics._registry_views import ChartSpec, charts, constants, instances, markdown_table, reference_values
 
 #: the registry's API, read through this module (the entries below are its other public names)
 __all__ = ["BOTH", "CLASSIFICATION", "CONSTANT", "KINDS", "MONITOR_HINT", "NEEDS", "PREFIX", "QUANTITIES", "REFERENCE_RUNS", "SECTIONS", "TASKS",
            "UNREGISTERED_HINT", "Chart", "ChartSpec", "Need", "Quantity", "charts", "constants", "declare", "expected_names",
            "hint", "instances", "is_registered", "lookup", "lower", "markdown_table", "reference_values", "train_name", "upper"]
 
-# Charts (dashboard, lightning_w2s.tensorboard): one tag per chart; the teacher, the ceiling, the train probe,
+# Charts (dashboard, lightning_w2s.dashboard.tensorboard): one tag per chart; the teacher, the ceiling, the train probe,
 # Charikar's prediction and each class are reference runs beside the student's (Chart.run); constants of the
 # probe are text (CONSTANT). The headline section answers "does the student beat its teacher?".
 KL_TEACHER_STUDENT = declare(

@@ -1,6 +1,6 @@
 """The aggregator of a regression probe: a teacher with real outputs (Charikar et al. 2024; Yao et al. 2025).
 
-DESIGN §2.1-§2.2, §2.4. A regression probe (``W2SProbe(inputs, teacher_values=..., gold=...)``) holds
+docs/theory.md §2.1-§2.2, §2.4. A regression probe (``W2SProbe(inputs, teacher_values=..., gold=...)``) holds
 the teacher's real outputs ``f_w`` of shape ``(n,)`` or ``(n, m)`` and, optionally, real gold ``y``
 of the same shape (``NaN`` = unknown). The student's output on the probe is read as real values
 ``f_s`` of the same shape. :class:`RegressionMetrics` is that probe's aggregator (the counterpart of
@@ -17,7 +17,7 @@ the registry's names (:mod:`lightning_w2s.metrics.quantities`, task "both"):
   subspace (a least-squares head on frozen features). On the probe itself the equality is exact
   (Pythagoras) when the head is the least-squares fit of the teacher's values *on the probe's
   points* and the gold target lies in the head's span [derived]; anywhere else it is a
-  **prediction** [paper: gist; exact form recalled, DESIGN §2.2];
+  **prediction** [paper: gist; exact form recalled, docs/theory.md §2.2];
 - with gold: ``Q.SQ_GAIN`` = ``err_sq(w) − err_sq(s)``, ``Q.STUDENT_SQ_ERROR``,
   ``Q.TEACHER_SQ_ERROR`` (means of ``‖f − y‖²`` over the gold points) [definitions];
 - the representation family (Xue et al. 2025; ``Q.PRED_GAP_GOLD`` with the real gold as ``y``) or,
@@ -37,13 +37,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import _validation as v
-from . import quantities as Q
-from ._stats import known_rows
-from .bounds import charikar_predicted_gain
-from .gold import GoldSquaredError
-from .misfit import RegressionMisfit
-from .representation import DEFAULT_CONSTRUCTION, EffectiveRank, GapConstruction, RepresentationGap
+from lightning_w2s import validation as v
+from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics.stats import known_rows
+from lightning_w2s.metrics.bounds import charikar_predicted_gain
+from lightning_w2s.metrics.gold import GoldSquaredError
+from lightning_w2s.metrics.misfit import RegressionMisfit
+from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, EffectiveRank, GapConstruction, RepresentationGap
 
 __all__ = ["RegressionMetrics"]
 

@@ -1,6 +1,6 @@
 """Representation-based W2S gap (Xue, Li, Mirzasoleiman 2025) — label-free, from d×d statistics.
 
-DESIGN §2.4. Centred features ``Φ_s (n×d_s)`` (student) and ``Φ_w (n×d_w)`` (teacher), kernels
+docs/theory.md §2.4. Centred features ``Φ_s (n×d_s)`` (student) and ``Φ_w (n×d_w)`` (teacher), kernels
 ``K = ΦΦᵀ/n``, ridge smoothers ``P = K(K + λI)^-1`` with ``λ = reg·tr(K)/n`` computed separately
 for each representation, and ``M = P_s(I − P_w)``:
 
@@ -19,7 +19,7 @@ for each representation, and ``M = P_s(I − P_w)``:
   ``P·1 = 0``, so the label mean does not matter.
 
 Certainty: the definitions of ``M``, ``P`` and ``λ`` are the public reimplementations' convention
-[DESIGN §2.4: the paper's own construction could not be read; its abstract speaks of kernels from
+[docs/theory.md §2.4: the paper's own construction could not be read; its abstract speaks of kernels from
 *principal components*, hence ``max_components``]. The quantities are exact linear algebra
 [derived]; reading them as a *predictor* of W2S gain is the paper's claim, not a guarantee.
 
@@ -27,7 +27,7 @@ Certainty: the definitions of ``M``, ``P`` and ``λ`` are the public reimplement
 block Krylov with an exact fallback, no O(d³) step for ``cka`` and ``effective_rank``) lives in
 :mod:`lightning_w2s.metrics._gap_algebra`; the shifted float64 sum states, exact under DDP, in
 :mod:`lightning_w2s.metrics._moments`. The algebra runs with one intra-op thread except for
-single large products (:mod:`lightning_w2s.metrics._threads`: robust when other processes load the
+single large products (:mod:`lightning_w2s.metrics.threads`: robust when other processes load the
 cores), everything on the states' device, in float64. Numerical faults are never a silent number: non-finite features, fewer than 2
 samples, constant features, or a top-``max_components`` subspace that is not unique (tied
 eigenvalues at the cut) give a ``RuntimeWarning`` naming the reason and NaN values.
@@ -42,11 +42,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import as_tensor, check_scalar, describe
-from ._gap_algebra import REPRESENTATION_KEYS, effective_rank_of, evaluate
-from ._moments import Layout, ShiftedSumsMetric, Sums, accumulate_
-from ._repr_inputs import check_args, feature_matrix, finite_rows, label_matrix, pair
-from ._threads import limited_threads
+from lightning_w2s.validation import as_tensor, check_scalar, describe
+from lightning_w2s.metrics._gap_algebra import REPRESENTATION_KEYS, effective_rank_of, evaluate
+from lightning_w2s.metrics._moments import Layout, ShiftedSumsMetric, Sums, accumulate_
+from lightning_w2s.metrics._repr_inputs import check_args, feature_matrix, finite_rows, label_matrix, pair
+from lightning_w2s.metrics.threads import limited_threads
 
 _PAIRS = ((0, 0), (1, 1), (0, 1))  # second moments kept: student, teacher, student × teacher
 
@@ -72,7 +72,7 @@ class GapConstruction:
 
 #: The construction used by the monitor's and :func:`lightning_w2s.rank_teachers`' defaults:
 #: ``fro`` after truncating both representations to their top 32 principal components, ``reg=0.1``
-#: with ``λ = reg·tr(K)/n``. Chosen from DESIGN §2.4's measurement (one real text task, 11 teachers:
+#: with ``λ = reg·tr(K)/n``. Chosen from docs/theory.md §2.4's measurement (one real text task, 11 teachers:
 #: Spearman ρ between label-free ``fro`` and the students' gold error 0.21 full-rank, 0.62–0.67
 #: with both representations truncated to their top 8–32 PCs); ``make bench-validity`` re-measures it.
 DEFAULT_CONSTRUCTION = GapConstruction(reg=0.1, max_components=32, reg_relative_to="n", score="fro")
@@ -100,7 +100,7 @@ def representation_gap(
     reg_relative_to: str = "n",
     num_classes: int | None = None,
 ) -> dict[str, Tensor]:
-    """Representation-based W2S gap of Xue, Li, Mirzasoleiman (2025), DESIGN §2.4 [derived algebra].
+    """Representation-based W2S gap of Xue, Li, Mirzasoleiman (2025), docs/theory.md §2.4 [derived algebra].
 
     ``M = P_s(I − P_w)``, ``P = K(K + λI)^-1``, ``K = ΦΦᵀ/n`` on centred features, with
     ``λ = reg·tr(K)/n`` per representation — computed from d×d statistics only (module docstring).

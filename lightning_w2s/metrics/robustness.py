@@ -1,7 +1,7 @@
 """Label-free robustness γ̂ of the student (Lang, Sontag, Vijayaraghavan 2024, Lemma B.1).
 
 Lang, Sontag, Vijayaraghavan, "Theoretical Analysis of Weak-to-Strong Generalization", NeurIPS
-2024 (arXiv 2405.16043); DESIGN §2.5. Notation: ``y`` gold label, ``ỹ`` teacher label, ``f`` the
+2024 (arXiv 2405.16043); docs/theory.md §2.5. Notation: ``y`` gold label, ``ỹ`` teacher label, ``f`` the
 student's prediction (argmax). The teacher *covers* ``S`` (it gives a label) and abstains on ``T``.
 For a gold class ``i``: ``S_i = S ∩ {y = i}``, ``T_i = T ∩ {y = i}``, ``S_i^good = S_i ∩ {ỹ = y}``,
 ``S_i^bad = S_i ∩ {ỹ ≠ y}``. All probabilities are empirical over the probe's gold points.
@@ -26,10 +26,10 @@ import warnings
 import torch
 from torchmetrics import Metric
 
-from .._validation import as_tensor, check_labels, check_mask, check_ndim, check_scalar, describe
-from ._stats import F64 as _F64
-from ._stats import ratio as _ratio
-from .neighbours import check_neighbours
+from lightning_w2s.validation import as_tensor, check_labels, check_mask, check_ndim, check_scalar, describe
+from lightning_w2s.metrics.stats import F64 as _F64
+from lightning_w2s.metrics.stats import ratio as _ratio
+from lightning_w2s.metrics.neighbours import check_neighbours
 
 __all__ = [
     "AugmentationRobustness",

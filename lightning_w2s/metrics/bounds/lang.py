@@ -1,6 +1,6 @@
 """Lang, Sontag, Vijayaraghavan 2024: Lemma B.1 and Theorems B.1-B.3, every premise checked.
 
-"Theoretical Analysis of Weak-to-Strong Generalization", NeurIPS 2024 (arXiv 2405.16043); DESIGN
+"Theoretical Analysis of Weak-to-Strong Generalization", NeurIPS 2024 (arXiv 2405.16043); docs/theory.md
 §2.5. Numbers in, number out (the public home of these functions is
 :mod:`lightning_w2s.metrics.bounds`). Each theorem's value is a *bound* only when its inputs are the
 theorem's quantities: fed with the plug-in expansion estimate ``ĉ`` of
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from ._bound_inputs import _finite, _Invalid, _nan_with, _need, _prob, _q, _reals
+from lightning_w2s.metrics.bounds._inputs import _finite, _Invalid, _nan_with, _need, _prob, _q, _reals
 
 __all__ = ["lang_covered_bound", "lang_nonrobust_bound", "lang_uncovered_bound", "lang_uncovered_bound_b3"]
 

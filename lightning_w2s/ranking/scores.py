@@ -1,6 +1,6 @@
 """Rank candidate teachers for a student before training — label-free, from features and outputs.
 
-The practical use Xue, Li & Mirzasoleiman (2025) argue for (DESIGN §2.4, §7, §8; issue 12): given
+The practical use Xue, Li & Mirzasoleiman (2025) argue for (docs/theory.md §2.4, §7, §8): given
 a student's representation of some inputs and several candidate weak teachers on the same inputs,
 say which teacher's labels will give the best W2S student — without gold labels.
 
@@ -8,20 +8,20 @@ Scores (lower = better expected W2S student; each is an *estimate* or a *heurist
 
 ``"w2s_error"`` — the default when every teacher gives outputs (≥ 3 teachers).
     For each teacher, a cheap linear student on the student's features is fitted to the teacher's
-    labels and predicts every input out of fold (:mod:`lightning_w2s.metrics.cheap_student`: one
+    labels and predicts every input out of fold (:mod:`lightning_w2s.ranking.cheap_student`: one
     Newton step of L2 logistic regression, ``C = student_c`` [derived]). These cheap W2S students
     are the thing being ranked: their errors already contain what the student corrects (teacher
     errors outside what a linear head on ``Φ`` can fit, Charikar et al. 2024) and what it copies,
     and coverage expansion (they predict where the teacher abstains). Their gold error is then
     estimated without gold by the Dawid–Skene label model over the cheap students' predictions
-    (:mod:`lightning_w2s.metrics.label_model`; maximum likelihood — consistent [theorem] if the
+    (:mod:`lightning_w2s.ranking.label_model`; maximum likelihood — consistent [theorem] if the
     students erred independently given the true class; they do not, they share one representation,
     so the estimate is a **heuristic** whose ranking quality is measured in ``make bench-ranking``).
 ``"teacher_error"`` — the label model over the teachers' own outputs: each teacher's estimated
     gold error, abstentions counted as coin flips (``1 − 1/k``) [heuristic, as above].
 ``"charikar"`` — estimated teacher error on its covered points minus the cheap student's held-out
     misfit there: Charikar et al.'s ``err(s) ≈ err(w) − misfit`` (their Thm 1 is an equality for
-    squared loss and a linear-subspace student [paper: gist, DESIGN §2.2]; here 0/1 error and an
+    squared loss and a linear-subspace student [paper: gist, docs/theory.md §2.2]; here 0/1 error and an
     estimated ``err(w)``: a **heuristic**).
 ``"fro"`` / ``"op"`` — the label-free representation gap ``‖P_s(I − P_w)‖`` of Xue et al. with
     :data:`RANKING_CONSTRUCTION` (exact algebra [derived]; as a predictor of W2S, the paper's
@@ -34,7 +34,7 @@ Scores (lower = better expected W2S student; each is an *estimate* or a *heurist
 Which default was chosen, on what, and how well it ranks: ``benchmarks/ranking.py``
 (``make bench-ranking``) chooses it leave-one-task-out on three real text tasks × 15 teachers.
 
-A before-training tool, not a live metric [decision, issue 12 §4]: while one teacher is being
+A before-training tool, not a live metric [decision]: while one teacher is being
 trained on, none of these scores adds information to the monitor's log. The label-model scores
 compare candidates and are not defined for a single teacher (a label model needs >= 3); every score
 is a function of the student's representation of the candidates' inputs and the teachers' outputs,
@@ -55,9 +55,9 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from lightning_w2s._validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
-from lightning_w2s.metrics.cheap_student import crossfit_students
-from lightning_w2s.metrics.label_model import dawid_skene
+from lightning_w2s.validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
+from lightning_w2s.ranking.cheap_student import crossfit_students
+from lightning_w2s.ranking.label_model import dawid_skene
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, GapConstruction, representation_gap
 
 __all__ = ["OUTPUT_SCORES", "RANKING_CONSTRUCTION", "SCORES", "rank_teachers", "score_teachers"]

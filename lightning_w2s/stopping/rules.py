@@ -1,23 +1,23 @@
-"""The rules behind stopping and warnings, one definition each (DESIGN §4).
+"""The rules behind stopping and warnings, one definition each (docs/theory.md §3).
 
 A rule reads named values at each check (:meth:`Rule.needs`, names from the quantities registry),
 keeps its counters (``wait``: consecutive checks the condition held) and the values it compares
 with next time, says whether it holds for ``patience`` checks (:meth:`Rule.triggered`) and describes
 the situation (:meth:`Rule.describe`). :class:`~lightning_w2s.W2SEarlyStopping` votes with the four
-stopping rules (its ``patience``/``min_delta``); :class:`~lightning_w2s.alerts.AlertTracker` warns
+stopping rules (its ``patience``/``min_delta``); :class:`~lightning_w2s.stopping.alerts.AlertTracker` warns
 with the same rules (patience 1, or the monitor's ``alert_window``), so a warning and a stop never
 disagree about what, say, "the gain is exhausted" means.
 
 - ``heldout_misfit_plateau`` (the default of ``W2SEarlyStopping()``, on ``teacher_label_ce``):
   held-out misfit to the teacher stopped improving — standard early stopping on a held-out loss
   against noisy (teacher) labels (Toner & Storkey 2024), as Lang et al. (2024) do with teacher labels
-  [recalled, DESIGN §4];
+  [recalled, docs/theory.md §3];
 - ``teacher_overfit``: train-probe misfit fell while held-out misfit rose (or their ratio stayed
   under ``kappa``), motivated by Yao et al. (2025) on over-optimising toward the weak signal
   [recalled; the thresholds are ours];
 - ``gain_exhausted``: the logged maximum gain (``Q.MAX_GAIN``: the most the student's accuracy can
   still exceed the teacher's, coverage × held-out disagreement + (1 − coverage)) under ``min_gain``
-  [derived bound, DESIGN §2.2; issue 13 D6];
+  [derived bound, docs/theory.md §2.2];
 - ``robustness_drop``: Lang et al.'s average non-robustness γ̂ rose while held-out disagreement fell,
   the label-free signature of fitting the teacher's mistakes (Lang, Sontag, Vijayaraghavan 2024,
   "Theoretical Analysis of Weak-to-Strong Generalization", NeurIPS 2024, Prop 4.1 [paper]);
@@ -126,8 +126,8 @@ class HeldoutMisfitPlateau(Rule):
     labels of the probe, the training objective on held-out points) has not improved — a value
     strictly below the best so far minus ``min_delta`` — for ``patience`` checks: Lightning's
     ``EarlyStopping`` logic on a noisy-validation loss (standard early stopping; Toner & Storkey 2024
-    on validating with noisy labels; what Lang et al. 2024 do with teacher labels [recalled, DESIGN
-    §4]) — a heuristic. Best check: the first check of the lowest held-out misfit (what
+    on validating with noisy labels; what Lang et al. 2024 do with teacher labels [recalled, docs/theory.md
+    §3]) — a heuristic. Best check: the first check of the lowest held-out misfit (what
     ``ModelCheckpoint(save_top_k=1)`` keeps).
 
     Benchmark (report seeds, ``make bench-stopping``): on ``teacher_label_ce`` with patience 5 and

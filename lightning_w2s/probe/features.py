@@ -1,6 +1,6 @@
 """Representation capture: a forward hook on a named submodule, plus pooling to ``(batch, d)``.
 
-DESIGN §1: the student's representation ``h_s(x)`` is the output (or input) of a named submodule,
+docs/theory.md §1: the student's representation ``h_s(x)`` is the output (or input) of a named submodule,
 captured during the probe pass and pooled. Default: the *input* of the model's last ``nn.Linear``
 (the features the classification head reads), announced on the console at fit start.
 
@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import nn
 
-from lightning_w2s._validation import check_choice, describe
+from lightning_w2s.validation import check_choice, describe
 
 POOLINGS = ("auto", "mean", "last", "first", "flatten", "none")
 CAPTURES = ("auto", "input", "output")

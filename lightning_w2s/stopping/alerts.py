@@ -1,7 +1,7 @@
 """Warning regimes: when the student starts fitting the teacher's errors, runs out of gain,
 collapses its predictions, or the probe is too small to tell.
 
-Each regime is a rule of :mod:`lightning_w2s.rules` (the stopping policies' own definitions) fed
+Each regime is a rule of :mod:`lightning_w2s.stopping.rules` (the stopping policies' own definitions) fed
 with each check's logged values; it fires once when it is *entered* (the rule starts to hold) and
 is re-armed when it is left, so a long run does not repeat itself. The rules' state goes into the
 monitor's ``state_dict``, so a resumed run warns exactly as an uninterrupted one.
@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lightning_w2s import rules
-from lightning_w2s._validation import check_scalar
+from lightning_w2s.stopping import rules
+from lightning_w2s.validation import check_scalar
 from lightning_w2s.metrics import quantities as Q
 
 

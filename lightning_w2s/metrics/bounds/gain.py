@@ -1,4 +1,4 @@
-"""The 0/1 accuracy band, the gain still possible, the CE band and Charikar's prediction (DESIGN §2.2).
+"""The 0/1 accuracy band, the gain still possible, the CE band and Charikar's prediction (docs/theory.md §2.2).
 
 Bounds and predictions on the student's *gain over its teacher*, numbers in, number out (the public
 home of these functions is :mod:`lightning_w2s.metrics.bounds`, which also says what kind of
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from ._bound_inputs import NAN, _finite, _Invalid, _nan_with, _need, _prob, _reals
+from lightning_w2s.metrics.bounds._inputs import NAN, _finite, _Invalid, _nan_with, _need, _prob, _reals
 
 __all__ = ["accuracy_band", "ce_band", "charikar_predicted_gain", "max_accuracy_gain", "squared_error_gain"]
 
@@ -41,7 +41,7 @@ def _band_inputs(fn: str, **kw) -> dict[str, float] | None:
 
 
 def accuracy_band(teacher_accuracy, disagreement, coverage=1.0) -> tuple[float, float]:
-    """0/1 band for the student's accuracy, with the teacher's abstentions [derived bound] (DESIGN §2.2).
+    """0/1 band for the student's accuracy, with the teacher's abstentions [derived bound] (docs/theory.md §2.2).
 
     Notation: on a set of points ``G`` (e.g. the probe's gold points) the teacher covers ``C ⊆ G``
     (gives a label) and abstains on ``U = G ∖ C``; ``π = coverage = |C|/|G|``;
@@ -84,7 +84,7 @@ def accuracy_band(teacher_accuracy, disagreement, coverage=1.0) -> tuple[float, 
 
 
 def max_accuracy_gain(disagreement, coverage=1.0, teacher_accuracy=None) -> float:
-    """Largest gain ``P(s = y | G) − P(w = y | C)`` still possible [derived bound] (DESIGN §2.2).
+    """Largest gain ``P(s = y | G) − P(w = y | C)`` still possible [derived bound] (docs/theory.md §2.2).
 
     The *gain* is the student's accuracy on all points ``G`` minus the teacher's accuracy where it
     labels (``C``; notation of :func:`accuracy_band`). From the band's upper end:
@@ -126,7 +126,7 @@ def max_accuracy_gain(disagreement, coverage=1.0, teacher_accuracy=None) -> floa
 
 
 def ce_band(teacher_ce, kl_teacher_student, eps) -> tuple[float, float]:
-    """Cross-entropy band ``|CE(s) − CE(w)| ≤ (1/eps)·sqrt(KL(p_w‖p_s)/2)`` [derived bound] (DESIGN §2.2).
+    """Cross-entropy band ``|CE(s) − CE(w)| ≤ (1/eps)·sqrt(KL(p_w‖p_s)/2)`` [derived bound] (docs/theory.md §2.2).
 
     Holds when every probability entering the cross-entropies is ``≥ eps``: ``log`` is
     ``1/eps``-Lipschitz on ``[eps, 1]``, ``|p_s(y|x) − p_w(y|x)| ≤ TV(p_s(x), p_w(x)) ≤
@@ -160,7 +160,7 @@ def ce_band(teacher_ce, kl_teacher_student, eps) -> tuple[float, float]:
 # Charikar et al. 2024
 # ----------------------------------------------------------------------------------------------
 def charikar_predicted_gain(misfit_sq) -> float:
-    """Predicted gain ``err_sq(w) − err_sq(s) = misfit_sq`` — a **prediction** (DESIGN §2.2).
+    """Predicted gain ``err_sq(w) − err_sq(s) = misfit_sq`` — a **prediction** (docs/theory.md §2.2).
 
     Charikar, Pabbaraju, Shiragur 2024, "Quantifying the Gain in Weak-to-Strong Generalization",
     Thm 1 [paper: gist; exact form recalled]: for squared loss, a convex strong class containing
@@ -181,7 +181,7 @@ def charikar_predicted_gain(misfit_sq) -> float:
 
 
 def squared_error_gain(teacher_sq_error, student_sq_error) -> float:
-    """Measured gain ``err_sq(w) − err_sq(s)`` from gold [definition] (DESIGN §2.2).
+    """Measured gain ``err_sq(w) − err_sq(s)`` from gold [definition] (docs/theory.md §2.2).
 
     ``err_sq`` = mean squared distance to the gold target (``GoldSquaredError`` /
     ``gold_squared_error``: Brier score for classification), both on the same points. Compare with

@@ -1,8 +1,8 @@
 """A scoped intra-op thread count for the metrics' CPU linear algebra (pure torch).
 
-Why (issue 15, measured on 2 shared cores): torch's CPU kernels run on OpenMP threads that
+Why (measured on 2 shared cores): torch's CPU kernels run on OpenMP threads that
 *spin* while they wait for one another. When other processes keep the cores busy, a spinning
-thread steals the core its partner needs: issue 15 measured a 0.1 s d×d computation at 1.5–32 s.
+thread steals the core its partner needs: we measured a 0.1 s d×d computation at 1.5–32 s.
 Setting ``OMP_WAIT_POLICY=PASSIVE`` before torch loads fixes it, but users' scripts do not set it.
 With one intra-op thread there is no team to wait for, so nothing collapses; what is left is the
 share of the cores the busy neighbours leave (``benchmarks/representation_gap.py`` prints the
@@ -36,7 +36,7 @@ from typing import TypeVar
 
 import torch
 
-from .._validation import check_scalar
+from lightning_w2s.validation import check_scalar
 
 #: Intra-op threads used by the metrics' own linear algebra (see the module docstring).
 ALGEBRA_THREADS = 1

@@ -6,7 +6,7 @@ removal from ``trainer.callback_metrics`` (so nobody reads a stale number as cur
 Why not ``pl_module.log`` (or ``log_dict``, which loops over it): each call builds Lightning's
 per-name result object (metadata, device moves, a batch-size lookup), ~1-2 ms a name on a CPU, and
 every later read of ``trainer.callback_metrics`` recomputes every logged name again: with ~70 names
-that was most of a cheap student's check (issue 15). The monitor's values are already reduced over
+that was most of a cheap student's check. The monitor's values are already reduced over
 ranks and final, so they are written as Lightning itself would store them — what
 ``pl_module.log(name, float)`` would leave there: float32 0-d tensors on the module's device, the
 same numbers the loggers get — and handed to the loggers in one call per check, at the step and

@@ -1,13 +1,13 @@
-"""Bounds and predictions on the student's gold error (DESIGN §2.2, §2.5, §7): numbers in, number out.
+"""Bounds and predictions on the student's gold error (docs/theory.md §2.2, §2.5, §7): numbers in, number out.
 
-The public home of every bound function (DESIGN §7: ``lang_covered_bound``, ``lang_uncovered_bound``,
+The public home of every bound function (docs/architecture.md, public API: ``lang_covered_bound``, ``lang_uncovered_bound``,
 ``accuracy_band``); the code lives in two modules by responsibility:
 
-- :mod:`~lightning_w2s.metrics.gain_bounds` — the student's gain over its teacher: the 0/1
+- :mod:`~lightning_w2s.metrics.bounds.gain` — the student's gain over its teacher: the 0/1
   :func:`accuracy_band` with the teacher's abstentions, :func:`max_accuracy_gain`, the
   cross-entropy :func:`ce_band` [derived bounds], and Charikar et al. 2024's
   :func:`charikar_predicted_gain` [prediction] beside the measured :func:`squared_error_gain`;
-- :mod:`~lightning_w2s.metrics.lang_theorems` — Lang, Sontag, Vijayaraghavan 2024: Lemma B.1
+- :mod:`~lightning_w2s.metrics.bounds.lang` — Lang, Sontag, Vijayaraghavan 2024: Lemma B.1
   (:func:`lang_nonrobust_bound`) and Theorems B.1-B.3 (:func:`lang_covered_bound`,
   :func:`lang_uncovered_bound`, :func:`lang_uncovered_bound_b3`) with every premise checked.
 
@@ -28,7 +28,7 @@ Inputs are real numbers (Python/numpy scalars or one-element tensors). A value o
 raises ``TypeError`` naming the argument; a theorem *parameter* the caller chooses (``q``) out of its
 range raises ``ValueError``; a *measured* quantity that is NaN, out of range, or violates a premise
 returns ``NaN`` and emits a ``RuntimeWarning`` with the reason
-(:mod:`~lightning_w2s.metrics._bound_inputs`): a monitor must never crash on a measurement, and never
+(:mod:`~lightning_w2s.metrics.bounds._inputs`): a monitor must never crash on a measurement, and never
 log a wrong number.
 
 >>> accuracy_band(0.8, 0.05)
@@ -39,8 +39,8 @@ log a wrong number.
 
 from __future__ import annotations
 
-from .gain_bounds import accuracy_band, ce_band, charikar_predicted_gain, max_accuracy_gain, squared_error_gain
-from .lang_theorems import lang_covered_bound, lang_nonrobust_bound, lang_uncovered_bound, lang_uncovered_bound_b3
+from lightning_w2s.metrics.bounds.gain import accuracy_band, ce_band, charikar_predicted_gain, max_accuracy_gain, squared_error_gain
+from lightning_w2s.metrics.bounds.lang import lang_covered_bound, lang_nonrobust_bound, lang_uncovered_bound, lang_uncovered_bound_b3
 
 __all__ = [
     "accuracy_band",

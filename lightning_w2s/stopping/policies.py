@@ -14,9 +14,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from lightning_w2s._validation import check_choice, check_scalar
+from lightning_w2s.validation import check_choice, check_scalar
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.rules import POLICIES, POLICY_RULES, GainExhausted, Rule, W2SStoppingReason
+from lightning_w2s.stopping.rules import POLICIES, POLICY_RULES, GainExhausted, Rule, W2SStoppingReason
 
 __all__ = ["POLICIES", "StoppingPolicies", "W2SStoppingReason"]
 
@@ -36,7 +36,7 @@ def _per_policy(name: str, value: Any, policies: Sequence[str], kind: type, **li
 
 
 class StoppingPolicies:
-    """Named stopping policies (:mod:`lightning_w2s.rules`) combined with ``mode``, with warm-up: the
+    """Named stopping policies (:mod:`lightning_w2s.stopping.rules`) combined with ``mode``, with warm-up: the
     decision half of :class:`~lightning_w2s.W2SEarlyStopping`, whose arguments (and docstring) it takes.
     ``min_gain`` may stay ``None`` until the callback takes it from the monitor at fit start.
 

@@ -1,6 +1,6 @@
 """TensorBoard extras for the W2S monitor: a custom-scalars dashboard, reliability diagrams, markdown.
 
-DESIGN §3 ("TensorBoard extras only when a ``TensorBoardLogger`` is present, written on rank 0").
+docs/architecture.md ("TensorBoard extras only when a ``TensorBoardLogger`` is present, written on rank 0").
 Middle floor of the package: plain functions that take a ``SummaryWriter`` (``torch.utils.tensorboard``
 or ``tensorboardX``: only ``add_custom_scalars``, ``add_scalar``, ``add_image``, ``add_text`` and
 ``get_logdir`` are called) and never import the callbacks; the monitor calls them through
@@ -19,16 +19,16 @@ or ``tensorboardX``: only ``add_custom_scalars``, ``add_scalar``, ``add_image``,
   registry does not know gets a chart of its own.
 - Constants of the probe (the teacher's accuracy, calibration and class share, α_i) are written once
   as a markdown table (``w2s/constants``), never as flat lines; warnings as markdown
-  (``w2s/warnings``); the markdown itself: :mod:`lightning_w2s.tensorboard_text`.
+  (``w2s/warnings``); the markdown itself: :mod:`lightning_w2s.dashboard.text`.
 - :func:`write_reliability` / :func:`figure_to_image`: a reliability diagram drawn from the
-  calibration histogram state (:func:`~lightning_w2s.figures.reliability_figure`, Guo et al. 2017),
+  calibration histogram state (:func:`~lightning_w2s.dashboard.figures.reliability_figure`, Guo et al. 2017),
   rendered and written as an image.
 - :func:`write_markdown`: markdown text (``add_text``).
 
 What this module never does: ``add_hparams`` and ``add_scalars``, which write extra event folders
-named after tags (stray runs, DESIGN §3); the only sub-folders are the reference runs above, written
+named after tags (stray runs, docs/architecture.md); the only sub-folders are the reference runs above, written
 deliberately and named after what they hold. The student's scalars reach TensorBoard through the
-logger, once per check (:func:`lightning_w2s.callbacks._publish.log_values`). Figures are rendered with the Agg canvas, never ``pyplot``.
+logger, once per check (:func:`lightning_w2s.callbacks.publish.log_values`). Figures are rendered with the Agg canvas, never ``pyplot``.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lightning_w2s._validation import describe
-from lightning_w2s.figures import reliability_figure, reliability_summary
+from lightning_w2s.validation import describe
+from lightning_w2s.dashboard.figures import reliability_figure, reliability_summary
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.tensorboard_text import RUN_GUIDE, format_constants, format_warnings
+from lightning_w2s.dashboard.text import RUN_GUIDE, format_constants, format_warnings
 
 __all__ = [
     "Dashboard",

@@ -1,6 +1,6 @@
 """The dashboard's text (TensorBoard's Text tab): warnings and the constants of the probe as markdown.
 
-Pure formatting (strings in, markdown out), for :class:`lightning_w2s.tensorboard.Dashboard`:
+Pure formatting (strings in, markdown out), for :class:`lightning_w2s.dashboard.tensorboard.Dashboard`:
 :func:`format_warnings` (``w2s/warnings``) and :func:`format_constants` (``w2s/constants``: the
 constants of the probe written once instead of as flat lines). TensorBoard 2.21's Text tab renders
 GitHub-style tables but breaks words anywhere (``word-break: break-word``, measured in headless
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightning_w2s._validation import describe
+from lightning_w2s.validation import describe
 from lightning_w2s.metrics import quantities as Q
 
 __all__ = ["RUN_GUIDE", "format_constants", "format_warnings"]
@@ -61,7 +61,7 @@ def format_warnings(warnings: Iterable[Any], title: str | None = "W2S warnings")
     Each warning is a dict with ``regime`` (or ``name``: which regime/check raised it),
     ``message`` and optionally ``values`` (``{name: number}``: the values the rule read, shown as
     ``name = 0.123`` without the ``w2s/`` prefix), ``check`` and ``step``; an object with those
-    attributes (``lightning_w2s.alerts.Alert``) works too; a plain string is a message without a
+    attributes (``lightning_w2s.stopping.alerts.Alert``) works too; a plain string is a message without a
     regime. Columns without any entry are left out. An empty list gives a line saying there are no
     warnings.
 

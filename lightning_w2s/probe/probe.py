@@ -1,6 +1,6 @@
 """The probe set: fixed inputs the monitor evaluates at every check, with the teacher's outputs.
 
-DESIGN §1 and §7. A probe holds the inputs (a tensor, a dict of tensors, or a map-style
+docs/theory.md §1 and docs/architecture.md. A probe holds the inputs (a tensor, a dict of tensors, or a map-style
 ``Dataset``), the teacher's class probabilities (given directly, as logits, or as hard labels),
 and optionally gold labels (``-1`` = unknown), a coverage mask (``False`` = the teacher abstains,
 Lang et al.'s uncovered set ``T``) and the teacher's representations. A *regression* probe
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from lightning_w2s._validation import (
+from lightning_w2s.validation import (
     as_tensor,
     check_finite,
     check_labels,
@@ -29,8 +29,8 @@ from lightning_w2s._validation import (
     describe,
 )
 
-from lightning_w2s import _probe_inputs as _inputs
-from lightning_w2s.metrics._stats import known_rows
+from lightning_w2s.probe import _inputs
+from lightning_w2s.metrics.stats import known_rows
 
 FORMAT = "lightning_w2s.W2SProbe/1"
 #: how to write a probe file (the load errors say it)
@@ -303,7 +303,7 @@ class W2SProbe:
         """Run ``teacher`` once over ``inputs`` (eval, no grad, every submodule's mode restored after)
         and build a probe from its logits and the representation of ``layer`` (default: the input of
         its last ``nn.Linear``)."""
-        from lightning_w2s.features import FeatureCapture, default_forward, eval_mode, logits_of
+        from lightning_w2s.probe.features import FeatureCapture, default_forward, eval_mode, logits_of
 
         holder = cls.__new__(cls)
         holder.inputs = cls._check_inputs(inputs)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import as_tensor, check_finite, check_scalar, describe
+from lightning_w2s.validation import as_tensor, check_finite, check_scalar, describe
 
 _F64 = torch.float64
 

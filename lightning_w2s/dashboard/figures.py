@@ -1,6 +1,6 @@
 """Reliability diagrams drawn with matplotlib, never pyplot (Guo et al. 2017).
 
-Guo, Pleiss, Sun, Weinberger, "On Calibration of Modern Neural Networks", ICML 2017; DESIGN §3.
+Guo, Pleiss, Sun, Weinberger, "On Calibration of Modern Neural Networks", ICML 2017; docs/architecture.md.
 Both functions read the calibration histogram state (per equal-width confidence bin on ``[0, 1]``:
 count, Σ confidence, Σ correct), i.e. the sum states of
 :class:`~lightning_w2s.metrics.calibration.Calibration` after a DDP sync:
@@ -11,9 +11,9 @@ count, Σ confidence, Σ correct), i.e. the sum states of
 
 Figures use :class:`matplotlib.figure.Figure` directly, never ``pyplot``: nothing here registers
 figures with pyplot or switches the backend of a user's interactive session (and no figure has to
-be closed). :mod:`lightning_w2s.tensorboard` renders them with the Agg canvas
-(:func:`~lightning_w2s.tensorboard.figure_to_image`) and writes them to TensorBoard
-(:func:`~lightning_w2s.tensorboard.write_reliability`); this module knows nothing of TensorBoard.
+be closed). :mod:`lightning_w2s.dashboard.tensorboard` renders them with the Agg canvas
+(:func:`~lightning_w2s.dashboard.tensorboard.figure_to_image`) and writes them to TensorBoard
+(:func:`~lightning_w2s.dashboard.tensorboard.write_reliability`); this module knows nothing of TensorBoard.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lightning_w2s._validation import describe
+from lightning_w2s.validation import describe
 from lightning_w2s.metrics.calibration import calibration_from_counts
 
 __all__ = ["reliability_figure", "reliability_summary"]
