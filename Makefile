@@ -8,7 +8,7 @@ DATA := data
 # slower. Passive waiting costs nothing measurable here.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test bench-data bench bench-summary bench-overhead screenshot clean cli-example
+.PHONY: install demo test lint bench-data bench bench-summary bench-overhead screenshot clean cli-example
 
 install: $(STAMP)
 
@@ -33,8 +33,15 @@ cli-example: install
 	$(PY) examples/cli/make_probe.py runs/cli/probe.pt
 	$(PY) examples/cli/model.py fit --config examples/cli/config.yaml
 
+# --durations prints the slowest tests; pyproject's --timeout fails a hung test after 5 minutes
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests
+
+# ruff (lint and format) over the project's code, mypy over the package
+lint: install
+	$(PY) -m ruff check lightning_w2s tests benchmarks examples
+	$(PY) -m ruff format --check lightning_w2s tests benchmarks examples
+	$(PY) -m mypy
 
 # Benchmark data (DATA.md), all from package registries, cached under data/ (gitignored). The
 # Debian packages are fetched with `apt-get download` and unpacked with `dpkg-deb -x` into

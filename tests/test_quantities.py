@@ -58,13 +58,11 @@ def test_hints_name_the_fix():
     assert Q.hint(Q.SQ) == Q.MONITOR_HINT and Q.hint("my_metric") == Q.UNREGISTERED_HINT
 
 
-def test_what_the_monitor_logs_is_what_its_expected_names_promise():
+def test_what_the_monitor_logs_is_what_its_expected_names_promise(golden_runs):
     """On the golden run with every family on: every logged name is registered and promised by
     ``expected_names()``; every promised name that never appeared is one the registry may leave out."""
     golden = json.load(open(os.path.join(HERE, "golden_values.json")))
-    from golden_values import run_all
-
-    current = run_all()
+    current = golden_runs
     for run in golden:
         logged = {n for check in current[run]["checks"] for n in check["values"]}
         promised = set(current[run]["expected_names"])
