@@ -81,7 +81,7 @@ class W2SMonitor(_ProbePass, Callback):
             check included) and leave it out of the others, where its names are not logged (and
             are removed from ``trainer.callback_metrics``, like any name a check does not log). Its
             float64 ``d × d`` sums are most of a check for a cheap student with wide features
-            (``benchmarks/overhead.py`` prints the share); default 1: every check.
+            (``benchmarks/overhead/run.py`` prints the share); default 1: every check.
         figure_every_n_checks: draw reliability diagrams in TensorBoard every that many checks,
             and always once at the end of fit (0 = never). Drawing costs far more than a check
             (0.2–0.6 s a diagram on 2 CPU cores, measured in two sessions), hence the default of 10.

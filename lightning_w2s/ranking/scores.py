@@ -31,7 +31,7 @@ Scores (lower = better expected W2S student; each is an *estimate* or a *heurist
     [derived quantity, heuristic use].
 ``"pred_gap"`` — the same with gold ``labels`` (needs gold; for reference).
 
-Which default was chosen, on what, and how well it ranks: ``benchmarks/ranking.py``
+Which default was chosen, on what, and how well it ranks: ``benchmarks/ranking/run.py``
 (``make bench-ranking``) chooses it leave-one-task-out on three real text tasks × 15 teachers.
 
 A before-training tool, not a live metric [decision]: while one teacher is being
