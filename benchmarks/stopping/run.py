@@ -422,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen_rule = Rule("CHOSEN: " + chosen.name, chosen.family, chosen.monitor, chosen.run, chosen.params)
     package = default_rule()
     faithful, n_same = check_package_default(recs, chosen_rule)
-    print("Faithfulness of the package default (README): W2SEarlyStopping() is "
+    print("Faithfulness of the package default (docs/benchmarks.md): W2SEarlyStopping() is "
           f"{DEFAULT_PARAMS} in the benchmark's terms; the choice is {chosen.params}: "
           f"{'the same rule' if chosen.params == DEFAULT_PARAMS else 'ANOTHER RULE'}")
     print("  " + faithful)

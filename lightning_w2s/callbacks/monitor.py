@@ -40,7 +40,7 @@ CHECK_SUMMARY = (Q.DISAGREEMENT, Q.KL_TEACHER_STUDENT, Q.COVERED_ACCURACY, Q.TEA
 class W2SMonitor(_ProbePass, Callback):
     """Watch weak-to-strong training: at each check, run the probe set through the student, capture a
     representation, and log misfit, gold-side rates and the rest under ``w2s/<family>/<quantity>``
-    (the names, meanings and needs: :mod:`lightning_w2s.metrics.quantities`, README's metric table).
+    (the names, meanings and needs: :mod:`lightning_w2s.metrics.quantities`, docs/metrics.md).
 
     Args:
         probe: a :class:`~lightning_w2s.W2SProbe` (held-out inputs + teacher outputs), or a path to
