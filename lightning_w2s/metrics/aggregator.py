@@ -27,7 +27,7 @@ from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.base import ProbeMetrics
 from lightning_w2s.metrics.bounds import charikar_predicted_gain
 from lightning_w2s.metrics.calibration import Calibration, calibration_counts, calibration_from_counts, top_label
-from lightning_w2s.metrics.correction import CorrectionRates
+from lightning_w2s.metrics.gold_counts import CorrectionRates
 from lightning_w2s.metrics.family import Rows, host_floats, on_host
 from lightning_w2s.metrics.gold import GoldSquaredError, accuracy_bounds, pgr
 from lightning_w2s.metrics.lang_family import LangFamily

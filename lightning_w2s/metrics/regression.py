@@ -144,7 +144,7 @@ class RegressionMetrics(ProbeMetrics):
             raise TypeError(f"the student's output must be real values (a floating-point tensor), got {v.describe(out)}")
         if out.ndim == 1 and m == 1 or out.ndim == 2 and out.shape[1] == m:
             return out.double().reshape(out.shape[0], m)
-        want = f"(batch,) or (batch, 1)" if m == 1 else f"(batch, {m})"
+        want = "(batch,) or (batch, 1)" if m == 1 else f"(batch, {m})"
         raise ValueError(
             f"the student's output has shape {tuple(out.shape)} on the probe but the regression teacher's values are "
             f"{'(n,)' if m == 1 else f'(n, {m})'}; expected {want}. Use `forward_fn=` if the model's forward does not "
