@@ -154,22 +154,6 @@ class W2SMetrics(ProbeMetrics):
             provided.add(Need.TEACHER_ACCURACY)
         return provided
 
-    # ------------------------------------------------------------------ the student's output
-    def read_student(self, output: torch.Tensor, student_output: str) -> torch.Tensor:
-        """The student's float64 output on a probe batch as class probabilities: the softmax of
-        logits (``student_output="logits"``) or the probabilities as given (``"probs"``)."""
-        return torch.softmax(output, dim=-1) if student_output == "logits" else output
-
-    def check_student(self, probs: torch.Tensor) -> None:
-        """``ValueError`` unless ``probs`` is ``(batch, k)`` for this probe's ``k`` classes."""
-        k = self.num_classes
-        if probs.ndim != 2 or probs.shape[1] != k:
-            raise ValueError(
-                f"the student's output has shape {tuple(probs.shape)} on the probe but the teacher has {k} classes "
-                f"(`probe` num_classes={k}); expected (batch, {k}). Use `forward_fn=` if the model's forward "
-                "does not return logits"
-            )
-
     # ------------------------------------------------------------------ streaming
     def _device(self) -> torch.device:
         return self.teacher_probs.device
@@ -193,6 +177,22 @@ class W2SMetrics(ProbeMetrics):
         self.calibration_vs_gold.update(probs, gold)
         known = on_cov(gold) >= 0
         self.gold_sq.update(probs_c[known], tp_c[known], on_cov(gold)[known])
+
+    # ------------------------------------------------------------------ the student's output
+    def read_student(self, output: torch.Tensor, student_output: str) -> torch.Tensor:
+        """The student's float64 output on a probe batch as class probabilities: the softmax of
+        logits (``student_output="logits"``) or the probabilities as given (``"probs"``)."""
+        return torch.softmax(output, dim=-1) if student_output == "logits" else output
+
+    def check_student(self, probs: torch.Tensor) -> None:
+        """``ValueError`` unless ``probs`` is ``(batch, k)`` for this probe's ``k`` classes."""
+        k = self.num_classes
+        if probs.ndim != 2 or probs.shape[1] != k:
+            raise ValueError(
+                f"the student's output has shape {tuple(probs.shape)} on the probe but the teacher has {k} classes "
+                f"(`probe` num_classes={k}); expected (batch, {k}). Use `forward_fn=` if the model's forward "
+                "does not return logits"
+            )
 
     # ------------------------------------------------------------------ values
     def _compute_own(self, out: dict[str, torch.Tensor]) -> dict[str, Any]:

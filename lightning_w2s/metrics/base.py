@@ -124,13 +124,9 @@ class ProbeMetrics(nn.Module):
         return self._provides_own().union(*(family.provides() for family in self.families))
 
     def expected_names(self) -> set[str]:
-        """The names :meth:`compute` can return (those the registry may leave undefined included)."""
-        provided = self.provides
-        names = Q.expected_names(provided, self.num_classes, task=self.task) - {Q.SKIPPED, Q.CHECK}
-        owned = {section for family in self.families for section in family.sections}
-        names = {n for n in names if Q.lookup(n).family not in owned}
-        for family in self.families:
-            names |= family.expected_names(provided, self.num_classes, self.task)
+        """The names :meth:`compute` can return (those the registry may leave undefined included): the
+        registry's names for what this aggregator and its families provide."""
+        names = Q.expected_names(self.provides, self.num_classes, task=self.task) - {Q.SKIPPED, Q.CHECK}
         return {n for n in names if n.split("/")[1].startswith("train_") == self.train}
 
     # ------------------------------------------------------------------ neighbourhoods (Lang et al.)
