@@ -27,9 +27,9 @@ from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.base import ProbeMetrics
 from lightning_w2s.metrics.bounds import charikar_predicted_gain
 from lightning_w2s.metrics.calibration import Calibration, calibration_counts, calibration_from_counts, top_label
-from lightning_w2s.metrics.gold_counts import CorrectionRates
 from lightning_w2s.metrics.family import Rows, host_floats, on_host
 from lightning_w2s.metrics.gold import GoldSquaredError, accuracy_bounds, pgr
+from lightning_w2s.metrics.gold_counts import CorrectionRates
 from lightning_w2s.metrics.lang_family import LangFamily
 from lightning_w2s.metrics.misfit import Misfit, PredictionShares
 from lightning_w2s.metrics.regression import RegressionMetrics
@@ -41,7 +41,7 @@ __all__ = ["W2SMetrics", "metrics_for_probe"]
 Need = Q.Need
 
 
-def metrics_for_probe(probe: Any, **kwargs: Any) -> "W2SMetrics | RegressionMetrics":
+def metrics_for_probe(probe: Any, **kwargs: Any) -> W2SMetrics | RegressionMetrics:
     """The aggregator of a :class:`~lightning_w2s.W2SProbe` (its teacher tensors become buffers):
     :class:`W2SMetrics` for a classification probe, :class:`~lightning_w2s.metrics.regression.RegressionMetrics`
     for a regression probe (``teacher_values=``); ``kwargs`` go to its constructor. The one place

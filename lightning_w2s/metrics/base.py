@@ -30,7 +30,8 @@ components; this class owns the rest:
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -188,7 +189,9 @@ class ProbeMetrics(nn.Module):
         self._update_rows(student, features, index, valid)
 
     @torch.no_grad()
-    def _update_rows(self, student: torch.Tensor, features: torch.Tensor | None, index: torch.Tensor, valid: torch.Tensor) -> None:
+    def _update_rows(
+        self, student: torch.Tensor, features: torch.Tensor | None, index: torch.Tensor, valid: torch.Tensor
+    ) -> None:
         """Feed one chunk: the valid rows are selected once, then the task's states and every family."""
         dev = self._device()
         rows = valid.to(dev).nonzero().squeeze(1)  # padding rows never reach a state
@@ -198,9 +201,12 @@ class ProbeMetrics(nn.Module):
         if features is not None and families:
             features = features.to(dev).index_select(0, rows).double()
         chunk = Rows(
-            index=index, student=values, student_pred=values.argmax(dim=1) if self.num_classes else None,
+            index=index,
+            student=values,
+            student_pred=values.argmax(dim=1) if self.num_classes else None,
             gold=self.gold[index] if self.gold is not None else None,
-            covered=None if self.covered is None else self.covered[index], features=features,
+            covered=None if self.covered is None else self.covered[index],
+            features=features,
         )
         self._update_own(chunk)
         for family in families:
@@ -246,7 +252,9 @@ class ProbeMetrics(nn.Module):
         kept = {}
         for (name, value), finite in zip(zip(out, stacked), torch.isfinite(stacked).tolist()):
             if not finite and Q.lookup(name).may_be_undefined:
-                self.notes.append(f"{name} is undefined at this check (an empty conditioning set, e.g. no gold row seen, or unmet premises)")
+                self.notes.append(
+                    f"{name} is undefined at this check (an empty conditioning set, e.g. no gold row seen, or unmet premises)"
+                )
                 continue
             kept[name] = value
         return kept

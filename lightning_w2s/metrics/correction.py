@@ -18,9 +18,9 @@ import warnings
 
 import torch
 
-from lightning_w2s.validation import check_choice
-from lightning_w2s.metrics.stats import F64 as _F64
 from lightning_w2s.metrics.bounds import lang_covered_bound, lang_uncovered_bound, lang_uncovered_bound_b3
+from lightning_w2s.metrics.stats import F64 as _F64
+from lightning_w2s.validation import check_choice
 
 __all__ = ["lang_bounds"]
 
@@ -99,6 +99,7 @@ def lang_bounds(rates: dict, robustness: dict, expansion: dict, q: float = 0.0, 
 
     n_cov = rates["n_covered_per_class"].double().cpu()
     n_unc = rates["n_uncovered_per_class"].double().cpu()
+
     def clip1(c) -> float:  # expansion with c > 1 implies expansion with c = 1 [derived]
         c = float(c)
         return c if math.isnan(c) else min(c, 1.0)
@@ -106,10 +107,14 @@ def lang_bounds(rates: dict, robustness: dict, expansion: dict, q: float = 0.0, 
     for i in range(k):
         a, e = float(alpha[i]), float(fit[i])
         if n_cov[i] > 0:
-            b1[i] = call(lang_covered_bound, "Thm B.1", i, err_teacher_fit=e, alpha=a, c=clip1(c_gb[i]), p_nonrobust=float(pr_s[i]), q=q)
+            b1[i] = call(
+                lang_covered_bound, "Thm B.1", i, err_teacher_fit=e, alpha=a, c=clip1(c_gb[i]), p_nonrobust=float(pr_s[i]), q=q
+            )
         if n_unc[i] > 0:
             c1, c2 = clip1(c_tg[i]), clip1(c_tb[i])
-            b2[i] = call(lang_uncovered_bound, "Thm B.2", i, err_teacher_fit=e, alpha=a, c1=c1, c2=c2, p_nonrobust=float(pr_t[i]), q=q)
+            b2[i] = call(
+                lang_uncovered_bound, "Thm B.2", i, err_teacher_fit=e, alpha=a, c1=c1, c2=c2, p_nonrobust=float(pr_t[i]), q=q
+            )
             b3[i] = call(lang_uncovered_bound_b3, "Thm B.3", i, err_teacher_fit=e, alpha=a, c=c1, p_nonrobust=float(pr_t[i]), q=q)
     unc = torch.fmin(b2, b3)
     if reasons:

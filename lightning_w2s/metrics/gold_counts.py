@@ -30,13 +30,21 @@ import warnings
 import torch
 from torchmetrics import Metric
 
-from lightning_w2s.validation import check_labels, check_mask, check_scalar
 from lightning_w2s.metrics.stats import F64 as _F64
 from lightning_w2s.metrics.stats import rate_with_interval
 from lightning_w2s.metrics.stats import ratio as _ratio
+from lightning_w2s.validation import check_labels, check_mask, check_scalar
 
-__all__ = ["CORRECTION_COUNTS", "GOLD_KEYS", "GOLD_RATES", "CorrectionRates", "correction_counts", "correction_rates",
-           "gold_rates_from_counts", "rates_from_counts"]
+__all__ = [
+    "CORRECTION_COUNTS",
+    "GOLD_KEYS",
+    "GOLD_RATES",
+    "CorrectionRates",
+    "correction_counts",
+    "correction_rates",
+    "gold_rates_from_counts",
+    "rates_from_counts",
+]
 
 #: count states of :class:`CorrectionRates`, each a ``(k,)`` float64 vector indexed by gold class.
 CORRECTION_COUNTS = (
@@ -85,7 +93,6 @@ def _warn_nan(what: str, empty: torch.Tensor, why: str) -> None:
     empty = empty.nonzero().flatten().tolist()
     if empty:
         warnings.warn(f"{what} is NaN for class(es) {empty}: {why}", RuntimeWarning, stacklevel=3)
-
 
 
 def correction_counts(student_pred, teacher_pred, gold, covered, num_classes: int) -> dict[str, torch.Tensor]:

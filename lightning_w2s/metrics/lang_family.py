@@ -13,7 +13,8 @@ of the probe's teacher labels, gold and coverage.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -55,11 +56,25 @@ class LangFamily(Family):
 
     sections = ("robustness", "lang")
 
-    def __init__(self, teacher_pred: torch.Tensor, gold: torch.Tensor | None, covered: torch.Tensor, num_classes: int, *,
-                 num_neighbours: int, eta: float, expansion_history: int) -> None:
+    def __init__(
+        self,
+        teacher_pred: torch.Tensor,
+        gold: torch.Tensor | None,
+        covered: torch.Tensor,
+        num_classes: int,
+        *,
+        num_neighbours: int,
+        eta: float,
+        expansion_history: int,
+    ) -> None:
         super().__init__()
         self.host_probe = tuple(None if t is None else t.detach().cpu() for t in (teacher_pred, gold, covered))
-        self.num_classes, self.num_neighbours, self.eta, self.expansion_history = num_classes, num_neighbours, eta, expansion_history
+        self.num_classes, self.num_neighbours, self.eta, self.expansion_history = (
+            num_classes,
+            num_neighbours,
+            eta,
+            expansion_history,
+        )
         self.has_gold, self.has_uncovered = gold is not None, not bool(covered.all())
         self.robustness: NeighbourRobustness | None = None
         self.neighbours: torch.Tensor | None = None
@@ -68,7 +83,9 @@ class LangFamily(Family):
     def provides(self) -> set[str]:
         return {Q.Need.NEIGHBOURS}
 
-    def build_neighbours(self, teacher_features: torch.Tensor | None, student_embedding: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def build_neighbours(
+        self, teacher_features: torch.Tensor | None, student_embedding: Callable[[], torch.Tensor]
+    ) -> torch.Tensor:
         """The frozen ``(n, k)`` k-NN table of the probe: in ``teacher_features``, or, when there are
         none or they cannot define neighbourhoods (e.g. a keyword rule's all-zero rows: a warning says
         so), in ``student_embedding()`` (the student's representation of the whole probe at fit start)."""
@@ -85,7 +102,9 @@ class LangFamily(Family):
                     "uses the student's representation at fit start instead. To use the teacher's, give the probe "
                     "`teacher_features` without all-zero rows (`W2SProbe(..., teacher_features=...)`, or "
                     "`W2SProbe.from_teacher(..., layer=...)` naming a layer whose output has none); "
-                    "`W2SMonitor(neighbours=0)` turns these statistics off", UserWarning, stacklevel=3,
+                    "`W2SMonitor(neighbours=0)` turns these statistics off",
+                    UserWarning,
+                    stacklevel=3,
                 )
         return knn_indices(student_embedding().detach().cpu().double(), k=k)
 
@@ -95,7 +114,11 @@ class LangFamily(Family):
         self.neighbours = neighbours.detach().cpu().long()
         _, gold, covered = self.host_probe
         self.robustness = NeighbourRobustness(
-            self.neighbours, eta=self.eta, gold=gold, covered=covered if self.has_gold else None, num_classes=self.num_classes,
+            self.neighbours,
+            eta=self.eta,
+            gold=gold,
+            covered=covered if self.has_gold else None,
+            num_classes=self.num_classes,
         ).to(device)
 
     def update(self, rows: Rows) -> None:
@@ -128,13 +151,23 @@ class LangFamily(Family):
         exp = lang_expansion(self.neighbours, torch.stack(self.history), *self.host_probe, self.num_classes, eta=self.eta)
         bounds = lang_bounds(rates_h, rob_h, exp)
         self.notes += list(bounds.get("reasons", []))
-        per_class = [(Q.ALPHA, rates["alpha_per_class"]), (Q.EXPANSION_GOOD_TO_BAD, exp["c_good_to_bad"]),
-                     (Q.COVERED_PREDICTED_ERROR_CLASS, bounds["covered_predicted_error"]), (Q.COVERED_ERROR_CLASS, bounds["covered_error"])]
+        per_class = [
+            (Q.ALPHA, rates["alpha_per_class"]),
+            (Q.EXPANSION_GOOD_TO_BAD, exp["c_good_to_bad"]),
+            (Q.COVERED_PREDICTED_ERROR_CLASS, bounds["covered_predicted_error"]),
+            (Q.COVERED_ERROR_CLASS, bounds["covered_error"]),
+        ]
         pooled = [(Q.COVERED_PREDICTED_ERROR, "covered_predicted_error_pooled"), (Q.COVERED_ERROR, "covered_error_pooled")]
         if self.has_uncovered:
-            per_class += [(Q.EXPANSION_UNCOVERED_TO_GOOD, exp["c_uncovered_to_good"]),
-                          (Q.UNCOVERED_PREDICTED_ERROR_CLASS, bounds["uncovered_predicted_error"]), (Q.UNCOVERED_ERROR_CLASS, bounds["uncovered_error"])]
-            pooled += [(Q.UNCOVERED_PREDICTED_ERROR, "uncovered_predicted_error_pooled"), (Q.UNCOVERED_ERROR, "uncovered_error_pooled")]
+            per_class += [
+                (Q.EXPANSION_UNCOVERED_TO_GOOD, exp["c_uncovered_to_good"]),
+                (Q.UNCOVERED_PREDICTED_ERROR_CLASS, bounds["uncovered_predicted_error"]),
+                (Q.UNCOVERED_ERROR_CLASS, bounds["uncovered_error"]),
+            ]
+            pooled += [
+                (Q.UNCOVERED_PREDICTED_ERROR, "uncovered_predicted_error_pooled"),
+                (Q.UNCOVERED_ERROR, "uncovered_error_pooled"),
+            ]
         for template, values in per_class:
             out.update({template.format(i=i): values[i] for i in range(self.num_classes)})
         out.update({name: bounds[key] for name, key in pooled})

@@ -41,15 +41,19 @@ class RepresentationFamily(Family):
 
     sections = ("representation",)
 
-    def __init__(self, teacher_features: torch.Tensor | None, construction: GapConstruction = DEFAULT_CONSTRUCTION, **labels: Any) -> None:
+    def __init__(
+        self, teacher_features: torch.Tensor | None, construction: GapConstruction = DEFAULT_CONSTRUCTION, **labels: Any
+    ) -> None:
         super().__init__()
         self.register_buffer("teacher_features", teacher_features, persistent=False)
         self.gap: RepresentationGap | None = None
         self.student_rank: EffectiveRank | None = None
         if teacher_features is not None:
             self.gap = RepresentationGap(
-                teacher_dim=teacher_features.shape[1], teacher_reference=teacher_features.double().mean(0),
-                **labels, **construction.kwargs(),
+                teacher_dim=teacher_features.shape[1],
+                teacher_reference=teacher_features.double().mean(0),
+                **labels,
+                **construction.kwargs(),
             )
         else:
             self.student_rank = EffectiveRank()
