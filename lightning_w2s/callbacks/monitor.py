@@ -29,7 +29,7 @@ from lightning_w2s.callbacks.publish import forget, log_values, logger_step
 from lightning_w2s.probe.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.threads import threads
-from lightning_w2s.metrics.aggregator import W2SMetrics
+from lightning_w2s.metrics.aggregator import metrics_for_probe
 from lightning_w2s.probe import W2SProbe
 from lightning_w2s.dashboard.tensorboard import Dashboard, tensorboard_writer
 
@@ -128,11 +128,6 @@ class W2SMonitor(_ProbePass, Callback):
             raise ValueError(f"`train_probe` has {self.train_probe.num_classes} classes but `probe` has {self.probe.num_classes}")
         if self.train_probe is not None and self.train_probe.output_dim != self.probe.output_dim:
             raise ValueError(f"`train_probe` has {self.train_probe.output_dim} outputs but `probe` has {self.probe.output_dim}")
-        if self.probe.is_regression and min_gain is not None:
-            raise ValueError(
-                f"`min_gain`={min_gain!r} is a gain in 0/1 accuracy (the gain_exhausted rule), but `probe` is a regression "
-                "probe (`teacher_values=`), which has no accuracy: drop it"
-            )
         self.layer = check_scalar("layer", layer, str, allow_none=True)
         self.capture = check_choice("capture", capture, CAPTURES)
         self.pooling = check_pooling(pooling)
@@ -145,12 +140,17 @@ class W2SMonitor(_ProbePass, Callback):
         self.representation_every_n_checks = check_scalar("representation_every_n_checks", representation_every_n_checks, int, min_val=1)
         self.figure_every_n_checks = check_scalar("figure_every_n_checks", figure_every_n_checks, int, min_val=0)
         self.on_error = check_choice("on_error", on_error, ("warn", "raise"))
-        self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain,
-                                   misfit=Q.SQ if self.probe.is_regression else Q.KL_TEACHER_STUDENT)
-        self.min_gain = self.alerts.min_gain
         kw = dict(eps=eps, teacher_score=teacher_score, ceiling_score=ceiling_score, neighbours=neighbours, eta=eta)
-        self.metrics = W2SMetrics.from_probe(self.probe, **kw)
-        self.train_metrics = None if self.train_probe is None else W2SMetrics.from_probe(self.train_probe, train=True, eps=eps)
+        self.metrics = metrics_for_probe(self.probe, **kw)
+        self.train_metrics = None if self.train_probe is None else metrics_for_probe(self.train_probe, train=True, eps=eps)
+        if min_gain is not None and Q.MAX_GAIN not in self.metrics.expected_names():
+            raise ValueError(
+                f"`min_gain`={min_gain!r} is a gain in 0/1 accuracy (the gain_exhausted rule), but `probe` is a "
+                f"{self.metrics.task} probe, which logs no {Q.MAX_GAIN}: drop it"
+            )
+        self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain,
+                                   misfit=self.metrics.misfit_name)
+        self.min_gain = self.alerts.min_gain
         self.teacher_score, self.ceiling_score = self.metrics.teacher_score, self.metrics.ceiling_score
         if self.teacher_score is not None and self.ceiling_score is not None and self.ceiling_score <= self.teacher_score:
             rank_zero_warn(
