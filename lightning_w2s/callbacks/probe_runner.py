@@ -31,8 +31,9 @@ from lightning_w2s.validation import describe
 
 
 def is_compiled(module: nn.Module) -> bool:
-    """Whether ``module`` holds a ``torch.compile``'d submodule (an ``OptimizedModule``)."""
-    return any(type(m).__name__ == "OptimizedModule" for m in module.modules())
+    """Whether ``module`` is, or holds, a ``torch.compile``'d module (an ``OptimizedModule``, or a
+    LightningModule compiled whole, which Lightning unwraps and marks with ``_compiler_ctx``)."""
+    return getattr(module, "_compiler_ctx", None) is not None or any(type(m).__name__ == "OptimizedModule" for m in module.modules())
 
 
 def pad_rows(batch: Any, rows: int) -> Any:
@@ -80,12 +81,15 @@ class ProbeRunner:
     def setup(self, pl_module: nn.Module) -> None:
         """Resolve the layer (an unknown name fails here, listing close matches); no hook yet."""
         self.capture = FeatureCapture(pl_module, layer=self.layer, capture=self.capture_mode, pooling=self.pooling)
-        self.pad_to = self.batch_size if is_compiled(pl_module) else None
+        compiled = is_compiled(pl_module)
+        self.pad_to = self.batch_size if compiled else None
+        if compiled:  # torch.compile calls no hook registered after it compiled: keep it, inactive between passes
+            self.capture.keep_registered()
 
     def teardown(self) -> None:
+        """Make sure no hook is left (the capture stays readable: what it read, :meth:`describe`)."""
         if self.capture is not None:
-            self.capture.detach()
-        self.capture = None
+            self.capture.keep_registered(False)
 
     def describe(self) -> str:
         """What the capture reads and how it pools (said at fit start)."""

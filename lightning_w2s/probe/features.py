@@ -327,6 +327,8 @@ class FeatureCapture:
         self.rule: str | None = None  # what pooling="auto" did: "head token", "mean" (sequences) or "vector"
         self._rule_note = ""
         self._handle = None
+        self._hook_fn = self._hook  # one function object for every pass (torch.compile guards on it)
+        self._active = self._kept = False
         self._mask: torch.Tensor | None = None
         self._value: torch.Tensor | None = None
         self._head_out: torch.Tensor | None = None
@@ -352,22 +354,39 @@ class FeatureCapture:
         return name
 
     def _hook(self, _module: nn.Module, args: tuple, output: Any) -> None:
+        if not self._active:  # a kept hook outside a pass (:meth:`keep_registered`): nothing to do
+            return
         self._value = _first_tensor(args if self.capture == "input" else output, f"the {self.capture} of layer {self.layer!r}").detach()
         self._head_out = output.detach() if self._head_candidate and isinstance(output, torch.Tensor) else None
 
     def attach(self) -> "FeatureCapture":
+        """Register the hook and capture every forward until :meth:`detach`."""
+        self._active = True
         if self._handle is None:
-            self._handle = self.submodule.register_forward_hook(self._hook)
+            self._handle = self.submodule.register_forward_hook(self._hook_fn)
         return self
 
     def detach(self) -> None:
-        if self._handle is not None:
+        self._active = False
+        if self._handle is not None and not self._kept:
             self._handle.remove()
             self._handle = None
 
+    def keep_registered(self, keep: bool = True) -> None:
+        """For a ``torch.compile``'d model, which does not call a hook registered after it compiled
+        (``torch._dynamo.config.skip_nnmodule_hook_guards``): keep the hook registered between
+        passes, inactive outside :meth:`attached` (its one flag is a compile guard: a graph
+        compiled outside a pass holds none of the hook's code). ``keep=False`` removes it."""
+        self._kept = keep
+        if keep and self._handle is None:
+            self._handle = self.submodule.register_forward_hook(self._hook_fn)
+        if not keep:
+            self.detach()
+
     @contextmanager
     def attached(self) -> Iterator["FeatureCapture"]:
-        """The hook is registered inside the block only (removed even if the block raises)."""
+        """The hook captures inside the block only: registered at its start and removed at its end
+        whatever happens in it (or, kept registered, active inside it only)."""
         self.attach()
         try:
             yield self
