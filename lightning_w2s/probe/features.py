@@ -1,8 +1,11 @@
 """Representation capture: a forward hook on a named submodule, plus pooling to ``(batch, d)``.
 
 docs/theory.md §1: the student's representation ``h_s(x)`` is the output (or input) of a named submodule,
-captured during the probe pass and pooled. Default: the *input* of the model's last ``nn.Linear``
-(the features the classification head reads), announced on the console at fit start.
+captured during the probe pass and pooled. Default: what the classification head reads — the
+*input* of the model's last ``nn.Linear``, at the token whose logits the model returns when the head
+is applied token-wise (decoder classifiers; docs/decoder.md) — announced on the console at fit start.
+Pooling reads the attention mask, so the first/last/mean tokens are the real ones whatever the
+padding side.
 
 Written by hand because no library offers "hook a layer by name, pool HF-style sequence outputs
 with the attention mask, and fail early with close-match suggestions".
