@@ -39,7 +39,7 @@ CHECK_SUMMARY = (Q.DISAGREEMENT, Q.KL_TEACHER_STUDENT, Q.COVERED_ACCURACY, Q.TEA
 class W2SMonitor(Callback):
     """Watch weak-to-strong training: at each check, run the probe set through the student, capture a
     representation, and log misfit, gold-side rates and the rest under ``w2s/<family>/<quantity>``
-    (the names, meanings and needs: :mod:`lightning_w2s.metrics.quantities`, README's metric table).
+    (the names, meanings and needs: :mod:`lightning_w2s.metrics.quantities`, docs/metrics.md).
 
     Args:
         probe: a :class:`~lightning_w2s.W2SProbe` (held-out inputs + teacher outputs), or a path to
@@ -80,7 +80,7 @@ class W2SMonitor(Callback):
             check included) and leave it out of the others, where its names are not logged (and
             are removed from ``trainer.callback_metrics``, like any name a check does not log). Its
             float64 ``d × d`` sums are most of a check for a cheap student with wide features
-            (``benchmarks/overhead.py`` prints the share); default 1: every check.
+            (``benchmarks/overhead/run.py`` prints the share); default 1: every check.
         figure_every_n_checks: draw reliability diagrams in TensorBoard every that many checks,
             and always once at the end of fit (0 = never). Drawing costs far more than a check
             (0.2–0.6 s a diagram on 2 CPU cores, measured in two sessions), hence the default of 10.

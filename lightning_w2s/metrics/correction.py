@@ -194,7 +194,7 @@ def rates_from_counts(counts: dict[str, torch.Tensor], warn: bool = True) -> dic
 
 
 def correction_rates(student_pred, teacher_pred, gold, covered, num_classes: int, warn: bool = True) -> dict[str, torch.Tensor]:
-    """Functional pseudolabel-correction / coverage rates (Lang et al. 2024, §2.5) [paper: definitions].
+    """Functional pseudolabel-correction / coverage rates (Lang et al. 2024; docs/theory.md §2.5) [paper: definitions].
 
     Args:
         student_pred: ``(n,)`` student argmax predictions.

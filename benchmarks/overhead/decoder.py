@@ -14,8 +14,8 @@ with LoRA adapters (``peft``), left-padded generated sentences, a keyword-rule t
 CUDA device it says so and exits 0. ``--device cpu`` (run by ``make bench-overhead``) runs figure 1
 on a smaller student in ``32-true``.
 
-    python -m benchmarks.decoder_overhead --device cuda [--repeats 7]
-    python -m benchmarks.decoder_overhead --device cpu
+    python -m benchmarks.overhead.decoder --device cuda [--repeats 7]
+    python -m benchmarks.overhead.decoder --device cpu
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from benchmarks.common import quiet_lightning
-from benchmarks.report import spread, verdict
+from benchmarks.shared.students import quiet_lightning
+from benchmarks.shared.report import spread, verdict
 from examples import decoder_student as ex
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.probe.features import eval_mode
