@@ -31,8 +31,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -98,13 +99,23 @@ class WordTokenizer:
         return {"input_ids": ids, "attention_mask": mask}
 
 
-def build_model(vocab_size: int, num_labels: int = 2, hidden: int = 64, layers: int = 2, pad_token_id: int = 0) -> torch.nn.Module:
+def build_model(
+    vocab_size: int, num_labels: int = 2, hidden: int = 64, layers: int = 2, pad_token_id: int = 0
+) -> torch.nn.Module:
     """The student: a tiny random ``LlamaForSequenceClassification`` (no download)."""
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, pad_token_id=pad_token_id,
-                         num_labels=num_labels)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=pad_token_id,
+        num_labels=num_labels,
+    )
     model = LlamaForSequenceClassification(config)  # <- the one line: AutoModelForSequenceClassification.from_pretrained(...)
     return model
 
@@ -113,8 +124,9 @@ def add_lora(model: torch.nn.Module, r: int = 8) -> torch.nn.Module:
     """Rank-``r`` LoRA adapters on the attention's query and value projections; the head is trained in full."""
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=r, lora_alpha=2 * r, lora_dropout=0.0,
-                                            target_modules=["q_proj", "v_proj"]))
+    return get_peft_model(
+        model, LoraConfig(task_type="SEQ_CLS", r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
+    )
 
 
 def pick_precision() -> tuple[str, str]:
@@ -160,14 +172,25 @@ class DecoderStudent(L.LightningModule):
 
 
 def loader(tokens: dict[str, torch.Tensor], labels: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
-    rows = [{"input_ids": tokens["input_ids"][i], "attention_mask": tokens["attention_mask"][i], "labels": int(labels[i])}
-            for i in range(len(labels))]
+    rows = [
+        {"input_ids": tokens["input_ids"][i], "attention_mask": tokens["attention_mask"][i], "labels": int(labels[i])}
+        for i in range(len(labels))
+    ]
     return DataLoader(rows, batch_size=batch_size, shuffle=shuffle)
 
 
-def main(logdir: str | None = "runs/decoder", epochs: int = 4, n_train: int = 600, n_probe: int = 256, batch_size: int = 32,
-         hidden: int = 64, lora: bool = True, padding_side: str = "left", seed: int = 0, trainer_kwargs: dict[str, Any] | None = None,
-         ) -> tuple[L.Trainer, W2SMonitor, W2SEarlyStopping]:
+def main(
+    logdir: str | None = "runs/decoder",
+    epochs: int = 4,
+    n_train: int = 600,
+    n_probe: int = 256,
+    batch_size: int = 32,
+    hidden: int = 64,
+    lora: bool = True,
+    padding_side: str = "left",
+    seed: int = 0,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> tuple[L.Trainer, W2SMonitor, W2SEarlyStopping]:
     """Train the student on the teacher's labels of ``n_train`` sentences, watched on ``n_probe``
     held-out ones; returns the trainer, the monitor and the stopper."""
     L.seed_everything(seed, verbose=False)
@@ -185,14 +208,24 @@ def main(logdir: str | None = "runs/decoder", epochs: int = 4, n_train: int = 60
     print(f"decoder_student: precision={precision} ({why}); {len(keep)} teacher-labelled training sentences, probe {probe}")
     monitor = W2SMonitor(probe, batch_size=batch_size, figure_every_n_checks=0)
     stopper = W2SEarlyStopping()
-    kw = dict(max_epochs=epochs, precision=precision, callbacks=[monitor, stopper], log_every_n_steps=5,
-              logger=L.pytorch.loggers.TensorBoardLogger(logdir, name="") if logdir else False,
-              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    kw = dict(
+        max_epochs=epochs,
+        precision=precision,
+        callbacks=[monitor, stopper],
+        log_every_n_steps=5,
+        logger=L.pytorch.loggers.TensorBoardLogger(logdir, name="") if logdir else False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     kw.update(trainer_kwargs or {})
     trainer = L.Trainer(**kw)
     val_tokens = tokenizer(probe_texts)
-    trainer.fit(student, loader(train_tokens, train_labels[keep], batch_size, shuffle=True),
-                loader(val_tokens, gold[n_train:], batch_size, shuffle=False))
+    trainer.fit(
+        student,
+        loader(train_tokens, train_labels[keep], batch_size, shuffle=True),
+        loader(val_tokens, gold[n_train:], batch_size, shuffle=False),
+    )
     shown = {k: round(v, 3) for k, v in monitor.last_values.items() if k in ("w2s/misfit/disagreement", "w2s/gold/accuracy")}
     print(f"decoder_student: {monitor.num_checks} checks, last {shown}; stopper: {stopper.stopping_reason_message or 'no stop'}")
     return trainer, monitor, stopper
@@ -208,7 +241,15 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--padding-side", choices=("left", "right"), default="left")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    main(args.logdir, args.epochs, args.n_train, args.n_probe, lora=not args.no_lora, padding_side=args.padding_side, seed=args.seed)
+    main(
+        args.logdir,
+        args.epochs,
+        args.n_train,
+        args.n_probe,
+        lora=not args.no_lora,
+        padding_side=args.padding_side,
+        seed=args.seed,
+    )
     return 0
 
 

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from benchmarks.shared.students import quiet_lightning
 from benchmarks.shared.report import spread, verdict
+from benchmarks.shared.students import quiet_lightning
 from examples import decoder_student as ex
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.probe.features import eval_mode
@@ -67,9 +67,18 @@ def build(size: dict[str, Any], seed: int = 0):
 
 
 def trainer(size: dict[str, Any], device: str, callbacks: list) -> L.Trainer:
-    return L.Trainer(accelerator=device, devices=1, precision=size["precision"], max_epochs=size["epochs"], logger=False,
-                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                     num_sanity_val_steps=0, callbacks=callbacks)
+    return L.Trainer(
+        accelerator=device,
+        devices=1,
+        precision=size["precision"],
+        max_epochs=size["epochs"],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+    )
 
 
 class _CheckVsForward(Callback):
@@ -120,7 +129,7 @@ def fit_with_without(size: dict[str, Any], device: str, repeats: int) -> tuple[l
     """Whole fits with and without a default monitor, interleaved (the order flips every repeat)."""
     with_s, without_s = [], []
     for i in range(repeats):
-        for watched in ((True, False) if i % 2 == 0 else (False, True)):
+        for watched in (True, False) if i % 2 == 0 else (False, True):
             student, probe, train = build(size)
             callbacks = [W2SMonitor(probe, batch_size=size["batch_size"], figure_every_n_checks=0)] if watched else []
             _sync(device)
@@ -143,17 +152,23 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     size = SIZES[args.device]
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
-    print(f"decoder student: Llama hidden {size['hidden']}, {size['layers']} blocks, LoRA r=8, {size['precision']}, "
-          f"left padding, probe {size['n_probe']} in batches of {size['batch_size']}; {where}")
+    print(
+        f"decoder student: Llama hidden {size['hidden']}, {size['layers']} blocks, LoRA r=8, {size['precision']}, "
+        f"left padding, probe {size['n_probe']} in batches of {size['batch_size']}; {where}"
+    )
     check_s, bare_s = check_vs_forward(size, args.device, args.repeats)
     ratio = statistics.median(check_s) / statistics.median(bare_s)
-    print(f"  check {spread(check_s)} ms, bare forward {spread(bare_s)} ms (median [min–max] of {args.repeats}); "
-          f"check / bare forward {ratio:.2f}x (goal <= {CHECK_TARGET}x: {verdict(ratio <= CHECK_TARGET)})")
+    print(
+        f"  check {spread(check_s)} ms, bare forward {spread(bare_s)} ms (median [min–max] of {args.repeats}); "
+        f"check / bare forward {ratio:.2f}x (goal <= {CHECK_TARGET}x: {verdict(ratio <= CHECK_TARGET)})"
+    )
     if args.device == "cuda":
         with_s, without_s = fit_with_without(size, args.device, max(3, args.repeats // 2))
         fit_ratio = statistics.median(with_s) / statistics.median(without_s)
-        print(f"  fit with monitor {spread(with_s, 1, '{:.2f}')} s, without {spread(without_s, 1, '{:.2f}')} s; "
-              f"with / without {fit_ratio:.3f}x")
+        print(
+            f"  fit with monitor {spread(with_s, 1, '{:.2f}')} s, without {spread(without_s, 1, '{:.2f}')} s; "
+            f"with / without {fit_ratio:.3f}x"
+        )
     return 0
 
 

@@ -14,8 +14,9 @@ fit's length, and the k-NN table is embedded (the same forward calls on every ra
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -33,11 +34,14 @@ from lightning_w2s.validation import describe
 def is_compiled(module: nn.Module) -> bool:
     """Whether ``module`` is, or holds, a ``torch.compile``'d module (an ``OptimizedModule``, or a
     LightningModule compiled whole, which Lightning unwraps and marks with ``_compiler_ctx``)."""
-    return getattr(module, "_compiler_ctx", None) is not None or any(type(m).__name__ == "OptimizedModule" for m in module.modules())
+    return getattr(module, "_compiler_ctx", None) is not None or any(
+        type(m).__name__ == "OptimizedModule" for m in module.modules()
+    )
 
 
 def pad_rows(batch: Any, rows: int) -> Any:
     """``batch`` with its first dimension padded to ``rows`` by repeating its first row."""
+
     def pad(t: torch.Tensor) -> torch.Tensor:
         extra = rows - t.shape[0]
         return torch.cat([t, t[:1].expand(extra, *t.shape[1:])]) if extra > 0 else t
@@ -68,9 +72,18 @@ class ProbeRunner:
     (0, True)
     """
 
-    def __init__(self, probe: W2SProbe, forward_fn: Callable, student_output: str, batch_size: int,
-                 every_n_train_steps: int | None = None, on_error: str = "warn", layer: str | None = None,
-                 capture: str = "auto", pooling: str | Callable = "auto") -> None:
+    def __init__(
+        self,
+        probe: W2SProbe,
+        forward_fn: Callable,
+        student_output: str,
+        batch_size: int,
+        every_n_train_steps: int | None = None,
+        on_error: str = "warn",
+        layer: str | None = None,
+        capture: str = "auto",
+        pooling: str | Callable = "auto",
+    ) -> None:
         self.probe, self.forward_fn, self.student_output = probe, forward_fn, student_output
         self.batch_size, self.every_n_train_steps, self.on_error = batch_size, every_n_train_steps, on_error
         self.layer, self.capture_mode, self.pooling = layer, capture, pooling
@@ -91,6 +104,11 @@ class ProbeRunner:
         if self.capture is not None:
             self.capture.keep_registered(False)
 
+    def _capture(self) -> FeatureCapture:
+        if self.capture is None:
+            raise RuntimeError("ProbeRunner.setup(pl_module) must run before a probe pass")
+        return self.capture
+
     def describe(self) -> str:
         """What the capture reads and how it pools (said at fit start)."""
         return self.capture.describe() if self.capture is not None else f"layer={self.layer!r}, pooling={self.pooling!r}"
@@ -109,7 +127,7 @@ class ProbeRunner:
     def probe_pass(self, pl_module: nn.Module) -> Iterator[None]:
         """Eval mode + no_grad (each submodule's own mode restored after) with the capture hook
         registered; the hook is removed when the block ends, whatever happens in it."""
-        with eval_mode(pl_module), self.capture.attached():
+        with eval_mode(pl_module), self._capture().attached():
             yield
 
     def forward(self, trainer: Trainer, pl_module: LightningModule, inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,10 +143,11 @@ class ProbeRunner:
             apply_to_collection(batch, torch.Tensor, lambda t: sizes.append(t.shape[0]))
             rows = sizes[0] if sizes and sizes[0] < self.pad_to else None
             batch = batch if rows is None else pad_rows(batch, self.pad_to)
-        self.capture.set_batch(batch)
+        capture = self._capture()
+        capture.set_batch(batch)
         with trainer.precision_plugin.forward_context():
             out = logits_of(self._call_forward(trainer, pl_module, batch))  # a forward_fn may return a model output too
-        feats = self.capture.pop(out)
+        feats = capture.pop(out)
         if rows is not None:  # the padded rows' outputs are dropped
             out, feats = out[:rows], feats[:rows]
         out = out.double()  # cast before anything enters a sum state (bf16/fp16 runs included)
@@ -147,7 +166,7 @@ class ProbeRunner:
         with threads(self._user_threads or torch.get_num_threads()):  # the user's own thread count
             if wrapper is None or wrapper is pl_module or redirect is None:
                 return self.forward_fn(pl_module, batch)
-            pl_module._w2s_probe_forward = lambda b: self.forward_fn(pl_module, b)
+            pl_module._w2s_probe_forward = lambda b: self.forward_fn(pl_module, b)  # type: ignore[assignment]
             try:
                 return redirect(wrapper, pl_module, "_w2s_probe_forward", batch)
             finally:
@@ -202,9 +221,12 @@ class ProbeRunner:
         start and broadcast from rank 0, so every rank indexes the same neighbours. Every rank builds
         it: when it comes from the student's representation, every rank then makes the same probe
         forward calls (under FSDP a forward gathers the weights from every rank)."""
+
         def embed() -> torch.Tensor:  # the student's representation of the whole probe, at fit start
             with self.probe_pass(pl_module):
-                return torch.cat([self.forward(trainer, pl_module, x)[1].cpu() for *_, x in self.probe.iter_batches(0, 1, self.batch_size)])
+                return torch.cat(
+                    [self.forward(trainer, pl_module, x)[1].cpu() for *_, x in self.probe.iter_batches(0, 1, self.batch_size)]
+                )
 
         table = None
         try:
@@ -212,6 +234,8 @@ class ProbeRunner:
         except Exception as exc:  # noqa: BLE001 - robustness statistics are optional
             if self.on_error == "raise":
                 raise
-            rank_zero_warn(f"W2SMonitor: could not build the neighbour table ({type(exc).__name__}: {exc}); "
-                           "Lang robustness/expansion statistics are off for this fit")
+            rank_zero_warn(
+                f"W2SMonitor: could not build the neighbour table ({type(exc).__name__}: {exc}); "
+                "Lang robustness/expansion statistics are off for this fit"
+            )
         return trainer.strategy.broadcast(table, src=0)  # None on failure: every rank turns them off

@@ -329,7 +329,7 @@ class FeatureCapture:
         self._head_candidate = pooling == "auto" and self.capture == "input" and isinstance(self.submodule, nn.Linear)
         self.rule: str | None = None  # what pooling="auto" did: "head token", "mean" (sequences) or "vector"
         self._rule_note = ""
-        self._handle = None
+        self._handle: Any = None  # a torch RemovableHandle while the hook is registered
         self._hook_fn = self._hook  # one function object for every pass (torch.compile guards on it)
         self._active = self._kept = False
         self._mask: torch.Tensor | None = None
@@ -429,8 +429,8 @@ class FeatureCapture:
         matches = (head_out is not None and logits is not None and logits.ndim == 2 and head_out.ndim == 3
                    and head_out.shape[0] == logits.shape[0] and head_out.shape[-1] == logits.shape[-1])
         if self.rule is None:
-            pos, err = head_token(head_out, logits) if matches else (None, math.inf)
-            if err <= self.HEAD_MATCH_TOL:
+            pos, err = head_token(head_out, logits) if matches else (None, math.inf)  # type: ignore[arg-type]
+            if pos is not None and err <= self.HEAD_MATCH_TOL:
                 self.rule = "head token"
                 if self._mask is not None and self._mask.shape == x.shape[:2]:
                     same = int((pos.cpu() == real_token(self._mask.cpu(), "last")).sum())
@@ -443,7 +443,7 @@ class FeatureCapture:
                                    "the head's output is not (batch, tokens, classes) beside (batch, classes) logits")
         if self.rule == "mean":
             return pool(x, "mean", self._mask)
-        if not matches:
+        if not matches or head_out is None or logits is None:
             raise ValueError(f"pooling='auto' reads the token the head's output is taken at, but this batch's logits are "
                              f"{describe(logits)} beside the head's output {describe(head_out)}; pass `pooling=`")
         pos, err = head_token(head_out, logits)
