@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("decoder_overhead: no CUDA device here; nothing measured (run `--device cpu` for the CPU figure)")
+        print("benchmarks.overhead.decoder: no CUDA device here; nothing measured (run `--device cpu` for the CPU figure)")
         return 0
     quiet_lightning()
     warnings.filterwarnings("ignore")

@@ -46,15 +46,19 @@ class W2SMonitor(Callback):
             one saved with :meth:`W2SProbe.save` (for LightningCLI YAML).
         train_probe: optional probe built from a fixed slice of the *training* inputs with their
             teacher labels; logged under ``w2s/train_misfit/...``.
-        layer: submodule whose representation is captured; ``None`` = the input of the model's last
-            ``nn.Linear`` (the console says which layer is captured, at fit start).
+        layer: submodule whose representation is captured; ``None`` = what the classification head
+            reads: the input of the model's last ``nn.Linear``, at the token whose logits the model
+            returns when the head is applied token-wise (decoder classifiers: docs/decoder.md); the
+            console says which layer and tokens are captured, and why, at fit start.
         teacher_score: the teacher's gold score (accuracy), used for PGR and the accuracy band when
             the probe has no gold.
         ceiling_score: the strong ceiling's gold score, for PGR (Burns et al. 2023).
         capture: ``"input"``/``"output"`` of ``layer`` (``"auto"``: input for the default layer,
             output for a named one).
         pooling: how a captured activation becomes ``(batch, d)``: ``"auto"``, ``"mean"``,
-            ``"last"``, ``"first"``, ``"flatten"``, ``"none"`` or a callable.
+            ``"last"``, ``"first"`` (the real tokens by the batch's ``attention_mask``, whatever the
+            padding side), ``"flatten"``, ``"none"`` or a callable ``fn(x, mask)`` (tried on a probe
+            batch at fit start).
         batch_size: probe batch size.
         eps: probability clamp before logarithms.
         student_output: ``"logits"`` (softmax applied) or ``"probs"``; for a regression probe
