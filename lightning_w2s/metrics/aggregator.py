@@ -39,6 +39,7 @@ from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics._lang_family import _host, _LangFamily, _on_host
 from lightning_w2s.metrics.threads import single_threaded
 from lightning_w2s.metrics.bounds import charikar_predicted_gain
+from lightning_w2s.metrics.calibration_bands import SmoothCalibrationFamily
 from lightning_w2s.metrics.calibration import Calibration, calibration_counts, calibration_from_counts, top_label
 from lightning_w2s.metrics.correction import CorrectionRates
 from lightning_w2s.metrics.gold import GoldSquaredError, accuracy_bounds, pgr
@@ -137,6 +138,8 @@ class W2SMetrics(_LangFamily, nn.Module):
             known = self.covered & (self.gold >= 0)
             hist = calibration_counts(*top_label(tp[known], self.gold[known]), n_bins)
             self.register_buffer("teacher_calibration_hist", hist, persistent=False)
+        self.smooth_calibration = None if train else SmoothCalibrationFamily(
+            tp, self.teacher_pred, self.covered, self.gold if self.has_gold else None, eps=eps)
         self.representation = self.student_rank = None
         self.representation_on = True  # this check feeds and computes the representation family (see reset)
         if self.teacher_features is not None:
@@ -270,6 +273,7 @@ class W2SMetrics(_LangFamily, nn.Module):
         self.calibration_vs_teacher.update(probs_c, t_pred_c)
         if self.train:
             return
+        self.smooth_calibration.update(probs, index)
         if self.robustness is not None:
             self.robustness.update(index, s_pred)
         gold = self.gold[index] if self.has_gold else None
@@ -343,7 +347,9 @@ class W2SMetrics(_LangFamily, nn.Module):
             (host_rates,) = _on_host({k: rates[k] for k in keys}, (keys,))
             if Need.PGR_SCORES in self.provides:
                 out[Q.PGR] = self._t(pgr(float(host_rates["accuracy"]), self.teacher_score, self.ceiling_score))
-        out.update({name: self._t(value) for name, value in accuracy_bounds(host_rates, self.teacher_score, dis, self.coverage).items()})
+        out.update({name: self._t(value) for name, value in accuracy_bounds(host_rates, self.teacher_score, dis, self.coverage, self.num_classes).items()})
+        a = float(host_rates["teacher_accuracy"]) if host_rates is not None else self.teacher_score
+        out.update({name: self._t(value) for name, value in self.smooth_calibration.compute(a).items()})
         out[Q.PREDICTED_GAIN] = self._t(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan)
 
     def _representation_family(self, out: dict) -> None:
