@@ -164,7 +164,7 @@ _SMCE = "smCE = max over 1-Lipschitz w: [0, 1] → [−1, 1] of mean w(p_c)(1[y 
 _CAL_BAND = Chart("student's calibration inside its band: smCE vs gold on covered gold points, teacher ± 2·mean|p_s − p_w|",
                   "headline", order=2)
 _LABEL_BAND = Chart("student's smCE vs gold inside the label band: smCE vs the teacher's labels ± the teacher's label gap "
-                    "(covered gold points)")
+                    "(covered gold points)", "calibration")
 SMCE_VS_GOLD = declare(
     _name("calibration", "smce_vs_gold"), f"the student's smooth calibration error against gold on covered gold points ({_SMCE})",
     "Błasiok, Gopalan, Hu, Nakkiran 2023 — definition (exact LP value)", higher_is_better=False, needs=[Need.GOLD],
@@ -264,7 +264,7 @@ CALIBRATION_VS_TEACHER_UPPER = declare(
     _name("bounds", "calibration_vs_teacher_upper"), "smCE_t(p_s) + (2/k)·P(t ≠ y): upper end of band (B)",
     "derived bound (docs/theory.md §2.3)", charts=[replace(_LABEL_BAND, role="upper")], **_CAL_BOUND)
 _CAL_ESTIMATE = Chart("label-free band on the student's smCE vs gold (covered probe points): smce_vs_teacher ± (2/k)(1 − a)",
-                      band_title="label band (B) from `calibration/smce_vs_teacher` and the teacher's accuracy a (the line "
+                      "calibration", band_title="label band (B) from `calibration/smce_vs_teacher` and the teacher's accuracy a (the line "
                       "is its lower end)")
 _ESTIMATE = dict(kind="estimate", needs=[Need.TEACHER_ACCURACY], may_be_undefined=True, higher_is_better=False)
 CALIBRATION_ESTIMATE_LOWER = declare(
