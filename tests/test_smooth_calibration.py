@@ -17,7 +17,7 @@ from scipy.optimize import linprog
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_w2s import W2SMonitor, W2SProbe
-from lightning_w2s.metrics import SmoothCalibration
+from lightning_w2s.metrics import SmoothCalibration, W2SMetrics
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.bounds import accuracy_band
 from lightning_w2s.metrics.functional import smooth_calibration_error
@@ -110,6 +110,26 @@ def test_bad_input_names_the_argument():
         smooth_calibration_error(torch.tensor([[0.5, 0.5]]), torch.tensor([2]))
     with pytest.raises(TypeError, match="labels"):
         smooth_calibration_error(torch.tensor([[0.5, 0.5]]), torch.tensor([0.0]))
+    with pytest.raises(ValueError, match="labels"):
+        smooth_calibration_error(torch.tensor([[0.5, 0.5]]), torch.tensor([0, 1]))
+
+
+def test_aggregator_leaves_out_undefined_values_and_keeps_band_a():
+    """No covered gold point: the gold-side values are undefined (left out, with a note), the label-free
+    ones stay; with covered gold points band (A) holds on the aggregator's own numbers."""
+    tp = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], dtype=torch.float64)
+    student = torch.tensor([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.5, 0.5]], dtype=torch.float64)
+    covered = torch.tensor([True, True, False, False])
+    metrics = W2SMetrics(tp, covered=covered, gold=torch.tensor([-1, -1, 1, 0]), neighbours=0)
+    metrics.update(student, None, torch.arange(4), torch.ones(4, dtype=torch.bool))
+    values = metrics.compute()
+    assert Q.SMCE_VS_TEACHER in values and Q.SMCE_VS_GOLD not in values and Q.CALIBRATION_LOWER not in values
+    assert any(Q.SMCE_VS_GOLD in note for note in metrics.notes)
+    metrics = W2SMetrics(tp, gold=torch.tensor([0, 1, 1, 0]), neighbours=0)
+    metrics.update(student, None, torch.arange(4), torch.ones(4, dtype=torch.bool))
+    v = {k: float(x) for k, x in metrics.compute().items()}
+    assert v[Q.CALIBRATION_LOWER] <= v[Q.SMCE_VS_GOLD] <= v[Q.CALIBRATION_UPPER]
+    assert v[Q.SMCE_VS_GOLD] == pytest.approx(float(smooth_calibration_error(student, torch.tensor([0, 1, 1, 0]))))
 
 
 # ---------------------------------------------------------------------------- bands (A) and (B) on data

@@ -50,7 +50,8 @@ import math
 import torch
 from torchmetrics import Metric
 
-from lightning_w2s.validation import as_tensor, check_finite, describe
+from lightning_w2s.metrics.calibration import _check_inputs
+from lightning_w2s.validation import as_tensor, describe
 
 __all__ = ["SmoothCalibration", "label_band", "smooth_calibration_error", "teacher_band"]
 
@@ -127,18 +128,10 @@ def _binary_smce(f: list[float], r: list[float], n: int) -> float:
 
 
 def _check(probs, labels) -> tuple[torch.Tensor, torch.Tensor]:
-    p = as_tensor("probs", probs, dtype=torch.float64)
-    y = as_tensor("labels", labels)
-    if p.ndim != 2 or p.shape[1] < 2:
-        raise ValueError(f"`probs` must be a 2-D (n, num_classes ≥ 2) tensor of probabilities, got {describe(p)}")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.ndim != 1 or y.shape[0] != p.shape[0]:
-        raise TypeError(f"`labels` must be an (n,) integer tensor of class indices, n = {p.shape[0]}, got {describe(y)}")
-    check_finite("probs", p)
-    if p.numel() and ((p < 0).any() or (p > 1).any()):
-        raise ValueError("`probs` must hold probabilities in [0, 1]; pass softmax outputs, not logits")
-    if y.numel() and ((y < 0).any() or (y >= p.shape[1]).any()):
-        raise ValueError(f"`labels` must lie in [0, {p.shape[1] - 1}]; drop unknown rows before the call")
-    return p, y.long()
+    p, y = _check_inputs(probs, labels, None, True, target_name="labels")
+    if p.shape[1] < 2:
+        raise ValueError(f"`probs` must have num_classes >= 2 columns, got {describe(p)}")
+    return p.double(), y.long()
 
 
 def _smce(p: torch.Tensor, y: torch.Tensor) -> float:
