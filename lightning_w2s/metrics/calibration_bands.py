@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -60,29 +61,36 @@ class SmoothCalibrationFamily(nn.Module):
     def compute(self, teacher_accuracy: float | None) -> dict[str, float]:
         """The family's values as host floats (NaN where undefined: no row to compute on).
         ``teacher_accuracy``: the plug-in ``a`` of the label-free band, or ``None``. Every DDP rank
-        must call it (the state is synced)."""
+        must call it (the state is synced). The probe's tensors cross to the host in one transfer."""
         with self.student.sync_context():
-            probs, seen = (t.detach().cpu() for t in self.student.predictions())
-        labels = self.student.labels.cpu()
-        k, out = self.num_classes, {}
+            probs, seen = self.student.predictions()
+            k = self.num_classes
+            cols = [probs, seen[:, None].double(), self.student.labels[:, None].double(), self.teacher_probs.double()]
+            if self.has_gold:
+                cols.append(self.gold[:, None].double())
+            table = torch.cat(cols, 1).cpu().numpy()
+        p_s, seen, labels, p_w = table[:, :k], table[:, k] > 0, table[:, k + 1].astype(np.int64), table[:, k + 2 : 2 * k + 2]
+        out = {}
         on_cov = seen & (labels >= 0)
-        out[Q.SMCE_VS_TEACHER] = _smce(probs[on_cov], labels[on_cov])
+        out[Q.SMCE_VS_TEACHER] = _smce(p_s[on_cov], labels[on_cov])
         gap = math.nan if teacher_accuracy is None else 2.0 / k * (1.0 - teacher_accuracy)
         out[Q.CALIBRATION_ESTIMATE_LOWER], out[Q.CALIBRATION_ESTIMATE_UPPER] = label_band(out[Q.SMCE_VS_TEACHER], gap)
         if self.has_gold:
-            out.update(self._on_gold(probs, labels, on_cov & (self.gold.cpu() >= 0)))
+            gold = table[:, 2 * k + 2].astype(np.int64)
+            rows = on_cov & (gold >= 0)
+            out.update(self._on_gold(p_s[rows], p_w[rows], gold[rows], labels[rows]))
         return out
 
-    def _on_gold(self, probs: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor) -> dict[str, float]:
-        p_s, p_w, y, t = probs[rows], self.teacher_probs.cpu()[rows], self.gold.cpu()[rows], labels[rows]
-        k, out = self.num_classes, {}
-        out[Q.SMCE_VS_GOLD], out[Q.TEACHER_SMCE_VS_GOLD] = _smce(p_s, y), _smce(p_w, y)
-        n = int(rows.sum())
-        mean_abs = float((p_s - p_w).abs().sum()) / (n * k) if n else math.nan
+    def _on_gold(self, p_s: np.ndarray, p_w: np.ndarray, y: np.ndarray, t: np.ndarray) -> dict[str, float]:
+        """Both models on the same covered gold points: smCE values, bands (A) and (B), the CE gain and its prediction."""
+        n, k = p_s.shape
+        out = {Q.SMCE_VS_GOLD: _smce(p_s, y), Q.TEACHER_SMCE_VS_GOLD: _smce(p_w, y)}
+        mean_abs = float(np.abs(p_s - p_w).mean()) if n else math.nan
         out[Q.CALIBRATION_LOWER], out[Q.CALIBRATION_UPPER] = teacher_band(out[Q.TEACHER_SMCE_VS_GOLD], mean_abs)
-        label_gap = 2.0 / k * float((t != y).double().mean()) if n else math.nan
+        label_gap = 2.0 / k * float((t != y).mean()) if n else math.nan
         out[Q.CALIBRATION_VS_TEACHER_LOWER], out[Q.CALIBRATION_VS_TEACHER_UPPER] = label_band(_smce(p_s, t), label_gap)
-        ce = lambda p: float(-p.gather(1, y[:, None]).clamp_min(self.eps).log().mean()) if n else math.nan  # noqa: E731
+        ce = lambda p: float(-np.log(np.maximum(p[np.arange(n), y], self.eps)).mean()) if n else math.nan  # noqa: E731
         out[Q.CE_GAIN] = ce(p_w) - ce(p_s)
-        out[Q.PREDICTED_CE_GAIN] = float(misfit_terms(p_s, p_w, self.eps)["kl_student_teacher"].mean()) if n else math.nan
+        kl = misfit_terms(torch.from_numpy(p_s), torch.from_numpy(p_w), self.eps)["kl_student_teacher"]
+        out[Q.PREDICTED_CE_GAIN] = float(kl.numpy().mean()) if n else math.nan
         return out

@@ -47,6 +47,7 @@ from __future__ import annotations
 import heapq
 import math
 
+import numpy as np
 import torch
 from torchmetrics import Metric
 
@@ -134,15 +135,15 @@ def _check(probs, labels) -> tuple[torch.Tensor, torch.Tensor]:
     return p.double(), y.long()
 
 
-def _smce(p: torch.Tensor, y: torch.Tensor) -> float:
+def _smce(p: np.ndarray, y: np.ndarray) -> float:
+    """Class-averaged smCE of float64 probabilities ``p`` ``(n, k)`` and integer labels ``y`` (host arrays)."""
     n, k = p.shape
     if n == 0:
         return math.nan
-    onehot = torch.nn.functional.one_hot(y, k).double()
-    f, r = p.T.tolist(), (onehot - p).T.tolist()
+    r = (y[:, None] == np.arange(k)).astype(np.float64) - p
     if k == 2:  # the class average equals class 1's value (module docstring)
-        return _binary_smce(f[1], r[1], n)
-    return sum(_binary_smce(f[c], r[c], n) for c in range(k)) / k
+        return _binary_smce(p[:, 1].tolist(), r[:, 1].tolist(), n)
+    return sum(_binary_smce(p[:, c].tolist(), r[:, c].tolist(), n) for c in range(k)) / k
 
 
 def smooth_calibration_error(probs, labels) -> torch.Tensor:
@@ -157,7 +158,7 @@ def smooth_calibration_error(probs, labels) -> torch.Tensor:
     0.25
     """
     p, y = _check(probs, labels)
-    return torch.tensor(_smce(p, y), dtype=torch.float64)
+    return torch.tensor(_smce(p.cpu().numpy(), y.cpu().numpy()), dtype=torch.float64)
 
 
 #: added to a band's half-width: the two smCE values are each exact up to float rounding (~n ulps)
@@ -238,7 +239,6 @@ class SmoothCalibration(Metric):
         return self.probs, self.seen > 0
 
     def compute(self) -> torch.Tensor:
-        rows = (self.seen > 0) & (self.labels >= 0)
-        if not bool(rows.any()):
-            return torch.tensor(math.nan, dtype=torch.float64)
-        return torch.tensor(_smce(self.probs[rows].cpu(), self.labels[rows].cpu()), dtype=torch.float64)
+        probs, seen, labels = (t.cpu().numpy() for t in (self.probs, self.seen, self.labels))
+        rows = (seen > 0) & (labels >= 0)
+        return torch.tensor(_smce(probs[rows], labels[rows]), dtype=torch.float64)
