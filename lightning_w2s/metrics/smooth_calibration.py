@@ -10,7 +10,7 @@ smooth calibration error [definition]: for predictions ``f_i ∈ [0, 1]`` and ou
 value of class 1 (class 0 has ``f₀ = 1 − f₁``, ``y₀ − f₀ = −(y₁ − f₁)``, and ``w₀(t) = −w₁(1 − t)``
 maps the witnesses of one class onto the other's).
 
-Exact algorithm (derived here; O(n log n) per class, no LP solver). Only the values ``w_j = w(x_j)``
+Exact algorithm (derived here; no LP solver; cost below). Only the values ``w_j = w(x_j)``
 at the distinct predictions ``x_1 < … < x_m`` matter (equal predictions share one ``w``, so ties are
 merged and their coefficients summed: ``c_j = (1/n) Σ_{f_i = x_j} (y_i − f_i)``), and a function on
 ``[0, 1]`` with those values is 1-Lipschitz iff consecutive values are (linear interpolation, and the
