@@ -77,7 +77,7 @@ class W2SEarlyStopping(EarlyStopping):
     """Stop weak-to-strong training on label-free signals logged by :class:`~lightning_w2s.W2SMonitor`.
 
     ``W2SEarlyStopping()`` — the rule the stopping benchmark chose (docs/stopping.md): stop when the
-    held-out cross-entropy on the teacher's labels (``w2s/misfit/teacher_label_ce``) has not improved
+    held-out cross-entropy on the teacher's labels (``Q.TEACHER_LABEL_CE``) has not improved
     for 5 monitor checks, and end training with the weights of the check where it was lowest. On the
     benchmark's report seeds it leaves 1.20 pt of gold-accuracy regret against 1.45 pt for
     Lightning's ``EarlyStopping`` + ``ModelCheckpoint`` on the teacher-labelled validation loss: a
