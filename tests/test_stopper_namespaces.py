@@ -20,6 +20,18 @@ from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SStoppingReason
 NAMESPACES = ["lightning.pytorch", "pytorch_lightning"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _keep_lightnings_rank_zero_logger():
+    """Importing ``pytorch_lightning`` points the rank-zero logger that both namespaces share
+    (``lightning_utilities.core.rank_zero.log``) at ``pytorch_lightning.utilities.rank_zero``: put
+    ``lightning.pytorch``'s back afterwards, so later tests read their console lines where they expect."""
+    import lightning_utilities.core.rank_zero as shared
+
+    log = shared.log
+    yield
+    shared.log = log
+
+
 def student(namespace: str, lr: float = 0.02) -> nn.Module:
     """The tests' small MLP classifier, as a LightningModule of ``namespace``."""
     base = importlib.import_module(namespace).LightningModule

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 __all__ = ["BestWeights", "sharded_weights"]
 
 
-def _base_strategy(strategy: Any) -> type:
+def _base_strategy(strategy: Any) -> Any:
     """Lightning's ``Strategy`` class of the namespace ``strategy`` comes from (``lightning.pytorch``
     or ``pytorch_lightning``: two copies of the same classes)."""
     namespace = "pytorch_lightning" if type(strategy).__module__.split(".")[0] == "pytorch_lightning" else "lightning.pytorch"

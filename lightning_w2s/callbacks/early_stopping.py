@@ -63,12 +63,12 @@ def _namespace_class(cls: type, namespace: str) -> type:
     if issubclass(cls, other):
         return cls
     if cls not in _TWINS:
-        _TWINS[cls] = type(cls.__name__, (cls, other), {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
-                                                        "_namespace_twin_of": cls})
+        attributes = {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "_namespace_twin_of": cls}
+        _TWINS[cls] = type(cls.__name__, (cls, other), attributes)
     return _TWINS[cls]
 
 
-def _new_instance(cls: type) -> Any:
+def _new_instance(cls: Any) -> Any:
     """Unpickling: an empty instance of ``cls`` (its ``__dict__`` is set next)."""
     return cls.__new__(cls)
 
@@ -210,7 +210,7 @@ class W2SEarlyStopping(EarlyStopping):
         self.best_score = torch.tensor(self.decision.best_value, dtype=torch.float64)
 
     # ------------------------------------------------------------------ the decision, delegated
-    def evaluate(self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0) -> tuple[bool, W2SStoppingReason, str | None]:
+    def evaluate(self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0) -> tuple[bool, W2SStoppingReason | None, str | None]:
         """One check's decision ``(should_stop, reason, message)``: :meth:`StoppingDecision.evaluate
         <lightning_w2s.stopping.decision.StoppingDecision.evaluate>`, without a Trainer."""
         out = self.decision.evaluate(values, epoch=epoch, global_step=global_step)
@@ -403,6 +403,7 @@ class W2SEarlyStopping(EarlyStopping):
         local_stop, reason, message = self.evaluate(values, epoch=trainer.current_epoch, global_step=trainer.global_step)
         self.best_weights.keep(len(self.history) - 1, self.decision.best_checks(), pl_module.state_dict)
         should_stop = bool(trainer.strategy.reduce_boolean_decision(local_stop, all=False))
+        reason = reason or W2SStoppingReason.NOT_STOPPED  # every policy has a reason: None only for warning rules
         if should_stop:  # the same collective on every rank that stops: the reason of the rank that decided
             code = int(trainer.strategy.reduce(torch.tensor(reason.value, device=trainer.strategy.root_device), reduce_op="max"))
             if not local_stop:

@@ -75,7 +75,7 @@ class Rule:
     #: the logged name whose lowest value marks ``best_check`` (what ``ModelCheckpoint(monitor=...,
     #: mode="min")`` would keep); ``None`` when the best check is not such a minimum
     best_is_minimum_of: str | None = None
-    _STATE = ("wait", "best_check", "best_value")
+    _STATE: tuple[str, ...] = ("wait", "best_check", "best_value")
 
     def __init__(self, patience: int = 1, min_delta: float = 0.0) -> None:
         self.patience, self.min_delta = patience, min_delta
