@@ -457,7 +457,7 @@ def rank_teachers(
             regression; on unit-norm features ``C = 1`` matches its default).
         folds, seed: the cheap students' cross-fitting folds and their seeded assignment.
         dependence_threshold: teachers whose excess agreement over the label model's independence
-            prediction reaches this share (0.5 by default) vote once and are scored without each
+            prediction reaches this share (0.9 by default: copies and near copies, not families) vote once and are scored without each
             other (:mod:`lightning_w2s.ranking.dependence`; a ``UserWarning`` names them);
             ``None`` treats every teacher as independent. Label-model scores only.
         **overrides: replace fields of ``construction`` (``reg``, ``max_components``, ``reg_relative_to``).
