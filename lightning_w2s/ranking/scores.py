@@ -43,8 +43,9 @@ Which default was chosen, on what, and how well it ranks: ``benchmarks/ranking.p
 Dependent teachers [heuristic, measured]: the label-model scores assume teachers (and their cheap
 students) err independently given the class. Teachers whose outputs agree far beyond what their
 estimated accuracies allow — exact copies, relabelled near copies, one model under two prompts —
-are found by their excess agreement and vote once, and each is scored from evidence that excludes
-its own near-copies (:mod:`lightning_w2s.ranking.dependence`); a ``UserWarning`` names them.
+are found by their excess agreement (or a swapped-class copy's deficit) and vote once; every teacher
+is judged against the posterior in which its group counts once
+(:mod:`lightning_w2s.ranking.dependence`); a ``UserWarning`` names them.
 ``dependence_threshold=None`` switches this off. Every label-model fit runs to convergence, and a
 ``UserWarning`` names the teachers when it did not, or when a teacher is estimated worse than
 chance (a crowd that is worse than chance *as a whole* comes back as its mirror image: no label-free
@@ -361,8 +362,8 @@ def _label_model_scores(inp: _Inputs, student_c: float, folds: int, seed: int, t
             warnings.warn(
                 f"rank_teachers: teachers {[names[j] for j in g]} agree far beyond what their estimated accuracies allow "
                 f"if they erred independently (excess agreement up to {max(links):.2f} >= {threshold}): near-copies or one "
-                f"family. They vote once in the label model and each is scored from evidence without the others of its "
-                f"group; pass dependence_threshold=None to treat them as independent",
+                f"family. They vote once in the label model, so their copies no longer vouch for them; pass "
+                f"dependence_threshold=None to treat them as independent",
                 UserWarning, stacklevel=4,
             )
     try:
