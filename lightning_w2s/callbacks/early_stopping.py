@@ -299,7 +299,8 @@ class W2SEarlyStopping(EarlyStopping):
         if stage != "fit":
             return
         self._warned_missing = set()
-        sources = [cb for cb in trainer.callbacks if cb is not self and callable(getattr(cb, "expected_names", None))]
+        # (`Trainer.callbacks` and `fast_dev_run` are set by Lightning at run time; its class does not declare them)
+        sources = [cb for cb in trainer.callbacks if cb is not self and callable(getattr(cb, "expected_names", None))]  # type: ignore[attr-defined]
         will_log = set().union(*(set(cb.expected_names()) for cb in sources))
         self._counted = Q.CHECK in will_log
         self.best_weights.arm(trainer.strategy, self._restore_fix())
@@ -325,7 +326,7 @@ class W2SEarlyStopping(EarlyStopping):
     # ------------------------------------------------------------------ hooks: once per monitor check
     @override
     def _should_skip_check(self, trainer: Trainer) -> bool:
-        return trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or bool(trainer.fast_dev_run)
+        return trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or bool(trainer.fast_dev_run)  # type: ignore[attr-defined]
 
     def _follow(self, trainer: Trainer, pl_module: LightningModule, stock_hook: bool) -> None:
         """Run a check when the monitor made a new one since the last (``w2s/check`` changed); without

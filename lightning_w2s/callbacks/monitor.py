@@ -324,7 +324,7 @@ class W2SMonitor(Callback):
         it in a checkpoint saved at this step nor stops one optimizer step late."""
         with self.runner.check_threads():
             self._check(trainer, pl_module, on_step)
-        for callback in trainer.callbacks:  # W2SEarlyStopping reads the check now, wherever it is listed
+        for callback in trainer.callbacks:  # type: ignore[attr-defined]  # (set at run time) W2SEarlyStopping reads the check now
             if callable(getattr(callback, "on_w2s_check", None)):
                 callback.on_w2s_check(trainer, pl_module)
 

@@ -114,7 +114,7 @@ class W2SMetrics(ProbeMetrics):
         self.register_buffer("teacher_probs", tp, persistent=False)
         self.register_buffer("teacher_pred", tp.argmax(dim=1), persistent=False)
         self.register_buffer("covered", torch.ones(n, dtype=torch.bool) if covered is None else v.check_mask("covered", covered, n), persistent=False)
-        g = None if gold is None or self.train else v.check_labels("gold", gold, n, k, allow_minus_one=True)
+        g = None if gold is None or self.is_train_probe else v.check_labels("gold", gold, n, k, allow_minus_one=True)
         self.has_gold = g is not None and bool((g >= 0).any())
         self.register_buffer("gold", g if self.has_gold else None, persistent=False)
         self.has_uncovered = not bool(self.covered.all())
@@ -136,7 +136,7 @@ class W2SMetrics(ProbeMetrics):
             known = self.covered & (self.gold >= 0)
             hist = calibration_counts(*top_label(tp[known], self.gold[known]), n_bins)
             self.register_buffer("teacher_calibration_hist", hist, persistent=False)
-        if self.train:
+        if self.is_train_probe:
             return
         self.add_family("representation", RepresentationFamily(teacher_features, representation, num_classes=k if self.has_gold else None))
         if num_neighbours > 0 and n > 2:
@@ -173,7 +173,7 @@ class W2SMetrics(ProbeMetrics):
         self.misfit.update(probs_c, tp_c)
         self.shares.update(s_pred, t_pred_c)
         self.calibration_vs_teacher.update(probs_c, t_pred_c)
-        if self.train or rows.gold is None:
+        if self.is_train_probe or rows.gold is None:
             return
         gold = rows.gold
         self.correction.update(s_pred, t_pred, gold, cov)
@@ -209,7 +209,7 @@ class W2SMetrics(ProbeMetrics):
         shares = self.shares.compute()
         out[Q.MAX_CLASS_SHARE], out[Q.TEACHER_MAX_CLASS_SHARE] = shares["max_class_share"], shares["teacher_max_class_share"]
         self._calibration(out, self.calibration_vs_teacher, Q.ECE_VS_TEACHER, Q.MCE_VS_TEACHER, "student_vs_teacher")
-        if self.train:
+        if self.is_train_probe:
             return {}
         rates = self.correction.compute() if self.has_gold else None
         self._gold_family(out, rates)

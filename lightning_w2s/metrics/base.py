@@ -76,7 +76,7 @@ class ProbeMetrics(nn.Module):
     def __init__(self, n: int, num_classes: int, *, train: bool, chunk_bytes: int) -> None:
         super().__init__()
         self.n, self.num_classes = n, num_classes
-        self.train = v.check_scalar("train", train, bool)
+        self.is_train_probe = v.check_scalar("train", train, bool)
         self.chunk_bytes = v.check_scalar("chunk_bytes", chunk_bytes, int, min_val=1)
         self._queue: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]] = []
         self._queued_bytes = 0
@@ -120,7 +120,7 @@ class ProbeMetrics(nn.Module):
     @property
     def provides(self) -> set[str]:
         """The :class:`~lightning_w2s.metrics.quantities.Need` values this probe and configuration meet."""
-        if self.train:
+        if self.is_train_probe:
             return {Q.Need.TRAIN_PROBE}
         return self._provides_own().union(*(family.provides() for family in self.families))
 
@@ -128,7 +128,7 @@ class ProbeMetrics(nn.Module):
         """The names :meth:`compute` can return (those the registry may leave undefined included): the
         registry's names for what this aggregator and its families provide."""
         names = Q.expected_names(self.provides, self.num_classes, task=self.task) - {Q.SKIPPED, Q.CHECK}
-        return {n for n in names if n.split("/")[1].startswith("train_") == self.train}
+        return {n for n in names if n.split("/")[1].startswith("train_") == self.is_train_probe}
 
     # ------------------------------------------------------------------ neighbourhoods (Lang et al.)
     @property
@@ -149,11 +149,15 @@ class ProbeMetrics(nn.Module):
         <lightning_w2s.metrics.lang_family.LangFamily.build_neighbours>`), in the teacher's features
         when the probe has them."""
         teacher_features = None if self.representation is None else self.representation.teacher_features
+        if self.lang is None:
+            raise RuntimeError("this aggregator has no neighbour-based family (neighbours=0, a train probe or a regression probe)")
         return self.lang.build_neighbours(teacher_features, student_embedding)
 
     def set_neighbours(self, neighbours: torch.Tensor) -> None:
         """Turn on the robustness/expansion statistics with a fixed ``(n, k_nn)`` neighbour table
         (identical on every rank: it indexes the whole probe)."""
+        if self.lang is None:
+            raise RuntimeError("this aggregator has no neighbour-based family (neighbours=0, a train probe or a regression probe)")
         self.lang.set_neighbours(neighbours, self._device())
 
     # ------------------------------------------------------------------ streaming
@@ -233,7 +237,7 @@ class ProbeMetrics(nn.Module):
                     out.update(family.compute(shared))
                     self.extras.update(family.extras)
                     self.notes += family.notes
-        if self.train:
+        if self.is_train_probe:
             out = {Q.train_name(name): value for name, value in out.items()}
         return self._drop_undefined(out)
 

@@ -50,6 +50,10 @@ class SmoothCalibrationFamily(Family):
              Q.CALIBRATION_VS_TEACHER_UPPER, Q.CE_GAIN, Q.PREDICTED_CE_GAIN)
     sections = ("calibration", "bounds", "gold")
 
+    # torchmetrics states and buffers (typed for mypy: nn.Module's __getattr__ is untyped)
+    teacher_probs: torch.Tensor
+    gold: torch.Tensor
+
     def __init__(self, teacher_probs: torch.Tensor, teacher_pred: torch.Tensor, covered: torch.Tensor,
                  gold: torch.Tensor | None, eps: float = 1e-6, teacher_score: float | None = None) -> None:
         super().__init__()

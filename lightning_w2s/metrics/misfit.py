@@ -197,6 +197,10 @@ class Misfit(Metric):
     is_differentiable = False
     higher_is_better = False
 
+    # torchmetrics states and buffers (typed for mypy: nn.Module's __getattr__ is untyped)
+    total: torch.Tensor
+    agreement: torch.Tensor
+
     def __init__(self, eps: float = 1e-6, num_classes: int | None = None, validate_args: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         check_scalar("num_classes", num_classes, int, min_val=1, allow_none=True)
@@ -280,6 +284,10 @@ class RegressionMisfit(Metric):
     is_differentiable = False
     higher_is_better = False
 
+    # torchmetrics states and buffers (typed for mypy: nn.Module's __getattr__ is untyped)
+    sum_sq: torch.Tensor
+    total: torch.Tensor
+
     def __init__(self, validate_args: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self.validate_args = validate_args
@@ -312,6 +320,10 @@ class PredictionShares(Metric):
 
     full_state_update = False
     is_differentiable = False
+
+    # torchmetrics states and buffers (typed for mypy: nn.Module's __getattr__ is untyped)
+    student_counts: torch.Tensor
+    teacher_counts: torch.Tensor
 
     def __init__(self, num_classes: int, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -83,6 +83,10 @@ class RegressionMetrics(ProbeMetrics):
     coverage = 1.0  # a regression teacher gives a value for every point
     teacher_score = ceiling_score = None
 
+    # torchmetrics states and buffers (typed for mypy: nn.Module's __getattr__ is untyped)
+    teacher_values: torch.Tensor
+    gold: torch.Tensor
+
     def __init__(
         self,
         teacher_values: torch.Tensor,
@@ -111,13 +115,13 @@ class RegressionMetrics(ProbeMetrics):
         super().__init__(tv.shape[0], 0, train=train, chunk_bytes=chunk_bytes)
         self.output_dim = 1 if tv.ndim == 1 else tv.shape[1]
         self.register_buffer("teacher_values", tv.reshape(self.n, self.output_dim), persistent=False)
-        g = None if gold is None or self.train else v.as_tensor("gold", gold, dtype=torch.float64).reshape(self.n, self.output_dim)
+        g = None if gold is None or self.is_train_probe else v.as_tensor("gold", gold, dtype=torch.float64).reshape(self.n, self.output_dim)
         self.has_gold = g is not None and bool(known_rows(g).any())
         self.register_buffer("gold", g if self.has_gold else None, persistent=False)
         self.covered = None  # a regression teacher gives a value everywhere
         self.misfit = RegressionMisfit(validate_args=False)
         self.gold_sq = GoldSquaredError(task="regression") if self.has_gold else None
-        if not self.train:
+        if not self.is_train_probe:
             family = RepresentationFamily(teacher_features, representation, label_dim=self.output_dim if self.has_gold else None)
             self.add_family("representation", family)
 
@@ -161,7 +165,7 @@ class RegressionMetrics(ProbeMetrics):
     def _update_own(self, rows: Rows) -> None:
         teacher = self.teacher_values[rows.index]
         self.misfit.update(rows.student, teacher)
-        if self.train or rows.gold is None:
+        if self.is_train_probe or rows.gold is None:
             return
         known = known_rows(rows.gold)
         self.gold_sq.update(rows.student[known], teacher[known], rows.gold[known])
@@ -169,7 +173,7 @@ class RegressionMetrics(ProbeMetrics):
     # ------------------------------------------------------------------ values
     def _compute_own(self, out: dict[str, torch.Tensor]) -> dict[str, Any]:
         out[Q.SQ] = self.misfit.compute()["sq"]
-        if self.train:
+        if self.is_train_probe:
             return {}
         sq = float(out[Q.SQ])
         out[Q.PREDICTED_GAIN] = torch.tensor(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan, dtype=torch.float64)

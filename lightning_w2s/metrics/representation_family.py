@@ -41,6 +41,9 @@ class RepresentationFamily(Family):
 
     sections = ("representation",)
 
+    # torchmetrics states and buffers (typed for mypy: nn.Module's __getattr__ is untyped)
+    teacher_features: torch.Tensor
+
     def __init__(
         self, teacher_features: torch.Tensor | None, construction: GapConstruction = DEFAULT_CONSTRUCTION, **labels: Any
     ) -> None:

@@ -227,6 +227,11 @@ class SmoothCalibration(Metric):
     higher_is_better = False
     is_differentiable = False
 
+    # torchmetrics states and buffers (typed for mypy: nn.Module's __getattr__ is untyped)
+    labels: torch.Tensor
+    probs: torch.Tensor
+    seen: torch.Tensor
+
     def __init__(self, labels: torch.Tensor, num_classes: int, **kwargs) -> None:
         super().__init__(**kwargs)
         labels = as_tensor("labels", labels).long()
