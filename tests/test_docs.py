@@ -16,7 +16,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README_MAX_LINES = 250
 # Written on branches merged beside this one: cited before they land, and checked like any other
 # document once they exist.
-LANDING_ELSEWHERE = {"docs/decoder.md", "docs/calibration.md", "examples/decoder_student.py"}
 TEXT_SUFFIXES = (".py", ".md", ".toml", ".yaml", ".yml", ".cfg", ".txt", ".sh", ".json")
 
 
@@ -53,7 +52,7 @@ def test_every_cited_document_exists():
         for doc in re.findall(r"docs/[a-z_]+\.md", read(path)):
             cited.setdefault(doc, path)
     assert {"docs/theory.md", "docs/architecture.md", "docs/benchmarks.md", "docs/metrics.md"} <= set(cited)
-    missing = {doc: where for doc, where in cited.items() if doc not in LANDING_ELSEWHERE and not os.path.isfile(os.path.join(ROOT, doc))}
+    missing = {doc: where for doc, where in cited.items() if not os.path.isfile(os.path.join(ROOT, doc))}
     assert missing == {}, f"cited but not in the repository (document: first file citing it): {missing}"
 
 
@@ -78,7 +77,7 @@ def test_relative_links_in_readme_and_docs_resolve():
             if re.match(r"[a-z]+:", target) or target.startswith("#"):
                 continue
             resolved = os.path.normpath(os.path.join(os.path.dirname(path), target.split("#")[0]))
-            if resolved not in LANDING_ELSEWHERE and not os.path.exists(os.path.join(ROOT, resolved)):
+            if not os.path.exists(os.path.join(ROOT, resolved)):
                 broken.append((path, target))
     assert broken == []
 
