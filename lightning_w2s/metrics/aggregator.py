@@ -42,6 +42,7 @@ from lightning_w2s.metrics.bounds import charikar_predicted_gain
 from lightning_w2s.metrics.calibration import Calibration, calibration_counts, calibration_from_counts, top_label
 from lightning_w2s.metrics.correction import CorrectionRates
 from lightning_w2s.metrics.gold import GoldSquaredError, accuracy_bounds, pgr
+from lightning_w2s.metrics.gold_intervals import PredictionPoweredAccuracy, pgr_interval
 from lightning_w2s.metrics.misfit import Misfit, PredictionShares
 from lightning_w2s.metrics.neighbours import knn_indices
 from lightning_w2s.metrics.regression import RegressionMetrics
@@ -131,6 +132,7 @@ class W2SMetrics(_LangFamily, nn.Module):
         self.calibration_vs_teacher = Calibration(n_bins=n_bins, validate_args=False)
         if self.has_gold:
             self.gold_sq = GoldSquaredError()
+            self.gold_ppi = PredictionPoweredAccuracy()
             self.correction = CorrectionRates(k, warn=False, validate_args=False)
             self.calibration_vs_gold = Calibration(n_bins=n_bins, ignore_index=-1, validate_args=False)
             # a constant of the probe: the teacher's reliability histogram on its covered gold points
@@ -275,6 +277,7 @@ class W2SMetrics(_LangFamily, nn.Module):
         gold = self.gold[index] if self.has_gold else None
         if gold is not None:
             self.correction.update(s_pred, t_pred, gold, cov)
+            self.gold_ppi.update(s_pred, t_pred, gold, cov)
             self.calibration_vs_gold.update(probs, gold)
             known = on_cov(gold) >= 0
             self.gold_sq.update(probs_c[known], tp_c[known], on_cov(gold)[known])
@@ -335,6 +338,10 @@ class W2SMetrics(_LangFamily, nn.Module):
             self.extras["reliability/teacher_vs_gold"] = hist
             sq = self.gold_sq.compute()
             out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = sq["sq_gain"], sq["student_sq_error"], sq["teacher_sq_error"]
+            out.update(self.gold_ppi.compute())
+            if Need.PGR_SCORES in self.provides:
+                out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(rates["accuracy_lower"], rates["accuracy_upper"],
+                                                                  self.teacher_score, self.ceiling_score)
         # the scalars the host-side formulas below need, in one transfer
         dis, sq = _host(out[Q.DISAGREEMENT], out[Q.SQ])
         host_rates = None
