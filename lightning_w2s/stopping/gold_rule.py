@@ -1,0 +1,129 @@
+"""Which check's weights to keep when the probe has gold labels: pure functions over per-check values.
+
+A label-free stop (``W2SEarlyStopping()``'s plateau on the held-out ``teacher_label_ce``) decides
+*when* to stop; with ``k`` gold points on the probe, a **gold rule** decides *which* of the checks
+seen so far to keep, from two per-check series the monitor logs: the student's gold accuracy on the
+``k`` gold points (``Q.ACCURACY``) and the label-free signal (lower is better). Every rule here is a
+**heuristic** (none is a theorem about the test accuracy of the kept weights); the stopping
+benchmark's gold budgets (``benchmarks/stopping_gold.py``, docs/gold.md) pre-registered them and chose
+one per budget on selection seeds (:data:`GOLD_DEFAULTS`).
+
+Rules (``kind``; ``param``), each computable check by check with a bounded number of weight copies:
+
+- ``"label_free"``: the check with the lowest label-free value (gold unused; one copy).
+- ``"naive"``: the first check with the highest gold accuracy (one copy). Gold accuracy on ``k``
+  points has standard error ``≈ sqrt(a(1 − a)/k)`` (3 points at ``k = 300``, 9 at ``k = 30``), so
+  at small ``k`` it picks among checks mostly by noise.
+- ``"smooth"``: the highest trailing mean of gold accuracy over ``param`` checks, keeping the last
+  check of the best window (one copy; Label Wave's moving average, Yuan et al., ICLR 2024).
+- ``"top_m"``: gold decides among the ``param`` checks with the lowest label-free value (ties in
+  gold accuracy go to the lower label-free value): gold only ranks checks the teacher-label signal
+  already ranks well (``param`` copies: the label-free top-``m`` at the end were in the top-``m``
+  when they came).
+- ``"gate"``: keep the gold-best check ``G`` instead of the label-free best ``H`` only when its gold
+  accuracy is higher by more than ``param`` standard errors of a difference of two proportions on
+  ``k`` points, ``param · sqrt(2 ā(1 − ā)/k)`` with ``ā`` their mean (a two-proportion z-test; the
+  two accuracies are on the same points and positively correlated, so the test is conservative);
+  two copies. Shrinkage toward the label-free choice that vanishes as ``k`` grows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+__all__ = ["GOLD_DEFAULTS", "GoldRule", "gold_kept_check", "gold_rule_for"]
+
+KINDS = ("label_free", "naive", "smooth", "top_m", "gate")
+
+
+@dataclass(frozen=True)
+class GoldRule:
+    """A gold rule (module docstring): ``kind`` in ``KINDS`` and its parameter (window, ``m`` or ``z``)."""
+
+    kind: str
+    param: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"`kind` must be one of {KINDS}, got {self.kind!r}")
+        if self.kind in ("smooth", "top_m") and (self.param is None or int(self.param) != self.param or self.param < 1):
+            raise ValueError(f"a {self.kind!r} gold rule needs a whole `param` >= 1, got {self.param!r}")
+        if self.kind == "gate" and (self.param is None or not self.param >= 0):
+            raise ValueError(f"a 'gate' gold rule needs `param` >= 0 (standard errors), got {self.param!r}")
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.param is None else f"{self.kind}({self.param:g})"
+
+
+def _first_best(values: Sequence[float], among: Sequence[int], higher: bool) -> int | None:
+    """The first index of ``among`` with the best finite value (``None``: no finite value)."""
+    best, pick = None, None
+    for i in among:
+        x = values[i]
+        if x is None or not math.isfinite(x):
+            continue
+        if best is None or (x > best if higher else x < best):
+            best, pick = x, i
+    return pick
+
+
+def gold_kept_check(gold_accuracy: Sequence[float], label_free: Sequence[float], n_gold: int, rule: GoldRule) -> int | None:
+    """The index (into the checks seen so far) of the check whose weights ``rule`` keeps.
+
+    ``gold_accuracy[i]``: the student's accuracy on the ``n_gold`` gold points at check ``i``;
+    ``label_free[i]``: the label-free signal at check ``i`` (lower is better); non-finite values are
+    skipped (a failed check). ``None`` when no check has a finite value the rule needs; a gold rule
+    falls back to the label-free choice where no check has a finite gold accuracy.
+
+    >>> acc, lf = [0.70, 0.74, 0.73, 0.75], [0.9, 0.6, 0.5, 0.7]
+    >>> [gold_kept_check(acc, lf, 300, GoldRule(k, p)) for k, p in (("label_free", None), ("naive", None), ("top_m", 2), ("gate", 1.0))]
+    [2, 3, 1, 2]
+    """
+    checks = range(len(label_free))
+    h = _first_best(label_free, checks, higher=False)
+    if rule.kind == "label_free":
+        return h
+    g = _first_best(gold_accuracy, checks, higher=True)
+    if g is None:
+        return h
+    if rule.kind == "naive":
+        return g
+    if rule.kind == "smooth":
+        w = int(rule.param)
+        means = []
+        for i in checks:
+            window = [gold_accuracy[j] for j in range(max(0, i - w + 1), i + 1) if math.isfinite(gold_accuracy[j])]
+            means.append(sum(window) / len(window) if window and math.isfinite(gold_accuracy[i]) else math.nan)
+        return _first_best(means, checks, higher=True)
+    if rule.kind == "top_m":
+        ranked = sorted((i for i in checks if math.isfinite(label_free[i])), key=lambda i: (label_free[i], i))[: int(rule.param)]
+        ranked.sort(key=lambda i: (label_free[i], i))  # gold ties go to the lower label-free value
+        return _first_best(gold_accuracy, ranked, higher=True) if ranked else g
+    # gate
+    if h is None or not math.isfinite(gold_accuracy[h]):
+        return g
+    a_g, a_h = gold_accuracy[g], gold_accuracy[h]
+    mean = (a_g + a_h) / 2.0
+    se = math.sqrt(max(2.0 * mean * (1.0 - mean), 0.0) / max(n_gold, 1))
+    return g if a_g - a_h > rule.param * se else h
+
+
+#: the gold rule per budget, chosen by the stopping benchmark on its selection seeds (docs/gold.md):
+#: ``(fewest gold points, rule)``, the largest threshold not above the probe's gold count applies
+GOLD_DEFAULTS: tuple[tuple[int, GoldRule], ...] = ((0, GoldRule("label_free")),)
+
+
+def gold_rule_for(n_gold: int) -> GoldRule:
+    """The benchmark's choice for a probe with ``n_gold`` gold points (:data:`GOLD_DEFAULTS`).
+
+    >>> gold_rule_for(0).kind
+    'label_free'
+    """
+    pick = GOLD_DEFAULTS[0][1]
+    for threshold, rule in GOLD_DEFAULTS:
+        if n_gold >= threshold:
+            pick = rule
+    return pick
