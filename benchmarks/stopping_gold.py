@@ -129,8 +129,8 @@ def ref_rule() -> Rule:
 
 
 def _mean_over_pairs(rule: Rule, runs, tasks) -> float:
-    per = {t: [rule.regret(r) for r in runs if r.task == t] for t in tasks}
-    return statistics.fmean(statistics.fmean(v) for v in per.values() if v)
+    per = [statistics.fmean(v) for v in ([rule.regret(r) for r in runs if r.task == t] for t in tasks) if v]
+    return statistics.fmean(per) if per else float("nan")
 
 
 def report(recs, tasks: Sequence[str], select: Sequence[int], report_seeds: Sequence[int], log=print) -> dict:
@@ -155,11 +155,11 @@ def report(recs, tasks: Sequence[str], select: Sequence[int], report_seeds: Sequ
         cols = [SHORT.get(t, t)[:8] for t in tasks]
         log(f"\nk = {k}: mean regret (pt) on the report seeds per pair, mean over pairs, selection mean; paired Δ (report runs) "
             "vs REF and vs NAIVE [95% CI, t over runs]")
-        log("  " + "rule".ljust(40) + "".join(c.rjust(9) for c in cols) + "mean".rjust(7) + "select".rjust(8)
+        log("  " + "rule".ljust(47) + "".join(c.rjust(9) for c in cols) + "mean".rjust(7) + "select".rjust(8)
             + "   Δ vs REF".ljust(26) + "   Δ vs NAIVE")
         for rule in [ref] + rules:
             per = [statistics.fmean([rule.regret(r) for r in rep if r.task == t]) if counts[t][1] else float("nan") for t in tasks]
-            line = "  " + (("CHOSEN " if rule is chosen else "") + rule.name).ljust(40) + "".join(f"{x:9.2f}" for x in per)
+            line = "  " + (("CHOSEN " if rule is chosen else "") + rule.name).ljust(47) + "".join(f"{x:9.2f}" for x in per)
             line += f"{_mean_over_pairs(rule, rep, tasks):7.2f}{_mean_over_pairs(rule, sel, tasks):8.2f}"
             for base in (ref, naive):
                 if rule is base:

@@ -29,6 +29,7 @@ from typing_extensions import override
 from lightning_w2s.validation import check_scalar
 from lightning_w2s.callbacks._best_weights import _BestWeights
 from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.stopping.gold_rule import GoldRule, gold_candidates, gold_default_for, gold_kept_check
 from lightning_w2s.stopping.policies import POLICIES, StoppingPolicies, W2SStoppingReason
 
 __all__ = ["POLICIES", "W2SEarlyStopping", "W2SStoppingReason"]
@@ -150,6 +151,12 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
         check_on_train_epoch_end: where to read values that come without a monitor's ``w2s/check``
             counter (your own code's): ``None`` = validation end when there is a validation loop,
             else train epoch end; ``True``/``False`` force the train-epoch-end / validation-end hook.
+        gold: with the default policy, use the probe's gold labels when the monitor logs them
+            (``Q.ACCURACY`` and ``Q.GOLD_COUNT``): the weights kept (and, for a whole-run rule,
+            whether to stop early) follow the gold rule the stopping benchmark chose for that many
+            gold points (:func:`lightning_w2s.stopping.gold_rule.gold_default_for`, docs/gold.md);
+            the console says which rule and why. Its copies of the weights are kept like the
+            policy's best check's. ``False``: the label-free default whatever the probe holds.
 
     Attributes:
         stopped_epoch: epoch at which this callback stopped the fit (0 if it did not).
@@ -187,7 +194,10 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
         verbose: bool = True,
         strict: bool = True,
         check_on_train_epoch_end: bool | None = None,
+        gold: bool = True,
     ) -> None:
+        self.gold = check_scalar("gold", gold, bool)
+        self._gold_announced = False
         self._init_policies(policy, patience, min_delta, min_epochs, min_steps, mode, min_gain, kappa, misfit)
         combine = self.mode
         # EarlyStopping's own attributes, for the first policy's quantity; every quantity read here is
@@ -254,6 +264,74 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
             f"(fingerprints {old} then, {new} now); its history, counters and best check start afresh so that two "
             "probes' values are never compared"
         )
+
+    # ------------------------------------------------------------------ gold on the probe (docs/gold.md)
+    @property
+    def _gold_applies(self) -> bool:
+        """Gold is used only with the default policy (the benchmark chose its gold rules over it)."""
+        return self.gold and list(self.policies) == ["heldout_misfit_plateau"]
+
+    @property
+    def gold_rule(self) -> GoldRule | None:
+        """The gold rule in force (``None``: label-free): the benchmark's choice for the gold count the
+        monitor logged at the latest check."""
+        if not self._gold_applies or not self.history:
+            return None
+        n = self.history[-1].get("gold", {}).get("count")
+        if n is None:
+            return None
+        rule = gold_default_for(int(n))[0]
+        return None if rule.kind == "label_free" else rule
+
+    def _gold_series(self) -> tuple[list[float], list[float], int]:
+        """Per check, the gold accuracy and the label-free value; the latest gold count."""
+        acc = [h.get("gold", {}).get("accuracy", math.nan) for h in self.history]
+        label_free = [h["values"].get(self.needed[0], math.nan) for h in self.history]
+        return acc, label_free, int(self.history[-1]["gold"]["count"])
+
+    def _gold_pick(self) -> int | None:
+        rule = self.gold_rule
+        return None if rule is None else gold_kept_check(*self._gold_series(), rule)
+
+    @override
+    def evaluate(self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0) -> tuple[bool, W2SStoppingReason, str | None]:
+        """:meth:`StoppingPolicies.evaluate`, plus the check's gold accuracy and count (when gold is
+        used and logged); a whole-run gold rule never stops the fit."""
+        stop, reason, message = StoppingPolicies.evaluate(self, values, epoch, global_step)
+        if self._gold_applies:
+            gold = {key: float(values[name]) for key, name in (("accuracy", Q.ACCURACY), ("count", Q.GOLD_COUNT))
+                    if values.get(name) is not None and math.isfinite(float(values[name]))}
+            self.history[-1]["gold"] = gold
+            rule = self.gold_rule
+            if rule is not None and not self._gold_announced:
+                self._gold_announced = True
+                rank_zero_info(f"W2SEarlyStopping: the probe has {int(gold['count'])} gold points: {gold_default_for(int(gold['count']))[1]} "
+                               "Pass `gold=False` for the label-free default.")
+            if stop and rule is not None and rule.whole_run:
+                self.history[-1]["stop"] = False
+                return False, W2SStoppingReason.NOT_STOPPED, None
+        return stop, reason, message
+
+    @property
+    @override
+    def restore_check(self) -> int | None:
+        """The check whose weights ``restore_best`` restores: the gold rule's pick when one is in force,
+        else the best check of :attr:`restore_policy`."""
+        pick = self._gold_pick()
+        return pick if pick is not None else StoppingPolicies.restore_check.fget(self)
+
+    @override
+    def extra_kept_checks(self) -> set[int]:
+        rule = self.gold_rule
+        return set() if rule is None else gold_candidates(*self._gold_series(), rule)
+
+    @override
+    def restore_message(self, check: int) -> str:
+        rule = self.gold_rule
+        text = StoppingPolicies.restore_message(self, check)
+        if rule is None:
+            return text
+        return text.replace(f"the best check of {self.restore_policy}", f"the check kept by the gold rule {rule.name}")
 
     # ------------------------------------------------------------------ fit start: are the needs met?
     @override
@@ -327,7 +405,8 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
         (bookkeeping names excluded)."""
         metrics = trainer.callback_metrics
         present = [k for k in metrics if k.startswith(Q.PREFIX + "/") and k not in (Q.SKIPPED, Q.CHECK)]
-        read = {n: float(metrics[n]) for n in self.needed if n in metrics}  # one host read per name
+        names = list(self.needed) + ([Q.ACCURACY, Q.GOLD_COUNT] if self._gold_applies else [])
+        read = {n: float(metrics[n]) for n in names if n in metrics}  # one host read per name
         values = {n: v for n, v in read.items() if math.isfinite(v)}
         return values, [n for n in self.needed if n not in values], present
 

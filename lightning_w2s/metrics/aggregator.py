@@ -339,6 +339,7 @@ class W2SMetrics(_LangFamily, nn.Module):
             sq = self.gold_sq.compute()
             out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = sq["sq_gain"], sq["student_sq_error"], sq["teacher_sq_error"]
             out.update(self.gold_ppi.compute())
+            out[Q.GOLD_COUNT] = rates["n_covered_per_class"].sum() + rates["n_uncovered_per_class"].sum()
             if Need.PGR_SCORES in self.provides:
                 out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(rates["accuracy_lower"], rates["accuracy_upper"],
                                                                   self.teacher_score, self.ceiling_score)

@@ -162,6 +162,10 @@ PGR = declare(
     "Burns et al. 2023", higher_is_better=True, needs=[Need.GOLD, Need.PGR_SCORES], may_be_undefined=True,
     charts=[_PGR := Chart("PGR: student vs teacher (0) and ceiling (1)", "headline", order=1),
             replace(_PGR, run="teacher", value=0.0), replace(_PGR, run="ceiling", value=1.0)])
+GOLD_COUNT = declare(
+    _name("gold", "count"), "number of probe points with a gold label (the n of every gold rate; the budget the "
+    "gold-aware W2SEarlyStopping chooses its rule by)", "definition", kind="count", higher_is_better=None,
+    needs=[Need.GOLD], charts=[CONSTANT])
 # gold estimates with intervals (lightning_w2s.metrics.gold_intervals): PGR's interval is the Wilson interval of
 # `gold/accuracy` mapped through PGR's affine map; the PPI++ estimate borrows strength from the probe points without gold
 PGR_LOWER, PGR_UPPER = (

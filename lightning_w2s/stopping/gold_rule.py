@@ -33,17 +33,20 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["GOLD_DEFAULTS", "GoldRule", "gold_kept_check", "gold_rule_for"]
+__all__ = ["GOLD_DEFAULTS", "GoldRule", "gold_candidates", "gold_default_for", "gold_kept_check"]
 
 KINDS = ("label_free", "naive", "smooth", "top_m", "gate")
 
 
 @dataclass(frozen=True)
 class GoldRule:
-    """A gold rule (module docstring): ``kind`` in ``KINDS`` and its parameter (window, ``m`` or ``z``)."""
+    """A gold rule (module docstring): ``kind`` in ``KINDS``, its parameter (window, ``m`` or ``z``), and
+    ``whole_run``: the fit is not stopped early (the rule keeps a check of the whole run) instead of
+    stopping where the label-free plateau stops."""
 
     kind: str
     param: float | None = None
+    whole_run: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -55,7 +58,8 @@ class GoldRule:
 
     @property
     def name(self) -> str:
-        return self.kind if self.param is None else f"{self.kind}({self.param:g})"
+        name = self.kind if self.param is None else f"{self.kind}({self.param:g})"
+        return name + (", whole run" if self.whole_run else "")
 
 
 def _first_best(values: Sequence[float], among: Sequence[int], higher: bool) -> int | None:
@@ -111,19 +115,38 @@ def gold_kept_check(gold_accuracy: Sequence[float], label_free: Sequence[float],
     return g if a_g - a_h > rule.param * se else h
 
 
+def gold_candidates(gold_accuracy: Sequence[float], label_free: Sequence[float], n_gold: int, rule: GoldRule) -> set[int]:
+    """The checks whose weights a live stopper must hold now so that every later pick of ``rule`` is
+    among them (with the label-free best, which the stopper holds anyway): the pick for ``naive`` and
+    ``smooth`` (running bests), the gold-best check for ``gate``, the label-free top ``m`` for
+    ``top_m``. A check outside this set is never picked later (the tests replay this)."""
+    checks = range(len(label_free))
+    if rule.kind == "label_free":
+        return set()
+    if rule.kind == "gate":
+        g = _first_best(gold_accuracy, checks, higher=True)
+        return set() if g is None else {g}
+    if rule.kind == "top_m":
+        return set(sorted((i for i in checks if math.isfinite(label_free[i])), key=lambda i: (label_free[i], i))[: int(rule.param)])
+    pick = gold_kept_check(gold_accuracy, label_free, n_gold, rule)
+    return set() if pick is None else {pick}
+
+
 #: the gold rule per budget, chosen by the stopping benchmark on its selection seeds (docs/gold.md):
-#: ``(fewest gold points, rule)``, the largest threshold not above the probe's gold count applies
-GOLD_DEFAULTS: tuple[tuple[int, GoldRule], ...] = ((0, GoldRule("label_free")),)
+#: ``(fewest gold points, rule, why)``; the largest threshold not above the probe's gold count applies
+GOLD_DEFAULTS: tuple[tuple[int, GoldRule, str], ...] = (
+    (0, GoldRule("label_free"), "the label-free default is kept (teacher_label_ce plateau, patience 5, best check)."),
+)
 
 
-def gold_rule_for(n_gold: int) -> GoldRule:
-    """The benchmark's choice for a probe with ``n_gold`` gold points (:data:`GOLD_DEFAULTS`).
+def gold_default_for(n_gold: int) -> tuple[GoldRule, str]:
+    """The benchmark's choice for a probe with ``n_gold`` gold points, and why (:data:`GOLD_DEFAULTS`).
 
-    >>> gold_rule_for(0).kind
+    >>> gold_default_for(0)[0].kind
     'label_free'
     """
-    pick = GOLD_DEFAULTS[0][1]
-    for threshold, rule in GOLD_DEFAULTS:
+    pick = GOLD_DEFAULTS[0][1:]
+    for threshold, rule, why in GOLD_DEFAULTS:
         if n_gold >= threshold:
-            pick = rule
+            pick = (rule, why)
     return pick

@@ -190,11 +190,15 @@ class StoppingPolicies:
         the weights when this check became a policy's best check. With one policy at most one copy
         is held (the old best's is freed before the new one is taken)."""
         check = len(self.history) - 1
-        keep = {p.best_check for p in self._policies}
+        keep = {p.best_check for p in self._policies} | self.extra_kept_checks()
         for k in [k for k in self._snapshots if k not in keep]:
             del self._snapshots[k]
         if check in keep and check not in self._snapshots:  # this check became a policy's best
             self._snapshots[check] = {k: v.detach().to("cpu", copy=True) for k, v in state_dict().items()}
+
+    def extra_kept_checks(self) -> set[int]:
+        """Checks whose weights a subclass keeps besides the policies' best checks (none here)."""
+        return set()
 
     def restore_message(self, check: int) -> str:
         """The console line of a restore of ``check``'s weights at the end of training."""

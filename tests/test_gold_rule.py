@@ -1,0 +1,111 @@
+"""Gold rules (lightning_w2s.stopping.gold_rule): picks against independent numpy references, every pick
+held by a live stopper's copies, and W2SEarlyStopping's gold wiring through its pure decision API."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_w2s import W2SEarlyStopping
+from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.stopping import gold_rule
+from lightning_w2s.stopping.gold_rule import GoldRule, gold_candidates, gold_kept_check
+
+RULES = [GoldRule("label_free"), GoldRule("naive"), GoldRule("smooth", 3), GoldRule("top_m", 3), GoldRule("top_m", 5),
+         GoldRule("gate", 1.0), GoldRule("gate", 1.645)]
+
+
+def _reference(acc: np.ndarray, lf: np.ndarray, k: int, rule: GoldRule) -> int:
+    """Each rule written directly with numpy (first index of the best value, as np.argmax does)."""
+    h = int(np.argmin(lf))
+    g = int(np.argmax(acc))
+    if rule.kind == "label_free":
+        return h
+    if rule.kind == "naive":
+        return g
+    if rule.kind == "smooth":
+        w = int(rule.param)
+        means = np.array([acc[max(0, i - w + 1): i + 1].mean() for i in range(len(acc))])
+        return int(np.argmax(means))
+    if rule.kind == "top_m":
+        top = np.argsort(lf, kind="stable")[: int(rule.param)]
+        return int(top[np.argmax(acc[top])])
+    a = (acc[g] + acc[h]) / 2
+    return g if acc[g] - acc[h] > rule.param * math.sqrt(2 * a * (1 - a) / k) else h
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+def test_rules_equal_a_numpy_reference(rule):
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        c, k = int(rng.integers(1, 30)), int(rng.choice([30, 100, 300]))
+        acc = rng.binomial(k, rng.uniform(0.6, 0.8), size=c) / k  # ties in gold accuracy are common, as on k points
+        lf = rng.uniform(0.3, 0.9, size=c)
+        assert gold_kept_check(list(acc), list(lf), k, rule) == _reference(acc, lf, k, rule)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+def test_every_pick_is_among_the_weights_a_live_stopper_holds(rule):
+    """Replay W2SEarlyStopping's snapshot bookkeeping check by check (keep = the label-free best plus
+    gold_candidates; drop the rest; copy the current check if kept): the rule's pick at every check is
+    a check whose copy is held."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        c, k = int(rng.integers(2, 40)), 100
+        acc = list(rng.binomial(k, rng.uniform(0.6, 0.8), size=c) / k)
+        lf = list(rng.uniform(0.3, 0.9, size=c))
+        held: set[int] = set()
+        for t in range(1, c + 1):
+            keep = {int(np.argmin(lf[:t]))} | gold_candidates(acc[:t], lf[:t], k, rule)
+            held = {x for x in held if x in keep} | ({t - 1} & keep)
+            assert gold_kept_check(acc[:t], lf[:t], k, rule) in held
+
+
+def test_non_finite_values_are_skipped_and_gold_missing_falls_back():
+    assert gold_kept_check([math.nan, 0.7, 0.8], [0.5, math.nan, 0.4], 100, GoldRule("naive")) == 2
+    assert gold_kept_check([math.nan, math.nan], [0.5, 0.4], 100, GoldRule("naive")) == 1
+    with pytest.raises(ValueError, match="param"):
+        GoldRule("top_m", 0)
+
+
+def _replay(stopper, lf, acc=None, count=None):
+    for i, x in enumerate(lf):
+        values = {Q.TEACHER_LABEL_CE: x}
+        if acc is not None:
+            values.update({Q.ACCURACY: acc[i], Q.GOLD_COUNT: count})
+        stopper.evaluate(values, epoch=i)
+        stopper.keep_snapshot(lambda i=i: {"w": torch.tensor(float(i))})
+        if stopper.history[-1]["stop"]:
+            break
+
+
+LF = [0.9, 0.5, 0.6, 0.55, 0.7, 0.8, 0.9, 0.95, 0.99]
+ACC = [0.60, 0.70, 0.74, 0.71, 0.80, 0.72, 0.70, 0.70, 0.70]
+
+
+def test_stopper_keeps_the_gold_rule_pick_with_enough_gold(monkeypatch):
+    monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."),
+                                                     (300, GoldRule("naive"), "naive gold.")))
+    es = W2SEarlyStopping(patience=3, verbose=False)
+    _replay(es, LF, ACC, 300)
+    assert es.stopped_check is None and es.history[-1]["stop"]  # plateau stopped at check 4
+    assert es.gold_rule == GoldRule("naive") and es.restore_check == 4 and 4 in es._snapshots
+    for es2, count in ((W2SEarlyStopping(patience=3, verbose=False, gold=False), 300), (W2SEarlyStopping(patience=3, verbose=False), 299)):
+        _replay(es2, LF, ACC, count)
+        assert es2.gold_rule is None and es2.restore_check == 1  # the label-free best
+    state = es.state_dict()
+    es3 = W2SEarlyStopping(patience=3, verbose=False)
+    es3.load_state_dict(state)
+    assert es3.restore_check == 4 and es3.gold_rule == GoldRule("naive")
+
+
+def test_a_whole_run_gold_rule_never_stops(monkeypatch):
+    monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."),
+                                                     (100, GoldRule("naive", whole_run=True), "naive gold, whole run.")))
+    es = W2SEarlyStopping(patience=2, verbose=False)
+    _replay(es, LF, ACC, 100)
+    assert len(es.history) == len(LF) and not any(h["stop"] for h in es.history)
+    assert es.restore_check == 4 and set(es._snapshots) <= {1, 4} and 4 in es._snapshots
