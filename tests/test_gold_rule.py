@@ -109,3 +109,48 @@ def test_a_whole_run_gold_rule_never_stops(monkeypatch):
     _replay(es, LF, ACC, 100)
     assert len(es.history) == len(LF) and not any(h["stop"] for h in es.history)
     assert es.restore_check == 4 and set(es._snapshots) <= {1, 4} and 4 in es._snapshots
+
+
+def test_trainer_restores_the_gold_pick_and_says_why(tmp_path, monkeypatch, caplog):
+    """A real Trainer with W2SMonitor (a probe with 320 gold points) and W2SEarlyStopping(): the
+    module ends with the weights of the check the gold rule picks from the logged gold accuracies,
+    and the console names the rule."""
+    import logging
+
+    import lightning as L
+    from lightning.pytorch import Callback
+    from lightning.pytorch.loggers import CSVLogger
+
+    from conftest import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
+    from lightning_w2s import W2SMonitor
+
+    monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."),
+                                                     (300, GoldRule("naive"), "the naive rule (test).")))
+
+    class Weights(Callback):
+        def __init__(self):
+            self.weights = {}
+
+        def on_validation_end(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                self.weights[trainer.current_epoch] = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    caplog.set_level(logging.INFO, logger="lightning.pytorch")
+    task = make_task(n_probe=320, noise=0.3)
+    L.seed_everything(0, verbose=False)
+    model, rec, es = TinyStudent(lr=0.02, hidden=64), Weights(), W2SEarlyStopping()
+    logger = CSVLogger(tmp_path, name="csv")
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=10, logger=logger, callbacks=[W2SMonitor(task.probe()), es, rec]))
+    trainer.fit(model, task.train_loader(32), task.val_loader())
+    logged = read_csv_metrics(logger)
+    acc = [logged[e][Q.ACCURACY] for e in sorted(logged)]
+    assert {logged[e][Q.GOLD_COUNT] for e in logged} == {320.0}
+    pick = acc.index(max(acc))
+    held = [logged[e][Q.TEACHER_LABEL_CE] for e in sorted(logged)]
+    assert pick != held.index(min(held)), "the scenario must tell the gold pick from the label-free best"
+    assert es.gold_rule == GoldRule("naive") and es.restore_check == es.best_check == pick
+    state = model.state_dict()
+    assert all(torch.equal(state[k], rec.weights[pick][k]) for k in state)
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("lightning.pytorch")]
+    assert any("320 gold points: the naive rule (test)." in m for m in messages)
+    assert any(f"restored the student's weights of check {pick}" in m and "gold rule naive" in m for m in messages)
