@@ -118,27 +118,19 @@ def test_trainer_restores_the_gold_pick_and_says_why(tmp_path, monkeypatch, capl
     import logging
 
     import lightning as L
-    from lightning.pytorch import Callback
     from lightning.pytorch.loggers import CSVLogger
 
     from conftest import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
+    from test_early_stopping import WeightsRecorder
     from lightning_w2s import W2SMonitor
 
     monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."),
                                                      (300, GoldRule("naive"), "the naive rule (test).")))
 
-    class Weights(Callback):
-        def __init__(self):
-            self.weights = {}
-
-        def on_validation_end(self, trainer, pl_module):
-            if not trainer.sanity_checking:
-                self.weights[trainer.current_epoch] = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
-
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     task = make_task(n_probe=320, noise=0.3)
     L.seed_everything(0, verbose=False)
-    model, rec, es = TinyStudent(lr=0.02, hidden=64), Weights(), W2SEarlyStopping()
+    model, rec, es = TinyStudent(lr=0.02, hidden=64), WeightsRecorder(), W2SEarlyStopping()
     logger = CSVLogger(tmp_path, name="csv")
     trainer = L.Trainer(**trainer_kwargs(max_epochs=10, logger=logger, callbacks=[W2SMonitor(task.probe()), es, rec]))
     trainer.fit(model, task.train_loader(32), task.val_loader())
