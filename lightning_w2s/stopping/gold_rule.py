@@ -42,7 +42,11 @@ KINDS = ("label_free", "naive", "smooth", "top_m", "gate")
 class GoldRule:
     """A gold rule (module docstring): ``kind`` in ``KINDS``, its parameter (window, ``m`` or ``z``), and
     ``whole_run``: the fit is not stopped early (the rule keeps a check of the whole run) instead of
-    stopping where the label-free plateau stops."""
+    stopping where the label-free plateau stops.
+
+    >>> GoldRule("top_m", 3).name, GoldRule("naive", whole_run=True).name
+    ('top_m(3)', 'naive, whole run')
+    """
 
     kind: str
     param: float | None = None
