@@ -46,18 +46,24 @@ from benchmarks.stopping_rules import Rule, first_best, lightning_es_stop, packa
 
 BUDGETS = (30, 100, 300)
 DRAWS = 20
-#: the pre-registered candidates (module docstring): label -> (GoldRule kind, param, scope) with scope "stop" or "run"
-CANDIDATES = {
-    "label_free [W2SEarlyStopping() today]": ("label_free", None, "stop"),
-    "naive": ("naive", None, "stop"),
-    "naive, whole run [NAIVE]": ("naive", None, "run"),
-    "smooth(3)": ("smooth", 3, "stop"),
-    "top_m(3)": ("top_m", 3, "stop"),
-    "top_m(5)": ("top_m", 5, "stop"),
-    "gate(1)": ("gate", 1.0, "stop"),
-    "gate(1.645)": ("gate", 1.645, "stop"),
-    "ppi_naive": ("ppi", None, "stop"),
-}
+def _candidates():
+    """The pre-registered candidates (module docstring), as the package's gold rules."""
+    from lightning_w2s.stopping.gold_rule import GoldRule
+
+    return {
+        "label_free [W2SEarlyStopping() today]": GoldRule("label_free"),
+        "naive": GoldRule("naive"),
+        "naive, whole run [NAIVE]": GoldRule("naive", whole_run=True),
+        "smooth(3)": GoldRule("smooth", 3),
+        "top_m(3)": GoldRule("top_m", 3),
+        "top_m(5)": GoldRule("top_m", 5),
+        "gate(1)": GoldRule("gate", 1.0),
+        "gate(1.645)": GoldRule("gate", 1.645),
+        "ppi_naive": GoldRule("naive", estimate="ppi"),
+    }
+
+
+CANDIDATES = _candidates()
 NAIVE = "naive, whole run [NAIVE]"
 
 
@@ -94,25 +100,24 @@ def ppi_accuracy(correct: np.ndarray, agree: np.ndarray, idx: np.ndarray) -> np.
 
 def gold_regret(rec, label: str, k: int) -> float:
     """Mean regret over the gold draws of candidate ``label`` with budget ``k`` on ``rec``."""
-    from lightning_w2s.stopping.gold_rule import GoldRule, gold_kept_check
+    from lightning_w2s.stopping.gold_rule import gold_kept_check
 
-    kind, param, scope = CANDIDATES[label]
+    rule = CANDIDATES[label]
     stop = package_default_outcome(rec).stop
-    last = rec.epochs if scope == "run" or stop is None else stop
+    last = rec.epochs if rule.whole_run or stop is None else stop
     lf = package_teacher_label_ce(rec)[1 : last + 1]
     correct, agree = _per_check(rec)
     out = []
     for idx in gold_draws(rec, k):
-        acc = ppi_accuracy(correct, agree, idx) if kind == "ppi" else correct[:, idx].mean(1)
-        rule = GoldRule("naive") if kind == "ppi" else GoldRule(kind, param)
+        acc = ppi_accuracy(correct, agree, idx) if rule.estimate == "ppi" else correct[:, idx].mean(1)
         i = gold_kept_check(list(acc[1 : last + 1]), list(lf), len(idx), rule)
         out.append(rec.regret(1 + i))
     return float(np.mean(out))
 
 
 def candidate_rules(k: int) -> list[Rule]:
-    return [Rule(label, "gold", True, lambda r, label=label: gold_regret(r, label, k), {"k": k, "rule": CANDIDATES[label]})
-            for label in CANDIDATES]
+    return [Rule(label, "gold", True, lambda r, label=label: gold_regret(r, label, k), {"k": k, "rule": rule})
+                    for label, rule in CANDIDATES.items()]
 
 
 def ref_rule() -> Rule:
@@ -177,6 +182,11 @@ def report(recs, tasks: Sequence[str], select: Sequence[int], report_seeds: Sequ
             verdict = f"never worse than REF by more than 0.1 pt on average: {'PASS' if m_ref <= 0.1 else 'FAIL'}"
         log(f"  k = {k}: chosen on the selection seeds: {chosen.name}; report Δ vs REF {m_ref:+.2f} [{lo_ref:+.2f}, {hi_ref:+.2f}], "
             f"vs NAIVE {m_nv:+.2f} [{lo_nv:+.2f}, {hi_nv:+.2f}] -> {verdict}")
+    from lightning_w2s.stopping.gold_rule import gold_default_for
+
+    same = {k: gold_default_for(k)[0] == CANDIDATES[name] for k, name in choices.items()}
+    log("\nW2SEarlyStopping()'s gold rules (lightning_w2s.stopping.gold_rule.GOLD_DEFAULTS) at each budget vs this choice: "
+        + ", ".join(f"k = {k}: {gold_default_for(k)[0].name} ({'the same' if same[k] else 'DIFFERENT'})" for k in choices))
     return choices
 
 

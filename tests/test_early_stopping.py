@@ -316,7 +316,7 @@ def noisy_fit(tmp_path, es, *, train_probe=False, max_epochs=12, extra=(), monit
 def test_e2e_plateau_stops_where_the_rule_says_and_restores_best(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     rec = WeightsRecorder()
-    es = W2SEarlyStopping(patience=2, restore_best=True)
+    es = W2SEarlyStopping(patience=2, restore_best=True, gold=False)  # the probe has gold: gold=False tests the label-free default
     trainer, model, logged = noisy_fit(tmp_path, es, extra=[rec])
     xs = [logged[e][HELD] for e in sorted(logged)]
     want = first(len(xs), lambda i: ref_plateau(xs, i, 2, 0))
@@ -357,7 +357,7 @@ def test_default_stops_after_the_minimum_and_restores_that_checks_weights(tmp_pa
     checks after the minimum and the module ends with the weights of the minimum's check."""
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     rec = WeightsRecorder()
-    es = W2SEarlyStopping()
+    es = W2SEarlyStopping(gold=False)  # the probe has gold: gold=False tests the label-free default
     count = SnapshotCount(es)
     trainer, model, logged = noisy_fit(tmp_path, es, extra=[rec, count], max_epochs=25)
     xs = [logged[e][HELD] for e in sorted(logged)]
@@ -382,7 +382,7 @@ def test_default_restores_the_best_check_when_max_epochs_comes_first(tmp_path, c
     ModelCheckpoint's best would; the console says so."""
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     rec = WeightsRecorder()
-    es = W2SEarlyStopping()
+    es = W2SEarlyStopping(gold=False)  # the probe has gold: gold=False tests the label-free default
     _, model, logged = noisy_fit(tmp_path, es, extra=[rec], max_epochs=4)
     xs = [logged[e][HELD] for e in sorted(logged)]
     assert es.stopping_reason is W2SStoppingReason.NOT_STOPPED and es.stopped_check is None and len(xs) == 4
@@ -399,7 +399,7 @@ def test_default_restores_the_best_check_when_max_epochs_comes_first(tmp_path, c
 def test_restore_best_false_keeps_the_last_weights_and_no_copy(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     rec = WeightsRecorder()
-    es = W2SEarlyStopping(restore_best=False)
+    es = W2SEarlyStopping(restore_best=False, gold=False)  # the probe has gold: gold=False tests the label-free default
     _, model, logged = noisy_fit(tmp_path, es, extra=[rec], max_epochs=25)
     want = es.stopped_check
     assert want is not None and want == len(logged) - 1 and es._snapshots == {}
@@ -434,7 +434,7 @@ def test_restore_is_switched_off_with_a_warning_under_a_sharded_strategy(tmp_pat
     """A plain state_dict copy would not restore sharded weights: no copy, no restore, a warning that
     names `restore_best=False`; the decisions are unchanged."""
     rec = WeightsRecorder()
-    es = W2SEarlyStopping()
+    es = W2SEarlyStopping(gold=False)  # the probe has gold: gold=False tests the label-free default
     with pytest.warns(UserWarning, match=r"`restore_best` is off for this fit: under ShardedLikeStrategy.*"
                                          r"ModelCheckpoint\(monitor='w2s/misfit/teacher_label_ce'.*`restore_best=False`"):
         _, model, _ = noisy_fit(tmp_path, es, extra=[rec], max_epochs=25, strategy=ShardedLikeStrategy(torch.device("cpu")))

@@ -111,38 +111,42 @@ def test_a_whole_run_gold_rule_never_stops(monkeypatch):
     assert es.restore_check == 4 and set(es._snapshots) <= {1, 4} and 4 in es._snapshots
 
 
-def test_trainer_restores_the_gold_pick_and_says_why(tmp_path, monkeypatch, caplog):
-    """A real Trainer with W2SMonitor (a probe with 320 gold points) and W2SEarlyStopping(): the
-    module ends with the weights of the check the gold rule picks from the logged gold accuracies,
-    and the console names the rule."""
+@pytest.mark.parametrize("n_probe,patched", [(320, True), (101, False)])
+def test_trainer_restores_the_gold_pick_and_says_why(tmp_path, monkeypatch, caplog, n_probe, patched):
+    """A real Trainer with W2SMonitor (a probe with gold on every point) and W2SEarlyStopping(): the
+    module ends with the weights of the check the gold rule picks from the logged values, and the
+    console names the rule. 320 gold points with the naive rule patched in; 101 with the package's
+    own choice for that budget (the PPI estimate)."""
     import logging
 
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
     from conftest import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
-    from test_early_stopping import WeightsRecorder
     from lightning_w2s import W2SMonitor
+    from test_early_stopping import WeightsRecorder
 
-    monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."),
-                                                     (300, GoldRule("naive"), "the naive rule (test).")))
-
+    if patched:
+        monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."),
+                                                         (300, GoldRule("naive"), "the naive rule (test).")))
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
-    task = make_task(n_probe=320, noise=0.3)
+    task = make_task(n_probe=n_probe, noise=0.3)
     L.seed_everything(0, verbose=False)
     model, rec, es = TinyStudent(lr=0.02, hidden=64), WeightsRecorder(), W2SEarlyStopping()
     logger = CSVLogger(tmp_path, name="csv")
     trainer = L.Trainer(**trainer_kwargs(max_epochs=10, logger=logger, callbacks=[W2SMonitor(task.probe()), es, rec]))
     trainer.fit(model, task.train_loader(32), task.val_loader())
     logged = read_csv_metrics(logger)
-    acc = [logged[e][Q.ACCURACY] for e in sorted(logged)]
-    assert {logged[e][Q.GOLD_COUNT] for e in logged} == {320.0}
-    pick = acc.index(max(acc))
+    rule, why = gold_rule.gold_default_for(n_probe)
+    assert es.gold_rule == rule != GoldRule("label_free")
+    assert {logged[e][Q.GOLD_COUNT] for e in logged} == {float(n_probe)}
+    series = [logged[e][Q.ACCURACY_PPI if rule.estimate == "ppi" else Q.ACCURACY] for e in sorted(logged)]
     held = [logged[e][Q.TEACHER_LABEL_CE] for e in sorted(logged)]
+    pick = series.index(max(series))
     assert pick != held.index(min(held)), "the scenario must tell the gold pick from the label-free best"
-    assert es.gold_rule == GoldRule("naive") and es.restore_check == es.best_check == pick
+    assert es.restore_check == es.best_check == pick
     state = model.state_dict()
     assert all(torch.equal(state[k], rec.weights[pick][k]) for k in state)
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("lightning.pytorch")]
-    assert any("320 gold points: the naive rule (test)." in m for m in messages)
-    assert any(f"restored the student's weights of check {pick}" in m and "gold rule naive" in m for m in messages)
+    assert any(f"{n_probe} gold points: {why}" in m for m in messages)
+    assert any(f"restored the student's weights of check {pick}" in m and f"gold rule {rule.name}" in m for m in messages)

@@ -82,7 +82,7 @@ def test_resume_without_saved_weights_says_so(tmp_path):
 
     def run(name, crash_at=None, ckpt_path=None):
         L.seed_everything(0, verbose=False)
-        es = W2SEarlyStopping(patience=4, restore_best=True, save_best_weights=False, verbose=False)
+        es = W2SEarlyStopping(patience=4, restore_best=True, save_best_weights=False, verbose=False, gold=False)
         cbs = [W2SMonitor(task.probe()), es, ModelCheckpoint(dirpath=tmp_path / name, save_last=True)]
         cbs += [CrashAt(crash_at)] if crash_at is not None else []
         trainer = L.Trainer(**trainer_kwargs(max_epochs=15, enable_checkpointing=True, callbacks=cbs))

@@ -152,7 +152,7 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
             counter (your own code's): ``None`` = validation end when there is a validation loop,
             else train epoch end; ``True``/``False`` force the train-epoch-end / validation-end hook.
         gold: with the default policy, use the probe's gold labels when the monitor logs them
-            (``Q.ACCURACY`` and ``Q.GOLD_COUNT``): the weights kept (and, for a whole-run rule,
+            (``Q.ACCURACY``, ``Q.ACCURACY_PPI`` and ``Q.GOLD_COUNT``): the weights kept (and, for a whole-run rule,
             whether to stop early) follow the gold rule the stopping benchmark chose for that many
             gold points (:func:`lightning_w2s.stopping.gold_rule.gold_default_for`, docs/gold.md);
             the console says which rule and why. Its copies of the weights are kept like the
@@ -284,8 +284,9 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
         return None if rule.kind == "label_free" else rule
 
     def _gold_series(self) -> tuple[list[float], list[float], int]:
-        """Per check, the gold accuracy and the label-free value; the latest gold count."""
-        acc = [h.get("gold", {}).get("accuracy", math.nan) for h in self.history]
+        """Per check, the gold series the rule reads and the label-free value; the latest gold count."""
+        key = self.gold_rule.estimate
+        acc = [h.get("gold", {}).get(key, math.nan) for h in self.history]
         label_free = [h["values"].get(self.needed[0], math.nan) for h in self.history]
         return acc, label_free, int(self.history[-1]["gold"]["count"])
 
@@ -299,7 +300,8 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
         used and logged); a whole-run gold rule never stops the fit."""
         stop, reason, message = StoppingPolicies.evaluate(self, values, epoch, global_step)
         if self._gold_applies:
-            gold = {key: float(values[name]) for key, name in (("accuracy", Q.ACCURACY), ("count", Q.GOLD_COUNT))
+            names = (("accuracy", Q.ACCURACY), ("ppi", Q.ACCURACY_PPI), ("count", Q.GOLD_COUNT))
+            gold = {key: float(values[name]) for key, name in names
                     if values.get(name) is not None and math.isfinite(float(values[name]))}
             self.history[-1]["gold"] = gold
             rule = self.gold_rule
@@ -405,7 +407,7 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
         (bookkeeping names excluded)."""
         metrics = trainer.callback_metrics
         present = [k for k in metrics if k.startswith(Q.PREFIX + "/") and k not in (Q.SKIPPED, Q.CHECK)]
-        names = list(self.needed) + ([Q.ACCURACY, Q.GOLD_COUNT] if self._gold_applies else [])
+        names = list(self.needed) + ([Q.ACCURACY, Q.ACCURACY_PPI, Q.GOLD_COUNT] if self._gold_applies else [])
         read = {n: float(metrics[n]) for n in names if n in metrics}  # one host read per name
         values = {n: v for n, v in read.items() if math.isfinite(v)}
         return values, [n for n in self.needed if n not in values], present

@@ -32,8 +32,9 @@ student's gold accuracy (pure torch; docs/gold.md gives the formulas and which i
   survey estimates [heuristic: our construction on the paper's estimator]. Measured (the tests, 4000
   synthetic probes per setting): the CLT interval covers 92-95% at 300 gold points, 79-93% at 30 when
   the accuracy is high (0.9 to 0.95); the effective-size Wilson interval covers 94-96% at 300 but
-  still 58-94% at 30 and 91-95% at 100. So the estimate and its interval are logged from
-  :data:`PPI_MIN_GOLD` gold points on; below that only the gold-only Wilson interval is.
+  still 58-94% at 30 and 91-95% at 100. So the interval is logged from :data:`PPI_MIN_GOLD` gold
+  points on; below that only the gold-only Wilson interval is. The estimate (unbiased at any ``n``)
+  is logged from 2 gold points on.
 
 Every state is a sum (counts and sums of products), so a DDP sync of the states is exact and the
 values after it equal those of one process holding every point.
@@ -59,7 +60,7 @@ def _z(confidence: float) -> float:
     confidence = check_scalar("confidence", confidence, float, min_val=0.0, max_val=1.0, include_boundaries="neither")
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
-#: the fewest gold points with which the PPI estimate is logged (module docstring: coverage measured below that is short)
+#: the fewest gold points with which the PPI interval is logged (module docstring: coverage measured below that is short)
 PPI_MIN_GOLD = 300
 #: the sum states of :func:`ppi_mean_from_sums`: labelled count and sums of Y, f, Y², f², Y·f; unlabelled count and sums of f̃, f̃²
 PPI_SUMS = ("n", "sum_y", "sum_f", "sum_yy", "sum_ff", "sum_yf", "n_unlabelled", "sum_fu", "sum_fufu")
@@ -142,7 +143,7 @@ class PredictionPoweredAccuracy(Metric):
 
     ``update(student_pred, teacher_pred, gold, covered)`` with ``(b,)`` labels (``gold = -1``:
     unknown, an unlabelled point); ``compute()`` returns ``{Q.ACCURACY_PPI, Q.ACCURACY_PPI_LOWER,
-    Q.ACCURACY_PPI_UPPER}`` (``NaN`` under :data:`PPI_MIN_GOLD` gold points).
+    Q.ACCURACY_PPI_UPPER}`` (the interval ``NaN`` under :data:`PPI_MIN_GOLD` gold points, the estimate under 2).
 
     >>> m = PredictionPoweredAccuracy()
     >>> student, teacher = torch.tensor([0, 1, 1, 0] * 100), torch.tensor([0, 1, 0, 0] * 100)
@@ -179,14 +180,14 @@ class PredictionPoweredAccuracy(Metric):
         self.sum_fufu += (fu * fu).sum()
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """The estimate and the effective-sample-size Wilson interval (module docstring); ``NaN``
-        under :data:`PPI_MIN_GOLD` gold points."""
+        """The estimate and the effective-sample-size Wilson interval (module docstring); the
+        interval ``NaN`` under :data:`PPI_MIN_GOLD` gold points."""
         sums = {k: getattr(self, k) for k in PPI_SUMS}
         out = ppi_mean_from_sums(sums, self.confidence)
         est, lower, upper = ppi_effective_wilson(out, self.n + self.n_unlabelled, self.confidence)
         nan = torch.full_like(est, math.nan)
         enough = self.n >= PPI_MIN_GOLD
-        return {Q.ACCURACY_PPI: torch.where(enough, est, nan), Q.ACCURACY_PPI_LOWER: torch.where(enough, lower, nan),
+        return {Q.ACCURACY_PPI: est, Q.ACCURACY_PPI_LOWER: torch.where(enough, lower, nan),
                 Q.ACCURACY_PPI_UPPER: torch.where(enough, upper, nan)}
 
 

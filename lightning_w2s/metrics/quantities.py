@@ -179,13 +179,13 @@ ACCURACY_PPI = declare(
     _name("gold", "accuracy_ppi"),
     "prediction-powered (PPI++, power-tuned λ) estimate of the student's gold accuracy: gold points as the labelled "
     "sample, probe points without gold as the unlabelled one, agreement with the teacher's label as the predictor; "
-    "an estimate of the same accuracy as `gold/accuracy` (whose interval is Wilson's, gold points only); logged from "
-    "300 gold points on (fewer: its interval covered too rarely in tests)",
+    "an estimate of the same accuracy as `gold/accuracy` (whose interval is Wilson's, gold points only); its interval "
+    "is logged from 300 gold points on (fewer: it covered too rarely in tests)",
     "Angelopoulos et al. 2023 (PPI); Angelopoulos, Duchi, Zrnic 2023 (PPI++) — asymptotic", kind="estimate",
     higher_is_better=True, needs=[Need.GOLD], may_be_undefined=True, charts=[_PPI])
 ACCURACY_PPI_LOWER, ACCURACY_PPI_UPPER = (
     declare(_name("gold", f"accuracy_ppi_{word}"), f"{word} end of the 95% interval of `gold/accuracy_ppi`: Wilson's at PPI's effective sample "
-            "size θ̂(1 − θ̂)/se²", "Angelopoulos, Duchi, Zrnic 2023; Korn & Graubard 1998 — heuristic", kind="interval", higher_is_better=True, needs=[Need.GOLD],
+            "size θ̂(1 − θ̂)/se² (from 300 gold points)", "Angelopoulos, Duchi, Zrnic 2023; Korn & Graubard 1998 — heuristic", kind="interval", higher_is_better=True, needs=[Need.GOLD],
             may_be_undefined=True, charts=[replace(_PPI, role=word)])
     for word in ("lower", "upper"))
 _GAIN = Chart("Charikar's gain err_sq(teacher) − err_sq(student): measured vs predicted", "gold")
