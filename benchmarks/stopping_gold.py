@@ -42,7 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
-from benchmarks.stopping_rules import Rule, first_best, lightning_es_stop, package_default_outcome, package_teacher_label_ce
+from benchmarks.stopping_rules import Rule, package_default_outcome, package_teacher_label_ce
 
 BUDGETS = (30, 100, 300)
 DRAWS = 20
@@ -120,17 +120,16 @@ def candidate_rules(k: int) -> list[Rule]:
                     for label, rule in CANDIDATES.items()]
 
 
-def ref_rule() -> Rule:
-    """REF: ``EarlyStopping(val_loss, patience=3)`` + ``ModelCheckpoint(val_loss)`` restored (as in :mod:`benchmarks.stopping`)."""
-    def run(r):
-        from benchmarks.stopping_rules import Outcome
+def ref_rule(recs) -> Rule:
+    """REF of :mod:`benchmarks.stopping` (``EarlyStopping(val_loss, patience=3)`` + ``ModelCheckpoint(val_loss)``
+    restored), with the per-check views of Lightning's logged ``val_loss`` it reads set on ``recs``."""
+    from benchmarks.stopping import REF, baseline_rules
 
-        checks = np.concatenate([[np.nan], r.logged_val_loss])
-        stop = lightning_es_stop(checks, 3)
-        end = r.epochs if stop is None else stop
-        return Outcome(stop, first_best(checks, end))
-
-    return Rule("ES(val_loss,p=3)+ckpt restored [REF]", "baseline", False, run)
+    for r in recs:
+        if not hasattr(r, "logged_val_loss_checks"):
+            r.logged_val_loss_checks = np.concatenate([[np.nan], r.logged_val_loss])
+            r.logged_val_auroc_checks = np.concatenate([[np.nan], r.logged_val_auroc])
+    return next(r for r in baseline_rules() if r.name == REF)
 
 
 def _mean_over_pairs(rule: Rule, runs, tasks) -> float:
@@ -144,7 +143,7 @@ def report(recs, tasks: Sequence[str], select: Sequence[int], report_seeds: Sequ
 
     sel = [r for r in recs if r.seed in select]
     rep = [r for r in recs if r.seed in report_seeds]
-    ref = ref_rule()
+    ref = ref_rule(recs)
     tasks = [t for t in tasks if any(r.task == t for r in recs)]
     counts = {t: (sum(r.task == t for r in sel), sum(r.task == t for r in rep)) for t in tasks}
     log(f"GOLD BUDGETS: k gold probe points, {DRAWS} random draws per run (the same for every rule); the label-free default "
