@@ -71,10 +71,12 @@ def test_non_finite_values_are_skipped_and_gold_missing_falls_back():
         GoldRule("top_m", 0)
 
 
-def _replay(stopper, lf, acc=None, count=None):
+def _replay(stopper, lf, acc=None, count=None, failed=()):
     for i, x in enumerate(lf):
         values = {Q.TEACHER_LABEL_CE: x}
-        if acc is not None:
+        if i in failed:  # a failed monitor check logs nothing
+            values = {}
+        elif acc is not None:
             values.update({Q.ACCURACY: acc[i], Q.GOLD_COUNT: count})
         stopper.evaluate(values, epoch=i)
         stopper.keep_snapshot(lambda i=i: {"w": torch.tensor(float(i))})
@@ -96,6 +98,9 @@ def test_stopper_keeps_the_gold_rule_pick_with_enough_gold(monkeypatch):
     for es2, count in ((W2SEarlyStopping(patience=3, verbose=False, gold=False), 300), (W2SEarlyStopping(patience=3, verbose=False), 299)):
         _replay(es2, LF, ACC, count)
         assert es2.gold_rule is None and es2.restore_check == 1  # the label-free best
+    es4 = W2SEarlyStopping(patience=6, verbose=False)
+    _replay(es4, LF, ACC, 300, failed=(5,))  # a failed check after the gold pick keeps its copy
+    assert len(es4.history) > 6 and es4.restore_check == 4 and 4 in es4._snapshots
     state = es.state_dict()
     es3 = W2SEarlyStopping(patience=3, verbose=False)
     es3.load_state_dict(state)

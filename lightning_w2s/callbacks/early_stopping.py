@@ -274,21 +274,26 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
     @property
     def gold_rule(self) -> GoldRule | None:
         """The gold rule in force (``None``: label-free): the benchmark's choice for the gold count the
-        monitor logged at the latest check."""
-        if not self._gold_applies or not self.history:
-            return None
-        n = self.history[-1].get("gold", {}).get("count")
+        monitor logged (at the latest check that logged one)."""
+        n = self._gold_count()
         if n is None:
             return None
-        rule = gold_default_for(int(n))[0]
+        rule = gold_default_for(n)[0]
         return None if rule.kind == "label_free" else rule
+
+    def _gold_count(self) -> int | None:
+        """The gold count of the latest check that logged one (a failed check logs none, and must not
+        switch the rule off: its weight copies would be dropped)."""
+        if not self._gold_applies:
+            return None
+        return next((int(h["gold"]["count"]) for h in reversed(self.history) if "count" in h.get("gold", {})), None)
 
     def _gold_series(self) -> tuple[list[float], list[float], int]:
         """Per check, the gold series the rule reads and the label-free value; the latest gold count."""
         key = self.gold_rule.estimate
         acc = [h.get("gold", {}).get(key, math.nan) for h in self.history]
         label_free = [h["values"].get(self.needed[0], math.nan) for h in self.history]
-        return acc, label_free, int(self.history[-1]["gold"]["count"])
+        return acc, label_free, self._gold_count()
 
     def _gold_pick(self) -> int | None:
         rule = self.gold_rule
