@@ -304,3 +304,29 @@ def test_train_probe_is_the_first_covered_training_rows_and_teacher_matrix():
     cov = task.probe.covered
     np.testing.assert_array_equal(m[cov].argmax(1), task.probe.teacher_labels[cov])
     assert (m[cov].sum(1) == 1).all() and (m[~cov] == 0).all()
+
+
+def test_gold_budget_replay_against_loops():
+    """The gold budgets (benchmarks.stopping.gold): draws are seeded and shared by every rule; with gold
+    on every probe point the naive whole-run rule keeps the first best gold-accuracy epoch and the PPI
+    estimate is the plain accuracy; with fewer, each check's PPI estimate is ppi_mean of that check."""
+    import torch
+
+    from benchmarks.stopping.gold import CANDIDATES, gold_draws, gold_regret, ppi_accuracy
+    from lightning_w2s.metrics.gold_intervals import ppi_mean
+
+    rec = _fake_recording(n_p=40, C=12)
+    assert np.array_equal(gold_draws(rec, 10), gold_draws(rec, 10)) and gold_draws(rec, 10).shape == (20, 10)
+    acc = (rec.probe_logits[1:].argmax(-1) == rec.probe_gold).mean(1)
+    assert gold_regret(rec, "naive, whole run [NAIVE]", 40) == pytest.approx(rec.regret(1 + int(np.argmax(acc))))
+    pred = rec.probe_logits.argmax(-1)
+    correct, agree = pred == rec.probe_gold, (pred == rec.probe_teacher.argmax(-1)) & rec.probe_covered
+    assert np.allclose(ppi_accuracy(correct, agree, np.arange(40)), correct.mean(1))
+    idx = gold_draws(rec, 15)[0]
+    rest = np.setdiff1d(np.arange(40), idx)
+    got = ppi_accuracy(correct, agree, idx)
+    for c in range(len(got)):
+        want = ppi_mean(torch.tensor(correct[c, idx], dtype=torch.float64), torch.tensor(agree[c, idx], dtype=torch.float64),
+                        torch.tensor(agree[c, rest], dtype=torch.float64))["estimate"]
+        assert got[c] == pytest.approx(float(want), abs=1e-12)
+    assert set(CANDIDATES) >= {"label_free [W2SEarlyStopping() today]", "naive, whole run [NAIVE]", "ppi_naive"}

@@ -41,8 +41,11 @@ def test_what_users_need_reaches_the_console_of_a_plain_process():
     assert out.count("no fresh finite value") == 1, out
     # the stop reason and the restored check
     assert "W2SEarlyStopping stopped the fit at epoch 4" in out and "[heldout_misfit_plateau]" in out
-    assert "W2SEarlyStopping: restored the student's weights of check 0" in out
-    assert "STOPPED_EPOCH=4 BEST_CHECK=0" in out
+    # the probe has 100 gold points: the gold rule in force is said once, and the restore line names it
+    assert out.count("W2SEarlyStopping: the probe has 100 gold points: the check with the best PPI++ estimate") == 1, out
+    assert "STOPPED_EPOCH=4 BEST_CHECK=" in out
+    best = int(out.split("BEST_CHECK=")[1].split()[0])
+    assert f"W2SEarlyStopping: restored the student's weights of check {best} " in out and "gold rule naive on the PPI estimate" in out
     # per-check detail does not
     assert "W2SMonitor check " not in out and "W2SEarlyStopping check " not in out
 

@@ -43,7 +43,7 @@ def _fit(tmp_path, max_epochs: int):
     task = make_task(noise=0.3)
     L.seed_everything(0, verbose=False)
     model = TinyStudent(lr=0.02, hidden=64)
-    stopper, weights = W2SEarlyStopping(verbose=False), WeightsAtChecks()
+    stopper, weights = W2SEarlyStopping(verbose=False, gold=False), WeightsAtChecks()  # the probe has gold: gold=False tests the label-free default
     logger = TensorBoardLogger(tmp_path, name="tb", version=0)
     trainer = L.Trainer(**trainer_kwargs(max_epochs=max_epochs, logger=logger,
                                          callbacks=[W2SMonitor(task.probe()), stopper, weights]))

@@ -19,6 +19,8 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from conftest import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
 from lightning_w2s import W2SMonitor
 from lightning_w2s.callbacks.early_stopping import POLICIES, W2SEarlyStopping, W2SStoppingReason
+from lightning_w2s.stopping.decision import StoppingDecision
+from lightning_w2s.stopping.policies import make_policies
 
 HELD = "w2s/misfit/teacher_label_ce"  # what the plateau and overfit rules read by default
 TRAIN = "w2s/train_misfit/teacher_label_ce"
@@ -122,10 +124,13 @@ def test_warmup_epochs_no_decision_and_no_latched_stop():
     assert all(not h["votes"] for h in es.history[:3])
 
 
-def test_warmup_steps():
-    es = W2SEarlyStopping(patience=2, min_steps=25, verbose=False)
-    got, _, _ = drive(es, [{HELD: 1.0}] * 8, steps=[0, 10, 20, 30, 40, 50, 60, 70])
-    assert got == 4  # steps 0, 10, 20 < 25 are warm-up
+def test_warmup_steps_in_the_decision():
+    """The decision object keeps a warm-up in optimizer steps (the stopper leaves that to
+    ``Trainer(min_steps=)``): steps 0, 10, 20 < 25 are warm-up, waits start at step 30."""
+    decision = StoppingDecision(make_policies(patience=2), min_steps=25)
+    stops = [decision.evaluate({HELD: 1.0}, epoch=0, global_step=s)[0] for s in (0, 10, 20, 30, 40, 50)]
+    assert stops.index(True) == 4
+    assert [h["warmup"] for h in decision.history[:4]] == [True, True, True, False]
 
 
 def test_warmup_trend_policy_counts_nothing_inside_warmup():
@@ -202,7 +207,7 @@ def test_constructor_validation(kwargs, match):
         (dict(verbose=1), r"`verbose` must be a bool"),
         (dict(strict=None), r"`strict` must be a bool"),
         (dict(restore_best="yes"), r"`restore_best` must be a bool"),
-        (dict(min_steps=2.0), r"`min_steps` must be an int"),
+        (dict(gold="yes"), r"`gold` must be a bool"),
     ],
 )
 def test_constructor_type_errors_name_the_argument(kwargs, match):
@@ -266,7 +271,7 @@ def noisy_fit(tmp_path, es, *, train_probe=False, max_epochs=12, extra=(), monit
 def test_e2e_plateau_stops_where_the_rule_says_and_restores_best(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     rec = WeightsRecorder()
-    es = W2SEarlyStopping(patience=2, restore_best=True)
+    es = W2SEarlyStopping(patience=2, restore_best=True, gold=False)  # the probe has gold: gold=False tests the label-free default
     trainer, model, logged = noisy_fit(tmp_path, es, extra=[rec])
     xs = [logged[e][HELD] for e in sorted(logged)]
     want = first(len(xs), lambda i: ref_plateau(xs, i, 2, 0))
@@ -307,7 +312,7 @@ def test_default_stops_after_the_minimum_and_restores_that_checks_weights(tmp_pa
     checks after the minimum and the module ends with the weights of the minimum's check."""
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     rec = WeightsRecorder()
-    es = W2SEarlyStopping()
+    es = W2SEarlyStopping(gold=False)  # the probe has gold: gold=False tests the label-free default
     count = SnapshotCount(es)
     trainer, model, logged = noisy_fit(tmp_path, es, extra=[rec, count], max_epochs=25)
     xs = [logged[e][HELD] for e in sorted(logged)]
@@ -332,7 +337,7 @@ def test_default_restores_the_best_check_when_max_epochs_comes_first(tmp_path, c
     ModelCheckpoint's best would; the console says so."""
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     rec = WeightsRecorder()
-    es = W2SEarlyStopping()
+    es = W2SEarlyStopping(gold=False)  # the probe has gold: gold=False tests the label-free default
     _, model, logged = noisy_fit(tmp_path, es, extra=[rec], max_epochs=4)
     xs = [logged[e][HELD] for e in sorted(logged)]
     assert es.stopping_reason is W2SStoppingReason.NOT_STOPPED and es.stopped_check is None and len(xs) == 4
@@ -349,7 +354,7 @@ def test_default_restores_the_best_check_when_max_epochs_comes_first(tmp_path, c
 def test_restore_best_false_keeps_the_last_weights_and_no_copy(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     rec = WeightsRecorder()
-    es = W2SEarlyStopping(restore_best=False)
+    es = W2SEarlyStopping(restore_best=False, gold=False)  # the probe has gold: gold=False tests the label-free default
     _, model, logged = noisy_fit(tmp_path, es, extra=[rec], max_epochs=25)
     want = es.stopped_check
     assert want is not None and want == len(logged) - 1 and es.best_weights.copies == {}
@@ -384,7 +389,7 @@ def test_restore_is_switched_off_with_a_warning_under_a_sharded_strategy(tmp_pat
     """A plain state_dict copy would not restore sharded weights: no copy, no restore, a warning that
     names `restore_best=False`; the decisions are unchanged."""
     rec = WeightsRecorder()
-    es = W2SEarlyStopping()
+    es = W2SEarlyStopping(gold=False)  # the probe has gold: gold=False tests the label-free default
     with pytest.warns(UserWarning, match=r"`restore_best` is off for this fit: under ShardedLikeStrategy.*"
                                          r"ModelCheckpoint\(monitor='w2s/misfit/teacher_label_ce'.*`restore_best=False`"):
         _, model, _ = noisy_fit(tmp_path, es, extra=[rec], max_epochs=25, strategy=ShardedLikeStrategy(torch.device("cpu")))

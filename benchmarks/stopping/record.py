@@ -401,7 +401,7 @@ def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir
     train_probe = W2SProbe(t(task.train.x[rows]), teacher_labels=torch.from_numpy(task.train.teacher_labels[rows].copy()),
                            num_classes=task.num_classes)
     monitor = W2SMonitor(probe=probe, train_probe=train_probe)
-    stopper = W2SEarlyStopping()
+    stopper = W2SEarlyStopping(gold=False)  # the label-free default (the probe has gold; docs/gold.md)
     names = {"w2s/misfit/kl_teacher_student": "probe_ce", "w2s/misfit/teacher_label_ce": "probe_hce",
              "w2s/misfit/disagreement": "probe_err", "w2s/train_misfit/kl_teacher_student": "train_ce",
              "w2s/robustness/inconsistency": "gamma"}

@@ -22,6 +22,10 @@ How it works:
 Goal: mean regret on the report seeds <= 0.5 pt **and** below the reference with the
 paired 95% CI excluding 0. Printed as PASS/FAIL.
 
+Gold budgets (:mod:`benchmarks.stopping.gold`, docs/gold.md): the same recordings replayed with gold on
+k = 30 / 100 / 300 random probe points (20 draws per run), the pre-registered gold rules beside REF
+and the naive best-gold checkpoint, one chosen per budget on the selection seeds.
+
 Faithfulness (printed): the chosen rule (``probe_hce ma1 p=5 keep=best``) is what ``W2SEarlyStopping()``
 does with no arguments, and the benchmark checks it three ways: (a) ``W2SEarlyStopping()`` itself,
 replayed on every run through its decision object (``.decision``: ``evaluate`` + ``restore_check``) on the
@@ -526,6 +530,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def epochs_run(rule, runs):
         return statistics.fmean((rule.outcome(r).stop if rule.outcome(r).stop is not None else r.epochs) / r.epochs for r in runs)
 
+    from benchmarks.stopping.gold import report as gold_report
+
+    gold_report(recs, tasks, select, report)
+    print()
     print(f"Share of the epochs budget run (report seeds): CHOSEN {epochs_run(chosen_rule, rep):.2f}, REF {epochs_run(ref, rep):.2f}")
     print(f"analysis {time.perf_counter() - t0:.0f} s; recordings loaded/recorded in {t_rec:.0f} s; recording cost of the "
           f"{len(recs)} runs (fit + recording passes, as measured when recorded): "

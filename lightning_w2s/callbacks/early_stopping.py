@@ -29,6 +29,7 @@ from typing_extensions import override
 from lightning_w2s.callbacks.best_weights import BestWeights
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.stopping.decision import StoppingDecision
+from lightning_w2s.stopping.gold_rule import GoldRule, GoldSelection, gold_default_for
 from lightning_w2s.stopping.policies import POLICIES, make_policies, unmet_message
 from lightning_w2s.stopping.rules import W2SStoppingReason
 from lightning_w2s.validation import check_scalar
@@ -103,8 +104,17 @@ class W2SEarlyStopping(EarlyStopping):
     ``gain_exhausted`` and ``robustness_drop`` are the monitor's warnings, not policies: as stopping
     rules they left 3.24 and 4.04 pt of regret, more than training to the end (3.19 pt).
 
-    Warm-up: a check made while ``trainer.current_epoch < min_epochs`` or ``trainer.global_step <
-    min_steps`` is recorded but never counts toward patience and never stops.
+    Warm-up: a check made while ``trainer.current_epoch < min_epochs`` is recorded but never counts
+    toward patience and never stops (a warm-up in optimizer steps: ``Trainer(min_steps=...)``, which
+    holds any stop back until then).
+
+    Gold on the probe (``gold=True``, the default policy only): when the monitor logs the probe's
+    gold count, accuracy and PPI estimate, the check whose weights are kept (and, for a whole-run
+    rule, whether to stop early) follows the gold rule the stopping benchmark chose for that many
+    gold points (:class:`~lightning_w2s.stopping.gold_rule.GoldSelection`, docs/gold.md): label-free
+    under 55 gold points, the best PPI estimate up to the label-free stop from 55, the best gold
+    accuracy over the whole run from 173. The console says which rule and why. A heuristic chosen on
+    11 task–teacher pairs, not a guarantee.
 
     Missing values: a policy votes only at a check where every name it needs was logged *at that
     check* with a finite value; otherwise a warning, no counter change, no vote. So a failed monitor
@@ -132,7 +142,6 @@ class W2SEarlyStopping(EarlyStopping):
         kappa: ratio threshold of ``teacher_overfit``, in (0, 1]; ``None`` disables the ratio branch.
             The default 0.5 is a heuristic.
         min_epochs: warm-up in epochs (see above).
-        min_steps: warm-up in optimizer steps (``trainer.global_step``).
         restore_best: keep a CPU copy of the student's ``state_dict`` at the best check
             (:attr:`restore_check`) and load it in ``on_train_end``, whether this callback stopped the
             fit or it ended otherwise, on every rank, after the last checkpoint is written. **Memory:**
@@ -143,6 +152,8 @@ class W2SEarlyStopping(EarlyStopping):
         verbose: log every check's decision on rank 0 at debug level; the stop message and the
             restored check always reach the console.
         strict: raise (``True``) or warn (``False``) when a needed name is not logged.
+        gold: use the probe's gold labels when the monitor logs them (see above); ``False``: the
+            label-free default whatever the probe holds.
 
     Attributes:
         decision: the :class:`~lightning_w2s.stopping.decision.StoppingDecision`.
@@ -168,12 +179,12 @@ class W2SEarlyStopping(EarlyStopping):
         misfit: str = "teacher_label_ce",
         kappa: float | None = 0.5,
         min_epochs: int = 0,
-        min_steps: int = 0,
         restore_best: bool = True,
         verbose: bool = True,
         strict: bool = True,
+        gold: bool = True,
     ) -> None:
-        self.decision = StoppingDecision(make_policies(policy, patience, min_delta, misfit, kappa), min_epochs, min_steps)
+        self.decision = StoppingDecision(make_policies(policy, patience, min_delta, misfit, kappa), min_epochs)
         rules = self.decision.rules
         # every quantity read here is lower-is-better ("min")
         super().__init__(monitor=rules[0].needs()[0], min_delta=max(r.min_delta for r in rules),
@@ -181,12 +192,15 @@ class W2SEarlyStopping(EarlyStopping):
                          check_finite=False, log_rank_zero_only=True)
         self.misfit = misfit
         self.restore_best = restore_best
+        self.gold = gold
         self._check_flags()
+        # gold on the probe, with the default policy only (the benchmark chose its gold rules over it)
+        self.gold_selection = GoldSelection(self.gold and self.decision.names == ["heldout_misfit_plateau"])
         self.best_weights = BestWeights(self.restore_best)
         self._reset_state()
 
     def _check_flags(self) -> None:
-        for name in ("verbose", "strict", "restore_best"):
+        for name in ("verbose", "strict", "restore_best", "gold"):
             check_scalar(name, getattr(self, name), bool)
 
     def _reset_state(self) -> None:
@@ -196,6 +210,7 @@ class W2SEarlyStopping(EarlyStopping):
         self.stopping_reason = W2SStoppingReason.NOT_STOPPED
         self.stopping_reason_message: str | None = None
         self.best_check: int | None = None
+        self._gold_announced = False
         self._last_check: float | None = None  # the monitor's w2s/check at the latest history entry
         self._counted = False  # a callback logs w2s/check: follow it
         self._sources: dict[str, str] | None = None  # fingerprints of the w2s sources (resume check)
@@ -213,9 +228,32 @@ class W2SEarlyStopping(EarlyStopping):
     def evaluate(self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0) -> tuple[bool, W2SStoppingReason | None, str | None]:
         """One check's decision ``(should_stop, reason, message)``: :meth:`StoppingDecision.evaluate
         <lightning_w2s.stopping.decision.StoppingDecision.evaluate>`, without a Trainer."""
-        out = self.decision.evaluate(values, epoch=epoch, global_step=global_step)
+        stop, reason, message = self.decision.evaluate(values, epoch=epoch, global_step=global_step)
+        if self.gold_selection.enabled:  # the check's gold values; a whole-run gold rule never stops the fit
+            self.gold_selection.record(self.history, {key: values.get(name) for key, name in self._GOLD_NAMES})
+            rule = self.gold_selection.rule(self.history)
+            if rule is not None and not self._gold_announced:
+                self._gold_announced = True
+                n = self.gold_selection.count(self.history) or 0
+                rank_zero_info(f"W2SEarlyStopping: the probe has {n} gold points: {gold_default_for(n)[1]} "
+                               "Pass `gold=False` for the label-free default.")
+            if stop and rule is not None and rule.whole_run:
+                self.decision.overrule(False)
+                stop, reason, message = False, W2SStoppingReason.NOT_STOPPED, None
         self._sync_lightning_attributes()
-        return out
+        return stop, reason, message
+
+    #: the gold values the gold selection records per check
+    _GOLD_NAMES = (("accuracy", Q.ACCURACY), ("ppi", Q.ACCURACY_PPI), ("count", Q.GOLD_COUNT))
+
+    def kept_checks(self) -> set[int]:
+        """The checks whose weights are kept now: the policies' best checks and the gold rule's candidates."""
+        return self.decision.best_checks() | self.gold_selection.candidates(self.history, self.decision.needed[0])
+
+    @property
+    def gold_rule(self) -> GoldRule | None:
+        """The gold rule in force (``None``: label-free; docs/gold.md)."""
+        return self.gold_selection.rule(self.history)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -224,8 +262,10 @@ class W2SEarlyStopping(EarlyStopping):
 
     @property
     def restore_check(self) -> int | None:
-        """The check whose weights ``restore_best`` would restore now."""
-        return self.decision.restore_check
+        """The check whose weights ``restore_best`` would restore now: the gold rule's pick when one
+        is in force, else the best check of the decision's restore policy."""
+        pick = self.gold_selection.pick(self.history, self.decision.needed[0])
+        return pick if pick is not None else self.decision.restore_check
 
     @property
     def stopped_check(self) -> int | None:
@@ -372,8 +412,10 @@ class W2SEarlyStopping(EarlyStopping):
         self.best_check = check
         ended = (f"the fit stopped at check {self.stopped_check}" if self.stopped_check is not None else
                  f"the fit ended after {len(self.history)} checks without a stop by this callback")
+        rule = self.gold_rule
+        kept_by = f"the check kept by the gold rule {rule.name}" if rule is not None else f"the best check of {self.decision.restore_policy}"
         rank_zero_info(f"W2SEarlyStopping: restored the student's weights of check {check}{self.decision.where(check)}, "
-                       f"the best check of {self.decision.restore_policy}; {ended}")
+                       f"{kept_by}; {ended}")
 
     # ------------------------------------------------------------------ one check
     def _read_values(self, trainer: Trainer) -> tuple[dict[str, float], list[str], list[str]]:
@@ -381,7 +423,8 @@ class W2SEarlyStopping(EarlyStopping):
         (bookkeeping names excluded)."""
         metrics = trainer.callback_metrics
         present = [k for k in metrics if k.startswith(Q.PREFIX + "/") and k not in (Q.SKIPPED, Q.CHECK)]
-        read = {n: float(metrics[n]) for n in self.decision.needed if n in metrics}  # one host read per name
+        names = list(self.decision.needed) + ([n for _, n in self._GOLD_NAMES] if self.gold_selection.enabled else [])
+        read = {n: float(metrics[n]) for n in names if n in metrics}  # one host read per name
         values = {n: v for n, v in read.items() if math.isfinite(v)}
         return values, [n for n in self.decision.needed if n not in values], present
 
@@ -402,7 +445,7 @@ class W2SEarlyStopping(EarlyStopping):
         if missing:
             self._warn_missing(missing)
         local_stop, reason, message = self.evaluate(values, epoch=trainer.current_epoch, global_step=trainer.global_step)
-        self.best_weights.keep(len(self.history) - 1, self.decision.best_checks(), pl_module.state_dict)
+        self.best_weights.keep(len(self.history) - 1, self.kept_checks(), pl_module.state_dict)
         should_stop = bool(trainer.strategy.reduce_boolean_decision(local_stop, all=False))
         reason = reason or W2SStoppingReason.NOT_STOPPED  # every policy has a reason: None only for warning rules
         if should_stop:  # the same collective on every rank that stops: the reason of the rank that decided

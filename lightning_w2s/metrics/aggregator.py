@@ -32,6 +32,7 @@ from lightning_w2s.metrics.family import Rows, host_floats, on_host
 from lightning_w2s.metrics.gold import GoldSquaredError, accuracy_bounds, pgr
 from lightning_w2s.metrics.gold_counts import CorrectionRates
 from lightning_w2s.metrics.lang_family import LangFamily
+from lightning_w2s.metrics.gold_intervals import PredictionPoweredAccuracy, pgr_interval
 from lightning_w2s.metrics.misfit import Misfit, PredictionShares
 from lightning_w2s.metrics.regression import RegressionMetrics
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, GapConstruction
@@ -130,6 +131,8 @@ class W2SMetrics(ProbeMetrics):
         self.calibration_vs_teacher = Calibration(n_bins=n_bins, validate_args=False)
         if self.has_gold:
             self.gold_sq = GoldSquaredError()
+            self.gold_ppi = PredictionPoweredAccuracy()
+            self.gold_ppi = PredictionPoweredAccuracy()
             self.correction = CorrectionRates(k, warn=False, validate_args=False)
             self.calibration_vs_gold = Calibration(n_bins=n_bins, ignore_index=-1, validate_args=False)
             # a constant of the probe: the teacher's reliability histogram on its covered gold points
@@ -177,6 +180,7 @@ class W2SMetrics(ProbeMetrics):
             return
         gold = rows.gold
         self.correction.update(s_pred, t_pred, gold, cov)
+        self.gold_ppi.update(s_pred, t_pred, gold, cov)
         self.calibration_vs_gold.update(probs, gold)
         known = on_cov(gold) >= 0
         self.gold_sq.update(probs_c[known], tp_c[known], on_cov(gold)[known])
@@ -233,6 +237,16 @@ class W2SMetrics(ProbeMetrics):
             self.extras["reliability/teacher_vs_gold"] = hist
             sq = self.gold_sq.compute()
             out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = sq["sq_gain"], sq["student_sq_error"], sq["teacher_sq_error"]
+            out.update(self.gold_ppi.compute())
+            out[Q.GOLD_COUNT] = rates["n_covered_per_class"].sum() + rates["n_uncovered_per_class"].sum()
+            if Need.PGR_SCORES in self.provides:
+                out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(rates["accuracy_lower"], rates["accuracy_upper"],
+                                                                  self.teacher_score, self.ceiling_score)
+            out.update(self.gold_ppi.compute())
+            out[Q.GOLD_COUNT] = rates["n_covered_per_class"].sum() + rates["n_uncovered_per_class"].sum()
+            if Need.PGR_SCORES in self.provides:
+                out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(rates["accuracy_lower"], rates["accuracy_upper"],
+                                                                  self.teacher_score, self.ceiling_score)
         # the scalars the host-side formulas below need, in one transfer
         dis, sq = host_floats(out[Q.DISAGREEMENT], out[Q.SQ])
         host_rates = None

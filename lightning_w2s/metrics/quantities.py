@@ -184,6 +184,32 @@ PGR = declare(
     "Burns et al. 2023", higher_is_better=True, needs=[Need.GOLD, Need.PGR_SCORES], may_be_undefined=True,
     charts=[_PGR := Chart("PGR: student vs teacher (0) and ceiling (1)", "headline", order=1),
             replace(_PGR, run="teacher", value=0.0), replace(_PGR, run="ceiling", value=1.0)])
+GOLD_COUNT = declare(
+    _name("gold", "count"), "number of probe points with a gold label (the n of every gold rate; the budget the "
+    "gold-aware W2SEarlyStopping chooses its rule by)", "definition", kind="count", higher_is_better=None,
+    needs=[Need.GOLD], charts=[CONSTANT])
+# gold estimates with intervals (lightning_w2s.metrics.gold_intervals): PGR's interval is the Wilson interval of
+# `gold/accuracy` mapped through PGR's affine map; the PPI++ estimate borrows strength from the probe points without gold
+PGR_LOWER, PGR_UPPER = (
+    declare(_name("gold", f"pgr_{word}"), f"{word} end of PGR's 95% interval: the {word} end of `gold/accuracy`'s Wilson "
+            "interval mapped by (· − teacher_score)/(ceiling_score − teacher_score) (the scores taken as known)",
+            "Burns et al. 2023; Wilson 1927 — derived: exact transformation", kind="interval", higher_is_better=True,
+            needs=[Need.GOLD, Need.PGR_SCORES], may_be_undefined=True)
+    for word in ("lower", "upper"))
+_PPI = Chart("student accuracy on gold: PPI++ estimate with agreement-with-teacher as predictor (95%)", "gold", role="interval")
+ACCURACY_PPI = declare(
+    _name("gold", "accuracy_ppi"),
+    "prediction-powered (PPI++, power-tuned λ) estimate of the student's gold accuracy: gold points as the labelled "
+    "sample, probe points without gold as the unlabelled one, agreement with the teacher's label as the predictor; "
+    "an estimate of the same accuracy as `gold/accuracy` (whose interval is Wilson's, gold points only); its interval "
+    "is logged from 300 gold points on (fewer: it covered too rarely in tests)",
+    "Angelopoulos et al. 2023 (PPI); Angelopoulos, Duchi, Zrnic 2023 (PPI++) — asymptotic", kind="estimate",
+    higher_is_better=True, needs=[Need.GOLD], may_be_undefined=True, charts=[_PPI])
+ACCURACY_PPI_LOWER, ACCURACY_PPI_UPPER = (
+    declare(_name("gold", f"accuracy_ppi_{word}"), f"{word} end of the 95% interval of `gold/accuracy_ppi`: Wilson's at PPI's effective sample "
+            "size θ̂(1 − θ̂)/se² (from 300 gold points)", "Angelopoulos, Duchi, Zrnic 2023; Korn & Graubard 1998 — heuristic", kind="interval", higher_is_better=True, needs=[Need.GOLD],
+            may_be_undefined=True, charts=[replace(_PPI, role=word)])
+    for word in ("lower", "upper"))
 _GAIN = Chart("Charikar's gain err_sq(teacher) − err_sq(student): measured vs predicted", "gold")
 SQ_GAIN = declare(
     _name("gold", "sq_gain"),
