@@ -9,10 +9,12 @@ arguments are identical.
 from __future__ import annotations
 
 import csv
-
+import importlib
 import os
 import sys
 from dataclasses import dataclass
+from functools import cache
+from typing import Callable
 
 import lightning as L
 import pytest
@@ -108,6 +110,42 @@ def trainer_kwargs(**overrides) -> dict:
 @pytest.fixture
 def task() -> Task:
     return make_task()
+
+
+@dataclass(frozen=True)
+class Lightning:
+    """One of Lightning's two namespaces (``lightning.pytorch``, ``pytorch_lightning``): the end-to-end
+    tests that take the ``lightning`` fixture run under both. ``Trainer``, ``loggers``, ``callbacks``
+    come from that namespace; :meth:`model` builds a test model on its ``LightningModule``."""
+
+    name: str
+
+    @property
+    def Trainer(self):
+        return importlib.import_module(self.name).Trainer
+
+    @property
+    def loggers(self):
+        return importlib.import_module(f"{self.name}.loggers")
+
+    @property
+    def callbacks(self):
+        return importlib.import_module(f"{self.name}.callbacks")
+
+    def model(self, factory: Callable[[type], type], *args, **kwargs):
+        """``factory(LightningModule)`` of this namespace (built once), instantiated."""
+        return _model_class(factory, self.name)(*args, **kwargs)
+
+
+@cache
+def _model_class(factory: Callable[[type], type], namespace: str) -> type:
+    return factory(importlib.import_module(namespace).LightningModule)
+
+
+@pytest.fixture(params=["lightning.pytorch", "pytorch_lightning"])
+def lightning(request) -> Lightning:
+    """A Lightning namespace: tests taking it run once under each."""
+    return Lightning(request.param)
 
 
 @pytest.fixture(autouse=True, scope="session")

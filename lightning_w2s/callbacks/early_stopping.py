@@ -21,13 +21,13 @@ from typing import Any, Mapping, Sequence
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lightning_w2s.validation import check_scalar
 from lightning_w2s.callbacks._best_weights import _BestWeights
+from lightning_w2s.dashboard.loggers import TextSink
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.stopping.policies import POLICIES, StoppingPolicies, W2SStoppingReason
 
@@ -156,7 +156,8 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
         stopped_check: index of that check (``None`` if not stopped).
         stopping_reason: a :class:`W2SStoppingReason`.
         stopping_reason_message: a human-readable message (also on the console through Lightning's
-            ``rank_zero_info`` and, with a ``TensorBoardLogger``, as text under ``w2s/early_stopping``).
+            ``rank_zero_info`` and as text ``w2s/early_stopping`` in every logger that takes text, or
+            in the ``w2s_report.md`` of its folder: :class:`~lightning_w2s.dashboard.loggers.TextSink`).
         triggered_policies: the policies that voted at the stopping check.
         history: one dict per check: ``check``, ``epoch``, ``step``, ``warmup``, ``values``
             (the fresh ``w2s/...`` values used), ``votes`` (policies voting to stop), ``stop``.
@@ -376,11 +377,7 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
         full = self.stop_message(f"epoch {trainer.current_epoch}, step {trainer.global_step}", message, self._restore_active)
         self.stopping_reason_message = full
         rank_zero_info(full)
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_text(TEXT_TAG, f"**{reason.name}**\n\n{full}", global_step=trainer.global_step)
-                    logger.experiment.flush()
+        TextSink.of(trainer).write(TEXT_TAG, f"**{reason.name}**\n\n{full}", step=trainer.global_step)  # rank 0's loggers
 
     def _warn_missing(self, missing: list[str]) -> None:
         new = [n for n in missing if n not in self._warned_missing]
