@@ -294,7 +294,7 @@ class W2SMonitor(_ProbePass, Callback):
             rank_zero_info(f"W2SMonitor: the accuracy band {Q.ACCURACY_LOWER}|upper is {band}")
 
     def _context(self) -> dict[str, Any]:
-        """The configuration rows of the dashboard's constants table."""
+        """The configuration rows of the constants text (every logger that takes text)."""
         rows: dict[str, Any] = {"probe": repr(self.probe)}
         if self.train_probe is not None:
             rows["train probe"] = repr(self.train_probe)
