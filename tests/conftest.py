@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -142,9 +143,26 @@ def _model_class(factory: Callable[[type], type], namespace: str) -> type:
     return factory(importlib.import_module(namespace).LightningModule)
 
 
+def _route_rank_zero_messages(monkeypatch, namespace: str) -> None:
+    """Lightning's rank-zero messages (``rank_zero_info``/``_debug``, ours and Lightning's) go through
+    one logger shared by both namespaces (``lightning_utilities.core.rank_zero.log``), set to the
+    ``<namespace>.utilities.rank_zero`` logger of the namespace imported last: a test module that
+    imports ``pytorch_lightning`` would move every later test's messages. Each test gets the
+    logger a process using ``namespace`` alone has."""
+    from lightning_utilities.core import rank_zero
+
+    monkeypatch.setattr(rank_zero, "log", logging.getLogger(f"{namespace}.utilities.rank_zero"))
+
+
+@pytest.fixture(autouse=True)
+def _rank_zero_logger(monkeypatch):
+    _route_rank_zero_messages(monkeypatch, "lightning.pytorch")
+
+
 @pytest.fixture(params=["lightning.pytorch", "pytorch_lightning"])
-def lightning(request) -> Lightning:
-    """A Lightning namespace: tests taking it run once under each."""
+def lightning(request, monkeypatch) -> Lightning:
+    """A Lightning namespace: tests taking it run once under each (and read its rank-zero logger)."""
+    _route_rank_zero_messages(monkeypatch, request.param)
     return Lightning(request.param)
 
 
