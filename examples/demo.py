@@ -1,6 +1,6 @@
 """Offline weak-to-strong demo: a keyword-rule teacher, a MiniLM-embedding student, W2SMonitor.
 
-The task (see ``examples/demo_data.py``): 10,568 human-rated movie-review sentences
+The task (see ``benchmarks/shared/sources.py``): 10,568 human-rated movie-review sentences
 (gold = mean rating > 0). The weak teacher is a 12 + 12 keyword rule that abstains on ~88% of
 sentences. The strong student is an MLP head on frozen all-MiniLM-L6-v2 sentence embeddings, trained
 only on the teacher's labels; a "ceiling" student with the same head is trained on gold labels, for
@@ -37,7 +37,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # OpenMP threads that spin while waiting make small LAPACK calls (the monitor's eigh) 10-100x slower
 # whenever the 2 cores are shared with anything else; passive waiting costs nothing measurable here.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `examples.demo_data` from the repo root
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks.shared.sources` from the repo root
 
 import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
@@ -47,7 +47,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402
-from examples import demo_data  # noqa: E402
+from benchmarks.shared import sources as demo_data  # noqa: E402
 
 class _OnlyW2S(logging.Filter):
     """Lightning's GPU/TPU/tip banners off; the monitor's and the stopper's console messages (which go
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.abstain == "drop":  # the rule's labels where it speaks; val loss on covered val points too
         train_x, train_y = train["x"][train["covered"]], train["y"][train["covered"]]
         val_x, val_y = val["x"][val["covered"]], val["y"][val["covered"]]
-    else:  # coin flips where the rule abstains (already drawn with the seed in demo_data)
+    else:  # coin flips where the rule abstains (already drawn with the seed in the task)
         train_x, train_y, val_x, val_y = train["x"], train["y"], val["x"], val["y"]
     print(f"student trains on {len(train_y)} teacher-labelled sentences (--abstain {args.abstain}), "
           f"validates on {len(val_y)}", flush=True)

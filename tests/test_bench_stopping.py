@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks.stopping_record import Recording
-from benchmarks.stopping_rules import (
+from benchmarks.stopping.record import Recording
+from benchmarks.stopping.rules import (
     Outcome,
     first_best,
     gold_floor_regret,
@@ -19,7 +19,7 @@ from benchmarks.stopping_rules import (
     today_policies,
     vote,
 )
-from benchmarks.stopping_signals import consensus_mask, kl_rows, signal
+from benchmarks.stopping.signals import consensus_mask, kl_rows, signal
 
 
 def _fake_recording(seed=0, C=9, n_p=60, n_t=30, n_v=20, n_test=50, k=2, abstain=0.3) -> Recording:
@@ -28,7 +28,7 @@ def _fake_recording(seed=0, C=9, n_p=60, n_t=30, n_v=20, n_test=50, k=2, abstain
     tl = rng.integers(0, k, n_p)
     teacher = np.eye(k, dtype=np.float32)[tl]
     feats = rng.normal(size=(n_p, 4))
-    from benchmarks.stopping_record import _knn
+    from benchmarks.stopping.record import _knn
 
     return Recording(
         task="fake", seed=seed, source="fake", teacher_kind="rule", student="mlp", num_classes=k, epochs=C - 1,
@@ -58,7 +58,7 @@ def test_recording_roundtrip(tmp_path):
 
 
 def test_knn_excludes_self_and_rejects_zero_rows():
-    from benchmarks.stopping_record import _knn
+    from benchmarks.stopping.record import _knn
 
     rng = np.random.default_rng(1)
     f = rng.normal(size=(30, 3))
@@ -185,14 +185,14 @@ def test_today_plateau_is_early_stopping_on_probe_ce():
 def test_today_policies_match_the_library_decision_api():
     """The re-implemented policies equal W2SEarlyStopping.evaluate with the previous default settings
     and with today's (abstaining teachers: gain_exhausted reads max_gain, not the disagreement)."""
-    from benchmarks.stopping_rules import check_against_library
+    from benchmarks.stopping.rules import check_against_library
 
     verdict = check_against_library([_fake_recording(seed=s, C=25) for s in range(4)])
     assert verdict.count("20/20") == 2, verdict
 
 
 def test_max_gain_is_the_monitors_bound_on_the_recorded_disagreement():
-    from benchmarks.stopping_signals import max_gain
+    from benchmarks.stopping.signals import max_gain
 
     rec = _fake_recording(abstain=0.4)
     cov = rec.probe_covered
@@ -223,8 +223,8 @@ def _trending_recording(seed: int, soft: bool, rise_after: int | None, C: int = 
 def test_package_default_replay_is_the_chosen_rule(soft, rise_after):
     """W2SEarlyStopping() through its decision API, on the package's teacher_label_ce from the recorded
     logits, stops and keeps the check of `probe_hce ma1 p=5 keep=best` (patience_stop), stopped or not."""
-    from benchmarks.stopping import DEFAULT_PARAMS
-    from benchmarks.stopping_rules import package_default_outcome, package_teacher_label_ce
+    from benchmarks.stopping.run import DEFAULT_PARAMS
+    from benchmarks.stopping.rules import package_default_outcome, package_teacher_label_ce
 
     rec = _trending_recording(seed=3, soft=soft, rise_after=rise_after)
     hce = signal(rec, "probe_hce")
@@ -253,7 +253,7 @@ def test_a_real_trainer_stops_and_restores_where_the_replay_says():
     Trainer with W2SMonitor + W2SEarlyStopping() stops where the chosen rule, replayed on the run's own
     recording, stops; the weights left in the module are those of the restored check; the monitor's
     values equal the offline signals."""
-    from benchmarks.stopping_record import verify_against_monitor
+    from benchmarks.stopping.record import verify_against_monitor
 
     signals_line, line = verify_against_monitor("digits_flip", 5, "data", epochs=40)
     assert "-> identical" in line and "stopped at check" in line and "no stop" not in line, line
@@ -273,7 +273,7 @@ def test_gold_floor_regret_with_all_points_is_the_smoothed_oracle():
 def test_auroc_rank_formula_matches_sklearn():
     from sklearn.metrics import roc_auc_score
 
-    from benchmarks.stopping_signals import _auroc
+    from benchmarks.stopping.signals import _auroc
 
     rng = np.random.default_rng(0)
     for k in (2, 4):
@@ -287,8 +287,8 @@ def test_auroc_rank_formula_matches_sklearn():
 
 
 def test_train_probe_is_the_first_covered_training_rows_and_teacher_matrix():
-    from benchmarks.stopping_record import _teacher_matrix, train_probe_rows
-    from benchmarks.tasks import assemble_task, make_splits
+    from benchmarks.stopping.record import _teacher_matrix, train_probe_rows
+    from benchmarks.shared.tasks import assemble_task, make_splits
 
     rng = np.random.default_rng(0)
     n = 120

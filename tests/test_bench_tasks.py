@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.tasks import (
+from benchmarks.shared.tasks import (
     PROBE_MAX,
     assemble_task,
     keyword_counts,
@@ -15,7 +15,7 @@ from benchmarks.tasks import (
     pool_pixels,
     teacher_accuracy,
 )
-from examples import demo_data
+from benchmarks.shared import sources as demo_data
 
 SIZES = {"test": 30, "probe": 20, "val": 10}
 
@@ -160,7 +160,7 @@ def test_pool_pixels_against_a_loop():
 def test_train_student_records_epochs_and_weights():
     """The per-epoch weights kept in memory reproduce the recorded gold test accuracy and the
     teacher-labelled validation loss of the same epoch (checked with a plain numpy forward pass)."""
-    from benchmarks.common import make_network, train_student
+    from benchmarks.shared.students import make_network, train_student
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -195,7 +195,7 @@ def test_train_student_records_epochs_and_weights():
 
 # ------------------------------------------------------------------ more teachers
 def test_flip_teacher_rate_and_never_the_gold_class_when_flipped():
-    from benchmarks.tasks import flip_teacher
+    from benchmarks.shared.tasks import flip_teacher
 
     rng = np.random.default_rng(0)
     for k in (2, 10):
@@ -217,7 +217,7 @@ def test_flip_teacher_rate_and_never_the_gold_class_when_flipped():
 
 
 def test_sharpen_probs_keeps_argmax_and_raises_confidence():
-    from benchmarks.tasks import sharpen_probs
+    from benchmarks.shared.tasks import sharpen_probs
 
     p = np.array([[0.7, 0.3], [0.45, 0.55]], dtype=np.float32)
     s = sharpen_probs(p, 0.2)
@@ -240,7 +240,7 @@ def test_pool_pixels_scale_for_digit_images():
 
 
 def test_zero_width_teacher_features_mean_no_teacher_representation():
-    from benchmarks.tasks import _no_features
+    from benchmarks.shared.tasks import _no_features
 
     x, gold, teacher, _ = _fake()
     task = assemble_task("fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=_no_features(len(gold)),
@@ -251,7 +251,7 @@ def test_zero_width_teacher_features_mean_no_teacher_representation():
 
 
 def test_task_registry_names_a_source_for_every_task():
-    from benchmarks.tasks import TASK_SOURCES, TASKS
+    from benchmarks.shared.tasks import TASK_SOURCES, TASKS
 
     assert set(TASK_SOURCES) == set(TASKS)
     assert len(set(TASK_SOURCES.values())) >= 4

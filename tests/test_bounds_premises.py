@@ -318,7 +318,8 @@ def test_plug_in_expansion_gives_an_estimate_not_a_bound():
     error), never as a bound."""
     import torch
 
-    from lightning_w2s.metrics.correction import correction_rates, lang_bounds
+    from lightning_w2s.metrics.correction import lang_bounds
+    from lightning_w2s.metrics.gold_counts import correction_rates
     from lightning_w2s.metrics.expansion import lang_expansion
     from lightning_w2s.metrics.neighbours import knn_indices
     from lightning_w2s.metrics.robustness import neighbour_robustness

@@ -194,7 +194,7 @@ def test_representation_every_n_checks_is_validated():
 
 def test_the_metric_algebra_runs_on_one_thread_and_gives_the_count_back(monkeypatch):
     """OpenMP threads spin while they wait: beside busy processes a 2-thread metric algebra
-    collapsed (``benchmarks/overhead.py``); feeding and compute run on one thread, restored after."""
+    collapsed (``benchmarks/overhead/run.py``); feeding and compute run on one thread, restored after."""
     data = _probe_data()
     m = _metrics(data)
     seen = []

@@ -16,7 +16,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightning_w2s.metrics.correction import CorrectionRates, correction_rates, lang_bounds
+from lightning_w2s.metrics.correction import lang_bounds
+from lightning_w2s.metrics.gold_counts import CorrectionRates, correction_rates
 from lightning_w2s.metrics.expansion import expansion_estimate, lang_expansion
 from lightning_w2s.metrics.robustness import (
     AugmentationRobustness,

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from conftest import trainer_kwargs
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.metrics.aggregator import W2SMetrics
+from lightning_w2s.metrics.aggregator import metrics_for_probe
 from lightning_w2s.metrics.bounds import accuracy_band, max_accuracy_gain
 from lightning_w2s.testing import last_w2s_values
 from lightning_w2s.stopping.policies import W2SStoppingReason
@@ -128,7 +128,7 @@ def test_band_around_a_user_teacher_score_uses_the_probe_coverage():
     ``max_gain`` uses the same coverage; no covered band (it needs gold)."""
     x, _, teacher, student = world(abstain=True)
     teacher[50:75] = 0  # the teacher now covers 75 of 100 points
-    metrics = W2SMetrics.from_probe(W2SProbe(x, teacher_labels=teacher, num_classes=2), teacher_score=0.7, neighbours=0)
+    metrics = metrics_for_probe(W2SProbe(x, teacher_labels=teacher, num_classes=2), teacher_score=0.7, neighbours=0)
     probs = torch.nn.functional.one_hot(student, 2).double() * 0.98 + 0.01
     metrics.update(probs, None, torch.arange(N), torch.ones(N, dtype=torch.bool))
     out = {k: float(v) for k, v in metrics.compute().items()}

@@ -154,7 +154,7 @@ def test_ddp_regression_probe_matches_one_process(ddp_run):
     gloo processes: both ranks hold the same values, and they equal one process's aggregator on the
     DDP run's final weights (odd probe sizes: padded shards)."""
     from lightning_w2s.metrics import quantities as Q
-    from lightning_w2s.metrics.aggregator import W2SMetrics
+    from lightning_w2s.metrics.aggregator import metrics_for_probe
 
     r0, r1 = _load(ddp_run, "fit3", 0), _load(ddp_run, "fit3", 1)
     assert r0["num_checks"] == 2 and r0["last_values"] == r1["last_values"] and r0["history"] == r1["history"]
@@ -165,7 +165,7 @@ def test_ddp_regression_probe_matches_one_process(ddp_run):
     model.eval()
     single = {}
     for p, train in ((probe, False), (train_probe, True)):
-        metrics = W2SMetrics.from_probe(p, train=train)
+        metrics = metrics_for_probe(p, train=train)
         with torch.no_grad():
             metrics.update(model(p.inputs), model.body(p.inputs), torch.arange(p.n), torch.ones(p.n, dtype=torch.bool))
         single.update({k: float(v) for k, v in metrics.compute().items()})

@@ -1,7 +1,7 @@
 """The package implements what the stopping benchmark chose: a real ``lightning.Trainer`` with
 ``W2SMonitor`` + ``W2SEarlyStopping()`` (no arguments) stops and restores at the checks that the
-benchmark's offline rule ``probe_hce ma1 p=5 keep=best`` (:func:`benchmarks.stopping_rules.patience_stop`
-with :data:`benchmarks.stopping.DEFAULT_PARAMS`) computes from the values the monitor wrote to
+benchmark's offline rule ``probe_hce ma1 p=5 keep=best`` (:func:`benchmarks.stopping.rules.patience_stop`
+with :data:`benchmarks.stopping.run.DEFAULT_PARAMS`) computes from the values the monitor wrote to
 TensorBoard's event file, read back with TensorBoard's own reader. Small synthetic task, CPU."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from benchmarks.stopping import DEFAULT_PARAMS
-from benchmarks.stopping_rules import patience_stop
+from benchmarks.stopping.run import DEFAULT_PARAMS
+from benchmarks.stopping.rules import patience_stop
 from conftest import TinyStudent, make_task, trainer_kwargs
 from lightning_w2s import W2SEarlyStopping, W2SMonitor
 from lightning_w2s.metrics import quantities as Q

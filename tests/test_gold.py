@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lightning_w2s.metrics.stats import wilson_interval
-from lightning_w2s.metrics.correction import CorrectionRates
+from lightning_w2s.metrics.gold_counts import CorrectionRates
 from lightning_w2s.metrics.gold import (
     GOLD_KEYS,
     GOLD_SQ_KEYS,

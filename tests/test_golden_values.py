@@ -8,16 +8,16 @@ written by ``tests/golden_values.py`` on the original code. This reruns the same
 import json
 import os
 
-from golden_values import compare, new_names, run_all
+from golden_values import compare, new_names
 
 HERE = os.path.dirname(__file__)
 #: names the refactor added (the monitor's check counter, read by W2SEarlyStopping)
 ADDED = {"w2s/check"}
 
 
-def test_every_logged_value_and_decision_is_reproduced():
+def test_every_logged_value_and_decision_is_reproduced(golden_runs):
     with open(os.path.join(HERE, "golden_values.json")) as f:
         golden = json.load(f)
-    current = run_all()
+    current = golden_runs
     assert compare(golden, current) == []
     assert set(new_names(golden, current)) <= ADDED

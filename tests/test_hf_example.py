@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from examples import hf_sequence_classification as hf  # noqa: E402
-from examples.demo_data import NEGATIVE_WORDS, POSITIVE_WORDS  # noqa: E402
+from benchmarks.shared.sources import NEGATIVE_WORDS, POSITIVE_WORDS  # noqa: E402
 from lightning_w2s.testing import last_w2s_values  # noqa: E402
 
 NEUTRAL = ("the", "film", "plot", "actor", "scene", "story", "music", "ending", "cast", "script", "camera", "movie")

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from _models import loaders, tiny_student_class, w2s_data
+from conftest import Lightning
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.dashboard.loggers import REPORT_FILE, TextSink, routes_for
-
-from _models import loaders, tiny_student_class, w2s_data
-from conftest import Lightning
 
 STOP_TAG, WARN_TAG, CONST_TAG = "w2s/early_stopping", "w2s/warnings", "w2s/constants"
 
@@ -30,12 +29,27 @@ def _fit(lightning, loggers, **monitor_kwargs):
     L.seed_everything(0, verbose=False)
     x, y, teacher = w2s_data(n=700)
     probe = W2SProbe(x[600:], teacher_labels=teacher[600:], gold=y[600:])
-    monitor = W2SMonitor(probe, neighbours=0, figure_every_n_checks=0, min_gain=0.9, alert_window=2,
-                         teacher_score=0.7, ceiling_score=0.9, **monitor_kwargs)
+    monitor = W2SMonitor(
+        probe,
+        neighbours=0,
+        figure_every_n_checks=0,
+        min_gain=0.9,
+        alert_window=2,
+        teacher_score=0.7,
+        ceiling_score=0.9,
+        **monitor_kwargs,
+    )
     stopper = W2SEarlyStopping(patience=2, restore_best=False)
-    trainer = lightning.Trainer(max_epochs=6, accelerator="cpu", logger=loggers, callbacks=[monitor, stopper],
-                                enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                                num_sanity_val_steps=0)
+    trainer = lightning.Trainer(
+        max_epochs=6,
+        accelerator="cpu",
+        logger=loggers,
+        callbacks=[monitor, stopper],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(lightning.model(tiny_student_class, lr=0.0), *loaders(x, teacher, 400, 100))
     assert stopper.stopped_epoch == 2, "the test needs the stop"
     return trainer, monitor, stopper
@@ -44,8 +58,11 @@ def _fit(lightning, loggers, **monitor_kwargs):
 def _texts(logdir):
     acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
     acc.Reload()
-    return {tag.rsplit("/text_summary", 1)[0]: [(e.step, e.tensor_proto.string_val[0].decode()) for e in acc.Tensors(tag)]
-            for tag in acc.Tags()["tensors"] if tag.endswith("/text_summary")}
+    return {
+        tag.rsplit("/text_summary", 1)[0]: [(e.step, e.tensor_proto.string_val[0].decode()) for e in acc.Tensors(tag)]
+        for tag in acc.Tags()["tensors"]
+        if tag.endswith("/text_summary")
+    }
 
 
 def _sections(report: str) -> dict[str, str]:
@@ -60,7 +77,7 @@ def test_tensorboard_and_csv_get_the_same_words(tmp_path, lightning):
     trainer, monitor, stopper = _fit(lightning, [tb, csv])
     texts = _texts(tb.log_dir)
     assert set(texts) == {CONST_TAG, WARN_TAG, STOP_TAG}
-    (stop_step, stop_text), = texts[STOP_TAG]
+    ((stop_step, stop_text),) = texts[STOP_TAG]
     assert stopper.stopping_reason_message in stop_text and stop_step == trainer.global_step
     assert any("**gain_exhausted**" in text for _, text in texts[WARN_TAG])
     assert len(texts[CONST_TAG]) == 1 and "`teacher_score`**: 0.7" in texts[CONST_TAG][0][1]  # written once: unchanged
@@ -172,7 +189,8 @@ def test_wandb_comet_neptune_mlflow_text_apis_are_called_as_their_loggers_define
     assert [(n, a, k) for n, a, k in comet_calls] == [
         ("log_text", ("first",), {"step": 3, "metadata": {"tag": WARN_TAG}}),
         ("log_text", ("second",), {"step": 7, "metadata": {"tag": WARN_TAG}}),
-        ("log_text", ("constants",), {"step": 7, "metadata": {"tag": CONST_TAG}})]
+        ("log_text", ("constants",), {"step": 7, "metadata": {"tag": CONST_TAG}}),
+    ]
     for _, args, kwargs in comet_calls:
         inspect.signature(_comet_log_text).bind(*args, **kwargs)
     # MLflow: the whole report, rewritten, as one artifact of the run
@@ -183,7 +201,10 @@ def test_wandb_comet_neptune_mlflow_text_apis_are_called_as_their_loggers_define
     assert mlflow_calls[-1][1][1] == sink.report() and "second" in sink.report()
     # Neptune: a string series per tag
     assert [(n, a) for n, a, _ in NeptuneLogger.calls] == [
-        (f"[{WARN_TAG}].append", ("first",)), (f"[{WARN_TAG}].append", ("second",)), (f"[{CONST_TAG}].append", ("constants",))]
+        (f"[{WARN_TAG}].append", ("first",)),
+        (f"[{WARN_TAG}].append", ("second",)),
+        (f"[{CONST_TAG}].append", ("constants",)),
+    ]
     for _, args, kwargs in NeptuneLogger.calls:
         inspect.signature(_neptune_append).bind(*args, **kwargs)
 

@@ -14,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 
 from lightning_w2s.metrics import bounds
 from lightning_w2s.metrics.calibration import Calibration, calibration_error
-from lightning_w2s.metrics.correction import CorrectionRates
+from lightning_w2s.metrics.gold_counts import CorrectionRates
 from lightning_w2s.metrics.gold import GOLD_KEYS, gold_rates
 from lightning_w2s.metrics.misfit import MISFIT_ALL_KEYS, Misfit, misfit
 

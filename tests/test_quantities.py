@@ -1,4 +1,4 @@
-"""The quantities registry is the one owner of every logged name: the README's table is generated
+"""The quantities registry is the one owner of every logged name: docs/metrics.md's table is generated
 from it, the monitor logs nothing it does not know, and what it promises is what gets logged."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -17,14 +18,15 @@ HERE = os.path.dirname(__file__)
 ROOT = os.path.dirname(HERE)
 
 
-def test_readme_metric_table_is_generated_from_the_registry():
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    begin = readme.index("<!-- metric table:")
-    begin = readme.index("\n", begin) + 1
-    end = readme.index("<!-- end of metric table -->")
-    assert readme[begin:end].strip() == Q.markdown_table(), (
-        "README's metric table differs from lightning_w2s/metrics/quantities.py; paste the output of "
-        "`python -c 'from lightning_w2s.metrics.quantities import markdown_table; print(markdown_table())'`"
+def test_metric_table_in_docs_is_generated_from_the_registry():
+    sys.path.insert(0, os.path.join(ROOT, "docs"))
+    from generate_metrics import PATH, table_span
+
+    text = open(PATH, encoding="utf-8").read()
+    begin, end = table_span(text)
+    assert text[begin:end].strip() == Q.markdown_table(), (
+        "docs/metrics.md's table differs from lightning_w2s/metrics/quantities.py; regenerate it with "
+        "`python docs/generate_metrics.py`"
     )
 
 
@@ -58,13 +60,11 @@ def test_hints_name_the_fix():
     assert Q.hint(Q.SQ) == Q.MONITOR_HINT and Q.hint("my_metric") == Q.UNREGISTERED_HINT
 
 
-def test_what_the_monitor_logs_is_what_its_expected_names_promise():
+def test_what_the_monitor_logs_is_what_its_expected_names_promise(golden_runs):
     """On the golden run with every family on: every logged name is registered and promised by
     ``expected_names()``; every promised name that never appeared is one the registry may leave out."""
     golden = json.load(open(os.path.join(HERE, "golden_values.json")))
-    from golden_values import run_all
-
-    current = run_all()
+    current = golden_runs
     for run in golden:
         logged = {n for check in current[run]["checks"] for n in check["values"]}
         promised = set(current[run]["expected_names"])

@@ -2,7 +2,7 @@
 
 - the regression probe (``W2SProbe(inputs, teacher_values=..., gold=...)``): validation at
   construction, save/load, fingerprint;
-- its aggregator (:class:`RegressionMetrics`, chosen by ``W2SMetrics.from_probe``) against an
+- its aggregator (:class:`RegressionMetrics`, chosen by ``metrics_for_probe``) against an
   independent numpy recomputation, streamed in uneven batches with padding rows, and
   ``expected_names()`` = exactly what is logged;
 - through a real ``Trainer``: a least-squares head on frozen features trained on the probe's own
@@ -32,7 +32,7 @@ from _regression import LeastSquaresHead, regression_task
 from conftest import trainer_kwargs
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.metrics.aggregator import W2SMetrics
+from lightning_w2s.metrics.aggregator import metrics_for_probe
 from lightning_w2s.metrics.functional import representation_gap
 from lightning_w2s.metrics.regression import RegressionMetrics
 
@@ -118,7 +118,7 @@ def test_aggregator_matches_a_numpy_reference(outputs):
     y[rng.random(n) < 0.3] = np.nan  # unknown gold rows
     fs_feat, fw_feat = rng.normal(size=(n, 5)), rng.normal(size=(n, 4))
     probe = W2SProbe(torch.zeros(n, 1), teacher_values=w, gold=y, teacher_features=fw_feat)
-    metrics = W2SMetrics.from_probe(probe)
+    metrics = metrics_for_probe(probe)
     assert isinstance(metrics, RegressionMetrics)
     st, ft = torch.from_numpy(s), torch.from_numpy(fs_feat)
     for lo, hi in ((0, 1), (1, 8), (8, 60), (60, n)):  # uneven batches, each padded with 2 invalid rows
@@ -137,15 +137,15 @@ def test_aggregator_matches_a_numpy_reference(outputs):
 
 def test_aggregator_train_probe_and_bad_arguments():
     probe = W2SProbe(torch.zeros(4, 1), teacher_values=[1.0, 2.0, 3.0, 4.0], gold=[1.0, 2.0, 3.0, 4.0])
-    train = W2SMetrics.from_probe(probe, train=True, eps=1e-6)
+    train = metrics_for_probe(probe, train=True, eps=1e-6)
     train.update(torch.tensor([1.5, 2.0, 3.0, 4.0]), None, torch.arange(4), torch.ones(4, dtype=torch.bool))
     assert {k: float(v) for k, v in train.compute().items()} == {Q.train_name(Q.SQ): 0.0625}
     assert train.expected_names() == {Q.train_name(Q.SQ)}
     with pytest.raises(ValueError, match="`teacher_score`=0.7 is a 0/1 accuracy score"):
-        W2SMetrics.from_probe(probe, teacher_score=0.7)
+        metrics_for_probe(probe, teacher_score=0.7)
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['nope'\]"):
-        W2SMetrics.from_probe(probe, nope=1)
-    metrics = W2SMetrics.from_probe(probe, neighbours=10, eta=0.5, eps=1e-6)  # the monitor's defaults: unused
+        metrics_for_probe(probe, nope=1)
+    metrics = metrics_for_probe(probe, neighbours=10, eta=0.5, eps=1e-6)  # the monitor's defaults: unused
     with pytest.raises(ValueError, match=r"expected \(batch,\) or \(batch, 1\)"):
         metrics.student_values(torch.zeros(2, 3))
     with pytest.raises(TypeError, match="real values"):

@@ -5,7 +5,7 @@ The exact path is the same public call with the Krylov path switched off (``ITER
 raised), so both sides go through identical code except the eigenpairs. Tolerance 1e-5 relative:
 the convergence test (kept residuals ≤ 1e-4·θ_k, the cut resolved to a tenth of its gap) left
 ``fro``/``op`` within 4e-7 of the exact path on three spectra at d = 4096/2048 (module docstring of
-``_gap_algebra``); the target is 1e-4. Timing is in ``benchmarks/representation_gap.py``.
+``_gap_algebra``); the target is 1e-4. Timing is in ``benchmarks/representation/run.py``.
 """
 
 from __future__ import annotations

@@ -39,10 +39,9 @@ class _ProbePass:
             out = logits_of(self._call_forward(trainer, pl_module, batch))  # a forward_fn may return a model output too
         feats = self._capture.pop()
         out = out.double()  # cast before anything enters a sum state (bf16/fp16 runs included)
-        if self.probe.is_regression:  # real outputs, read as they are
-            return out, feats.double()
-        probs = torch.softmax(out, dim=-1) if self.student_output == "logits" else out
-        return probs, feats  # the aggregator casts the features to float64 when it feeds them to a state
+        # class probabilities or real values, as the probe's aggregator reads them; the aggregator casts
+        # the features to float64 when it feeds them to a state
+        return self.metrics.read_student(out, self.student_output), feats
 
     def _call_forward(self, trainer: Trainer, pl_module: LightningModule, batch: Any) -> torch.Tensor:
         """``forward_fn(pl_module, batch)``, routed through the strategy's wrapper of the module when
@@ -66,15 +65,7 @@ class _ProbePass:
         _, _, inputs = next(self.probe.iter_batches(batch_size=2))
         with eval_mode(pl_module):
             probs, feats = self._forward(trainer, pl_module, inputs)
-        k = self.probe.num_classes
-        if self.probe.is_regression:  # (batch,) or (batch, m) real values, like the teacher's
-            self.metrics.student_values(probs)
-        elif probs.ndim != 2 or probs.shape[1] != k:
-            raise ValueError(
-                f"the student's output has shape {tuple(probs.shape)} on the probe but the teacher has {k} classes "
-                f"(`probe` num_classes={k}); expected (batch, {k}). Use `forward_fn=` if the model's forward "
-                "does not return logits"
-            )
+        self.metrics.check_student(probs)  # (batch, k) probabilities, or real values shaped like the teacher's
         if feats.ndim != 2:
             raise ValueError(f"the captured representation must be (batch, d), got {describe(feats)}; choose `pooling=`")
 

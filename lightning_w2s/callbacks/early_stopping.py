@@ -51,7 +51,7 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
 
     Policies (docs/theory.md §3): the stopping rules of :mod:`lightning_w2s.stopping.rules`, whose docstrings give each
     definition, source and certainty tag; all are stopping *heuristics*, none a guarantee on gold
-    accuracy. Figures: mean gold-accuracy regret on the stopping benchmark's report seeds (README
+    accuracy. Figures: mean gold-accuracy regret on the stopping benchmark's report seeds (docs/benchmarks.md
     "Stopping"), and the paired difference with what users run today, Lightning's
     ``EarlyStopping(val_loss, patience=3)`` + ``ModelCheckpoint(val_loss)`` restored (1.45 pt), with its
     95% CI.
@@ -71,7 +71,7 @@ class W2SEarlyStopping(_BestWeights, StoppingPolicies, EarlyStopping):
     Only the default is recommended as a stopping rule; each rule's best check (the weights
     ``restore_best`` keeps) is defined in :mod:`lightning_w2s.stopping.rules`.
 
-    Why this default: the stopping benchmark chose it (``make bench-stopping``; README "Stopping"
+    Why this default: the stopping benchmark chose it (``make bench-stopping``; docs/benchmarks.md "Stopping"
     gives the tasks, the protocol and every figure). On the report seeds it leaves 1.20 pt of regret
     against 1.45 pt for ``EarlyStopping`` + ``ModelCheckpoint`` restored: **a tie, not a win**
     (Δ −0.25 pt [−0.69, +0.18]). For a teacher with hard labels ``teacher_label_ce`` equals

@@ -29,7 +29,7 @@ from lightning_w2s.callbacks.publish import forget, log_values, logger_step
 from lightning_w2s.probe.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.threads import threads
-from lightning_w2s.metrics.aggregator import W2SMetrics
+from lightning_w2s.metrics.aggregator import metrics_for_probe
 from lightning_w2s.probe import W2SProbe
 from lightning_w2s.dashboard.loggers import TextSink
 from lightning_w2s.dashboard.tensorboard import Dashboard, tensorboard_writer
@@ -42,7 +42,7 @@ CHECK_SUMMARY = (Q.DISAGREEMENT, Q.KL_TEACHER_STUDENT, Q.COVERED_ACCURACY, Q.TEA
 class W2SMonitor(_ProbePass, Callback):
     """Watch weak-to-strong training: at each check, run the probe set through the student, capture a
     representation, and log misfit, gold-side rates and the rest under ``w2s/<family>/<quantity>``
-    (the names, meanings and needs: :mod:`lightning_w2s.metrics.quantities`, README's metric table).
+    (the names, meanings and needs: :mod:`lightning_w2s.metrics.quantities`, docs/metrics.md).
 
     Args:
         probe: a :class:`~lightning_w2s.W2SProbe` (held-out inputs + teacher outputs), or a path to
@@ -83,7 +83,7 @@ class W2SMonitor(_ProbePass, Callback):
             check included) and leave it out of the others, where its names are not logged (and
             are removed from ``trainer.callback_metrics``, like any name a check does not log). Its
             float64 ``d × d`` sums are most of a check for a cheap student with wide features
-            (``benchmarks/overhead.py`` prints the share); default 1: every check.
+            (``benchmarks/overhead/run.py`` prints the share); default 1: every check.
         figure_every_n_checks: draw reliability diagrams in TensorBoard every that many checks,
             and always once at the end of fit (0 = never). Drawing costs far more than a check
             (0.2–0.6 s a diagram on 2 CPU cores, measured in two sessions), hence the default of 10.
@@ -141,11 +141,6 @@ class W2SMonitor(_ProbePass, Callback):
             raise ValueError(f"`train_probe` has {self.train_probe.num_classes} classes but `probe` has {self.probe.num_classes}")
         if self.train_probe is not None and self.train_probe.output_dim != self.probe.output_dim:
             raise ValueError(f"`train_probe` has {self.train_probe.output_dim} outputs but `probe` has {self.probe.output_dim}")
-        if self.probe.is_regression and min_gain is not None:
-            raise ValueError(
-                f"`min_gain`={min_gain!r} is a gain in 0/1 accuracy (the gain_exhausted rule), but `probe` is a regression "
-                "probe (`teacher_values=`), which has no accuracy: drop it"
-            )
         self.layer = check_scalar("layer", layer, str, allow_none=True)
         self.capture = check_choice("capture", capture, CAPTURES)
         self.pooling = check_pooling(pooling)
@@ -159,12 +154,17 @@ class W2SMonitor(_ProbePass, Callback):
         self.figure_every_n_checks = check_scalar("figure_every_n_checks", figure_every_n_checks, int, min_val=0)
         self.on_error = check_choice("on_error", on_error, ("warn", "raise"))
         self.verbose = check_scalar("verbose", verbose, bool)
-        self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain,
-                                   misfit=Q.SQ if self.probe.is_regression else Q.KL_TEACHER_STUDENT)
-        self.min_gain = self.alerts.min_gain
         kw = dict(eps=eps, teacher_score=teacher_score, ceiling_score=ceiling_score, neighbours=neighbours, eta=eta)
-        self.metrics = W2SMetrics.from_probe(self.probe, **kw)
-        self.train_metrics = None if self.train_probe is None else W2SMetrics.from_probe(self.train_probe, train=True, eps=eps)
+        self.metrics = metrics_for_probe(self.probe, **kw)
+        self.train_metrics = None if self.train_probe is None else metrics_for_probe(self.train_probe, train=True, eps=eps)
+        if min_gain is not None and Q.MAX_GAIN not in self.metrics.expected_names():
+            raise ValueError(
+                f"`min_gain`={min_gain!r} is a gain in 0/1 accuracy (the gain_exhausted rule), but `probe` is a "
+                f"{self.metrics.task} probe, which logs no {Q.MAX_GAIN}: drop it"
+            )
+        self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain,
+                                   misfit=self.metrics.misfit_name)
+        self.min_gain = self.alerts.min_gain
         self.teacher_score, self.ceiling_score = self.metrics.teacher_score, self.metrics.ceiling_score
         if self.teacher_score is not None and self.ceiling_score is not None and self.ceiling_score <= self.teacher_score:
             rank_zero_warn(

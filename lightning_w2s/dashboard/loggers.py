@@ -56,9 +56,12 @@ class _Section:
 def report_markdown(sections: dict[str, _Section]) -> str:
     """The report: one ``##`` section per tag in order of first use, each entry under the step it
     was written at (a replaced tag: its latest entry only)."""
-    lines = ["# lightning_w2s report", "",
-             "_Written by lightning_w2s and rewritten at each change: warnings, the constants of the probe, the "
-             "stop reason. The numbers are the logger's `w2s/...` metrics._"]
+    lines = [
+        "# lightning_w2s report",
+        "",
+        "_Written by lightning_w2s and rewritten at each change: warnings, the constants of the probe, the "
+        "stop reason. The numbers are the logger's `w2s/...` metrics._",
+    ]
     for tag, section in sections.items():
         lines += ["", f"## {tag}"]
         for entry in section.entries:
@@ -237,9 +240,13 @@ class TextSink:
             except Exception as exc:  # noqa: BLE001 - a logger's text API never costs the fit
                 if id(route) not in self._failed:
                     self._failed.add(id(route))
-                    warnings.warn(f"lightning_w2s: writing `{tag}` through {type(route).__name__[1:]} failed "
-                                  f"({type(exc).__name__}: {exc}); the other loggers still get it, and later text is "
-                                  "tried again (warned once per logger)", RuntimeWarning, stacklevel=2)
+                    warnings.warn(
+                        f"lightning_w2s: writing `{tag}` through {type(route).__name__[1:]} failed "
+                        f"({type(exc).__name__}: {exc}); the other loggers still get it, and later text is "
+                        "tried again (warned once per logger)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
         return True
 
 

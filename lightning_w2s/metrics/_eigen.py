@@ -16,7 +16,7 @@ convergence test (residuals relative to the smallest *kept* eigenvalue and to th
 truncation, see :mod:`lightning_w2s.metrics._gap_algebra`), (b) an explicit "not converged"
 answer for an exact fallback. (A one-off comparison while this was written, which no benchmark
 prints, also found ``torch.lobpcg`` several times slower on the d_s = 4096 covariance of
-``benchmarks/representation_gap.py``.) Pure torch; every tensor stays on ``like``'s device, and the random
+``benchmarks/representation/run.py``.) Pure torch; every tensor stays on ``like``'s device, and the random
 start comes from a generator with a fixed seed on that device, so every DDP rank (holding the same
 synced operator) gets the same answer.
 """

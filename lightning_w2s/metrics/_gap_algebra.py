@@ -24,7 +24,7 @@ is under a tenth of the gap ``θ_k − θ_{k+1}``; otherwise (and below ``d = 10
 truncation) the exact ``torch.linalg.eigh``. On three synthetic spectra at d = 4096/2048 (a low-rank
 signal in noise, a power law, pure noise; the cut inside a dense noise bulk in two of them) that
 criterion left ``fro`` and ``op`` within 4e-7 relative of the exact path (the tests check 1e-5;
-``benchmarks/representation_gap.py`` prints the agreement, 1.1e-7 at worst in its last run).
+``benchmarks/representation/run.py`` prints the agreement, 1.1e-7 at worst in its last run).
 
 **Numerical floors** use the covariance about the mean: an eigenvalue is indistinguishable from 0
 below ``2·d·eps·(tr C + ‖m‖²)`` (``m`` = mean − shift, ≈ 0 with the agreed shift; the term keeps

@@ -38,7 +38,7 @@ class Need:
     TEACHER_ACCURACY = "teacher_accuracy"  #: the teacher's gold accuracy: gold on the probe, or teacher_score
 
 
-#: how to provide each need (the stopper's error messages), and its short README label
+#: how to provide each need (the stopper's error messages), and its short label in docs/metrics.md
 NEEDS = {
     Need.GOLD: ("give the probe gold labels (`W2SProbe(..., gold=...)`)", "gold"),
     Need.UNCOVERED: ("the teacher must abstain on some probe points (`teacher_labels=-1` or `covered=`)", "abstentions"),
@@ -62,7 +62,7 @@ NEEDS = {
 MONITOR_HINT = "attach `W2SMonitor(probe=...)` to the Trainer's callbacks"
 CLASSIFICATION_HINT = (
     "it is logged for classification probes only: a regression probe (`W2SProbe(..., teacher_values=...)`) logs the "
-    "names of task 'both' in README's metric table; on one, stop with "
+    "names of task 'both' in docs/metrics.md; on one, stop with "
     "`W2SEarlyStopping('heldout_misfit_plateau' or 'teacher_overfit', misfit='sq')`"
 )
 UNREGISTERED_HINT = "log it from a callback or the LightningModule"

@@ -1,6 +1,6 @@
 """Views of the quantities registry (:mod:`lightning_w2s.metrics._registry`): the dashboard's
 charts (:func:`charts`, :func:`reference_values`, :func:`constants`, read by
-:mod:`lightning_w2s.dashboard.tensorboard`) and the README's metric table (:func:`markdown_table`). Pure Python.
+:mod:`lightning_w2s.dashboard.tensorboard`) and docs/metrics.md's table (:func:`markdown_table`). Pure Python.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def _cell(q: Quantity) -> str:
 
 
 def markdown_table() -> str:
-    """The README's metric table, one row per declared quantity (interval ends and train-probe twins
+    """The table of docs/metrics.md, one row per declared quantity (interval ends and train-probe twins
     are folded into the rows they come from)."""
     better = {True: "↑", False: "↓", None: "—"}
     rows = ["| name | meaning | kind | better | needs | task | source / status |", "|---|---|---|---|---|---|---|"]

@@ -1,10 +1,11 @@
 """Functional twins of the streaming metrics: plain tensors in, tensors out (docs/architecture.md, public API)."""
 
 from lightning_w2s.metrics.calibration import calibration_error, calibration_histogram
-from lightning_w2s.metrics.correction import correction_rates, lang_bounds
+from lightning_w2s.metrics.correction import lang_bounds
 from lightning_w2s.metrics.expansion import expansion_estimate, lang_expansion
 from lightning_w2s.metrics.neighbours import knn_indices
 from lightning_w2s.metrics.gold import gold_rates, gold_squared_error, pgr
+from lightning_w2s.metrics.gold_counts import correction_rates
 from lightning_w2s.metrics.misfit import misfit, regression_misfit
 from lightning_w2s.metrics.representation import effective_rank, representation_gap
 from lightning_w2s.metrics.robustness import augmentation_robustness, neighbour_robustness

@@ -11,7 +11,7 @@
   docs/theory.md §2.5), pooled over classes (disjoint events: they sum to at most 1);
   ``coverage_accuracy = P(s = y)`` on uncovered gold points (Lang et al.'s coverage expansion ``T``).
   These count the same events as the per-class rates, so their streaming form is
-  :class:`~lightning_w2s.metrics.correction.CorrectionRates` (one state for both).
+  :class:`~lightning_w2s.metrics.gold_counts.CorrectionRates` (one state for both).
 - :func:`accuracy_bounds`: the logged 0/1 bands (on all gold points, with the teacher's
   abstentions, and on covered gold points) and the gain still possible, from those rates.
 - :class:`GoldSquaredError` (``err_sq`` of student and teacher against gold, for Charikar's
@@ -31,7 +31,7 @@ from lightning_w2s.validation import as_tensor, check_choice, check_finite, chec
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.stats import known_rows, ratio
 from lightning_w2s.metrics.bounds import accuracy_band, max_accuracy_gain
-from lightning_w2s.metrics.correction import GOLD_KEYS, correction_counts, gold_rates_from_counts
+from lightning_w2s.metrics.gold_counts import GOLD_KEYS, correction_counts, gold_rates_from_counts
 
 __all__ = ["GOLD_KEYS", "GOLD_SQ_KEYS", "GoldSquaredError", "accuracy_bounds", "gold_rates", "gold_squared_error", "pgr"]
 
@@ -65,7 +65,7 @@ def _defined(fn, n: int, *args, **kwargs):
 def accuracy_bounds(rates: dict | None, teacher_score: float | None, disagreement: float, coverage: float) -> dict[str, torch.Tensor]:
     """The logged 0/1 bands and the gain still possible (docs/theory.md §2.2) [derived bounds].
 
-    ``rates``: the pooled gold rates of :class:`~lightning_w2s.metrics.correction.CorrectionRates`
+    ``rates``: the pooled gold rates of :class:`~lightning_w2s.metrics.gold_counts.CorrectionRates`
     (``None`` without gold); ``teacher_score``: the user's teacher accuracy (used without gold);
     ``disagreement``: the held-out student–teacher disagreement on covered probe points;
     ``coverage``: ``π``, the share of the probe the teacher covers. Returns 0-d float64 tensors under

@@ -155,7 +155,7 @@ def _misfit_compute(sums: dict[str, torch.Tensor], total: torch.Tensor, counts: 
 # classification
 # ----------------------------------------------------------------------------------------------
 def misfit(student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float = 1e-6, *, validate_args: bool = True) -> dict[str, torch.Tensor]:
-    """Functional misfit (docs/theory.md §2.1, §7) — definitions, exact.
+    """Functional misfit (docs/theory.md §2.1; docs/architecture.md) — definitions, exact.
 
     Args:
         student_probs, teacher_probs: ``(n, k)`` probabilities (rows in ``[0, 1]`` summing to 1).

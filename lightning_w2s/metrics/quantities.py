@@ -9,7 +9,7 @@ undefined at a given check (then it is left out quietly), and where the dashboar
 constants and drops undefined ones by :attr:`Quantity.may_be_undefined`;
 ``W2SMonitor.expected_names()`` is :func:`expected_names` of what its probe provides; alerts and
 stopping policies name their inputs with these constants; ``W2SEarlyStopping`` explains a missing
-name with :func:`hint`; the TensorBoard layout is built from the charts; the README's metric table
+name with :func:`hint`; the TensorBoard layout is built from the charts; docs/metrics.md's table
 is :func:`markdown_table` (a test keeps them equal).
 
 Adding a logged quantity is one :func:`declare` call here plus the code that computes it (the

@@ -4,9 +4,10 @@ docs/theory.md §2.1-§2.2, §2.4. A regression probe (``W2SProbe(inputs, teache
 the teacher's real outputs ``f_w`` of shape ``(n,)`` or ``(n, m)`` and, optionally, real gold ``y``
 of the same shape (``NaN`` = unknown). The student's output on the probe is read as real values
 ``f_s`` of the same shape. :class:`RegressionMetrics` is that probe's aggregator (the counterpart of
-:class:`~lightning_w2s.metrics.aggregator.W2SMetrics`, which
-:meth:`W2SMetrics.from_probe <lightning_w2s.metrics.aggregator.W2SMetrics.from_probe>` hands
-regression probes to); every state is a torchmetrics sum state (exact under DDP). It logs, under
+:class:`~lightning_w2s.metrics.aggregator.W2SMetrics`; both share the skeleton
+:class:`~lightning_w2s.metrics.base.ProbeMetrics`, and
+:func:`~lightning_w2s.metrics.aggregator.metrics_for_probe` picks this one for a regression probe);
+every state is a torchmetrics sum state (exact under DDP). It logs, under
 the registry's names (:mod:`lightning_w2s.metrics.quantities`, task "both"):
 
 - ``Q.SQ`` = ``mean ‖f_s − f_w‖²`` (summed over the ``m`` outputs): Charikar's misfit
@@ -21,7 +22,8 @@ the registry's names (:mod:`lightning_w2s.metrics.quantities`, task "both"):
 - with gold: ``Q.SQ_GAIN`` = ``err_sq(w) − err_sq(s)``, ``Q.STUDENT_SQ_ERROR``,
   ``Q.TEACHER_SQ_ERROR`` (means of ``‖f − y‖²`` over the gold points) [definitions];
 - the representation family (Xue et al. 2025; ``Q.PRED_GAP_GOLD`` with the real gold as ``y``) or,
-  without teacher features, the student's effective rank.
+  without teacher features, the student's effective rank
+  (:class:`~lightning_w2s.metrics.representation_family.RepresentationFamily`, as for classification).
 
 Classification-only families (KL, disagreement, calibration, the gold rates, Lang et al.'s
 statistics, the 0/1 band) are not logged for a regression probe, and :meth:`expected_names` says
@@ -31,19 +33,20 @@ exactly what is.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import torch
-from torch import nn
 
 from lightning_w2s import validation as v
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.metrics.stats import known_rows
+from lightning_w2s.metrics.base import ProbeMetrics
 from lightning_w2s.metrics.bounds import charikar_predicted_gain
+from lightning_w2s.metrics.family import Rows
 from lightning_w2s.metrics.gold import GoldSquaredError
 from lightning_w2s.metrics.misfit import RegressionMisfit
-from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, EffectiveRank, GapConstruction, RepresentationGap
+from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, GapConstruction
+from lightning_w2s.metrics.representation_family import RepresentationFamily
+from lightning_w2s.metrics.stats import known_rows
 
 __all__ = ["RegressionMetrics"]
 
@@ -52,7 +55,7 @@ Need = Q.Need
 CLASSIFICATION_OPTIONS = frozenset({"eps", "neighbours", "eta", "n_bins", "expansion_history"})
 
 
-class RegressionMetrics(nn.Module):
+class RegressionMetrics(ProbeMetrics):
     """All metric states of one regression probe, fed batch by batch, computed into logged names.
 
     Args:
@@ -63,6 +66,8 @@ class RegressionMetrics(nn.Module):
         teacher_score, ceiling_score: must stay ``None`` — they are 0/1 accuracy scores (PGR, the
             accuracy band) and a regression probe has no accuracy (``ValueError`` otherwise).
         representation: the gap's construction (default :data:`DEFAULT_CONSTRUCTION`).
+        chunk_bytes: queued rows fed to the states at once (as in
+            :class:`~lightning_w2s.metrics.aggregator.W2SMetrics`).
         **classification_options: ``eps``, ``neighbours``, ``eta``, ``n_bins``, ``expansion_history``
             of the classification aggregator, accepted and unused (no probabilities, no class labels).
 
@@ -74,8 +79,8 @@ class RegressionMetrics(nn.Module):
     """
 
     task = "regression"
+    misfit_name = Q.SQ
     coverage = 1.0  # a regression teacher gives a value for every point
-    wants_neighbours = False  # Lang et al.'s statistics are about class labels
     teacher_score = ceiling_score = None
 
     def __init__(
@@ -88,9 +93,9 @@ class RegressionMetrics(nn.Module):
         teacher_score: float | None = None,
         ceiling_score: float | None = None,
         representation: GapConstruction = DEFAULT_CONSTRUCTION,
+        chunk_bytes: int = 32 * 2**20,
         **classification_options: Any,
     ) -> None:
-        super().__init__()
         unknown = sorted(set(classification_options) - CLASSIFICATION_OPTIONS)
         if unknown:
             raise TypeError(f"RegressionMetrics() got unexpected keyword argument(s) {unknown}")
@@ -103,45 +108,33 @@ class RegressionMetrics(nn.Module):
         tv = v.as_tensor("teacher_values", teacher_values, dtype=torch.float64)
         if tv.ndim not in (1, 2):
             raise ValueError(f"`teacher_values` must be (n,) or (n, m) real outputs, got {v.describe(tv)}")
-        self.n, self.output_dim = tv.shape[0], 1 if tv.ndim == 1 else tv.shape[1]
-        self.train = v.check_scalar("train", train, bool)
+        super().__init__(tv.shape[0], 0, train=train, chunk_bytes=chunk_bytes)
+        self.output_dim = 1 if tv.ndim == 1 else tv.shape[1]
         self.register_buffer("teacher_values", tv.reshape(self.n, self.output_dim), persistent=False)
-        g = None if gold is None or train else v.as_tensor("gold", gold, dtype=torch.float64).reshape(self.n, self.output_dim)
+        g = None if gold is None or self.train else v.as_tensor("gold", gold, dtype=torch.float64).reshape(self.n, self.output_dim)
         self.has_gold = g is not None and bool(known_rows(g).any())
         self.register_buffer("gold", g if self.has_gold else None, persistent=False)
-        self.register_buffer("teacher_features", None if teacher_features is None or train else teacher_features, persistent=False)
-        self.provides = self._provides()
+        self.covered = None  # a regression teacher gives a value everywhere
         self.misfit = RegressionMisfit(validate_args=False)
         self.gold_sq = GoldSquaredError(task="regression") if self.has_gold else None
-        self.representation = self.student_rank = None
-        self.representation_on = True  # this check feeds and computes the representation family (see reset)
-        if self.teacher_features is not None:
-            self.representation = RepresentationGap(
-                teacher_dim=self.teacher_features.shape[1], label_dim=self.output_dim if self.has_gold else None,
-                teacher_reference=self.teacher_features.double().mean(0), **representation.kwargs(),
-            )
-        elif not train:
-            self.student_rank = EffectiveRank()
-        self.neighbours = None
-        self.extras: dict[str, torch.Tensor] = {}
-        self.notes: list[str] = []
+        if not self.train:
+            family = RepresentationFamily(teacher_features, representation, label_dim=self.output_dim if self.has_gold else None)
+            self.add_family("representation", family)
 
-    @classmethod
-    def from_probe(cls, probe: Any, **kwargs: Any) -> "RegressionMetrics":
-        """The metrics of a regression :class:`~lightning_w2s.W2SProbe` (``teacher_values=``)."""
-        return cls(probe.teacher_values, gold=probe.gold, teacher_features=probe.teacher_features, **kwargs)
-
-    def _provides(self) -> set[str]:
-        if self.train:
-            return {Need.TRAIN_PROBE}
-        return {need for need, met in ((Need.GOLD, self.has_gold), (Need.TEACHER_FEATURES, self.teacher_features is not None)) if met}
-
-    def expected_names(self) -> set[str]:
-        """The names :meth:`compute` can return (the registry's task-"both" names this probe provides)."""
-        names = Q.expected_names(self.provides, 0, task=self.task) - {Q.SKIPPED, Q.CHECK}
-        return {n for n in names if n.split("/")[1].startswith("train_") == self.train}
+    def _provides_own(self) -> set[str]:
+        return {Need.GOLD} if self.has_gold else set()
 
     # ------------------------------------------------------------------ the student's output
+    def read_student(self, output: torch.Tensor, student_output: str) -> torch.Tensor:
+        """The student's float64 output on a probe batch, read as real values as it is
+        (``student_output`` is for class probabilities and is not used)."""
+        return output
+
+    def check_student(self, output: torch.Tensor) -> None:
+        """``ValueError`` unless ``output`` is ``(batch,)`` or ``(batch, m)`` like the teacher's values
+        (:meth:`student_values`)."""
+        self.student_values(output)
+
     def student_values(self, output: torch.Tensor) -> torch.Tensor:
         """The student's output as ``(b, m)`` float64 real values; ``ValueError`` naming the expected
         shape (``(b,)`` or ``(b, m)`` like the teacher's values) otherwise."""
@@ -151,7 +144,7 @@ class RegressionMetrics(nn.Module):
             raise TypeError(f"the student's output must be real values (a floating-point tensor), got {v.describe(out)}")
         if out.ndim == 1 and m == 1 or out.ndim == 2 and out.shape[1] == m:
             return out.double().reshape(out.shape[0], m)
-        want = f"(batch,) or (batch, 1)" if m == 1 else f"(batch, {m})"
+        want = "(batch,) or (batch, 1)" if m == 1 else f"(batch, {m})"
         raise ValueError(
             f"the student's output has shape {tuple(out.shape)} on the probe but the regression teacher's values are "
             f"{'(n,)' if m == 1 else f'(n, {m})'}; expected {want}. Use `forward_fn=` if the model's forward does not "
@@ -159,83 +152,28 @@ class RegressionMetrics(nn.Module):
         )
 
     # ------------------------------------------------------------------ streaming
-    @torch.no_grad()
-    def update(self, student_values: torch.Tensor, features: torch.Tensor | None, index: torch.Tensor, valid: torch.Tensor) -> None:
-        """Add one probe batch: the student's real outputs ``(b,)``/``(b, m)``, its pooled representation
-        ``(b, d_s)`` (or ``None``), the batch's probe positions ``index`` and ``valid`` (``False`` on
-        padding rows)."""
-        dev = self.teacher_values.device
-        index, valid = index.to(dev), valid.to(dev)
-        s = self.student_values(student_values).to(dev)
-        teacher = self.teacher_values[index]
-        self.misfit.update(s[valid], teacher[valid])
-        if self.train:
+    def _device(self) -> torch.device:
+        return self.teacher_values.device
+
+    def _student_rows(self, student: torch.Tensor) -> torch.Tensor:
+        return self.student_values(student)
+
+    def _update_own(self, rows: Rows) -> None:
+        teacher = self.teacher_values[rows.index]
+        self.misfit.update(rows.student, teacher)
+        if self.train or rows.gold is None:
             return
-        gold = self.gold[index] if self.has_gold else None
-        if gold is not None:
-            known = valid & known_rows(gold)
-            self.gold_sq.update(s[known], teacher[known], gold[known])
-        if features is None or not self.representation_on:
-            return
-        features = features.to(dev).double()[valid]
-        if self.representation is not None:
-            labels = None if gold is None else gold[valid]
-            self.representation.update(features, self.teacher_features[index].double()[valid], labels)
-        else:
-            self.student_rank.update(features)
+        known = known_rows(rows.gold)
+        self.gold_sq.update(rows.student[known], teacher[known], rows.gold[known])
 
     # ------------------------------------------------------------------ values
-    def compute(self) -> dict[str, torch.Tensor]:
-        """Sync and compute; undefined values (no gold row seen) are left out with a note."""
-        self.extras, self.notes = {}, []
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*was called before the ``update`` method.*")
-            out = {Q.SQ: self.misfit.compute()["sq"]}
-            if self.train:
-                return {Q.train_name(Q.SQ): out[Q.SQ]}
-            sq = float(out[Q.SQ])
-            out[Q.PREDICTED_GAIN] = torch.tensor(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan, dtype=torch.float64)
-            if self.gold_sq is not None:
-                g = self.gold_sq.compute()
-                out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = g["sq_gain"], g["student_sq_error"], g["teacher_sq_error"]
-            if self.representation_on:
-                out.update(self._representation())
-        kept = {}
-        for name, value in out.items():
-            if not bool(torch.isfinite(value)) and Q.lookup(name).may_be_undefined:
-                self.notes.append(f"{name} is undefined at this check (no gold row seen, or an undefined input)")
-            else:
-                kept[name] = value.to(torch.float64)
-        return kept
-
-    def _representation(self) -> dict[str, torch.Tensor]:
-        if self.student_rank is not None:
-            return {Q.EFFECTIVE_RANK: self.student_rank.compute()} if self.student_rank.update_count else {}
-        if self.representation is None or not self.representation.update_count:
+    def _compute_own(self, out: dict[str, torch.Tensor]) -> dict[str, Any]:
+        out[Q.SQ] = self.misfit.compute()["sq"]
+        if self.train:
             return {}
-        rep = self.representation.compute()
-        out = {Q.EFFECTIVE_RANK: rep["effective_rank"], Q.GAP_FRO: rep["fro"], Q.GAP_OP: rep["op"], Q.CKA: rep["cka"]}
-        if "pred_gap" in rep:
-            out[Q.PRED_GAP_GOLD] = rep["pred_gap"]
-        return out
-
-    def flush(self) -> None:
-        """Nothing queued: :meth:`update` feeds the states at once (the interface of
-        :meth:`W2SMetrics.flush <lightning_w2s.metrics.aggregator.W2SMetrics.flush>`)."""
-
-    def reset(self, representation: bool = True) -> None:
-        """Clear every state; ``representation=False`` leaves the representation family out of this
-        check (neither fed nor computed; every DDP rank must pass the same value), as
-        :meth:`W2SMetrics.reset <lightning_w2s.metrics.aggregator.W2SMetrics.reset>`."""
-        self.representation_on = bool(representation)
-        for m in self.children():
-            if representation or all(m is not family for family in (self.representation, self.student_rank)):
-                m.reset()
-
-    # ------------------------------------------------------------------ state (resume)
-    def state_dict_extra(self) -> dict:
-        """Nothing beyond the per-check sum states (no history, no neighbour table)."""
+        sq = float(out[Q.SQ])
+        out[Q.PREDICTED_GAIN] = torch.tensor(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan, dtype=torch.float64)
+        if self.gold_sq is not None:
+            g = self.gold_sq.compute()
+            out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = g["sq_gain"], g["student_sq_error"], g["teacher_sq_error"]
         return {}
-
-    def load_state_dict_extra(self, state: dict) -> None:
-        """Nothing to restore (see :meth:`state_dict_extra`)."""

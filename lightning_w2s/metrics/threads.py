@@ -5,7 +5,7 @@ Why (measured on 2 shared cores): torch's CPU kernels run on OpenMP threads that
 thread steals the core its partner needs: we measured a 0.1 s d×d computation at 1.5–32 s.
 Setting ``OMP_WAIT_POLICY=PASSIVE`` before torch loads fixes it, but users' scripts do not set it.
 With one intra-op thread there is no team to wait for, so nothing collapses; what is left is the
-share of the cores the busy neighbours leave (``benchmarks/representation_gap.py`` prints the
+share of the cores the busy neighbours leave (``benchmarks/representation/run.py`` prints the
 comparison: in its last run 5.5× for ``representation_gap`` at n = 4096, d = 384, and 3.4× for
 ``compute()`` at d = 4096). One thread is also what the d×d algebra gets on a loaded 2-core host.
 
@@ -23,7 +23,7 @@ open (Lightning's training loop runs on one thread). CUDA kernels are not affect
 
 The monitor runs a whole check inside :func:`threads` ``(1)`` and gives the student's forward passes
 the process's own count back; the aggregator's feeding and ``compute()`` are
-:func:`single_threaded`. ``benchmarks/overhead.py`` (busy section) prints the monitor's own work of
+:func:`single_threaded`. ``benchmarks/overhead/run.py`` (busy section) prints the monitor's own work of
 a cheap-student check alone and beside two busy processes: 41 and 169 ms (4.1×) in its last run.
 """
 

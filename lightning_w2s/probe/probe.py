@@ -59,8 +59,8 @@ class W2SProbe:
             ``gold`` is real with the same shape (``NaN`` = unknown), the student's output is read as
             real values of that shape, and ``covered``/``num_classes`` do not apply (the teacher
             gives a value for every point). Logged: the squared misfit, Charikar's predicted and
-            measured gain, the squared errors to gold and the representation family (README's metric
-            table, task "both").
+            measured gain, the squared errors to gold and the representation family (docs/metrics.md,
+            task "both").
 
     Exactly one of ``teacher_probs``, ``teacher_logits``, ``teacher_labels`` (classification) or
     ``teacher_values`` (regression) must be given.

@@ -1,6 +1,6 @@
 """Rank candidate teachers for a student before training — label-free, from features and outputs.
 
-The practical use Xue, Li & Mirzasoleiman (2025) argue for (docs/theory.md §2.4, §7, §8): given
+The practical use Xue, Li & Mirzasoleiman (2025) argue for (docs/theory.md §2.4, §4): given
 a student's representation of some inputs and several candidate weak teachers on the same inputs,
 say which teacher's labels will give the best W2S student — without gold labels.
 
@@ -31,7 +31,7 @@ Scores (lower = better expected W2S student; each is an *estimate* or a *heurist
     [derived quantity, heuristic use].
 ``"pred_gap"`` — the same with gold ``labels`` (needs gold; for reference).
 
-Which default was chosen, on what, and how well it ranks: ``benchmarks/ranking.py``
+Which default was chosen, on what, and how well it ranks: ``benchmarks/ranking/run.py``
 (``make bench-ranking``) chooses it leave-one-task-out on three real text tasks × 15 teachers.
 
 A before-training tool, not a live metric [decision]: while one teacher is being
@@ -67,7 +67,7 @@ __all__ = ["OUTPUT_SCORES", "RANKING_CONSTRUCTION", "SCORES", "rank_teachers", "
 #: (``fro``, both representations cut to their top 32 principal components, ``reg = 0.1``,
 #: ``λ = reg·tr(K)/n``). ``make bench-ranking`` tried 30 constructions leave-one-task-out; none beat
 #: this one by more than its bootstrap CI (a tie), so it stays — and on the benchmark's 15 teachers
-#: no construction ranks W2S students better than chance (see the README's ranking section).
+#: no construction ranks W2S students better than chance (docs/benchmarks.md, teacher ranking).
 RANKING_CONSTRUCTION = DEFAULT_CONSTRUCTION
 
 #: Scores that need every teacher's outputs and at least 3 teachers (a label model).

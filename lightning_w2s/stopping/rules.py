@@ -26,7 +26,7 @@ disagree about what, say, "the gain is exhausted" means.
   the held-out disagreement is above ``max_halfwidth``).
 
 Every rule is a **heuristic**, not a theorem about the student's gold accuracy. The stopping-regret
-benchmark (``make bench-stopping``, README "Stopping": 13 (task, teacher) pairs, 5 sources,
+benchmark (``make bench-stopping``, docs/benchmarks.md "Stopping": 13 (task, teacher) pairs, 5 sources,
 8 seeds, chosen on seeds 0–3, reported on 4–7) chose the plateau on ``teacher_label_ce`` (patience 5,
 best check restored) as the default: 1.20 pt of gold-accuracy regret against 1.45 pt for
 ``EarlyStopping`` + ``ModelCheckpoint`` on the teacher-labelled validation loss (a tie: Δ −0.25,

@@ -1,4 +1,4 @@
-"""Bounds and predictions on the student's gold error (docs/theory.md §2.2, §2.5, §7): numbers in, number out.
+"""Bounds and predictions on the student's gold error (docs/theory.md §2.2, §2.5; docs/architecture.md): numbers in, number out.
 
 The public home of every bound function (docs/architecture.md, public API: ``lang_covered_bound``, ``lang_uncovered_bound``,
 ``accuracy_band``); the code lives in two modules by responsibility:

@@ -1,7 +1,7 @@
 """Monitor overhead benchmark (docs/benchmarks.md): printed figures and ratios, not a timed test.
 
 Everything below is measured in one run (``make bench-overhead``, about 10 minutes on 2 shared CPU
-cores, plus the MiniLM part of ``benchmarks/overhead_encoder.py``). The machine is shared: arms are
+cores, plus the MiniLM part of ``benchmarks/overhead/encoder.py``). The machine is shared: arms are
 interleaved (the order flips every repeat so drift hits both alike) and medians with their spread
 (min–max) are printed.
 
@@ -19,17 +19,17 @@ interleaved (the order flips every repeat so drift hits both alike) and medians 
    do not set it; the Makefile does), 5 calls alone, then 5 calls beside two busy torch processes
    (``python -c`` loops of 1000×1000 float32 matmuls at default threads) that this benchmark starts
    and stops. Target: worst beside ≤ 4× best alone.
-3. **Fit overhead on real tasks** (``benchmarks.tasks``): ``movie_vader`` (MLP head over cached
+3. **Fit overhead on real tasks** (``benchmarks.shared.tasks``): ``movie_vader`` (MLP head over cached
    MiniLM embeddings) and ``fashion_scratch`` (small CNN, 8k images): fit time with/without a
    default monitor (interleaved pairs, ratio of medians; target ≤ 1.03) and, inside one fit, check
    vs bare forward of the same probe (target ≤ 1.15).
 4. With CUDA: the same on the GPU, plus one check at n = 65,536, d = 1,024 (target < 250 ms).
    Without CUDA: printed as skipped.
 
-The fine-tuned MiniLM student is ``benchmarks/overhead_encoder.py`` (run by the same make target).
+The fine-tuned MiniLM student is ``benchmarks/overhead/encoder.py`` (run by the same make target).
 
-    python -m benchmarks.overhead [--data data] [--sections cheap busy fit] [--repeats 5]
-    python -m benchmarks.overhead --busy-child   # (internal) section 2's measured process
+    python -m benchmarks.overhead.run [--data data] [--sections cheap busy fit] [--repeats 5]
+    python -m benchmarks.overhead.run --busy-child   # (internal) section 2's measured process
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.common import StudentModule, quiet_lightning, train_student
-from benchmarks.report import spread, verdict
-from benchmarks.tasks import DEFAULT_DATA, TASKS, load_task
+from benchmarks.shared.students import StudentModule, quiet_lightning, train_student
+from benchmarks.shared.report import spread, verdict
+from benchmarks.shared.tasks import DEFAULT_DATA, TASKS, load_task
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.probe.features import eval_mode
 
@@ -324,7 +324,7 @@ def busy_child(alone: int, beside: int) -> dict[str, Any]:
 
 def busy_section(alone: int = 5, beside: int = 5) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-m", "benchmarks.overhead", "--busy-child", str(alone), str(beside)], env=env,
+    out = subprocess.run([sys.executable, "-m", "benchmarks.overhead.run", "--busy-child", str(alone), str(beside)], env=env,
                          capture_output=True, text=True, timeout=1800)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("BUSY ")]
     if out.returncode != 0 or not lines:
@@ -406,7 +406,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--sections", nargs="*", default=["cheap", "busy", "fit"], choices=["cheap", "busy", "fit"])
     parser.add_argument("--tasks", nargs="*", default=["movie_vader", "fashion_scratch"], choices=list(TASKS))

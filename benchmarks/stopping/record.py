@@ -24,7 +24,7 @@ random numbers, so the training trajectory is the one a user without the recorde
 Recordings are ``.npz`` files under ``data/stopbench_runs/`` (shared across worktrees like the rest
 of ``data/``), keyed by :data:`RECORD_VERSION` and the task's construction; ``--fresh`` re-records.
 
-    python -m benchmarks.stopping_record --tasks movie_vader --seeds 0 1   # record (skips cached)
+    python -m benchmarks.stopping.record --tasks movie_vader --seeds 0 1   # record (skips cached)
 """
 
 from __future__ import annotations
@@ -252,8 +252,8 @@ def record(task_name: str, seed: int, data_dir: str, epochs: int | None = None) 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
-    from benchmarks.common import EVAL_BATCH, DEFAULT_BATCH, quiet_lightning, train_student
-    from benchmarks.tasks import TASK_SOURCES, load_task
+    from benchmarks.shared.students import EVAL_BATCH, DEFAULT_BATCH, quiet_lightning, train_student
+    from benchmarks.shared.tasks import TASK_SOURCES, load_task
 
     quiet_lightning()
     warnings.filterwarnings("ignore")
@@ -337,9 +337,9 @@ def load_recordings(tasks: Sequence[str], seeds: Sequence[int], data_dir: str, *
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from benchmarks.tasks import DEFAULT_DATA, TASKS
+    from benchmarks.shared.tasks import DEFAULT_DATA, TASKS
 
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.stopping_record", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.stopping.record", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
     ap.add_argument("--seeds", type=int, nargs="*", default=list(range(8)))
@@ -369,17 +369,17 @@ def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir
        ``w2s/misfit/teacher_label_ce`` (``probe_hce``), ``w2s/misfit/disagreement`` (``probe_err``),
        ``w2s/train_misfit/kl_teacher_student`` (``train_ce``), ``w2s/robustness/inconsistency`` (``gamma``);
     2. the live stopper's stop check and restored check vs the offline CHOSEN rule
-       (``probe_hce``, patience 5, keep best) and vs :func:`benchmarks.stopping_rules.package_default_outcome`
+       (``probe_hce``, patience 5, keep best) and vs :func:`benchmarks.stopping.rules.package_default_outcome`
        replayed on this run's recording (and on ``cached``, the benchmark's recording of the same
        (task, seed), when given: the same trajectory if the monitor changes nothing in training), and
        the largest difference between the student's probe logits after ``fit`` and the recorded
        logits of the restored check (0: the weights of that check came back)."""
     import torch
 
-    from benchmarks.common import DEFAULT_BATCH, EVAL_BATCH, quiet_lightning, train_student
-    from benchmarks.stopping_rules import package_default_outcome, patience_stop
-    from benchmarks.stopping_signals import signal
-    from benchmarks.tasks import load_task
+    from benchmarks.shared.students import DEFAULT_BATCH, EVAL_BATCH, quiet_lightning, train_student
+    from benchmarks.stopping.rules import package_default_outcome, patience_stop
+    from benchmarks.stopping.signals import signal
+    from benchmarks.shared.tasks import load_task
 
     try:
         from lightning.pytorch.callbacks import Callback

@@ -1,4 +1,4 @@
-"""Stopping rules replayed offline on recordings (:mod:`benchmarks.stopping_record`).
+"""Stopping rules replayed offline on recordings (:mod:`benchmarks.stopping.record`).
 
 A rule sees the checks ``1..E`` of a run one by one (check ``c`` = after epoch ``c - 1``) and
 returns an :class:`Outcome`: the check at which it stops the fit (``None``: it never does, the fit
@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from benchmarks.stopping_signals import signal
+from benchmarks.stopping.signals import signal
 
 __all__ = ["Outcome", "Rule", "check_package_default", "gold_floor_regret", "package_default_outcome", "patience_stop",
            "today_policies", "vote"]
@@ -149,7 +149,7 @@ HELD_SIGNAL = {"kl_teacher_student": "probe_ce", "disagreement": "probe_err", "s
 def _train_misfit(rec, misfit: str) -> np.ndarray:
     """The train-probe twin of ``misfit`` (the teacher's labels of the train probe are hard: its
     ``kl_teacher_student`` and ``teacher_label_ce`` are the same cross-entropy)."""
-    from benchmarks.stopping_signals import train_fit
+    from benchmarks.stopping.signals import train_fit
 
     return train_fit(rec, {"kl_teacher_student": "ce", "disagreement": "err", "sq": "sq", "teacher_label_ce": "hce"}[misfit])
 
@@ -157,8 +157,8 @@ def _train_misfit(rec, misfit: str) -> np.ndarray:
 def _policy_stream(rec, name: str, patience: int, misfit: str, kappa: float | None, min_gain: float | None):
     """Yield ``(check, triggered, best_check)`` of one policy of ``lightning_w2s.stopping.rules`` (min_delta = 0,
     no warm-up) on the recorded signals, check by check. ``gain_exhausted`` reads the monitor's
-    ``w2s/bounds/max_gain`` (:func:`benchmarks.stopping_signals.max_gain`)."""
-    from benchmarks.stopping_signals import max_gain
+    ``w2s/bounds/max_gain`` (:func:`benchmarks.stopping.signals.max_gain`)."""
+    from benchmarks.stopping.signals import max_gain
 
     held = signal(rec, HELD_SIGNAL[misfit])
     train = _train_misfit(rec, misfit) if name == OVERFIT else None
@@ -234,7 +234,7 @@ NOW = {"patience": 5, "misfit": "teacher_label_ce", "restore": "end"}
 
 def _monitor_values(rec) -> dict[str, np.ndarray]:
     """The recorded signals under the monitor's names (what the policies read)."""
-    from benchmarks.stopping_signals import max_gain
+    from benchmarks.stopping.signals import max_gain
     from lightning_w2s.metrics import quantities as Q
 
     return {Q.KL_TEACHER_STUDENT: signal(rec, "probe_ce"), Q.DISAGREEMENT: signal(rec, "probe_err"),

@@ -1,5 +1,5 @@
-"""Offline real data for the demo: human-rated movie-review sentences, a keyword-rule teacher and
-frozen MiniLM sentence embeddings for the student.
+"""Offline real data sources for the benchmarks and the demo: human-rated movie-review sentences and
+tweets, a keyword-rule teacher and frozen MiniLM sentence embeddings for the student.
 
 Everything here works without a model or data hub:
 
@@ -18,7 +18,7 @@ need them, so importing this module costs only numpy.
 
 Command line (used by the Makefile)::
 
-    python -m examples.demo_data fetch-vader --dest data
+    python -m benchmarks.shared.sources fetch-vader --dest data
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def _resolve_snippet_file(data_dir: str | os.PathLike, name: str = MOVIE_FILE) -
         path = path / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} does not exist; fetch it once with `python -m examples.demo_data fetch-vader --dest {Path(data_dir)}`"
+            f"{path} does not exist; fetch it once with `python -m benchmarks.shared.sources fetch-vader --dest {Path(data_dir)}`"
         )
     return path
 
@@ -441,7 +441,7 @@ def movie_keyword_task(
 
 # --------------------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m examples.demo_data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.shared.sources", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     fetch = sub.add_parser("fetch-vader", help="download vaderSentiment's sdist and copy the movie/tweet sentences")
     fetch.add_argument("--dest", default="data", help="folder to write the files into (default: data)")

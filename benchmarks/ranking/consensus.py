@@ -6,7 +6,7 @@ true class; the cheap students share one representation, so they do not. The can
 other label-free estimators of the same quantity, computed from the same votes (cached per task ×
 seed under ``data/ranking_votes_<task>_s<seed>.npz``: the cheap students' predicted classes and the
 teachers' own labels on the ``rank`` inputs; gold is stored only for the diagnostic printed by
-``python -m benchmarks.ranking_consensus`` and is never read by a candidate).
+``python -m benchmarks.ranking.consensus`` and is never read by a candidate).
 
 Tried and removed (commit 98642e3, pre-registered): a dependency-aware Dawid–Skene that
 down-weights near-duplicate voters (after Varma et al., ICML 2019, "Learning Dependency Structures
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import ranking_scores as rs
-from benchmarks import ranking_teachers as rt
+from benchmarks.ranking import scores as rs
+from benchmarks.ranking import teachers as rt
 from lightning_w2s.ranking.label_model import dawid_skene
 
 VOTES_VERSION = 1

@@ -1,10 +1,10 @@
 """Teacher ranking across tasks: does ``rank_teachers`` order teachers by their W2S students' gold error?
 
-Run: ``make bench-ranking`` (= ``python -m benchmarks.ranking --data data``). First run ~15–20 min
+Run: ``make bench-ranking`` (= ``python -m benchmarks.ranking.run --data data``). First run ~15–20 min
 on 2 shared cores (teachers, 135 logistic-regression students, every candidate score); later runs
 read the caches ``data/ranking_*`` and take seconds. Teachers, students and splits:
-:mod:`benchmarks.ranking_teachers`; candidate scores: :mod:`benchmarks.ranking_scores`, plus the
-label-free estimators of the cheap students' error of :mod:`benchmarks.ranking_consensus`.
+:mod:`benchmarks.ranking.teachers`; candidate scores: :mod:`benchmarks.ranking.scores`, plus the
+label-free estimators of the cheap students' error of :mod:`benchmarks.ranking.consensus`.
 
 Protocol (BRIEF: choose on some tasks, report on others; paired differences with CIs):
 
@@ -39,10 +39,10 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from benchmarks import ranking_consensus as rc
-from benchmarks import ranking_scores as rs
-from benchmarks import ranking_teachers as rt
-from benchmarks.tasks import DEFAULT_DATA
+from benchmarks.ranking import consensus as rc
+from benchmarks.ranking import scores as rs
+from benchmarks.ranking import teachers as rt
+from benchmarks.shared.tasks import DEFAULT_DATA
 
 SEEDS = (0, 1, 2)
 N_BOOT = 2000
@@ -225,7 +225,7 @@ def loto_report(data: dict, tasks: Sequence[str], pool_name: str, boots: dict[st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ranking", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ranking.run", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--tasks", nargs="*", default=list(rt.TASK_NAMES), choices=list(rt.TASK_NAMES))
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))

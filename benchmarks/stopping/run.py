@@ -6,12 +6,12 @@ accuracy of the weights the rule leaves the user with), in accuracy points; lowe
 How it works:
 
 1. Each (task, seed) — 13 (task, teacher) pairs from 5 offline sources, 8 seeds — is trained **once**
-   and recorded (:mod:`benchmarks.stopping_record`: per epoch, the student's logits on the held-out
+   and recorded (:mod:`benchmarks.stopping.record`: per epoch, the student's logits on the held-out
    probe, the train probe, the teacher-labelled val set, an EMA of its weights on the probe and the
    train probe, and its argmax on the gold test set). Recordings are cached under
    ``data/stopbench_runs/``; a rerun only replays.
-2. Every rule is **replayed offline** on the recordings (:mod:`benchmarks.stopping_rules`) from
-   label-free signals computed exactly as a live monitor would (:mod:`benchmarks.stopping_signals`).
+2. Every rule is **replayed offline** on the recordings (:mod:`benchmarks.stopping.rules`) from
+   label-free signals computed exactly as a live monitor would (:mod:`benchmarks.stopping.signals`).
 3. Rules and thresholds are **chosen on seeds 0-3** (mean regret over pairs) and **reported on seeds
    4-7**, with paired differences against the reference users actually end with —
    ``EarlyStopping(val_loss, patience=3)`` + ``ModelCheckpoint(monitor="val_loss")`` restored — as 95%
@@ -26,14 +26,14 @@ Faithfulness (printed): the chosen rule (``probe_hce ma1 p=5 keep=best``) is wha
 does with no arguments, and the benchmark checks it three ways: (a) ``W2SEarlyStopping()`` itself,
 replayed on every run through its pure decision API (``evaluate`` + ``restore_check``) on the
 package's own ``teacher_label_ce`` computed from the recorded logits
-(:func:`benchmarks.stopping_rules.package_default_outcome`), gives the same stop and kept check as
+(:func:`benchmarks.stopping.rules.package_default_outcome`), gives the same stop and kept check as
 the chosen rule on every run, and has its own row in the tables (``W2SEarlyStopping() [default]``);
 (b) the four policies re-implemented here equal ``W2SEarlyStopping.evaluate`` with the previous
 default settings and with today's; (c) real ``Trainer`` runs with ``W2SMonitor`` +
 ``W2SEarlyStopping()`` (:data:`VERIFY_RUNS`) stop and restore where the replays say, and the weights
 left in the module are those of the restored check.
 
-The pairs (``benchmarks.tasks``): movie sentences x {12+12 keyword rule, VADER, logistic regression on
+The pairs (``benchmarks.shared.tasks``): movie sentences x {12+12 keyword rule, VADER, logistic regression on
 WordLlama (200 gold), 30% random flips} -> MLP head on MiniLM, and VADER -> all-MiniLM-L6-v2 fine-tuned
 end to end; tweets x {keyword rule, overconfident logistic regression (100 gold, T = 0.2)}; fine-food
 reviews x {keyword rule, VADER, 30% flips}; Fashion-MNIST x logistic regression on pooled pixels ->
@@ -48,7 +48,7 @@ a run, the others 5-60 s); the fine-tuned encoder 5-12 min a run (400 training s
 pair as "fit s/run". The replay of every rule on cached recordings: ~35 s, plus ~10 s for the two
 real verification runs (``--no-verify`` skips them).
 
-    python -m benchmarks.stopping [--data data] [--tasks ...] [--seeds 0 ... 7] [--select-seeds 0 1 2 3]
+    python -m benchmarks.stopping.run [--data data] [--tasks ...] [--seeds 0 ... 7] [--select-seeds 0 1 2 3]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from typing import Sequence
 
 import numpy as np
 
-from benchmarks.stopping_rules import (
+from benchmarks.stopping.rules import (
     GAIN,
     NOW,
     OVERFIT,
@@ -81,7 +81,7 @@ from benchmarks.stopping_rules import (
     today_policies,
     vote,
 )
-from benchmarks.stopping_signals import MONITOR_SIGNALS, SIGNALS, consensus_share, signal
+from benchmarks.stopping.signals import MONITOR_SIGNALS, SIGNALS, consensus_share, signal
 
 SEEDS = tuple(range(8))
 SELECT_SEEDS = (0, 1, 2, 3)
@@ -177,13 +177,13 @@ def now_rules() -> list[Rule]:
 
 def default_rule() -> Rule:
     """``W2SEarlyStopping()`` itself: the package's decision code replayed on the package's
-    ``teacher_label_ce`` (:func:`benchmarks.stopping_rules.package_default_outcome`)."""
+    ``teacher_label_ce`` (:func:`benchmarks.stopping.rules.package_default_outcome`)."""
     return Rule(DEFAULT, "package", True, package_default_outcome)
 
 
 def _policy_best_at(r, pols, kw, check: int) -> int | None:
     """A policy's best check after ``check`` checks (replaying it on the prefix)."""
-    from benchmarks.stopping_rules import _policy_stream
+    from benchmarks.stopping.rules import _policy_stream
 
     best = None
     for c, _, b in _policy_stream(r, pols[0], 3, "kl_teacher_student", 0.5, kw.get("min_gain")):
@@ -327,11 +327,11 @@ def ci_block(rule: Rule, ref: Rule, recs, tasks, label: str) -> tuple[list[str],
 
 # ============================================================================ main
 def main(argv: Sequence[str] | None = None) -> int:
-    from benchmarks.stopping_record import load_recordings
-    from benchmarks.stopping_rules import check_against_library, check_package_default
-    from benchmarks.tasks import DEFAULT_DATA, TASK_SOURCES, TASKS
+    from benchmarks.stopping.record import load_recordings
+    from benchmarks.stopping.rules import check_against_library, check_package_default
+    from benchmarks.shared.tasks import DEFAULT_DATA, TASK_SOURCES, TASKS
 
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.stopping", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.stopping.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--tasks", nargs="*", default=list(SHORT), choices=list(TASKS))
     ap.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS))
@@ -369,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"stops; the four policies vs lightning_w2s.W2SEarlyStopping.evaluate: {check_against_library(recs)}")
     live_lines = []
     if not args.no_verify:
-        from benchmarks.stopping_record import verify_against_monitor
+        from benchmarks.stopping.record import verify_against_monitor
 
         for task, seed in VERIFY_RUNS:
             if task not in tasks:
@@ -422,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen_rule = Rule("CHOSEN: " + chosen.name, chosen.family, chosen.monitor, chosen.run, chosen.params)
     package = default_rule()
     faithful, n_same = check_package_default(recs, chosen_rule)
-    print("Faithfulness of the package default (README): W2SEarlyStopping() is "
+    print("Faithfulness of the package default (docs/benchmarks.md): W2SEarlyStopping() is "
           f"{DEFAULT_PARAMS} in the benchmark's terms; the choice is {chosen.params}: "
           f"{'the same rule' if chosen.params == DEFAULT_PARAMS else 'ANOTHER RULE'}")
     print("  " + faithful)

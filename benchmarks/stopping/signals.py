@@ -1,6 +1,6 @@
 """Label-free stopping signals, as pure functions of what a live monitor has at each check.
 
-Every function here takes a :class:`~benchmarks.stopping_record.Recording` and returns a float64
+Every function here takes a :class:`~benchmarks.stopping.record.Recording` and returns a float64
 array ``s`` of length ``C`` (one value per check; check 0 = before training) in the
 **lower-is-better** orientation, ``NaN`` where the signal is undefined. The value at check ``c``
 reads only:
@@ -24,7 +24,7 @@ Sources (each a heuristic here: none is a theorem about the student's gold accur
   of the loss a student trained on the teacher's labels minimises (the user's ``val_loss``, computed on
   the probe); it differs from ``probe_ce`` only for teachers with soft probabilities;
 * ``val_ce`` / ``val_err`` / ``val_auroc`` — the same on the user's teacher-labelled validation set
-  (``val_ce`` is exactly the user's unclamped ``val_loss``; the baselines of :mod:`benchmarks.stopping`);
+  (``val_ce`` is exactly the user's unclamped ``val_loss``; the baselines of :mod:`benchmarks.stopping.run`);
 * ``churn_probe`` / ``churn_train`` — prediction churn, "Label Wave" (Yuan, Feng, Liu, ICLR 2024,
   "Early Stopping Against Label Noise Without Validation Data"): the fraction of a fixed slice whose
   predicted class changed since the previous check. Label Wave counts it on the training set during

@@ -1,6 +1,6 @@
 """Do the monitor's bounds and predictions hold on real W2S runs? (docs/benchmarks.md)
 
-Run: ``make bench-validity`` or ``.venv/bin/python -m benchmarks.validity --data data`` (about 5–8
+Run: ``make bench-validity`` or ``.venv/bin/python -m benchmarks.validity.run --data data`` (about 5–8
 minutes on 2 shared CPU cores; ``--parts a b`` runs a subset). Four parts, one table each:
 
 (a) **0/1 bands** [derived bounds, docs/theory.md §2.2]: at every check of every task × seed ×
@@ -67,9 +67,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from scipy import stats
 
-from benchmarks.common import quiet_lightning, train_student
-from benchmarks.tasks import DEFAULT_DATA, PROBE_MAX, W2STask, embed_wordllama, load_task
-from examples import demo_data
+from benchmarks.shared.students import quiet_lightning, train_student
+from benchmarks.shared.tasks import DEFAULT_DATA, PROBE_MAX, W2STask, embed_wordllama, load_task
+from benchmarks.shared import sources as demo_data
 from lightning_w2s import W2SMonitor, W2SProbe, rank_teachers
 from lightning_w2s.metrics.bounds import charikar_predicted_gain
 from lightning_w2s.metrics.functional import gold_squared_error, knn_indices, regression_misfit, representation_gap
@@ -609,7 +609,7 @@ def part_d(runs: list[dict[str, Any]], movie: dict[str, np.ndarray], data_dir: s
 
 # ============================================================================ main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.validity", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.validity.run", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--parts", nargs="*", default=["a", "b", "c", "d"], choices=["a", "b", "c", "d"])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="seeds for (a), (b-ii) and (d)")

@@ -1,6 +1,6 @@
 """Representation gap: streaming vs dense, LLM width, robustness under load, memory (docs/benchmarks.md).
 
-Run: ``make bench-representation`` (= ``python -m benchmarks.representation_gap``; about 10 minutes
+Run: ``make bench-representation`` (= ``python -m benchmarks.representation.run``; about 10 minutes
 on 2 shared CPU cores). The measured process runs WITHOUT ``OMP_WAIT_POLICY`` (it re-executes
 itself without it, as users' scripts run); only the dense n×n baseline of section 1 runs in a child
 with ``OMP_WAIT_POLICY=PASSIVE`` so that its LAPACK calls are not the ones collapsing. In one run:
@@ -43,13 +43,13 @@ import time
 if os.environ.get("OMP_WAIT_POLICY") and __name__ == "__main__" and "--child" not in sys.argv:
     # measure what users run: their scripts do not set OMP_WAIT_POLICY (the Makefile does)
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.representation_gap", *sys.argv[1:]], env)
+    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.representation.run", *sys.argv[1:]], env)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.sparse.linalg import svds  # noqa: E402
 
-from benchmarks.report import spread, verdict  # noqa: E402
+from benchmarks.shared.report import spread, verdict  # noqa: E402
 from lightning_w2s.metrics import _gap_algebra, _threads  # noqa: E402
 from lightning_w2s.metrics.functional import representation_gap  # noqa: E402
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, RepresentationGap  # noqa: E402
@@ -420,7 +420,7 @@ def state_memory(d_w: int, labels: bool) -> dict:
 
 def child(args: list[str], passive: bool = False) -> dict:
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE") if passive else {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.representation_gap", "--child", *args], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.representation.run", "--child", *args], capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
     lines = proc.stdout.rstrip().splitlines()

@@ -1,7 +1,7 @@
-"""Teachers and W2S students for the teacher-ranking benchmark (``benchmarks/ranking.py``).
+"""Teachers and W2S students for the teacher-ranking benchmark (``benchmarks/ranking/run.py``).
 
 Three real text tasks, each with a frozen MiniLM student representation (cached by
-``make bench-data``; loaders of :mod:`benchmarks.tasks`): movie-review sentences, tweets and
+``make bench-data``; loaders of :mod:`benchmarks.shared.tasks`): movie-review sentences, tweets and
 fine-food reviews (gold = positive / "great"). Per task and seed the rows are split once:
 ``test`` (25%, gold used only to score the students), a ``pool`` of 1,000 gold-labelled rows the
 small-model teachers are trained on (subsets of 50/200/1000), and ``train`` (the rest): the inputs
@@ -39,8 +39,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks import tasks as bt
-from examples import demo_data
+from benchmarks.shared import tasks as bt
+from benchmarks.shared import sources as demo_data
 
 TASK_NAMES = ("movie", "tweets", "fine_foods")
 POOL = 1000
@@ -48,7 +48,7 @@ TEST_SHARE = 0.25
 CACHE_VERSION = 1
 
 # Hand-written once (general sentiment words for tweets); the movie and food lists are the ones of
-# examples/demo_data.py and benchmarks/tasks.py.
+# benchmarks/shared/sources.py and benchmarks/shared/tasks.py.
 TWEET_POSITIVE = ("love", "great", "happy", "good", "awesome", "best", "thanks", "fun", "nice", "beautiful", "amazing", "excited")
 TWEET_NEGATIVE = ("hate", "bad", "sad", "worst", "sucks", "angry", "awful", "terrible", "stupid", "sick", "tired", "annoying")
 #: Every teacher, in the order built, with its family.

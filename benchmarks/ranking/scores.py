@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.ranking_teachers import TeacherSet, teacher_families
+from benchmarks.ranking.teachers import TeacherSet, teacher_families
 from lightning_w2s.ranking.cheap_student import crossfit_students
 from lightning_w2s.metrics.functional import representation_gap
 from lightning_w2s.ranking.scores import score_teachers

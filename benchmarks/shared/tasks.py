@@ -19,21 +19,21 @@ task                   teacher (weak)                                  student (
 Data (all from package registries, cached under ``data/`` by ``make bench-data``):
 
 * movie-review sentences from ``vaderSentiment==3.3.2``'s source archive, via
-  :func:`examples.demo_data.fetch_vader` (the reserved ``amazonReviewSnippets_*`` and
+  :func:`benchmarks.shared.sources.fetch_vader` (the reserved ``amazonReviewSnippets_*`` and
   ``nytEditorialSnippets_*`` files are never extracted or read);
 * ``small_fine_foods`` from Debian's ``r-cran-modeldata`` (R lazy-load database, read here with the
   ``rdata`` package after a raw-LZMA2 decompression, no R needed), cached as JSON;
 * Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (idx files);
-* MiniLM embeddings through :func:`examples.demo_data.embed_minilm` (same cache file as the
+* MiniLM embeddings through :func:`benchmarks.shared.sources.embed_minilm` (same cache file as the
   demo for the movie sentences) and WordLlama 256-d embeddings (``wordllama`` wheel), both ``.npy``.
 
 The movie tasks share the demo's splits (the indices of
-:func:`examples.demo_data.movie_keyword_task`), so a seed means the same sentences everywhere.
+:func:`benchmarks.shared.sources.movie_keyword_task`), so a seed means the same sentences everywhere.
 
 Command line::
 
-    python -m benchmarks.tasks prepare --data data     # what `make bench-data` runs after the downloads
-    python -m benchmarks.tasks --summary [--seed 0]    # sizes, teacher coverage and gold accuracy
+    python -m benchmarks.shared.tasks prepare --data data     # what `make bench-data` runs after the downloads
+    python -m benchmarks.shared.tasks --summary [--seed 0]    # sizes, teacher coverage and gold accuracy
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from examples import demo_data
-from examples.demo_data import keyword_counts, keyword_rule
+from benchmarks.shared import sources as demo_data
+from benchmarks.shared.sources import keyword_counts, keyword_rule
 
 __all__ = [
     "FASHION_POOL",
@@ -226,7 +226,7 @@ class W2STask:
 def teacher_accuracy(teacher_labels: np.ndarray, gold: np.ndarray, num_classes: int = 2) -> float:
     """Gold accuracy with each abstention (``-1``) counted as a coin flip over ``num_classes``
     (its expected score ``1/num_classes``; no random draw). For two classes this is
-    :func:`examples.demo_data.teacher_accuracy`."""
+    :func:`benchmarks.shared.sources.teacher_accuracy`."""
     teacher_labels, gold = np.asarray(teacher_labels), np.asarray(gold)
     if teacher_labels.shape != gold.shape:
         raise ValueError(f"teacher_labels has shape {teacher_labels.shape} but gold has {gold.shape}")
@@ -497,7 +497,7 @@ def _wordllama_encode(texts: Sequence[str]) -> np.ndarray:
 
 def embed_wordllama(texts: Sequence[str], cache_path: str | os.PathLike) -> np.ndarray:
     """WordLlama 256-d sentence embeddings (L2-normalised), cached with the demo's fingerprinted
-    ``.npy`` cache (:func:`examples.demo_data.embed_minilm` with another encoder and id)."""
+    ``.npy`` cache (:func:`benchmarks.shared.sources.embed_minilm` with another encoder and id)."""
     return demo_data.embed_minilm(texts, cache_path, embed_fn=_wordllama_encode, model_id=_WORDLLAMA_ID)
 
 
@@ -968,7 +968,7 @@ def _format_summary(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tasks", description="W2S benchmark tasks")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.shared.tasks", description="W2S benchmark tasks")
     parser.add_argument("command", nargs="?", choices=["prepare"], help="prepare: fetch and cache the data")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="data folder (default: data, or $W2S_DATA)")
     parser.add_argument("--summary", action="store_true", help="print sizes, teacher coverage and gold accuracy per task")

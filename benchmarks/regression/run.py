@@ -1,6 +1,6 @@
 """Weak-to-strong regression on real data: Charikar et al.'s predicted gain against the measured gain.
 
-Run with ``make bench-regression`` (``python -m benchmarks.regression --data data``; ~2 min on 2 cores).
+Run with ``make bench-regression`` (``python -m benchmarks.regression.run --data data``; ~2 min on 2 cores).
 
 **Task.** The movie-review sentences of vaderSentiment's source archive (10,568 sentences with a
 non-zero rating; never the reserved amazon/nyt files). Gold ``y`` = the sentence's mean human rating
@@ -52,10 +52,10 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.common import quiet_lightning
-from benchmarks.tasks import DEFAULT_DATA, _movie_source, vader_teacher
-from benchmarks.validity import ols, section, table
-from examples import demo_data
+from benchmarks.shared.students import quiet_lightning
+from benchmarks.shared.tasks import DEFAULT_DATA, _movie_source, vader_teacher
+from benchmarks.validity.run import ols, section, table
+from benchmarks.shared import sources as demo_data
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 
@@ -225,7 +225,7 @@ def summarise(runs: dict[tuple[str, int], list[dict]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.regression", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.regression.run", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     args = parser.parse_args(argv)

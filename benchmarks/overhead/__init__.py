@@ -1,0 +1,1 @@
+"""What does watching cost? (check vs bare forward, fit with vs without the monitor)"""

@@ -1,0 +1,1 @@
+"""Does rank_teachers order teachers by their W2S students' gold error?"""

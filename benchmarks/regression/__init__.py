@@ -1,0 +1,1 @@
+"""How close is Charikar et al.'s predicted gain to the measured one on a real regression task?"""

@@ -1,0 +1,1 @@
+"""Is the streaming representation gap exact, fast at LLM width, and robust under load?"""

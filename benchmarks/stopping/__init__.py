@@ -1,0 +1,1 @@
+"""Which stopping rule earns the default? (stopping regret on recorded runs)"""
