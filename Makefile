@@ -8,7 +8,7 @@ DATA := data
 # slower. Passive waiting costs nothing measurable here.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test lint bench-data bench bench-summary bench-overhead screenshot clean cli-example
+.PHONY: install demo test lint bench-data bench bench-summary bench-overhead bench-gpu screenshot clean cli-example
 
 install: $(STAMP)
 
@@ -64,12 +64,20 @@ bench-summary: bench-data
 	$(PY) -m benchmarks.shared.tasks --summary --data $(DATA)
 
 # In one run: cheap-student check vs bare forward, the check beside busy processes, fit
-# overhead for the MLP head, the CNN and the fine-tuned MiniLM; then the representation algebra's
+# overhead for the MLP head, the CNN and the fine-tuned MiniLM; the decoder student's check / forward on CPU; then the representation algebra's
 # figures (benchmarks.representation.run --quick: d = 4096 compute time and agreement, worst under load).
 bench-overhead: bench-data
 	$(PY) -m benchmarks.overhead.run --data $(DATA)
 	$(PY) -m benchmarks.overhead.encoder --data $(DATA)
+	$(PY) -m benchmarks.overhead.decoder --device cpu
 	$(PY) -m benchmarks.representation.run --quick
+
+# On a CUDA machine: the decoder LLM student (random Llama, LoRA, bf16-mixed, left padding) — check /
+# bare forward and fit with / without the monitor (medians of repeats); the CUDA tests too.
+# Without a CUDA device it says so and exits 0.
+bench-gpu: install
+	$(PY) -m benchmarks.overhead.decoder --device cuda
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_cuda.py
 
 # Representation gap (synthetic data): streaming vs dense, compute() at d = 4096 vs the exact path,
 # worst-under-load vs alone (measured without OMP_WAIT_POLICY: the script drops it), state memory.

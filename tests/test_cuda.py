@@ -7,7 +7,9 @@ No GPU was available where these were written (they skip without one): they run 
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -83,3 +85,38 @@ def test_values_on_cuda_equal_cpu_for_the_pure_aggregator():
     assert a.keys() == b.keys()
     for name in a:
         assert float(b[name]) == pytest.approx(float(a[name]), rel=1e-9, abs=1e-12, nan_ok=True), name
+
+
+# ------------------------------------------------------------------------------------------------ decoder LLM student
+def test_decoder_head_token_capture_equals_the_logits_on_cuda():
+    """The default capture of a left-padded Llama classifier on the GPU, in float32: the captured
+    feature times the head equals the model's logits."""
+    from test_decoder_students import _config_models, _tokens
+
+    from lightning_w2s.probe.features import FeatureCapture
+
+    torch.manual_seed(0)
+    model = _config_models()["llama"]().cuda().eval()
+    batch = {k: v.cuda() for k, v in _tokens("left").items()}
+    capture = FeatureCapture(model)
+    with torch.no_grad(), capture.attached():
+        capture.set_batch(batch)
+        logits = model(**batch).logits
+        feats = capture.pop(logits)
+    assert feats.device.type == "cuda" and capture.rule == "head token"
+    torch.testing.assert_close(feats @ model.score.weight.T, logits, atol=1e-4, rtol=0)
+
+
+def test_decoder_student_with_lora_in_bf16_is_watched_on_cuda(tmp_path):
+    """The example's student (LoRA, left padding) in bf16-mixed on the GPU: every check kept, the
+    head-token rule, finite values, the monitor's states on the device."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `examples`
+    from examples import decoder_student as ex
+
+    trainer, monitor, _ = ex.main(str(tmp_path), epochs=2, n_train=256, n_probe=96, hidden=64,
+                                  trainer_kwargs=dict(accelerator="gpu", devices=1, precision="bf16-mixed"))
+    assert trainer.precision == "bf16-mixed" and trainer.strategy.root_device.type == "cuda"
+    assert monitor.num_checks == 2 and monitor.num_failed == 0 and monitor.num_skipped == 0
+    assert monitor.runner.capture.rule == "head token"
+    assert all(v == v and abs(v) != float("inf") for v in monitor.last_values.values())
+    assert {t.device.type for _, t in monitor.metrics.named_buffers()} <= {"cuda"}

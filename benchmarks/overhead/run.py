@@ -259,7 +259,7 @@ class _Repeat(Callback):
         self.monitor, self.alone, self.beside, self.busy = monitor, alone, beside, busy
         self.seconds: dict[str, list[float]] = {f"{part}{key}": [] for part in ("", "repr_", "forward_") for key in ("alone", "beside")}
         self.forward_seconds = 0.0
-        forward = monitor._forward
+        forward = monitor.runner.forward
 
         def timed_forward(*args: Any, **kwargs: Any):
             t0 = time.perf_counter()
@@ -268,7 +268,7 @@ class _Repeat(Callback):
             finally:
                 self.forward_seconds += time.perf_counter() - t0
 
-        monitor._forward = timed_forward
+        monitor.runner.forward = timed_forward
 
     def _time(self, trainer, pl_module, key: str) -> None:
         clock = self.monitor._bench_clock

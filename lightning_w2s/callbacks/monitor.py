@@ -24,11 +24,10 @@ from typing_extensions import override
 
 from lightning_w2s.validation import check_choice, check_scalar, describe
 from lightning_w2s.stopping.alerts import AlertTracker
-from lightning_w2s.callbacks._probe_pass import _ProbePass
+from lightning_w2s.callbacks.probe_runner import ProbeRunner
 from lightning_w2s.callbacks.publish import forget, log_values, logger_step
-from lightning_w2s.probe.features import CAPTURES, FeatureCapture, check_pooling, default_forward, eval_mode
+from lightning_w2s.probe.features import CAPTURES, check_pooling, default_forward
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.metrics.threads import threads
 from lightning_w2s.metrics.aggregator import metrics_for_probe
 from lightning_w2s.probe import W2SProbe
 from lightning_w2s.dashboard.loggers import TextSink
@@ -39,7 +38,7 @@ from lightning_w2s.dashboard.text import CONSTANTS_TAG, WARNINGS_TAG, format_con
 CHECK_SUMMARY = (Q.DISAGREEMENT, Q.KL_TEACHER_STUDENT, Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.ACCURACY, Q.PGR)
 
 
-class W2SMonitor(_ProbePass, Callback):
+class W2SMonitor(Callback):
     """Watch weak-to-strong training: at each check, run the probe set through the student, capture a
     representation, and log misfit, gold-side rates and the rest under ``w2s/<family>/<quantity>``
     (the names, meanings and needs: :mod:`lightning_w2s.metrics.quantities`, docs/metrics.md).
@@ -49,15 +48,19 @@ class W2SMonitor(_ProbePass, Callback):
             one saved with :meth:`W2SProbe.save` (for LightningCLI YAML).
         train_probe: optional probe built from a fixed slice of the *training* inputs with their
             teacher labels; logged under ``w2s/train_misfit/...``.
-        layer: submodule whose representation is captured; ``None`` = the input of the model's last
-            ``nn.Linear`` (the console says which layer is captured, at fit start).
+        layer: submodule whose representation is captured; ``None`` = what the classification head
+            reads: the input of the model's last ``nn.Linear``, at the token whose logits the model
+            returns when the head is applied token-wise (decoder classifiers: docs/decoder.md); the
+            console says which layer and tokens are captured, and why, at fit start.
         teacher_score: the teacher's gold score (accuracy), used for PGR and the accuracy band when
             the probe has no gold.
         ceiling_score: the strong ceiling's gold score, for PGR (Burns et al. 2023).
         capture: ``"input"``/``"output"`` of ``layer`` (``"auto"``: input for the default layer,
             output for a named one).
         pooling: how a captured activation becomes ``(batch, d)``: ``"auto"``, ``"mean"``,
-            ``"last"``, ``"first"``, ``"flatten"``, ``"none"`` or a callable.
+            ``"last"``, ``"first"`` (the real tokens by the batch's ``attention_mask``, whatever the
+            padding side), ``"flatten"``, ``"none"`` or a callable ``fn(x, mask)`` (tried on a probe
+            batch at fit start).
         batch_size: probe batch size.
         eps: probability clamp before logarithms.
         student_output: ``"logits"`` (softmax applied) or ``"probs"``; for a regression probe
@@ -175,13 +178,15 @@ class W2SMonitor(_ProbePass, Callback):
         self._config = dict(kw, layer=layer, capture=capture, pooling=getattr(pooling, "__qualname__", pooling),
                             student_output=student_output, every_n_train_steps=every_n_train_steps,
                             forward_fn=getattr(self.forward_fn, "__qualname__", repr(self.forward_fn)))
-        self._capture: FeatureCapture | None = None
+        # the monitor's own probe passes (capture, forward routing, fit-start checks): docs/decoder.md
+        read = lambda out: self.metrics.read_student(out, self.student_output)  # noqa: E731 - how this probe reads outputs
+        self.runner = ProbeRunner(self.probe, self.forward_fn, read, self.batch_size, self.every_n_train_steps,
+                                  self.on_error, layer=self.layer, capture=self.capture, pooling=self.pooling)
         self._dashboard: Dashboard | None = None
         self._text = TextSink()  # where the words go: the Trainer's loggers from fit start
         self._step_cadence = self.every_n_train_steps
         self._last_step_checked = -1
         self._warned: set[str] = set()  # kinds of repeated faults already warned about (console)
-        self._user_threads: int | None = None  # during a check: the thread count the student's forward gets
         self._reset_history()
 
     def _reset_history(self) -> None:
@@ -261,29 +266,26 @@ class W2SMonitor(_ProbePass, Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        # resolves the layer now: an unknown name fails at fit start, listing close matches
-        self._capture = FeatureCapture(pl_module, layer=self.layer, capture=self.capture, pooling=self.pooling).attach()
-        rank_zero_info(f"W2SMonitor: the student's representation is the {self._capture.describe()}")
+        self.runner.setup(pl_module)  # resolves the layer now: an unknown name fails at fit start, listing close matches
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self._dashboard is not None:
             self._dashboard.close()  # the reference runs' files (a fit that raised never reached on_train_end)
-        if self._capture is not None:
-            self._capture.detach()
-            self._capture = None
+        self.runner.teardown()
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         for metrics in (self.metrics, self.train_metrics):
             if metrics is not None:
                 metrics.to(pl_module.device)
-        self._check_shapes(trainer, pl_module)
+        self.runner.check_shapes(trainer, pl_module, self.metrics)
+        rank_zero_info(f"W2SMonitor: the student's representation is the {self.runner.describe()}")
         if self.metrics.wants_neighbours and self.metrics.neighbours is None:
-            table = self._neighbour_table(trainer, pl_module)
+            table = self.runner.neighbour_table(trainer, pl_module, self.metrics)
             if table is not None:
                 self.metrics.set_neighbours(table)
-        self._step_cadence = self._cadence(trainer)
+        self._step_cadence = self.runner.cadence(trainer)
         self._text = TextSink.of(trainer)
         writer = tensorboard_writer(trainer.loggers) if trainer.is_global_zero else None
         self._dashboard = Dashboard(writer, self.figure_every_n_checks) if writer is not None else None
@@ -301,8 +303,8 @@ class W2SMonitor(_ProbePass, Callback):
         for key in ("teacher_score", "ceiling_score"):
             if getattr(self, key) is not None:
                 rows[f"`{key}`"] = getattr(self, key)
-        if self._capture is not None:
-            rows["student representation"] = self._capture.describe()
+        if self.runner.capture is not None:
+            rows["student representation"] = self.runner.describe()
         return rows
 
     @override
@@ -338,11 +340,8 @@ class W2SMonitor(_ProbePass, Callback):
         process's own count (:func:`lightning_w2s.metrics.threads.threads`); then the callbacks that
         follow checks (``on_w2s_check``) read it, so that one listed before the monitor neither misses
         it in a checkpoint saved at this step nor stops one optimizer step late."""
-        with threads(1) as self._user_threads:
-            try:
-                self._check(trainer, pl_module, on_step)
-            finally:
-                self._user_threads = None
+        with self.runner.check_threads():
+            self._check(trainer, pl_module, on_step)
         for callback in trainer.callbacks:  # W2SEarlyStopping reads the check now, wherever it is listed
             if callable(getattr(callback, "on_w2s_check", None)):
                 callback.on_w2s_check(trainer, pl_module)
@@ -357,12 +356,12 @@ class W2SMonitor(_ProbePass, Callback):
         # the same on every rank (the check counter is), so every rank runs the same collectives
         representation = (self.num_checks + self.num_failed) % self.representation_every_n_checks == 0
         try:
-            with eval_mode(pl_module):
+            with self.runner.probe_pass(pl_module):
                 for probe, metrics in jobs:
                     metrics.reset(representation=representation)
                     try:
-                        for index, valid, inputs in probe.iter_batches(trainer.global_rank, trainer.world_size, self.batch_size):
-                            metrics.update(*self._forward(trainer, pl_module, inputs), index, valid)
+                        for index, valid, inputs in self.runner.batches(probe, trainer):
+                            metrics.update(*self.runner.forward(trainer, pl_module, inputs), index, valid)
                         metrics.flush()  # the queued rows reach the states here, so their errors are caught here
                     except Exception as exc:  # noqa: BLE001 - kept, collectives still run below
                         failure = failure or exc

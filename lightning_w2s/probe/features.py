@@ -1,8 +1,11 @@
 """Representation capture: a forward hook on a named submodule, plus pooling to ``(batch, d)``.
 
 docs/theory.md §1: the student's representation ``h_s(x)`` is the output (or input) of a named submodule,
-captured during the probe pass and pooled. Default: the *input* of the model's last ``nn.Linear``
-(the features the classification head reads), announced on the console at fit start.
+captured during the probe pass and pooled. Default: what the classification head reads — the
+*input* of the model's last ``nn.Linear``, at the token whose logits the model returns when the head
+is applied token-wise (decoder classifiers; docs/decoder.md) — announced on the console at fit start.
+Pooling reads the attention mask, so the first/last/mean tokens are the real ones whatever the
+padding side.
 
 Written by hand because no library offers "hook a layer by name, pool HF-style sequence outputs
 with the attention mask, and fail early with close-match suggestions".
@@ -13,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping
 
@@ -178,23 +182,54 @@ def find_last_linear(module: nn.Module) -> str:
     return names[-1]
 
 
+#: name segments that wrappers insert: peft's ``PeftModel`` and torch.compile's ``OptimizedModule``
+WRAPPER_SEGMENTS = ("base_model.model.", "_orig_mod.")
+
+
+def _unwrapped(name: str) -> str:
+    for segment in WRAPPER_SEGMENTS:
+        name = name.replace(segment, "")
+    return name
+
+
 def resolve_layer(module: nn.Module, layer: str) -> nn.Module:
     """The submodule called ``layer``; an unknown name raises listing the closest names."""
     modules = dict(module.named_modules())
     if layer in modules:
         return modules[layer]
-    close = difflib.get_close_matches(layer, [n for n in modules if n], n=5, cutoff=0.4)
+    # the same name inside a wrapper first (peft's `base_model.model.`, torch.compile's `_orig_mod.`), then close names
+    bare = _unwrapped(layer)
+    wrapped = [n for n in modules if n != layer and (_unwrapped(n) == bare or _unwrapped(n).endswith("." + bare))]
+    close = wrapped + [c for c in difflib.get_close_matches(layer, [n for n in modules if n], n=5, cutoff=0.4) if c not in wrapped]
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     some = ", ".join(repr(n) for n in list(modules)[1:12])
     raise ValueError(f"`layer`={layer!r} is not a submodule of {type(module).__name__}{hint} (available: {some}, ...)")
 
 
+def real_token(mask: torch.Tensor, which: str) -> torch.Tensor:
+    """Per row, the position of the ``"first"`` or ``"last"`` real token of ``mask`` ``(b, t)``
+    (nonzero = real), whatever the padding side: left, right, or both in one batch. A row with no
+    real token gets the first (``"first"``) or last (``"last"``) position.
+
+    >>> real_token(torch.tensor([[0, 0, 1, 1], [1, 1, 1, 0], [0, 1, 1, 0]]), "last").tolist()
+    [3, 2, 2]
+    >>> real_token(torch.tensor([[0, 0, 1, 1], [1, 1, 1, 0], [0, 1, 1, 0]]), "first").tolist()
+    [2, 0, 1]
+    """
+    real = (mask != 0).to(torch.int8)  # argmax returns the first maximum
+    if which == "first":
+        return real.argmax(dim=1)
+    return mask.shape[1] - 1 - real.flip(1).argmax(dim=1)
+
+
 def pool(x: torch.Tensor, pooling: str | Callable, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Pool a captured activation to ``(batch, d)``.
 
-    ``auto``: 2-D as is, 3-D ``(b, t, d)`` mean over (non-pad) tokens, higher ranks flattened.
+    ``auto``: 2-D as is, 3-D ``(b, t, d)`` mean over (real) tokens, higher ranks flattened (the
+    default layer's ``auto`` reads the head's token first: :class:`FeatureCapture`).
     ``mean``/``last``/``first`` need a 3-D sequence output; ``mask`` ``(b, t)`` marks real tokens
-    (an ``attention_mask``), so ``mean`` skips padding and ``last`` takes the last real token.
+    (an ``attention_mask``): ``mean`` skips padding, ``last``/``first`` take the last/first *real*
+    token whatever the padding side (:func:`real_token`). Without a mask they are positional.
     """
     if callable(pooling):
         out = pooling(x, mask) if mask is not None else pooling(x)
@@ -221,23 +256,47 @@ def pool(x: torch.Tensor, pooling: str | Callable, mask: torch.Tensor | None = N
         )
     if mask is not None and mask.shape[:2] != x.shape[:2]:
         mask = None  # mask does not belong to this tensor (e.g. a layer after pooling)
-    if pooling == "first":
-        return x[:, 0]
     if pooling == "mean":
         if mask is None:
             return x.mean(dim=1)
         m = mask.to(x.dtype).unsqueeze(-1)
         return (x * m).sum(dim=1) / m.sum(dim=1).clamp_min(1)
-    if pooling == "last":
+    if pooling in ("first", "last"):
         if mask is None:
-            return x[:, -1]
-        last = mask.long().sum(dim=1).clamp_min(1) - 1
-        return x[torch.arange(x.shape[0], device=x.device), last]
+            return x[:, 0] if pooling == "first" else x[:, -1]
+        return x[torch.arange(x.shape[0], device=x.device), real_token(mask.to(x.device), pooling)]
     raise ValueError(f"`pooling` must be one of {POOLINGS} or a callable, got {pooling!r}")
 
 
+def head_token(head_out: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Per row, the token at which a token-wise head's output ``(b, t, k)`` equals the model's
+    logits ``(b, k)``, and the largest absolute difference there (0 when the model indexes the
+    head's output, as Hugging Face ``*ForSequenceClassification`` decoders do at the last non-pad
+    token). Ties go to the last such token.
+
+    >>> out = torch.tensor([[[0., 1.], [2., 3.], [4., 5.]]])
+    >>> head_token(out, torch.tensor([[2., 3.]]))
+    (tensor([1]), 0.0)
+    """
+    dist = (head_out.float() - logits.float().unsqueeze(1)).abs().amax(dim=-1)  # (b, t)
+    t = dist.shape[1]
+    pos = t - 1 - dist.flip(1).argmin(dim=1)
+    return pos, float(dist.gather(1, pos.unsqueeze(1)).max())
+
+
 class FeatureCapture:
-    """Forward hook on one submodule that keeps its pooled activation for the current batch.
+    """Forward hook on one submodule that keeps its activation for the current batch and pools it
+    to ``(batch, d)`` when the forward is done (:meth:`pop`).
+
+    The default (``layer=None``, ``pooling="auto"``) reads what the classification head reads.
+    When the head (the last ``nn.Linear``) gets a ``(batch, d)`` vector (an MLP, BERT's pooler)
+    that vector is the representation. When it is applied to every token ``(batch, tokens, d)`` and
+    the model's logits are its output at one token per row (Hugging Face decoder classifiers —
+    Llama, Qwen2, GPT-2 — take the last non-pad token), the representation is the head's input at
+    that token, found by matching the head's output to the logits at the first probe batch (the
+    rule is fixed then, and said by :meth:`describe`). Otherwise: the mean over real tokens.
+
+    The hook is registered only inside :meth:`attached`, so a model's other forward passes never run it.
 
     Args:
         module: the model.
@@ -247,12 +306,16 @@ class FeatureCapture:
         pooling: see :func:`pool`.
 
     >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-    >>> capture = FeatureCapture(net).attach()  # default: the input of the last nn.Linear
-    >>> capture.set_batch(torch.zeros(5, 3)); _ = net(torch.zeros(5, 3))
-    >>> tuple(capture.pop().shape), capture.layer
-    ((5, 4), '2')
-    >>> capture.detach()
+    >>> capture = FeatureCapture(net)  # default: the input of the last nn.Linear
+    >>> with capture.attached():
+    ...     capture.set_batch(torch.zeros(5, 3)); logits = net(torch.zeros(5, 3))
+    >>> tuple(capture.pop(logits).shape), capture.layer, net[2]._forward_hooks
+    ((5, 4), '2', OrderedDict())
     """
+
+    #: the largest |head output - logits| at the matched token for the head-token rule (float32
+    #: copies of the same numbers differ by 0; a looser match means the logits are not the head's)
+    HEAD_MATCH_TOL = 1e-4
 
     def __init__(self, module: nn.Module, layer: str | None = None, capture: str = "auto", pooling: str | Callable = "auto"):
         check_choice("capture", capture, CAPTURES)
@@ -262,35 +325,129 @@ class FeatureCapture:
         self.capture = ("input" if layer is None else "output") if capture == "auto" else capture
         self.submodule = resolve_layer(module, self.layer)
         self.pooling = pooling
-        self._handle = None
+        # pooling="auto" on a linear layer's input may read the head's token (decided at the first batch)
+        self._head_candidate = pooling == "auto" and self.capture == "input" and isinstance(self.submodule, nn.Linear)
+        self.rule: str | None = None  # what pooling="auto" did: "head token", "mean" (sequences) or "vector"
+        self._rule_note = ""
+        self._handle: Any = None  # a torch RemovableHandle while the hook is registered
+        self._hook_fn = self._hook  # one function object for every pass (torch.compile guards on it)
+        self._active = self._kept = False
         self._mask: torch.Tensor | None = None
         self._value: torch.Tensor | None = None
+        self._head_out: torch.Tensor | None = None
 
     def describe(self) -> str:
-        default = " (default: the input of the last nn.Linear)" if self.default_layer else ""
-        return f"{self.capture} of `{self.layer}` ({type(self.submodule).__name__}){default}, pooling={self.pooling!r}"
+        """What is captured and how it is pooled (the console line at fit start)."""
+        default = " (default: the input of the last nn.Linear, what the classification head reads)" if self.default_layer else ""
+        return f"{self.capture} of `{self.layer}` ({type(self.submodule).__name__}){default}, pooling={self._pooling_words()}"
+
+    def _pooling_words(self) -> str:
+        name = getattr(self.pooling, "__qualname__", None) or repr(self.pooling)
+        if self.rule == "head token":
+            return ("'auto': the head is applied to every token and the model's logits are its output at one token per "
+                    f"row, so the representation is the head's input at that token ({self._rule_note})")
+        if self.rule == "vector":
+            return "'auto': the layer reads one (batch, d) vector per row (e.g. a pooler's output), taken as is"
+        if self.rule == "mean":
+            return f"'auto': the mean over real tokens (by the attention mask; {self._rule_note})"
+        if self.pooling in ("last", "first"):
+            return f"{name}: the {self.pooling} real token by the batch's attention_mask (any padding side; positional without a mask)"
+        if self.pooling == "mean":
+            return f"{name}: the mean over real tokens (by the batch's attention_mask; all tokens without one)"
+        return name
 
     def _hook(self, _module: nn.Module, args: tuple, output: Any) -> None:
-        x = _first_tensor(args if self.capture == "input" else output, f"the {self.capture} of layer {self.layer!r}")
-        self._value = pool(x.detach(), self.pooling, self._mask)
+        if not self._active:  # a kept hook outside a pass (:meth:`keep_registered`): nothing to do
+            return
+        self._value = _first_tensor(args if self.capture == "input" else output, f"the {self.capture} of layer {self.layer!r}").detach()
+        self._head_out = output.detach() if self._head_candidate and isinstance(output, torch.Tensor) else None
 
     def attach(self) -> "FeatureCapture":
+        """Register the hook and capture every forward until :meth:`detach`."""
+        self._active = True
         if self._handle is None:
-            self._handle = self.submodule.register_forward_hook(self._hook)
+            self._handle = self.submodule.register_forward_hook(self._hook_fn)
         return self
 
     def detach(self) -> None:
-        if self._handle is not None:
+        self._active = False
+        if self._handle is not None and not self._kept:
             self._handle.remove()
             self._handle = None
+
+    def keep_registered(self, keep: bool = True) -> None:
+        """For a ``torch.compile``'d model, which does not call a hook registered after it compiled
+        (``torch._dynamo.config.skip_nnmodule_hook_guards``): keep the hook registered between
+        passes, inactive outside :meth:`attached` (its one flag is a compile guard: a graph
+        compiled outside a pass holds none of the hook's code). ``keep=False`` removes it."""
+        self._kept = keep
+        if keep and self._handle is None:
+            self._handle = self.submodule.register_forward_hook(self._hook_fn)
+        if not keep:
+            self.detach()
+
+    @contextmanager
+    def attached(self) -> Iterator["FeatureCapture"]:
+        """The hook captures inside the block only: registered at its start and removed at its end
+        whatever happens in it (or, kept registered, active inside it only)."""
+        self.attach()
+        try:
+            yield self
+        finally:
+            self.detach()
 
     def set_batch(self, batch: Any) -> None:
         """Remember the batch's ``attention_mask`` (if any) for mask-aware pooling."""
         self._mask = batch.get("attention_mask") if isinstance(batch, dict) else None
-        self._value = None
+        self._value = self._head_out = None
 
-    def pop(self) -> torch.Tensor:
+    def pop(self, logits: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled ``(batch, d)`` representation of the last forward; ``logits`` (the model's
+        output for that batch) let ``pooling="auto"`` find the token the head's output was taken at."""
         if self._value is None:
             raise RuntimeError(f"layer {self.layer!r} was not called during the forward pass, so no representation was captured")
-        value, self._value = self._value, None
-        return value
+        x, head_out, self._value, self._head_out = self._value, self._head_out, None, None
+        if self._head_candidate and x.ndim == 3:
+            return self._pool_sequence(x, head_out, logits)
+        if self.pooling == "auto" and x.ndim == 2:
+            self.rule = "vector"
+        if callable(self.pooling):
+            try:
+                return pool(x, self.pooling, self._mask)
+            except Exception as exc:
+                raise ValueError(
+                    f"the `pooling` callable {getattr(self.pooling, '__qualname__', self.pooling)!r} failed on a probe batch "
+                    f"(the {self.capture} of `{self.layer}`: {describe(x)}, attention_mask: "
+                    f"{describe(self._mask) if self._mask is not None else 'none'}): {type(exc).__name__}: {exc}. "
+                    "`pooling=` must map (batch, tokens, d) [and the (batch, tokens) mask] to (batch, d)"
+                ) from exc
+        return pool(x, self.pooling, self._mask)
+
+    def _pool_sequence(self, x: torch.Tensor, head_out: torch.Tensor | None, logits: torch.Tensor | None) -> torch.Tensor:
+        """``pooling="auto"`` of a token-wise head's input: the head's token when the logits are the
+        head's output there (decided at the first batch, then kept), else the mean over real tokens."""
+        matches = (head_out is not None and logits is not None and logits.ndim == 2 and head_out.ndim == 3
+                   and head_out.shape[0] == logits.shape[0] and head_out.shape[-1] == logits.shape[-1])
+        if self.rule is None:
+            pos, err = head_token(head_out, logits) if matches else (None, math.inf)  # type: ignore[arg-type]
+            if pos is not None and err <= self.HEAD_MATCH_TOL:
+                self.rule = "head token"
+                if self._mask is not None and self._mask.shape == x.shape[:2]:
+                    same = int((pos.cpu() == real_token(self._mask.cpu(), "last")).sum())
+                    self._rule_note = f"at the first probe batch: the last real token by the attention mask in {same}/{len(pos)} rows"
+                else:
+                    self._rule_note = "no attention_mask in the batch"
+            else:
+                self.rule = "mean"
+                self._rule_note = ("the model's logits are not the head's output at one token" if matches else
+                                   "the head's output is not (batch, tokens, classes) beside (batch, classes) logits")
+        if self.rule == "mean":
+            return pool(x, "mean", self._mask)
+        if not matches or head_out is None or logits is None:
+            raise ValueError(f"pooling='auto' reads the token the head's output is taken at, but this batch's logits are "
+                             f"{describe(logits)} beside the head's output {describe(head_out)}; pass `pooling=`")
+        pos, err = head_token(head_out, logits)
+        if err > self.HEAD_MATCH_TOL:
+            raise ValueError(f"pooling='auto' reads the token the head's output is taken at, but no token's head output equals "
+                             f"this batch's logits (largest difference {err:.3g}); pass `pooling=` ('last', 'mean' or a callable)")
+        return x[torch.arange(x.shape[0], device=x.device), pos.to(x.device)]

@@ -189,11 +189,15 @@ class W2SProbe:
 
     def input_batch(self, index: torch.Tensor) -> Any:
         """The model inputs at positions ``index`` (a collated batch for a ``Dataset``)."""
-        if isinstance(self.inputs, torch.Tensor):
-            return self.inputs[index]
-        if isinstance(self.inputs, dict):
-            return {k: v[index] for k, v in self.inputs.items()}
-        return default_collate([self.inputs[int(i)] for i in index])
+        return self._rows(self.inputs, index)
+
+    @staticmethod
+    def _rows(inputs: Any, index: torch.Tensor) -> Any:
+        if isinstance(inputs, torch.Tensor):
+            return inputs[index]
+        if isinstance(inputs, dict):
+            return {k: v[index] for k, v in inputs.items()}
+        return default_collate([inputs[int(i)] for i in index])
 
     def iter_batches(self, rank: int = 0, world_size: int = 1, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
         """This rank's share of the probe as ``(index, valid, inputs)`` batches.
@@ -301,25 +305,25 @@ class W2SProbe:
         forward_fn: Callable | None = None,
     ) -> "W2SProbe":
         """Run ``teacher`` once over ``inputs`` (eval, no grad, every submodule's mode restored after)
-        and build a probe from its logits and the representation of ``layer`` (default: the input of
-        its last ``nn.Linear``)."""
+        and build a probe from its logits and the representation of ``layer`` (default: what its
+        classification head reads, pooled as the monitor pools a student's:
+        :class:`~lightning_w2s.probe.features.FeatureCapture`)."""
         from lightning_w2s.probe.features import FeatureCapture, default_forward, eval_mode, logits_of
 
-        holder = cls.__new__(cls)
-        holder.inputs = cls._check_inputs(inputs)
-        holder.n = cls._len_inputs(holder.inputs)
-        capture = FeatureCapture(teacher, layer=layer, pooling=pooling).attach()
+        inputs = cls._check_inputs(inputs)
+        n = cls._len_inputs(inputs)
+        batch_size = check_scalar("batch_size", batch_size, int, min_val=1)
+        capture = FeatureCapture(teacher, layer=layer, pooling=pooling)
         forward = forward_fn or default_forward
         logits, feats = [], []
-        try:
-            with eval_mode(teacher):
-                for _, _, batch in holder.iter_batches(batch_size=batch_size):
-                    capture.set_batch(batch)
-                    logits.append(logits_of(forward(teacher, batch)).detach().float().cpu())
-                    feats.append(capture.pop().float().cpu())
-        finally:
-            capture.detach()
-        return cls(holder.inputs, teacher_logits=torch.cat(logits), gold=gold, covered=covered, teacher_features=torch.cat(feats))
+        with eval_mode(teacher), capture.attached():
+            for start in range(0, n, batch_size):
+                batch = cls._rows(inputs, torch.arange(start, min(start + batch_size, n)))
+                capture.set_batch(batch)
+                out = logits_of(forward(teacher, batch))
+                feats.append(capture.pop(out).float().cpu())
+                logits.append(out.float().cpu())
+        return cls(inputs, teacher_logits=torch.cat(logits), gold=gold, covered=covered, teacher_features=torch.cat(feats))
 
     def __repr__(self) -> str:
         if self.is_regression:
