@@ -65,7 +65,7 @@ class Rank1WantsToStop(W2SEarlyStopping):
     def evaluate(self, values, epoch=0, global_step=0):
         stop, reason, message = super().evaluate(values, epoch, global_step)
         if self.rank == 1 and epoch == 1:
-            return True, W2SStoppingReason.GAIN_EXHAUSTED, "rank 1 votes to stop (test)"
+            return True, W2SStoppingReason.TEACHER_OVERFIT, "rank 1 votes to stop (test)"
         return stop, reason, message
 
 
@@ -180,7 +180,7 @@ def main(out: str, strategy: str = "ddp") -> None:
         t4 = trainer(FIT4_EPOCHS, [monitor_for(task), es4] + ([weights] if strategy == "ddp" else []), strategy)
         t4.fit(model, task.train_loader(16), task.val_loader(32))
     result = {"history": es4.history, "stopped_check": es4.stopped_check, "best_check": es4.best_check,
-              "restore_check": es4.restore_check, "copies": len(es4._snapshots),
+              "restore_check": es4.restore_check, "copies": len(es4.best_weights.copies),
               "restore_warnings": [str(w.message) for w in caught if "`restore_best` is off" in str(w.message)]}
     if strategy == "ddp":
         final = {k: v.detach().clone() for k, v in model.state_dict().items()}

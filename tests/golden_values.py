@@ -115,7 +115,7 @@ def run_all() -> dict:
     train_probe = W2SProbe(x[:80], teacher_labels=teacher[:80], num_classes=3)
     monitor = W2SMonitor(probe, train_probe=train_probe, teacher_score=0.6, ceiling_score=0.9, min_gain=0.05,
                          neighbours=5, figure_every_n_checks=0)
-    stopper = W2SEarlyStopping(["heldout_misfit_plateau", "teacher_overfit", "robustness_drop"], patience=3,
+    stopper = W2SEarlyStopping(["heldout_misfit_plateau", "teacher_overfit"], patience=3,
                                kappa=None, verbose=False)
     rich = _fit(monitor, stopper, loader(x[:240], teacher[:240]), loader(x[450:], teacher[450:]), epochs=6)
 

@@ -79,3 +79,67 @@ def test_state_roundtrip_keeps_the_rules_history():
 def test_window_validation(window):
     with pytest.raises(ValueError, match="`window` must be >= 2"):
         AlertTracker(window=window)
+
+
+# ============================================================== the rules that are warnings only
+# gain_exhausted and robustness_drop were stopping policies until the stopping benchmark ruled them
+# out (docs/stopping.md); their rules are checked here, where they are used, against references
+# written over windows rather than running counters.
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+GAMMA, DIS, MAX_GAIN = "w2s/robustness/inconsistency", "w2s/misfit/disagreement", "w2s/bounds/max_gain"
+values = st.lists(st.integers(0, 6).map(lambda v: v / 4), min_size=2, max_size=14)  # ties happen on purpose
+
+
+def ref_robust(gamma, d, i, p):
+    """gamma-hat rose while disagreement fell at each of the last p checks ending at i."""
+    lo = i - p + 1
+    return lo >= 1 and all(gamma[j] > gamma[j - 1] and d[j] < d[j - 1] for j in range(lo, i + 1))
+
+
+def entered(holds, n):
+    """The checks where a condition starts to hold: a warning fires once per entry."""
+    return [i for i in range(n) if holds(i) and not (i > 0 and holds(i - 1))]
+
+
+def fired(tracker, rows, regime):
+    return [i for i, row in enumerate(rows) if any(a.regime == regime for a in tracker.update(row))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(d=values, g=st.sampled_from([0.3, 0.5, 1.0]))
+def test_gain_exhausted_warning_matches_reference(d, g):
+    d = [x / 6 for x in d]  # largest gains still possible, in [0, 1]
+    got = fired(AlertTracker(min_gain=g), [{MAX_GAIN: x} for x in d], "gain_exhausted")
+    assert got == entered(lambda i: d[i] < g, len(d))
+
+
+@settings(max_examples=60, deadline=None)
+@given(gamma=values, d=values, window=st.integers(2, 4))
+def test_robustness_drop_warning_matches_reference(gamma, d, window):
+    n = min(len(gamma), len(d))
+    gamma, d = gamma[:n], d[:n]
+    got = fired(AlertTracker(window=window), [{GAMMA: a, DIS: b} for a, b in zip(gamma, d)], "robustness_drop")
+    assert got == entered(lambda i: ref_robust(gamma, d, i, window - 1), n)
+
+
+def test_robustness_drop_warning_names_lang_et_al():
+    tracker = AlertTracker(window=2)
+    assert tracker.update({GAMMA: 0.1, DIS: 0.3}) == []
+    (alert,) = tracker.update({GAMMA: 0.2, DIS: 0.2})
+    assert alert.regime == "robustness_drop" and alert.message.startswith("heuristic: average non-robustness")
+    assert "Lang et al., Prop 4.1" in alert.message and alert.values == {GAMMA: 0.2, DIS: 0.2}
+
+
+def test_the_warning_rules_replay_in_the_stoppers_decision_code():
+    """The stopping benchmark replays these rules through StoppingDecision (the code W2SEarlyStopping
+    decides with): the decision stops where the rule holds for `patience` checks, with no reason of
+    W2SStoppingReason (no stopper can stop for them) and the rule's best check."""
+    from lightning_w2s.stopping.decision import StoppingDecision
+    from lightning_w2s.stopping.rules import GainExhausted
+
+    decision = StoppingDecision([GainExhausted(patience=2, min_delta=0.0, min_gain=0.1)])
+    out = [decision.evaluate({MAX_GAIN: x}) for x in (0.2, 0.05, 0.04)]
+    assert [o[0] for o in out] == [False, False, True] and out[-1][1] is None
+    assert decision.restore_check == 0 and "[gain_exhausted]" in out[-1][2]

@@ -6,8 +6,9 @@ accuracy 0.9 against the teacher's 0.8. Before D6 the logged band was [0.8, 0.8]
 ``gain_exhausted`` fired at ``min_gain=0.05`` ("no larger gain is possible"). The coverage-aware band
 ``[π·max(0, a − d), π·min(a + d, 2 − a − d) + (1 − π)] = [0.4, 0.9]`` contains 0.9, the covered band
 ``[0.8, 0.8]`` contains the covered accuracy 0.8, and the gain still possible is
-``π·d + (1 − π) = 0.5``: no alert, no stop. A control where the teacher labels every point shows
-that the same student then does trigger both (the test can fail).
+``π·d + (1 − π) = 0.5``: no alert. A control where the teacher labels every point shows that the
+same student then does trigger the warning, and the rule replayed as the stopping benchmark does
+would stop (the test can fail).
 
 The student is a lookup table (a bias-free ``nn.Linear`` on one-hot inputs, learning rate 0), so
 its predictions are exactly the ones described, at every check; the values are read back from the
@@ -26,12 +27,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import trainer_kwargs
-from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
+from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import metrics_for_probe
 from lightning_w2s.metrics.bounds import accuracy_band, max_accuracy_gain
 from lightning_w2s.testing import last_w2s_values
-from lightning_w2s.stopping.policies import W2SStoppingReason
+from lightning_w2s.stopping.decision import StoppingDecision
+from lightning_w2s.stopping.rules import GainExhausted
 
 N = 100
 TOL = 1e-12
@@ -75,18 +77,17 @@ def fit(tmp_path, abstain: bool):
     x, gold, teacher, student = world(abstain)
     probe = W2SProbe(x, teacher_labels=teacher, gold=gold, num_classes=2)
     monitor = W2SMonitor(probe, min_gain=0.05, neighbours=0, figure_every_n_checks=0)
-    stopper = W2SEarlyStopping("gain_exhausted", patience=1, verbose=False)
     loader = DataLoader(TensorDataset(x, student), batch_size=50)
     logger = TensorBoardLogger(str(tmp_path), name="band", version=0)
-    trainer = L.Trainer(**trainer_kwargs(max_epochs=3, logger=logger, callbacks=[monitor, stopper]))
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=3, logger=logger, callbacks=[monitor]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(LookupStudent(student), loader, loader)
-    return trainer, monitor, stopper, last_w2s_values(logger.log_dir), [str(w.message) for w in caught]
+    return trainer, monitor, last_w2s_values(logger.log_dir), [str(w.message) for w in caught]
 
 
 def test_abstaining_teacher_band_contains_the_student_and_the_gain_is_not_exhausted(tmp_path):
-    trainer, monitor, stopper, logged, caught = fit(tmp_path, abstain=True)
+    trainer, monitor, logged, caught = fit(tmp_path, abstain=True)
     acc, cov_acc = logged[Q.ACCURACY], logged[Q.COVERED_ACCURACY]  # event files hold float32: compare to 1e-6
     assert acc == pytest.approx(0.9, abs=1e-6) and logged[Q.TEACHER_ACCURACY] == pytest.approx(0.8, abs=1e-6)
     assert logged[Q.COVERED_DISAGREEMENT] == 0.0 and logged[Q.DISAGREEMENT] == 0.0 and cov_acc == pytest.approx(0.8)
@@ -100,27 +101,27 @@ def test_abstaining_teacher_band_contains_the_student_and_the_gain_is_not_exhaus
     assert v[Q.ACCURACY] == 0.9 and v[Q.ACCURACY_LOWER] - TOL <= v[Q.ACCURACY] <= v[Q.ACCURACY_UPPER] + TOL
     assert (v[Q.ACCURACY_LOWER], v[Q.ACCURACY_UPPER]) == accuracy_band(0.8, 0.0, coverage=0.5)
     assert v[Q.MAX_GAIN] == max_accuracy_gain(0.0, coverage=0.5)
-    # gain_exhausted at min_gain 0.05: no warning, no stop, three checks
+    # gain_exhausted at min_gain 0.05: no warning, three checks (a warning, not a stopping policy)
+    assert trainer.current_epoch == 3 and monitor.num_checks == 3
     assert not [w for w in monitor.warnings_log if w["regime"] == "gain_exhausted"]
     assert not any("gain_exhausted" in m for m in caught)
-    assert stopper.stopping_reason is W2SStoppingReason.NOT_STOPPED and trainer.current_epoch == 3
-    assert len(stopper.history) == 3 and all(h["values"][Q.MAX_GAIN] == 0.5 for h in stopper.history)
     print(f"\nabstaining teacher: gold accuracy {acc:.3f} in [{lo:.3f}, {hi:.3f}]; covered accuracy {cov_acc:.3f} in "
           f"[{logged[Q.COVERED_ACCURACY_LOWER]:.3f}, {logged[Q.COVERED_ACCURACY_UPPER]:.3f}]; max_gain {logged[Q.MAX_GAIN]:.3f}")
 
 
 def test_control_full_coverage_copying_student_exhausts_the_gain(tmp_path):
     """The same student when the teacher labels every point: disagreement 0, nothing left to gain."""
-    trainer, monitor, stopper, logged, caught = fit(tmp_path, abstain=False)
+    trainer, monitor, logged, caught = fit(tmp_path, abstain=False)
     assert logged[Q.ACCURACY] == pytest.approx(0.8) and logged[Q.MAX_GAIN] == 0.0
     assert (logged[Q.ACCURACY_LOWER], logged[Q.ACCURACY_UPPER]) == pytest.approx((0.8, 0.8))
     (alert,) = [w for w in monitor.warnings_log if w["regime"] == "gain_exhausted"]
     assert alert["message"].startswith("derived bound: w2s/bounds/max_gain = 0.0000 < min_gain 0.0500: the student's "
                                        "accuracy can exceed the teacher's by at most coverage × held-out disagreement")
     assert any(alert["message"] in m for m in caught)
-    assert stopper.stopping_reason is W2SStoppingReason.GAIN_EXHAUSTED and stopper.stopped_epoch == 0
-    assert "w2s/bounds/max_gain stayed under min_gain=0.05" in stopper.stopping_reason_message
-    assert "no longer possible on the probe" in stopper.stopping_reason_message
+    # the same rule replayed as the stopping benchmark does (StoppingDecision): it would stop at once
+    decision = StoppingDecision([GainExhausted(patience=1, min_delta=0.0, min_gain=0.05)])
+    stop, _, message = decision.evaluate({Q.MAX_GAIN: monitor.last_values[Q.MAX_GAIN]})
+    assert stop and "w2s/bounds/max_gain stayed under min_gain=0.05" in message and "no longer possible on the probe" in message
 
 
 def test_band_around_a_user_teacher_score_uses_the_probe_coverage():

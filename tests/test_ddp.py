@@ -123,7 +123,7 @@ def assert_one_rank_stops_both(run: Path) -> None:
         assert r["stopped_epoch"] == 1 and r["stopped_check"] == 1
         assert r["checks"] == 2  # no check after the stop: the fit ended at epoch 1 on both ranks
         assert r["stops"] == [False, True]
-        assert r["reason"] == "GAIN_EXHAUSTED"
+        assert r["reason"] == "TEACHER_OVERFIT"
     assert r0["current_epoch"] == r1["current_epoch"] == 2  # epochs 0 and 1 completed, then stopped
     assert r0["global_step"] == r1["global_step"]
     assert "rank 1 votes to stop" in r1["message"]

@@ -10,6 +10,7 @@ from lightning_w2s import W2SProbe
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import W2SMetrics, metrics_for_probe
 from lightning_w2s.metrics.family import Family, Rows
+from lightning_w2s.metrics.calibration_bands import SmoothCalibrationFamily
 from lightning_w2s.metrics.lang_family import LangFamily
 from lightning_w2s.metrics.regression import RegressionMetrics
 from lightning_w2s.metrics.representation_family import RepresentationFamily
@@ -41,14 +42,14 @@ def test_the_factory_picks_the_aggregator_and_its_families_compute_only_what_the
     probe = _classification_probe()
     metrics = metrics_for_probe(probe, neighbours=3)
     assert isinstance(metrics, W2SMetrics) and metrics.misfit_name == Q.KL_TEACHER_STUDENT
-    assert [type(f) for f in metrics.families] == [RepresentationFamily, LangFamily]
+    assert [type(f) for f in metrics.families] == [RepresentationFamily, LangFamily, SmoothCalibrationFamily]
     metrics.set_neighbours(metrics.build_neighbours(lambda: None))  # in the teacher's features
     g = torch.Generator().manual_seed(1)
     student = torch.softmax(torch.randn(probe.n, 3, generator=g), dim=1)
     out = _feed(metrics, probe, student, torch.randn(probe.n, 6, generator=g))
     assert metrics.misfit_name in out and set(out) <= metrics.expected_names()
     for family in metrics.families:
-        mine = {n for n in out if Q.lookup(n).family in family.sections}
+        mine = {n for n in out if family.owns(n)}
         assert mine and mine <= family.expected_names(metrics.provides, 3, metrics.task), type(family).__name__
     assert {Q.GAP_FRO, Q.INCONSISTENCY_COVERED} <= set(out)
 

@@ -10,9 +10,13 @@ import os
 
 from golden_values import compare, new_names
 
+from lightning_w2s.metrics import quantities as Q
+
 HERE = os.path.dirname(__file__)
-#: names the refactor added (the monitor's check counter, read by W2SEarlyStopping)
-ADDED = {"w2s/check"}
+#: names added since: the monitor's check counter (read by W2SEarlyStopping); the smooth calibration family
+ADDED = {"w2s/check", Q.SMCE_VS_GOLD, Q.TEACHER_SMCE_VS_GOLD, Q.SMCE_VS_TEACHER, Q.CALIBRATION_LOWER, Q.CALIBRATION_UPPER,
+         Q.CALIBRATION_VS_TEACHER_LOWER, Q.CALIBRATION_VS_TEACHER_UPPER, Q.CALIBRATION_ESTIMATE_LOWER,
+         Q.CALIBRATION_ESTIMATE_UPPER, Q.CE_GAIN, Q.PREDICTED_CE_GAIN}
 
 
 def test_every_logged_value_and_decision_is_reproduced(golden_runs):

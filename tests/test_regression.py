@@ -242,7 +242,7 @@ def test_logged_names_layout_and_stopping_on_a_regression_probe(tmp_path):
 
 
 def test_default_stopper_and_classification_policies_fail_at_fit_start_naming_the_fix(tmp_path):
-    for stopper, missing in ((W2SEarlyStopping(), Q.TEACHER_LABEL_CE), (W2SEarlyStopping("robustness_drop"), Q.INCONSISTENCY)):
+    for stopper, missing in ((W2SEarlyStopping(), Q.TEACHER_LABEL_CE), (W2SEarlyStopping("teacher_overfit"), Q.TEACHER_LABEL_CE)):
         with pytest.raises(RuntimeError) as info:
             fit_least_squares(tmp_path, epochs=1, callbacks=[stopper])
         msg = str(info.value)

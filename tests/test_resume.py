@@ -25,7 +25,7 @@ def fit(tmp_path, name, crash_at=None, ckpt_path=None, teacher_features=True):
     model = TinyStudent(lr=0.02, hidden=64)
     monitor = W2SMonitor(task.probe(input_features=teacher_features), train_probe=task.train_probe())
     es = W2SEarlyStopping(["heldout_misfit_plateau", "teacher_overfit"], patience=4, kappa=None,
-                          restore_best=True, save_best_weights=True, verbose=False)
+                          restore_best=True, verbose=False)
     callbacks = [monitor, es, ModelCheckpoint(dirpath=tmp_path / name, save_last=True)]
     if crash_at is not None:
         callbacks.append(CrashAt(crash_at))
@@ -75,32 +75,10 @@ def test_kill_and_resume_gives_the_same_run(tmp_path):
     assert f"weights of check {es_a.best_check} will be restored" in es_c.stopping_reason_message
 
 
-def test_resume_without_saved_weights_says_so(tmp_path):
-    """Without ``save_best_weights`` a best check from before the resume cannot be restored: the
-    fit keeps its final weights and says why (no silent wrong restore)."""
-    task = make_task(noise=0.3)
-
-    def run(name, crash_at=None, ckpt_path=None):
-        L.seed_everything(0, verbose=False)
-        es = W2SEarlyStopping(patience=4, restore_best=True, save_best_weights=False, verbose=False)
-        cbs = [W2SMonitor(task.probe()), es, ModelCheckpoint(dirpath=tmp_path / name, save_last=True)]
-        cbs += [CrashAt(crash_at)] if crash_at is not None else []
-        trainer = L.Trainer(**trainer_kwargs(max_epochs=15, enable_checkpointing=True, callbacks=cbs))
-        trainer.fit(TinyStudent(lr=0.02, hidden=64), task.train_loader(32), task.val_loader(), ckpt_path=ckpt_path)
-        return es
-
-    with pytest.raises(Crash):
-        run("killed", crash_at=CRASH_EPOCH)
-    with pytest.warns(UserWarning, match="before a resume"):
-        es = run("resumed", ckpt_path=tmp_path / "killed" / "last.ckpt")
-    assert es.best_check < CRASH_EPOCH
-    assert "not available (see save_best_weights)" in es.stopping_reason_message
-
-
 def test_default_stopper_restores_across_a_resume(tmp_path):
     """W2SEarlyStopping() with no arguments, killed after its best check and resumed from the last
     checkpoint: the same stop, and the module ends with the same (best check's) weights as an
-    uninterrupted fit; the copy travelled in the checkpoint (save_best_weights follows restore_best)."""
+    uninterrupted fit; the copy travelled in the checkpoint (with restore_best, always)."""
     task = make_task(noise=0.3)
 
     def run(name, crash_at=None, ckpt_path=None):

@@ -167,7 +167,7 @@ def test_listed_before_the_monitor_a_checkpoint_holds_the_check_of_its_step(tmp_
     state = torch.load(tmp_path / "step=10.ckpt", weights_only=True)["callbacks"]
     stopper_state = next(v for k, v in state.items() if k.startswith("W2SEarlyStopping"))
     monitor_state = next(v for k, v in state.items() if k.startswith("W2SMonitor"))
-    assert len(stopper_state["history"]) == monitor_state["num_checks"] == 5
+    assert len(stopper_state["decision"]["history"]) == monitor_state["num_checks"] == 5
     _, resumed = _step_fit("stopper_first", 40, ckpt_path=tmp_path / "step=10.ckpt")
     # the checks up to the checkpoint are carried over as they were, and none is lost or repeated
     # (after a mid-epoch resume the batches differ, so the later values may too)

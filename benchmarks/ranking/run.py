@@ -2,7 +2,8 @@
 
 Run: ``make bench-ranking`` (= ``python -m benchmarks.ranking.run --data data``). First run ~15–20 min
 on 2 shared cores (teachers, 135 logistic-regression students, every candidate score); later runs
-read the caches ``data/ranking_*`` and take seconds. Teachers, students and splits:
+read the caches ``data/ranking_*`` and take seconds. The last two sections: the dependence handling
+against the same label model without it, and adversarial teachers (:mod:`benchmarks.ranking.adversarial`). Teachers, students and splits:
 :mod:`benchmarks.ranking.teachers`; candidate scores: :mod:`benchmarks.ranking.scores`, plus the
 label-free estimators of the cheap students' error of :mod:`benchmarks.ranking.consensus`.
 
@@ -39,6 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+from benchmarks.ranking import adversarial as ra
 from benchmarks.ranking import consensus as rc
 from benchmarks.ranking import scores as rs
 from benchmarks.ranking import teachers as rt
@@ -53,23 +55,37 @@ ROBUSTNESS = ("w2s_error (labels only)", f"w2s_error (n={rs.SMALL_N})")
 
 
 # ============================================================================ data
-def gather(tasks: Sequence[str], seeds: Sequence[int], data_dir: str) -> tuple[dict, dict]:
-    """``{task: {seed: {"err": (m,), "scores": {cand: (m,)}, "teacher_acc": (m,), "ceiling": float}}}`` and timings."""
+def gather(tasks: Sequence[str], seeds: Sequence[int], data_dir: str) -> tuple[dict, dict, dict]:
+    """``{task: {seed: {"err": (m,), "scores": {cand: (m,)}, "teacher_acc": (m,), "ceiling": float}}}``,
+    timings and the adversarial results ``{task: {seed: ...}}`` (:mod:`benchmarks.ranking.adversarial`)."""
     out: dict[str, dict[int, dict[str, Any]]] = {}
-    timing = {"build teachers + W2S students": 0.0, "candidate scores": 0.0, "consensus candidates": 0.0}
+    adversarial: dict[str, dict[int, dict[str, Any]]] = {}
+    warned: dict[str, dict[int, list[str]]] = {}
+    timing = {"build teachers + W2S students": 0.0, "candidate scores": 0.0, "adversarial teachers": 0.0, "consensus candidates": 0.0}
     for task in tasks:
         names = list(rt.teacher_families(task))
-        out[task] = {}
+        out[task], adversarial[task], warned[task] = {}, {}, {}
         for seed in seeds:
             w2s, scores = rt.cached_w2s(task, seed, data_dir), rs.cached_scores(task, seed, data_dir)
-            if w2s is None or scores is None or rs.ORACLE not in scores:
+            adv, lib = ra.load(task, seed, data_dir), rs.load_library_rows(task, seed, data_dir)
+            if w2s is None or scores is None or rs.ORACLE not in scores or adv is None or lib is None:
                 t0 = time.perf_counter()
                 ts = rt.load(task, seed, data_dir)
                 timing["build teachers + W2S students"] += time.perf_counter() - t0
                 scores, seconds = rs.load_scores(ts, data_dir)
                 timing["candidate scores"] += seconds
+                t0 = time.perf_counter()
+                lib = rs.load_library_rows(task, seed, data_dir, ts=ts)
+                timing["candidate scores"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                adv = ra.load(task, seed, data_dir, ts=ts)
+                timing["adversarial teachers"] += time.perf_counter() - t0
                 w2s = rt.cached_w2s(task, seed, data_dir)
                 print(f"[bench-ranking] computed {task} seed {seed}", flush=True)
+            adversarial[task][seed] = adv
+            scores = {k: v for k, v in scores.items() if k != "charikar"}  # an older cache's removed score
+            scores.update(lib[0])
+            warned[task][seed] = lib[1]
             t0 = time.perf_counter()
             scores = {**scores, **rc.candidate_scores(task, seed, data_dir)}  # label-free estimators beyond Dawid–Skene
             timing["consensus candidates"] += time.perf_counter() - t0
@@ -79,7 +95,7 @@ def gather(tasks: Sequence[str], seeds: Sequence[int], data_dir: str) -> tuple[d
                 "ceiling": w2s["ceiling_error"],
                 "scores": {k: np.asarray(v, dtype=float) for k, v in scores.items()},
             }
-    return out, timing
+    return out, timing, {"adversarial": adversarial, "warnings": warned}
 
 
 # ============================================================================ statistics
@@ -231,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
-    data, timing = gather(args.tasks, args.seeds, args.data)
+    data, timing, extra = gather(args.tasks, args.seeds, args.data)
+    adversarial = extra["adversarial"]
     tasks = list(args.tasks)
     fams = {t: rt.teacher_families(t) for t in tasks}
     boots = {t: boot_indices(len(fams[t])) for t in tasks}
@@ -306,6 +323,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             verdict = f"gain over the incumbent {point:+.2f} [{lo:+.2f}, {hi:+.2f}] -> {'earned' if lo > 0 else 'tie: keep the incumbent'}"
         print(f"{what}: {line}chosen on all {len(tasks)} tasks = {chosen!r}; {verdict}; ship {ship!r}; library default {lib!r}: "
               f"{'OK' if ship == lib else 'OUT OF SYNC'}")
+
+    print("\n== Dependence handling (default) against the same label model with every teacher independent (dependence_threshold=None):"
+          "\n   w2s_error C=1.0, ρ per task [95% CI], paired difference [CI]; groups the library warned about (seeds that found each) ==")
+    rows = []
+    for task in tasks:
+        reps = boot_ci(data, task, ["w2s_error C=1.0", rs.INDEPENDENT], boots)
+        new, old = task_rho(data, task, "w2s_error C=1.0"), task_rho(data, task, rs.INDEPENDENT)
+        found: dict[str, int] = {}
+        for seed in data[task]:
+            for msg in extra["warnings"][task][seed]:
+                if "agree far beyond" in msg:
+                    group = msg.split("teachers ", 1)[1].split("]", 1)[0] + "]"
+                    found[group] = found.get(group, 0) + 1
+        rows.append({"task": task, "default": fmt_ci(new, reps["w2s_error C=1.0"]), "dependence off": fmt_ci(old, reps[rs.INDEPENDENT]),
+                     "difference": fmt_ci(new - old, reps["w2s_error C=1.0"] - reps[rs.INDEPENDENT]),
+                     "groups found": "; ".join(f"{g} x{c}" for g, c in sorted(found.items(), key=lambda kv: -kv[1])) or "none"})
+    print(table(rows, list(rows[0])))
+
+    print("\n== Adversarial teachers (benchmarks/ranking/adversarial.py): the 15 teachers + an exact copy, a 5%-relabelled copy and the"
+          "\n   inverted labels of the median teacher ('original'); mean rank over seeds (1 = best); a copy fools a score when it ranks"
+          "\n   above a teacher that the same score ranked above the original on the 15 alone; 'better student (gold)' also counts the"
+          "\n   score's own ranking errors ==")
+    adv_rows = ra.report(adversarial, data)
+    print(table(adv_rows, list(adv_rows[0])))
+    consts = {res["constant"].split(":", 1)[0] for seeds in adversarial.values() for res in seeds.values()}
+    example = next(iter(next(iter(adversarial.values())).values()))["constant"]
+    print(f"constant teacher (the original's majority class everywhere), added to the 18: {sorted(consts)} on every task and seed; e.g. {example[:260]}")
 
     print(f"\nOVERALL: {'PASS' if passed else 'FAIL'} — goal: ρ ≥ {TARGET} on every task and above ranking by the teachers' own gold "
           "accuracy, with the default chosen without the task it is reported on.")

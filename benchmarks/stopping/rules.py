@@ -15,10 +15,11 @@ Decision procedures (every one computable live, check by check):
   ``ModelCheckpoint(save_top_k=1)`` restores; also at the end of a fit it did not stop), or of the
   middle of the best window (``"best_mid"``: needs a ring of ``ceil(smooth/2)`` weight copies).
   ``patience=None`` never stops: the best check of the whole run.
-* :func:`today_policies` — the four policies of :mod:`lightning_w2s.stopping.rules`, re-implemented line by
-  line on the recorded signals and checked against ``W2SEarlyStopping.evaluate`` by
-  :func:`check_against_library`; :func:`package_default_outcome` replays ``W2SEarlyStopping()``
-  itself (the package's decision code on the package's ``teacher_label_ce``).
+* :func:`today_policies` — four rules of :mod:`lightning_w2s.stopping.rules` (the two stopping policies,
+  and ``gain_exhausted`` / ``robustness_drop``, policies until this benchmark made them warnings),
+  re-implemented line by line on the recorded signals and checked against the package's
+  ``StoppingDecision.evaluate`` by :func:`check_against_library`; :func:`package_default_outcome`
+  replays ``W2SEarlyStopping()`` itself (its decision object on the package's ``teacher_label_ce``).
 * :func:`vote` — combinations: stop at the ``k``-th component stop (``k = ceil(m/2)`` = the median
   stop check), keep that check's weights or the median of the components' best checks.
 * the gold noise floor :func:`gold_floor_regret` (uses gold labels: context, never a candidate).
@@ -208,7 +209,7 @@ def _policy_stream(rec, name: str, patience: int, misfit: str, kappa: float | No
 
 def today_policies(rec, policies: Sequence[str], patience: int = 3, misfit: str = "kl_teacher_student", kappa: float | None = 0.5,
                    min_gain: float | None = None, restore: bool | str = False) -> Outcome:
-    """``W2SEarlyStopping(policy=policies, mode="any", ...)``: stop at the first check where a policy
+    """``W2SEarlyStopping(policy=policies, ...)``: stop at the first check where a policy
     triggers. ``restore``: ``False`` keeps the last weights (``restore_best=False``); ``True`` keeps
     the first triggered policy's best check after a stop and the last weights without one (the
     previous callback); ``"end"`` also restores the first listed policy's best check at the end of a
@@ -243,31 +244,52 @@ def _monitor_values(rec) -> dict[str, np.ndarray]:
             Q.train_name(Q.TEACHER_LABEL_CE): _train_misfit(rec, "teacher_label_ce")}
 
 
-def library_outcome(stopper, values: dict[str, np.ndarray], rec) -> Outcome:
-    """Replay ``rec``'s checks ``1..E`` through ``stopper.evaluate`` (the callback's pure decision API)
-    and read the weights it ends with: :attr:`restore_check` after a stop, or at the end of a fit it
-    did not stop, when ``restore_best`` (the callback restores in both cases); else the last weights."""
+def library_outcome(decision, values: dict[str, np.ndarray], rec, restore: bool = True) -> Outcome:
+    """Replay ``rec``'s checks ``1..E`` through ``decision.evaluate`` (a
+    :class:`lightning_w2s.stopping.decision.StoppingDecision`: the code ``W2SEarlyStopping`` decides
+    with) and read the weights the callback ends with: :attr:`restore_check` after a stop, or at the
+    end of a fit it did not stop, when ``restore`` (``restore_best``: the callback restores in both
+    cases); else the last weights."""
     stop = None
     for c in range(1, rec.epochs + 1):
-        if stopper.evaluate({k: float(v[c]) for k, v in values.items()}, epoch=c - 1, global_step=int(rec.steps[c]))[0]:
+        if decision.evaluate({k: float(v[c]) for k, v in values.items()}, epoch=c - 1, global_step=int(rec.steps[c]))[0]:
             stop = c
             break
     end = rec.epochs if stop is None else stop
-    target = stopper.restore_check
-    kept = target + 1 if stopper.restore_best and target is not None else end
+    target = decision.restore_check
+    kept = target + 1 if restore and target is not None else end
     return Outcome(stop, kept, None if target is None else target + 1)
 
 
+def library_decision(policies: Sequence[str], patience: int, misfit: str, min_gain: float | None = None):
+    """The package's decision for ``policies`` (min_delta 0, kappa 0.5, no warm-up): the stopping
+    policies as ``W2SEarlyStopping(policy=...)`` builds them
+    (:func:`lightning_w2s.stopping.policies.make_policies`); ``gain_exhausted`` and
+    ``robustness_drop``, the monitor's warnings since this benchmark ruled them out as stopping
+    policies, as the same rules of :mod:`lightning_w2s.stopping.rules` in the same
+    :class:`~lightning_w2s.stopping.decision.StoppingDecision`."""
+    from lightning_w2s.stopping.decision import StoppingDecision
+    from lightning_w2s.stopping.policies import make_policies
+    from lightning_w2s.stopping.rules import GainExhausted, RobustnessDrop
+
+    rules = []
+    for name in policies:
+        if name == GAIN:
+            rules.append(GainExhausted(patience, 0.0, min_gain))
+        elif name == ROBUST:
+            rules.append(RobustnessDrop(patience, 0.0))
+        else:
+            rules.extend(make_policies(name, patience, 0.0, misfit, 0.5))
+    return StoppingDecision(rules)
+
+
 def check_against_library(recs) -> str:
-    """Replay the four policies (and plateau + robustness) through ``lightning_w2s.W2SEarlyStopping.evaluate``
-    fed the recorded signals under the monitor's names (``w2s/bounds/max_gain`` computed with the
-    package's function), with the previous default settings (patience 3, ``kl_teacher_student``,
-    restore after a stop) and with today's (patience 5, ``teacher_label_ce``, restore at the end),
-    and compare stop and kept checks with :func:`today_policies`. Returns a one-line verdict."""
-    try:
-        from lightning_w2s import W2SEarlyStopping
-    except Exception as exc:  # pragma: no cover - the package is being refactored
-        return f"skipped (cannot import W2SEarlyStopping: {exc})"
+    """Replay the four rules (and plateau + robustness) through the package's
+    :class:`~lightning_w2s.stopping.decision.StoppingDecision` (:func:`library_decision`) fed the
+    recorded signals under the monitor's names (``w2s/bounds/max_gain`` computed with the package's
+    function), with the previous default settings (patience 3, ``kl_teacher_student``, restore after
+    a stop) and with today's (patience 5, ``teacher_label_ce``, restore at the end), and compare stop
+    and kept checks with :func:`today_policies`. Returns a one-line verdict."""
     configs = [((PLATEAU,), {}), ((OVERFIT,), {}), ((GAIN,), {"min_gain": 0.05}), ((ROBUST,), {}), ((PLATEAU, ROBUST), {})]
     parts = []
     for label, setting in (("previous defaults (patience 3, kl_teacher_student, restore after a stop)", PREVIOUS),
@@ -276,12 +298,8 @@ def check_against_library(recs) -> str:
         for rec in recs:
             vals = _monitor_values(rec)
             for pols, kw in configs:
-                try:
-                    cb = W2SEarlyStopping(policy=list(pols), patience=setting["patience"], misfit=setting["misfit"],
-                                          restore_best=True, verbose=False, **kw)
-                    lib = library_outcome(cb, vals, rec)
-                except Exception as exc:  # pragma: no cover
-                    return f"skipped (W2SEarlyStopping.evaluate raised {type(exc).__name__}: {exc})"
+                decision = library_decision(pols, setting["patience"], setting["misfit"], kw.get("min_gain"))
+                lib = library_outcome(decision, vals, rec)
                 ours = today_policies(rec, pols, patience=setting["patience"], misfit=setting["misfit"],
                                       min_gain=kw.get("min_gain"), restore=setting["restore"])
                 if setting["restore"] is True and lib.stop is None:  # the previous callback restored only after a stop
@@ -320,13 +338,13 @@ def package_teacher_label_ce(rec) -> np.ndarray:
 
 def package_default_outcome(rec) -> Outcome:
     """``W2SEarlyStopping()`` with no arguments, replayed on ``rec`` through its pure decision API
-    (``evaluate`` + ``restore_check``) on :func:`package_teacher_label_ce`."""
+    (its ``decision``: ``evaluate`` + ``restore_check``) on :func:`package_teacher_label_ce`."""
     from lightning_w2s import W2SEarlyStopping
     from lightning_w2s.metrics import quantities as Q
 
     stopper = W2SEarlyStopping(verbose=False)
-    assert stopper.needed == [Q.MISFIT[stopper.misfit]], stopper.needed
-    return library_outcome(stopper, {Q.MISFIT[stopper.misfit]: package_teacher_label_ce(rec)}, rec)
+    assert stopper.decision.needed == [Q.MISFIT[stopper.misfit]], stopper.decision.needed
+    return library_outcome(stopper.decision, {Q.MISFIT[stopper.misfit]: package_teacher_label_ce(rec)}, rec, stopper.restore_best)
 
 
 def check_package_default(recs, rule: "Rule") -> tuple[str, int]:

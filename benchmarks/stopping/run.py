@@ -24,11 +24,11 @@ paired 95% CI excluding 0. Printed as PASS/FAIL.
 
 Faithfulness (printed): the chosen rule (``probe_hce ma1 p=5 keep=best``) is what ``W2SEarlyStopping()``
 does with no arguments, and the benchmark checks it three ways: (a) ``W2SEarlyStopping()`` itself,
-replayed on every run through its pure decision API (``evaluate`` + ``restore_check``) on the
+replayed on every run through its decision object (``.decision``: ``evaluate`` + ``restore_check``) on the
 package's own ``teacher_label_ce`` computed from the recorded logits
 (:func:`benchmarks.stopping.rules.package_default_outcome`), gives the same stop and kept check as
 the chosen rule on every run, and has its own row in the tables (``W2SEarlyStopping() [default]``);
-(b) the four policies re-implemented here equal ``W2SEarlyStopping.evaluate`` with the previous
+(b) the four rules re-implemented here equal the package's ``StoppingDecision.evaluate`` with the previous
 default settings and with today's; (c) real ``Trainer`` runs with ``W2SMonitor`` +
 ``W2SEarlyStopping()`` (:data:`VERIFY_RUNS`) stop and restore where the replays say, and the weights
 left in the module are those of the restored check.
@@ -158,14 +158,14 @@ def today_rules() -> list[Rule]:
 
 
 def now_rules() -> list[Rule]:
-    """The opt-in policies as ``W2SEarlyStopping(policy)`` runs them now (its defaults: patience 5,
+    """The rules as ``W2SEarlyStopping(policy)`` runs its policies now (its defaults: patience 5,
     ``misfit="teacher_label_ce"``, ``restore_best=True``: the best check's weights at the end whether
     it stopped or not), and with ``restore_best=False``. Not in the choice pool (the plateau row is
     the package default, already there as ``probe_hce ma1 p=5 keep=best``)."""
     out = []
     labels = ("W2SEarlyStopping() now (default)", "W2SEarlyStopping('teacher_overfit') now",
-              "W2SEarlyStopping('gain_exhausted', min_gain=0.05) now", "W2SEarlyStopping('robustness_drop') now",
-              "W2SEarlyStopping([plateau, overfit, robust]) now")
+              "gain_exhausted(min_gain=0.05) rule, as a policy now", "robustness_drop rule, as a policy now",
+              "any(plateau, overfit, robustness_drop rule) now")
     for (pols, kw), label in zip(POLICY_SETS, labels):
         for restore in ("end", False):
             out.append(Rule(label + ("" if restore else ", restore_best=False"), "now", True,
@@ -366,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     es_same = sum(lightning_es_stop(r.logged_val_loss_checks, 3) == patience_stop(r.logged_val_loss_checks, 3).stop for r in recs)
     print(f"Replay checks: val_loss recomputed from the recorded logits vs Lightning's logged value: max |diff| {dv:.1e}; "
           f"Lightning's EarlyStopping._evaluate_stopping_criteria vs patience_stop on val_loss: {es_same}/{len(recs)} identical "
-          f"stops; the four policies vs lightning_w2s.W2SEarlyStopping.evaluate: {check_against_library(recs)}")
+          f"stops; the four rules vs lightning_w2s StoppingDecision.evaluate: {check_against_library(recs)}")
     live_lines = []
     if not args.no_verify:
         from benchmarks.stopping.record import verify_against_monitor
@@ -447,10 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(regret_table(f"TABLE 2 — selection seeds {select} (same rows)", rows, sel, tasks, ref))
     print()
-    print("TABLE 3 — the four policies of W2SEarlyStopping and their combinations (min_delta 0, kappa 0.5, min_gain 0.05): "
+    print("TABLE 3 — the two policies of W2SEarlyStopping, the gain_exhausted and robustness_drop rules (the monitor's "
+          "warnings, policies until this table ruled them out) and their combinations (min_delta 0, kappa 0.5, min_gain 0.05): "
           "as the previous default ran them (patience 3, kl_teacher_student; +restore: the best check after a stop) and as "
-          "W2SEarlyStopping(policy) runs them now (patience 5, teacher_label_ce, the best check restored at the end, stopped "
-          "or not). Mean regret (pt), selection / report seeds, report Δ vs REF")
+          "W2SEarlyStopping(policy) runs its policies now (patience 5, teacher_label_ce, the best check restored at the end, "
+          "stopped or not). Mean regret (pt), selection / report seeds, report Δ vs REF")
     for r in today + now_rules():
         m, lo, hi = t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])
         print(f"  {r.name:<72}{mean_regret(r, sel, tasks):6.2f}{mean_regret(r, rep, tasks):7.2f}   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]")

@@ -46,7 +46,7 @@ Sources (each a heuristic here: none is a theorem about the student's gold accur
   (itself excluded), the label correction of Deep k-NN (Bahri et al. 2020); a student that starts
   memorising individual teacher errors drifts away from this smoothed target;
 * ``gamma`` — Lang et al.'s average neighbour non-robustness (NeurIPS 2024), the
-  ``robustness_drop`` policy's input;
+  ``robustness_drop`` rule's input;
 * ``atc`` — Average Thresholded Confidence (Garg, Balakrishnan, Lipton, Neyshabur, Sedghi, ICLR 2022):
   a threshold ``t`` on the student's max-probability is fitted on the covered probe points so that the
   share above ``t`` equals the student's agreement with the teacher there; the estimate is the share
@@ -287,7 +287,7 @@ def atc(rec) -> np.ndarray:
 
 @_cached
 def max_gain(rec) -> np.ndarray:
-    """The monitor's ``w2s/bounds/max_gain`` per check (what the ``gain_exhausted`` policy reads),
+    """The monitor's ``w2s/bounds/max_gain`` per check (what the ``gain_exhausted`` rule reads),
     computed with the package's own :func:`lightning_w2s.metrics.bounds.max_accuracy_gain` from the
     held-out disagreement and the probe's coverage: ``coverage x disagreement + (1 - coverage)``.
     Not a candidate signal (higher means more gain still possible)."""

@@ -1,7 +1,7 @@
 """Do the monitor's bounds and predictions hold on real W2S runs? (docs/benchmarks.md)
 
 Run: ``make bench-validity`` or ``.venv/bin/python -m benchmarks.validity.run --data data`` (about 5–8
-minutes on 2 shared CPU cores; ``--parts a b`` runs a subset). Four parts, one table each:
+minutes on 2 shared CPU cores; ``--parts a b`` runs a subset). Five parts, one table each:
 
 (a) **0/1 bands** [derived bounds, docs/theory.md §2.2]: at every check of every task × seed ×
     epoch, does ``[w2s/bounds/covered_accuracy_lower, _upper]`` (teacher accuracy ∓ disagreement on
@@ -43,6 +43,14 @@ minutes on 2 shared CPU cores; ``--parts a b`` runs a subset). Four parts, one t
     be built from them (shown); the frozen neighbour embeddings used instead are WordLlama (a
     sentence encoder independent of the student) and MiniLM (the student's frozen input).
 
+(e) **Calibration bands** [derived bounds, docs/theory.md §2.3]: on the runs of (a), at every check, do
+    band (A) ``[w2s/bounds/calibration_lower, _upper]`` (the teacher's smCE ∓ 2·mean|p_s − p_w|) and
+    band (B) ``[w2s/bounds/calibration_vs_teacher_lower, _upper]`` contain the student's smooth
+    calibration error against gold on the covered gold points, recomputed here with ``scipy``'s
+    ``linprog`` from the student's own forward pass (violations must be 0)? And Yao et al.'s KL
+    result: how often is the gold cross-entropy gain ``w2s/gold/ce_gain`` at least its prediction
+    ``w2s/misfit/kl_student_teacher``?
+
 Everything is measured in this run; nothing is tuned on it. All randomness is seeded.
 """
 
@@ -65,7 +73,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from scipy import stats
+from scipy import optimize, stats
 
 from benchmarks.shared.students import quiet_lightning, train_student
 from benchmarks.shared.tasks import DEFAULT_DATA, PROBE_MAX, W2STask, embed_wordllama, load_task
@@ -135,7 +143,8 @@ class CheckRecorder(Callback):
         was = pl_module.training
         pl_module.eval()
         try:
-            out = [pl_module(self.x[i : i + 512].to(pl_module.device)).argmax(-1).cpu() for i in range(0, len(self.x), 512)]
+            out = [torch.softmax(pl_module(self.x[i : i + 512].to(pl_module.device)).double(), -1).cpu()
+                   for i in range(0, len(self.x), 512)]
         finally:
             pl_module.train(was)
         return torch.cat(out).numpy()
@@ -144,7 +153,8 @@ class CheckRecorder(Callback):
         if trainer.sanity_checking or self.monitor.num_checks == self._seen:
             return
         self._seen = self.monitor.num_checks
-        pred = self._predict(pl_module)
+        probs = self._predict(pl_module)
+        pred = probs.argmax(-1)
         g, t, cov = self.gold, self.teacher, self.covered
         right = pred == g
         true = {
@@ -159,11 +169,46 @@ class CheckRecorder(Callback):
             s_i, t_i = cov & (g == i), ~cov & (g == i)
             true[f"covered_error_{i}"] = float((~right[s_i]).mean()) if s_i.any() else math.nan
             true[f"uncovered_error_{i}"] = float((~right[t_i]).mean()) if t_i.any() else math.nan
+        true.update(calibration_truth(probs, self.monitor.metrics.teacher_probs.cpu().numpy(), g, t, cov))
         stale = sorted(k for k in trainer.callback_metrics if k.startswith("w2s/") and k not in self.monitor.last_values)
         self.checks.append({
             "epoch": trainer.current_epoch, "values": dict(self.monitor.last_values),
             "notes": list(self.monitor.metrics.notes), "true": true, "stale": stale,
         })
+
+
+def lp_smce(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Class-averaged smCE by ``scipy.optimize.linprog`` (HiGHS) on the path LP of the sorted distinct
+    predictions: an independent reference for the monitor's exact algorithm."""
+    n, k = probs.shape
+    vals = []
+    for c in range(k):
+        f, r = probs[:, c], (labels == c).astype(float) - probs[:, c]
+        xs, inv = np.unique(f, return_inverse=True)
+        cs = np.bincount(inv, weights=r, minlength=len(xs)) / n
+        m = len(xs)
+        if m == 1:
+            vals.append(abs(cs[0]))
+            continue
+        rows = np.arange(m - 1)
+        a = np.zeros((2 * (m - 1), m))
+        a[rows, rows], a[rows, rows + 1] = 1.0, -1.0
+        a[m - 1 + rows, rows], a[m - 1 + rows, rows + 1] = -1.0, 1.0
+        gap = np.diff(xs)
+        res = optimize.linprog(-cs, A_ub=a, b_ub=np.concatenate([gap, gap]), bounds=[(-1, 1)] * m, method="highs")
+        vals.append(-res.fun)
+    return float(np.mean(vals))
+
+
+def calibration_truth(probs: np.ndarray, teacher_probs: np.ndarray, g: np.ndarray, t: np.ndarray, cov: np.ndarray) -> dict:
+    """Recomputed here from the student's own forward pass: its smCE against gold on the covered gold
+    points (LP reference) and on all covered points (what the label-free estimate band is about), and
+    the gain in gold cross-entropy on the covered gold points (probabilities clamped at 1e-6)."""
+    known = cov & (g >= 0)
+    y = g[known]
+    ce = lambda p: float(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-6)).mean())  # noqa: E731
+    return {"smce_vs_gold": lp_smce(probs[known], y), "gold_share_of_covered": float(known.sum() / max(cov.sum(), 1)),
+            "ce_gain": ce(teacher_probs[known]) - ce(probs[known])}
 
 
 def keyword_probe(task: W2STask, features: np.ndarray) -> W2SProbe:
@@ -607,11 +652,66 @@ def part_d(runs: list[dict[str, Any]], movie: dict[str, np.ndarray], data_dir: s
                 print(f"  {s['group']:>18} {s['predicted']:<20} {count:>3} checks: {reason}")
 
 
+# ============================================================================ (e) calibration bands
+#: (band, lower name, upper name): band (A) around the teacher's smCE, band (B) around the student's smCE against the
+#: teacher's labels (both exact on the covered gold points), and (B) at the plug-in teacher accuracy (an estimate)
+CAL_BANDS = [("A: teacher ± 2|p_s-p_w|", "w2s/bounds/calibration_lower", "w2s/bounds/calibration_upper"),
+             ("B: vs teacher labels", "w2s/bounds/calibration_vs_teacher_lower", "w2s/bounds/calibration_vs_teacher_upper"),
+             ("B estimate (label-free)", "w2s/bounds/calibration_estimate_lower", "w2s/bounds/calibration_estimate_upper")]
+
+
+def part_e(runs: list[dict[str, Any]]) -> None:
+    section("(e) smooth calibration error (Blasiok et al. 2023) inside bands (A) and (B); Yao et al.'s CE gain vs KL(s || w)")
+    rows, gains = [], []
+    for name in dict.fromkeys(r["task"] for r in runs):
+        checks = [c for r in runs if r["task"] == name for c in r["checks"]]
+        for band, lo_name, hi_name in CAL_BANDS:
+            n = missing = viol_true = viol_logged = 0
+            widths, diff = [], []
+            for c in checks:
+                v, true = c["values"], c["true"]
+                lo, hi, logged = v.get(lo_name), v.get(hi_name), v.get("w2s/calibration/smce_vs_gold")
+                n += 1
+                if lo is None or hi is None or logged is None:
+                    missing += 1
+                    continue
+                viol_true += not (lo <= true["smce_vs_gold"] <= hi)
+                viol_logged += not (lo <= logged <= hi)
+                widths.append(hi - lo)
+                diff.append(abs(true["smce_vs_gold"] - logged))
+            rows.append({"task": name, "band": band, "checks": n, "missing": missing, "violations_true": viol_true,
+                         "violations_logged": viol_logged, "width_mean": float(np.mean(widths)) if widths else math.nan,
+                         "max|LP-logged|": f"{np.max(diff):.1e}" if diff else "-"})
+        ge = [(c["values"]["w2s/gold/ce_gain"], c["values"]["w2s/bounds/predicted_ce_gain"], c["true"]["ce_gain"])
+              for c in checks if "w2s/gold/ce_gain" in c["values"]]
+        gains.append({"task": name, "checks": len(ge), "gain>=KL(s||w)": float(np.mean([g >= k for g, k, _ in ge])),
+                      "gain_mean": float(np.mean([g for g, _, _ in ge])), "KL(s||w)_mean": float(np.mean([k for _, k, _ in ge])),
+                      "max|true-logged|": f"{np.max([abs(g - t) for g, _, t in ge]):.1e}",
+                      "gold/covered": min(c["true"]["gold_share_of_covered"] for c in checks)})
+    for band, *_ in CAL_BANDS:
+        mine = [r for r in rows if r["band"] == band]
+        rows.append({"task": "ALL", "band": band, **{k: sum(r[k] for r in mine) for k in ("checks", "missing", "violations_true",
+                                                                                          "violations_logged")},
+                     "width_mean": float(np.nanmean([r["width_mean"] for r in mine])),
+                     "max|LP-logged|": f"{max(float(r['max|LP-logged|']) for r in mine if r['max|LP-logged|'] != '-'):.1e}"})
+    print(table(rows, ["task", "band", "checks", "missing", "violations_true", "violations_logged", "width_mean",
+                       "max|LP-logged|"], nd=4))
+    print("violations_true: the band misses the student's smCE vs gold on the covered gold points recomputed here (its own\n"
+          "forward pass, scipy linprog on the path LP); violations_logged: it misses w2s/calibration/smce_vs_gold;\n"
+          "max|LP-logged|: largest difference between the two. (A) and (B) are exact on these points (0 violations\n"
+          "required); the estimate uses the gold teacher accuracy as the plug-in a and every probe point here has gold\n"
+          "(gold/covered below), so it is exact here too.")
+    print("\nYao et al.: gain in gold cross-entropy CE(w) - CE(s) on covered gold points (w2s/gold/ce_gain) vs its prediction\n"
+          "KL(p_s || p_w) on the same points (w2s/bounds/predicted_ce_gain; a guarantee only for the reverse-KL projection onto a convex class\n"
+          "containing the target, a prediction here); gain>=KL(s||w) = share of checks where the prediction held:")
+    print(table(gains, ["task", "checks", "gain>=KL(s||w)", "gain_mean", "KL(s||w)_mean", "max|true-logged|", "gold/covered"], nd=4))
+
+
 # ============================================================================ main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.validity.run", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--parts", nargs="*", default=["a", "b", "c", "d"], choices=["a", "b", "c", "d"])
+    parser.add_argument("--parts", nargs="*", default=["a", "b", "c", "d", "e"], choices=["a", "b", "c", "d", "e"])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="seeds for (a), (b-ii) and (d)")
     parser.add_argument("--xue-seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--tasks", nargs="*", default=list(TASK_EPOCHS), choices=list(TASK_EPOCHS))
@@ -624,9 +724,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     movie = movie_sentence_features(args.data)
     runs: list[dict[str, Any]] = []
     timings = {}
-    if parts & {"a", "b", "d"}:
+    if parts & {"a", "b", "d", "e"}:
         t0 = time.perf_counter()
-        tasks = list(args.tasks) if parts & {"a", "b"} else ["movie_keyword"]
+        tasks = list(args.tasks) if parts & {"a", "b", "e"} else ["movie_keyword"]
         print(f"monitored runs: tasks {tasks}, seeds {args.seeds}, epochs {[TASK_EPOCHS[t] for t in tasks]} "
               f"(fashion_scratch: train_size {FASHION_KW['train_size']}), one check per epoch", flush=True)
         runs = run_tasks(tasks, args.seeds, args.data, movie)
@@ -641,6 +741,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_runs = [r for r in runs if r["neighbours"] != "minilm"]
     if "a" in parts:
         part_a(main_runs)
+    if "e" in parts:
+        part_e(main_runs)
     if "b" in parts:
         t0 = time.perf_counter()
         part_b(main_runs, do_synthetic=True)

@@ -75,8 +75,8 @@ class W2SMonitor(Callback):
             A cadence that cannot fire within the fit warns at fit start and falls back to the
             epoch cadence, so callbacks reading ``w2s/...`` still find values.
         min_gain: warn (``gain_exhausted``) when the most the student's accuracy can still exceed the
-            teacher's (coverage × held-out disagreement + (1 − coverage)) falls below it; also the
-            target of ``W2SEarlyStopping``'s ``gain_exhausted`` policy (give it once, here).
+            teacher's (coverage × held-out disagreement + (1 − coverage)) falls below it (a warning,
+            not a stopping policy: docs/stopping.md).
         alert_window: checks over which a warning's trend must hold (``>= 2``).
         neighbours: k of the k-nearest-neighbour table (in the teacher's features, or the student's at
             fit start) behind Lang et al.'s robustness and expansion statistics; 0 turns them off.

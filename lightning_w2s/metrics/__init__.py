@@ -10,8 +10,9 @@ from lightning_w2s.metrics.misfit import Misfit, PredictionShares, RegressionMis
 from lightning_w2s.metrics.regression import RegressionMetrics
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, GapConstruction, RepresentationGap
 from lightning_w2s.metrics.robustness import AugmentationRobustness, NeighbourRobustness
+from lightning_w2s.metrics.smooth_calibration import SmoothCalibration
 
 __all__ = ["Misfit", "RegressionMetrics", "W2SMetrics", "metrics_for_probe"]
-__all__ += ["Calibration", "GoldSquaredError", "PredictionShares", "RegressionMisfit"]
+__all__ += ["Calibration", "GoldSquaredError", "SmoothCalibration", "PredictionShares", "RegressionMisfit"]
 __all__ += ["DEFAULT_CONSTRUCTION", "GapConstruction", "RepresentationGap"]
 __all__ += ["AugmentationRobustness", "CorrectionRates", "NeighbourRobustness"]

@@ -26,6 +26,7 @@ from lightning_w2s import validation as v
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.base import ProbeMetrics
 from lightning_w2s.metrics.bounds import charikar_predicted_gain
+from lightning_w2s.metrics.calibration_bands import SmoothCalibrationFamily
 from lightning_w2s.metrics.calibration import Calibration, calibration_counts, calibration_from_counts, top_label
 from lightning_w2s.metrics.family import Rows, host_floats, on_host
 from lightning_w2s.metrics.gold import GoldSquaredError, accuracy_bounds, pgr
@@ -141,6 +142,8 @@ class W2SMetrics(ProbeMetrics):
         if num_neighbours > 0 and n > 2:
             self.add_family("lang", LangFamily(self.teacher_pred, self.gold, self.covered, k, num_neighbours=num_neighbours,
                                                eta=eta, expansion_history=expansion_history))
+        self.add_family("smooth_calibration", SmoothCalibrationFamily(
+            tp, self.teacher_pred, self.covered, self.gold if self.has_gold else None, eps=eps, teacher_score=self.teacher_score))
 
     def _provides_own(self) -> set[str]:
         provided = set()
@@ -238,5 +241,5 @@ class W2SMetrics(ProbeMetrics):
             (host_rates,) = on_host({k: rates[k] for k in keys}, (keys,))
             if Need.PGR_SCORES in self.provides:
                 out[Q.PGR] = self._t(pgr(float(host_rates["accuracy"]), self.teacher_score, self.ceiling_score))
-        out.update({name: self._t(value) for name, value in accuracy_bounds(host_rates, self.teacher_score, dis, self.coverage).items()})
+        out.update({name: self._t(value) for name, value in accuracy_bounds(host_rates, self.teacher_score, dis, self.coverage, self.num_classes).items()})
         out[Q.PREDICTED_GAIN] = self._t(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan)

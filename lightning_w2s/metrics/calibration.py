@@ -39,17 +39,17 @@ def _check_n_bins(n_bins) -> int:
     return check_scalar("n_bins", n_bins, int, min_val=1)
 
 
-def _check_inputs(probs, target, ignore_index: int | None, validate_args: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_inputs(probs, target, ignore_index: int | None, validate_args: bool, target_name: str = "target") -> tuple[torch.Tensor, torch.Tensor]:
     p = as_tensor("probs", probs)
-    y = as_tensor("target", target)
+    y = as_tensor(target_name, target)
     if not p.is_floating_point():
         raise TypeError(f"`probs` must be a floating-point (n, num_classes) tensor of probabilities, got {describe(p)}")
     if p.ndim != 2 or p.shape[1] < 1:
         raise ValueError(f"`probs` must be a 2-D (n, num_classes) tensor of probabilities, got {describe(p)}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"`target` must hold integer class indices, got {describe(y)}")
+        raise TypeError(f"`{target_name}` must hold integer class indices, got {describe(y)}")
     if y.ndim != 1 or y.shape[0] != p.shape[0]:
-        raise ValueError(f"`target` must be (n,) with n = {p.shape[0]} rows like `probs`, got {describe(y)}")
+        raise ValueError(f"`{target_name}` must be (n,) with n = {p.shape[0]} rows like `probs`, got {describe(y)}")
     if ignore_index is not None:
         keep = y != ignore_index
         p, y = p[keep], y[keep]
@@ -63,7 +63,7 @@ def _check_inputs(probs, target, ignore_index: int | None, validate_args: bool) 
         k = p.shape[1]
         if ((y < 0) | (y >= k)).any():
             bad = y[(y < 0) | (y >= k)][0].item()
-            raise ValueError(f"`target` must hold class indices in [0, {k - 1}], got {bad} ({describe(y)})")
+            raise ValueError(f"`{target_name}` must hold class indices in [0, {k - 1}], got {bad} ({describe(y)})")
     return p, y
 
 

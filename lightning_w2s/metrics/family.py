@@ -84,9 +84,13 @@ class Family(nn.Module):
         """The :class:`~lightning_w2s.metrics.quantities.Need` values this family meets."""
         return set()
 
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` is one this family computes (by default: a name of its :attr:`sections`)."""
+        return Q.lookup(name).family in self.sections
+
     def expected_names(self, provided: set[str], num_classes: int, task: str) -> set[str]:
         """The names :meth:`compute` can return, for an aggregator that meets ``provided``."""
-        return {n for n in Q.expected_names(provided, num_classes, task) if Q.lookup(n).family in self.sections}
+        return {n for n in Q.expected_names(provided, num_classes, task) if self.owns(n)}
 
     def update(self, rows: Rows) -> None:
         raise NotImplementedError

@@ -62,13 +62,16 @@ def _defined(fn, n: int, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
-def accuracy_bounds(rates: dict | None, teacher_score: float | None, disagreement: float, coverage: float) -> dict[str, torch.Tensor]:
+def accuracy_bounds(
+    rates: dict | None, teacher_score: float | None, disagreement: float, coverage: float, num_classes: int | None = None
+) -> dict[str, torch.Tensor]:
     """The logged 0/1 bands and the gain still possible (docs/theory.md §2.2) [derived bounds].
 
     ``rates``: the pooled gold rates of :class:`~lightning_w2s.metrics.gold_counts.CorrectionRates`
     (``None`` without gold); ``teacher_score``: the user's teacher accuracy (used without gold);
     ``disagreement``: the held-out student–teacher disagreement on covered probe points;
-    ``coverage``: ``π``, the share of the probe the teacher covers. Returns 0-d float64 tensors under
+    ``coverage``: ``π``, the share of the probe the teacher covers; ``num_classes``: the task's classes
+    (two classes tighten the lower ends to ``|a − d|``; ``None``: any number). Returns 0-d float64 tensors under
     the registry's names (:func:`~lightning_w2s.metrics.bounds.accuracy_band` and
     :func:`~lightning_w2s.metrics.bounds.max_accuracy_gain` give the proofs):
 
@@ -93,10 +96,10 @@ def accuracy_bounds(rates: dict | None, teacher_score: float | None, disagreemen
         a, d = float(rates["teacher_accuracy"]), float(rates["covered_disagreement"])
         n_cov, n_unc = float(rates["n_covered_per_class"].sum()), float(rates["n_uncovered_per_class"].sum())
         pi_gold = n_cov / (n_cov + n_unc) if n_cov + n_unc > 0 else math.nan
-        out[Q.ACCURACY_LOWER], out[Q.ACCURACY_UPPER] = _defined(accuracy_band, 2, a, d, coverage=pi_gold)
-        out[Q.COVERED_ACCURACY_LOWER], out[Q.COVERED_ACCURACY_UPPER] = _defined(accuracy_band, 2, a, d)
+        out[Q.ACCURACY_LOWER], out[Q.ACCURACY_UPPER] = _defined(accuracy_band, 2, a, d, coverage=pi_gold, num_classes=num_classes)
+        out[Q.COVERED_ACCURACY_LOWER], out[Q.COVERED_ACCURACY_UPPER] = _defined(accuracy_band, 2, a, d, num_classes=num_classes)
     elif teacher_score is not None:
-        band = _defined(accuracy_band, 2, float(teacher_score), float(disagreement), coverage=coverage)
+        band = _defined(accuracy_band, 2, float(teacher_score), float(disagreement), coverage=coverage, num_classes=num_classes)
         out[Q.ACCURACY_LOWER], out[Q.ACCURACY_UPPER] = band
     return {name: torch.tensor(float(v), dtype=torch.float64) for name, v in out.items()}
 

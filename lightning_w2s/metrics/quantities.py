@@ -157,6 +157,28 @@ COVERAGE_ACCURACY = declare(
 GOLD_RATES = {"accuracy": ACCURACY, "teacher_accuracy": TEACHER_ACCURACY, "covered_accuracy": COVERED_ACCURACY,
               "covered_disagreement": COVERED_DISAGREEMENT, "correction_rate": CORRECTION_RATE,
               "imitation_rate": IMITATION_RATE, "coverage_accuracy": COVERAGE_ACCURACY}
+# smooth calibration error (Błasiok et al. 2023), exact, with the student inside two bands on the same points:
+# (A) around the teacher's smCE, width 2·(class-averaged mean |p_s − p_w|); (B) around the student's smCE against
+# the teacher's labels, width the class-averaged label gap (2/k)·P(teacher ≠ gold) (proofs: metrics/smooth_calibration.py)
+_SMCE = "smCE = max over 1-Lipschitz w: [0, 1] → [−1, 1] of mean w(p_c)(1[y = c] − p_c), per class c, class-averaged"
+_CAL_BAND = Chart("student's calibration inside its band: smCE vs gold on covered gold points, teacher ± 2·mean|p_s − p_w|",
+                  "headline", order=2)
+_LABEL_BAND = Chart("student's smCE vs gold inside the label band: smCE vs the teacher's labels ± the teacher's label gap "
+                    "(covered gold points)", "calibration")
+SMCE_VS_GOLD = declare(
+    _name("calibration", "smce_vs_gold"), f"the student's smooth calibration error against gold on covered gold points ({_SMCE})",
+    "Błasiok, Gopalan, Hu, Nakkiran 2023 — definition (exact LP value)", higher_is_better=False, needs=[Need.GOLD],
+    may_be_undefined=True, charts=[replace(_CAL_BAND, role="value"), replace(_LABEL_BAND, role="value")])
+TEACHER_SMCE_VS_GOLD = declare(
+    _name("calibration", "teacher_smce_vs_gold"), "the teacher's smooth calibration error against gold on the same points",
+    "Błasiok et al. 2023 — definition", higher_is_better=None, needs=[Need.GOLD], may_be_undefined=True,
+    charts=[replace(_CAL_BAND, role="value", run="teacher"), CONSTANT])
+SMCE_VS_TEACHER = declare(
+    _name("calibration", "smce_vs_teacher"),
+    "the student's smooth calibration error against the teacher's labels (argmax) on covered probe points — label-free",
+    "Błasiok et al. 2023 — definition", higher_is_better=False, may_be_undefined=True,
+    charts=[Chart("smooth calibration error vs the teacher's labels (label-free)")])
+
 PGR = declare(
     _name("gold", "pgr"), "(acc_s − teacher_score)/(ceiling_score − teacher_score), performance gap recovered",
     "Burns et al. 2023", higher_is_better=True, needs=[Need.GOLD, Need.PGR_SCORES], may_be_undefined=True,
@@ -179,6 +201,14 @@ TEACHER_SQ_ERROR = declare(
     "mean ‖f_w − y‖² on gold points (regression)", "definition",
     higher_is_better=None, needs=[Need.GOLD], may_be_undefined=True, charts=[CONSTANT], tasks=BOTH)
 
+_CE_GAIN = Chart("gold cross-entropy gain CE(teacher) − CE(student) on covered gold points: measured vs Yao et al.'s "
+                 "prediction KL(student ‖ teacher)", "gold")
+CE_GAIN = declare(
+    _name("gold", "ce_gain"),
+    "measured gain in gold cross-entropy, mean −log p_w(y) − mean −log p_s(y) (probabilities clamped at eps), on covered "
+    "gold points; compare with `bounds/predicted_ce_gain`, drawn beside it",
+    "Yao et al. 2025 — definition", higher_is_better=True, needs=[Need.GOLD], may_be_undefined=True, charts=[_CE_GAIN])
+
 _BOUNDS = dict(kind="bound", needs=[Need.TEACHER_ACCURACY], may_be_undefined=True)
 _BAND_INPUTS = (
     "With gold: a = `gold/teacher_accuracy`, d = `gold/covered_disagreement`, π = the share of gold points the "
@@ -188,7 +218,7 @@ _BAND_INPUTS = (
 )
 ACCURACY_LOWER = declare(
     _name("bounds", "accuracy_lower"),
-    "π·max(0, a − d): lower end of the 0/1 band on the student's accuracy on all gold points (`gold/accuracy`), "
+    "π·ℓ, ℓ = |a − d| with two classes, max(0, a − d) with more: lower end of the 0/1 band on the student's accuracy on all gold points (`gold/accuracy`), "
     "the teacher's abstentions counted as all wrong. " + _BAND_INPUTS,
     "derived bound", higher_is_better=True, charts=[replace(_ALL_BAND, role="lower")], **_BOUNDS)
 ACCURACY_UPPER = declare(
@@ -198,13 +228,55 @@ ACCURACY_UPPER = declare(
     charts=[replace(_ALL_BAND, role="upper")], **_BOUNDS)
 COVERED_ACCURACY_LOWER = declare(
     _name("bounds", "covered_accuracy_lower"),
-    "max(0, a − d): lower end of the 0/1 band on the student's accuracy where the teacher labels "
+    "ℓ = |a − d| (two classes) or max(0, a − d): lower end of the 0/1 band on the student's accuracy where the teacher labels "
     "(`gold/covered_accuracy`; a, d on the same covered gold points: exact)", "derived bound", higher_is_better=True,
     charts=[replace(_BAND, role="lower", run=r) for r in (None, "teacher")], **dict(_BOUNDS, needs=[Need.GOLD]))
 COVERED_ACCURACY_UPPER = declare(
     _name("bounds", "covered_accuracy_upper"), "min(a + d, 2 − a − d): upper end of the same covered band",
     "derived bound", higher_is_better=True, charts=[replace(_BAND, role="upper", run=r) for r in (None, "teacher")],
     **dict(_BOUNDS, needs=[Need.GOLD]))
+PREDICTED_CE_GAIN = declare(
+    _name("bounds", "predicted_ce_gain"),
+    "Yao et al.'s predicted gain in gold cross-entropy: mean KL(p_s ‖ p_w) on the covered gold points of `gold/ce_gain` "
+    "(`misfit/kl_student_teacher` on those points). CE(w) − CE(s) ≥ KL(p_s ‖ p_w) is a guarantee only when the student "
+    "is the reverse-KL projection of the teacher onto a convex class that contains the target (the KL-Pythagorean "
+    "inequality); for a trained network (not the projection, a class that is not convex) it is a prediction",
+    "Yao et al. 2025 — a prediction (a theorem only for the reverse-KL projection onto a convex class)",
+    kind="prediction", higher_is_better=True, needs=[Need.GOLD], may_be_undefined=True,
+    charts=[replace(_CE_GAIN, run="predicted_gain")])
+_CAL_BOUND = dict(kind="bound", needs=[Need.GOLD], may_be_undefined=True, higher_is_better=False)
+CALIBRATION_LOWER = declare(
+    _name("bounds", "calibration_lower"),
+    "max(0, smCE(p_w) − 2m), m = class-averaged mean |p_s − p_w|: lower end of band (A) on `calibration/smce_vs_gold` "
+    "(both models on the same covered gold points: exact)",
+    "derived bound: |smCE(f) − smCE(g)| ≤ 2·mean|f − g| (docs/theory.md §2.3)",
+    charts=[replace(_CAL_BAND, role="lower", run=r) for r in (None, "teacher")], **_CAL_BOUND)
+CALIBRATION_UPPER = declare(
+    _name("bounds", "calibration_upper"), "smCE(p_w) + 2m: upper end of band (A)", "derived bound (docs/theory.md §2.3)",
+    charts=[replace(_CAL_BAND, role="upper", run=r) for r in (None, "teacher")], **_CAL_BOUND)
+CALIBRATION_VS_TEACHER_LOWER = declare(
+    _name("bounds", "calibration_vs_teacher_lower"),
+    "max(0, smCE_t(p_s) − (2/k)·P(t ≠ y)): lower end of band (B) on `calibration/smce_vs_gold`, smCE_t = the student's "
+    "smCE against the teacher's labels t, all on the same covered gold points (exact; binary: width = the teacher's "
+    "error rate)", "derived bound: |smCE_y(f) − smCE_t(f)| ≤ mean|1[y = c] − 1[t = c]| (docs/theory.md §2.3)",
+    charts=[replace(_LABEL_BAND, role="lower")], **_CAL_BOUND)
+CALIBRATION_VS_TEACHER_UPPER = declare(
+    _name("bounds", "calibration_vs_teacher_upper"), "smCE_t(p_s) + (2/k)·P(t ≠ y): upper end of band (B)",
+    "derived bound (docs/theory.md §2.3)", charts=[replace(_LABEL_BAND, role="upper")], **_CAL_BOUND)
+_CAL_ESTIMATE = Chart("label-free band on the student's smCE vs gold (covered probe points): smce_vs_teacher ± (2/k)(1 − a)",
+                      "calibration", band_title="label band (B) from `calibration/smce_vs_teacher` and the teacher's accuracy a (the line "
+                      "is its lower end)")
+_ESTIMATE = dict(kind="estimate", needs=[Need.TEACHER_ACCURACY], may_be_undefined=True, higher_is_better=False)
+CALIBRATION_ESTIMATE_LOWER = declare(
+    _name("bounds", "calibration_estimate_lower"),
+    "max(0, `calibration/smce_vs_teacher` − (2/k)(1 − a)), a = the teacher's accuracy where it labels (`teacher_score=`, "
+    "or `gold/teacher_accuracy` with gold): band (B) for the student's smCE against gold on all covered probe points. "
+    "An estimate: a is not measured on those points, so it holds up to a's sampling error",
+    "band (B), derived (docs/theory.md §2.3), at a plug-in teacher accuracy — an estimate",
+    charts=[replace(_CAL_ESTIMATE, role="lower")], **_ESTIMATE)
+CALIBRATION_ESTIMATE_UPPER = declare(
+    _name("bounds", "calibration_estimate_upper"), "`calibration/smce_vs_teacher` + (2/k)(1 − a): its upper end (an estimate)",
+    "band (B) at a plug-in teacher accuracy — an estimate", charts=[replace(_CAL_ESTIMATE, role="upper")], **_ESTIMATE)
 MAX_GAIN = declare(
     _name("bounds", "max_gain"),
     "π·d + (1 − π): the most the student's accuracy can still exceed the teacher's (label-free; d = "

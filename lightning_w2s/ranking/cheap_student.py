@@ -26,7 +26,7 @@ rows, then one Cholesky solve per (fold, abstention pattern) for all teachers sh
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -48,6 +48,7 @@ def crossfit_students(
     c: float = 1.0,
     folds: int = 5,
     seed: int = 0,
+    names: Sequence[str] | None = None,
 ) -> Tensor:
     """Out-of-fold predictions of one cheap linear student per teacher.
 
@@ -59,6 +60,7 @@ def crossfit_students(
         c: inverse L2 strength ``C`` of the logistic model the head approximates (``> 0``).
         folds: number of cross-fitting folds (``>= 2``); points are assigned by a seeded permutation.
         seed: the permutation's seed.
+        names: optional teacher names (one per column of ``targets``) for error messages.
 
     Returns:
         ``(n, m, k)`` float64 out-of-fold scores (argmax = the cheap student's predicted class).
@@ -97,8 +99,9 @@ def crossfit_students(
             mask = patterns[p]
             train_cov = (~test) & mask
             if int(train_cov.sum()) < 2:
+                who = [names[c] for c in cols.tolist()] if names is not None else cols.tolist()
                 raise ValueError(
-                    f"teacher(s) {cols.tolist()} cover only {int(train_cov.sum())} training point(s) in cross-fitting "
+                    f"teacher(s) {who} cover only {int(train_cov.sum())} training point(s) in cross-fitting "
                     f"fold {f} of {folds}; a cheap student needs at least 2 (give the teacher more coverage or fewer `folds`)"
                 )
             train_unc = (~test) & ~mask

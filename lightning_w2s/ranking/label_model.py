@@ -121,30 +121,42 @@ def dawid_skene(
     votes: Any,
     num_classes: int | None = None,
     *,
-    max_iter: int = 200,
-    tol: float = 1e-8,
+    max_iter: int = 10000,
+    tol: float = 1e-9,
     smoothing: float = 0.01,
     weights: Any = None,
+    accelerate: bool = True,
 ) -> LabelModelFit:
     """Fit the Dawid–Skene label model by EM (see the module docstring for the equations).
 
     Args:
         votes: ``(n, m)`` class indices (``-1`` = abstain) or ``(n, m, k)`` soft votes.
         num_classes: ``k``; inferred from ``votes`` when ``None``.
-        max_iter: EM iterations at most.
-        tol: stop when the mean log-likelihood per input improves by less than ``tol``.
+        max_iter: EM steps at most (every evaluation of the EM map counts, the accelerated ones too).
+        tol: converged when one plain EM step moves no parameter (``π``, every ``C_j[y, c]``) by
+            more than ``tol``. EM converges linearly and slowly when a class is rare; the steps are
+            accelerated by SQUAREM (Varadhan & Roland, "Simple and globally convergent methods for
+            accelerating the convergence of any EM algorithm", Scand. J. Stat. 35(2), 2008: two EM
+            steps ``r = θ₁ − θ₀``, ``v = θ₂ − 2θ₁ + θ₀``, extrapolate ``θ₀ − 2αr + α²v`` with
+            ``α = −‖r‖/‖v‖``, project onto the simplices, one stabilising EM step; the plain
+            ``θ₂`` is kept whenever the extrapolation lowers the likelihood), which has the same
+            fixed points as EM.
         smoothing: the Dirichlet pseudo-count ``α`` added to every confusion cell and prior entry.
         weights: optional ``(m,)`` non-negative weights, one per teacher, on its log-likelihood
             term in the E-step (``Π_c C_j[y, c]^{w_j V_ijc}``); ``None`` = all 1 (the model above).
-            A tempered / weighted likelihood [heuristic]: a teacher known to duplicate others can
-            be down-weighted. The M-step is unchanged (a row of ``C_j`` does not depend on ``w_j``).
+            A weight of 0 removes the teacher from the posterior while its confusion matrix is still
+            estimated against it (the M-step does not depend on ``w_j``): the teacher is then judged
+            by the others only.
+        accelerate: SQUAREM steps (above); ``False`` runs plain EM, one step per iteration. Both stop
+            at a fixed point of EM, and on a multimodal likelihood (few inputs) they may stop at
+            different ones.
 
     Returns:
-        a :class:`LabelModelFit`.
+        a :class:`LabelModelFit`; ``converged=False`` when ``max_iter`` ran out first.
 
-    Needs at least 3 teachers: with 2 the model is not identifiable (their agreement rate is one
-    equation in two accuracies), so it raises ``ValueError`` — use the misfit or representation
-    scores of :func:`lightning_w2s.rank_teachers` then.
+    Raises ``ValueError`` for fewer than 3 teachers (with 2 the model is not identifiable: their
+    agreement rate is one equation in two accuracies — use the representation gap of
+    :func:`lightning_w2s.rank_teachers` then), no inputs, or a teacher that never votes.
 
     >>> import torch
     >>> g = torch.Generator().manual_seed(0)
@@ -153,8 +165,8 @@ def dawid_skene(
     >>> right = torch.rand(2000, 3, generator=g) < acc
     >>> votes = torch.where(right, y[:, None], 1 - y[:, None])
     >>> fit = dawid_skene(votes)
-    >>> [round(a, 1) for a in fit.accuracy.tolist()]
-    [0.9, 0.8, 0.7]
+    >>> [round(a, 1) for a in fit.accuracy.tolist()], fit.converged
+    ([0.9, 0.8, 0.7], True)
     """
     max_iter = check_scalar("max_iter", max_iter, int, min_val=1)
     tol = check_scalar("tol", tol, float, min_val=0.0)
@@ -170,50 +182,108 @@ def dawid_skene(
         )
     if n == 0:
         raise ValueError(f"`votes` has no inputs ({describe(votes)})")
+    silent = (v.sum(-1).sum(0) == 0).nonzero().flatten().tolist()
+    if silent:
+        raise ValueError(
+            f"teacher(s) at column(s) {silent} of `votes` never vote (every input abstained): a teacher without votes "
+            f"has no accuracy to estimate; drop it"
+        )
     if weights is None:
-        w = torch.ones(m, dtype=_F64, device=v.device)
+        w = torch.ones(1, m, dtype=_F64, device=v.device)
     else:
-        w = as_tensor("weights", weights).detach().to(_F64).to(v.device).reshape(-1)
-        if w.shape[0] != m:
+        w = as_tensor("weights", weights).detach().to(_F64).to(v.device).reshape(1, -1)
+        if w.shape[1] != m:
             raise ValueError(f"`weights` must have one entry per teacher (m = {m}), got {describe(weights)}")
         check_finite("weights", w)
         if (w < 0).any():
             raise ValueError(f"`weights` must be >= 0, got min {float(w.min()):.4g}")
-    covered = v.sum(-1)  # (n, m): 1 where the teacher votes, 0 where it abstains
-    # (weighted) majority-vote initialisation (soft), uniform where nobody votes
-    t = (v * w[None, :, None]).sum(1) + 1e-9
+    fits = fit_batch(v, w, max_iter=max_iter, tol=tol, smoothing=smoothing, accelerate=bool(accelerate))
+    return fits[0]
+
+
+def fit_batch(
+    v: Tensor, w: Tensor, *, max_iter: int = 10000, tol: float = 1e-9, smoothing: float = 0.01, accelerate: bool = True
+) -> list[LabelModelFit]:
+    """One Dawid–Skene fit per row of ``w`` (``(B, m)`` teacher weights) on the same soft votes
+    ``v`` (``(n, m, k)``, already validated), run together as one batched EM (accelerated as in
+    :func:`dawid_skene`, unless ``accelerate=False``). Each fit starts from its weighted majority vote."""
+    n, m, k = v.shape
+    t = torch.einsum("njc,bj->bnc", v, w) + 1e-9  # (weighted) soft majority vote, uniform where nobody votes
     t = t / t.sum(-1, keepdim=True)
-    previous = -math.inf
-    converged = False
-    it = 0
-    for it in range(1, max_iter + 1):
-        prior, log_conf = _m_step(t, v, smoothing)
-        log_joint = torch.log(prior)[None, :] + torch.einsum("njc,jyc->ny", v, log_conf * w[:, None, None])
-        ll = float(torch.logsumexp(log_joint, dim=1).mean())
-        t = torch.softmax(log_joint, dim=1)
-        if ll - previous < tol:
-            converged = True
-            break
-        previous = ll
+    prior0, log_conf0 = _m_step(t, v, smoothing)
+    theta = (prior0, log_conf0.exp())
+    steps = 0
+    active = torch.ones(w.shape[0], dtype=torch.bool, device=v.device)
+    while steps < max_iter and bool(active.any()):
+        if not accelerate:
+            nxt, _, _ = _em_map(theta, v, w, smoothing)
+            steps += 1
+            change = torch.maximum((nxt[0] - theta[0]).abs().amax(-1), (nxt[1] - theta[1]).abs().flatten(1).amax(-1))
+            theta = tuple(torch.where(_bc(active, a), a, b) for a, b in zip(nxt, theta))
+            active = active & (change > tol)
+            continue
+        th1, ll1, _ = _em_map(theta, v, w, smoothing)
+        th2, ll2, _ = _em_map(th1, v, w, smoothing)
+        steps += 2
+        r = [a - b for a, b in zip(th1, theta)]
+        d = [a - 2 * b + c for a, b, c in zip(th2, th1, theta)]
+        rn, dn = _norm(r), _norm(d)
+        alpha = torch.where(dn > 0, -rn / dn.clamp_min(1e-300), torch.full_like(rn, -1.0)).clamp(max=-1.0)
+        jump = tuple(_project(a - 2 * _bc(alpha, a) * ri + _bc(alpha, a) ** 2 * di) for a, ri, di in zip(theta, r, d))
+        new, ll_new, _ = _em_map(jump, v, w, smoothing)
+        steps += 1
+        better = ll_new >= ll2
+        cand = tuple(torch.where(_bc(better, a), a, b) for a, b in zip(new, th2))
+        # one plain EM step from the candidate measures convergence (and is itself an ascent step)
+        nxt, _, _ = _em_map(cand, v, w, smoothing)
+        steps += 1
+        change = torch.maximum((nxt[0] - cand[0]).abs().amax(-1), (nxt[1] - cand[1]).abs().flatten(1).amax(-1))
+        theta = tuple(torch.where(_bc(active, a), a, b) for a, b in zip(nxt, theta))
+        active = active & (change > tol)
+    converged = ~active
+    _, ll, t = _em_map(theta, v, w, smoothing)
     prior, log_conf = _m_step(t, v, smoothing)
-    cov_counts = covered.sum(0)
-    agree = torch.einsum("ny,njy->j", t, v)
+    cov_counts = v.sum(-1).sum(0)
+    agree = torch.einsum("bny,njy->bj", t, v)
     accuracy = torch.where(cov_counts > 0, agree / cov_counts.clamp_min(1e-300), torch.full_like(agree, math.nan))
-    return LabelModelFit(
-        posterior=t,
-        confusion=log_conf.exp(),
-        prior=prior,
-        accuracy=accuracy,
-        coverage=cov_counts / n,
-        log_likelihood=ll,
-        n_iter=it,
-        converged=converged,
-    )
+    return [
+        LabelModelFit(
+            posterior=t[b], confusion=log_conf[b].exp(), prior=prior[b], accuracy=accuracy[b], coverage=cov_counts / n,
+            log_likelihood=float(ll[b]), n_iter=steps, converged=bool(converged[b]),
+        )
+        for b in range(w.shape[0])
+    ]
+
+
+def _bc(x: Tensor, like: Tensor) -> Tensor:
+    """A per-fit ``(B,)`` value broadcast against a ``(B, ...)`` parameter."""
+    return x.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def _norm(parts: list[Tensor]) -> Tensor:
+    return torch.sqrt(sum((p * p).flatten(1).sum(1) for p in parts))
+
+
+def _project(x: Tensor) -> Tensor:
+    """Back onto the probability simplex along the last axis (an extrapolated step may leave it)."""
+    x = x.clamp_min(1e-12)
+    return x / x.sum(-1, keepdim=True)
+
+
+def _em_map(theta: tuple[Tensor, Tensor], v: Tensor, w: Tensor, smoothing: float) -> tuple[tuple[Tensor, Tensor], Tensor, Tensor]:
+    """One EM step on parameters ``(π (B, k), C (B, m, k, k))`` (probabilities): the E-step's
+    posterior ``T (B, n, k)`` and mean log-likelihood ``(B,)`` at ``theta``, then the M-step."""
+    prior, conf = theta
+    log_joint = torch.log(prior)[:, None, :] + torch.einsum("njc,bjyc->bny", v, torch.log(conf) * w[:, :, None, None])
+    ll = torch.logsumexp(log_joint, dim=2).mean(1)
+    t = torch.softmax(log_joint, dim=2)
+    p, log_c = _m_step(t, v, smoothing)
+    return (p, log_c.exp()), ll, t
 
 
 def _m_step(t: Tensor, v: Tensor, smoothing: float) -> tuple[Tensor, Tensor]:
-    """``(π, log C)`` from posteriors ``t (n, k)`` and votes ``v (n, m, k)``."""
-    k = t.shape[1]
-    prior = (t.sum(0) + smoothing) / (t.shape[0] + k * smoothing)
-    counts = torch.einsum("ny,njc->jyc", t, v) + smoothing
+    """``(π (B, k), log C (B, m, k, k))`` from posteriors ``t (B, n, k)`` and votes ``v (n, m, k)``."""
+    k = t.shape[2]
+    prior = (t.sum(1) + smoothing) / (t.shape[1] + k * smoothing)
+    counts = torch.einsum("bny,njc->bjyc", t, v) + smoothing
     return prior, torch.log(counts / counts.sum(-1, keepdim=True))

@@ -19,20 +19,40 @@ Scores (lower = better expected W2S student; each is an *estimate* or a *heurist
     so the estimate is a **heuristic** whose ranking quality is measured in ``make bench-ranking``).
 ``"teacher_error"`` — the label model over the teachers' own outputs: each teacher's estimated
     gold error, abstentions counted as coin flips (``1 − 1/k``) [heuristic, as above].
-``"charikar"`` — estimated teacher error on its covered points minus the cheap student's held-out
-    misfit there: Charikar et al.'s ``err(s) ≈ err(w) − misfit`` (their Thm 1 is an equality for
-    squared loss and a linear-subspace student [paper: gist, docs/theory.md §2.2]; here 0/1 error and an
-    estimated ``err(w)``: a **heuristic**).
-``"fro"`` / ``"op"`` — the label-free representation gap ``‖P_s(I − P_w)‖`` of Xue et al. with
+(``"charikar"`` — estimated teacher error minus the cheap student's misfit — was offered and is
+    removed: for 0/1 error the triangle inequality gives ``err(w) − misfit ≤ err(s) ≤ err(w) +
+    misfit``, so it is a *lower bound* on the student's error, not an estimate, and it ranks
+    backwards exactly where W2S matters: the student disagrees most with the teachers whose random
+    errors it corrects (Spearman −0.20 on teachers with 5/15/30/40% random flips). The misfit is
+    still returned by :func:`score_teachers` as an ingredient.)
+``"fro"`` — the label-free representation gap ``‖P_s(I − P_w)‖_F`` of Xue et al. with
     :data:`RANKING_CONSTRUCTION` (exact algebra [derived]; as a predictor of W2S, the paper's
     claim: **heuristic** here). The only score available without teacher outputs; the default then.
-``"projected_gap"`` — Xue's gap with the teacher's own labels projected, ``‖P_s(I − P_w)ŷ_w‖²/n``
-    (teacher labels in place of gold; from d×d sums via ``representation_gap(labels=...)``)
-    [derived quantity, heuristic use].
-``"pred_gap"`` — the same with gold ``labels`` (needs gold; for reference).
+(``"op"`` — the operator norm of the same gap — and ``"projected_gap"`` — ``‖P_s(I − P_w)ŷ_w‖²/n``
+    with the teacher's own labels — were offered and are removed: on clearly separated synthetic
+    teachers they did not order the students (``op`` is 1 whenever a teacher misses any one student
+    direction, so it ties; teacher labels computed from the teacher's own features lie in its span,
+    so the projected gap is ≈ 0 for every teacher). Both stay computable with
+    :func:`lightning_w2s.metrics.functional.representation_gap`.)
+``"pred_gap"`` — Xue's gap with gold ``labels`` projected, ``‖P_s(I − P_w)y‖²/n`` (from d×d sums via
+    ``representation_gap(labels=...)``; needs gold: for reference).
 
 Which default was chosen, on what, and how well it ranks: ``benchmarks/ranking/run.py``
 (``make bench-ranking``) chooses it leave-one-task-out on three real text tasks × 15 teachers.
+
+Dependent teachers [heuristic, measured]: the label-model scores assume teachers (and their cheap
+students) err independently given the class. Teachers whose outputs agree far beyond what their
+estimated accuracies allow — exact copies, relabelled near copies, one model under two prompts —
+are found by their excess agreement (or a swapped-class copy's deficit) and vote once; every teacher
+is judged against the posterior in which its group counts once
+(:mod:`lightning_w2s.ranking.dependence`); a ``UserWarning`` names them.
+``dependence_threshold=None`` switches this off. Every label-model fit runs to convergence, and a
+``UserWarning`` names the teachers when it did not, or when a teacher is estimated worse than
+chance (a crowd that is worse than chance *as a whole* comes back as its mirror image: no label-free
+method can tell, Dawid & Skene's likelihood is symmetric under relabelling the classes).
+
+Features only, no teacher outputs (``"fro"``), the ranking is weak: Spearman ρ ≈ 0 on the project's
+benchmark (``make bench-ranking``, docs/ranking.md). Give teacher outputs whenever you have them.
 
 A before-training tool, not a live metric [decision]: while one teacher is being
 trained on, none of these scores adds information to the monitor's log. The label-model scores
@@ -57,7 +77,8 @@ from torch import Tensor
 
 from lightning_w2s.validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
 from lightning_w2s.ranking.cheap_student import crossfit_students
-from lightning_w2s.ranking.label_model import dawid_skene
+from lightning_w2s.ranking.dependence import DEPENDENCE_THRESHOLD, find_dependent, independent_fits
+from lightning_w2s.ranking.label_model import votes_tensor
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, GapConstruction, representation_gap
 
 __all__ = ["OUTPUT_SCORES", "RANKING_CONSTRUCTION", "SCORES", "rank_teachers", "score_teachers"]
@@ -71,10 +92,10 @@ __all__ = ["OUTPUT_SCORES", "RANKING_CONSTRUCTION", "SCORES", "rank_teachers", "
 RANKING_CONSTRUCTION = DEFAULT_CONSTRUCTION
 
 #: Scores that need every teacher's outputs and at least 3 teachers (a label model).
-LABEL_MODEL_SCORES = ("w2s_error", "teacher_error", "charikar")
-#: Scores from outputs (and, for ``projected_gap``, features too).
-OUTPUT_SCORES = LABEL_MODEL_SCORES + ("projected_gap",)
-FEATURE_SCORES = ("fro", "op", "pred_gap")
+LABEL_MODEL_SCORES = ("w2s_error", "teacher_error")
+#: Scores from outputs.
+OUTPUT_SCORES = LABEL_MODEL_SCORES
+FEATURE_SCORES = ("fro", "pred_gap")
 SCORES = ("auto",) + OUTPUT_SCORES + FEATURE_SCORES
 #: ``score="auto"``: this score when every teacher has outputs and there are >= 3, else "fro".
 DEFAULT_OUTPUT_SCORE = "w2s_error"
@@ -94,6 +115,81 @@ class _Inputs:
 def _check_name(name: Any, where: str) -> None:
     if not isinstance(name, str):
         raise TypeError(f"teacher names in `{where}` must be str, got {describe(name)}")
+
+
+def _check_output(arg: str, o: Tensor, n: int) -> Tensor:
+    """One teacher's outputs as ``(n,)`` int64 labels (-1 = abstain) or ``(n, k)`` float64
+    probabilities; every message names the teacher (``arg``)."""
+    if o.ndim == 0 or o.shape[0] != n:
+        raise ValueError(f"`{arg}` must have n = {n} rows like `student_features`, got {describe(o)}")
+    if o.ndim == 1:
+        if o.is_floating_point() and not bool(torch.isfinite(o).all()):
+            raise ValueError(f"`{arg}` holds NaN or Inf labels ({int((~torch.isfinite(o)).sum())} of {n}); mark abstentions with -1")
+        # like scikit-learn's class targets: ints, bools, or floats holding whole numbers (0., 1., -1.)
+        if o.is_complex() or (o.is_floating_point() and not bool((o == o.round()).all())):
+            raise TypeError(
+                f"`{arg}` as a 1-D tensor must hold integer class labels (-1 = abstain), got {describe(o)} with "
+                f"non-integer values; pass probabilities as an (n, k) tensor"
+            )
+        o = o.long()
+        if int(o.min()) < -1:
+            raise ValueError(f"`{arg}` class labels must be >= 0 or -1 (abstain), got min {int(o.min())}")
+        if int(o.max()) < 0:
+            raise ValueError(f"`{arg}` abstains on every input (all -1): the teacher gives no labels to learn from")
+        _check_not_constant(arg, o)
+        return o
+    if o.ndim != 2:
+        raise ValueError(f"`{arg}` must be (n,) class labels or (n, k) probabilities, got {describe(o)}")
+    if not o.is_floating_point():
+        raise TypeError(f"`{arg}` as an (n, k) tensor must hold probabilities (floats), got {describe(o)}")
+    if o.shape[1] < 2:
+        raise ValueError(f"`{arg}` has {o.shape[1]} probability column(s); probabilities need one column per class (k >= 2), e.g. [1 - p, p]")
+    check_probabilities(arg, o.to(torch.float64), hint="pass softmax(logits); to abstain, pass (n,) labels with -1")
+    _check_not_constant(arg, o.argmax(1))
+    return o.to(torch.float64)
+
+
+def _check_not_constant(arg: str, labels: Tensor) -> None:
+    given = labels[labels >= 0].unique()
+    if given.numel() < 2:
+        raise ValueError(
+            f"`{arg}` gives the same class ({int(given[0])}) on every input it labels: a constant teacher carries no "
+            f"information about the inputs and every score is meaningless for it (its student predicts one class); drop it"
+        )
+
+
+def _check_classes(labels: dict[str, Tensor], probs: dict[str, Tensor], num_classes: int | None) -> int:
+    """The number of classes ``k``: the teachers must agree on it, and each is named when it does not."""
+    columns = {name: int(p.shape[1]) for name, p in probs.items()}
+    if len(set(columns.values())) > 1:
+        common = max(set(columns.values()), key=list(columns.values()).count)
+        odd = {name: c for name, c in columns.items() if c != common}
+        raise ValueError(
+            f"`teacher_outputs` probabilities disagree on the number of classes: {odd} against {common} columns for "
+            f"{[m for m, c in columns.items() if c == common]}; every teacher must give one column per class"
+        )
+    if num_classes is not None:
+        k = check_scalar("num_classes", num_classes, int, min_val=2)
+        for name, c in columns.items():
+            if c != k:
+                raise ValueError(f"`teacher_outputs[{name!r}]` has {c} probability columns but `num_classes` = {k}")
+        for name, lab in labels.items():
+            if int(lab.max()) >= k:
+                raise ValueError(f"`teacher_outputs[{name!r}]` has class label {int(lab.max())}, out of range for `num_classes` = {k}")
+        return k
+    for name, lab in labels.items():
+        others = [int(p.shape[1]) for p in probs.values()] + [int(v.max()) + 1 for m, v in labels.items() if m != name]
+        if others and int(lab.max()) >= max(others):
+            if columns:
+                raise ValueError(
+                    f"`teacher_outputs[{name!r}]` has class label {int(lab.max())}, out of range for the {max(columns.values())} "
+                    f"classes of the probability teachers {sorted(columns)}"
+                )
+            raise ValueError(
+                f"`teacher_outputs[{name!r}]` has class label {int(lab.max())}, which no other teacher uses (their labels "
+                f"are < {max(others)}); pass `num_classes` if that class is real"
+            )
+    return max([int(lab.max()) + 1 for lab in labels.values()] + list(columns.values()) + [2])
 
 
 def _validate(student_features: Any, teachers: Any, teacher_outputs: Any, num_classes: int | None) -> _Inputs:
@@ -134,41 +230,9 @@ def _validate(student_features: Any, teachers: Any, teacher_outputs: Any, num_cl
     probs: dict[str, Tensor] = {}
     for name, value in outputs.items():
         _check_name(name, "teacher_outputs")
-        arg = f"teacher_outputs[{name!r}]"
-        o = as_tensor(arg, value).detach()
-        if o.ndim == 0 or o.shape[0] != n:
-            raise ValueError(f"`{arg}` must have n = {n} rows like `student_features`, got {describe(o)}")
-        if o.ndim == 1:
-            # like scikit-learn's class targets: ints, bools, or floats holding whole numbers (0., 1., -1.)
-            integral = not o.is_complex() and (not o.is_floating_point() or bool((torch.isfinite(o) & (o == o.round())).all()))
-            if not integral:
-                raise TypeError(
-                    f"`{arg}` as a 1-D tensor must hold integer class labels (-1 = abstain), got {describe(o)} with "
-                    f"non-integer values; pass probabilities as an (n, k) tensor"
-                )
-            o = o.long()
-            if int(o.min()) < -1:
-                raise ValueError(f"`{arg}` class labels must be >= 0 or -1 (abstain), got min {int(o.min())}")
-            if int(o.max()) < 0:
-                raise ValueError(f"`{arg}` abstains on every input (all -1): the teacher gives no labels to learn from")
-            labels[name] = o
-        elif o.ndim == 2:
-            if not o.is_floating_point():
-                raise TypeError(f"`{arg}` as an (n, k) tensor must hold probabilities (floats), got {describe(o)}")
-            check_probabilities(arg, o.to(torch.float64), hint="pass softmax(logits); to abstain, pass (n,) labels with -1")
-            probs[name] = o.to(torch.float64)
-        else:
-            raise ValueError(f"`{arg}` must be (n,) class labels or (n, k) probabilities, got {describe(o)}")
-    ks = {int(p.shape[1]) for p in probs.values()}
-    if len(ks) > 1:
-        raise ValueError(f"`teacher_outputs` probabilities disagree on the number of classes: {sorted(ks)}")
-    top = max([int(lab.max()) + 1 for lab in labels.values()] + list(ks) + [2])
-    if num_classes is None:
-        k = top
-    else:
-        k = check_scalar("num_classes", num_classes, int, min_val=2)
-        if top > k or (ks and ks != {k}):
-            raise ValueError(f"`teacher_outputs` hold {top} classes (labels or probability columns) but `num_classes` = {k}")
+        o = _check_output(f"teacher_outputs[{name!r}]", as_tensor(f"teacher_outputs[{name!r}]", value).detach(), n)
+        (labels if o.ndim == 1 else probs)[name] = o
+    k = _check_classes(labels, probs, num_classes)
     names = list(dict.fromkeys(list(features) + list(outputs)))
     bare = [name for name in names if features.get(name) is None and name not in outputs]
     if bare:
@@ -221,7 +285,7 @@ def _resolve_score(score: str, inp: _Inputs) -> str:
             f"identifiable; got {len(with_outputs)}. With fewer, rank by the representation gap (score='fro', teacher "
             f"features needed) or add candidate teachers"
         )
-    if score in FEATURE_SCORES + ("projected_gap",) and without_features:
+    if score in FEATURE_SCORES and without_features:
         raise ValueError(f"score={score!r} needs teacher features (`teachers[name]`) for every teacher; missing for {without_features}")
     return score
 
@@ -238,6 +302,7 @@ def score_teachers(
     student_c: float = 1.0,
     folds: int = 5,
     seed: int = 0,
+    dependence_threshold: float | None = DEPENDENCE_THRESHOLD,
 ) -> dict[str, dict[str, float]]:
     """Every requested score for every teacher: ``{score: {teacher: value}}`` (lower = better).
 
@@ -252,6 +317,9 @@ def score_teachers(
     student_c = check_scalar("student_c", student_c, float, min_val=0.0, include_boundaries="neither")
     folds = check_scalar("folds", folds, int, min_val=2)
     seed = check_scalar("seed", seed, int)
+    if dependence_threshold is not None:
+        dependence_threshold = check_scalar("dependence_threshold", dependence_threshold, float, min_val=0.0, max_val=1.0,
+                                            include_boundaries="right")
     if isinstance(scores, str):
         scores = (scores,)
     wanted = [_resolve_score(sc, inp) for sc in scores]
@@ -260,40 +328,100 @@ def score_teachers(
     out: dict[str, dict[str, float]] = {}
     names = inp.names
     if any(sc in LABEL_MODEL_SCORES for sc in wanted):
-        out.update(_label_model_scores(inp, student_c, folds, seed))
-    for sc in ("fro", "op", "pred_gap", "projected_gap"):
+        out.update(_label_model_scores(inp, student_c, folds, seed, dependence_threshold))
+    for sc in FEATURE_SCORES:
         if sc not in wanted:
             continue
         values = {}
         for name in names:
-            lab = None if sc in ("fro", "op") else (labels if sc == "pred_gap" else inp.labels[name])
-            gap = representation_gap(inp.student, inp.features[name], labels=lab, **construction.kwargs())
-            values[name] = float(gap["pred_gap" if sc in ("pred_gap", "projected_gap") else sc])
+            gap = representation_gap(inp.student, inp.features[name], labels=labels if sc == "pred_gap" else None, **construction.kwargs())
+            values[name] = float(gap[sc])
         out[sc] = values
     return {key: out[key] for key in dict.fromkeys(wanted + [k for k in out if k not in wanted])}
 
 
-def _label_model_scores(inp: _Inputs, student_c: float, folds: int, seed: int) -> dict[str, dict[str, float]]:
+def _label_model_scores(inp: _Inputs, student_c: float, folds: int, seed: int, threshold: float | None) -> dict[str, dict[str, float]]:
     names, k = inp.names, inp.num_classes
-    targets = torch.stack([inp.targets[m] for m in names], dim=1)  # (n, m, k)
     lab = torch.stack([inp.labels[m] for m in names], dim=1)  # (n, m)
     covered = lab >= 0
-    cheap = crossfit_students(inp.student, targets, c=student_c, folds=folds, seed=seed).argmax(-1)  # (n, m)
-    students = dawid_skene(cheap, k)
-    teachers = dawid_skene(lab, k)
+    few = {m: int(c) for m, c in zip(names, covered.sum(0).tolist()) if c < 2 * folds}
+    if few:
+        raise ValueError(
+            f"teacher(s) {few} label too few inputs (counts shown): a cheap student needs >= 2 labelled inputs in each "
+            f"of `folds` = {folds} training splits (>= {2 * folds} in all); give them more coverage, drop them or lower `folds`"
+        )
+    targets = torch.stack([inp.targets[m] for m in names], dim=1)  # (n, m, k)
+    cheap = crossfit_students(inp.student, targets, c=student_c, folds=folds, seed=seed, names=names).argmax(-1)  # (n, m)
+    teacher_votes, student_votes = votes_tensor(lab, k), votes_tensor(cheap, k)
+    groups: list[list[int]] = []
+    if threshold is not None:
+        dep = find_dependent(teacher_votes, threshold)
+        groups = dep.groups
+        for g in groups:
+            links = [e for (a, b), e in dep.excess.items() if a in g or b in g]
+            warnings.warn(
+                f"rank_teachers: teachers {[names[j] for j in g]} agree far beyond what their estimated accuracies allow "
+                f"if they erred independently (excess agreement up to {max(links):.2f} >= {threshold}): near-copies or one "
+                f"family. They vote once in the label model, so their copies no longer vouch for them; pass "
+                f"dependence_threshold=None to treat them as independent",
+                UserWarning, stacklevel=4,
+            )
+    try:
+        acc_t, _, fits_t = independent_fits(teacher_votes, groups)
+        # the cheap students of a group of near-copy teachers are near-copies too; identical students vote once
+        acc_s, _, fits_s = independent_fits(student_votes, _with_identical(student_votes, groups))
+    except ValueError as err:
+        raise ValueError(f"rank_teachers: {err} (teachers {names}); add independent teachers or pass dependence_threshold=None") from None
+    if not all(f.converged for f in fits_t + fits_s):
+        warnings.warn(
+            f"rank_teachers: the label model did not converge (EM ran out of iterations); the scores of teachers {names} "
+            f"may be off", UserWarning, stacklevel=4,
+        )
+    chance = 1.0 / k
+    # below chance by more than two binomial standard errors of a chance-level teacher on its covered inputs
+    margin = 2.0 * torch.sqrt(chance * (1.0 - chance) / covered.sum(0).clamp_min(1))
+    worse = [m for m, a, e in zip(names, acc_t.tolist(), margin.tolist()) if a < chance - e]
+    if worse:
+        warnings.warn(
+            f"rank_teachers: teacher(s) {worse} are estimated worse than chance (accuracy below 1/{k} by more than 2 standard errors): their labels look "
+            f"inverted or adversarial. If most teachers were worse than chance, the label model would return the mirror "
+            f"image instead (no label-free method can tell); check a few gold labels",
+            UserWarning, stacklevel=4,
+        )
     cov = covered.to(torch.float64).mean(0)
     misfit = ((cheap != lab) & covered).sum(0) / covered.sum(0).clamp_min(1)
-    acc_t = teachers.accuracy
-    chance = 1.0 - 1.0 / k
     per = {
-        "w2s_error": 1.0 - students.accuracy,
-        "teacher_error": cov * (1.0 - acc_t) + (1.0 - cov) * chance,
-        "charikar": (1.0 - acc_t) - misfit,
+        "w2s_error": 1.0 - acc_s,
+        "teacher_error": cov * (1.0 - acc_t) + (1.0 - cov) * (1.0 - chance),
         "misfit": misfit,
         "coverage": cov,
         "teacher_accuracy": acc_t,
     }
     return {key: {m: float(v[i]) for i, m in enumerate(names)} for key, v in per.items()}
+
+
+def _with_identical(v: Tensor, groups: list[list[int]]) -> list[list[int]]:
+    """``groups`` plus every set of voters whose votes are identical (joined with the group they touch)."""
+    n, m, k = v.shape
+    parent = list(range(m))
+
+    def root(u: int) -> int:
+        while parent[u] != u:
+            u = parent[u]
+        return u
+
+    for g in groups:
+        for j in g[1:]:
+            parent[root(j)] = root(g[0])
+    flat = v.reshape(n, m * k)
+    for j in range(m):
+        for l in range(j):
+            if torch.equal(flat[:, j * k : (j + 1) * k], flat[:, l * k : (l + 1) * k]):
+                parent[root(j)] = root(l)
+    comps: dict[int, list[int]] = {}
+    for j in range(m):
+        comps.setdefault(root(j), []).append(j)
+    return sorted(g for g in comps.values() if len(g) > 1)
 
 
 def rank_teachers(
@@ -308,6 +436,7 @@ def rank_teachers(
     student_c: float = 1.0,
     folds: int = 5,
     seed: int = 0,
+    dependence_threshold: float | None = DEPENDENCE_THRESHOLD,
     **overrides: Any,
 ) -> list[tuple[str, float]]:
     """Teachers ordered from best to worst expected W2S student: ``[(name, score), ...]``, lowest first.
@@ -328,6 +457,10 @@ def rank_teachers(
         student_c: inverse L2 strength of the cheap students (``C`` of scikit-learn's logistic
             regression; on unit-norm features ``C = 1`` matches its default).
         folds, seed: the cheap students' cross-fitting folds and their seeded assignment.
+        dependence_threshold: teachers whose excess agreement over the label model's independence
+            prediction reaches this share (0.9 by default: copies and near copies, not families) vote once and are scored without each
+            other (:mod:`lightning_w2s.ranking.dependence`; a ``UserWarning`` names them);
+            ``None`` treats every teacher as independent. Label-model scores only.
         **overrides: replace fields of ``construction`` (``reg``, ``max_components``, ``reg_relative_to``).
 
     Returns:
@@ -335,8 +468,12 @@ def rank_teachers(
         ``RuntimeWarning`` says why) come last in the order given.
 
     Raises:
-        TypeError / ValueError naming the argument for bad input: wrong shapes or lengths, non-finite
-        features, labels out of range, probabilities that do not sum to 1, unknown scores or keyword
+        TypeError / ValueError naming the argument — for outputs, the teacher (``teacher_outputs['name']``)
+        — for bad input: wrong shapes or lengths, non-finite features or labels, labels out of range of
+        the other teachers' classes, probability columns that differ between teachers or are fewer than
+        2, probabilities that do not sum to 1, a teacher that abstains everywhere, labels too few inputs
+        or gives one class only (every score is meaningless for a constant teacher), fewer than 3
+        independent voters once near-copies vote once, unknown scores or keyword
         arguments, a teacher with neither features nor outputs, and a score missing what it needs —
         the label-model scores need outputs from every teacher and at least 3 teachers (with 2 their
         accuracies are not identifiable without gold: rank by the gap, from features, instead).
@@ -353,6 +490,7 @@ def rank_teachers(
     result = score_teachers(
         student_features, teachers, teacher_outputs=teacher_outputs, scores=(score,), labels=labels,
         construction=construction, num_classes=num_classes, student_c=student_c, folds=folds, seed=seed,
+        dependence_threshold=dependence_threshold,
     )
     values = next(iter(result.values()))
     return sorted(values.items(), key=lambda item: (math.isnan(item[1]), 0.0 if math.isnan(item[1]) else item[1]))

@@ -1,7 +1,7 @@
-"""Warning regimes: when the student starts fitting the teacher's errors, runs out of gain,
-collapses its predictions, or the probe is too small to tell.
+"""Warning regimes: when the student starts fitting the teacher's errors, runs out of gain, gives up
+neighbourhood consistency, collapses its predictions, or the probe is too small to tell.
 
-Each regime is a rule of :mod:`lightning_w2s.stopping.rules` (the stopping policies' own definitions) fed
+Each regime is a rule of :mod:`lightning_w2s.stopping.rules` (where the stopping policies are defined too) fed
 with each check's logged values; it fires once when it is *entered* (the rule starts to hold) and
 is re-armed when it is left, so a long run does not repeat itself. The rules' state goes into the
 monitor's ``state_dict``, so a resumed run warns exactly as an uninterrupted one.
@@ -12,10 +12,17 @@ monitor's ``state_dict``, so a resumed run warns exactly as an uninterrupted one
 - ``gain_exhausted`` — the ``gain_exhausted`` rule: the most the student's accuracy can still exceed
   the teacher's (coverage × held-out disagreement + (1 − coverage), the teacher's abstentions
   counted as all right) is below ``min_gain``, so that gain is no longer possible [derived bound];
+- ``robustness_drop`` — the ``robustness_drop`` rule: Lang et al.'s average non-robustness γ̂ rose
+  while held-out disagreement fell at each of the last ``window - 1`` checks (Lang, Sontag,
+  Vijayaraghavan 2024, Prop 4.1 [paper]; as a warning, a heuristic);
 - ``prediction_collapse`` — more than ``collapse_share`` of the probe in one class while the
   teacher is not collapsed [heuristic];
 - ``probe_too_small`` — the Wilson 95% half-width of the held-out disagreement exceeds
   ``max_interval_halfwidth`` [sampling error].
+
+``gain_exhausted`` and ``robustness_drop`` are warnings, not stopping policies of
+``W2SEarlyStopping``: as stopping rules they left more regret than training to the end on the
+stopping benchmark (docs/stopping.md).
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ class AlertTracker:
     """Turns each check's values into alerts, once per regime change.
 
     Args:
-        window: checks over which ``fitting_teacher_errors`` must hold (``>= 2``).
+        window: checks over which ``fitting_teacher_errors`` and ``robustness_drop`` must hold (``>= 2``).
         min_gain: the gain over the teacher under whose reach ``gain_exhausted`` fires (``None`` = off).
         collapse_share: class share above which predictions count as collapsed.
         max_interval_halfwidth: Wilson half-width above which the probe is called too small.
@@ -62,7 +69,7 @@ class AlertTracker:
     ['gain_exhausted']
     """
 
-    REGIMES = ("fitting_teacher_errors", "gain_exhausted", "prediction_collapse", "probe_too_small")
+    REGIMES = ("fitting_teacher_errors", "gain_exhausted", "robustness_drop", "prediction_collapse", "probe_too_small")
 
     def __init__(self, window: int = 3, min_gain: float | None = None, collapse_share: float = 0.95,
                  max_interval_halfwidth: float = 0.05, misfit: str = Q.KL_TEACHER_STUDENT) -> None:
@@ -72,6 +79,7 @@ class AlertTracker:
         max_interval_halfwidth = check_scalar("max_interval_halfwidth", max_interval_halfwidth, float, min_val=0.0, include_boundaries="neither")
         self.rules: dict[str, rules.Rule] = {
             "fitting_teacher_errors": rules.TeacherOverfit(self.window - 1, 0.0, heldout=misfit),
+            "robustness_drop": rules.RobustnessDrop(self.window - 1, 0.0),
             "prediction_collapse": rules.PredictionCollapse(collapse_share),
             "probe_too_small": rules.ProbeTooSmall(max_interval_halfwidth),
         }

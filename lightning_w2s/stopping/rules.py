@@ -3,10 +3,10 @@
 A rule reads named values at each check (:meth:`Rule.needs`, names from the quantities registry),
 keeps its counters (``wait``: consecutive checks the condition held) and the values it compares
 with next time, says whether it holds for ``patience`` checks (:meth:`Rule.triggered`) and describes
-the situation (:meth:`Rule.describe`). :class:`~lightning_w2s.W2SEarlyStopping` votes with the four
-stopping rules (its ``patience``/``min_delta``); :class:`~lightning_w2s.stopping.alerts.AlertTracker` warns
-with the same rules (patience 1, or the monitor's ``alert_window``), so a warning and a stop never
-disagree about what, say, "the gain is exhausted" means.
+the situation (:meth:`Rule.describe`). :class:`~lightning_w2s.stopping.decision.StoppingDecision`
+(held by :class:`~lightning_w2s.W2SEarlyStopping`) votes with the two stopping policies;
+:class:`~lightning_w2s.stopping.alerts.AlertTracker` warns with the same rules (patience 1, or the
+monitor's ``alert_window``), so a warning and a stop never disagree about what a rule means.
 
 - ``heldout_misfit_plateau`` (the default of ``W2SEarlyStopping()``, on ``teacher_label_ce``):
   held-out misfit to the teacher stopped improving — standard early stopping on a held-out loss
@@ -14,25 +14,24 @@ disagree about what, say, "the gain is exhausted" means.
   [recalled, docs/theory.md §3];
 - ``teacher_overfit``: train-probe misfit fell while held-out misfit rose (or their ratio stayed
   under ``kappa``), motivated by Yao et al. (2025) on over-optimising toward the weak signal
-  [recalled; the thresholds are ours];
-- ``gain_exhausted``: the logged maximum gain (``Q.MAX_GAIN``: the most the student's accuracy can
-  still exceed the teacher's, coverage × held-out disagreement + (1 − coverage)) under ``min_gain``
-  [derived bound, docs/theory.md §2.2];
-- ``robustness_drop``: Lang et al.'s average non-robustness γ̂ rose while held-out disagreement fell,
-  the label-free signature of fitting the teacher's mistakes (Lang, Sontag, Vijayaraghavan 2024,
-  "Theoretical Analysis of Weak-to-Strong Generalization", NeurIPS 2024, Prop 4.1 [paper]);
-- warnings only: ``prediction_collapse`` (the student puts more than ``collapse_share`` of the
+  [recalled; the thresholds are ours]; also the monitor's ``fitting_teacher_errors`` warning;
+- warnings only (the monitor's, never a stopping policy: each left more regret than training to the
+  end on the stopping benchmark, docs/stopping.md): ``gain_exhausted`` (the logged maximum gain
+  ``Q.MAX_GAIN``, coverage × held-out disagreement + (1 − coverage), under ``min_gain`` [derived
+  bound, docs/theory.md §2.2]), ``robustness_drop`` (Lang et al.'s average non-robustness γ̂ rose
+  while held-out disagreement fell, the label-free signature of fitting the teacher's mistakes: Lang,
+  Sontag, Vijayaraghavan 2024, "Theoretical Analysis of Weak-to-Strong Generalization", NeurIPS 2024,
+  Prop 4.1 [paper]), ``prediction_collapse`` (the student puts more than ``collapse_share`` of the
   probe in one class while the teacher does not) and ``probe_too_small`` (the Wilson half-width of
   the held-out disagreement is above ``max_halfwidth``).
 
 Every rule is a **heuristic**, not a theorem about the student's gold accuracy. The stopping-regret
-benchmark (``make bench-stopping``, docs/benchmarks.md "Stopping": 13 (task, teacher) pairs, 5 sources,
-8 seeds, chosen on seeds 0–3, reported on 4–7) chose the plateau on ``teacher_label_ce`` (patience 5,
-best check restored) as the default: 1.20 pt of gold-accuracy regret against 1.45 pt for
+benchmark (``make bench-stopping``, docs/stopping.md: 13 (task, teacher) pairs, 5 sources, 8 seeds,
+chosen on seeds 0–3, reported on 4–7) chose the plateau on ``teacher_label_ce`` (patience 5, best
+check restored) as the default: 1.20 pt of gold-accuracy regret against 1.45 pt for
 ``EarlyStopping`` + ``ModelCheckpoint`` on the teacher-labelled validation loss (a tie: Δ −0.25,
-95% CI [−0.69, +0.18]). It does not recommend the other three as stopping rules (each rule's
-docstring gives its figures); ``teacher_overfit`` and ``gain_exhausted`` stay as opt-in policies and
-as the monitor's warnings. Pure Python.
+95% CI [−0.69, +0.18]); training to the end left 3.19 pt. Each rule's docstring gives its figures.
+Pure Python.
 """
 
 from __future__ import annotations
@@ -49,16 +48,13 @@ __all__ = ["POLICIES", "Rule", "W2SStoppingReason"]
 class W2SStoppingReason(Enum):
     """Why :class:`~lightning_w2s.W2SEarlyStopping` stopped the fit (mirrors Lightning's ``EarlyStoppingReason``).
 
-    >>> W2SStoppingReason(3).name
-    'GAIN_EXHAUSTED'
+    >>> W2SStoppingReason(1).name
+    'HELDOUT_MISFIT_PLATEAU'
     """
 
     NOT_STOPPED = 0
     HELDOUT_MISFIT_PLATEAU = 1
     TEACHER_OVERFIT = 2
-    GAIN_EXHAUSTED = 3
-    ROBUSTNESS_DROP = 4
-    ALL_POLICIES = 5  # mode="all": every listed policy agreed at the same check
 
 
 class Rule:
@@ -68,17 +64,18 @@ class Rule:
     ``restore_best``). Counters never grow during warm-up; the values seen during warm-up still set
     the best value and the "previous" values that trend rules compare with.
 
-    >>> sorted(POLICY_RULES)  # the stopping rules; alerts add two warning-only rules
-    ['gain_exhausted', 'heldout_misfit_plateau', 'robustness_drop', 'teacher_overfit']
+    >>> sorted(POLICY_RULES)  # the stopping rules; the others are the monitor's warnings
+    ['heldout_misfit_plateau', 'teacher_overfit']
     """
 
     name = ""
-    reason = W2SStoppingReason.NOT_STOPPED
+    #: why a stop by this rule stopped the fit (``None``: a warning-only rule)
+    reason: W2SStoppingReason | None = None
     basis = "heuristic"
     #: the logged name whose lowest value marks ``best_check`` (what ``ModelCheckpoint(monitor=...,
     #: mode="min")`` would keep); ``None`` when the best check is not such a minimum
     best_is_minimum_of: str | None = None
-    _STATE = ("wait", "best_check", "best_value")
+    _STATE: tuple[str, ...] = ("wait", "best_check", "best_value")
 
     def __init__(self, patience: int = 1, min_delta: float = 0.0) -> None:
         self.patience, self.min_delta = patience, min_delta
@@ -252,9 +249,10 @@ class GainExhausted(Rule):
     ``max_gain`` was still ``>= min_gain − min_delta``. The monitor's ``gain_exhausted`` warning is this rule.
 
     The bound answers "can the student still gain ``min_gain`` over the teacher?" for the target you
-    give; it is not a rule for when the student is best. Benchmark (report seeds, ``min_gain=0.05``):
-    3.24 pt of regret, Δ +1.79 [+0.55, +3.02] against ``EarlyStopping`` + ``ModelCheckpoint`` (worse);
-    not recommended as a stopping rule.
+    give; it is not a rule for when the student is best. A warning only: as a stopping policy
+    (report seeds, ``min_gain=0.05``, patience 5, best check restored) it left 3.24 pt of regret,
+    more than training to the end (3.19 pt), Δ +1.79 [+0.55, +3.02] against ``EarlyStopping`` +
+    ``ModelCheckpoint`` (docs/stopping.md).
 
     >>> rule = GainExhausted(patience=1, min_delta=0.0, min_gain=0.1)
     >>> rule.update({Q.MAX_GAIN: 0.05}, 0, warmup=False)
@@ -263,7 +261,6 @@ class GainExhausted(Rule):
     """
 
     name = "gain_exhausted"
-    reason = W2SStoppingReason.GAIN_EXHAUSTED
     basis = "derived bound"
     _STATE = Rule._STATE + ("last_value",)
     _WHY = (
@@ -302,11 +299,12 @@ class RobustnessDrop(Rule):
     """Lang et al.'s average non-robustness γ̂ rose while the held-out disagreement fell, each by more
     than ``min_delta``, for ``patience`` consecutive checks: the label-free signature of fitting the
     teacher's mistakes (Lang, Sontag, Vijayaraghavan 2024, Prop 4.1 [paper]; its use as a stopping
-    rule is a heuristic). Best check: the last one before the streak.
+    rule is a heuristic). Best check: the last one before the streak. The monitor's
+    ``robustness_drop`` warning is this rule.
 
-    Benchmark (report seeds): not recommended as a stopping rule — 4.04 pt of regret with the best
-    check restored, 3.05 pt without, Δ +2.59 [+1.07, +4.10] / +1.60 [+0.34, +2.85] against
-    ``EarlyStopping`` + ``ModelCheckpoint`` (worse).
+    A warning only: as a stopping policy (report seeds) it left 4.04 pt of regret with the best
+    check restored (3.05 pt without), more than training to the end (3.19 pt), Δ +2.59
+    [+1.07, +4.10] against ``EarlyStopping`` + ``ModelCheckpoint`` (docs/stopping.md).
 
     >>> rule = RobustnessDrop(patience=1, min_delta=0.0)
     >>> for check, (g, d) in enumerate([(0.1, 0.3), (0.2, 0.2)]):
@@ -316,7 +314,6 @@ class RobustnessDrop(Rule):
     """
 
     name = "robustness_drop"
-    reason = W2SStoppingReason.ROBUSTNESS_DROP
     _STATE = Rule._STATE + ("prev_gamma", "prev_disagreement")
 
     def needs(self) -> list[str]:
@@ -407,5 +404,5 @@ class ProbeTooSmall(Rule):
 
 
 #: the stopping policies of W2SEarlyStopping, by name
-POLICY_RULES = {rule.name: rule for rule in (HeldoutMisfitPlateau, TeacherOverfit, GainExhausted, RobustnessDrop)}
+POLICY_RULES = {rule.name: rule for rule in (HeldoutMisfitPlateau, TeacherOverfit)}
 POLICIES = tuple(POLICY_RULES)

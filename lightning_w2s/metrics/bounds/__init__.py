@@ -32,7 +32,7 @@ returns ``NaN`` and emits a ``RuntimeWarning`` with the reason
 log a wrong number.
 
 >>> accuracy_band(0.8, 0.05)
-(0.75, 0.8500000000000001)
+(0.75, 0.85)
 >>> round(lang_covered_bound(0.12, 0.11, 0.848), 4)  # Lang et al. Table 1: 0.05
 0.0497
 """

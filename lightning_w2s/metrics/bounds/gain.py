@@ -15,6 +15,7 @@ statement each is):
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from lightning_w2s.metrics.bounds._inputs import NAN, _finite, _Invalid, _nan_with, _need, _prob, _reals
 
@@ -24,9 +25,36 @@ __all__ = ["accuracy_band", "ce_band", "charikar_predicted_gain", "max_accuracy_
 # ----------------------------------------------------------------------------------------------
 # derived bounds
 # ----------------------------------------------------------------------------------------------
-def _band_on_covered(a: float, d: float) -> tuple[float, float]:
-    """``P(s = y | C) ∈ [max(0, a − d), min(a + d, 2 − a − d)]`` (proof in :func:`accuracy_band`)."""
-    return max(0.0, a - d), min(a + d, 2.0 - a - d)
+def _exact(x: float) -> tuple[Fraction, bool]:
+    """``x`` as a fraction: the ratio of counts it rounds from when there is one (denominator
+    ≤ 2²⁴ and the same float), else the float's exact binary value; and whether it was a ratio."""
+    q = Fraction(x).limit_denominator(1 << 24)
+    return (q, True) if float(q) == x else (Fraction(x), False)
+
+
+def _to_float(q: Fraction, exact: bool, side: int) -> float:
+    """``q`` rounded to the nearest float when the inputs were ratios of counts (the rates measured on
+    the same points round the same way, so a band end that is attained equals the measured rate and
+    one that holds still holds after rounding: rounding is monotone); otherwise rounded outward
+    (``side`` −1: down, +1: up), so that no end of the band overshoots the exact value."""
+    f = float(q)
+    if exact or Fraction(f) == q or (Fraction(f) < q) == (side < 0):
+        return f
+    return math.nextafter(f, side * math.inf)
+
+
+def _band(a: float, d: float, pi: float, num_classes: int | None) -> tuple[float, float]:
+    """The band of :func:`accuracy_band` computed in exact fractions and rounded once (:func:`_to_float`)."""
+    (qa, ea), (qd, ed), (qp, ep) = _exact(a), _exact(d), _exact(pi)
+    lo, hi = _covered_exact(qa, qd, num_classes)
+    exact = ea and ed and ep
+    return _to_float(qp * lo, exact, -1), _to_float(qp * hi + 1 - qp, exact, +1)
+
+
+def _covered_exact(qa: Fraction, qd: Fraction, num_classes: int | None) -> tuple[Fraction, Fraction]:
+    """``P(s = y | C)`` band on the covered points (proof in :func:`accuracy_band`)."""
+    lo = abs(qa - qd) if num_classes == 2 else max(Fraction(0), qa - qd)
+    return lo, min(qa + qd, 2 - qa - qd)
 
 
 def _band_inputs(fn: str, **kw) -> dict[str, float] | None:
@@ -40,7 +68,7 @@ def _band_inputs(fn: str, **kw) -> dict[str, float] | None:
     return v
 
 
-def accuracy_band(teacher_accuracy, disagreement, coverage=1.0) -> tuple[float, float]:
+def accuracy_band(teacher_accuracy, disagreement, coverage=1.0, num_classes=None) -> tuple[float, float]:
     """0/1 band for the student's accuracy, with the teacher's abstentions [derived bound] (docs/theory.md §2.2).
 
     Notation: on a set of points ``G`` (e.g. the probe's gold points) the teacher covers ``C ⊆ G``
@@ -48,15 +76,23 @@ def accuracy_band(teacher_accuracy, disagreement, coverage=1.0) -> tuple[float, 
     ``a = teacher_accuracy = P(w = y | C)`` and ``d = disagreement = P(s ≠ w | C)`` are measured on
     the *same* covered points. Then
 
-    ``P(s = y | C) ∈ [max(0, a − d), min(a + d, 2 − a − d)]`` and
-    ``P(s = y | G) ∈ [π·max(0, a − d), π·min(a + d, 2 − a − d) + (1 − π)]``.
+    ``P(s = y | C) ∈ [ℓ, min(a + d, 2 − a − d)]`` and
+    ``P(s = y | G) ∈ [π·ℓ, π·min(a + d, 2 − a − d) + (1 − π)]``,
+
+    with ``ℓ = |a − d|`` for ``num_classes=2`` and ``ℓ = max(0, a − d)`` otherwise (``None``: any
+    number of classes).
 
     Proof. On ``C`` split the disagreement ``d = d₁ + d₂``, ``d₁ = P(s ≠ w, w = y | C) ≤ a``,
     ``d₂ = P(s ≠ w, w ≠ y | C) ≤ 1 − a``. Where the teacher is right the student is right iff it
     agrees, so ``P(s = y, w = y | C) = a − d₁``; where the teacher is wrong the student can be right
     only where it disagrees, so ``0 ≤ P(s = y, w ≠ y | C) ≤ d₂``. Hence
     ``a − d₁ ≤ P(s = y | C) ≤ a − d₁ + d₂ = a + d − 2d₁`` with ``max(0, d − (1 − a)) ≤ d₁ ≤ min(a, d)``,
-    which gives the covered band (its upper end is the familiar ``a + d`` when ``d ≤ 1 − a`` and
+    which gives the covered band (lower end ``a − min(a, d) = max(0, a − d)``). With two classes a
+    student that disagrees with a wrong teacher is right, so ``P(s = y, w ≠ y | C) = d₂`` exactly and
+    ``P(s = y | C) = a + d − 2d₁ ≥ a + d − 2·min(a, d) = |a − d|``. With three or more classes the lower
+    end ``max(0, a − d)`` is attained: take ``d₁ = min(a, d)`` (feasible, ``d − d₁ ≤ 1 − a``) and a
+    student that, where it disagrees with a wrong teacher, picks a third class. Both ends are attained
+    whenever the rates are ratios of counts on the points (the tests enumerate every small group) (its upper end is the familiar ``a + d`` when ``d ≤ 1 − a`` and
     ``2 − a − d < 1`` beyond: disagreement in excess of the teacher's errors must be on points the
     teacher got right). On ``U`` the teacher gives no label, so the disagreement says nothing about
     the student's accuracy there: ``0 ≤ P(s = y | U) ≤ 1``. Finally
@@ -70,17 +106,26 @@ def accuracy_band(teacher_accuracy, disagreement, coverage=1.0) -> tuple[float, 
     ``coverage=1`` its ``covered_accuracy``; with a user-given teacher score (which must be the
     teacher's accuracy *where it labels*) it holds up to that score's sampling error.
 
+    Rounding: the ends are computed in exact fractions (a rate within rounding of a ratio of counts
+    with denominator ≤ 2²⁴ is taken as that ratio) and rounded once, to the nearest float when every
+    input is such a ratio (an attained end then equals the measured rate, computed as one division),
+    else outward, so that an end never overshoots by an ulp.
+
     Returns ``(lower, upper)`` floats; ``(NaN, NaN)`` + warning when an input is NaN or not in [0, 1].
 
     >>> accuracy_band(0.8, 0.0, coverage=0.5)   # copies the teacher where it speaks: 0.4 ... 0.9
     (0.4, 0.9)
+    >>> accuracy_band(0.2, 0.9, num_classes=2)  # two classes: 7 in 10 disagreements fix a wrong teacher
+    (0.7, 0.9)
+    >>> accuracy_band(7 / 9, 4 / 9, coverage=0.9, num_classes=3)[0]
+    0.3
     """
     v = _band_inputs("accuracy_band", teacher_accuracy=teacher_accuracy, disagreement=disagreement, coverage=coverage)
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
+        raise ValueError(f"`num_classes`={num_classes!r} must be an int >= 2 or None (any number of classes)")
     if v is None:
         return NAN, NAN
-    lo, hi = _band_on_covered(v["teacher_accuracy"], v["disagreement"])
-    pi = v["coverage"]
-    return pi * lo, pi * hi + (1.0 - pi)
+    return _band(v["teacher_accuracy"], v["disagreement"], v["coverage"], num_classes)
 
 
 def max_accuracy_gain(disagreement, coverage=1.0, teacher_accuracy=None) -> float:
@@ -122,7 +167,7 @@ def max_accuracy_gain(disagreement, coverage=1.0, teacher_accuracy=None) -> floa
     if teacher_accuracy is None:
         return pi * d + (1.0 - pi)
     a = v["teacher_accuracy"]
-    return pi * _band_on_covered(a, d)[1] + (1.0 - pi) - a
+    return pi * min(a + d, 2.0 - a - d) + (1.0 - pi) - a
 
 
 def ce_band(teacher_ce, kl_teacher_student, eps) -> tuple[float, float]:
