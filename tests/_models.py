@@ -8,30 +8,40 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 
-class TinyStudent(L.LightningModule):
-    """An MLP whose last nn.Linear reads an 8-d representation (the monitor's default layer)."""
+def tiny_student_class(base: type) -> type:
+    """The tiny student on ``base``, a ``LightningModule`` of either Lightning namespace (the
+    ``lightning`` fixture of conftest.py builds it for ``pytorch_lightning``)."""
 
-    def __init__(self, d_in: int = 6, hidden: int = 8, k: int = 2, lr: float = 0.05):
-        super().__init__()
-        self.save_hyperparameters()
-        self.body = nn.Sequential(nn.Linear(d_in, hidden), nn.Tanh())
-        self.head = nn.Linear(hidden, k)
+    class TinyStudent(base):
+        """An MLP whose last nn.Linear reads an 8-d representation (the monitor's default layer)."""
 
-    def forward(self, x):
-        return self.head(self.body(x))
+        def __init__(self, d_in: int = 6, hidden: int = 8, k: int = 2, lr: float = 0.05):
+            super().__init__()
+            self.save_hyperparameters()
+            self.body = nn.Sequential(nn.Linear(d_in, hidden), nn.Tanh())
+            self.head = nn.Linear(hidden, k)
 
-    def training_step(self, batch, _):
-        x, t = batch
-        loss = nn.functional.cross_entropy(self(x), t)
-        self.log("train_loss", loss)
-        return loss
+        def forward(self, x):
+            return self.head(self.body(x))
 
-    def validation_step(self, batch, _):
-        x, t = batch
-        self.log("val_loss", nn.functional.cross_entropy(self(x), t))
+        def training_step(self, batch, _):
+            x, t = batch
+            loss = nn.functional.cross_entropy(self(x), t)
+            self.log("train_loss", loss)
+            return loss
 
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        def validation_step(self, batch, _):
+            x, t = batch
+            self.log("val_loss", nn.functional.cross_entropy(self(x), t))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    return TinyStudent
+
+
+TinyStudent = tiny_student_class(L.LightningModule)
+TinyStudent.__qualname__ = "TinyStudent"  # pickled by name (spawned processes find it here)
 
 
 def w2s_data(n: int = 900, d: int = 6, noise: float = 0.25, seed: int = 0):

@@ -9,10 +9,13 @@ arguments are identical.
 from __future__ import annotations
 
 import csv
-
+import importlib
+import logging
 import os
 import sys
 from dataclasses import dataclass
+from functools import cache
+from typing import Callable
 
 import lightning as L
 import pytest
@@ -108,6 +111,59 @@ def trainer_kwargs(**overrides) -> dict:
 @pytest.fixture
 def task() -> Task:
     return make_task()
+
+
+@dataclass(frozen=True)
+class Lightning:
+    """One of Lightning's two namespaces (``lightning.pytorch``, ``pytorch_lightning``): the end-to-end
+    tests that take the ``lightning`` fixture run under both. ``Trainer``, ``loggers``, ``callbacks``
+    come from that namespace; :meth:`model` builds a test model on its ``LightningModule``."""
+
+    name: str
+
+    @property
+    def Trainer(self):
+        return importlib.import_module(self.name).Trainer
+
+    @property
+    def loggers(self):
+        return importlib.import_module(f"{self.name}.loggers")
+
+    @property
+    def callbacks(self):
+        return importlib.import_module(f"{self.name}.callbacks")
+
+    def model(self, factory: Callable[[type], type], *args, **kwargs):
+        """``factory(LightningModule)`` of this namespace (built once), instantiated."""
+        return _model_class(factory, self.name)(*args, **kwargs)
+
+
+@cache
+def _model_class(factory: Callable[[type], type], namespace: str) -> type:
+    return factory(importlib.import_module(namespace).LightningModule)
+
+
+def _route_rank_zero_messages(monkeypatch, namespace: str) -> None:
+    """Lightning's rank-zero messages (``rank_zero_info``/``_debug``, ours and Lightning's) go through
+    one logger shared by both namespaces (``lightning_utilities.core.rank_zero.log``), set to the
+    ``<namespace>.utilities.rank_zero`` logger of the namespace imported last: a test module that
+    imports ``pytorch_lightning`` would move every later test's messages. Each test gets the
+    logger a process using ``namespace`` alone has."""
+    from lightning_utilities.core import rank_zero
+
+    monkeypatch.setattr(rank_zero, "log", logging.getLogger(f"{namespace}.utilities.rank_zero"))
+
+
+@pytest.fixture(autouse=True)
+def _rank_zero_logger(monkeypatch):
+    _route_rank_zero_messages(monkeypatch, "lightning.pytorch")
+
+
+@pytest.fixture(params=["lightning.pytorch", "pytorch_lightning"])
+def lightning(request, monkeypatch) -> Lightning:
+    """A Lightning namespace: tests taking it run once under each (and read its rank-zero logger)."""
+    _route_rank_zero_messages(monkeypatch, request.param)
+    return Lightning(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,9 @@ from pathlib import Path
 import lightning as L
 
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
+from lightning_w2s.metrics import quantities as Q
 
-from _models import TinyStudent, loaders, w2s_data
+from _models import TinyStudent, loaders, tiny_student_class, w2s_data
 
 HERE = Path(__file__).resolve().parent
 
@@ -66,3 +67,44 @@ def test_per_check_detail_is_at_debug_level(caplog):
     assert "w2s/misfit/disagreement" in detail[0].getMessage()
     layer = [r for r in ours if "representation is the" in r.getMessage()]
     assert len(layer) == 1 and layer[0].levelno == logging.INFO
+
+
+def _g(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def test_verbose_prints_the_headline_of_each_check_at_info_level(caplog, lightning):
+    """``verbose=True``: one info line per check, like ``EarlyStopping(verbose=True)``, under either
+    namespace; its numbers are the logged ones."""
+    L.seed_everything(0)
+    x, y, teacher = w2s_data(n=700)
+    probe = W2SProbe(x[600:], teacher_labels=teacher[600:], gold=y[600:])
+    monitor = W2SMonitor(probe, neighbours=0, figure_every_n_checks=0, teacher_score=0.6, ceiling_score=0.9, verbose=True)
+    seen = []
+
+    class Record(lightning.callbacks.Callback):
+        def on_validation_end(self, trainer, pl_module):
+            seen.append(dict(monitor.last_values))
+
+    trainer = lightning.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor, Record()], num_sanity_val_steps=0)
+    with caplog.at_level(logging.INFO, logger=lightning.name):  # its namespace's logger, as on a user's console
+        trainer.fit(lightning.model(tiny_student_class), *loaders(x, teacher, 400, 100))
+    lines = [r for r in caplog.records if r.getMessage().startswith("W2SMonitor check ")]
+    assert len(lines) == 3 and all(r.levelno == logging.INFO and r.name.startswith(lightning.name) for r in lines)
+    for i, (record, values) in enumerate(zip(lines, seen), start=1):
+        lo, hi = values[Q.lower(Q.DISAGREEMENT)], values[Q.upper(Q.DISAGREEMENT)]
+        assert record.getMessage() == (
+            f"W2SMonitor check {i} (epoch {i - 1}, step {7 * i}): PGR {_g(values[Q.PGR])} | held-out disagreement "
+            f"{_g(values[Q.DISAGREEMENT])} [{_g(lo)}, {_g(hi)}] | teacher_label_ce {_g(values[Q.TEACHER_LABEL_CE])}")
+
+
+def test_verbose_reaches_the_console_of_a_pytorch_lightning_process():
+    """A plain process with ``import pytorch_lightning``: the monitor's lines reach its console (the
+    flaky forward fails at two of the five checks: three headline lines)."""
+    out = _console("--verbose", "--pytorch-lightning")
+    assert "W2SMonitor: the student's representation is the input of `head` (Linear)" in out
+    assert out.count("failed and was skipped (RuntimeError: flaky probe forward)") == 1, out
+    headlines = [line for line in out.splitlines() if line.startswith("W2SMonitor check ")]
+    assert len(headlines) == 3 and all("held-out disagreement" in line and "teacher_label_ce" in line for line in headlines)
+    assert "W2SEarlyStopping stopped the fit at epoch 4" in out

@@ -39,7 +39,8 @@ from lightning_w2s.dashboard.tensorboard import (
     write_markdown,
     write_reliability,
 )
-from lightning_w2s.dashboard.text import format_constants, format_warnings
+from lightning_w2s.dashboard.loggers import TextSink
+from lightning_w2s.dashboard.text import CONSTANTS_TAG, WARNINGS_TAG, format_constants, format_warnings
 
 MISFIT = [Q.KL_TEACHER_STUDENT, Q.KL_STUDENT_TEACHER, Q.DISAGREEMENT, Q.SQ]
 WILSON = [Q.lower(Q.DISAGREEMENT), Q.upper(Q.DISAGREEMENT)]
@@ -385,15 +386,19 @@ def test_dashboard_event_files_roundtrip(tmp_path):
     counts = np.array([0, 0, 5, 9, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 56], float)
     extras = {"reliability/student_vs_teacher": (counts, counts * np.linspace(0.03, 0.97, 15), np.floor(counts * 0.8))}
     writer = SummaryWriter(log_dir=str(tmp_path))
-    dash = Dashboard(writer, figure_every_n_checks=10, context={"probe": "W2SProbe(n=8)"})
+    dash = Dashboard(writer, figure_every_n_checks=10)
+    text = TextSink.for_loggers([writer])  # the monitor's text beside the dashboard, as W2SMonitor writes it
     logged = [n for n in UNIVERSE if n not in UNKNOWN]
     constant = {n for n, *_ in Q.constants(dict.fromkeys(logged, 0.0))} | {Q.lower(Q.TEACHER_ACCURACY), Q.upper(Q.TEACHER_ACCURACY)}
     for check, step in enumerate((9, 19, 29), start=1):
         values = {n: 0.25 if n in constant else 0.1 * check for n in logged}
         for name, v in values.items():  # what the logger writes for the student
             writer.add_scalar(name, v, step)
-        alerts = [Alert("gain_exhausted", "no gain left", {Q.DISAGREEMENT: 0.1})] if check == 2 else []
-        dash.update(check, step, values, extras, alerts)
+        dash.update(check, step, values, extras)
+        text.write(CONSTANTS_TAG, format_constants(values, {"probe": "W2SProbe(n=8)", **dash.run_guide()}), step, replace=True)
+        if check == 2:
+            alert = Alert("gain_exhausted", "no gain left", {Q.DISAGREEMENT: 0.1})
+            text.write(WARNINGS_TAG, format_warnings([dict(alert.as_dict(), check=check, step=step)]), step)
     dash.finish(extras)
     writer.close()
 
@@ -435,12 +440,12 @@ def test_tensorboard_custom_scalars_plugin_draws_runs_as_lines(tmp_path):
 
     writer = SummaryWriter(log_dir=str(tmp_path / "student"))
     dash = Dashboard(writer, figure_every_n_checks=0)
-    dash.update(1, 0, {Q.SQ: 0.3}, {}, [])  # first check: misfit only
+    dash.update(1, 0, {Q.SQ: 0.3}, {})  # first check: misfit only
     values = {n: 0.5 for n in MISFIT + WILSON + TRAIN + [Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.COVERED_ACCURACY_LOWER,
                                                           Q.COVERED_ACCURACY_UPPER]}
     for name, v in values.items():
         writer.add_scalar(name, v, 1)
-    dash.update(2, 1, values, {}, [])  # the layout is written again once more families appear
+    dash.update(2, 1, values, {})  # the layout is written again once more families appear
     dash.close()
     writer.close()
 

@@ -8,20 +8,14 @@ one. Works under ``lightning.pytorch`` and ``pytorch_lightning`` strategies alik
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, Mapping
 
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
+from lightning_w2s.namespaces import counterpart
+
 __all__ = ["BestWeights", "sharded_weights"]
-
-
-def _base_strategy(strategy: Any) -> Any:
-    """Lightning's ``Strategy`` class of the namespace ``strategy`` comes from (``lightning.pytorch``
-    or ``pytorch_lightning``: two copies of the same classes)."""
-    namespace = "pytorch_lightning" if type(strategy).__module__.split(".")[0] == "pytorch_lightning" else "lightning.pytorch"
-    return importlib.import_module(f"{namespace}.strategies").Strategy
 
 
 def sharded_weights(strategy: Any) -> bool:
@@ -35,7 +29,7 @@ def sharded_weights(strategy: Any) -> bool:
     >>> sharded_weights(SingleDeviceStrategy("cpu")), sharded_weights(DDPStrategy()), sharded_weights(FSDPStrategy())
     (False, False, True)
     """
-    if type(strategy).lightning_module_state_dict is not _base_strategy(strategy).lightning_module_state_dict:
+    if type(strategy).lightning_module_state_dict is not counterpart(strategy, "strategies.Strategy").lightning_module_state_dict:
         return True
     try:
         return bool(getattr(strategy, "zero_stage_3", False))

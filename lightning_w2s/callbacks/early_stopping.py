@@ -27,7 +27,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_inf
 from typing_extensions import override
 
 from lightning_w2s.callbacks.best_weights import BestWeights
+from lightning_w2s.dashboard.loggers import TextSink
 from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.namespaces import NAMESPACES, namespace_of
 from lightning_w2s.stopping.decision import StoppingDecision
 from lightning_w2s.stopping.gold_rule import GoldRule, GoldSelection, gold_default_for
 from lightning_w2s.stopping.policies import POLICIES, make_policies, unmet_message
@@ -41,8 +43,8 @@ TEXT_TAG = "w2s/early_stopping"
 
 def _namespace(trainer: Any) -> str:
     """``"pytorch_lightning"`` for a Trainer of the standalone package, else ``"lightning.pytorch"``
-    (the two packages ship the same classes under two names)."""
-    return "pytorch_lightning" if type(trainer).__module__.split(".")[0] == "pytorch_lightning" else "lightning.pytorch"
+    (the two packages ship the same classes under two names: :mod:`lightning_w2s.namespaces`)."""
+    return namespace_of(trainer) or NAMESPACES[0]
 
 
 _TWINS: dict[type, type] = {}
@@ -160,8 +162,9 @@ class W2SEarlyStopping(EarlyStopping):
         best_weights: the :class:`~lightning_w2s.callbacks.best_weights.BestWeights`.
         stopped_epoch: epoch at which this callback stopped the fit (0 if it did not).
         stopping_reason: a :class:`W2SStoppingReason`.
-        stopping_reason_message: a human-readable message (also on the console and, with a
-            TensorBoard logger, as text under ``w2s/early_stopping``).
+        stopping_reason_message: a human-readable message (also on the console through Lightning's
+            ``rank_zero_info`` and as text ``w2s/early_stopping`` in every logger that takes text, or
+            in the ``w2s_report.md`` of its folder: :class:`~lightning_w2s.dashboard.loggers.TextSink`).
         best_check: the check whose weights were restored (``None`` until then).
 
     >>> es = W2SEarlyStopping(patience=2, verbose=False)
@@ -477,17 +480,7 @@ class W2SEarlyStopping(EarlyStopping):
             full += f". The weights of the best check ({best}) are not available."
         self.stopping_reason_message = full
         rank_zero_info(full)
-        if trainer.is_global_zero:
-            self._write_text(trainer, f"**{reason.name}**\n\n{full}")
-
-    @staticmethod
-    def _write_text(trainer: Trainer, text: str) -> None:
-        """The stop message as TensorBoard text, with the TensorBoard logger of the Trainer's namespace."""
-        tensorboard = importlib.import_module(f"{_namespace(trainer)}.loggers").TensorBoardLogger
-        for logger in trainer.loggers:
-            if isinstance(logger, tensorboard):
-                logger.experiment.add_text(TEXT_TAG, text, global_step=trainer.global_step)
-                logger.experiment.flush()
+        TextSink.of(trainer).write(TEXT_TAG, f"**{reason.name}**\n\n{full}", step=trainer.global_step)  # rank 0's loggers
 
     def _warn_missing(self, missing: list[str]) -> None:
         new = [n for n in missing if n not in self._warned_missing]

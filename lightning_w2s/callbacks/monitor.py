@@ -30,7 +30,9 @@ from lightning_w2s.probe.features import CAPTURES, check_pooling, default_forwar
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import metrics_for_probe
 from lightning_w2s.probe import W2SProbe
+from lightning_w2s.dashboard.loggers import TextSink
 from lightning_w2s.dashboard.tensorboard import Dashboard, tensorboard_writer
+from lightning_w2s.dashboard.text import CONSTANTS_TAG, WARNINGS_TAG, format_constants, format_warnings, headline
 
 #: the values a check's debug line shows (``rank_zero_debug``), when logged
 CHECK_SUMMARY = (Q.DISAGREEMENT, Q.KL_TEACHER_STUDENT, Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.ACCURACY, Q.PGR)
@@ -90,6 +92,16 @@ class W2SMonitor(Callback):
             (0.2–0.6 s a diagram on 2 CPU cores, measured in two sessions), hence the default of 10.
         on_error: ``"warn"`` (default: a failing check is logged as a warning and skipped, training
             goes on) or ``"raise"``.
+        verbose: print one line per check on rank 0 (``rank_zero_info``, like
+            ``EarlyStopping(verbose=True)``) with the headline values: PGR where defined, the held-out
+            disagreement with its Wilson 95% interval, ``W2SEarlyStopping``'s default signal
+            ``teacher_label_ce`` (``sq`` for a regression probe). ``False`` (default): that line goes
+            to debug level, with more values.
+
+    Text: the warnings (``w2s/warnings``, with the first of each kind of fault) and the constants of
+    the probe (``w2s/constants``) reach every logger that takes text, and a markdown report
+    ``w2s_report.md`` in the folder of any other (:class:`lightning_w2s.dashboard.loggers.TextSink`,
+    docs/loggers.md), on rank 0.
 
     >>> probe = W2SProbe(torch.randn(20, 4), teacher_labels=torch.arange(20) % 2, gold=torch.arange(20) % 2)
     >>> monitor = W2SMonitor(probe, teacher_score=0.7, ceiling_score=0.9)
@@ -119,6 +131,7 @@ class W2SMonitor(Callback):
         representation_every_n_checks: int = 1,
         figure_every_n_checks: int = 10,
         on_error: str = "warn",
+        verbose: bool = False,
     ) -> None:
         super().__init__()
         if probe is None:
@@ -143,6 +156,7 @@ class W2SMonitor(Callback):
         self.representation_every_n_checks = check_scalar("representation_every_n_checks", representation_every_n_checks, int, min_val=1)
         self.figure_every_n_checks = check_scalar("figure_every_n_checks", figure_every_n_checks, int, min_val=0)
         self.on_error = check_choice("on_error", on_error, ("warn", "raise"))
+        self.verbose = check_scalar("verbose", verbose, bool)
         kw = dict(eps=eps, teacher_score=teacher_score, ceiling_score=ceiling_score, neighbours=neighbours, eta=eta)
         self.metrics = metrics_for_probe(self.probe, **kw)
         self.train_metrics = None if self.train_probe is None else metrics_for_probe(self.train_probe, train=True, eps=eps)
@@ -169,6 +183,7 @@ class W2SMonitor(Callback):
         self.runner = ProbeRunner(self.probe, self.forward_fn, read, self.batch_size, self.every_n_train_steps,
                                   self.on_error, layer=self.layer, capture=self.capture, pooling=self.pooling)
         self._dashboard: Dashboard | None = None
+        self._text = TextSink()  # where the words go: the Trainer's loggers from fit start
         self._step_cadence = self.every_n_train_steps
         self._last_step_checked = -1
         self._warned: set[str] = set()  # kinds of repeated faults already warned about (console)
@@ -182,14 +197,16 @@ class W2SMonitor(Callback):
         self.last_values: dict[str, float] = {}
         self.warnings_log: list[dict[str, Any]] = []
 
-    def _warn_once(self, key: str, message: str) -> None:
-        """A repeated fault warns once per kind (``key``) on the console; later ones go to debug (they
-        are counted in ``w2s/skipped``)."""
+    def _warn_once(self, key: str, message: str, step: int | None = None) -> None:
+        """A repeated fault warns once per kind (``key``) on the console and in the loggers' text
+        (``w2s/warnings`` at ``step``); later ones go to debug (they are counted in ``w2s/skipped``)."""
         if key in self._warned:
             rank_zero_debug(message)
             return
         self._warned.add(key)
         rank_zero_warn(f"{message} (warned once; repeats are counted in {Q.SKIPPED} and logged at debug level)")
+        row = {"regime": "fault", "message": message, "check": self.num_checks + self.num_failed, "step": step}
+        self._text.write(WARNINGS_TAG, format_warnings([row]), step=step)
 
     # ------------------------------------------------------------------ identity & state
     @property
@@ -269,8 +286,9 @@ class W2SMonitor(Callback):
             if table is not None:
                 self.metrics.set_neighbours(table)
         self._step_cadence = self.runner.cadence(trainer)
+        self._text = TextSink.of(trainer)
         writer = tensorboard_writer(trainer.loggers) if trainer.is_global_zero else None
-        self._dashboard = Dashboard(writer, self.figure_every_n_checks, self._context()) if writer is not None else None
+        self._dashboard = Dashboard(writer, self.figure_every_n_checks) if writer is not None else None
         if Q.Need.TEACHER_ACCURACY in self.metrics.provides:
             band = ("exact: teacher accuracy, disagreement and coverage counted on the same gold probe points"
                     if self.probe.has_gold else "approximate: user-given `teacher_score`, held-out disagreement and the "
@@ -278,7 +296,7 @@ class W2SMonitor(Callback):
             rank_zero_info(f"W2SMonitor: the accuracy band {Q.ACCURACY_LOWER}|upper is {band}")
 
     def _context(self) -> dict[str, Any]:
-        """The configuration rows of the dashboard's constants table."""
+        """The configuration rows of the constants text (every logger that takes text)."""
         rows: dict[str, Any] = {"probe": repr(self.probe)}
         if self.train_probe is not None:
             rows["train probe"] = repr(self.train_probe)
@@ -355,7 +373,7 @@ class W2SMonitor(Callback):
         if trainer.strategy.reduce_boolean_decision(failure is not None, all=False):
             reason = f"{type(failure).__name__}: {failure}" if failure is not None else "a failure on another rank"
             self._warn_once(f"failed:{type(failure).__name__}", f"W2SMonitor: check {self.num_checks + self.num_failed} "
-                            f"failed and was skipped ({reason}); training goes on")
+                            f"failed and was skipped ({reason}); training goes on", logger_step(trainer, on_step))
             self.num_failed += 1
             self.num_skipped += 1
             self._publish(trainer, pl_module, {}, on_step)
@@ -377,7 +395,7 @@ class W2SMonitor(Callback):
                 f"non-finite:{','.join(bad)}",
                 f"W2SMonitor: non-finite value(s) at check {self.num_checks + self.num_failed - 1} skipped (not logged): "
                 f"{', '.join(bad)}. Usual causes: NaN/Inf in the student's outputs or features, or a rank-degenerate "
-                "representation",
+                "representation", logger_step(trainer, on_step),
             )
         logged = {name: v for name, v in logged.items() if name not in bad}
         logged[Q.SKIPPED] = float(self.num_skipped)
@@ -389,15 +407,37 @@ class W2SMonitor(Callback):
         self.last_values = logged
         if not values:
             return
-        rank_zero_debug(f"W2SMonitor check {self.num_checks} (step {trainer.global_step}): " + ", ".join(
-            f"{name} {logged[name]:.4g}" for name in CHECK_SUMMARY if name in logged))
+        step = logger_step(trainer, on_step)
+        self._say(trainer, logged)
         new_alerts = self.alerts.update(logged)
         for alert in new_alerts:
             self.warnings_log.append({"check": self.num_checks, "step": trainer.global_step, **alert.as_dict()})
             rank_zero_warn(f"W2SMonitor [{alert.regime}]: {alert.message}")
         if self._dashboard is not None:
             try:
-                self._dashboard.update(self.num_checks, logger_step(trainer, on_step), logged, self.metrics.extras, new_alerts)
+                self._dashboard.update(self.num_checks, step, logged, self.metrics.extras)
             except Exception as exc:  # noqa: BLE001 - a drawing problem never stops training
                 self._warn_once(f"dashboard:{type(exc).__name__}", f"W2SMonitor: TensorBoard extras failed at check "
-                                f"{self.num_checks}: {exc}")
+                                f"{self.num_checks}: {exc}", step)
+        self._write_text(step, logged, new_alerts)
+
+    def _say(self, trainer: Trainer, logged: dict[str, float]) -> None:
+        """The check's console line: the headline values at info level with ``verbose``, else more
+        values at debug level."""
+        where = f"W2SMonitor check {self.num_checks} (epoch {trainer.current_epoch}, step {trainer.global_step})"
+        if self.verbose:
+            rank_zero_info(f"{where}: {headline(logged)}")
+        else:
+            rank_zero_debug(f"{where}: " + ", ".join(f"{name} {logged[name]:.4g}" for name in CHECK_SUMMARY if name in logged))
+
+    def _write_text(self, step: int, logged: dict[str, float], new_alerts: list) -> None:
+        """The constants of the probe (when they changed) and the check's new warnings, to every logger
+        that takes text (:class:`~lightning_w2s.dashboard.loggers.TextSink`); a logger's failure warns and
+        never stops training."""
+        if not self._text.routes:  # no logger takes text (or not rank 0)
+            return
+        guide = self._dashboard.run_guide() if self._dashboard is not None else {}
+        self._text.write(CONSTANTS_TAG, format_constants(logged, {**self._context(), **guide}), step=step, replace=True)
+        if new_alerts:
+            rows = [dict(alert.as_dict(), check=self.num_checks, step=step) for alert in new_alerts]
+            self._text.write(WARNINGS_TAG, format_warnings(rows), step=step)

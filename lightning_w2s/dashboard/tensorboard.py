@@ -17,9 +17,11 @@ or ``tensorboardX``: only ``add_custom_scalars``, ``add_scalar``, ``add_image``,
   Several tags of one run in one chart would share one colour (TensorBoard colours by run) and be
   told apart only by hovering. Names that are not logged produce no chart; a ``w2s/...`` name the
   registry does not know gets a chart of its own.
-- Constants of the probe (the teacher's accuracy, calibration and class share, α_i) are written once
-  as a markdown table (``w2s/constants``), never as flat lines; warnings as markdown
-  (``w2s/warnings``); the markdown itself: :mod:`lightning_w2s.dashboard.text`.
+- Constants of the probe (the teacher's accuracy, calibration and class share, α_i) are text, never
+  flat lines: the monitor writes them (``w2s/constants``) and its warnings (``w2s/warnings``) to
+  every logger that takes text, TensorBoard's Text tab included
+  (:class:`lightning_w2s.dashboard.loggers.TextSink`); :meth:`Dashboard.run_guide` gives the
+  constants' lines about the runs; the markdown itself: :mod:`lightning_w2s.dashboard.text`.
 - :func:`write_reliability` / :func:`figure_to_image`: a reliability diagram drawn from the
   calibration histogram state (:func:`~lightning_w2s.dashboard.figures.reliability_figure`, Guo et al. 2017),
   rendered and written as an image.
@@ -45,7 +47,8 @@ from matplotlib.figure import Figure
 from lightning_w2s.validation import describe
 from lightning_w2s.dashboard.figures import reliability_figure, reliability_summary
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.dashboard.text import RUN_GUIDE, format_constants, format_warnings
+from lightning_w2s.dashboard.text import RUN_GUIDE
+from lightning_w2s.namespaces import is_lightning_instance
 
 __all__ = [
     "Dashboard",
@@ -208,11 +211,11 @@ def write_markdown(writer: Any, tag: str, text: str, step: int | None = None) ->
 # ---------------------------------------------------------------------------------------- writer
 def tensorboard_writer(loggers: Iterable[Any]) -> Any | None:
     """The ``SummaryWriter`` of the first TensorBoard logger in ``loggers`` (``trainer.loggers``), or
-    ``None``. Duck-typed on the class name so that it needs no Lightning import and works with
-    Lightning's ``TensorBoardLogger`` whichever writer (torch or tensorboardX) backs it. On ranks
-    other than 0 Lightning returns a dummy experiment: call the writers on rank 0 only."""
+    ``None``: a ``TensorBoardLogger`` of either Lightning namespace (:mod:`lightning_w2s.namespaces`),
+    whichever writer (torch or tensorboardX) backs it. On ranks other than 0 Lightning returns a
+    dummy experiment: call the writers on rank 0 only."""
     for logger in loggers or ():
-        if any(cls.__name__ == "TensorBoardLogger" for cls in type(logger).__mro__):
+        if is_lightning_instance(logger, "loggers.TensorBoardLogger"):
             writer = logger.experiment
             if all(hasattr(writer, m) for m in ("add_custom_scalars", "add_image", "add_text")):
                 return writer
@@ -244,34 +247,28 @@ def is_reference_run(path: str | os.PathLike) -> bool:
 class Dashboard:
     """The monitor's TensorBoard extras, on rank 0: the layout (rewritten when new names appear),
     the reference runs beside the student's (``teacher``, ``ceiling``, ``train_probe``,
-    ``predicted_gain``, ``class_<i>``: sub-folders of the logger's run), the constants of the probe
-    as text (``w2s/constants``, rewritten when they change), reliability diagrams every
-    ``figure_every_n_checks`` checks and once at the end of fit, and each check's new warnings as a
-    markdown table (``w2s/warnings``). ``context``: rows for the constants table (the monitor's
-    probe, scores and representation).
+    ``predicted_gain``, ``class_<i>``: sub-folders of the logger's run), reliability diagrams every
+    ``figure_every_n_checks`` checks and once at the end of fit, and the lines about those runs
+    for the constants text (:meth:`run_guide`; the text itself goes through
+    :class:`~lightning_w2s.dashboard.loggers.TextSink`, to every logger).
 
     >>> from torch.utils.tensorboard import SummaryWriter
     >>> import tempfile
     >>> dash = Dashboard(SummaryWriter(tempfile.mkdtemp()), figure_every_n_checks=0)
-    >>> dash.update(check=1, step=10, values={Q.SQ: 0.2, Q.train_name(Q.SQ): 0.1}, extras={}, alerts=[])
+    >>> dash.update(check=1, step=10, values={Q.SQ: 0.2, Q.train_name(Q.SQ): 0.1}, extras={})
     >>> dash.names == {Q.SQ, Q.train_name(Q.SQ)}, sorted(dash.runs)  # the train probe's value: a reference run
     (True, ['train_probe'])
     >>> dash.close()
     """
 
-    WARNINGS_TAG = "w2s/warnings"
-    CONSTANTS_TAG = "w2s/constants"
-
-    def __init__(self, writer: Any, figure_every_n_checks: int, context: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, writer: Any, figure_every_n_checks: int) -> None:
         self.writer, self.figure_every_n_checks = writer, figure_every_n_checks
-        self.context = dict(context or {})
         self.names: set[str] = set()
         self.runs: dict[str, Any] = {}
         self.figures_step: int | None = None
         self.last_step: int | None = None  # the step of the latest check
-        self._constants: str | None = None
 
-    def update(self, check: int, step: int, values: Mapping[str, float], extras: Mapping[str, Any], alerts: list) -> None:
+    def update(self, check: int, step: int, values: Mapping[str, float], extras: Mapping[str, Any]) -> None:
         """After the ``check``-th successful check (1-based) with the logged ``values``, at the ``step``
         the loggers write them at."""
         self.last_step = step
@@ -279,19 +276,12 @@ class Dashboard:
             self.names |= set(values)
             write_layout(self.writer, sorted(self.names))
         self.write_references(step, values)
-        constants = format_constants(values, {**self.context, **self._run_guide()})
-        if constants != self._constants:
-            write_markdown(self.writer, self.CONSTANTS_TAG, constants, step=step)
-            self._constants = constants
         n = self.figure_every_n_checks
         if n and (check - 1) % n == 0:
             self.figures(step, extras)
-        if alerts:
-            rows = [dict(a.as_dict(), check=check, step=step) for a in alerts]
-            write_markdown(self.writer, self.WARNINGS_TAG, format_warnings(rows), step=step)
         self.writer.flush()
 
-    def _run_guide(self) -> dict[str, str]:
+    def run_guide(self) -> dict[str, str]:
         """A line per run for the constants text: TensorBoard's run list (the charts' legend) names the
         runs but does not say what they hold."""
         guide = {"runs": f"`{os.path.basename(_logdir(self.writer))}` is the student on the held-out probe"}

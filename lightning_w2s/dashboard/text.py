@@ -19,7 +19,11 @@ import torch
 from lightning_w2s.validation import describe
 from lightning_w2s.metrics import quantities as Q
 
-__all__ = ["RUN_GUIDE", "format_constants", "format_warnings"]
+__all__ = ["CONSTANTS_TAG", "RUN_GUIDE", "WARNINGS_TAG", "format_constants", "format_warnings", "headline"]
+
+#: the text tags the monitor writes (:class:`lightning_w2s.dashboard.loggers.TextSink`)
+WARNINGS_TAG = f"{Q.PREFIX}/warnings"
+CONSTANTS_TAG = f"{Q.PREFIX}/constants"
 
 
 def _cell(text: Any) -> str:
@@ -128,6 +132,29 @@ def format_constants(values: Mapping[str, float], context: Mapping[str, Any] | N
         interval = f" [{_fmt_value(ends[0])}, {_fmt_value(ends[1])}] (Wilson 95%)" if ends else ""
         lines.append(f"| `{_cell(_short(name))}` | {_fmt_value(value)}{interval} | {_cell(meaning)} |")
     return (f"### {title}\n\n" if title else "") + "\n".join(lines)
+
+
+def headline(values: Mapping[str, float]) -> str:
+    """A check's headline for the console (``W2SMonitor(verbose=True)``): PGR where it is logged
+    (Burns et al. 2023: defined with a ceiling above the teacher's score), the held-out disagreement
+    with its Wilson 95% interval, and ``W2SEarlyStopping``'s default signal ``teacher_label_ce``
+    (a regression probe: the squared misfit ``sq``). A name not logged at this check is left out.
+
+    >>> headline({Q.PGR: 0.4125, Q.DISAGREEMENT: 0.2, Q.lower(Q.DISAGREEMENT): 0.15, Q.upper(Q.DISAGREEMENT): 0.26,
+    ...           Q.TEACHER_LABEL_CE: 0.5123, Q.SQ: 0.1})
+    'PGR 0.4125 | held-out disagreement 0.2 [0.15, 0.26] | teacher_label_ce 0.5123'
+    """
+    parts = []
+    if Q.PGR in values:
+        parts.append(f"PGR {_fmt_value(values[Q.PGR])}")
+    if Q.DISAGREEMENT in values:
+        ends = [values.get(Q.lower(Q.DISAGREEMENT)), values.get(Q.upper(Q.DISAGREEMENT))]
+        band = f" [{_fmt_value(ends[0])}, {_fmt_value(ends[1])}]" if None not in ends else ""
+        parts.append(f"held-out disagreement {_fmt_value(values[Q.DISAGREEMENT])}{band}")
+    signal = Q.TEACHER_LABEL_CE if Q.TEACHER_LABEL_CE in values else Q.SQ
+    if signal in values:
+        parts.append(f"{_short(signal).split('/')[-1]} {_fmt_value(values[signal])}")
+    return " | ".join(parts) or "no headline value logged"
 
 
 #: what each reference run holds (the constants text says it, TensorBoard's run list only names them)
