@@ -29,7 +29,8 @@ def sharded_weights(strategy: Any) -> bool:
     >>> sharded_weights(SingleDeviceStrategy("cpu")), sharded_weights(DDPStrategy()), sharded_weights(FSDPStrategy())
     (False, False, True)
     """
-    if type(strategy).lightning_module_state_dict is not counterpart(strategy, "strategies.Strategy").lightning_module_state_dict:
+    base: Any = counterpart(strategy, "strategies.Strategy")
+    if type(strategy).lightning_module_state_dict is not base.lightning_module_state_dict:
         return True
     try:
         return bool(getattr(strategy, "zero_stage_3", False))
