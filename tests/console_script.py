@@ -20,7 +20,7 @@ import torch
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _models import loaders, tiny_student_class, w2s_data  # noqa: E402
+from helpers import SGD_TANH, loaders, tiny_student_class, w2s_data  # noqa: E402
 
 
 def flaky_forward(module, batch):
@@ -40,7 +40,7 @@ def main(debug: bool, verbose: bool, namespace: str) -> None:
     stopper = W2SEarlyStopping(patience=2, min_delta=10.0, restore_best=True, strict=False)
     trainer = pl.Trainer(max_epochs=10, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor, stopper])
-    trainer.fit(tiny_student_class(pl.LightningModule)(), *loaders(x, teacher, 400, 100))
+    trainer.fit(tiny_student_class(pl.LightningModule)(**SGD_TANH), *loaders(x, teacher, 400, 100))
     print(f"STOPPED_EPOCH={stopper.stopped_epoch} BEST_CHECK={stopper.best_check}", flush=True)
 
 

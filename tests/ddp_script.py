@@ -34,7 +34,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.strategies import FSDPStrategy
 
 from _regression import LeastSquaresHead, regression_task
-from conftest import TinyStudent, make_task
+from helpers import TinyStudent, make_task
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.callbacks.early_stopping import W2SEarlyStopping, W2SStoppingReason
 

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _models import TinyStudent  # noqa: E402
+from helpers import sgd_tanh_student  # noqa: E402
 
 TOL = 1e-9
 
@@ -85,7 +85,7 @@ def _fit(monitor, stopper, train, val, epochs):
                         callbacks=callbacks, limit_val_batches=1.0 if val is not None else 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(TinyStudent(d_in=6, hidden=16, k=3, lr=0.3), train, val)
+        trainer.fit(sgd_tanh_student(d_in=6, hidden=16, k=3, lr=0.3), train, val)
     out = {
         "checks": rec.checks,
         "expected_names": sorted(monitor.expected_names()),

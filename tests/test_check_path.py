@@ -17,7 +17,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from conftest import TinyStudent, make_task, trainer_kwargs
+from helpers import TinyStudent, make_task, trainer_kwargs
 from lightning_w2s import W2SMonitor
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import W2SMetrics

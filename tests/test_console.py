@@ -19,7 +19,7 @@ import lightning as L
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 
-from _models import TinyStudent, loaders, tiny_student_class, w2s_data
+from helpers import SGD_TANH, loaders, sgd_tanh_student, tiny_student_class, w2s_data
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,7 +58,7 @@ def test_per_check_detail_is_at_debug_level(caplog):
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[W2SMonitor(probe, neighbours=0), W2SEarlyStopping()])
     with caplog.at_level(logging.DEBUG, logger="lightning.pytorch"):
-        trainer.fit(TinyStudent(), *loaders(x, teacher, 400, 100))
+        trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     ours = [r for r in caplog.records if r.getMessage().startswith(("W2SMonitor", "W2SEarlyStopping"))]
     assert all(r.name.startswith("lightning.pytorch") for r in ours)  # Lightning's logger: on the console by default
     detail = [r for r in ours if r.getMessage().startswith(("W2SMonitor check ", "W2SEarlyStopping check "))]
@@ -89,7 +89,7 @@ def test_verbose_prints_the_headline_of_each_check_at_info_level(caplog, lightni
     trainer = lightning.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
                                 enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor, Record()], num_sanity_val_steps=0)
     with caplog.at_level(logging.INFO, logger=lightning.name):  # its namespace's logger, as on a user's console
-        trainer.fit(lightning.model(tiny_student_class), *loaders(x, teacher, 400, 100))
+        trainer.fit(lightning.model(tiny_student_class, **SGD_TANH), *loaders(x, teacher, 400, 100))
     lines = [r for r in caplog.records if r.getMessage().startswith("W2SMonitor check ")]
     assert len(lines) == 3 and all(r.levelno == logging.INFO and r.name.startswith(lightning.name) for r in lines)
     for i, (record, values) in enumerate(zip(lines, seen), start=1):

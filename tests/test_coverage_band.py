@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import trainer_kwargs
+from helpers import trainer_kwargs
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import metrics_for_probe

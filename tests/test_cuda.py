@@ -15,7 +15,7 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import TinyStudent, make_task, trainer_kwargs
+from helpers import TinyStudent, make_task, trainer_kwargs
 from lightning_w2s import W2SMonitor
 from test_check_path import _feed, _metrics, _probe_data
 

@@ -15,7 +15,7 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import TinyStudent, make_task, trainer_kwargs
+from helpers import TinyStudent, make_task, trainer_kwargs
 from ddp_script import PROBE_N, TRAIN_PROBE_N, SGDHead, monitor_for, regression_probes
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")

@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 transformers = pytest.importorskip("transformers")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conftest import trainer_kwargs  # noqa: E402
+from helpers import trainer_kwargs  # noqa: E402
 
 from examples import decoder_student as ex  # noqa: E402
 from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from benchmarks.stopping.run import DEFAULT_PARAMS
 from benchmarks.stopping.rules import patience_stop
-from conftest import TinyStudent, make_task, trainer_kwargs
+from helpers import TinyStudent, make_task, trainer_kwargs
 from lightning_w2s import W2SEarlyStopping, W2SMonitor
 from lightning_w2s.metrics import quantities as Q
 

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
-from conftest import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
+from helpers import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
 from lightning_w2s import W2SMonitor
 from lightning_w2s.callbacks.early_stopping import POLICIES, W2SEarlyStopping, W2SStoppingReason
 from lightning_w2s.stopping.decision import StoppingDecision

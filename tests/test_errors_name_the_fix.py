@@ -190,7 +190,7 @@ def test_from_teacher_neighbourhood_advice_names_arguments_that_exist(tmp_path):
             hits = (x[:, :4] > 1.5).float()  # keyword counts: no hit at all on most inputs
             return self.head(hits)
 
-    from _models import TinyStudent, loaders, w2s_data
+    from helpers import loaders, sgd_tanh_student, w2s_data
 
     x, y, teacher = w2s_data(n=700)
     probe = W2SProbe.from_teacher(KeywordRule(), x[600:], gold=y[600:])
@@ -198,7 +198,7 @@ def test_from_teacher_neighbourhood_advice_names_arguments_that_exist(tmp_path):
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[W2SMonitor(probe)])
     with pytest.warns(UserWarning, match="cannot define neighbourhoods") as record:
-        trainer.fit(TinyStudent(), *loaders(x, teacher, 400, 100))
+        trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     (message,) = [str(w.message) for w in record if "cannot define neighbourhoods" in str(w.message)]
     named = set(re.findall(r"(\w+)=", message))
     accepted = {p for f in (W2SProbe.__init__, W2SProbe.from_teacher, W2SMonitor.__init__) for p in inspect.signature(f).parameters}

@@ -127,7 +127,7 @@ def test_trainer_restores_the_gold_pick_and_says_why(tmp_path, monkeypatch, capl
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    from conftest import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
+    from helpers import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
     from lightning_w2s import W2SMonitor
     from test_early_stopping import WeightsRecorder
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from _models import loaders, tiny_student_class, w2s_data
-from conftest import Lightning
+from helpers import SGD_TANH, loaders, tiny_student_class, w2s_data
+from helpers import Lightning
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
@@ -50,7 +50,7 @@ def _fit(lightning, loggers, **monitor_kwargs):
         enable_checkpointing=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(lightning.model(tiny_student_class, lr=0.0), *loaders(x, teacher, 400, 100))
+    trainer.fit(lightning.model(tiny_student_class, **SGD_TANH, lr=0.0), *loaders(x, teacher, 400, 100))
     assert stopper.stopped_epoch == 2, "the test needs the stop"
     return trainer, monitor, stopper
 

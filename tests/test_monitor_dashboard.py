@@ -14,7 +14,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 
-from _models import TinyStudent, loaders, w2s_data
+from helpers import loaders, sgd_tanh_student, w2s_data
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def run(tmp_path_factory):
     logger = TensorBoardLogger(tmp, name="tb")
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=logger, callbacks=[monitor], enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False)
-    model = TinyStudent()
+    model = sgd_tanh_student()
     trainer.fit(model, *loaders(x, teacher, 400, 200))
     acc = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "tensors": 0, "scalars": 0})
     acc.Reload()
@@ -188,7 +188,7 @@ def test_reference_runs_follow_the_logger_steps_at_every_cadence(tmp_path, caden
                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                         accumulate_grad_batches=2 if cadence == "accumulate_2" else 1)
     train, _ = loaders(x, teacher, 400, 100)
-    trainer.fit(TinyStudent(), train)  # no validation loop
+    trainer.fit(sgd_tanh_student(), train)  # no validation loop
     student, ref = _run(logger.log_dir), _run(f"{logger.log_dir}/teacher")
     want = [(e.step, e.value) for e in student.Scalars(Q.TEACHER_ACCURACY)]
     assert len(want) >= 2 and [(e.step, e.value) for e in ref.Scalars(Q.COVERED_ACCURACY)] == want

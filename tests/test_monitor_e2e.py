@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.metrics.functional import misfit
 
-from _models import TinyStudent, loaders, tiny_student_class, w2s_data
+from helpers import SGD_TANH, loaders, sgd_tanh_student, tiny_student_class, w2s_data
 
 
 def _trainer(tmp_path, callbacks, logger=None, epochs=3, lightning=None):
@@ -36,7 +36,7 @@ def test_logged_values_equal_recomputation_from_trained_model(tmp_path, lightnin
     L.seed_everything(0)
     x, y, teacher = w2s_data()
     probe = _probe(x, y, teacher)
-    model = lightning.model(tiny_student_class)
+    model = lightning.model(tiny_student_class, **SGD_TANH)
     logger = lightning.loggers.TensorBoardLogger(tmp_path, name="tb")
     trainer = _trainer(tmp_path, [W2SMonitor(probe, batch_size=64)], logger=logger, lightning=lightning)
     trainer.fit(model, *loaders(x, teacher, 400, 200))
@@ -70,7 +70,7 @@ def test_stock_early_stopping_and_csv_logger(tmp_path, lightning):
     stop = lightning.callbacks.EarlyStopping(monitor="w2s/misfit/disagreement", patience=1, mode="min")
     trainer = _trainer(tmp_path, [W2SMonitor(_probe(x, y, teacher)), stop], logger=lightning.loggers.CSVLogger(tmp_path),
                        epochs=30, lightning=lightning)
-    trainer.fit(lightning.model(tiny_student_class, lr=0.5), *loaders(x, teacher, 400, 200))
+    trainer.fit(lightning.model(tiny_student_class, **SGD_TANH, lr=0.5), *loaders(x, teacher, 400, 200))
     assert "w2s/misfit/disagreement" in trainer.callback_metrics
     assert trainer.current_epoch < 30  # the stock callback accepted and acted on the logged value
     text = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text()
@@ -92,7 +92,7 @@ def test_model_checkpoint_keeps_the_best_check(tmp_path, lightning):
     ckpt = lightning.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor=name, mode="min", save_top_k=1)
     trainer = lightning.Trainer(max_epochs=4, accelerator="cpu", logger=False, callbacks=[monitor, Record(), ckpt],
                                 enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    trainer.fit(lightning.model(tiny_student_class, lr=0.5), *loaders(x, teacher, 400, 200))
+    trainer.fit(lightning.model(tiny_student_class, **SGD_TANH, lr=0.5), *loaders(x, teacher, 400, 200))
     assert len(seen) == 4
     assert float(ckpt.best_model_score) == pytest.approx(min(seen))
     assert f"epoch={seen.index(min(seen))}-" in ckpt.best_model_path
@@ -103,7 +103,7 @@ def test_monitor_checks_at_train_epoch_end_without_validation(tmp_path):
     x, y, teacher = w2s_data()
     trainer = _trainer(tmp_path, [W2SMonitor(_probe(x, y, teacher))], logger=CSVLogger(tmp_path), epochs=2)
     train, _ = loaders(x, teacher, 400, 200)
-    trainer.fit(TinyStudent(), train)
+    trainer.fit(sgd_tanh_student(), train)
     assert "w2s/misfit/sq" in trainer.callback_metrics
 
 
@@ -111,7 +111,7 @@ def test_unknown_layer_fails_at_fit_start(tmp_path):
     x, y, teacher = w2s_data(n=700)
     trainer = _trainer(tmp_path, [W2SMonitor(_probe(x, y, teacher, n=50), layer="bodyy")])
     with pytest.raises(ValueError, match=r"`layer`='bodyy'.*did you mean 'body'"):
-        trainer.fit(TinyStudent(), *loaders(x, teacher, 400, 200))
+        trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 200))
     assert trainer.global_step == 0
 
 
@@ -120,7 +120,7 @@ def test_class_count_mismatch_fails_at_fit_start(tmp_path):
     probe = W2SProbe(x[:50], teacher_labels=teacher[:50], num_classes=3)
     trainer = _trainer(tmp_path, [W2SMonitor(probe)])
     with pytest.raises(ValueError, match=r"teacher has 3 classes"):
-        trainer.fit(TinyStudent(k=2), *loaders(x, teacher, 400, 200))
+        trainer.fit(sgd_tanh_student(k=2), *loaders(x, teacher, 400, 200))
     assert trainer.global_step == 0
 
 

@@ -9,7 +9,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lightning_w2s import W2SMonitor, W2SProbe
 
-from _models import TinyStudent, loaders, w2s_data
+from helpers import SGD_TANH, TinyStudent, loaders, sgd_tanh_student, w2s_data
 
 
 def _fit(tmp_path, monitor, model=None, epochs=2, **trainer_kwargs):
@@ -17,7 +17,7 @@ def _fit(tmp_path, monitor, model=None, epochs=2, **trainer_kwargs):
     x, y, teacher = w2s_data(n=700)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=CSVLogger(tmp_path), callbacks=[monitor],
                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, **trainer_kwargs)
-    trainer.fit(model or TinyStudent(), *loaders(x, teacher, 400, 100))
+    trainer.fit(model or sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     return trainer
 
 
@@ -78,7 +78,7 @@ def test_every_n_train_steps_cadence_restores_train_mode(tmp_path):
             return super().training_step(batch, i)
 
     monitor = W2SMonitor(_probe(), every_n_train_steps=3)
-    trainer = _fit(tmp_path, monitor, model=Spy(), epochs=1)  # 7 steps: checks at steps 3 and 6
+    trainer = _fit(tmp_path, monitor, model=Spy(**SGD_TANH), epochs=1)  # 7 steps: checks at steps 3 and 6
     assert monitor.num_checks == 2
     assert all(modes)
     text = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()
@@ -132,7 +132,7 @@ def test_pooling_that_cannot_apply_fails_at_fit_start(tmp_path):
 def test_model_without_linear_needs_a_layer(tmp_path):
     class NoLinear(TinyStudent):
         def __init__(self):
-            super().__init__()
+            super().__init__(**SGD_TANH)
             self.body = torch.nn.Identity()
             self.head = torch.nn.Bilinear(6, 6, 2)
 
@@ -159,7 +159,7 @@ def test_degenerate_representation_is_warned_skipped_and_training_continues(tmp_
     probe = W2SProbe(x[600:], teacher_labels=teacher[600:], gold=y[600:], teacher_features=x[600:, :3])
     monitor = W2SMonitor(probe, neighbours=0)
     with pytest.warns(UserWarning, match=r"non-finite value\(s\).*w2s/representation/gap_fro"):
-        trainer = _fit(tmp_path, monitor, model=DeadFeatures(), epochs=2)
+        trainer = _fit(tmp_path, monitor, model=DeadFeatures(**SGD_TANH), epochs=2)
     assert trainer.current_epoch == 2
     assert "w2s/representation/gap_fro" not in trainer.callback_metrics
     assert "w2s/misfit/sq" in trainer.callback_metrics and trainer.callback_metrics["w2s/skipped"] > 0
@@ -194,7 +194,7 @@ def test_a_value_undefined_at_a_later_check_leaves_callback_metrics(tmp_path):
     x, y, teacher = w2s_data(n=700)
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, callbacks=[monitor, Spy()], enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False)
-    trainer.fit(TinyStudent(), *loaders(x, teacher, 400, 100))
+    trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     assert seen == [True, False, False]  # not a stale number from check 1
 
 

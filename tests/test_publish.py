@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from conftest import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
+from helpers import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
 from lightning_w2s import W2SMonitor
 
 DIS = "w2s/misfit/disagreement"

@@ -29,7 +29,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from torch.utils.data import DataLoader, TensorDataset
 
 from _regression import LeastSquaresHead, regression_task
-from conftest import trainer_kwargs
+from helpers import trainer_kwargs
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import metrics_for_probe
@@ -279,7 +279,7 @@ def test_kill_and_resume_a_regression_fit_gives_the_same_values(tmp_path):
     the start of epoch 2 and resumed from its last checkpoint logs what an uninterrupted fit logs."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from conftest import Crash, CrashAt
+    from helpers import Crash, CrashAt
 
     class SGDHead(LeastSquaresHead):  # plain SGD: nothing but the weights to restore
         def configure_optimizers(self):

@@ -12,7 +12,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from conftest import Crash, CrashAt, TinyStudent, make_task, read_csv_metrics, trainer_kwargs
+from helpers import Crash, CrashAt, TinyStudent, make_task, read_csv_metrics, trainer_kwargs
 from lightning_w2s import W2SMonitor
 from lightning_w2s.callbacks.early_stopping import W2SEarlyStopping, W2SStoppingReason
 

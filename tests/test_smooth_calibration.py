@@ -23,7 +23,7 @@ from lightning_w2s.metrics.bounds import accuracy_band
 from lightning_w2s.metrics.functional import smooth_calibration_error
 from lightning_w2s.metrics.smooth_calibration import label_band, teacher_band
 
-from _models import TinyStudent, loaders, w2s_data
+from helpers import loaders, sgd_tanh_student, w2s_data
 
 
 # ---------------------------------------------------------------------------- reference: the LP over all pairs
@@ -248,7 +248,7 @@ def test_calibration_names_through_a_trainer(tmp_path):
     logger = TensorBoardLogger(tmp_path, name="tb")
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=logger, callbacks=[monitor, values], enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False, deterministic=True)
-    trainer.fit(TinyStudent(), *loaders(x, teacher, 400, 200))
+    trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 200))
 
     acc = EventAccumulator(logger.log_dir)
     acc.Reload()

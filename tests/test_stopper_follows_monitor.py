@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from conftest import Crash, CrashAt, TinyStudent, make_task, trainer_kwargs
+from helpers import Crash, CrashAt, TinyStudent, make_task, trainer_kwargs
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import make_task, trainer_kwargs
+from helpers import make_task, trainer_kwargs
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SStoppingReason
 
 NAMESPACES = ["lightning.pytorch", "pytorch_lightning"]

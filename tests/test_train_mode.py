@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.probe.features import eval_mode
 
-from conftest import trainer_kwargs
+from helpers import trainer_kwargs
 
 
 def _modes(module: nn.Module) -> tuple[bool, ...]:
