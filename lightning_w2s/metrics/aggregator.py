@@ -142,10 +142,11 @@ class W2SMetrics(_LangFamily, nn.Module):
         if self.teacher_features is not None:
             self.representation = RepresentationGap(
                 teacher_dim=self.teacher_features.shape[1], num_classes=k if self.has_gold else None,
-                teacher_reference=self.teacher_features.double().mean(0), **representation.kwargs(),
+                teacher_reference=self.teacher_features.double().mean(0), products=representation.products,
+                **representation.kwargs(),
             )
         elif not train:  # no teacher features: only the student's effective rank (one-sided sums)
-            self.student_rank = EffectiveRank()
+            self.student_rank = EffectiveRank(products=representation.products)
         self.robustness: NeighbourRobustness | None = None
         self.neighbours: torch.Tensor | None = None
         self.history: list[torch.Tensor] = []  # the student's probe predictions at past checks
@@ -280,9 +281,9 @@ class W2SMetrics(_LangFamily, nn.Module):
             self.gold_sq.update(probs_c[known], tp_c[known], on_cov(gold)[known])
         if features is None:  # (update() drops the features when this check leaves the family out)
             return
-        features = features.to(dev).index_select(0, rows).double()
+        features = features.to(dev).index_select(0, rows)  # the states cast to float64 once, after the finiteness check
         if self.representation is not None:
-            self.representation.update(features, self.teacher_features[index].double(), gold)
+            self.representation.update(features, self.teacher_features[index], gold)
         else:
             self.student_rank.update(features)
 
