@@ -28,7 +28,8 @@ block Krylov with an exact fallback, no O(d³) step for ``cka`` and ``effective_
 :mod:`lightning_w2s.metrics._gap_algebra`; the shifted float64 sum states, exact under DDP, in
 :mod:`lightning_w2s.metrics._moments`. The algebra runs with one intra-op thread except for
 single large products (:mod:`lightning_w2s.metrics.threads`: robust when other processes load the
-cores), everything on the states' device, in float64. Numerical faults are never a silent number: non-finite features, fewer than 2
+cores), everything on the states' device, in float64 (``products="float32"`` forms each chunk's
+second-moment products in float32, an option: docs/performance.md). Numerical faults are never a silent number: non-finite features, fewer than 2
 samples, constant features, or a top-``max_components`` subspace that is not unique (tied
 eigenvalues at the cut) give a ``RuntimeWarning`` naming the reason and NaN values.
 """
