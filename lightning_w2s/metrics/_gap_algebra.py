@@ -164,7 +164,10 @@ def _teacher_spectrum(cov: Tensor, mean_sq: float, kw: dict, memo: dict | None) 
     """:func:`spectrum` of the teacher covariance, reused from ``memo`` when ``cov``, its mean term
     and the arguments are exactly those of the previous call (the teacher's features are a constant
     of the probe, so a check that feeds the same rows finds the same sums bit for bit); exact."""
-    if memo is not None and memo.get("kw") == kw and memo.get("mean_sq") == mean_sq and torch.equal(memo["cov"], cov):
+    if (
+        memo is not None and memo.get("kw") == kw and memo.get("mean_sq") == mean_sq
+        and memo["cov"].device == cov.device and memo["cov"].shape == cov.shape and torch.equal(memo["cov"], cov)
+    ):
         return memo["spectrum"]
     found = spectrum(cov, mean_sq, who="teacher", **kw)
     if memo is not None:
