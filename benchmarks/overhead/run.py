@@ -14,7 +14,15 @@ interleaved (the order flips every repeat so drift hits both alike) and medians 
    update + compute + reset, timed around those calls) and the rest. Target: check ≤ bare forward
    + 20 ms. Then the way an outside check sees it: fits with and without the monitor, interleaved,
    ``(median with − median without) / checks``, which also carries the one-off fit-start work
-   (neighbour table, shape check) spread over the checks.
+   (neighbour table, shape check) spread over the checks. Printed with it: where a check's time
+   goes (exclusive wall and CPU ms of every metric state's update/compute/reset, the Lang family,
+   the aggregator's own work, the student's forward passes, the rest of the monitor), the host reads
+   per check, and every logged value's agreement with the previous exact path (the same check with
+   float64 products and the teacher's spectrum recomputed, on the same trained student), with the
+   ``products="float32"`` option's agreement beside it.
+1b. **A bigger head** (section ``big``): an MLP 256→512→512→10 on 40,000 rows, 4 epochs, the
+   same probe sizes: interleaved fits with and without a default monitor, ratio of medians
+   (target ≤ 1.03).
 2. **Busy machine**: the same check in a fresh process *without* ``OMP_WAIT_POLICY`` (users' scripts
    do not set it; the Makefile does), 5 calls alone, then 5 calls beside two busy torch processes
    (``python -c`` loops of 1000×1000 float32 matmuls at default threads) that this benchmark starts
@@ -28,13 +36,14 @@ interleaved (the order flips every repeat so drift hits both alike) and medians 
 
 The fine-tuned MiniLM student is ``benchmarks/overhead/encoder.py`` (run by the same make target).
 
-    python -m benchmarks.overhead.run [--data data] [--sections cheap busy fit] [--repeats 5]
+    python -m benchmarks.overhead.run [--data data] [--sections cheap big busy fit] [--repeats 5]
     python -m benchmarks.overhead.run --busy-child   # (internal) section 2's measured process
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -85,27 +94,80 @@ def bare_forward(pl_module: L.LightningModule, inputs: Sequence[torch.Tensor], b
         return time.perf_counter() - t0
 
 
+REPRESENTATION_PARTS = ("representation", "student_rank")
+HOST_READS = ("item", "tolist", "__float__", "__int__", "__bool__")
+
+
 class _FamilyClock:
-    """Accumulates the wall time spent in the representation family's states (update, compute,
-    reset of ``RepresentationGap`` / ``EffectiveRank``) by wrapping those bound methods."""
+    """Where a check's time goes: wraps the bound ``update`` / ``compute`` / ``reset`` of every
+    metric state of the monitor's aggregators (probe and train probe), the aggregators' own
+    ``_lang_family`` and ``_drop_undefined``, and (with ``monitor``) the student's forward passes,
+    and accumulates each one's **exclusive** wall time (nested wrapped calls are not counted twice)
+    under ``<part> <method>``; the aggregator's remaining time (chunk assembly in ``flush``, the
+    value dictionary in ``compute``) is ``aggregator other``. ``seconds`` / ``cpu_seconds`` stay the
+    representation family's totals (update + compute + reset). Host reads (``item``, ``tolist``,
+    ``float()``, ``int()``, ``bool()`` of a tensor) during a :meth:`counting` block are counted."""
 
-    def __init__(self, metrics: Any) -> None:
+    def __init__(self, metrics: Any, train_metrics: Any = None, monitor: Any = None) -> None:
         self.seconds = self.cpu_seconds = 0.0
-        for metric in (getattr(metrics, "representation", None), getattr(metrics, "student_rank", None)):
-            if metric is not None:
-                for name in ("update", "compute", "reset"):
-                    setattr(metric, name, self._wrap(getattr(metric, name)))
+        self.parts: dict[str, float] = {}  # exclusive wall seconds
+        self.cpu_parts: dict[str, float] = {}  # exclusive CPU seconds of this process
+        self.host_reads = 0
+        self._stack: list[tuple[float, float]] = []
+        for prefix, agg in (("", metrics), ("train ", train_metrics)):
+            if agg is None:
+                continue
+            for name, metric in agg.named_children():
+                for method in ("update", "compute", "reset"):
+                    key = "representation" if name in REPRESENTATION_PARTS else f"{prefix}{name}"
+                    setattr(metric, method, self._wrap(getattr(metric, method), f"{key} {method}", name in REPRESENTATION_PARTS))
+            for method, label in (("flush", "aggregator other"), ("compute", "aggregator other"), ("reset", "aggregator other"),
+                                  ("_lang_family", "lang family"), ("_drop_undefined", "aggregator other")):
+                if hasattr(agg, method):
+                    object.__setattr__(agg, method, self._wrap(getattr(agg, method), label))  # both probes together
+        if monitor is not None:
+            monitor._forward = self._wrap(monitor._forward, "student forward (probe pass)")
 
-    def _wrap(self, fn):
+    def _wrap(self, fn, label: str, family: bool = False):
         def timed(*args: Any, **kwargs: Any):
             c0, t0 = time.process_time(), time.perf_counter()
+            self._stack.append((0.0, 0.0))
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - t0
-                self.cpu_seconds += time.process_time() - c0
+                total, cpu = time.perf_counter() - t0, time.process_time() - c0
+                nested, nested_cpu = self._stack.pop()
+                self.parts[label] = self.parts.get(label, 0.0) + total - nested
+                self.cpu_parts[label] = self.cpu_parts.get(label, 0.0) + cpu - nested_cpu
+                if self._stack:
+                    self._stack[-1] = (self._stack[-1][0] + total, self._stack[-1][1] + cpu)
+                if family:
+                    self.seconds += total
+                    self.cpu_seconds += cpu
 
         return timed
+
+    def snapshot(self) -> dict[str, float]:
+        return {**self.parts, **{f"cpu:{k}": v for k, v in self.cpu_parts.items()}}
+
+    @contextlib.contextmanager
+    def counting(self):
+        """Count the host reads of tensors inside the block."""
+        saved = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+
+        def counted(fn):
+            def read(*args: Any, **kwargs: Any):
+                self.host_reads += 1
+                return fn(*args, **kwargs)
+            return read
+
+        for name, fn in saved.items():
+            setattr(torch.Tensor, name, counted(fn))
+        try:
+            yield
+        finally:
+            for name, fn in saved.items():
+                setattr(torch.Tensor, name, fn)
 
 
 class ComparedMonitor(W2SMonitor):
@@ -121,7 +183,9 @@ class ComparedMonitor(W2SMonitor):
         self.repr_s: list[float] = []
         self.check_cpu_s: list[float] = []
         self.repr_cpu_s: list[float] = []
-        self.clock = _FamilyClock(self.metrics)
+        self.clock = _FamilyClock(self.metrics, self.train_metrics, self)
+        self.parts: list[dict[str, float]] = []  # per check: exclusive seconds by part
+        self.host_reads: list[int] = []
         self.hook_seconds = 0.0
 
     def bare(self, pl_module) -> float:
@@ -135,12 +199,22 @@ class ComparedMonitor(W2SMonitor):
         if bare_first:
             self.bare_s.append(self.bare(pl_module))
         before, before_cpu = self.clock.seconds, self.clock.cpu_seconds
+        parts, reads = self.clock.snapshot(), self.clock.host_reads
         _sync(self.sync_device)
         c0, t0 = time.process_time(), time.perf_counter()
-        super().on_validation_epoch_end(trainer, pl_module)
+        with self.clock.counting():
+            super().on_validation_epoch_end(trainer, pl_module)
         _sync(self.sync_device)
         self.check_s.append(time.perf_counter() - t0)
         self.check_cpu_s.append(time.process_time() - c0)
+        now = self.clock.snapshot()
+        part = {k: v - parts.get(k, 0.0) for k, v in now.items()}
+        wall = sum(v for k, v in part.items() if not k.startswith("cpu:"))
+        cpu = sum(v for k, v in part.items() if k.startswith("cpu:"))
+        other = "monitor other (publish, logging, hooks)"
+        part[other], part["cpu:" + other] = self.check_s[-1] - wall, self.check_cpu_s[-1] - cpu
+        self.parts.append(part)
+        self.host_reads.append(self.clock.host_reads - reads)
         self.repr_s.append(self.clock.seconds - before)
         self.repr_cpu_s.append(self.clock.cpu_seconds - before_cpu)
         if not bare_first:
@@ -200,6 +274,9 @@ def cheap_section(epochs: int, repeats: int, accelerator: str = "cpu") -> dict[s
     warm = 1
     check, bare, rep, cpu = mon.check_s[warm:], mon.bare_s[warm:], mon.repr_s[warm:], mon.check_cpu_s[warm:]
     rep_cpu = mon.repr_cpu_s[warm:]
+    parts = mon.parts[warm:]
+    breakdown = {k: [p.get(k, 0.0) for p in parts] for k in sorted({k for p in parts for k in p})}
+    agreement = exact_agreement(data)
     extra = [c - b for c, b in zip(check, bare)]
     rest = [c - r - b for c, r, b in zip(check, rep, bare)]
     # (a') the same with the representation family every 5th check (amortised: mean over checks)
@@ -215,7 +292,45 @@ def cheap_section(epochs: int, repeats: int, accelerator: str = "cpu") -> dict[s
             fits[arm].append(cheap_fit(data, monitor, epochs, seed=r, accelerator=accelerator))
     per_check = (statistics.median(fits["with"]) - statistics.median(fits["without"])) / epochs
     return {"check": check, "bare": bare, "repr": rep, "cpu": cpu, "repr_cpu": rep_cpu, "extra": extra, "rest": rest, "fits": fits,
-            "per_check_by_fits": per_check, "thin_extra": thin_extra, "names": len(mon.last_values), "skipped": mon.num_skipped, "epochs": epochs}
+            "per_check_by_fits": per_check, "thin_extra": thin_extra, "names": len(mon.last_values), "skipped": mon.num_skipped, "epochs": epochs,
+            "breakdown": breakdown, "host_reads": mon.host_reads[warm:], "agreement": agreement}
+
+
+def exact_agreement(data: dict) -> dict[str, Any]:
+    """Every value of the default check against the previous exact path, on the same trained
+    student: the same check with float64 products and the teacher's spectrum recomputed (``exact``);
+    and the ``products="float32"`` option against it. Largest relative difference over the logged
+    values (counters left out), where it occurs, and per representation value."""
+    monitor = W2SMonitor(data["probe"], train_probe=data["train_probe"])
+    seen: dict[str, dict[str, float]] = {}
+
+    def states():
+        return [m for agg in (monitor.metrics, monitor.train_metrics) if agg is not None
+                for m in (agg.representation, agg.student_rank) if m is not None]
+
+    class Arms(Callback):
+        def on_train_end(self, trainer, pl_module) -> None:
+            for arm, products, fresh in (("default", None, False), ("float32", "float32", True), ("exact", "float64", True)):
+                for m in states():
+                    if products is not None:
+                        m.products = products
+                    if fresh and hasattr(m, "_spectra"):
+                        m._spectra = {}  # the teacher's spectrum recomputed
+                monitor._run_check(trainer, pl_module, on_step=False)
+                seen[arm] = {k: float(v) for k, v in monitor.last_values.items()}
+
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, callbacks=[monitor, Arms()], enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0)
+    trainer.fit(cheap_module(), DataLoader(data["train"], batch_size=256), DataLoader(data["val"], batch_size=512))
+    exact = seen["exact"]
+    out = {}
+    for arm in ("default", "float32"):
+        rel = {k: abs(seen[arm][k] - v) / max(abs(v), 1e-300) for k, v in exact.items()
+               if k in seen[arm] and v == v and k not in ("w2s/check", "w2s/skipped")}  # counters left out
+        worst = max(rel, key=rel.get)
+        out[arm] = {"max_rel": rel[worst], "worst": worst, "n": len(rel), "identical": sum(1 for r in rel.values() if r == 0.0),
+                    "by_name": {k: r for k, r in rel.items() if "/representation/" in k}}
+    return out
 
 
 def print_cheap(res: dict[str, Any], rows: list[list[str]], dev: str) -> None:
@@ -231,6 +346,17 @@ def print_cheap(res: dict[str, Any], rows: list[list[str]], dev: str) -> None:
     print(f"    fits of {res['epochs']} epochs, {len(fw)} interleaved pairs: with {spread(fw, 1, '{:.2f}')} s, "
           f"without {spread(fo, 1, '{:.2f}')} s -> {1e3 * res['per_check_by_fits']:.1f} ms a check "
           f"(includes the fit-start work spread over the checks)")
+    print("    where a check's time goes (exclusive ms per check, median [min–max]: wall, and CPU time of this process, "
+          "which a loaded machine inflates less):")
+    wall = {k: v for k, v in res["breakdown"].items() if not k.startswith("cpu:")}
+    for key, xs in sorted(wall.items(), key=lambda kv: -statistics.median(res["breakdown"].get("cpu:" + kv[0], kv[1]))):
+        print(f"        {key:45s} wall {spread(xs):22s} CPU {spread(res['breakdown'].get('cpu:' + key, [0.0]))}")
+    print(f"    host reads (item/tolist/float/int/bool of a tensor) per check: {spread([float(r) for r in res['host_reads']], 1, '{:.0f}')}")
+    for arm, label in (("default", "the default check"), ("float32", 'products="float32" (option)')):
+        ag = res["agreement"][arm]
+        print(f"    agreement with the previous exact path (float64 products, teacher spectrum recomputed), same student, {label}: "
+              f"{ag['n']} values, {ag['identical']} identical, largest relative difference {ag['max_rel']:.1e} ({ag['worst']}); "
+              + ", ".join(f"{k.rsplit('/', 1)[-1]} {v:.1e}" for k, v in sorted(ag["by_name"].items())))
     print(f"    with representation_every_n_checks={THIN}: check − bare forward {spread(res['thin_extra'])} "
           f"(mean {1e3 * statistics.mean(res['thin_extra']):.1f})")
     extra = med(res["extra"])
@@ -246,6 +372,62 @@ def print_cheap(res: dict[str, Any], rows: list[list[str]], dev: str) -> None:
     thin = 1e3 * statistics.mean(res["thin_extra"])
     rows.append([dev, "same", f"check − bare forward, representation_every_n_checks={THIN} (mean)", f"{thin:.1f} ms",
                  f"{thin:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(thin <= CHEAP_TARGET_MS)])
+
+
+# ------------------------------------------------------------------------------------------------
+# 1b. a bigger head on the same probe: the whole fit's ratio
+# ------------------------------------------------------------------------------------------------
+BIG_HIDDEN, BIG_K, BIG_TRAIN, BIG_EPOCHS = 512, 10, 40_000, 4
+
+
+def big_task(seed: int = 0) -> dict[str, Any]:
+    """The cheap task's probe sizes (2,048 with gold and 64-d teacher features, train probe 1,000)
+    with 10 classes (gold = argmax of a random linear map, the teacher relabels 20% at random) and
+    40,000 training rows."""
+    g = torch.Generator().manual_seed(seed)
+    n = N_PROBE + N_TRAIN_PROBE + BIG_TRAIN
+    x = torch.randn(n, D_IN, generator=g)
+    gold = (x @ torch.randn(D_IN, BIG_K, generator=g)).argmax(1)
+    teacher = torch.where(torch.rand(n, generator=g) < 0.2, torch.randint(0, BIG_K, (n,), generator=g), gold)
+    feats = x[:, :D_TEACHER] + 0.5 * torch.randn(n, D_TEACHER, generator=g)
+    p, tp, tr = slice(0, N_PROBE), slice(N_PROBE, N_PROBE + N_TRAIN_PROBE), slice(N_PROBE + N_TRAIN_PROBE, n)
+    return {
+        "probe": W2SProbe(x[p], teacher_labels=teacher[p], gold=gold[p], teacher_features=feats[p]),
+        "train_probe": W2SProbe(x[tp], teacher_labels=teacher[tp]),
+        "train": TensorDataset(x[tr], teacher[tr]),
+        "val": TensorDataset(x[:512], teacher[:512]),
+    }
+
+
+def big_section(repeats: int) -> dict[str, Any]:
+    """Interleaved fits (MLP 256→512→512→10, 4 epochs of 40,000 rows) with and without a default
+    monitor (4 checks a fit); ratio of the medians and the paired ratios."""
+    data = big_task()
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    for r in range(repeats):
+        for arm in (("without", "with") if r % 2 == 0 else ("with", "without")):
+            L.seed_everything(r, verbose=False)
+            module = StudentModule(nn.Sequential(nn.Linear(D_IN, BIG_HIDDEN), nn.ReLU(), nn.Linear(BIG_HIDDEN, BIG_HIDDEN), nn.ReLU(),
+                                                 nn.Linear(BIG_HIDDEN, BIG_K)), BIG_K)
+            monitor = [W2SMonitor(data["probe"], train_probe=data["train_probe"])] if arm == "with" else []
+            trainer = L.Trainer(max_epochs=BIG_EPOCHS, accelerator="cpu", devices=1, logger=False, callbacks=monitor,
+                                enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0)
+            train = DataLoader(data["train"], batch_size=256, shuffle=True, generator=torch.Generator().manual_seed(r))
+            t0 = time.perf_counter()
+            trainer.fit(module, train, DataLoader(data["val"], batch_size=512))
+            times[arm].append(time.perf_counter() - t0)
+    ratio = statistics.median(times["with"]) / statistics.median(times["without"])
+    return {"times": times, "ratio": ratio, "pairs": [w / o for w, o in zip(times["with"], times["without"])]}
+
+
+def print_big(res: dict[str, Any], rows: list[list[str]]) -> None:
+    t = res["times"]
+    print(f"[cpu] bigger head (MLP {D_IN}-{BIG_HIDDEN}-{BIG_HIDDEN}-{BIG_K}, {BIG_TRAIN} rows, {BIG_EPOCHS} epochs = checks, the cheap task's "
+          f"probe sizes): fit seconds with {spread(t['with'], 1, '{:.2f}')}, without {spread(t['without'], 1, '{:.2f}')}; "
+          f"paired ratios {['%.3f' % r for r in res['pairs']]}", flush=True)
+    rows.append(["cpu", "bigger MLP head, synthetic", f"fit time with/without monitor ({BIG_EPOCHS} epochs, {len(t['with'])} pairs)",
+                 f"{statistics.median(t['with']):.2f} s / {statistics.median(t['without']):.2f} s", f"{res['ratio']:.3f}",
+                 f"<= {FIT_TARGET}", verdict(res["ratio"] <= FIT_TARGET)])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -408,7 +590,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--sections", nargs="*", default=["cheap", "busy", "fit"], choices=["cheap", "busy", "fit"])
+    parser.add_argument("--sections", nargs="*", default=["cheap", "big", "busy", "fit"], choices=["cheap", "big", "busy", "fit"])
     parser.add_argument("--tasks", nargs="*", default=["movie_vader", "fashion_scratch"], choices=list(TASKS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=8, help="epochs per real-task fit (default 8)")
@@ -429,6 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for accel, dev in devices:
         if "cheap" in args.sections:
             print_cheap(cheap_section(args.cheap_epochs, args.repeats, accel), rows, dev)  # torch's default threads
+        if "big" in args.sections and dev == "cpu":
+            print_big(big_section(args.repeats), rows)
         if "busy" in args.sections and dev == "cpu":
             print_busy(busy_section(), rows)
         if "fit" in args.sections:

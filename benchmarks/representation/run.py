@@ -50,7 +50,8 @@ import torch  # noqa: E402
 from scipy.sparse.linalg import svds  # noqa: E402
 
 from benchmarks.shared.report import spread, verdict  # noqa: E402
-from lightning_w2s.metrics import _gap_algebra, _threads  # noqa: E402
+from lightning_w2s.metrics import _gap_algebra  # noqa: E402
+from lightning_w2s.metrics import threads as algebra_threads  # noqa: E402
 from lightning_w2s.metrics.functional import representation_gap  # noqa: E402
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, RepresentationGap  # noqa: E402
 
@@ -268,7 +269,7 @@ def exact_values(m: RepresentationGap, max_components: int | None) -> tuple[dict
     old = _gap_algebra._DENSE_OP_MAX
     _gap_algebra._DENSE_OP_MAX = 10**9
     try:
-        with _threads.limited_threads():
+        with algebra_threads.limited_threads():
             t0 = time.perf_counter()
             out, reason = _gap_algebra.evaluate([m._group("")], m.reg, max_components, m.reg_relative_to, exact=True)
             seconds = time.perf_counter() - t0
@@ -355,11 +356,11 @@ def load_section() -> dict:
 
     def unscoped(fn):  # the same call without the metric's thread scope (ALGEBRA_THREADS = all)
         def run():
-            old, _threads.ALGEBRA_THREADS = _threads.ALGEBRA_THREADS, torch.get_num_threads()
+            old, algebra_threads.ALGEBRA_THREADS = algebra_threads.ALGEBRA_THREADS, torch.get_num_threads()
             try:
                 fn()
             finally:
-                _threads.ALGEBRA_THREADS = old
+                algebra_threads.ALGEBRA_THREADS = old
         return run
 
     cases = [

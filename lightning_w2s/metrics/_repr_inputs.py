@@ -81,7 +81,18 @@ def label_matrix(labels: Any, n: int, num_classes: int | None, label_dim: int | 
     return y, torch.isfinite(y).all(dim=1)
 
 
+def all_finite(*tensors: Tensor) -> bool:
+    """``True`` when every entry of every tensor is finite, read from float64 column sums (a NaN or
+    an Inf anywhere makes its column's sum non-finite, so a finite sum proves the column finite):
+    one pass over the input in its own dtype and one host read, instead of an element-wise mask.
+    A ``False`` may also come from finite float64 values whose sum overflows; callers then find the
+    rows with :func:`finite_rows`, which decides exactly."""
+    sums = [t.sum(0, dtype=torch.float64) for t in tensors if t.numel()]
+    return not sums or bool(torch.isfinite(torch.cat(sums)).all())
+
+
 def finite_rows(*tensors: Tensor) -> Tensor:
+    """``(n,)`` mask of the rows finite in every tensor."""
     ok = torch.ones(tensors[0].shape[0], dtype=torch.bool, device=tensors[0].device)
     for t in tensors:
         ok &= torch.isfinite(t).all(dim=1)

@@ -28,7 +28,8 @@ block Krylov with an exact fallback, no O(d³) step for ``cka`` and ``effective_
 :mod:`lightning_w2s.metrics._gap_algebra`; the shifted float64 sum states, exact under DDP, in
 :mod:`lightning_w2s.metrics._moments`. The algebra runs with one intra-op thread except for
 single large products (:mod:`lightning_w2s.metrics.threads`: robust when other processes load the
-cores), everything on the states' device, in float64. Numerical faults are never a silent number: non-finite features, fewer than 2
+cores), everything on the states' device, in float64 (``products="float32"`` forms each chunk's
+second-moment products in float32, an option: docs/performance.md). Numerical faults are never a silent number: non-finite features, fewer than 2
 samples, constant features, or a top-``max_components`` subspace that is not unique (tied
 eigenvalues at the cut) give a ``RuntimeWarning`` naming the reason and NaN values.
 """
@@ -42,10 +43,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_w2s.validation import as_tensor, check_scalar, describe
+from lightning_w2s.validation import as_tensor, check_choice, check_scalar, describe
 from lightning_w2s.metrics._gap_algebra import REPRESENTATION_KEYS, effective_rank_of, evaluate
-from lightning_w2s.metrics._moments import Layout, ShiftedSumsMetric, Sums, accumulate_
-from lightning_w2s.metrics._repr_inputs import check_args, feature_matrix, finite_rows, label_matrix, pair
+from lightning_w2s.metrics._moments import PRODUCTS, Layout, ShiftedSumsMetric, Sums, accumulate_
+from lightning_w2s.metrics._repr_inputs import all_finite, check_args, feature_matrix, finite_rows, label_matrix, pair
 from lightning_w2s.metrics.threads import limited_threads
 
 _PAIRS = ((0, 0), (1, 1), (0, 1))  # second moments kept: student, teacher, student × teacher
@@ -55,7 +56,10 @@ _PAIRS = ((0, 0), (1, 1), (0, 1))  # second moments kept: student, teacher, stud
 class GapConstruction:
     """A named configuration of the representation gap (the arguments of :func:`representation_gap`).
 
-    ``score`` names the key used to rank teachers (lower = better expected W2S).
+    ``score`` names the key used to rank teachers (lower = better expected W2S). ``products`` is
+    the dtype of the streaming metric's per-chunk second-moment products (``"float64"`` or
+    ``"float32"``, :class:`RepresentationGap`); it is not a kwarg of the functional, which
+    works in float64.
 
     >>> GapConstruction(max_components=8).kwargs()
     {'reg': 0.1, 'max_components': 8, 'reg_relative_to': 'n'}
@@ -65,6 +69,7 @@ class GapConstruction:
     max_components: int | None = None
     reg_relative_to: str = "n"
     score: str = "fro"
+    products: str = "float64"
 
     def kwargs(self) -> dict[str, Any]:
         return {"reg": self.reg, "max_components": self.max_components, "reg_relative_to": self.reg_relative_to}
@@ -72,7 +77,8 @@ class GapConstruction:
 
 #: The construction used by the monitor's and :func:`lightning_w2s.rank_teachers`' defaults:
 #: ``fro`` after truncating both representations to their top 32 principal components, ``reg=0.1``
-#: with ``λ = reg·tr(K)/n``. Chosen from docs/theory.md §2.4's measurement (one real text task, 11 teachers:
+#: with ``λ = reg·tr(K)/n``; float64 products (``GapConstruction(products="float32")`` is the
+#: cheaper option, docs/performance.md). Chosen from docs/theory.md §2.4's measurement (one real text task, 11 teachers:
 #: Spearman ρ between label-free ``fro`` and the students' gold error 0.21 full-rank, 0.62–0.67
 #: with both representations truncated to their top 8–32 PCs); ``make bench-validity`` re-measures it.
 DEFAULT_CONSTRUCTION = GapConstruction(reg=0.1, max_components=32, reg_relative_to="n", score="fro")
@@ -141,8 +147,8 @@ def representation_gap(
         y, known = label_matrix(labels, s.shape[0], num_classes, None)
         y, known = y.to(s.device), known.to(s.device)
     keys = list(REPRESENTATION_KEYS) + (["pred_gap"] if y is not None else [])
-    finite = finite_rows(s, w)
-    if not finite.all():
+    finite = None if all_finite(s, w) else finite_rows(s, w)
+    if finite is not None and not finite.all():
         _warn(f"{int((~finite).sum())} of {s.shape[0]} rows of the features are not finite (NaN/Inf)")
         return {k: torch.tensor(float("nan"), dtype=torch.float64, device=s.device) for k in keys}
     kw = {"reg": float(reg), "max_components": max_components, "rel": reg_relative_to}
@@ -212,6 +218,13 @@ class RepresentationGap(ShiftedSumsMetric):
         num_classes: gold labels are integer class indices (``-1`` = unknown) of this many classes.
         label_dim: gold labels are real values with this many columns (``NaN`` = unknown).
         student_reference, teacher_reference: optional shifts (e.g. a known mean of the features).
+        products: ``"float64"`` (default) or ``"float32"``: the dtype of each chunk's second-moment
+            products, added to the float64 states (:func:`~lightning_w2s.metrics._moments.accumulate_`);
+            docs/performance.md gives its cost and its agreement with float64.
+
+    The teacher's kept eigenpairs are reused from the previous ``compute()`` when the teacher
+    covariance is bitwise the same (the same probe rows fed again: a constant of the probe), so a
+    check decomposes only the student's; any difference in the sums recomputes them.
 
     ``update(student_features, teacher_features, labels=None)``: rows with a NaN/Inf feature are
     counted and skipped, and then ``compute()`` warns and returns NaN (never a partial value).
@@ -248,9 +261,11 @@ class RepresentationGap(ShiftedSumsMetric):
         label_dim: int | None = None,
         student_reference: Tensor | None = None,
         teacher_reference: Tensor | None = None,
+        products: str = "float64",
         **kwargs: Any,
     ) -> None:
         check_args(reg, max_components, reg_relative_to)
+        check_choice("products", products, tuple(PRODUCTS))
         for name, value in (("student_dim", student_dim), ("teacher_dim", teacher_dim), ("num_classes", num_classes), ("label_dim", label_dim)):
             check_scalar(name, value, int, min_val=1, allow_none=True)
         if num_classes is not None and label_dim is not None:
@@ -263,6 +278,8 @@ class RepresentationGap(ShiftedSumsMetric):
         self.reg, self.max_components, self.reg_relative_to = float(reg), max_components, reg_relative_to
         self.num_classes, self.label_dim = num_classes, label_dim
         self.label_columns = num_classes or label_dim
+        self.products = products
+        self._spectra: dict[str, Any] = {}  # per evaluate() call site: the teacher spectrum it last found
         self._declared = (student_dim, teacher_dim)
         self.add_state("n_nonfinite", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         if student_dim is not None and teacher_dim is not None:
@@ -292,8 +309,8 @@ class RepresentationGap(ShiftedSumsMetric):
                 raise ValueError("`labels` were given but the metric was built without `num_classes` or `label_dim`")
             y, known = label_matrix(labels, s.shape[0], self.num_classes, self.label_dim)
             y, known = y.to(s.device), known.to(s.device)
-        finite = finite_rows(s, w)
-        if not bool(finite.all()):
+        finite = None if all_finite(s, w) else finite_rows(s, w)
+        if finite is not None and not bool(finite.all()):
             self.n_nonfinite += (~finite).sum()
             s, w = s[finite], w[finite]
             y, known = (y[finite], known[finite]) if y is not None else (None, None)
@@ -302,13 +319,14 @@ class RepresentationGap(ShiftedSumsMetric):
         # the products run with the thread count of the caller's scope (one thread inside the aggregator, _threads)
         xs, xw = self._shifted([s, w])  # one float64 copy each
         # each row goes to exactly one group: gold rows with their labels, the others without
+        p = self.products
         if y is None or not bool(known.any()):
-            accumulate_(self._group(""), [xs, xw])
+            accumulate_(self._group(""), [xs, xw], products=p)
         elif bool(known.all()):
-            accumulate_(self._group("gold_"), [xs, xw], y)
+            accumulate_(self._group("gold_"), [xs, xw], y, products=p)
         else:
-            accumulate_(self._group(""), [xs[~known], xw[~known]])
-            accumulate_(self._group("gold_"), [xs[known], xw[known]], y[known])
+            accumulate_(self._group(""), [xs[~known], xw[~known]], products=p)
+            accumulate_(self._group("gold_"), [xs[known], xw[known]], y[known], products=p)
 
     def compute(self) -> dict[str, Tensor]:
         keys = list(REPRESENTATION_KEYS) + ["effective_rank"] + (["pred_gap"] if self.label_columns else [])
@@ -323,11 +341,11 @@ class RepresentationGap(ShiftedSumsMetric):
         parts = [self._group("")] + ([self._group("gold_")] if self.label_columns else [])
         all_gold = bool(self.label_columns) and float(parts[0].n) == 0
         with limited_threads():
-            out, reason = evaluate(parts[1:] if all_gold else parts, **kw)  # one pass gives pred_gap too
+            out, reason = evaluate(parts[1:] if all_gold else parts, **kw, teacher=self._spectra.setdefault("all", {}))  # + pred_gap
             if reason:
                 _warn(reason)
             if self.label_columns and not all_gold:
-                gold, greason = evaluate(parts[1:], **kw, gap=False)
+                gold, greason = evaluate(parts[1:], **kw, gap=False, teacher=self._spectra.setdefault("gold", {}))
                 if greason:
                     _warn(f"pred_gap on the {float(parts[1].n):g} labelled rows: {greason}")
                 out["pred_gap"] = gold["pred_gap"]
@@ -357,8 +375,10 @@ class EffectiveRank(ShiftedSumsMetric):
     is_differentiable = False
     _shift_names = ("shift",)
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, products: str = "float64", **kwargs: Any) -> None:
+        check_choice("products", products, tuple(PRODUCTS))
         super().__init__([None], **kwargs)
+        self.products = products
         self.add_state("n_nonfinite", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, features: Tensor) -> None:
@@ -367,10 +387,15 @@ class EffectiveRank(ShiftedSumsMetric):
             self._init_sum_states(self.n_nonfinite.device, {"": Layout((x.shape[1],), ((0, 0),))})
         elif x.shape[1] != self._dims[0]:
             raise ValueError(f"`features` must have {self._dims[0]} columns (fixed by the first update), got {describe(x)}")
-        finite = torch.isfinite(x).all(dim=1)
+        if x.shape[0] == 0:
+            return
+        if all_finite(x):
+            accumulate_(self._group(""), self._shifted([x]), products=self.products)
+            return
+        finite = finite_rows(x)
         self.n_nonfinite += (~finite).sum()
         if bool(finite.any()):
-            accumulate_(self._group(""), self._shifted([x[finite]]))
+            accumulate_(self._group(""), self._shifted([x[finite]]), products=self.products)
 
     def compute(self) -> Tensor:
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.n_nonfinite.device)

@@ -55,11 +55,12 @@ class RepresentationFamily(Family):
             self.gap = RepresentationGap(
                 teacher_dim=teacher_features.shape[1],
                 teacher_reference=teacher_features.double().mean(0),
+                products=construction.products,
                 **labels,
                 **construction.kwargs(),
             )
         else:
-            self.student_rank = EffectiveRank()
+            self.student_rank = EffectiveRank(products=construction.products)
 
     def provides(self) -> set[str]:
         return {Q.Need.TEACHER_FEATURES} if self.gap is not None else set()

@@ -6,8 +6,8 @@ thread steals the core its partner needs: we measured a 0.1 s d×d computation a
 Setting ``OMP_WAIT_POLICY=PASSIVE`` before torch loads fixes it, but users' scripts do not set it.
 With one intra-op thread there is no team to wait for, so nothing collapses; what is left is the
 share of the cores the busy neighbours leave (``benchmarks/representation/run.py`` prints the
-comparison: in its last run 5.5× for ``representation_gap`` at n = 4096, d = 384, and 3.4× for
-``compute()`` at d = 4096). One thread is also what the d×d algebra gets on a loaded 2-core host.
+comparison: in its last run, on a host already loaded by other jobs, 2.5× for ``representation_gap``
+at n = 4096, d = 384, and 2.2× for ``compute()`` at d = 4096; docs/performance.md). One thread is also what the d×d algebra gets on a loaded 2-core host.
 
 The collapse comes from many short parallel regions (small products, QR, ``eigh``, element-wise
 ops), each ending in a barrier. One large matrix product is a few long regions, and the scheduler
@@ -24,7 +24,8 @@ open (Lightning's training loop runs on one thread). CUDA kernels are not affect
 The monitor runs a whole check inside :func:`threads` ``(1)`` and gives the student's forward passes
 the process's own count back; the aggregator's feeding and ``compute()`` are
 :func:`single_threaded`. ``benchmarks/overhead/run.py`` (busy section) prints the monitor's own work of
-a cheap-student check alone and beside two busy processes: 41 and 169 ms (4.1×) in its last run.
+a cheap-student check alone and beside two busy processes: 88 and 345 ms (3.9×) in its last run,
+on a host already loaded by other jobs (docs/performance.md).
 """
 
 from __future__ import annotations
