@@ -39,8 +39,8 @@ test: install
 
 # ruff (lint and format) over the project's code, mypy over the package
 lint: install
-	$(PY) -m ruff check lightning_w2s tests benchmarks examples
-	$(PY) -m ruff format --check lightning_w2s tests benchmarks examples
+	$(PY) -m ruff check lightning_w2s tests benchmarks examples docs
+	$(PY) -m ruff format --check lightning_w2s tests benchmarks examples docs
 	$(PY) -m mypy
 
 # Benchmark data (DATA.md), all from package registries, cached under data/ (gitignored). The

@@ -46,8 +46,9 @@ from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402
 from benchmarks.shared import sources as demo_data  # noqa: E402
+from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402
+
 
 class _OnlyW2S(logging.Filter):
     """Lightning's GPU/TPU/tip banners off; the monitor's and the stopper's console messages (which go
@@ -81,13 +82,18 @@ HEADLINE = (
 class Student(L.LightningModule):
     """An MLP head (384 -> 256 -> 2) on frozen sentence embeddings; cross-entropy on given labels."""
 
-    def __init__(self, in_dim: int = 384, hidden: int = 256, num_classes: int = 2, dropout: float = 0.2,
-                 lr: float = 3e-4, weight_decay: float = 1e-2) -> None:
+    def __init__(
+        self,
+        in_dim: int = 384,
+        hidden: int = 256,
+        num_classes: int = 2,
+        dropout: float = 0.2,
+        lr: float = 3e-4,
+        weight_decay: float = 1e-2,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
-        )
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -128,8 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-epochs", type=int, default=10, help="epochs for the gold-trained ceiling")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--all-metrics", action="store_true", help="print every w2s/ metric, not only the headline ones")
-    parser.add_argument("--abstain", choices=("drop", "coin"), default="drop",
-                        help="train on covered sentences only (drop) or give abstentions a coin-flip label (coin)")
+    parser.add_argument(
+        "--abstain",
+        choices=("drop", "coin"),
+        default="drop",
+        help="train on covered sentences only (drop) or give abstentions a coin-flip label (coin)",
+    )
     args = parser.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -166,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         ceiling, loader(train["x"], train["gold"], shuffle=True)
     )
     ceiling_score = gold_accuracy(ceiling, test["x"], test["gold"])
-    print(f"ceiling (gold labels, {args.ceiling_epochs} epochs): test accuracy {ceiling_score:.3f}  [{time.perf_counter() - t0:.1f}s]", flush=True)
+    print(
+        f"ceiling (gold labels, {args.ceiling_epochs} epochs): test accuracy {ceiling_score:.3f}  [{time.perf_counter() - t0:.1f}s]",
+        flush=True,
+    )
 
     # ---------------------------------------------------------------- weak-to-strong student + monitor
     if args.abstain == "drop":  # the rule's labels where it speaks; val loss on covered val points too
@@ -174,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         val_x, val_y = val["x"][val["covered"]], val["y"][val["covered"]]
     else:  # coin flips where the rule abstains (already drawn with the seed in the task)
         train_x, train_y, val_x, val_y = train["x"], train["y"], val["x"], val["y"]
-    print(f"student trains on {len(train_y)} teacher-labelled sentences (--abstain {args.abstain}), "
-          f"validates on {len(val_y)}", flush=True)
+    print(
+        f"student trains on {len(train_y)} teacher-labelled sentences (--abstain {args.abstain}), validates on {len(val_y)}",
+        flush=True,
+    )
     probe = W2SProbe(
         torch.from_numpy(probe_d["x"]),
         teacher_labels=torch.from_numpy(probe_d["teacher_labels"]),

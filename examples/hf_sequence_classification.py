@@ -29,8 +29,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -158,9 +159,12 @@ def main(
         return DataLoader(TensorDataset(enc["input_ids"], enc["attention_mask"], labels), batch_size=batch_size, shuffle=shuffle)
 
     # 1. a tokenised dict probe: teacher labels (-1 = abstains) and gold
-    probe = W2SProbe(tokenize(tokenizer, [texts[i] for i in probe_idx], max_length),
-                     teacher_labels=torch.as_tensor(teacher[probe_idx]), gold=torch.as_tensor(gold[probe_idx]),
-                     num_classes=2)
+    probe = W2SProbe(
+        tokenize(tokenizer, [texts[i] for i in probe_idx], max_length),
+        teacher_labels=torch.as_tensor(teacher[probe_idx]),
+        gold=torch.as_tensor(gold[probe_idx]),
+        num_classes=2,
+    )
     # 2. + 5. the student: forward returns a SequenceClassifierOutput; a forward(batch) needs forward_fn=
     student = (BatchForwardStudent if forward_fn else HFStudent)(model)
     call = (lambda module, batch: module(batch).logits) if forward_fn else None
@@ -168,16 +172,26 @@ def main(
     monitor = W2SMonitor(probe, layer=last_encoder_layer(model), pooling="mean", forward_fn=call, batch_size=64)
     stopper = W2SEarlyStopping()
     logger = TensorBoardLogger(logdir, name="hf")
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, callbacks=[monitor, stopper],
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        log_every_n_steps=1)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        callbacks=[monitor, stopper],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
     trainer.fit(student, loader(train_idx, True), loader(val_idx, False))
 
     values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("w2s/")}
     print(f"\nprobe: {probe}; {monitor.num_checks} checks; stopped: {stopper.stopping_reason.name}")
     get = lambda name: f"{values[name]:.3f}" if name in values else "-"  # noqa: E731
-    print(f"  gold accuracy on the covered gold probe points: student {get('w2s/gold/covered_accuracy')}, "
-          f"teacher {get('w2s/gold/teacher_accuracy')}")
+    print(
+        f"  gold accuracy on the covered gold probe points: student {get('w2s/gold/covered_accuracy')}, "
+        f"teacher {get('w2s/gold/teacher_accuracy')}"
+    )
     print(f"  student's gold accuracy on all gold probe points (abstentions included): {get('w2s/gold/accuracy')}")
     print(f"  held-out disagreement with the teacher (label-free): {get('w2s/misfit/disagreement')}")
     print(f"logs: {logger.log_dir}  (tensorboard --logdir {logdir})")
@@ -195,8 +209,15 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), 4))
-    main(data=args.data, logdir=args.logdir, epochs=args.epochs, n_train=args.n_train, n_probe=args.n_probe,
-         forward_fn=args.forward_fn, seed=args.seed)
+    main(
+        data=args.data,
+        logdir=args.logdir,
+        epochs=args.epochs,
+        n_train=args.n_train,
+        n_probe=args.n_probe,
+        forward_fn=args.forward_fn,
+        seed=args.seed,
+    )
     return 0
 
 

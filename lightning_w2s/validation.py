@@ -200,7 +200,12 @@ def check_scalar(
     if not ok:
         expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types) + (" or None" if allow_none else "")
         raise TypeError(f"`{name}` must be {expected}, got {type(value).__name__} {value!r}")
-    if float in types and not isinstance(value, bool) and isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+    if (
+        float in types
+        and not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and not isinstance(value, numbers.Integral)
+    ):
         value = float(value)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         if include_boundaries not in ("both", "left", "right", "neither"):

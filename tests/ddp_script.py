@@ -30,11 +30,11 @@ import warnings
 
 import lightning as L
 import torch
+from _regression import LeastSquaresHead, regression_task
+from helpers import TinyStudent, make_task
 from lightning.pytorch import Callback
 from lightning.pytorch.strategies import FSDPStrategy
 
-from _regression import LeastSquaresHead, regression_task
-from helpers import TinyStudent, make_task
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.callbacks.early_stopping import W2SEarlyStopping, W2SStoppingReason
 
@@ -52,7 +52,7 @@ def regression_probes():
     """The regression probe and train probe of ``fit3`` (the same on every rank: seeded)."""
     x, f_w, f_star = regression_task(SGDHead(outputs=2), n=PROBE_N + 96)
     probe = W2SProbe(x[:PROBE_N], teacher_values=f_w[:PROBE_N], gold=f_star[:PROBE_N], teacher_features=x[:PROBE_N, :3])
-    return probe, W2SProbe(x[PROBE_N:PROBE_N + TRAIN_PROBE_N], teacher_values=f_w[PROBE_N:PROBE_N + TRAIN_PROBE_N]), x, f_w
+    return probe, W2SProbe(x[PROBE_N : PROBE_N + TRAIN_PROBE_N], teacher_values=f_w[PROBE_N : PROBE_N + TRAIN_PROBE_N]), x, f_w
 
 
 class Rank1WantsToStop(W2SEarlyStopping):
@@ -81,8 +81,9 @@ class CPUFSDPStrategy(FSDPStrategy):
     def _setup_model(self, model):
         from torch.distributed.fsdp import FullyShardedDataParallel
 
-        return FullyShardedDataParallel(module=model, sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"),
-                                        **self.kwargs)
+        return FullyShardedDataParallel(
+            module=model, sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"), **self.kwargs
+        )
 
     def lightning_module_state_dict(self):
         from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, StateDictType
@@ -112,17 +113,25 @@ def make_strategy(name):
 
 def trainer(max_epochs, callbacks, strategy="ddp"):
     return L.Trainer(
-        accelerator="cpu", devices=2, strategy=make_strategy(strategy), max_epochs=max_epochs, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, callbacks=callbacks,
+        accelerator="cpu",
+        devices=2,
+        strategy=make_strategy(strategy),
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
     )
 
 
 def monitor_for(task):
     # teacher features (the inputs) fix the neighbour table behind gamma-hat, so the 1-process run on
     # the final weights builds the same table as the DDP run did from the initial ones
-    return W2SMonitor(task.probe(input_features=True), train_probe=task.train_probe(TRAIN_PROBE_N), batch_size=16,
-                      figure_every_n_checks=0)
+    return W2SMonitor(
+        task.probe(input_features=True), train_probe=task.train_probe(TRAIN_PROBE_N), batch_size=16, figure_every_n_checks=0
+    )
 
 
 def main(out: str, strategy: str = "ddp") -> None:
@@ -143,33 +152,39 @@ def main(out: str, strategy: str = "ddp") -> None:
         torch.save(state, os.path.join(out, "final.pt"))
     local = sum(p.numel() for p in t1.strategy.model.parameters())
     with open(os.path.join(out, f"fit1_rank{rank}.json"), "w") as f:
-        json.dump({
-            "strategy": type(t1.strategy).__name__,
-            "wrapper": type(t1.strategy.model).__name__,
-            "local_parameters": local,
-            "parameters": sum(v.numel() for v in state.values()) if rank == 0 else None,
-            "world_size": t1.world_size,
-            "callback_metrics": {k: float(v) for k, v in t1.callback_metrics.items() if k.startswith("w2s/")},
-            "last_values": monitor.last_values,
-            "num_checks": monitor.num_checks,
-            "history": es.history,
-        }, f)
+        json.dump(
+            {
+                "strategy": type(t1.strategy).__name__,
+                "wrapper": type(t1.strategy.model).__name__,
+                "local_parameters": local,
+                "parameters": sum(v.numel() for v in state.values()) if rank == 0 else None,
+                "world_size": t1.world_size,
+                "callback_metrics": {k: float(v) for k, v in t1.callback_metrics.items() if k.startswith("w2s/")},
+                "last_values": monitor.last_values,
+                "num_checks": monitor.num_checks,
+                "history": es.history,
+            },
+            f,
+        )
 
     L.seed_everything(0, verbose=False)
     es2 = Rank1WantsToStop(patience=50, verbose=False)
     t2 = trainer(4, [monitor_for(task), es2], strategy)
     t2.fit(TinyStudent(lr=0.02), task.train_loader(16), task.val_loader(32))
     with open(os.path.join(out, f"fit2_rank{rank}.json"), "w") as f:
-        json.dump({
-            "stopped_epoch": es2.stopped_epoch,
-            "stopped_check": es2.stopped_check,
-            "reason": es2.stopping_reason.name,
-            "message": es2.stopping_reason_message,
-            "current_epoch": t2.current_epoch,
-            "global_step": t2.global_step,
-            "checks": len(es2.history),
-            "stops": [h["stop"] for h in es2.history],
-        }, f)
+        json.dump(
+            {
+                "stopped_epoch": es2.stopped_epoch,
+                "stopped_check": es2.stopped_check,
+                "reason": es2.stopping_reason.name,
+                "message": es2.stopping_reason_message,
+                "current_epoch": t2.current_epoch,
+                "global_step": t2.global_step,
+                "checks": len(es2.history),
+                "stops": [h["stop"] for h in es2.history],
+            },
+            f,
+        )
 
     L.seed_everything(0, verbose=False)
     es4 = W2SEarlyStopping(verbose=False)  # the defaults: patience 5, teacher_label_ce, restore_best=True
@@ -179,9 +194,14 @@ def main(out: str, strategy: str = "ddp") -> None:
         warnings.simplefilter("always")
         t4 = trainer(FIT4_EPOCHS, [monitor_for(task), es4] + ([weights] if strategy == "ddp" else []), strategy)
         t4.fit(model, task.train_loader(16), task.val_loader(32))
-    result = {"history": es4.history, "stopped_check": es4.stopped_check, "best_check": es4.best_check,
-              "restore_check": es4.restore_check, "copies": len(es4.best_weights.copies),
-              "restore_warnings": [str(w.message) for w in caught if "`restore_best` is off" in str(w.message)]}
+    result = {
+        "history": es4.history,
+        "stopped_check": es4.stopped_check,
+        "best_check": es4.best_check,
+        "restore_check": es4.restore_check,
+        "copies": len(es4.best_weights.copies),
+        "restore_warnings": [str(w.message) for w in caught if "`restore_best` is off" in str(w.message)],
+    }
     if strategy == "ddp":
         final = {k: v.detach().clone() for k, v in model.state_dict().items()}
         torch.save(final, os.path.join(out, f"final_restored_rank{rank}.pt"))

@@ -59,8 +59,9 @@ class Recorder(L.Callback):
         now = (self.monitor.num_checks, self.monitor.num_skipped)
         if now != self.seen and not trainer.sanity_checking:
             self.seen = now
-            self.checks.append({"step": trainer.global_step, "epoch": trainer.current_epoch,
-                                "values": dict(self.monitor.last_values)})
+            self.checks.append(
+                {"step": trainer.global_step, "epoch": trainer.current_epoch, "values": dict(self.monitor.last_values)}
+            )
 
     def on_train_batch_end(self, trainer, *args):
         self._read(trainer)
@@ -79,10 +80,19 @@ def _fit(monitor, stopper, train, val, epochs):
     # float64 weights and inputs: float32 training differed by ~1e-8 between two x86 CPUs (their kernels
     # round differently), which no tolerance below the values' own meaning can absorb; in float64 the
     # two agree far below TOL
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        precision="64-true",
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        callbacks=callbacks, limit_val_batches=1.0 if val is not None else 0)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        precision="64-true",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        limit_val_batches=1.0 if val is not None else 0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(sgd_tanh_student(d_in=6, hidden=16, k=3, lr=0.3), train, val)
@@ -92,9 +102,11 @@ def _fit(monitor, stopper, train, val, epochs):
         "warnings": [{k: w[k] for k in ("check", "step", "regime")} for w in monitor.warnings_log],
     }
     if stopper is not None:
-        out["stopper"] = {"history": [{k: h[k] for k in ("check", "epoch", "step", "values", "votes", "stop")}
-                                      for h in stopper.history],
-                          "stopped_epoch": stopper.stopped_epoch, "reason": stopper.stopping_reason.name}
+        out["stopper"] = {
+            "history": [{k: h[k] for k in ("check", "epoch", "step", "values", "votes", "stop")} for h in stopper.history],
+            "stopped_epoch": stopper.stopped_epoch,
+            "reason": stopper.stopping_reason.name,
+        }
     return out
 
 
@@ -113,10 +125,10 @@ def run_all() -> dict:
     feats = x[p, :3] + 0.3 * torch.randn(150, 3, generator=g)
     probe = W2SProbe(x[p], teacher_labels=labels, gold=probe_gold, teacher_features=feats, num_classes=3)
     train_probe = W2SProbe(x[:80], teacher_labels=teacher[:80], num_classes=3)
-    monitor = W2SMonitor(probe, train_probe=train_probe, teacher_score=0.6, ceiling_score=0.9, min_gain=0.05,
-                         neighbours=5, figure_every_n_checks=0)
-    stopper = W2SEarlyStopping(["heldout_misfit_plateau", "teacher_overfit"], patience=3,
-                               kappa=None, verbose=False)
+    monitor = W2SMonitor(
+        probe, train_probe=train_probe, teacher_score=0.6, ceiling_score=0.9, min_gain=0.05, neighbours=5, figure_every_n_checks=0
+    )
+    stopper = W2SEarlyStopping(["heldout_misfit_plateau", "teacher_overfit"], patience=3, kappa=None, verbose=False)
     rich = _fit(monitor, stopper, loader(x[:240], teacher[:240]), loader(x[450:], teacher[450:]), epochs=6)
 
     # label-free: step cadence, no validation loop, student-side neighbourhoods, teacher_score band
@@ -150,8 +162,14 @@ def compare(golden: dict, current: dict, tol: float = TOL) -> list[str]:
 
 
 def new_names(golden: dict, current: dict) -> list[str]:
-    return sorted({n for run in golden for ca, cb in zip(golden[run]["checks"], current[run]["checks"])
-                   for n in set(cb["values"]) - set(ca["values"])})
+    return sorted(
+        {
+            n
+            for run in golden
+            for ca, cb in zip(golden[run]["checks"], current[run]["checks"])
+            for n in set(cb["values"]) - set(ca["values"])
+        }
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -169,10 +187,20 @@ def main(argv: list[str]) -> int:
         golden = json.load(f)
     diffs = compare(golden, result)
     n = sum(len(c["values"]) for r in golden.values() for c in r["checks"])
-    worst = max((abs(v - cb["values"][k]) for run in golden for ca, cb in zip(golden[run]["checks"], result[run]["checks"])
-                 for k, v in ca["values"].items() if k in cb["values"] and math.isfinite(v)), default=0.0)
-    print(f"{n} golden values over {sum(len(r['checks']) for r in golden.values())} checks; largest absolute "
-          f"difference {worst:.3g}; names new in this version: {new_names(golden, result)}")
+    worst = max(
+        (
+            abs(v - cb["values"][k])
+            for run in golden
+            for ca, cb in zip(golden[run]["checks"], result[run]["checks"])
+            for k, v in ca["values"].items()
+            if k in cb["values"] and math.isfinite(v)
+        ),
+        default=0.0,
+    )
+    print(
+        f"{n} golden values over {sum(len(r['checks']) for r in golden.values())} checks; largest absolute "
+        f"difference {worst:.3g}; names new in this version: {new_names(golden, result)}"
+    )
     for run in golden:
         for key in ("expected_names", "warnings"):
             if golden[run][key] != result[run][key]:

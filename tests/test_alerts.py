@@ -44,7 +44,8 @@ def test_gain_exhausted_and_message_cites_the_band():
     assert alert.message == (
         "derived bound: w2s/bounds/max_gain = 0.0300 < min_gain 0.0500: the student's accuracy can exceed the "
         "teacher's by at most coverage × held-out disagreement + (1 − coverage) (points where the teacher abstains "
-        "counted as all right), so a gain of min_gain over the teacher is no longer possible")
+        "counted as all right), so a gain of min_gain over the teacher is no longer possible"
+    )
     assert tracker.update({"w2s/bounds/max_gain": 0.02}) == []
 
 

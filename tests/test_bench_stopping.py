@@ -31,15 +31,33 @@ def _fake_recording(seed=0, C=9, n_p=60, n_t=30, n_v=20, n_test=50, k=2, abstain
     from benchmarks.stopping.record import _knn
 
     return Recording(
-        task="fake", seed=seed, source="fake", teacher_kind="rule", student="mlp", num_classes=k, epochs=C - 1,
-        fit_seconds=1.0, record_seconds=0.1, probe_teacher=teacher, probe_covered=cov, probe_gold=rng.integers(0, k, n_p),
-        train_teacher=rng.integers(0, k, n_t), val_teacher=rng.integers(0, k, n_v), test_gold=rng.integers(0, k, n_test),
-        knn_teacher=_knn(feats, 12), knn_student=_knn(rng.normal(size=(n_p, 5)), 12),
-        probe_logits=rng.normal(size=(C, n_p, k)).astype(np.float32), train_logits=rng.normal(size=(C, n_t, k)).astype(np.float32),
-        val_logits=rng.normal(size=(C, n_v, k)).astype(np.float32), test_pred=rng.integers(0, k, (C, n_test)).astype(np.int16),
+        task="fake",
+        seed=seed,
+        source="fake",
+        teacher_kind="rule",
+        student="mlp",
+        num_classes=k,
+        epochs=C - 1,
+        fit_seconds=1.0,
+        record_seconds=0.1,
+        probe_teacher=teacher,
+        probe_covered=cov,
+        probe_gold=rng.integers(0, k, n_p),
+        train_teacher=rng.integers(0, k, n_t),
+        val_teacher=rng.integers(0, k, n_v),
+        test_gold=rng.integers(0, k, n_test),
+        knn_teacher=_knn(feats, 12),
+        knn_student=_knn(rng.normal(size=(n_p, 5)), 12),
+        probe_logits=rng.normal(size=(C, n_p, k)).astype(np.float32),
+        train_logits=rng.normal(size=(C, n_t, k)).astype(np.float32),
+        val_logits=rng.normal(size=(C, n_v, k)).astype(np.float32),
+        test_pred=rng.integers(0, k, (C, n_test)).astype(np.int16),
         ema_probe_logits=rng.normal(size=(C, n_p, k)).astype(np.float16),
-        ema_train_logits=rng.normal(size=(C, n_t, k)).astype(np.float16), steps=np.arange(C) * 10,
-        logged_val_loss=rng.random(C - 1), logged_val_auroc=rng.random(C - 1), meta={"teacher_test_acc": 0.6},
+        ema_train_logits=rng.normal(size=(C, n_t, k)).astype(np.float16),
+        steps=np.arange(C) * 10,
+        logged_val_loss=rng.random(C - 1),
+        logged_val_auroc=rng.random(C - 1),
+        meta={"teacher_test_acc": 0.6},
     )
 
 
@@ -223,8 +241,8 @@ def _trending_recording(seed: int, soft: bool, rise_after: int | None, C: int = 
 def test_package_default_replay_is_the_chosen_rule(soft, rise_after):
     """W2SEarlyStopping() through its decision API, on the package's teacher_label_ce from the recorded
     logits, stops and keeps the check of `probe_hce ma1 p=5 keep=best` (patience_stop), stopped or not."""
-    from benchmarks.stopping.run import DEFAULT_PARAMS
     from benchmarks.stopping.rules import package_default_outcome, package_teacher_label_ce
+    from benchmarks.stopping.run import DEFAULT_PARAMS
 
     rec = _trending_recording(seed=3, soft=soft, rise_after=rise_after)
     hce = signal(rec, "probe_hce")
@@ -287,16 +305,22 @@ def test_auroc_rank_formula_matches_sklearn():
 
 
 def test_train_probe_is_the_first_covered_training_rows_and_teacher_matrix():
-    from benchmarks.stopping.record import _teacher_matrix, train_probe_rows
     from benchmarks.shared.tasks import assemble_task, make_splits
+    from benchmarks.stopping.record import _teacher_matrix, train_probe_rows
 
     rng = np.random.default_rng(0)
     n = 120
     gold = rng.integers(0, 3, n)
     teacher = np.where(rng.random(n) < 0.4, -1, gold)
-    task = assemble_task("fake", x=rng.normal(size=(n, 4)).astype(np.float32), gold=gold, teacher_labels=teacher,
-                         teacher_features=rng.normal(size=(n, 2)).astype(np.float32), num_classes=3,
-                         splits=make_splits(n, 0, {"test": 20, "probe": 20, "val": 20}))
+    task = assemble_task(
+        "fake",
+        x=rng.normal(size=(n, 4)).astype(np.float32),
+        gold=gold,
+        teacher_labels=teacher,
+        teacher_features=rng.normal(size=(n, 2)).astype(np.float32),
+        num_classes=3,
+        splits=make_splits(n, 0, {"test": 20, "probe": 20, "val": 20}),
+    )
     rows = train_probe_rows(task, 10)
     assert len(rows) == 10 and task.train.covered[rows].all()
     assert rows.tolist() == [i for i in range(len(task.train)) if task.train.covered[i]][:10]
@@ -326,7 +350,10 @@ def test_gold_budget_replay_against_loops():
     rest = np.setdiff1d(np.arange(40), idx)
     got = ppi_accuracy(correct, agree, idx)
     for c in range(len(got)):
-        want = ppi_mean(torch.tensor(correct[c, idx], dtype=torch.float64), torch.tensor(agree[c, idx], dtype=torch.float64),
-                        torch.tensor(agree[c, rest], dtype=torch.float64))["estimate"]
+        want = ppi_mean(
+            torch.tensor(correct[c, idx], dtype=torch.float64),
+            torch.tensor(agree[c, idx], dtype=torch.float64),
+            torch.tensor(agree[c, rest], dtype=torch.float64),
+        )["estimate"]
         assert got[c] == pytest.approx(float(want), abs=1e-12)
     assert set(CANDIDATES) >= {"label_free [W2SEarlyStopping() today]", "naive, whole run [NAIVE]", "ppi_naive"}

@@ -13,11 +13,11 @@ from lightning_w2s.metrics import bounds
 from lightning_w2s.metrics.bounds import (
     accuracy_band,
     ce_band,
-    max_accuracy_gain,
     charikar_predicted_gain,
     lang_covered_bound,
     lang_uncovered_bound,
     lang_uncovered_bound_b3,
+    max_accuracy_gain,
     squared_error_gain,
 )
 from lightning_w2s.metrics.gold import gold_rates
@@ -142,7 +142,9 @@ def test_invalid_types_raise_type_error_naming_the_argument(bad):
 
 def test_numeric_types_accepted():
     ref = lang_covered_bound(0.12, 0.11, 0.848)
-    assert lang_covered_bound(torch.tensor(0.12), np.float32(0.11), torch.tensor([0.848], dtype=torch.float64)) == pytest.approx(ref, rel=1e-6)
+    assert lang_covered_bound(torch.tensor(0.12), np.float32(0.11), torch.tensor([0.848], dtype=torch.float64)) == pytest.approx(
+        ref, rel=1e-6
+    )
     assert lang_covered_bound(np.array(0.12), 0.11, 0.848) == pytest.approx(ref, rel=1e-12)
     assert isinstance(ref, float)
 
@@ -211,7 +213,8 @@ def test_lemma_b1_markov_bound():
 def test_docstring_examples():
     import doctest
 
-    from lightning_w2s.metrics.bounds import gain as gain_bounds, lang as lang_theorems
+    from lightning_w2s.metrics.bounds import gain as gain_bounds
+    from lightning_w2s.metrics.bounds import lang as lang_theorems
 
     results = [doctest.testmod(module) for module in (bounds, gain_bounds, lang_theorems)]
     assert sum(r.attempted for r in results) >= 5 and sum(r.failed for r in results) == 0
@@ -220,7 +223,8 @@ def test_docstring_examples():
 def test_every_public_bound_is_listed():
     """``lightning_w2s.metrics.bounds`` is the public home (docs/architecture.md, public API) of the functions its two
     modules define: each is listed there and is the very same object."""
-    from lightning_w2s.metrics.bounds import gain as gain_bounds, lang as lang_theorems
+    from lightning_w2s.metrics.bounds import gain as gain_bounds
+    from lightning_w2s.metrics.bounds import lang as lang_theorems
 
     assert set(bounds.__all__) >= {"lang_covered_bound", "lang_uncovered_bound", "accuracy_band"}
     assert set(bounds.__all__) == set(gain_bounds.__all__) | set(lang_theorems.__all__)
@@ -309,9 +313,11 @@ def test_issue13_d6_band_and_gain_with_abstentions():
     assert max_accuracy_gain(d, coverage=0.5) == pytest.approx(0.5)
     assert max_accuracy_gain(d, coverage=0.5) >= 0.05  # gain_exhausted[min_gain=.05] must not fire
     assert max_accuracy_gain(d) == 0.0  # what the old rule (full coverage) concluded: "exhausted"
-    print(f"\nD6 example: gold accuracy {acc:.2f}, teacher {acc_w:.2f}, covered disagreement {d:.2f}: "
-          f"band (coverage .5) [{lo:.2f}, {hi:.2f}], max gain {max_accuracy_gain(d, 0.5, acc_w):.2f} "
-          f"(label-free {max_accuracy_gain(d, 0.5):.2f})")
+    print(
+        f"\nD6 example: gold accuracy {acc:.2f}, teacher {acc_w:.2f}, covered disagreement {d:.2f}: "
+        f"band (coverage .5) [{lo:.2f}, {hi:.2f}], max gain {max_accuracy_gain(d, 0.5, acc_w):.2f} "
+        f"(label-free {max_accuracy_gain(d, 0.5):.2f})"
+    )
 
 
 def test_coverage_band_and_max_gain_hold_on_random_labels_many_seeds():
@@ -348,13 +354,13 @@ def test_coverage_band_is_attained_with_three_classes():
         m = int(round(d * 60))
         # top: correct the teacher's errors first (d <= 1 - a) or beyond them flip right points
         s_top = w.copy()
-        s_top[:min(m, 12)] = 0
+        s_top[: min(m, 12)] = 0
         if m > 12:
             s_top[12:m] = 2
         s_top[~cov] = 0
         # bottom: disagree on points the teacher got right, wrong on every uncovered point
         s_bot = w.copy()
-        s_bot[12:12 + m] = 2
+        s_bot[12 : 12 + m] = 2
         s_bot[~cov] = 1
         g_top = gold_rates(*(torch.from_numpy(v) for v in (s_top, w, y, cov)))
         g_bot = gold_rates(*(torch.from_numpy(v) for v in (s_bot, w, y, cov)))

@@ -89,8 +89,19 @@ class World:
         return self.robust_neighbourhood_size(u & b, a) / p_u
 
 
-def make_world(seed: int, n: int, k: int, coverage: float, teacher_error: float, student_right: float,
-               copy_teacher: float, p_same: float, p_cross: float, p_out: float, eta: Fraction) -> World:
+def make_world(
+    seed: int,
+    n: int,
+    k: int,
+    coverage: float,
+    teacher_error: float,
+    student_right: float,
+    copy_teacher: float,
+    p_same: float,
+    p_cross: float,
+    p_out: float,
+    eta: Fraction,
+) -> World:
     """Edges: inside a gold class with probability ``p_same`` between points of the same kind
     (teacher right / teacher wrong / teacher abstains) and ``p_cross`` between different kinds,
     across classes ``p_out``. Robust expansion into a small set (``S_i^bad``) needs most of a
@@ -250,9 +261,15 @@ def test_checks_are_not_vacuous():
     slack: dict[str, list[float]] = {"b1": [], "b2": [], "b3": []}
     for seed in range(600):
         world = dict(
-            seed=seed, n=int(rng.integers(16, 60)), k=int(rng.choice([2, 3])), coverage=rng.uniform(0.4, 0.9),
-            teacher_error=rng.uniform(0.1, 0.4), student_right=rng.uniform(0.6, 1.0),
-            copy_teacher=float(rng.choice([0.0, 0.0, 0.3])), p_same=rng.uniform(0.0, 0.1), p_cross=rng.uniform(0.4, 1.0),
+            seed=seed,
+            n=int(rng.integers(16, 60)),
+            k=int(rng.choice([2, 3])),
+            coverage=rng.uniform(0.4, 0.9),
+            teacher_error=rng.uniform(0.1, 0.4),
+            student_right=rng.uniform(0.6, 1.0),
+            copy_teacher=float(rng.choice([0.0, 0.0, 0.3])),
+            p_same=rng.uniform(0.0, 0.1),
+            p_cross=rng.uniform(0.4, 1.0),
             p_out=rng.uniform(0.0, 0.05),
             eta=ETAS[int(rng.integers(0, len(ETAS)))],
         )
@@ -264,7 +281,7 @@ def test_checks_are_not_vacuous():
             for name, out in (("b1", b1), ("b2", b2), ("b3", b3)):
                 counts[f"{name}:{out}"] = counts.get(f"{name}:{out}", 0) + 1
             d2 += in_d2
-            s_i, t_i = w.cov & (w.y == i), ~w.cov & (w.y == i)
+            s_i = w.cov & (w.y == i)
             if b1 == "finite":
                 good, bad = s_i & (w.teacher == w.y), s_i & (w.teacher != w.y)
                 c_true = w.expansion(w.robust & good & (w.f == w.y), bad, good, q)
@@ -272,8 +289,10 @@ def test_checks_are_not_vacuous():
                 v = lang_covered_bound((w.f != w.teacher)[s_i].mean(), bad.sum() / s_i.sum(), c, (~w.robust)[s_i].mean(), q)
                 slack["b1"].append(v - (w.f != w.y)[s_i].mean())
     print("\n" + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) + f"; D2 regime finite: {d2}")
-    print("B.1 slack (bound - true error) over finite cases: "
-          f"median {np.median(slack['b1']):.3f}, min {np.min(slack['b1']):.1e}, n={len(slack['b1'])}")
+    print(
+        "B.1 slack (bound - true error) over finite cases: "
+        f"median {np.median(slack['b1']):.3f}, min {np.min(slack['b1']):.1e}, n={len(slack['b1'])}"
+    )
     assert counts.get("b1:finite", 0) >= 100
     assert counts.get("b1:premise fails", 0) >= 20
     assert counts.get("b2:finite", 0) >= 20
@@ -319,8 +338,8 @@ def test_plug_in_expansion_gives_an_estimate_not_a_bound():
     import torch
 
     from lightning_w2s.metrics.correction import lang_bounds
-    from lightning_w2s.metrics.gold_counts import correction_rates
     from lightning_w2s.metrics.expansion import lang_expansion
+    from lightning_w2s.metrics.gold_counts import correction_rates
     from lightning_w2s.metrics.neighbours import knn_indices
     from lightning_w2s.metrics.robustness import neighbour_robustness
 
@@ -361,13 +380,25 @@ def test_the_assembly_passes_q_to_every_theorem_and_robustness_uses_lemma_b1():
     from lightning_w2s.metrics.correction import lang_bounds
     from lightning_w2s.metrics.robustness import neighbour_robustness
 
-    rates = {"alpha_per_class": torch.tensor([0.11]), "err_teacher_fit_per_class": torch.tensor([0.12]),
-             "n_covered_per_class": torch.tensor([10.0]), "n_uncovered_per_class": torch.tensor([0.0]),
-             "err_gold_covered_per_class": torch.tensor([0.05]), "err_gold_uncovered_per_class": torch.tensor([math.nan])}
-    robustness = {"eta": torch.tensor(0.5), "p_nonrobust_markov_S_per_class": torch.tensor([0.0]),
-                  "p_nonrobust_markov_T_per_class": torch.tensor([math.nan])}
-    expansion = {"eta": torch.tensor(0.5), "c_good_to_bad": torch.tensor([0.848]),
-                 "c_uncovered_to_good": torch.tensor([math.nan]), "c_uncovered_to_bad": torch.tensor([math.nan])}
+    rates = {
+        "alpha_per_class": torch.tensor([0.11]),
+        "err_teacher_fit_per_class": torch.tensor([0.12]),
+        "n_covered_per_class": torch.tensor([10.0]),
+        "n_uncovered_per_class": torch.tensor([0.0]),
+        "err_gold_covered_per_class": torch.tensor([0.05]),
+        "err_gold_uncovered_per_class": torch.tensor([math.nan]),
+    }
+    robustness = {
+        "eta": torch.tensor(0.5),
+        "p_nonrobust_markov_S_per_class": torch.tensor([0.0]),
+        "p_nonrobust_markov_T_per_class": torch.tensor([math.nan]),
+    }
+    expansion = {
+        "eta": torch.tensor(0.5),
+        "c_good_to_bad": torch.tensor([0.848]),
+        "c_uncovered_to_good": torch.tensor([math.nan]),
+        "c_uncovered_to_bad": torch.tensor([math.nan]),
+    }
     at_0 = lang_bounds(rates, robustness, expansion, q=0.0)
     assert float(at_0["covered_predicted_error"][0]) == pytest.approx(lang_covered_bound(0.12, 0.11, 0.848))
     # q = 0.8: 0.12 + 0 > 1 - 0.8 - 0.11 = 0.09, so Thm B.1's fit premise fails (it did not see q before)

@@ -14,10 +14,10 @@ import math
 import lightning as L
 import pytest
 import torch
+from helpers import TinyStudent, make_task, trainer_kwargs
 from torch.overrides import TorchFunctionMode
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from helpers import TinyStudent, make_task, trainer_kwargs
 from lightning_w2s import W2SMonitor
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import W2SMetrics
@@ -36,7 +36,9 @@ class HostReads(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", str(func))
-        boolean_index = name == "__getitem__" and len(args) > 1 and isinstance(args[1], torch.Tensor) and args[1].dtype == torch.bool
+        boolean_index = (
+            name == "__getitem__" and len(args) > 1 and isinstance(args[1], torch.Tensor) and args[1].dtype == torch.bool
+        )
         if name in HOST_READS or boolean_index:
             self.calls.append(name)
         return func(*args, **(kwargs or {}))
@@ -55,8 +57,15 @@ def _probe_data(n=203, k=3, d_s=5, d_w=4, seed=0):
 
 def _metrics(data, **kw):
     kw.setdefault("neighbours", 4)
-    m = W2SMetrics(data["teacher"], covered=data["covered"], gold=data["gold"], teacher_features=data["tf"],
-                   teacher_score=0.6, ceiling_score=0.9, **kw)
+    m = W2SMetrics(
+        data["teacher"],
+        covered=data["covered"],
+        gold=data["gold"],
+        teacher_features=data["tf"],
+        teacher_score=0.6,
+        ceiling_score=0.9,
+        **kw,
+    )
     if m.wants_neighbours:
         m.set_neighbours(m.build_neighbours(lambda: data["feats"]))
     return m
@@ -69,8 +78,12 @@ def _feed(m, data, batch_size, pad=5, features=True):
     for i in range(0, n, batch_size):
         j = min(i + batch_size, n)
         m.update(data["probs"][i:j], feats[i:j] if features else None, torch.arange(i, j), torch.ones(j - i, dtype=torch.bool))
-    m.update(data["probs"][:pad], feats[:pad] if features else None, torch.zeros(pad, dtype=torch.long),
-             torch.zeros(pad, dtype=torch.bool))
+    m.update(
+        data["probs"][:pad],
+        feats[:pad] if features else None,
+        torch.zeros(pad, dtype=torch.long),
+        torch.zeros(pad, dtype=torch.bool),
+    )
 
 
 def test_chunking_changes_no_value_beyond_rounding():
@@ -181,7 +194,8 @@ def test_representation_every_n_checks():
             assert every.checks[i][name] == pytest.approx(each.checks[i][name], rel=1e-12)
     for i in range(5):  # the other families at every check, unchanged
         assert {n: v for n, v in every.checks[i].items() if n not in family} == pytest.approx(
-            {n: v for n, v in each.checks[i].items() if n not in family}, rel=1e-12)
+            {n: v for n, v in each.checks[i].items() if n not in family}, rel=1e-12
+        )
 
 
 def test_representation_every_n_checks_is_validated():

@@ -15,19 +15,19 @@ import sys
 from pathlib import Path
 
 import lightning as L
+from helpers import SGD_TANH, loaders, sgd_tanh_student, tiny_student_class, w2s_data
 
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
-
-from helpers import SGD_TANH, loaders, sgd_tanh_student, tiny_student_class, w2s_data
 
 HERE = Path(__file__).resolve().parent
 
 
 def _console(*args: str) -> str:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, str(HERE / "console_script.py"), *args], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "console_script.py"), *args], capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -46,7 +46,10 @@ def test_what_users_need_reaches_the_console_of_a_plain_process():
     assert out.count("W2SEarlyStopping: the probe has 100 gold points: the check with the best PPI++ estimate") == 1, out
     assert "STOPPED_EPOCH=4 BEST_CHECK=" in out
     best = int(out.split("BEST_CHECK=")[1].split()[0])
-    assert f"W2SEarlyStopping: restored the student's weights of check {best} " in out and "gold rule naive on the PPI estimate" in out
+    assert (
+        f"W2SEarlyStopping: restored the student's weights of check {best} " in out
+        and "gold rule naive on the PPI estimate" in out
+    )
     # per-check detail does not
     assert "W2SMonitor check " not in out and "W2SEarlyStopping check " not in out
 
@@ -55,8 +58,15 @@ def test_per_check_detail_is_at_debug_level(caplog):
     L.seed_everything(0, verbose=False)
     x, y, teacher = w2s_data(n=700)
     probe = W2SProbe(x[600:], teacher_labels=teacher[600:], gold=y[600:])
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[W2SMonitor(probe, neighbours=0), W2SEarlyStopping()])
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[W2SMonitor(probe, neighbours=0), W2SEarlyStopping()],
+    )
     with caplog.at_level(logging.DEBUG, logger="lightning.pytorch"):
         trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     ours = [r for r in caplog.records if r.getMessage().startswith(("W2SMonitor", "W2SEarlyStopping"))]
@@ -86,8 +96,16 @@ def test_verbose_prints_the_headline_of_each_check_at_info_level(caplog, lightni
         def on_validation_end(self, trainer, pl_module):
             seen.append(dict(monitor.last_values))
 
-    trainer = lightning.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                                enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor, Record()], num_sanity_val_steps=0)
+    trainer = lightning.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[monitor, Record()],
+        num_sanity_val_steps=0,
+    )
     with caplog.at_level(logging.INFO, logger=lightning.name):  # its namespace's logger, as on a user's console
         trainer.fit(lightning.model(tiny_student_class, **SGD_TANH), *loaders(x, teacher, 400, 100))
     lines = [r for r in caplog.records if r.getMessage().startswith("W2SMonitor check ")]
@@ -96,7 +114,8 @@ def test_verbose_prints_the_headline_of_each_check_at_info_level(caplog, lightni
         lo, hi = values[Q.lower(Q.DISAGREEMENT)], values[Q.upper(Q.DISAGREEMENT)]
         assert record.getMessage() == (
             f"W2SMonitor check {i} (epoch {i - 1}, step {7 * i}): PGR {_g(values[Q.PGR])} | held-out disagreement "
-            f"{_g(values[Q.DISAGREEMENT])} [{_g(lo)}, {_g(hi)}] | teacher_label_ce {_g(values[Q.TEACHER_LABEL_CE])}")
+            f"{_g(values[Q.DISAGREEMENT])} [{_g(lo)}, {_g(hi)}] | teacher_label_ce {_g(values[Q.TEACHER_LABEL_CE])}"
+        )
 
 
 def test_verbose_reaches_the_console_of_a_pytorch_lightning_process():

@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightning_w2s.metrics.correction import lang_bounds
-from lightning_w2s.metrics.gold_counts import CorrectionRates, correction_rates
 from lightning_w2s.metrics.expansion import expansion_estimate, lang_expansion
+from lightning_w2s.metrics.gold_counts import CorrectionRates, correction_rates
+from lightning_w2s.metrics.neighbours import knn_indices
 from lightning_w2s.metrics.robustness import (
     AugmentationRobustness,
     NeighbourRobustness,
@@ -26,7 +27,6 @@ from lightning_w2s.metrics.robustness import (
     augmentation_robustness,
     neighbour_robustness,
 )
-from lightning_w2s.metrics.neighbours import knn_indices
 
 NAN = float("nan")
 
@@ -45,7 +45,10 @@ def _random_task(seed: int, n: int = 300, k: int = 3, p_cov: float = 0.7, p_gold
 # ------------------------------------------------------------------------------------------------
 def _ref_rates(s, t, y, cov, k):
     """Per-class and pooled rates by explicit loops over points."""
-    per = {name: [] for name in ("alpha", "err_teacher_fit", "err_gold_covered", "correction_rate", "imitation_rate", "coverage_accuracy")}
+    per = {
+        name: []
+        for name in ("alpha", "err_teacher_fit", "err_gold_covered", "correction_rate", "imitation_rate", "coverage_accuracy")
+    }
     tot = {name: [0, 0] for name in per}
     for i in range(k):
         c = {name: [0, 0] for name in per}
@@ -284,7 +287,9 @@ def test_neighbour_robustness_matches_loop_reference(eta):
     s[rng.random(150) < 0.15] = 2
     s[:3] = -1  # three unseen points
     nb = _ref_knn(x, 6, "euclidean")
-    got = neighbour_robustness(torch.tensor(s), torch.tensor(nb), eta=eta, gold=torch.tensor(y), covered=torch.tensor(cov), num_classes=k)
+    got = neighbour_robustness(
+        torch.tensor(s), torch.tensor(nb), eta=eta, gold=torch.tensor(y), covered=torch.tensor(cov), num_classes=k
+    )
     want = _ref_robustness(s, nb, eta, y, cov, k)
     for key, value in want.items():
         _close(got[key], value)
@@ -526,7 +531,11 @@ def test_bounds_hold_on_clustered_task_at_every_check():
             warnings.simplefilter("ignore", RuntimeWarning)  # NaN bounds are allowed (preconditions)
             b = lang_bounds(rates, rob, exp)
         for i in range(k):
-            for key, err_key, tag in (("covered_predicted_error", "covered_error", "covered"), ("uncovered_predicted_error_b2", "uncovered_error", "b2"), ("uncovered_predicted_error_b3", "uncovered_error", "b3")):
+            for key, err_key, tag in (
+                ("covered_predicted_error", "covered_error", "covered"),
+                ("uncovered_predicted_error_b2", "uncovered_error", "b2"),
+                ("uncovered_predicted_error_b3", "uncovered_error", "b3"),
+            ):
                 bound, err = float(b[key][i]), float(b[err_key][i])
                 if math.isnan(bound):
                     continue
@@ -537,8 +546,10 @@ def test_bounds_hold_on_clustered_task_at_every_check():
         pooled = float(b["covered_predicted_error_pooled"])
         if not math.isnan(pooled):
             assert pooled >= float(b["covered_error_pooled"]) - 1e-12
-    print(f"\nfinite bounds over 10 checks x {k} classes: {finite}; non-vacuous (<1): {nontrivial}; "
-          f"median slack {np.median(gaps):.3f}, min slack {np.min(gaps):.4f}")
+    print(
+        f"\nfinite bounds over 10 checks x {k} classes: {finite}; non-vacuous (<1): {nontrivial}; "
+        f"median slack {np.median(gaps):.3f}, min slack {np.min(gaps):.4f}"
+    )
     assert finite["covered"] >= 25 and finite["b3"] >= 20 and finite["b2"] >= 5
     assert nontrivial >= 20
 
@@ -572,7 +583,9 @@ def test_fitting_teacher_mistakes_contradicts_premises_unless_nonrobustness_is_c
     # P(f ≠ ỹ or not η-robust | S_i) <= 1 - q - α_i can no longer be certified: NaN with that reason
     assert honest["covered_predicted_error"].isnan().all()
     assert sum("Thm B.1" in r and "premise" in r for r in honest["reasons"]) == k
-    print(f"\nimitator: B.1 with Markov P(R̄) {honest['covered_predicted_error'].tolist()} vs gold error {honest['covered_error'].tolist()}")
+    print(
+        f"\nimitator: B.1 with Markov P(R̄) {honest['covered_predicted_error'].tolist()} vs gold error {honest['covered_error'].tolist()}"
+    )
 
 
 def test_lang_bounds_reasons_and_eta_mismatch():

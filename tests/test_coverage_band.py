@@ -22,18 +22,18 @@ import warnings
 import lightning as L
 import pytest
 import torch
+from helpers import trainer_kwargs
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers import trainer_kwargs
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import metrics_for_probe
 from lightning_w2s.metrics.bounds import accuracy_band, max_accuracy_gain
-from lightning_w2s.testing import last_w2s_values
 from lightning_w2s.stopping.decision import StoppingDecision
 from lightning_w2s.stopping.rules import GainExhausted
+from lightning_w2s.testing import last_w2s_values
 
 N = 100
 TOL = 1e-12
@@ -105,8 +105,10 @@ def test_abstaining_teacher_band_contains_the_student_and_the_gain_is_not_exhaus
     assert trainer.current_epoch == 3 and monitor.num_checks == 3
     assert not [w for w in monitor.warnings_log if w["regime"] == "gain_exhausted"]
     assert not any("gain_exhausted" in m for m in caught)
-    print(f"\nabstaining teacher: gold accuracy {acc:.3f} in [{lo:.3f}, {hi:.3f}]; covered accuracy {cov_acc:.3f} in "
-          f"[{logged[Q.COVERED_ACCURACY_LOWER]:.3f}, {logged[Q.COVERED_ACCURACY_UPPER]:.3f}]; max_gain {logged[Q.MAX_GAIN]:.3f}")
+    print(
+        f"\nabstaining teacher: gold accuracy {acc:.3f} in [{lo:.3f}, {hi:.3f}]; covered accuracy {cov_acc:.3f} in "
+        f"[{logged[Q.COVERED_ACCURACY_LOWER]:.3f}, {logged[Q.COVERED_ACCURACY_UPPER]:.3f}]; max_gain {logged[Q.MAX_GAIN]:.3f}"
+    )
 
 
 def test_control_full_coverage_copying_student_exhausts_the_gain(tmp_path):
@@ -115,8 +117,10 @@ def test_control_full_coverage_copying_student_exhausts_the_gain(tmp_path):
     assert logged[Q.ACCURACY] == pytest.approx(0.8) and logged[Q.MAX_GAIN] == 0.0
     assert (logged[Q.ACCURACY_LOWER], logged[Q.ACCURACY_UPPER]) == pytest.approx((0.8, 0.8))
     (alert,) = [w for w in monitor.warnings_log if w["regime"] == "gain_exhausted"]
-    assert alert["message"].startswith("derived bound: w2s/bounds/max_gain = 0.0000 < min_gain 0.0500: the student's "
-                                       "accuracy can exceed the teacher's by at most coverage × held-out disagreement")
+    assert alert["message"].startswith(
+        "derived bound: w2s/bounds/max_gain = 0.0000 < min_gain 0.0500: the student's "
+        "accuracy can exceed the teacher's by at most coverage × held-out disagreement"
+    )
     assert any(alert["message"] in m for m in caught)
     # the same rule replayed as the stopping benchmark does (StoppingDecision): it would stop at once
     decision = StoppingDecision([GainExhausted(patience=1, min_delta=0.0, min_gain=0.05)])

@@ -14,9 +14,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-
-from helpers import TinyStudent, make_task, trainer_kwargs
 from ddp_script import PROBE_N, TRAIN_PROBE_N, SGDHead, monitor_for, regression_probes
+from helpers import TinyStudent, make_task, trainer_kwargs
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 TIMEOUT_S = 180
@@ -34,8 +33,16 @@ def run_two_ranks(out: Path, strategy: str) -> Path:
     port = str(_free_port())
     procs = []
     for rank in range(2):
-        env = dict(os.environ, LOCAL_RANK=str(rank), NODE_RANK="0", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=port, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+        env = dict(
+            os.environ,
+            LOCAL_RANK=str(rank),
+            NODE_RANK="0",
+            WORLD_SIZE="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+            OMP_NUM_THREADS="1",
+            PYTHONWARNINGS="ignore",
+        )
         log = open(out / f"rank{rank}.log", "w")
         cmd = [sys.executable, str(SCRIPT), str(out), strategy]
         procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
@@ -84,9 +91,16 @@ def assert_match_one_process(run: Path) -> None:
     # both ranks hold the same (already reduced) values and made the same decisions
     assert r0["callback_metrics"] == r1["callback_metrics"]
     assert r0["history"] == r1["history"]
-    names = {"w2s/misfit/kl_teacher_student", "w2s/misfit/disagreement", "w2s/misfit/sq",
-             "w2s/train_misfit/kl_teacher_student", "w2s/gold/accuracy", "w2s/robustness/inconsistency",
-             "w2s/representation/gap_fro", "w2s/calibration/ece_vs_teacher"}
+    names = {
+        "w2s/misfit/kl_teacher_student",
+        "w2s/misfit/disagreement",
+        "w2s/misfit/sq",
+        "w2s/train_misfit/kl_teacher_student",
+        "w2s/gold/accuracy",
+        "w2s/robustness/inconsistency",
+        "w2s/representation/gap_fro",
+        "w2s/calibration/ece_vs_teacher",
+    }
     assert names <= set(r0["callback_metrics"])
 
     # one process, the DDP run's final weights, the same probes; lr = 0 so the check sees exactly them

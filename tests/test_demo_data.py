@@ -17,9 +17,9 @@ from benchmarks.shared.sources import (
     embed_minilm,
     keyword_rule_teacher,
     load_movie_snippets,
+    movie_keyword_task,
     texts_fingerprint,
 )
-from benchmarks.shared.sources import movie_keyword_task
 
 # three lines copied from the real file's format: id TAB mean rating TAB text, CRLF line ends
 REAL_FORMAT = (
@@ -203,13 +203,15 @@ def test_extract_snippets_skips_reserved_files(tmp_path):
                 tar.addfile(info, io.BytesIO(data))
         return buf.getvalue()
 
-    inner = tar_bytes({
-        "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt": b"1\t1\tgreat\r\n",
-        "hutto_ICWSM_2014/tweets_GroundTruth.txt": b"1\t1\tyay\r\n",
-        "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt": b"reserved",
-        "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt": b"reserved",
-        "hutto_ICWSM_2014/../../evil_GroundTruth.txt": b"x",
-    })
+    inner = tar_bytes(
+        {
+            "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt": b"1\t1\tgreat\r\n",
+            "hutto_ICWSM_2014/tweets_GroundTruth.txt": b"1\t1\tyay\r\n",
+            "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt": b"reserved",
+            "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt": b"reserved",
+            "hutto_ICWSM_2014/../../evil_GroundTruth.txt": b"x",
+        }
+    )
     sdist = tmp_path / "vaderSentiment-3.3.2.tar.gz"
     sdist.write_bytes(tar_bytes({"vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": inner}))
     dest = tmp_path / "out"

@@ -87,13 +87,22 @@ def _tokens(n: int = 24, seed: int = 0):
 def _fit(model, probe_inputs, labels, **monitor_kwargs):
     ids, mask, y = _tokens()
     probe = W2SProbe(probe_inputs, teacher_labels=labels)
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[W2SMonitor(probe, neighbours=0, **monitor_kwargs)])
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[W2SMonitor(probe, neighbours=0, **monitor_kwargs)],
+    )
     trainer.fit(model, DataLoader(TensorDataset(ids, mask, y), batch_size=8))
     return trainer
 
 
-@pytest.mark.parametrize("output, found", [("dict", r"dict with keys 'scores'"), ("dataclass", r"a Scores dataclass with fields \['scores'\]")])
+@pytest.mark.parametrize(
+    "output, found", [("dict", r"dict with keys 'scores'"), ("dataclass", r"a Scores dataclass with fields \['scores'\]")]
+)
 def test_output_without_logits_names_forward_fn_at_fit_start(output, found):
     ids, mask, y = _tokens()
     model = TokenStudent(output)
@@ -102,8 +111,12 @@ def test_output_without_logits_names_forward_fn_at_fit_start(output, found):
     assert model.steps == 0  # raised at fit start, before any training step
     if output == "dict":  # the example in the message is the one that works
         assert "module(**batch)['scores']" in str(err.value)
-        trainer = _fit(TokenStudent(output), {"input_ids": ids, "attention_mask": mask}, y,
-                       forward_fn=lambda module, batch: module(**batch)["scores"])
+        trainer = _fit(
+            TokenStudent(output),
+            {"input_ids": ids, "attention_mask": mask},
+            y,
+            forward_fn=lambda module, batch: module(**batch)["scores"],
+        )
         assert "w2s/misfit/disagreement" in trainer.callback_metrics
 
 
@@ -163,8 +176,11 @@ def test_probe_file_with_non_tensor_content_says_how_to_save_one(tmp_path, conte
         torch.save({"inputs": torch.as_tensor(x), "teacher_labels": torch.as_tensor(labels)}, path)
     else:
         path.write_text("not a probe")
-    with pytest.raises(ValueError, match=r"not a (probe file written by `W2SProbe.save`|saved W2SProbe).*W2SProbe\(inputs, "
-                                         r"teacher_labels=labels, \.\.\.\)\.save\(path\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"not a (probe file written by `W2SProbe.save`|saved W2SProbe).*W2SProbe\(inputs, "
+        r"teacher_labels=labels, \.\.\.\)\.save\(path\)",
+    ):
         W2SMonitor(probe=str(path))
     # the advice works: the same numpy content saved through W2SProbe loads back
     W2SProbe(x, teacher_labels=labels).save(tmp_path / "good.pt")
@@ -195,12 +211,21 @@ def test_from_teacher_neighbourhood_advice_names_arguments_that_exist(tmp_path):
     x, y, teacher = w2s_data(n=700)
     probe = W2SProbe.from_teacher(KeywordRule(), x[600:], gold=y[600:])
     assert (probe.teacher_features.abs().sum(1) == 0).any()
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[W2SMonitor(probe)])
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[W2SMonitor(probe)],
+    )
     with pytest.warns(UserWarning, match="cannot define neighbourhoods") as record:
         trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     (message,) = [str(w.message) for w in record if "cannot define neighbourhoods" in str(w.message)]
     named = set(re.findall(r"(\w+)=", message))
-    accepted = {p for f in (W2SProbe.__init__, W2SProbe.from_teacher, W2SMonitor.__init__) for p in inspect.signature(f).parameters}
+    accepted = {
+        p for f in (W2SProbe.__init__, W2SProbe.from_teacher, W2SMonitor.__init__) for p in inspect.signature(f).parameters
+    }
     assert named and named <= accepted, named - accepted
     assert "metric=" not in message

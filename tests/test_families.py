@@ -9,8 +9,8 @@ import torch
 from lightning_w2s import W2SProbe
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import W2SMetrics, metrics_for_probe
-from lightning_w2s.metrics.family import Family, Rows
 from lightning_w2s.metrics.calibration_bands import SmoothCalibrationFamily
+from lightning_w2s.metrics.family import Family, Rows
 from lightning_w2s.metrics.lang_family import LangFamily
 from lightning_w2s.metrics.regression import RegressionMetrics
 from lightning_w2s.metrics.representation_family import RepresentationFamily

@@ -75,7 +75,7 @@ def _padded(side: str, lengths=(3, 4, 1, 2, 5), t: int = 5, seed: int = 0):
     mask = torch.zeros(len(lengths), t, dtype=torch.long)
     for i, n in enumerate(lengths):
         left = side == "left" or (side == "mixed" and i % 2 == 0)
-        (mask[i, t - n:] if left else mask[i, :n]).fill_(1)
+        (mask[i, t - n :] if left else mask[i, :n]).fill_(1)
     return x, mask
 
 

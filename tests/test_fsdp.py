@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_ddp import assert_match_one_process, assert_one_rank_stops_both, run_two_ranks
 
 

@@ -13,8 +13,15 @@ from scipy import stats
 
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import W2SMetrics
-from lightning_w2s.metrics.gold_intervals import (PPI_MIN_GOLD, PPI_SUMS, PredictionPoweredAccuracy, pgr_interval, ppi_effective_wilson,
-                                                  ppi_mean, ppi_mean_from_sums)
+from lightning_w2s.metrics.gold_intervals import (
+    PPI_MIN_GOLD,
+    PPI_SUMS,
+    PredictionPoweredAccuracy,
+    pgr_interval,
+    ppi_effective_wilson,
+    ppi_mean,
+    ppi_mean_from_sums,
+)
 from lightning_w2s.metrics.stats import wilson_interval
 
 
@@ -52,9 +59,17 @@ def _synthetic_sums(reps: int, n: int, N: int, p: float, q: float, seed: int) ->
     flip = (torch.rand(reps, n + N, generator=g) >= q).double()
     f = (y + flip) % 2
     yl, fl, fu = y[:, :n], f[:, :n], f[:, n:]
-    return {"n": torch.full((reps,), float(n), dtype=torch.float64), "sum_y": yl.sum(1), "sum_f": fl.sum(1),
-            "sum_yy": (yl * yl).sum(1), "sum_ff": (fl * fl).sum(1), "sum_yf": (yl * fl).sum(1),
-            "n_unlabelled": torch.full((reps,), float(N), dtype=torch.float64), "sum_fu": fu.sum(1), "sum_fufu": (fu * fu).sum(1)}
+    return {
+        "n": torch.full((reps,), float(n), dtype=torch.float64),
+        "sum_y": yl.sum(1),
+        "sum_f": fl.sum(1),
+        "sum_yy": (yl * yl).sum(1),
+        "sum_ff": (fl * fl).sum(1),
+        "sum_yf": (yl * fl).sum(1),
+        "n_unlabelled": torch.full((reps,), float(N), dtype=torch.float64),
+        "sum_fu": fu.sum(1),
+        "sum_fufu": (fu * fu).sum(1),
+    }
 
 
 SETTINGS = [(0.7, 0.9), (0.8, 0.85), (0.9, 0.95), (0.95, 0.97), (0.6, 0.6), (0.95, 0.9), (0.5, 0.8)]
@@ -172,7 +187,9 @@ def test_monitor_logs_the_estimates_under_registered_names(n_gold):
     out = m.compute()
     acc_lo, acc_up = float(out[Q.lower(Q.ACCURACY)]), float(out[Q.upper(Q.ACCURACY)])
     assert Q.lookup(Q.PGR_LOWER).kind == "interval"
-    assert float(out[Q.PGR_LOWER]) == pytest.approx((acc_lo - 0.6) / 0.3) and float(out[Q.PGR_UPPER]) == pytest.approx((acc_up - 0.6) / 0.3)
+    assert float(out[Q.PGR_LOWER]) == pytest.approx((acc_lo - 0.6) / 0.3) and float(out[Q.PGR_UPPER]) == pytest.approx(
+        (acc_up - 0.6) / 0.3
+    )
     if n_gold < PPI_MIN_GOLD:
         assert Q.ACCURACY_PPI in out and Q.ACCURACY_PPI_LOWER not in out and any(Q.ACCURACY_PPI_LOWER in note for note in m.notes)
     else:
@@ -181,6 +198,9 @@ def test_monitor_logs_the_estimates_under_registered_names(n_gold):
         assert Q.lookup(name).kind == kind
     s_pred, t_pred = student.argmax(1), teacher.argmax(1)
     k = n_gold
-    ref = _ppi_py_reference((s_pred[:k] == gold[:k]).double().numpy(), (s_pred[:k] == t_pred[:k]).double().numpy(),
-                            (s_pred[k:] == t_pred[k:]).double().numpy())
+    ref = _ppi_py_reference(
+        (s_pred[:k] == gold[:k]).double().numpy(),
+        (s_pred[:k] == t_pred[:k]).double().numpy(),
+        (s_pred[k:] == t_pred[k:]).double().numpy(),
+    )
     assert float(out[Q.ACCURACY_PPI]) == pytest.approx(ref[0], abs=1e-12)

@@ -14,8 +14,15 @@ from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.stopping import gold_rule
 from lightning_w2s.stopping.gold_rule import GoldRule, gold_candidates, gold_kept_check
 
-RULES = [GoldRule("label_free"), GoldRule("naive"), GoldRule("smooth", 3), GoldRule("top_m", 3), GoldRule("top_m", 5),
-         GoldRule("gate", 1.0), GoldRule("gate", 1.645)]
+RULES = [
+    GoldRule("label_free"),
+    GoldRule("naive"),
+    GoldRule("smooth", 3),
+    GoldRule("top_m", 3),
+    GoldRule("top_m", 5),
+    GoldRule("gate", 1.0),
+    GoldRule("gate", 1.645),
+]
 
 
 def _reference(acc: np.ndarray, lf: np.ndarray, k: int, rule: GoldRule) -> int:
@@ -28,7 +35,7 @@ def _reference(acc: np.ndarray, lf: np.ndarray, k: int, rule: GoldRule) -> int:
         return g
     if rule.kind == "smooth":
         w = int(rule.param)
-        means = np.array([acc[max(0, i - w + 1): i + 1].mean() for i in range(len(acc))])
+        means = np.array([acc[max(0, i - w + 1) : i + 1].mean() for i in range(len(acc))])
         return int(np.argmax(means))
     if rule.kind == "top_m":
         top = np.argsort(lf, kind="stable")[: int(rule.param)]
@@ -89,13 +96,17 @@ ACC = [0.60, 0.70, 0.74, 0.71, 0.80, 0.72, 0.70, 0.70, 0.70]
 
 
 def test_stopper_keeps_the_gold_rule_pick_with_enough_gold(monkeypatch):
-    monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."),
-                                                     (300, GoldRule("naive"), "naive gold.")))
+    monkeypatch.setattr(
+        gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."), (300, GoldRule("naive"), "naive gold."))
+    )
     es = W2SEarlyStopping(patience=3, verbose=False)
     _replay(es, LF, ACC, 300)
     assert es.stopped_check == 4 and es.history[-1]["stop"]  # plateau stopped at check 4
     assert es.gold_rule == GoldRule("naive") and es.restore_check == 4 and 4 in es.best_weights.copies
-    for es2, count in ((W2SEarlyStopping(patience=3, verbose=False, gold=False), 300), (W2SEarlyStopping(patience=3, verbose=False), 299)):
+    for es2, count in (
+        (W2SEarlyStopping(patience=3, verbose=False, gold=False), 300),
+        (W2SEarlyStopping(patience=3, verbose=False), 299),
+    ):
         _replay(es2, LF, ACC, count)
         assert es2.gold_rule is None and es2.restore_check == 1  # the label-free best
     es4 = W2SEarlyStopping(patience=6, verbose=False)
@@ -108,8 +119,11 @@ def test_stopper_keeps_the_gold_rule_pick_with_enough_gold(monkeypatch):
 
 
 def test_a_whole_run_gold_rule_never_stops(monkeypatch):
-    monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."),
-                                                     (100, GoldRule("naive", whole_run=True), "naive gold, whole run.")))
+    monkeypatch.setattr(
+        gold_rule,
+        "GOLD_DEFAULTS",
+        ((0, GoldRule("label_free"), "label-free."), (100, GoldRule("naive", whole_run=True), "naive gold, whole run.")),
+    )
     es = W2SEarlyStopping(patience=2, verbose=False)
     _replay(es, LF, ACC, 100)
     assert len(es.history) == len(LF) and not any(h["stop"] for h in es.history)
@@ -125,15 +139,18 @@ def test_trainer_restores_the_gold_pick_and_says_why(tmp_path, monkeypatch, capl
     import logging
 
     import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
-
     from helpers import TinyStudent, make_task, read_csv_metrics, trainer_kwargs
-    from lightning_w2s import W2SMonitor
+    from lightning.pytorch.loggers import CSVLogger
     from test_early_stopping import WeightsRecorder
 
+    from lightning_w2s import W2SMonitor
+
     if patched:
-        monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."),
-                                                         (300, GoldRule("naive"), "the naive rule (test).")))
+        monkeypatch.setattr(
+            gold_rule,
+            "GOLD_DEFAULTS",
+            ((0, GoldRule("label_free"), "label-free."), (300, GoldRule("naive"), "the naive rule (test).")),
+        )
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     task = make_task(n_probe=n_probe, noise=0.3)
     L.seed_everything(0, verbose=False)

@@ -15,10 +15,26 @@ from lightning_w2s.metrics import quantities as Q
 HERE = os.path.dirname(__file__)
 #: names added since the golden file: the monitor's check counter (read by W2SEarlyStopping), the smooth
 #: calibration family, the gold count, PGR's interval and the PPI estimate (its interval needs 300 gold points)
-ADDED = {"w2s/check", Q.SMCE_VS_GOLD, Q.TEACHER_SMCE_VS_GOLD, Q.SMCE_VS_TEACHER, Q.CALIBRATION_LOWER, Q.CALIBRATION_UPPER,
-         Q.CALIBRATION_VS_TEACHER_LOWER, Q.CALIBRATION_VS_TEACHER_UPPER, Q.CALIBRATION_ESTIMATE_LOWER,
-         Q.CALIBRATION_ESTIMATE_UPPER, Q.CE_GAIN, Q.PREDICTED_CE_GAIN, Q.GOLD_COUNT, Q.PGR_LOWER, Q.PGR_UPPER,
-         Q.ACCURACY_PPI, Q.lower(Q.ACCURACY_PPI), Q.upper(Q.ACCURACY_PPI)}
+ADDED = {
+    "w2s/check",
+    Q.SMCE_VS_GOLD,
+    Q.TEACHER_SMCE_VS_GOLD,
+    Q.SMCE_VS_TEACHER,
+    Q.CALIBRATION_LOWER,
+    Q.CALIBRATION_UPPER,
+    Q.CALIBRATION_VS_TEACHER_LOWER,
+    Q.CALIBRATION_VS_TEACHER_UPPER,
+    Q.CALIBRATION_ESTIMATE_LOWER,
+    Q.CALIBRATION_ESTIMATE_UPPER,
+    Q.CE_GAIN,
+    Q.PREDICTED_CE_GAIN,
+    Q.GOLD_COUNT,
+    Q.PGR_LOWER,
+    Q.PGR_UPPER,
+    Q.ACCURACY_PPI,
+    Q.lower(Q.ACCURACY_PPI),
+    Q.upper(Q.ACCURACY_PPI),
+}
 
 
 def test_every_logged_value_and_decision_is_reproduced(golden_runs):

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from helpers import SGD_TANH, loaders, tiny_student_class, w2s_data
-from helpers import Lightning
+from helpers import SGD_TANH, Lightning, loaders, tiny_student_class, w2s_data
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe

@@ -14,8 +14,8 @@ from hypothesis.extra.numpy import arrays
 
 from lightning_w2s.metrics import bounds
 from lightning_w2s.metrics.calibration import Calibration, calibration_error
-from lightning_w2s.metrics.gold_counts import CorrectionRates
 from lightning_w2s.metrics.gold import GOLD_KEYS, gold_rates
+from lightning_w2s.metrics.gold_counts import CorrectionRates
 from lightning_w2s.metrics.misfit import MISFIT_ALL_KEYS, Misfit, misfit
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -104,8 +104,12 @@ def test_gold_rates_consistent(n, k, data):
     cov = torch.tensor(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
     out = gold_rates(s, w, y, cov)
     known, c = y >= 0, (y >= 0) & cov
-    empty = {"accuracy": not known.any(), "teacher_accuracy": not c.any(), "coverage_accuracy": not (known & ~cov).any(),
-             "correction_rate": not (c & (w != y)).any()}
+    empty = {
+        "accuracy": not known.any(),
+        "teacher_accuracy": not c.any(),
+        "coverage_accuracy": not (known & ~cov).any(),
+        "correction_rate": not (c & (w != y)).any(),
+    }
     for key, is_empty in empty.items():
         v = out[key].item()
         assert math.isnan(v) if is_empty else (0.0 <= out[f"{key}_lower"].item() <= v <= out[f"{key}_upper"].item() <= 1.0)
@@ -140,7 +144,10 @@ def test_lang_b1_number_or_nan_with_reason(err, alpha, c, p):
 @SETTINGS
 @given(PROB, st.floats(0.0, 0.4999), st.floats(1e-3, 1.0), st.floats(1e-3, 1.0), PROB, PROB)
 def test_lang_b2_b3_number_or_nan_with_reason(err, alpha, c1, c2, p, q):
-    for fn, args in ((bounds.lang_uncovered_bound, (err, alpha, c1, c2, p, q)), (bounds.lang_uncovered_bound_b3, (err, alpha, c1, p, q))):
+    for fn, args in (
+        (bounds.lang_uncovered_bound, (err, alpha, c1, c2, p, q)),
+        (bounds.lang_uncovered_bound_b3, (err, alpha, c1, p, q)),
+    ):
         with warnings.catch_warnings(record=True) as rec:
             warnings.simplefilter("always")
             v = fn(*args)

@@ -7,14 +7,13 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from helpers import loaders, sgd_tanh_student, w2s_data
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
-
-from helpers import loaders, sgd_tanh_student, w2s_data
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +32,15 @@ def run(tmp_path_factory):
     kwargs = dict(train_probe=train_probe, teacher_score=0.75, ceiling_score=0.95, min_gain=0.9)
     monitor = W2SMonitor(probe, **kwargs)
     logger = TensorBoardLogger(tmp, name="tb")
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=logger, callbacks=[monitor], enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False)
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=logger,
+        callbacks=[monitor],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     model = sgd_tanh_student()
     trainer.fit(model, *loaders(x, teacher, 400, 200))
     acc = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "tensors": 0, "scalars": 0})
@@ -63,23 +69,44 @@ def test_gold_side_values_match_a_numpy_recomputation(run):
     assert last("w2s/gold/coverage_accuracy") == pytest.approx((s[~cov] == gold[~cov]).mean(), abs=1e-6)
     assert last("w2s/gold/pgr") == pytest.approx(((s == gold).mean() - 0.75) / (0.95 - 0.75), abs=1e-5)
     # the exact 0/1 band on covered gold points contains the student's covered accuracy
-    assert last("w2s/bounds/covered_accuracy_lower") <= last("w2s/gold/covered_accuracy") <= last("w2s/bounds/covered_accuracy_upper")
+    assert (
+        last("w2s/bounds/covered_accuracy_lower")
+        <= last("w2s/gold/covered_accuracy")
+        <= last("w2s/bounds/covered_accuracy_upper")
+    )
     assert last("w2s/bounds/accuracy_lower") <= last("w2s/gold/accuracy") <= last("w2s/bounds/accuracy_upper")
     # top-label ECE vs gold, 15 equal-width bins, by hand
     conf, correct = p.max(1), (s == gold)
     bins = np.minimum((conf * 15).astype(int), 14)
-    ece = sum(abs(conf[bins == b].mean() - correct[bins == b].mean()) * (bins == b).mean() for b in range(15) if (bins == b).any())
+    ece = sum(
+        abs(conf[bins == b].mean() - correct[bins == b].mean()) * (bins == b).mean() for b in range(15) if (bins == b).any()
+    )
     assert last("w2s/calibration/ece_vs_gold") == pytest.approx(ece, abs=1e-5)
 
 
 def test_every_family_is_logged(run):
     tags = set(run["acc"].Tags()["scalars"])
-    for name in ["w2s/misfit/kl_teacher_student", "w2s/misfit/kappa", "w2s/misfit/disagreement_lower",
-                 "w2s/train_misfit/sq", "w2s/calibration/ece_vs_teacher", "w2s/calibration/ece_vs_gold",
-                 "w2s/calibration/teacher_ece_vs_gold", "w2s/representation/gap_fro", "w2s/representation/gap_op",
-                 "w2s/representation/cka", "w2s/representation/effective_rank", "w2s/representation/pred_gap_gold",
-                 "w2s/robustness/inconsistency", "w2s/lang/alpha_0", "w2s/lang/covered_error_0",
-                 "w2s/bounds/predicted_gain", "w2s/gold/sq_gain", "w2s/prediction/max_class_share", "w2s/skipped"]:
+    for name in [
+        "w2s/misfit/kl_teacher_student",
+        "w2s/misfit/kappa",
+        "w2s/misfit/disagreement_lower",
+        "w2s/train_misfit/sq",
+        "w2s/calibration/ece_vs_teacher",
+        "w2s/calibration/ece_vs_gold",
+        "w2s/calibration/teacher_ece_vs_gold",
+        "w2s/representation/gap_fro",
+        "w2s/representation/gap_op",
+        "w2s/representation/cka",
+        "w2s/representation/effective_rank",
+        "w2s/representation/pred_gap_gold",
+        "w2s/robustness/inconsistency",
+        "w2s/lang/alpha_0",
+        "w2s/lang/covered_error_0",
+        "w2s/bounds/predicted_gain",
+        "w2s/gold/sq_gain",
+        "w2s/prediction/max_class_share",
+        "w2s/skipped",
+    ]:
         assert name in tags, name
 
 
@@ -119,7 +146,7 @@ def test_dashboard_layout_image_and_warning_text(run):
     assert len(constants) == 1  # written once: the constants did not change
     text = constants[0].tensor_proto.string_val[0].decode()
     for name in (Q.TEACHER_MAX_CLASS_SHARE, Q.TEACHER_ECE_VS_GOLD, Q.TEACHER_SQ_ERROR, Q.TEACHER_ACCURACY, "w2s/lang/alpha_0"):
-        assert f"`{name[len('w2s/'):]}` | {_fmt(acc.Scalars(name)[-1].value)}" in text, name
+        assert f"`{name[len('w2s/') :]}` | {_fmt(acc.Scalars(name)[-1].value)}" in text, name
     assert "`teacher_score`**: 0.75" in text and "run `teacher`" in text
 
 
@@ -139,16 +166,23 @@ def test_reference_runs_hold_the_teacher_train_probe_and_classes_at_the_students
     steps = [e.step for e in acc.Scalars(Q.COVERED_ACCURACY)]
     assert len(steps) == 3
     teacher = _run(f"{logdir}/teacher")
-    assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY)] == [(e.step, e.value) for e in acc.Scalars(Q.TEACHER_ACCURACY)]
-    assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY_LOWER)] == [(e.step, e.value) for e in acc.Scalars(Q.COVERED_ACCURACY_LOWER)]
+    assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY)] == [
+        (e.step, e.value) for e in acc.Scalars(Q.TEACHER_ACCURACY)
+    ]
+    assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY_LOWER)] == [
+        (e.step, e.value) for e in acc.Scalars(Q.COVERED_ACCURACY_LOWER)
+    ]
     assert [e.value for e in teacher.Scalars(Q.PGR)] == [0.0] * 3
     train = _run(f"{logdir}/train_probe")
     assert [(e.step, e.value) for e in train.Scalars(Q.KL_TEACHER_STUDENT)] == [
-        (e.step, e.value) for e in acc.Scalars(Q.train_name(Q.KL_TEACHER_STUDENT))]
+        (e.step, e.value) for e in acc.Scalars(Q.train_name(Q.KL_TEACHER_STUDENT))
+    ]
     assert [(e.step, e.value) for e in _run(f"{logdir}/class_1").Scalars(Q.COVERED_ERROR)] == [
-        (e.step, e.value) for e in acc.Scalars("w2s/lang/covered_error_1")]
+        (e.step, e.value) for e in acc.Scalars("w2s/lang/covered_error_1")
+    ]
     assert [(e.step, e.value) for e in _run(f"{logdir}/predicted_gain").Scalars(Q.SQ_GAIN)] == [
-        (e.step, e.value) for e in acc.Scalars(Q.PREDICTED_GAIN)]
+        (e.step, e.value) for e in acc.Scalars(Q.PREDICTED_GAIN)
+    ]
     assert last_w2s_values(logdir)[Q.COVERED_ACCURACY] == acc.Scalars(Q.COVERED_ACCURACY)[-1].value
     # the rules still get the constants (logged to callback_metrics as before)
     assert Q.TEACHER_MAX_CLASS_SHARE in run["monitor"].last_values
@@ -184,9 +218,16 @@ def test_reference_runs_follow_the_logger_steps_at_every_cadence(tmp_path, caden
     probe = W2SProbe(x[600:], teacher_labels=teacher[600:], gold=y[600:])
     step_kw = {"every_3_steps": dict(every_n_train_steps=3), "accumulate_2": dict(every_n_train_steps=1)}.get(cadence, {})
     logger = TensorBoardLogger(tmp_path, name="tb")
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=logger, callbacks=[W2SMonitor(probe, neighbours=0, **step_kw)],
-                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                        accumulate_grad_batches=2 if cadence == "accumulate_2" else 1)
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=logger,
+        callbacks=[W2SMonitor(probe, neighbours=0, **step_kw)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        accumulate_grad_batches=2 if cadence == "accumulate_2" else 1,
+    )
     train, _ = loaders(x, teacher, 400, 100)
     trainer.fit(sgd_tanh_student(), train)  # no validation loop
     student, ref = _run(logger.log_dir), _run(f"{logger.log_dir}/teacher")

@@ -4,13 +4,12 @@ The tests taking the ``lightning`` fixture run under ``lightning.pytorch`` and `
 import lightning as L
 import pytest
 import torch
+from helpers import SGD_TANH, loaders, sgd_tanh_student, tiny_student_class, w2s_data
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.metrics.functional import misfit
-
-from helpers import SGD_TANH, loaders, sgd_tanh_student, tiny_student_class, w2s_data
 
 
 def _trainer(tmp_path, callbacks, logger=None, epochs=3, lightning=None):
@@ -44,8 +43,13 @@ def test_logged_values_equal_recomputation_from_trained_model(tmp_path, lightnin
     acc = EventAccumulator(logger.log_dir)
     acc.Reload()
     tags = acc.Tags()["scalars"]
-    for name in ("w2s/misfit/kl_teacher_student", "w2s/misfit/kl_student_teacher", "w2s/misfit/disagreement",
-                 "w2s/misfit/sq", "w2s/gold/accuracy"):
+    for name in (
+        "w2s/misfit/kl_teacher_student",
+        "w2s/misfit/kl_student_teacher",
+        "w2s/misfit/disagreement",
+        "w2s/misfit/sq",
+        "w2s/gold/accuracy",
+    ):
         assert name in tags, name
         assert len(acc.Scalars(name)) == 3  # one per validation epoch, none from the sanity check
 
@@ -68,8 +72,13 @@ def test_stock_early_stopping_and_csv_logger(tmp_path, lightning):
     L.seed_everything(0)
     x, y, teacher = w2s_data()
     stop = lightning.callbacks.EarlyStopping(monitor="w2s/misfit/disagreement", patience=1, mode="min")
-    trainer = _trainer(tmp_path, [W2SMonitor(_probe(x, y, teacher)), stop], logger=lightning.loggers.CSVLogger(tmp_path),
-                       epochs=30, lightning=lightning)
+    trainer = _trainer(
+        tmp_path,
+        [W2SMonitor(_probe(x, y, teacher)), stop],
+        logger=lightning.loggers.CSVLogger(tmp_path),
+        epochs=30,
+        lightning=lightning,
+    )
     trainer.fit(lightning.model(tiny_student_class, **SGD_TANH, lr=0.5), *loaders(x, teacher, 400, 200))
     assert "w2s/misfit/disagreement" in trainer.callback_metrics
     assert trainer.current_epoch < 30  # the stock callback accepted and acted on the logged value
@@ -90,8 +99,15 @@ def test_model_checkpoint_keeps_the_best_check(tmp_path, lightning):
             seen.append(float(trainer.callback_metrics[name]))
 
     ckpt = lightning.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor=name, mode="min", save_top_k=1)
-    trainer = lightning.Trainer(max_epochs=4, accelerator="cpu", logger=False, callbacks=[monitor, Record(), ckpt],
-                                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = lightning.Trainer(
+        max_epochs=4,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[monitor, Record(), ckpt],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(lightning.model(tiny_student_class, **SGD_TANH, lr=0.5), *loaders(x, teacher, 400, 200))
     assert len(seen) == 4
     assert float(ckpt.best_model_score) == pytest.approx(min(seen))

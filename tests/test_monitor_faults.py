@@ -5,18 +5,25 @@ import math
 import lightning as L
 import pytest
 import torch
+from helpers import SGD_TANH, TinyStudent, loaders, sgd_tanh_student, w2s_data
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_w2s import W2SMonitor, W2SProbe
-
-from helpers import SGD_TANH, TinyStudent, loaders, sgd_tanh_student, w2s_data
 
 
 def _fit(tmp_path, monitor, model=None, epochs=2, **trainer_kwargs):
     L.seed_everything(0)
     x, y, teacher = w2s_data(n=700)
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=CSVLogger(tmp_path), callbacks=[monitor],
-                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, **trainer_kwargs)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=CSVLogger(tmp_path),
+        callbacks=[monitor],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        **trainer_kwargs,
+    )
     trainer.fit(model or sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     return trainer
 
@@ -78,7 +85,7 @@ def test_every_n_train_steps_cadence_restores_train_mode(tmp_path):
             return super().training_step(batch, i)
 
     monitor = W2SMonitor(_probe(), every_n_train_steps=3)
-    trainer = _fit(tmp_path, monitor, model=Spy(**SGD_TANH), epochs=1)  # 7 steps: checks at steps 3 and 6
+    _fit(tmp_path, monitor, model=Spy(**SGD_TANH), epochs=1)  # 7 steps: checks at steps 3 and 6
     assert monitor.num_checks == 2
     assert all(modes)
     text = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()
@@ -192,8 +199,15 @@ def test_a_value_undefined_at_a_later_check_leaves_callback_metrics(tmp_path):
 
     L.seed_everything(0)
     x, y, teacher = w2s_data(n=700)
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, callbacks=[monitor, Spy()], enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False)
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[monitor, Spy()],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     assert seen == [True, False, False]  # not a stale number from check 1
 

@@ -75,8 +75,11 @@ def test_what_the_monitor_logs_is_what_its_expected_names_promise(golden_runs):
 def test_one_module_spells_each_logged_name():
     """The contract names live in the registry: no other package module spells them."""
     package = os.path.join(ROOT, "lightning_w2s")
-    out = subprocess.run(["grep", "-rlE", r"(misfit|gold|bounds|robustness|lang)/[a-z_]+", package, "--include=*.py"],
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        ["grep", "-rlE", r"(misfit|gold|bounds|robustness|lang)/[a-z_]+", package, "--include=*.py"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     offenders = []
     for path in out:
         text = open(path, encoding="utf-8").read()

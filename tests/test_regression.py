@@ -15,21 +15,20 @@
 
 from __future__ import annotations
 
-import os
-
 import math
+import os
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
+from _regression import LeastSquaresHead, regression_task
+from helpers import trainer_kwargs
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from torch.utils.data import DataLoader, TensorDataset
 
-from _regression import LeastSquaresHead, regression_task
-from helpers import trainer_kwargs
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import metrics_for_probe
@@ -63,13 +62,29 @@ def test_regression_probe_basics():
         (dict(teacher_values=torch.ones(4, 0)), ValueError, r"m >= 1"),
         (dict(teacher_values=torch.ones(4, dtype=torch.bool)), TypeError, r"`teacher_values` must hold real values"),
         (dict(teacher_values=["a", "b", "c", "d"]), TypeError, r"`teacher_values` must be a tensor or array-like"),
-        (dict(teacher_values=torch.ones(4), teacher_labels=[0, 1, 0, 1]), ValueError, r"cannot be combined with \['teacher_labels'\]"),
+        (
+            dict(teacher_values=torch.ones(4), teacher_labels=[0, 1, 0, 1]),
+            ValueError,
+            r"cannot be combined with \['teacher_labels'\]",
+        ),
         (dict(teacher_values=torch.ones(4), teacher_probs=torch.full((4, 2), 0.5)), ValueError, r"teacher_probs"),
         (dict(teacher_values=torch.ones(4), covered=[True] * 4), ValueError, r"cannot be combined with \['covered'\]"),
         (dict(teacher_values=torch.ones(4), num_classes=2), ValueError, r"\['num_classes'\]"),
-        (dict(teacher_values=torch.ones(4), gold=torch.ones(4, 1)), ValueError, r"`gold` must have the shape of `teacher_values` \(4,\)"),
-        (dict(teacher_values=torch.ones(4), gold=[1.0, math.inf, 0.0, 0.0]), ValueError, r"`gold` contains \+-Inf at index \(1,\)"),
-        (dict(teacher_values=torch.ones(4, 2), gold=[[1.0, NAN], [0.0, 0.0], [NAN, NAN], [1.0, 1.0]]), ValueError, r"`gold` row 0 is partly NaN"),
+        (
+            dict(teacher_values=torch.ones(4), gold=torch.ones(4, 1)),
+            ValueError,
+            r"`gold` must have the shape of `teacher_values` \(4,\)",
+        ),
+        (
+            dict(teacher_values=torch.ones(4), gold=[1.0, math.inf, 0.0, 0.0]),
+            ValueError,
+            r"`gold` contains \+-Inf at index \(1,\)",
+        ),
+        (
+            dict(teacher_values=torch.ones(4, 2), gold=[[1.0, NAN], [0.0, 0.0], [NAN, NAN], [1.0, 1.0]]),
+            ValueError,
+            r"`gold` row 0 is partly NaN",
+        ),
         (dict(teacher_values=torch.ones(4), gold=torch.ones(4, dtype=torch.bool)), TypeError, r"`gold` must hold real values"),
         (dict(), ValueError, r"exactly one of .* or `teacher_values` \(regression\)"),
     ],
@@ -103,10 +118,21 @@ def _reference(s, w, y, fs_feat, fw_feat):
     err_s = ((s[known] - y[known]) ** 2).sum(1).mean()
     err_w = ((w[known] - y[known]) ** 2).sum(1).mean()
     misfit = ((s - w) ** 2).sum(1).mean()
-    rep = representation_gap(torch.from_numpy(fs_feat[known]), torch.from_numpy(fw_feat[known]), labels=torch.from_numpy(y[known]),
-                             reg=0.1, max_components=32)
-    return {Q.SQ: misfit, Q.PREDICTED_GAIN: misfit, Q.SQ_GAIN: err_w - err_s, Q.STUDENT_SQ_ERROR: err_s,
-            Q.TEACHER_SQ_ERROR: err_w, Q.PRED_GAP_GOLD: float(rep["pred_gap"])}
+    rep = representation_gap(
+        torch.from_numpy(fs_feat[known]),
+        torch.from_numpy(fw_feat[known]),
+        labels=torch.from_numpy(y[known]),
+        reg=0.1,
+        max_components=32,
+    )
+    return {
+        Q.SQ: misfit,
+        Q.PREDICTED_GAIN: misfit,
+        Q.SQ_GAIN: err_w - err_s,
+        Q.STUDENT_SQ_ERROR: err_s,
+        Q.TEACHER_SQ_ERROR: err_w,
+        Q.PRED_GAP_GOLD: float(rep["pred_gap"]),
+    }
 
 
 @pytest.mark.parametrize("outputs", [1, 3])
@@ -179,8 +205,9 @@ def fit_least_squares(tmp_path, outputs=1, realizable=True, epochs=4, callbacks=
     monitor = W2SMonitor(probe, train_probe=train_probe, figure_every_n_checks=0, **monitor_kw)
     record = PerCheck(monitor)
     logger = TensorBoardLogger(str(tmp_path), name="reg", version=0)
-    trainer = L.Trainer(**trainer_kwargs(max_epochs=epochs, precision="64-true", logger=logger,
-                                         callbacks=[monitor, record, *callbacks]))
+    trainer = L.Trainer(
+        **trainer_kwargs(max_epochs=epochs, precision="64-true", logger=logger, callbacks=[monitor, record, *callbacks])
+    )
     trainer.fit(model, DataLoader(TensorDataset(x, f_w), batch_size=len(x)))  # the probe's own inputs, full batch
     return model, x, f_w, f_star, monitor, record.values, logger.log_dir
 
@@ -189,8 +216,10 @@ def fit_least_squares(tmp_path, outputs=1, realizable=True, epochs=4, callbacks=
 def test_least_squares_student_gain_equals_predicted_gain(tmp_path, outputs):
     model, x, f_w, f_star, monitor, checks, _ = fit_least_squares(tmp_path, outputs=outputs)
     gaps = [c[Q.SQ_GAIN] - c[Q.PREDICTED_GAIN] for c in checks]
-    print(f"\nleast-squares head, {outputs} output(s): sq_gain - predicted_gain per check {[f'{g:.1e}' for g in gaps]}; "
-          f"final sq_gain {checks[-1][Q.SQ_GAIN]:.6f}, predicted {checks[-1][Q.PREDICTED_GAIN]:.6f}")
+    print(
+        f"\nleast-squares head, {outputs} output(s): sq_gain - predicted_gain per check {[f'{g:.1e}' for g in gaps]}; "
+        f"final sq_gain {checks[-1][Q.SQ_GAIN]:.6f}, predicted {checks[-1][Q.PREDICTED_GAIN]:.6f}"
+    )
     assert abs(gaps[-1]) <= 1e-6  # Charikar Thm 1 with equality (linear subspace, realizable, projection)
     assert abs(gaps[0]) > 1e-5  # before L-BFGS has converged the student is not the projection yet
     assert checks[-1][Q.SQ_GAIN] > 0.1  # a real gain, not 0 = 0
@@ -219,8 +248,21 @@ def test_logged_names_layout_and_stopping_on_a_regression_probe(tmp_path):
     overfit = W2SEarlyStopping("teacher_overfit", misfit="sq", patience=2, kappa=None, verbose=False)
     *_, monitor, checks, logdir = fit_least_squares(tmp_path, epochs=6, callbacks=[plateau, overfit])
     expected = monitor.expected_names()
-    assert expected == {Q.SQ, Q.train_name(Q.SQ), Q.PREDICTED_GAIN, Q.SQ_GAIN, Q.STUDENT_SQ_ERROR, Q.TEACHER_SQ_ERROR,
-                        Q.GAP_FRO, Q.GAP_OP, Q.CKA, Q.EFFECTIVE_RANK, Q.PRED_GAP_GOLD, Q.SKIPPED, Q.CHECK}
+    assert expected == {
+        Q.SQ,
+        Q.train_name(Q.SQ),
+        Q.PREDICTED_GAIN,
+        Q.SQ_GAIN,
+        Q.STUDENT_SQ_ERROR,
+        Q.TEACHER_SQ_ERROR,
+        Q.GAP_FRO,
+        Q.GAP_OP,
+        Q.CKA,
+        Q.EFFECTIVE_RANK,
+        Q.PRED_GAP_GOLD,
+        Q.SKIPPED,
+        Q.CHECK,
+    }
     assert all(set(c) == expected for c in checks)  # every promised name logged at every check, nothing else
     # the stopping policies that apply to regression read sq: the plateau stops once L-BFGS has converged
     assert [len(h["values"]) for h in overfit.history] == [2] * len(overfit.history)
@@ -254,16 +296,32 @@ def test_student_output_shape_is_checked_at_fit_start(tmp_path):
     x, f_w, f_star = regression_task(LeastSquaresHead(outputs=1))
     monitor = W2SMonitor(W2SProbe(x, teacher_values=f_w, gold=f_star), figure_every_n_checks=0)
     trainer = L.Trainer(**trainer_kwargs(max_epochs=1, callbacks=[monitor]))
-    with pytest.raises(ValueError, match=r"student's output has shape \(\d+, 2\) on the probe but the regression teacher's "
-                                         r"values are \(n,\); expected \(batch,\) or \(batch, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"student's output has shape \(\d+, 2\) on the probe but the regression teacher's "
+        r"values are \(n,\); expected \(batch,\) or \(batch, 1\)",
+    ):
         trainer.fit(model, DataLoader(TensorDataset(x, torch.zeros(len(x), 2)), batch_size=64))
 
 
 def test_registry_task_dimension():
     """Each name says which probes log it; hints for classification-only names name the regression fix."""
     both = {q.name for q in Q.QUANTITIES.values() if "regression" in q.tasks}
-    assert both == {Q.SQ, Q.train_name(Q.SQ), Q.PREDICTED_GAIN, Q.SQ_GAIN, Q.STUDENT_SQ_ERROR, Q.TEACHER_SQ_ERROR,
-                    Q.GAP_FRO, Q.GAP_OP, Q.CKA, Q.EFFECTIVE_RANK, Q.PRED_GAP_GOLD, Q.SKIPPED, Q.CHECK}
+    assert both == {
+        Q.SQ,
+        Q.train_name(Q.SQ),
+        Q.PREDICTED_GAIN,
+        Q.SQ_GAIN,
+        Q.STUDENT_SQ_ERROR,
+        Q.TEACHER_SQ_ERROR,
+        Q.GAP_FRO,
+        Q.GAP_OP,
+        Q.CKA,
+        Q.EFFECTIVE_RANK,
+        Q.PRED_GAP_GOLD,
+        Q.SKIPPED,
+        Q.CHECK,
+    }
     assert Q.expected_names(set(), 2, task="regression") == {Q.SQ, Q.PREDICTED_GAIN, Q.EFFECTIVE_RANK, Q.SKIPPED, Q.CHECK}
     assert Q.KL_TEACHER_STUDENT in Q.expected_names(set(), 2)  # classification by default
     with pytest.raises(ValueError, match="`task` must be one of"):
@@ -277,9 +335,8 @@ def test_registry_task_dimension():
 def test_kill_and_resume_a_regression_fit_gives_the_same_values(tmp_path):
     """The regression monitor and a misfit='sq' stopper survive checkpoint/resume: a fit killed at
     the start of epoch 2 and resumed from its last checkpoint logs what an uninterrupted fit logs."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     from helpers import Crash, CrashAt
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     class SGDHead(LeastSquaresHead):  # plain SGD: nothing but the weights to restore
         def configure_optimizers(self):

@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from _repr_reference import assert_close, np_cka, np_gap, np_participation_ratio, np_smoother, np_top_pcs, synthetic, t
+
 from lightning_w2s.metrics import DEFAULT_CONSTRUCTION, RepresentationGap
 from lightning_w2s.metrics.functional import effective_rank, representation_gap
 from lightning_w2s.ranking.scores import rank_teachers
@@ -240,8 +240,12 @@ def test_effective_rank_is_the_participation_ratio_and_its_limits():
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"reg": 0.0}, "reg"), ({"reg": float("nan")}, "reg"), ({"max_components": 0}, "max_components"),
-     ({"reg_relative_to": "d"}, "reg_relative_to")],
+    [
+        ({"reg": 0.0}, "reg"),
+        ({"reg": float("nan")}, "reg"),
+        ({"max_components": 0}, "max_components"),
+        ({"reg_relative_to": "d"}, "reg_relative_to"),
+    ],
 )
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -297,5 +301,3 @@ def test_rank_teachers_nan_last_and_arguments():
         rank_teachers(S, teachers, regg=0.1)
     with pytest.raises(ValueError, match="teachers"):
         rank_teachers(S, {})
-
-

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from _repr_reference import synthetic, t
+
 from lightning_w2s.metrics import RepresentationGap
 from lightning_w2s.metrics.functional import effective_rank, representation_gap
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, EffectiveRank, GapConstruction

@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _repr_reference import np_gap, np_participation_ratio, synthetic, t
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _repr_reference import np_gap, np_participation_ratio, synthetic, t
 from lightning_w2s.metrics import RepresentationGap
 from lightning_w2s.metrics.functional import effective_rank, representation_gap
 from lightning_w2s.metrics.representation import EffectiveRank
@@ -86,8 +86,11 @@ def test_offset_features_give_the_values_of_centred_ones(offset, max_components)
     centred = stream(S, W, cls, [40] * 6, num_classes=2, max_components=max_components)
     shifted = stream(S + offset, W - offset, cls, [40] * 6, num_classes=2, max_components=max_components)
     assert_same(shifted, centred, OFFSET_RTOL)
-    assert_same(representation_gap(t(S + offset), t(W - offset), labels=torch.as_tensor(cls), max_components=max_components),
-                representation_gap(t(S), t(W), labels=torch.as_tensor(cls), max_components=max_components), OFFSET_RTOL)
+    assert_same(
+        representation_gap(t(S + offset), t(W - offset), labels=torch.as_tensor(cls), max_components=max_components),
+        representation_gap(t(S), t(W), labels=torch.as_tensor(cls), max_components=max_components),
+        OFFSET_RTOL,
+    )
     ranks = []
     for data in (S, S + offset):
         m = EffectiveRank()
@@ -104,8 +107,9 @@ def test_tie_test_and_floor_use_the_covariance_not_the_moment_about_the_shift():
     S, W, y = synthetic(240, 8, 5, seed=9)
     S, W = S - S.mean(0), W - W.mean(0)
     centred = stream(S, W, None, [60] * 4, max_components=3)
-    zero_shift = stream(S + 1e3, W + 1e3, None, [60] * 4, max_components=3,
-                        student_reference=torch.zeros(8), teacher_reference=torch.zeros(5))
+    zero_shift = stream(
+        S + 1e3, W + 1e3, None, [60] * 4, max_components=3, student_reference=torch.zeros(8), teacher_reference=torch.zeros(5)
+    )
     assert_same(zero_shift, centred, 1e-6)
 
 

@@ -4,15 +4,13 @@ uninterrupted fit with the same seed (no shuffling anywhere, so the data order i
 
 from __future__ import annotations
 
-
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch import Callback
+from helpers import Crash, CrashAt, TinyStudent, make_task, read_csv_metrics, trainer_kwargs
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from helpers import Crash, CrashAt, TinyStudent, make_task, read_csv_metrics, trainer_kwargs
 from lightning_w2s import W2SMonitor
 from lightning_w2s.callbacks.early_stopping import W2SEarlyStopping, W2SStoppingReason
 
@@ -24,8 +22,7 @@ def fit(tmp_path, name, crash_at=None, ckpt_path=None, teacher_features=True):
     L.seed_everything(0, verbose=False)
     model = TinyStudent(lr=0.02, hidden=64)
     monitor = W2SMonitor(task.probe(input_features=teacher_features), train_probe=task.train_probe())
-    es = W2SEarlyStopping(["heldout_misfit_plateau", "teacher_overfit"], patience=4, kappa=None,
-                          restore_best=True, verbose=False)
+    es = W2SEarlyStopping(["heldout_misfit_plateau", "teacher_overfit"], patience=4, kappa=None, restore_best=True, verbose=False)
     callbacks = [monitor, es, ModelCheckpoint(dirpath=tmp_path / name, save_last=True)]
     if crash_at is not None:
         callbacks.append(CrashAt(crash_at))

@@ -11,6 +11,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from helpers import loaders, sgd_tanh_student, w2s_data
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from scipy.optimize import linprog
@@ -22,8 +23,6 @@ from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.bounds import accuracy_band
 from lightning_w2s.metrics.functional import smooth_calibration_error
 from lightning_w2s.metrics.smooth_calibration import label_band, teacher_band
-
-from helpers import loaders, sgd_tanh_student, w2s_data
 
 
 # ---------------------------------------------------------------------------- reference: the LP over all pairs
@@ -193,8 +192,14 @@ def _groups(max_n: int, k: int):
                     continue
                 for u_right in range(n - n_cov + 1):
                     right = ra + wdr
-                    yield ((ra + rd) / n_cov, (rd + wdr + wdw) / n_cov, n_cov / n, (right + u_right) / n, right / n_cov,
-                           (n, n_cov, ra + rd, rd + wdr + wdw))
+                    yield (
+                        (ra + rd) / n_cov,
+                        (rd + wdr + wdw) / n_cov,
+                        n_cov / n,
+                        (right + u_right) / n,
+                        right / n_cov,
+                        (n, n_cov, ra + rd, rd + wdr + wdw),
+                    )
 
 
 @pytest.mark.parametrize("k", [2, 3])
@@ -246,8 +251,16 @@ def test_calibration_names_through_a_trainer(tmp_path):
     monitor = W2SMonitor(probe, batch_size=64)
     values = _Values(monitor)
     logger = TensorBoardLogger(tmp_path, name="tb")
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=logger, callbacks=[monitor, values], enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False, deterministic=True)
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=logger,
+        callbacks=[monitor, values],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        deterministic=True,
+    )
     trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 200))
 
     acc = EventAccumulator(logger.log_dir)
@@ -266,10 +279,12 @@ def test_calibration_names_through_a_trainer(tmp_path):
         ps = torch.softmax(model(probe.inputs).double(), 1)
     pw = probe.teacher_probs.double()
     assert acc.Scalars(Q.SMCE_VS_GOLD)[-1].value == pytest.approx(_lp(ps.numpy(), probe.gold.numpy()), rel=1e-5)
-    assert acc.Scalars(Q.TEACHER_SMCE_VS_GOLD)[-1].value == pytest.approx(float(smooth_calibration_error(pw, probe.gold)), rel=1e-5)
-    assert acc.Scalars(Q.SMCE_VS_TEACHER)[-1].value == pytest.approx(
-        float(smooth_calibration_error(ps, pw.argmax(1))), rel=1e-5)
+    assert acc.Scalars(Q.TEACHER_SMCE_VS_GOLD)[-1].value == pytest.approx(
+        float(smooth_calibration_error(pw, probe.gold)), rel=1e-5
+    )
+    assert acc.Scalars(Q.SMCE_VS_TEACHER)[-1].value == pytest.approx(float(smooth_calibration_error(ps, pw.argmax(1))), rel=1e-5)
     ce = lambda p: float(-p.gather(1, probe.gold[:, None]).clamp_min(1e-6).log().mean())  # noqa: E731
     assert acc.Scalars(Q.CE_GAIN)[-1].value == pytest.approx(ce(pw) - ce(ps), rel=1e-5, abs=1e-6)
     assert acc.Scalars(Q.CALIBRATION_UPPER)[-1].value == pytest.approx(
-        float(smooth_calibration_error(pw, probe.gold)) + 2 * float((ps - pw).abs().mean()), rel=1e-5)
+        float(smooth_calibration_error(pw, probe.gold)) + 2 * float((ps - pw).abs().mean()), rel=1e-5
+    )

@@ -25,9 +25,8 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import custom_scalars
 
-from lightning_w2s.stopping.alerts import Alert
 from lightning_w2s.dashboard.figures import reliability_figure, reliability_summary
-from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.dashboard.loggers import TextSink
 from lightning_w2s.dashboard.tensorboard import (
     Dashboard,
     build_layout,
@@ -35,30 +34,63 @@ from lightning_w2s.dashboard.tensorboard import (
     is_reference_run,
     layout_tags,
     tensorboard_order,
-    write_layout,
-    write_markdown,
     write_reliability,
 )
-from lightning_w2s.dashboard.loggers import TextSink
 from lightning_w2s.dashboard.text import CONSTANTS_TAG, WARNINGS_TAG, format_constants, format_warnings
+from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.stopping.alerts import Alert
 
 MISFIT = [Q.KL_TEACHER_STUDENT, Q.KL_STUDENT_TEACHER, Q.DISAGREEMENT, Q.SQ]
 WILSON = [Q.lower(Q.DISAGREEMENT), Q.upper(Q.DISAGREEMENT)]
 TRAIN = [Q.train_name(n) for n in MISFIT + WILSON]
-GOLD = [Q.ACCURACY, Q.TEACHER_ACCURACY, Q.COVERED_ACCURACY, Q.PGR, Q.CORRECTION_RATE, Q.IMITATION_RATE,
-        Q.COVERAGE_ACCURACY, Q.SQ_GAIN, Q.STUDENT_SQ_ERROR, Q.TEACHER_SQ_ERROR]
-BOUNDS = [Q.ACCURACY_LOWER, Q.ACCURACY_UPPER, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER, Q.MAX_GAIN,
-          Q.PREDICTED_GAIN]
+GOLD = [
+    Q.ACCURACY,
+    Q.TEACHER_ACCURACY,
+    Q.COVERED_ACCURACY,
+    Q.PGR,
+    Q.CORRECTION_RATE,
+    Q.IMITATION_RATE,
+    Q.COVERAGE_ACCURACY,
+    Q.SQ_GAIN,
+    Q.STUDENT_SQ_ERROR,
+    Q.TEACHER_SQ_ERROR,
+]
+BOUNDS = [Q.ACCURACY_LOWER, Q.ACCURACY_UPPER, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER, Q.MAX_GAIN, Q.PREDICTED_GAIN]
 CALIB = [Q.ECE_VS_TEACHER, Q.ECE_VS_GOLD, Q.TEACHER_ECE_VS_GOLD, Q.MCE_VS_TEACHER]
-CONSTANTS = [Q.TEACHER_MAX_CLASS_SHARE, Q.TEACHER_ECE_VS_GOLD, Q.TEACHER_MCE_VS_GOLD, Q.TEACHER_SQ_ERROR,
-             "w2s/lang/alpha_0", "w2s/lang/alpha_1"]
+CONSTANTS = [
+    Q.TEACHER_MAX_CLASS_SHARE,
+    Q.TEACHER_ECE_VS_GOLD,
+    Q.TEACHER_MCE_VS_GOLD,
+    Q.TEACHER_SQ_ERROR,
+    "w2s/lang/alpha_0",
+    "w2s/lang/alpha_1",
+]
 REPR = [Q.GAP_FRO, Q.GAP_OP, Q.CKA, Q.EFFECTIVE_RANK]
-LANG = ["w2s/lang/alpha_0", "w2s/lang/alpha_1", Q.COVERED_PREDICTED_ERROR, Q.COVERED_ERROR, "w2s/lang/covered_predicted_error_0",
-        "w2s/lang/covered_predicted_error_1", "w2s/lang/expansion_good_to_bad_1"]
+LANG = [
+    "w2s/lang/alpha_0",
+    "w2s/lang/alpha_1",
+    Q.COVERED_PREDICTED_ERROR,
+    Q.COVERED_ERROR,
+    "w2s/lang/covered_predicted_error_0",
+    "w2s/lang/covered_predicted_error_1",
+    "w2s/lang/expansion_good_to_bad_1",
+]
 UNKNOWN = ["w2s/extra/q_3", "w2s/extra/other"]  # names the registry does not know still get charts
 ENDS = [end(n) for n in (Q.ACCURACY, Q.TEACHER_ACCURACY, Q.COVERED_ACCURACY, Q.CORRECTION_RATE) for end in (Q.lower, Q.upper)]
-UNIVERSE = (MISFIT + WILSON + TRAIN + GOLD + ENDS + BOUNDS
-            + CALIB + CONSTANTS + REPR + LANG + [Q.INCONSISTENCY, Q.MAX_CLASS_SHARE] + UNKNOWN)
+UNIVERSE = (
+    MISFIT
+    + WILSON
+    + TRAIN
+    + GOLD
+    + ENDS
+    + BOUNDS
+    + CALIB
+    + CONSTANTS
+    + REPR
+    + LANG
+    + [Q.INCONSISTENCY, Q.MAX_CLASS_SHARE]
+    + UNKNOWN
+)
 BAND = "accuracy on covered gold points: student vs teacher, in the 0/1 band teacher ± disagreement"
 ALL_BAND = "accuracy on all gold points, in the 0/1 band with the teacher's abstentions anywhere in [0, 1]"
 PGR_CHART = "PGR: student vs teacher (0) and ceiling (1)"
@@ -80,10 +112,20 @@ def _accounted(names):
     student's run, a reference run's line, the constants text, or nowhere (the Wilson ends of a value
     drawn inside another band)."""
     layout = build_layout(names)
-    drawn = {n for n in names for _, _, kind, tags in layout_tags(layout) for t in tags
-             if (kind == "Margin" and t == n) or (kind == "Multiline" and re.match(t, n))}
-    refs = {n for spec in Q.charts() for source, _, run, value in spec.sources if run is not None and value is None
-            for n, _ in Q.instances(source, names)}
+    drawn = {
+        n
+        for n in names
+        for _, _, kind, tags in layout_tags(layout)
+        for t in tags
+        if (kind == "Margin" and t == n) or (kind == "Multiline" and re.match(t, n))
+    }
+    refs = {
+        n
+        for spec in Q.charts()
+        for source, _, run, value in spec.sources
+        if run is not None and value is None
+        for n, _ in Q.instances(source, names)
+    }
     constants = {n for n, *_ in Q.constants({n: 0.5 for n in names})}
     return layout, drawn, refs, constants
 
@@ -107,8 +149,9 @@ def test_every_chart_draws_one_tag_and_the_headline_comes_first():
     are runs."""
     layout = build_layout(UNIVERSE)
     assert list(layout)[0] == Q.SECTIONS["headline"]
-    assert list(layout) == [Q.SECTIONS[s] for s in ("headline", "misfit", "gold", "calibration", "prediction",
-                                                   "representation", "robustness", "lang")] + ["extra"]
+    assert list(layout) == [
+        Q.SECTIONS[s] for s in ("headline", "misfit", "gold", "calibration", "prediction", "representation", "robustness", "lang")
+    ] + ["extra"]
     for (_, title), (kind, tags) in _charts(layout).items():
         assert (kind, len(tags)) in (("Multiline", 1), ("Margin", 3)), title
     custom_scalars(layout)  # torch accepts it (Margin charts must have exactly 3 tags there)
@@ -124,11 +167,22 @@ def test_student_and_teacher_on_the_same_covered_gold_points():
     line is its accuracy on those same points, drawn as reference run ``teacher`` with the band."""
     layout = build_layout(UNIVERSE)
     assert _charts(layout)[(Q.SECTIONS["headline"], BAND)] == [
-        "Margin", [Q.COVERED_ACCURACY, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER]]
+        "Margin",
+        [Q.COVERED_ACCURACY, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER],
+    ]
     # the student on all gold points has its own band (the teacher's abstentions anywhere in [0, 1]), no teacher line
     assert _charts(layout)[(Q.SECTIONS["headline"], ALL_BAND)] == ["Margin", [Q.ACCURACY, Q.ACCURACY_LOWER, Q.ACCURACY_UPPER]]
-    refs = Q.reference_values({Q.COVERED_ACCURACY: 0.72, Q.TEACHER_ACCURACY: 0.87, Q.COVERED_ACCURACY_LOWER: 0.7,
-                               Q.COVERED_ACCURACY_UPPER: 1.0, Q.ACCURACY: 0.6, Q.ACCURACY_LOWER: 0.3, Q.ACCURACY_UPPER: 0.9})
+    refs = Q.reference_values(
+        {
+            Q.COVERED_ACCURACY: 0.72,
+            Q.TEACHER_ACCURACY: 0.87,
+            Q.COVERED_ACCURACY_LOWER: 0.7,
+            Q.COVERED_ACCURACY_UPPER: 1.0,
+            Q.ACCURACY: 0.6,
+            Q.ACCURACY_LOWER: 0.3,
+            Q.ACCURACY_UPPER: 0.9,
+        }
+    )
     assert refs == {"teacher": {Q.COVERED_ACCURACY: 0.87, Q.COVERED_ACCURACY_LOWER: 0.7, Q.COVERED_ACCURACY_UPPER: 1.0}}
     # PGR: the teacher is 0 and the ceiling 1 by definition, drawn only where PGR is
     refs = Q.reference_values({Q.PGR: 0.4})
@@ -146,7 +200,10 @@ def test_label_free_band_is_drawn_without_a_teacher_line():
     assert _charts(layout)[(Q.SECTIONS["headline"], title)] == ["Margin", [Q.ACCURACY_LOWER, Q.ACCURACY_LOWER, Q.ACCURACY_UPPER]]
     assert Q.reference_values({n: 0.5 for n in names}) == {}
     # one end only: that end as a line
-    assert _charts(build_layout([Q.ACCURACY_LOWER]))[(Q.SECTIONS["headline"], ALL_BAND)] == ["Multiline", [f"^{Q.ACCURACY_LOWER}$"]]
+    assert _charts(build_layout([Q.ACCURACY_LOWER]))[(Q.SECTIONS["headline"], ALL_BAND)] == [
+        "Multiline",
+        [f"^{Q.ACCURACY_LOWER}$"],
+    ]
 
 
 def test_no_duplicate_band_charts_and_each_tag_drawn_once():
@@ -164,7 +221,7 @@ def test_constants_are_text_not_flat_lines():
         assert not any(re.match(t, name) for t in _tags(layout) if t.startswith("w2s")), name
     text = format_constants({n: 0.25 for n in UNIVERSE}, {"teacher_score": 0.75})
     for name in CONSTANTS:
-        assert f"`{name[len('w2s/'):]}` | 0.25" in text, name
+        assert f"`{name[len('w2s/') :]}` | 0.25" in text, name
     # the teacher's accuracy is a constant with its Wilson interval, and the band's teacher line
     text = format_constants({Q.TEACHER_ACCURACY: 0.87, Q.lower(Q.TEACHER_ACCURACY): 0.8, Q.upper(Q.TEACHER_ACCURACY): 0.92})
     assert "| `gold/teacher_accuracy` | 0.87 [0.8, 0.92] (Wilson 95%) |" in text
@@ -182,8 +239,10 @@ def test_predicted_and_measured_gain_in_one_chart():
 def test_train_probe_and_classes_are_reference_runs():
     refs = Q.reference_values({n: 0.5 for n in UNIVERSE})
     assert refs["train_probe"] == {n: 0.5 for n in MISFIT + WILSON}
-    assert refs["class_0"] == {Q.COVERED_PREDICTED_ERROR: 0.5} and refs["class_1"] == {Q.COVERED_PREDICTED_ERROR: 0.5,
-                                                                             "w2s/lang/expansion_good_to_bad": 0.5}
+    assert refs["class_0"] == {Q.COVERED_PREDICTED_ERROR: 0.5} and refs["class_1"] == {
+        Q.COVERED_PREDICTED_ERROR: 0.5,
+        "w2s/lang/expansion_good_to_bad": 0.5,
+    }
     layout = build_layout(UNIVERSE)
     lang = layout[Q.SECTIONS["lang"]]
     assert ["Multiline", ["^w2s/lang/expansion_good_to_bad$"]] in lang.values()  # drawn in class runs only
@@ -313,8 +372,7 @@ def test_reliability_bad_input(args, match):
 
 
 def test_figure_to_image_size():
-    fig = reliability_figure(np.array([2.0, 3.0]), np.array([0.5, 2.4]), np.array([1.0, 3.0]), "t",
-                             figsize=(4.0, 3.0), dpi=50)
+    fig = reliability_figure(np.array([2.0, 3.0]), np.array([0.5, 2.4]), np.array([1.0, 3.0]), "t", figsize=(4.0, 3.0), dpi=50)
     img = figure_to_image(fig)
     assert img.shape == (3, 150, 200) and img.dtype == np.uint8
     assert img.min() < 100 and img.max() == 255  # something was drawn on a white background
@@ -324,20 +382,30 @@ def test_figure_to_image_size():
 def test_format_warnings_short_table_and_messages_below():
     """Short fields in the table, each long message as a bullet under it: TensorBoard's text tab
     breaks words anywhere, and a message in a cell squeezes the other columns to a letter a line."""
-    text = format_warnings([
-        {"regime": "teacher_overfit", "message": "train misfit falls | held-out rises", "values": {Q.SQ: 0.41234},
-         "check": 4, "step": 40},
-        {"name": "rank", "message": "effective rank collapsed\nbelow 2", "values": {"effective_rank": 1}},
-        "plain message",
-    ])
+    text = format_warnings(
+        [
+            {
+                "regime": "teacher_overfit",
+                "message": "train misfit falls | held-out rises",
+                "values": {Q.SQ: 0.41234},
+                "check": 4,
+                "step": 40,
+            },
+            {"name": "rank", "message": "effective rank collapsed\nbelow 2", "values": {"effective_rank": 1}},
+            "plain message",
+        ]
+    )
     lines = text.splitlines()
     assert lines[0] == "### W2S warnings"
     assert lines[2] == "| regime | check | step | values read |"
     assert lines[4] == "| **teacher_overfit** | 4 | 40 | `misfit/sq` = 0.4123 |"
     assert lines[5] == "| **rank** |  |  | `effective_rank` = 1 |"
     assert lines[6] == "|  |  |  |  |"
-    assert lines[8:] == [r"- **teacher_overfit** (check 4): train misfit falls \| held-out rises",
-                         "- **rank**: effective rank collapsed below 2", "- warning: plain message"]
+    assert lines[8:] == [
+        r"- **teacher_overfit** (check 4): train misfit falls \| held-out rises",
+        "- **rank**: effective rank collapsed below 2",
+        "- warning: plain message",
+    ]
     assert all(len(cell) < 40 for line in lines[2:7] for cell in line.split(" | "))  # nothing long in the table
     assert format_warnings([], title=None) == "_No warnings._"
     alert = Alert("gain_exhausted", "held-out disagreement 0.01 < min_gain", {Q.DISAGREEMENT: 0.01})
@@ -389,7 +457,10 @@ def test_dashboard_event_files_roundtrip(tmp_path):
     dash = Dashboard(writer, figure_every_n_checks=10)
     text = TextSink.for_loggers([writer])  # the monitor's text beside the dashboard, as W2SMonitor writes it
     logged = [n for n in UNIVERSE if n not in UNKNOWN]
-    constant = {n for n, *_ in Q.constants(dict.fromkeys(logged, 0.0))} | {Q.lower(Q.TEACHER_ACCURACY), Q.upper(Q.TEACHER_ACCURACY)}
+    constant = {n for n, *_ in Q.constants(dict.fromkeys(logged, 0.0))} | {
+        Q.lower(Q.TEACHER_ACCURACY),
+        Q.upper(Q.TEACHER_ACCURACY),
+    }
     for check, step in enumerate((9, 19, 29), start=1):
         values = {n: 0.25 if n in constant else 0.1 * check for n in logged}
         for name, v in values.items():  # what the logger writes for the student
@@ -409,7 +480,9 @@ def test_dashboard_event_files_roundtrip(tmp_path):
     acc = _read(tmp_path)
     assert _layout_of(acc) == build_layout(logged)
     teacher = _read(tmp_path / "teacher")
-    assert sorted(teacher.Tags()["scalars"]) == sorted([Q.COVERED_ACCURACY, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER, Q.PGR])
+    assert sorted(teacher.Tags()["scalars"]) == sorted(
+        [Q.COVERED_ACCURACY, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER, Q.PGR]
+    )
     assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY)] == [(9, 0.25), (19, 0.25), (29, 0.25)]
     assert [e.value for e in teacher.Scalars(Q.PGR)] == [0.0, 0.0, 0.0]
     assert [e.value for e in _read(tmp_path / "ceiling").Scalars(Q.PGR)] == [1.0, 1.0, 1.0]
@@ -420,7 +493,10 @@ def test_dashboard_event_files_roundtrip(tmp_path):
     text = constants[0].tensor_proto.string_val[0].decode()
     assert "`prediction/teacher_max_class_share` | 0.25 |" in text and "run `teacher`" in text and "W2SProbe(n=8)" in text
     (warn,) = acc.Tensors("w2s/warnings/text_summary")
-    assert warn.step == 19 and "| **gain_exhausted** | 2 | 19 | `misfit/disagreement` = 0.1 |" in warn.tensor_proto.string_val[0].decode()
+    assert (
+        warn.step == 19
+        and "| **gain_exhausted** | 2 | 19 | `misfit/disagreement` = 0.1 |" in warn.tensor_proto.string_val[0].decode()
+    )
     # diagrams at the first check and once more at the end of fit (the last check's)
     assert [i.step for i in acc.Images("w2s/reliability/student_vs_teacher")] == [9, 29]
     (img,) = acc.Images("w2s/reliability/student_vs_teacher")[:1]
@@ -441,8 +517,13 @@ def test_tensorboard_custom_scalars_plugin_draws_runs_as_lines(tmp_path):
     writer = SummaryWriter(log_dir=str(tmp_path / "student"))
     dash = Dashboard(writer, figure_every_n_checks=0)
     dash.update(1, 0, {Q.SQ: 0.3}, {})  # first check: misfit only
-    values = {n: 0.5 for n in MISFIT + WILSON + TRAIN + [Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.COVERED_ACCURACY_LOWER,
-                                                          Q.COVERED_ACCURACY_UPPER]}
+    values = {
+        n: 0.5
+        for n in MISFIT
+        + WILSON
+        + TRAIN
+        + [Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER]
+    }
     for name, v in values.items():
         writer.add_scalar(name, v, 1)
     dash.update(2, 1, values, {})  # the layout is written again once more families appear
@@ -454,7 +535,9 @@ def test_tensorboard_custom_scalars_plugin_draws_runs_as_lines(tmp_path):
     multiplexer.Reload()
     plugins = {}
     tb_context = base_plugin.TBContext(
-        logdir=str(tmp_path), multiplexer=multiplexer, plugin_name_to_instance=plugins,
+        logdir=str(tmp_path),
+        multiplexer=multiplexer,
+        plugin_name_to_instance=plugins,
         data_provider=data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path)),
     )
     plugins["scalars"] = scalars_plugin.ScalarsPlugin(tb_context)
@@ -464,7 +547,9 @@ def test_tensorboard_custom_scalars_plugin_draws_runs_as_lines(tmp_path):
     assert [c["title"] for c in shown["category"]] == [Q.SECTIONS["headline"], Q.SECTIONS["misfit"]]
     headline = {c["title"]: c for c in shown["category"][0]["chart"]}
     assert headline[HELD_OUT]["margin"]["series"] == [{"value": Q.DISAGREEMENT, "lower": WILSON[0], "upper": WILSON[1]}]
-    (regex,) = {c["title"]: c for c in shown["category"][1]["chart"]}["squared misfit ‖f_s − f_w‖² (Charikar)"]["multiline"]["tag"]
+    (regex,) = {c["title"]: c for c in shown["category"][1]["chart"]}["squared misfit ‖f_s − f_w‖² (Charikar)"]["multiline"][
+        "tag"
+    ]
     assert sorted(multiplexer.Runs()) == ["student", os.path.join("student", "teacher"), os.path.join("student", "train_probe")]
     for run, value in (("student", 0.5), (os.path.join("student", "train_probe"), 0.5)):
         fetched = plugin.scalars_impl(ctx, run, regex, "")

@@ -12,13 +12,12 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from helpers import trainer_kwargs
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.probe.features import eval_mode
-
-from helpers import trainer_kwargs
 
 
 def _modes(module: nn.Module) -> tuple[bool, ...]:
@@ -114,8 +113,17 @@ class HFStudent(L.LightningModule):
         super().__init__()
         from transformers import BertConfig, BertForSequenceClassification
 
-        cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                         max_position_embeddings=12, num_labels=2, hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3)
+        cfg = BertConfig(
+            vocab_size=40,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=12,
+            num_labels=2,
+            hidden_dropout_prob=0.3,
+            attention_probs_dropout_prob=0.3,
+        )
         self.model = BertForSequenceClassification(cfg)
         self.model.eval()
         self.modes: list[tuple[bool, ...]] = []

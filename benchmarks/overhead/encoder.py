@@ -36,10 +36,10 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from benchmarks.shared.students import quiet_lightning  # noqa: E402
 from benchmarks.overhead.run import ComparedMonitor  # noqa: E402
 from benchmarks.shared.report import spread, verdict  # noqa: E402
 from benchmarks.shared.sources import gold_labels, keyword_rule_teacher, load_movie_snippets  # noqa: E402
+from benchmarks.shared.students import quiet_lightning  # noqa: E402
 from lightning_w2s import W2SMonitor, W2SProbe  # noqa: E402
 from lightning_w2s.probe.features import eval_mode  # noqa: E402
 
@@ -133,14 +133,24 @@ def main() -> None:
 
     def fit(monitor: W2SMonitor | None) -> float:
         L.seed_everything(0, verbose=False)
-        trainer = L.Trainer(max_epochs=args.epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                            callbacks=[monitor] if monitor else [])
+        trainer = L.Trainer(
+            max_epochs=args.epochs,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[monitor] if monitor else [],
+        )
         model = EncoderStudent()
         info["params"] = sum(p.numel() for p in model.parameters())
         t0 = time.perf_counter()
-        trainer.fit(model, DataLoader(train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)),
-                    DataLoader(val, batch_size=64))
+        trainer.fit(
+            model,
+            DataLoader(train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)),
+            DataLoader(val, batch_size=64),
+        )
         return time.perf_counter() - t0
 
     kw = dict(layer=LAYER, pooling="mean", batch_size=args.batch_size)
@@ -148,20 +158,33 @@ def main() -> None:
     fit(timed)
     fits: dict[str, list[float]] = {"with": [], "without": []}
     for r in range(args.pairs):  # interleaved, the order flipped every pair
-        for arm in (("without", "with") if r % 2 == 0 else ("with", "without")):
+        for arm in ("without", "with") if r % 2 == 0 else ("with", "without"):
             fits[arm].append(fit(W2SMonitor(probe, **kw) if arm == "with" else None))
     t_with, t_without = statistics.median(fits["with"]), statistics.median(fits["without"])
     check, fwd = statistics.median(timed.check_s), statistics.median(timed.bare_s)
-    print(f"student: all-MiniLM-L6-v2 + linear head ({info['params'] / 1e6:.1f}M parameters), layer {LAYER}, mean pooling; "
-          f"torch threads {torch.get_num_threads()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')!r}; "
-          f"load average {os.getloadavg()[0]:.2f}")
-    print(f"probe {args.probe} tokenised sentences (max_length 64); training epoch {args.train} sentences; {args.epochs} epochs a fit")
-    print(f"checks ms {spread(timed.check_s)} (representation family {spread(timed.repr_s)}); bare forwards ms {spread(timed.bare_s)}")
-    print(f"fits s: with {[round(t, 1) for t in fits['with']]}, without {[round(t, 1) for t in fits['without']]}; pair ratios "
-          f"{[round(w / wo, 3) for w, wo in zip(fits['with'], fits['without'])]}")
+    print(
+        f"student: all-MiniLM-L6-v2 + linear head ({info['params'] / 1e6:.1f}M parameters), layer {LAYER}, mean pooling; "
+        f"torch threads {torch.get_num_threads()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')!r}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"probe {args.probe} tokenised sentences (max_length 64); training epoch {args.train} sentences; {args.epochs} epochs a fit"
+    )
+    print(
+        f"checks ms {spread(timed.check_s)} (representation family {spread(timed.repr_s)}); bare forwards ms {spread(timed.bare_s)}"
+    )
+    print(
+        f"fits s: with {[round(t, 1) for t in fits['with']]}, without {[round(t, 1) for t in fits['without']]}; pair ratios "
+        f"{[round(w / wo, 3) for w, wo in zip(fits['with'], fits['without'])]}"
+    )
     rows = [
         ("MiniLM: check vs bare forward (median, in-fit)", f"{check:.2f} s / {fwd:.2f} s", check / fwd, CHECK_TARGET),
-        (f"MiniLM: fit time with/without ({args.pairs} pairs, medians)", f"{t_with:.1f} s / {t_without:.1f} s", t_with / t_without, FIT_TARGET),
+        (
+            f"MiniLM: fit time with/without ({args.pairs} pairs, medians)",
+            f"{t_with:.1f} s / {t_without:.1f} s",
+            t_with / t_without,
+            FIT_TARGET,
+        ),
     ]
     for name, figures, ratio, target in rows:
         print(f"{name:48s} {figures:22s} ratio {ratio:.3f}  target <= {target}  {verdict(ratio <= target)}")

@@ -51,7 +51,8 @@ import subprocess
 import sys
 import time
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -59,8 +60,8 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.shared.students import StudentModule, quiet_lightning, train_student
 from benchmarks.shared.report import spread, verdict
+from benchmarks.shared.students import StudentModule, quiet_lightning, train_student
 from benchmarks.shared.tasks import DEFAULT_DATA, TASKS, load_task
 from lightning_w2s import W2SMonitor, W2SProbe
 from lightning_w2s.probe.features import eval_mode
@@ -121,12 +122,17 @@ class _FamilyClock:
                 for method in ("update", "compute", "reset"):
                     key = "representation" if name in REPRESENTATION_PARTS else f"{prefix}{name}"
                     setattr(metric, method, self._wrap(getattr(metric, method), f"{key} {method}", name in REPRESENTATION_PARTS))
-            for method, label in (("flush", "aggregator other"), ("compute", "aggregator other"), ("reset", "aggregator other"),
-                                  ("_lang_family", "lang family"), ("_drop_undefined", "aggregator other")):
+            for method, label in (
+                ("flush", "aggregator other"),
+                ("compute", "aggregator other"),
+                ("reset", "aggregator other"),
+                ("_lang_family", "lang family"),
+                ("_drop_undefined", "aggregator other"),
+            ):
                 if hasattr(agg, method):
                     object.__setattr__(agg, method, self._wrap(getattr(agg, method), label))  # both probes together
         if monitor is not None:
-            monitor._forward = self._wrap(monitor._forward, "student forward (probe pass)")
+            monitor.runner.forward = self._wrap(monitor.runner.forward, "student forward (probe pass)")
 
     def _wrap(self, fn, label: str, family: bool = False):
         def timed(*args: Any, **kwargs: Any):
@@ -159,6 +165,7 @@ class _FamilyClock:
             def read(*args: Any, **kwargs: Any):
                 self.host_reads += 1
                 return fn(*args, **kwargs)
+
             return read
 
         for name, fn in saved.items():
@@ -256,9 +263,17 @@ def cheap_module(seed: int = 0) -> StudentModule:
 def cheap_fit(data: dict, monitor: W2SMonitor | None, epochs: int, seed: int = 0, accelerator: str = "cpu") -> float:
     """Wall seconds of one fit of the cheap student (``monitor`` or none)."""
     module = cheap_module(seed)
-    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator, devices=1, logger=False, callbacks=[monitor] if monitor else [],
-                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                        num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        callbacks=[monitor] if monitor else [],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
     train = DataLoader(data["train"], batch_size=256, shuffle=True, generator=torch.Generator().manual_seed(seed))
     t0 = time.perf_counter()
     trainer.fit(module, train, DataLoader(data["val"], batch_size=512))
@@ -280,20 +295,40 @@ def cheap_section(epochs: int, repeats: int, accelerator: str = "cpu") -> dict[s
     extra = [c - b for c, b in zip(check, bare)]
     rest = [c - r - b for c, r, b in zip(check, rep, bare)]
     # (a') the same with the representation family every 5th check (amortised: mean over checks)
-    thin = ComparedMonitor(data["probe"], train_probe=data["train_probe"], bare_inputs=data["bare_inputs"], sync_device=device,
-                           representation_every_n_checks=THIN)
+    thin = ComparedMonitor(
+        data["probe"],
+        train_probe=data["train_probe"],
+        bare_inputs=data["bare_inputs"],
+        sync_device=device,
+        representation_every_n_checks=THIN,
+    )
     cheap_fit(data, thin, epochs, accelerator=accelerator)
     thin_extra = [c - b for c, b in zip(thin.check_s[warm:], thin.bare_s[warm:])]
     # (b) as an outside check sees it: fits with and without the monitor, interleaved
     fits: dict[str, list[float]] = {"with": [], "without": []}
     for r in range(repeats):
-        for arm in (("without", "with") if r % 2 == 0 else ("with", "without")):
+        for arm in ("without", "with") if r % 2 == 0 else ("with", "without"):
             monitor = W2SMonitor(data["probe"], train_probe=data["train_probe"]) if arm == "with" else None
             fits[arm].append(cheap_fit(data, monitor, epochs, seed=r, accelerator=accelerator))
     per_check = (statistics.median(fits["with"]) - statistics.median(fits["without"])) / epochs
-    return {"check": check, "bare": bare, "repr": rep, "cpu": cpu, "repr_cpu": rep_cpu, "extra": extra, "rest": rest, "fits": fits,
-            "per_check_by_fits": per_check, "thin_extra": thin_extra, "names": len(mon.last_values), "skipped": mon.num_skipped, "epochs": epochs,
-            "breakdown": breakdown, "host_reads": mon.host_reads[warm:], "agreement": agreement}
+    return {
+        "check": check,
+        "bare": bare,
+        "repr": rep,
+        "cpu": cpu,
+        "repr_cpu": rep_cpu,
+        "extra": extra,
+        "rest": rest,
+        "fits": fits,
+        "per_check_by_fits": per_check,
+        "thin_extra": thin_extra,
+        "names": len(mon.last_values),
+        "skipped": mon.num_skipped,
+        "epochs": epochs,
+        "breakdown": breakdown,
+        "host_reads": mon.host_reads[warm:],
+        "agreement": agreement,
+    }
 
 
 def exact_agreement(data: dict) -> dict[str, Any]:
@@ -305,8 +340,13 @@ def exact_agreement(data: dict) -> dict[str, Any]:
     seen: dict[str, dict[str, float]] = {}
 
     def states():
-        return [m for agg in (monitor.metrics, monitor.train_metrics) if agg is not None
-                for m in (agg.representation, agg.student_rank) if m is not None]
+        return [
+            m
+            for agg in (monitor.metrics, monitor.train_metrics)
+            if agg is not None and getattr(agg, "representation", None) is not None
+            for m in (agg.representation.gap, agg.representation.student_rank)
+            if m is not None
+        ]
 
     class Arms(Callback):
         def on_train_end(self, trainer, pl_module) -> None:
@@ -319,59 +359,121 @@ def exact_agreement(data: dict) -> dict[str, Any]:
                 monitor._run_check(trainer, pl_module, on_step=False)
                 seen[arm] = {k: float(v) for k, v in monitor.last_values.items()}
 
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, callbacks=[monitor, Arms()], enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[monitor, Arms()],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(cheap_module(), DataLoader(data["train"], batch_size=256), DataLoader(data["val"], batch_size=512))
     exact = seen["exact"]
     out = {}
     for arm in ("default", "float32"):
-        rel = {k: abs(seen[arm][k] - v) / max(abs(v), 1e-300) for k, v in exact.items()
-               if k in seen[arm] and v == v and k not in ("w2s/check", "w2s/skipped")}  # counters left out
+        rel = {
+            k: abs(seen[arm][k] - v) / max(abs(v), 1e-300)
+            for k, v in exact.items()
+            if k in seen[arm] and v == v and k not in ("w2s/check", "w2s/skipped")
+        }  # counters left out
         worst = max(rel, key=rel.get)
-        out[arm] = {"max_rel": rel[worst], "worst": worst, "n": len(rel), "identical": sum(1 for r in rel.values() if r == 0.0),
-                    "by_name": {k: r for k, r in rel.items() if "/representation/" in k}}
+        out[arm] = {
+            "max_rel": rel[worst],
+            "worst": worst,
+            "n": len(rel),
+            "identical": sum(1 for r in rel.values() if r == 0.0),
+            "by_name": {k: r for k, r in rel.items() if "/representation/" in k},
+        }
     return out
 
 
 def print_cheap(res: dict[str, Any], rows: list[list[str]], dev: str) -> None:
     med = lambda xs: 1e3 * statistics.median(xs)  # noqa: E731
-    print(f"[{dev}] cheap student (MLP {D_IN}-{HIDDEN}-{K}; probe {N_PROBE} with gold and {D_TEACHER}-d teacher features; "
-          f"train probe {N_TRAIN_PROBE}; {res['names']} values logged a check; {res['skipped']} skipped), "
-          f"{len(res['check'])} checks after 1 warm-up, ms median [min–max]:")
-    print(f"    bare forward over both probes {spread(res['bare'])}; check {spread(res['check'])} "
-          f"(CPU time of this process {spread(res['cpu'])}, of which the representation family {spread(res['repr_cpu'])})")
-    print(f"    check − bare forward {spread(res['extra'])}, of which the representation family {spread(res['repr'])} "
-          f"and everything else {spread(res['rest'])}")
+    print(
+        f"[{dev}] cheap student (MLP {D_IN}-{HIDDEN}-{K}; probe {N_PROBE} with gold and {D_TEACHER}-d teacher features; "
+        f"train probe {N_TRAIN_PROBE}; {res['names']} values logged a check; {res['skipped']} skipped), "
+        f"{len(res['check'])} checks after 1 warm-up, ms median [min–max]:"
+    )
+    print(
+        f"    bare forward over both probes {spread(res['bare'])}; check {spread(res['check'])} "
+        f"(CPU time of this process {spread(res['cpu'])}, of which the representation family {spread(res['repr_cpu'])})"
+    )
+    print(
+        f"    check − bare forward {spread(res['extra'])}, of which the representation family {spread(res['repr'])} "
+        f"and everything else {spread(res['rest'])}"
+    )
     fw, fo = res["fits"]["with"], res["fits"]["without"]
-    print(f"    fits of {res['epochs']} epochs, {len(fw)} interleaved pairs: with {spread(fw, 1, '{:.2f}')} s, "
-          f"without {spread(fo, 1, '{:.2f}')} s -> {1e3 * res['per_check_by_fits']:.1f} ms a check "
-          f"(includes the fit-start work spread over the checks)")
-    print("    where a check's time goes (exclusive ms per check, median [min–max]: wall, and CPU time of this process, "
-          "which a loaded machine inflates less):")
+    print(
+        f"    fits of {res['epochs']} epochs, {len(fw)} interleaved pairs: with {spread(fw, 1, '{:.2f}')} s, "
+        f"without {spread(fo, 1, '{:.2f}')} s -> {1e3 * res['per_check_by_fits']:.1f} ms a check "
+        f"(includes the fit-start work spread over the checks)"
+    )
+    print(
+        "    where a check's time goes (exclusive ms per check, median [min–max]: wall, and CPU time of this process, "
+        "which a loaded machine inflates less):"
+    )
     wall = {k: v for k, v in res["breakdown"].items() if not k.startswith("cpu:")}
     for key, xs in sorted(wall.items(), key=lambda kv: -statistics.median(res["breakdown"].get("cpu:" + kv[0], kv[1]))):
         print(f"        {key:45s} wall {spread(xs):22s} CPU {spread(res['breakdown'].get('cpu:' + key, [0.0]))}")
-    print(f"    host reads (item/tolist/float/int/bool of a tensor) per check: {spread([float(r) for r in res['host_reads']], 1, '{:.0f}')}")
+    print(
+        f"    host reads (item/tolist/float/int/bool of a tensor) per check: {spread([float(r) for r in res['host_reads']], 1, '{:.0f}')}"
+    )
     for arm, label in (("default", "the default check"), ("float32", 'products="float32" (option)')):
         ag = res["agreement"][arm]
-        print(f"    agreement with the previous exact path (float64 products, teacher spectrum recomputed), same student, {label}: "
-              f"{ag['n']} values, {ag['identical']} identical, largest relative difference {ag['max_rel']:.1e} ({ag['worst']}); "
-              + ", ".join(f"{k.rsplit('/', 1)[-1]} {v:.1e}" for k, v in sorted(ag["by_name"].items())))
-    print(f"    with representation_every_n_checks={THIN}: check − bare forward {spread(res['thin_extra'])} "
-          f"(mean {1e3 * statistics.mean(res['thin_extra']):.1f})")
+        print(
+            f"    agreement with the previous exact path (float64 products, teacher spectrum recomputed), same student, {label}: "
+            f"{ag['n']} values, {ag['identical']} identical, largest relative difference {ag['max_rel']:.1e} ({ag['worst']}); "
+            + ", ".join(f"{k.rsplit('/', 1)[-1]} {v:.1e}" for k, v in sorted(ag["by_name"].items()))
+        )
+    print(
+        f"    with representation_every_n_checks={THIN}: check − bare forward {spread(res['thin_extra'])} "
+        f"(mean {1e3 * statistics.mean(res['thin_extra']):.1f})"
+    )
     extra = med(res["extra"])
-    rows.append([dev, "cheap MLP, synthetic", "check − bare forward (in-fit, median)", f"{med(res['check']):.1f} − {med(res['bare']):.1f} ms",
-                 f"{extra:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(extra <= CHEAP_TARGET_MS)])
+    rows.append(
+        [
+            dev,
+            "cheap MLP, synthetic",
+            "check − bare forward (in-fit, median)",
+            f"{med(res['check']):.1f} − {med(res['bare']):.1f} ms",
+            f"{extra:.1f} ms",
+            f"<= {CHEAP_TARGET_MS:.0f} ms",
+            verdict(extra <= CHEAP_TARGET_MS),
+        ]
+    )
     rest = med(res["rest"])
     rows.append([dev, "same", "  of which the representation family", f"{med(res['repr']):.1f} ms", "", "", ""])
-    rows.append([dev, "same", "  everything else", f"{rest:.1f} ms", "", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(rest <= CHEAP_TARGET_MS)])
+    rows.append(
+        [dev, "same", "  everything else", f"{rest:.1f} ms", "", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(rest <= CHEAP_TARGET_MS)]
+    )
     by_fits = 1e3 * res["per_check_by_fits"] - med(res["bare"])
-    rows.append([dev, "same", "check − bare forward (by differencing fits)", f"{1e3 * res['per_check_by_fits']:.1f} − {med(res['bare']):.1f} ms",
-                 f"{by_fits:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(by_fits <= CHEAP_TARGET_MS)])
+    rows.append(
+        [
+            dev,
+            "same",
+            "check − bare forward (by differencing fits)",
+            f"{1e3 * res['per_check_by_fits']:.1f} − {med(res['bare']):.1f} ms",
+            f"{by_fits:.1f} ms",
+            f"<= {CHEAP_TARGET_MS:.0f} ms",
+            verdict(by_fits <= CHEAP_TARGET_MS),
+        ]
+    )
     rows.append([dev, "same", "check / bare forward (in-fit)", "", f"{med(res['check']) / med(res['bare']):.1f}x", "", ""])
     thin = 1e3 * statistics.mean(res["thin_extra"])
-    rows.append([dev, "same", f"check − bare forward, representation_every_n_checks={THIN} (mean)", f"{thin:.1f} ms",
-                 f"{thin:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(thin <= CHEAP_TARGET_MS)])
+    rows.append(
+        [
+            dev,
+            "same",
+            f"check − bare forward, representation_every_n_checks={THIN} (mean)",
+            f"{thin:.1f} ms",
+            f"{thin:.1f} ms",
+            f"<= {CHEAP_TARGET_MS:.0f} ms",
+            verdict(thin <= CHEAP_TARGET_MS),
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -405,13 +507,30 @@ def big_section(repeats: int) -> dict[str, Any]:
     data = big_task()
     times: dict[str, list[float]] = {"with": [], "without": []}
     for r in range(repeats):
-        for arm in (("without", "with") if r % 2 == 0 else ("with", "without")):
+        for arm in ("without", "with") if r % 2 == 0 else ("with", "without"):
             L.seed_everything(r, verbose=False)
-            module = StudentModule(nn.Sequential(nn.Linear(D_IN, BIG_HIDDEN), nn.ReLU(), nn.Linear(BIG_HIDDEN, BIG_HIDDEN), nn.ReLU(),
-                                                 nn.Linear(BIG_HIDDEN, BIG_K)), BIG_K)
+            module = StudentModule(
+                nn.Sequential(
+                    nn.Linear(D_IN, BIG_HIDDEN),
+                    nn.ReLU(),
+                    nn.Linear(BIG_HIDDEN, BIG_HIDDEN),
+                    nn.ReLU(),
+                    nn.Linear(BIG_HIDDEN, BIG_K),
+                ),
+                BIG_K,
+            )
             monitor = [W2SMonitor(data["probe"], train_probe=data["train_probe"])] if arm == "with" else []
-            trainer = L.Trainer(max_epochs=BIG_EPOCHS, accelerator="cpu", devices=1, logger=False, callbacks=monitor,
-                                enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0)
+            trainer = L.Trainer(
+                max_epochs=BIG_EPOCHS,
+                accelerator="cpu",
+                devices=1,
+                logger=False,
+                callbacks=monitor,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                enable_checkpointing=False,
+                num_sanity_val_steps=0,
+            )
             train = DataLoader(data["train"], batch_size=256, shuffle=True, generator=torch.Generator().manual_seed(r))
             t0 = time.perf_counter()
             trainer.fit(module, train, DataLoader(data["val"], batch_size=512))
@@ -422,12 +541,23 @@ def big_section(repeats: int) -> dict[str, Any]:
 
 def print_big(res: dict[str, Any], rows: list[list[str]]) -> None:
     t = res["times"]
-    print(f"[cpu] bigger head (MLP {D_IN}-{BIG_HIDDEN}-{BIG_HIDDEN}-{BIG_K}, {BIG_TRAIN} rows, {BIG_EPOCHS} epochs = checks, the cheap task's "
-          f"probe sizes): fit seconds with {spread(t['with'], 1, '{:.2f}')}, without {spread(t['without'], 1, '{:.2f}')}; "
-          f"paired ratios {['%.3f' % r for r in res['pairs']]}", flush=True)
-    rows.append(["cpu", "bigger MLP head, synthetic", f"fit time with/without monitor ({BIG_EPOCHS} epochs, {len(t['with'])} pairs)",
-                 f"{statistics.median(t['with']):.2f} s / {statistics.median(t['without']):.2f} s", f"{res['ratio']:.3f}",
-                 f"<= {FIT_TARGET}", verdict(res["ratio"] <= FIT_TARGET)])
+    print(
+        f"[cpu] bigger head (MLP {D_IN}-{BIG_HIDDEN}-{BIG_HIDDEN}-{BIG_K}, {BIG_TRAIN} rows, {BIG_EPOCHS} epochs = checks, the cheap task's "
+        f"probe sizes): fit seconds with {spread(t['with'], 1, '{:.2f}')}, without {spread(t['without'], 1, '{:.2f}')}; "
+        f"paired ratios {['%.3f' % r for r in res['pairs']]}",
+        flush=True,
+    )
+    rows.append(
+        [
+            "cpu",
+            "bigger MLP head, synthetic",
+            f"fit time with/without monitor ({BIG_EPOCHS} epochs, {len(t['with'])} pairs)",
+            f"{statistics.median(t['with']):.2f} s / {statistics.median(t['without']):.2f} s",
+            f"{res['ratio']:.3f}",
+            f"<= {FIT_TARGET}",
+            verdict(res["ratio"] <= FIT_TARGET),
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -439,7 +569,9 @@ class _Repeat(Callback):
 
     def __init__(self, monitor: W2SMonitor, alone: int, beside: int, busy) -> None:
         self.monitor, self.alone, self.beside, self.busy = monitor, alone, beside, busy
-        self.seconds: dict[str, list[float]] = {f"{part}{key}": [] for part in ("", "repr_", "forward_") for key in ("alone", "beside")}
+        self.seconds: dict[str, list[float]] = {
+            f"{part}{key}": [] for part in ("", "repr_", "forward_") for key in ("alone", "beside")
+        }
         self.forward_seconds = 0.0
         forward = monitor.runner.forward
 
@@ -497,17 +629,30 @@ def busy_child(alone: int, beside: int) -> dict[str, Any]:
     monitor._bench_clock = _FamilyClock(monitor.metrics)
     rep = _Repeat(monitor, alone, beside, start_busy)
     module = cheap_module()
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, callbacks=[monitor, rep],
-                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                        num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[monitor, rep],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, DataLoader(data["train"], batch_size=256), DataLoader(data["val"], batch_size=512))
     return {**rep.seconds, "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "load": load}
 
 
 def busy_section(alone: int = 5, beside: int = 5) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-m", "benchmarks.overhead.run", "--busy-child", str(alone), str(beside)], env=env,
-                         capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.overhead.run", "--busy-child", str(alone), str(beside)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("BUSY ")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"busy child failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
@@ -518,16 +663,30 @@ def print_busy(res: dict[str, Any], rows: list[list[str]]) -> None:
     ms = lambda xs: [round(1e3 * s) for s in xs]  # noqa: E731
     for key in ("alone", "beside"):  # the monitor's own work: the check without the student's forward passes
         res[f"own_{key}"] = [c - f for c, f in zip(res[key], res[f"forward_{key}"])]
-    print(f"[cpu] busy machine (measured process: OMP_WAIT_POLICY={res['omp_wait_policy']!r}, {res['threads']} torch threads; "
-          f"2 busy torch processes started by the benchmark; load average before {res['load']:.1f}), ms per check:")
-    for part, label in (("", "check"), ("forward_", "  the student's forward passes"), ("own_", "  the monitor's own work"),
-                        ("repr_", "    of which the representation family")):
+    print(
+        f"[cpu] busy machine (measured process: OMP_WAIT_POLICY={res['omp_wait_policy']!r}, {res['threads']} torch threads; "
+        f"2 busy torch processes started by the benchmark; load average before {res['load']:.1f}), ms per check:"
+    )
+    for part, label in (
+        ("", "check"),
+        ("forward_", "  the student's forward passes"),
+        ("own_", "  the monitor's own work"),
+        ("repr_", "    of which the representation family"),
+    ):
         print(f"    {label:40s} alone {ms(res[part + 'alone'])}; beside {ms(res[part + 'beside'])}")
     for part, label in (("own_", "monitor's own work (check − forward)"), ("", "whole check (student forward at 2 threads)")):
         best, worst = min(res[part + "alone"]), max(res[part + "beside"])
-        rows.append(["cpu", "cheap MLP, synthetic", f"beside 2 busy processes, worst of 5 / best of 5 alone: {label}",
-                     f"{1e3 * worst:.0f} / {1e3 * best:.0f} ms", f"{worst / best:.1f}x", f"<= {BUSY_TARGET:.0f}x",
-                     verdict(worst / best <= BUSY_TARGET)])
+        rows.append(
+            [
+                "cpu",
+                "cheap MLP, synthetic",
+                f"beside 2 busy processes, worst of 5 / best of 5 alone: {label}",
+                f"{1e3 * worst:.0f} / {1e3 * best:.0f} ms",
+                f"{worst / best:.1f}x",
+                f"<= {BUSY_TARGET:.0f}x",
+                verdict(worst / best <= BUSY_TARGET),
+            ]
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -545,8 +704,14 @@ def fit_ratio(task, epochs: int, repeats: int, accelerator: str = "cpu") -> dict
             times[arm].append(res.fit_seconds)
     med = {k: statistics.median(v) for k, v in times.items()}
     pair = [w / wo for w, wo in zip(times["with"], times["without"])]
-    return {"median_without": med["without"], "median_with": med["with"], "ratio": med["with"] / med["without"],
-            "pair_ratios": pair, "times": times, "probe_n": probe.n}
+    return {
+        "median_without": med["without"],
+        "median_with": med["with"],
+        "ratio": med["with"] / med["without"],
+        "pair_ratios": pair,
+        "times": times,
+        "probe_n": probe.n,
+    }
 
 
 def check_ratio(task, epochs: int, accelerator: str = "cpu", warmup: int = 1) -> dict[str, Any]:
@@ -556,8 +721,15 @@ def check_ratio(task, epochs: int, accelerator: str = "cpu", warmup: int = 1) ->
     monitor = ComparedMonitor(probe=probe, bare_inputs=[probe.inputs], sync_device=device)
     res = train_student(task, task.seed, epochs, callbacks=[monitor], record=False, accelerator=accelerator)
     checks, fwd, rep = monitor.check_s[warmup:], monitor.bare_s[warmup:], monitor.repr_s[warmup:]
-    return {"check": checks, "bare": fwd, "repr": rep, "ratio": statistics.median(checks) / statistics.median(fwd),
-            "skipped": monitor.num_skipped, "probe_n": probe.n, "fit_s": res.fit_seconds}
+    return {
+        "check": checks,
+        "bare": fwd,
+        "repr": rep,
+        "ratio": statistics.median(checks) / statistics.median(fwd),
+        "skipped": monitor.num_skipped,
+        "probe_n": probe.n,
+        "fit_s": res.fit_seconds,
+    }
 
 
 def large_check(n: int = 65536, d: int = 1024, k: int = 2, epochs: int = 4, seed: int = 0) -> dict[str, Any]:
@@ -572,9 +744,17 @@ def large_check(n: int = 65536, d: int = 1024, k: int = 2, epochs: int = 4, seed
     L.seed_everything(seed, verbose=False)
     module = StudentModule(nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, k)), k)
     small = TensorDataset(x[:1024], teacher[:1024])
-    trainer = L.Trainer(max_epochs=epochs, accelerator="gpu", devices=1, logger=False, callbacks=[monitor],
-                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                        num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="gpu",
+        devices=1,
+        logger=False,
+        callbacks=[monitor],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, DataLoader(small, batch_size=256), DataLoader(small, batch_size=1024))
     checks = monitor.check_s[1:] or monitor.check_s
     return {"check_ms": 1e3 * statistics.median(checks), "n_checks": len(checks), "skipped": monitor.num_skipped}
@@ -604,8 +784,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.busy_child:
         print("BUSY " + json.dumps(busy_child(*args.busy_child)), flush=True)
         return 0
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA available: {torch.cuda.is_available()}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')!r} (sections 1 and 3), load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA available: {torch.cuda.is_available()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')!r} (sections 1 and 3), load average {os.getloadavg()[0]:.1f}"
+    )
     devices = [("cpu", "cpu")] + ([("gpu", "cuda")] if torch.cuda.is_available() else [])
     rows: list[list[str]] = []
     for accel, dev in devices:
@@ -620,28 +802,60 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kw = {"train_size": args.fashion_train} if name == "fashion_scratch" else {}
                 task = load_task(name, args.seed, args.data, **kw)
                 fr = fit_ratio(task, args.epochs, args.repeats, accel)
-                rows.append([dev, name, f"fit time with/without monitor ({args.epochs} epochs, {args.repeats} pairs)",
-                             f"{fr['median_with']:.2f} s / {fr['median_without']:.2f} s",
-                             f"{fr['ratio']:.3f}", f"<= {FIT_TARGET}", verdict(fr["ratio"] <= FIT_TARGET)])
-                print(f"[{dev}] {name}: fit seconds without {['%.2f' % t for t in fr['times']['without']]}, "
-                      f"with {['%.2f' % t for t in fr['times']['with']]}; pair ratios {['%.3f' % r for r in fr['pair_ratios']]}",
-                      flush=True)
+                rows.append(
+                    [
+                        dev,
+                        name,
+                        f"fit time with/without monitor ({args.epochs} epochs, {args.repeats} pairs)",
+                        f"{fr['median_with']:.2f} s / {fr['median_without']:.2f} s",
+                        f"{fr['ratio']:.3f}",
+                        f"<= {FIT_TARGET}",
+                        verdict(fr["ratio"] <= FIT_TARGET),
+                    ]
+                )
+                print(
+                    f"[{dev}] {name}: fit seconds without {['%.2f' % t for t in fr['times']['without']]}, "
+                    f"with {['%.2f' % t for t in fr['times']['with']]}; pair ratios {['%.3f' % r for r in fr['pair_ratios']]}",
+                    flush=True,
+                )
                 cr = check_ratio(task, args.epochs, accel)
-                rows.append([dev, name, f"check vs bare forward (probe {cr['probe_n']})",
-                             f"{1e3 * statistics.median(cr['check']):.1f} ms / {1e3 * statistics.median(cr['bare']):.1f} ms",
-                             f"{cr['ratio']:.2f}", f"<= {CHECK_TARGET}", verdict(cr["ratio"] <= CHECK_TARGET)])
-                print(f"[{dev}] {name}: check {spread(cr['check'])} ms (representation family {spread(cr['repr'])}), "
-                      f"bare forward {spread(cr['bare'])} ms, {len(cr['check'])} epochs after 1 warm-up, "
-                      f"{cr['skipped']} skipped checks", flush=True)
+                rows.append(
+                    [
+                        dev,
+                        name,
+                        f"check vs bare forward (probe {cr['probe_n']})",
+                        f"{1e3 * statistics.median(cr['check']):.1f} ms / {1e3 * statistics.median(cr['bare']):.1f} ms",
+                        f"{cr['ratio']:.2f}",
+                        f"<= {CHECK_TARGET}",
+                        verdict(cr["ratio"] <= CHECK_TARGET),
+                    ]
+                )
+                print(
+                    f"[{dev}] {name}: check {spread(cr['check'])} ms (representation family {spread(cr['repr'])}), "
+                    f"bare forward {spread(cr['bare'])} ms, {len(cr['check'])} epochs after 1 warm-up, "
+                    f"{cr['skipped']} skipped checks",
+                    flush=True,
+                )
         if dev == "cuda":
             lc = large_check()
-            rows.append([dev, "synthetic", "one check, n=65536, d=1024", f"{lc['check_ms']:.1f} ms", "",
-                         f"< {LARGE_TARGET_MS:.0f} ms", verdict(lc["check_ms"] < LARGE_TARGET_MS)])
+            rows.append(
+                [
+                    dev,
+                    "synthetic",
+                    "one check, n=65536, d=1024",
+                    f"{lc['check_ms']:.1f} ms",
+                    "",
+                    f"< {LARGE_TARGET_MS:.0f} ms",
+                    verdict(lc["check_ms"] < LARGE_TARGET_MS),
+                ]
+            )
     print()
     print(_table(rows, ["device", "task", "measure", "figures", "value", "target", "result"]))
     if not torch.cuda.is_available():
-        print("\nGPU rows (the same measures on CUDA, and one check at n=65536, d=1024, target < 250 ms): "
-              "SKIPPED - torch.cuda.is_available() is False on this machine.")
+        print(
+            "\nGPU rows (the same measures on CUDA, and one check at n=65536, d=1024, target < 250 ms): "
+            "SKIPPED - torch.cuda.is_available() is False on this machine."
+        )
     return 0
 
 

@@ -62,8 +62,12 @@ def adversaries(ts: rt.TeacherSet) -> tuple[str, dict[str, np.ndarray], dict[str
     known = lab[lab >= 0]
     constant = np.full_like(lab, int(np.bincount(known, minlength=ts.num_classes).argmax()))
     labels = {"copy": lab.copy(), "near copy": near, "inverted": inverted, "constant": constant}
-    probs = {"copy": None if prob is None else prob.copy(), "near copy": None,
-             "inverted": None if prob is None else prob[:, ::-1].copy(), "constant": None}
+    probs = {
+        "copy": None if prob is None else prob.copy(),
+        "near copy": None,
+        "inverted": None if prob is None else prob[:, ::-1].copy(),
+        "constant": None,
+    }
     tr, te = ts.splits["train"], ts.splits["test"]
     errors = {"copy": ts.student_error[original]}
     for name in ("near copy", "inverted"):
@@ -94,7 +98,9 @@ def compute(ts: rt.TeacherSet) -> dict[str, Any]:
     result: dict[str, Any] = {"original": original, "student_error": {**ts.student_error, **errors}, "scores": {}, "warnings": {}}
     for dep in ("default", None):
         kwargs = {} if dep == "default" else {"dependence_threshold": dep}
-        out, warned, err = _call(score_teachers, s, teacher_outputs=outs, scores=("w2s_error", "teacher_error"), seed=ts.seed, **kwargs)
+        out, warned, err = _call(
+            score_teachers, s, teacher_outputs=outs, scores=("w2s_error", "teacher_error"), seed=ts.seed, **kwargs
+        )
         for label, (score, d, _) in VARIANTS.items():
             if d == dep:
                 result["scores"][label] = None if out is None else out[score]

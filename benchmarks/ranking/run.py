@@ -35,7 +35,8 @@ import argparse
 import sys
 import time
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -61,7 +62,12 @@ def gather(tasks: Sequence[str], seeds: Sequence[int], data_dir: str) -> tuple[d
     out: dict[str, dict[int, dict[str, Any]]] = {}
     adversarial: dict[str, dict[int, dict[str, Any]]] = {}
     warned: dict[str, dict[int, list[str]]] = {}
-    timing = {"build teachers + W2S students": 0.0, "candidate scores": 0.0, "adversarial teachers": 0.0, "consensus candidates": 0.0}
+    timing = {
+        "build teachers + W2S students": 0.0,
+        "candidate scores": 0.0,
+        "adversarial teachers": 0.0,
+        "consensus candidates": 0.0,
+    }
     for task in tasks:
         names = list(rt.teacher_families(task))
         out[task], adversarial[task], warned[task] = {}, {}, {}
@@ -174,11 +180,17 @@ def choose(data: dict, tasks: Sequence[str], pool: Sequence[str], subset: Subset
     return best, float(np.mean([task_rho(data, t, best, _sub(subset, t)) for t in tasks]))
 
 
-def challenge(data: dict, tasks: Sequence[str], challenger: str, incumbent: str, boots: dict[str, np.ndarray],
-              subset: Subsets = None) -> tuple[float, float, float]:
+def challenge(
+    data: dict, tasks: Sequence[str], challenger: str, incumbent: str, boots: dict[str, np.ndarray], subset: Subsets = None
+) -> tuple[float, float, float]:
     """Mean over tasks of ρ(challenger) − ρ(incumbent) and its paired bootstrap 95% CI."""
-    point = float(np.mean([task_rho(data, t, challenger, _sub(subset, t)) - task_rho(data, t, incumbent, _sub(subset, t)) for t in tasks]))
-    reps = np.mean([boot_ci(data, t, [challenger], boots)[challenger] - boot_ci(data, t, [incumbent], boots)[incumbent] for t in tasks], axis=0)
+    point = float(
+        np.mean([task_rho(data, t, challenger, _sub(subset, t)) - task_rho(data, t, incumbent, _sub(subset, t)) for t in tasks])
+    )
+    reps = np.mean(
+        [boot_ci(data, t, [challenger], boots)[challenger] - boot_ci(data, t, [incumbent], boots)[incumbent] for t in tasks],
+        axis=0,
+    )
     lo, hi = ci(reps)
     return point, lo, hi
 
@@ -200,8 +212,9 @@ def fmt_ci(value: float, reps: np.ndarray) -> str:
     return f"{value:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
 
-def loto_report(data: dict, tasks: Sequence[str], pool_name: str, boots: dict[str, np.ndarray], with_gate: bool,
-                subset: Subsets = None) -> tuple[bool, str]:
+def loto_report(
+    data: dict, tasks: Sequence[str], pool_name: str, boots: dict[str, np.ndarray], with_gate: bool, subset: Subsets = None
+) -> tuple[bool, str]:
     """Leave-one-task-out table; ``subset`` restricts every ρ to those teacher indices (and
     ``boots`` must then resample indices into ``subset``)."""
     pool = candidates(data, pool_name)
@@ -253,10 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     fams = {t: rt.teacher_families(t) for t in tasks}
     boots = {t: boot_indices(len(fams[t])) for t in tasks}
     families = sorted({f for fam in fams.values() for f in fam.values()})
-    print(f"Teacher ranking: {len(tasks)} tasks ({', '.join(tasks)}) x {', '.join(str(len(fams[t])) for t in tasks)} teachers "
-          f"({len(families)} families: {', '.join(families)}) x {len(args.seeds)} seeds; rank inputs: {rs.RANK_N} per seed; target: gold "
-          "test error of LogisticRegression(C=1) on MiniLM trained on each teacher's labels.")
-    print("ρ = mean over seeds of Spearman(score, student gold error); [95% CI] bootstrap over teachers (paired across scores).\n")
+    print(
+        f"Teacher ranking: {len(tasks)} tasks ({', '.join(tasks)}) x {', '.join(str(len(fams[t])) for t in tasks)} teachers "
+        f"({len(families)} families: {', '.join(families)}) x {len(args.seeds)} seeds; rank inputs: {rs.RANK_N} per seed; target: gold "
+        "test error of LogisticRegression(C=1) on MiniLM trained on each teacher's labels."
+    )
+    print(
+        "ρ = mean over seeds of Spearman(score, student gold error); [95% CI] bootstrap over teachers (paired across scores).\n"
+    )
 
     print("== W2S student gold error per teacher (mean over seeds; ceiling = the same student on gold labels) ==")
     groups: dict[tuple[str, ...], list[str]] = {}
@@ -271,7 +288,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row[f"{task} teacher acc"] = float(np.mean([d["teacher_acc"][j] for d in seeds]))
                 row[f"{task} student err"] = float(np.mean([d["err"][j] for d in seeds]))
             rows.append(row)
-        rows.append({"teacher": "(ceiling: gold labels)", **{f"{t} student err": float(np.mean([d["ceiling"] for d in data[t].values()])) for t in group}})
+        rows.append(
+            {
+                "teacher": "(ceiling: gold labels)",
+                **{f"{t} student err": float(np.mean([d["ceiling"] for d in data[t].values()])) for t in group},
+            }
+        )
         print(table(rows, list(rows[0])))
         print()
 
@@ -280,8 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n== Features only (no teacher_outputs): gap construction chosen leave-one-task-out ==")
     _, final_features = loto_report(data, tasks, "features", boots, with_gate=False)
     distinct = {t: np.array([j for j, f in enumerate(fams[t].values()) if f not in ("random flips", "biased")]) for t in tasks}
-    print(f"\n   the same on the {'/'.join(str(len(distinct[t])) for t in tasks)} teachers with their own feature set (the flipped and biased "
-          "teachers share their base teacher's features, so no features-only score can tell them apart):")
+    print(
+        f"\n   the same on the {'/'.join(str(len(distinct[t])) for t in tasks)} teachers with their own feature set (the flipped and biased "
+        "teachers share their base teacher's features, so no features-only score can tell them apart):"
+    )
     boots_distinct = {t: boot_indices(len(fams[t]), subset=distinct[t]) for t in tasks}
     _, final_distinct = loto_report(data, tasks, "features", boots_distinct, with_gate=False, subset=distinct)
 
@@ -299,33 +323,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows.sort(key=lambda r: -r["mean"])
     print(table(rows, list(rows[0])))
 
-    print("\n== Shipped defaults: the incumbent is the library's current default when it beats the base default (09b38a2: features-only"
-          "\n   gap, fro, top-32 PCs; paired CI of the mean-over-tasks ρ gain above 0), else the base default; the choice on all tasks"
-          "\n   replaces the incumbent only if the paired CI of its gain over the incumbent excludes 0; otherwise it is a tie and the incumbent stays ==")
+    print(
+        "\n== Shipped defaults: the incumbent is the library's current default when it beats the base default (09b38a2: features-only"
+        "\n   gap, fro, top-32 PCs; paired CI of the mean-over-tasks ρ gain above 0), else the base default; the choice on all tasks"
+        "\n   replaces the incumbent only if the paired CI of its gain over the incumbent excludes 0; otherwise it is a tie and the incumbent stays =="
+    )
     from lightning_w2s.ranking import scores as ranking
 
     lib_out = "w2s_error C=1.0" if ranking.DEFAULT_OUTPUT_SCORE == "w2s_error" else ranking.DEFAULT_OUTPUT_SCORE
     c = ranking.RANKING_CONSTRUCTION
     lib_feat = rs.gap_name(c.score, c.max_components, c.reg, c.reg_relative_to)
-    for what, chosen, lib, sub, bts in (("with outputs", final_outputs, lib_out, None, boots),
-                                        ("features only", final_features, lib_feat, None, boots),
-                                        ("features only, distinct feature sets", final_distinct, lib_feat, distinct, boots_distinct)):
+    for what, chosen, lib, sub, bts in (
+        ("with outputs", final_outputs, lib_out, None, boots),
+        ("features only", final_features, lib_feat, None, boots),
+        ("features only, distinct feature sets", final_distinct, lib_feat, distinct, boots_distinct),
+    ):
         incumbent, line = rs.BASE_DEFAULT, ""
         if lib != rs.BASE_DEFAULT:
             point, lo, hi = challenge(data, tasks, lib, rs.BASE_DEFAULT, bts, sub)
             incumbent = lib if lo > 0 else rs.BASE_DEFAULT
-            line = f"library default {lib!r} over the base default {point:+.2f} [{lo:+.2f}, {hi:+.2f}] -> incumbent {incumbent!r}; "
+            line = (
+                f"library default {lib!r} over the base default {point:+.2f} [{lo:+.2f}, {hi:+.2f}] -> incumbent {incumbent!r}; "
+            )
         if chosen == incumbent:
             ship, verdict = incumbent, "the incumbent itself"
         else:
             point, lo, hi = challenge(data, tasks, chosen, incumbent, bts, sub)
             ship = chosen if lo > 0 else incumbent
             verdict = f"gain over the incumbent {point:+.2f} [{lo:+.2f}, {hi:+.2f}] -> {'earned' if lo > 0 else 'tie: keep the incumbent'}"
-        print(f"{what}: {line}chosen on all {len(tasks)} tasks = {chosen!r}; {verdict}; ship {ship!r}; library default {lib!r}: "
-              f"{'OK' if ship == lib else 'OUT OF SYNC'}")
+        print(
+            f"{what}: {line}chosen on all {len(tasks)} tasks = {chosen!r}; {verdict}; ship {ship!r}; library default {lib!r}: "
+            f"{'OK' if ship == lib else 'OUT OF SYNC'}"
+        )
 
-    print("\n== Dependence handling (default) against the same label model with every teacher independent (dependence_threshold=None):"
-          "\n   w2s_error C=1.0, ρ per task [95% CI], paired difference [CI]; groups the library warned about (seeds that found each) ==")
+    print(
+        "\n== Dependence handling (default) against the same label model with every teacher independent (dependence_threshold=None):"
+        "\n   w2s_error C=1.0, ρ per task [95% CI], paired difference [CI]; groups the library warned about (seeds that found each) =="
+    )
     rows = []
     for task in tasks:
         reps = boot_ci(data, task, ["w2s_error C=1.0", rs.INDEPENDENT], boots)
@@ -336,23 +370,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if "agree far beyond" in msg:
                     group = msg.split("teachers ", 1)[1].split("]", 1)[0] + "]"
                     found[group] = found.get(group, 0) + 1
-        rows.append({"task": task, "default": fmt_ci(new, reps["w2s_error C=1.0"]), "dependence off": fmt_ci(old, reps[rs.INDEPENDENT]),
-                     "difference": fmt_ci(new - old, reps["w2s_error C=1.0"] - reps[rs.INDEPENDENT]),
-                     "groups found": "; ".join(f"{g} x{c}" for g, c in sorted(found.items(), key=lambda kv: -kv[1])) or "none"})
+        rows.append(
+            {
+                "task": task,
+                "default": fmt_ci(new, reps["w2s_error C=1.0"]),
+                "dependence off": fmt_ci(old, reps[rs.INDEPENDENT]),
+                "difference": fmt_ci(new - old, reps["w2s_error C=1.0"] - reps[rs.INDEPENDENT]),
+                "groups found": "; ".join(f"{g} x{c}" for g, c in sorted(found.items(), key=lambda kv: -kv[1])) or "none",
+            }
+        )
     print(table(rows, list(rows[0])))
 
-    print("\n== Adversarial teachers (benchmarks/ranking/adversarial.py): the 15 teachers + an exact copy, a 5%-relabelled copy and the"
-          "\n   inverted labels of the median teacher ('original'); mean rank over seeds (1 = best); a copy fools a score when it ranks"
-          "\n   above a teacher that the same score ranked above the original on the 15 alone; 'better student (gold)' also counts the"
-          "\n   score's own ranking errors ==")
+    print(
+        "\n== Adversarial teachers (benchmarks/ranking/adversarial.py): the 15 teachers + an exact copy, a 5%-relabelled copy and the"
+        "\n   inverted labels of the median teacher ('original'); mean rank over seeds (1 = best); a copy fools a score when it ranks"
+        "\n   above a teacher that the same score ranked above the original on the 15 alone; 'better student (gold)' also counts the"
+        "\n   score's own ranking errors =="
+    )
     adv_rows = ra.report(adversarial, data)
     print(table(adv_rows, list(adv_rows[0])))
     consts = {res["constant"].split(":", 1)[0] for seeds in adversarial.values() for res in seeds.values()}
     example = next(iter(next(iter(adversarial.values())).values()))["constant"]
-    print(f"constant teacher (the original's majority class everywhere), added to the 18: {sorted(consts)} on every task and seed; e.g. {example[:260]}")
+    print(
+        f"constant teacher (the original's majority class everywhere), added to the 18: {sorted(consts)} on every task and seed; e.g. {example[:260]}"
+    )
 
-    print(f"\nOVERALL: {'PASS' if passed else 'FAIL'} — goal: ρ ≥ {TARGET} on every task and above ranking by the teachers' own gold "
-          "accuracy, with the default chosen without the task it is reported on.")
+    print(
+        f"\nOVERALL: {'PASS' if passed else 'FAIL'} — goal: ρ ≥ {TARGET} on every task and above ranking by the teachers' own gold "
+        "accuracy, with the default chosen without the task it is reported on."
+    )
     wall = time.perf_counter() - t_start
     parts = ", ".join(f"{k} {v:.0f} s" for k, v in timing.items())
     print(f"wall time {wall:.0f} s ({parts}; the rest: cache reads, bootstrap)")

@@ -33,14 +33,15 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from benchmarks.shared import tasks as bt
 from benchmarks.shared import sources as demo_data
+from benchmarks.shared import tasks as bt
 
 TASK_NAMES = ("movie", "tweets", "fine_foods")
 POOL = 1000
@@ -53,11 +54,21 @@ TWEET_POSITIVE = ("love", "great", "happy", "good", "awesome", "best", "thanks",
 TWEET_NEGATIVE = ("hate", "bad", "sad", "worst", "sucks", "angry", "awful", "terrible", "stupid", "sick", "tired", "annoying")
 #: Every teacher, in the order built, with its family.
 TEACHER_FAMILIES: dict[str, str] = {
-    "wordllama_g200": "small model", "wordllama_g1000": "small model", "wordllama_pca8_g200": "small model",
-    "wordllama_pca32_g200": "small model", "bow200_g200": "small model", "bow1000_g1000": "small model",
-    "minilm_pca4_g200": "small model", "minilm_pca16_g50": "small model", "minilm_g50": "small model",
-    "vader": "lexicon", "keyword": "rule", "wordllama_g1000_flip30": "random flips", "bow1000_g1000_flip20": "random flips",
-    "wordllama_g1000_topic_positive": "biased", "bow1000_g1000_negation_negative": "biased",
+    "wordllama_g200": "small model",
+    "wordllama_g1000": "small model",
+    "wordllama_pca8_g200": "small model",
+    "wordllama_pca32_g200": "small model",
+    "bow200_g200": "small model",
+    "bow1000_g1000": "small model",
+    "minilm_pca4_g200": "small model",
+    "minilm_pca16_g50": "small model",
+    "minilm_g50": "small model",
+    "vader": "lexicon",
+    "keyword": "rule",
+    "wordllama_g1000_flip30": "random flips",
+    "bow1000_g1000_flip20": "random flips",
+    "wordllama_g1000_topic_positive": "biased",
+    "bow1000_g1000_negation_negative": "biased",
 }
 NEGATION = re.compile(r"\b(?:not|no|never|nothing|n't|cannot|isn't|don't|doesn't|didn't|wasn't|won't|can't)\b|n't\b")
 
@@ -241,7 +252,11 @@ def w2s_results(ts: TeacherSet, data_dir: str) -> TeacherSet:
     names = ts.names
     cached = cached_w2s(ts.task, ts.seed, data_dir)
     if cached is not None:
-        ts.student_error, ts.teacher_accuracy, ts.ceiling_error = cached["student_error"], cached["teacher_accuracy"], cached["ceiling_error"]
+        ts.student_error, ts.teacher_accuracy, ts.ceiling_error = (
+            cached["student_error"],
+            cached["teacher_accuracy"],
+            cached["ceiling_error"],
+        )
         return ts
     tr, te = ts.splits["train"], ts.splits["test"]
     x_tr, x_te, y_te = ts.student[tr], ts.student[te], ts.gold[te]
@@ -255,7 +270,9 @@ def w2s_results(ts: TeacherSet, data_dir: str) -> TeacherSet:
         ts.teacher_accuracy[name] = bt.teacher_accuracy(ts.labels[name][te], y_te, ts.num_classes)
     ts.ceiling_error = float((_lr(x_tr, ts.gold[tr], ts.seed).predict(x_te) != y_te).mean())
     np.savez(
-        path, version=CACHE_VERSION, names=np.array(names),
+        path,
+        version=CACHE_VERSION,
+        names=np.array(names),
         student_error=np.array([ts.student_error[k] for k in names]),
         teacher_accuracy=np.array([ts.teacher_accuracy[k] for k in names]),
         ceiling_error=ts.ceiling_error,

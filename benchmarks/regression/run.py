@@ -43,7 +43,8 @@ import argparse
 import sys
 import time
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -52,18 +53,20 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from benchmarks.shared import sources as demo_data
 from benchmarks.shared.students import quiet_lightning
 from benchmarks.shared.tasks import DEFAULT_DATA, _movie_source, vader_teacher
 from benchmarks.validity.run import ols, section, table
-from benchmarks.shared import sources as demo_data
 from lightning_w2s import W2SEarlyStopping, W2SMonitor, W2SProbe
 from lightning_w2s.metrics import quantities as Q
 
 N_PROBE, N_TRAIN, N_TRAIN_PROBE = 2000, 6000, 1000
 EPOCHS, BATCH = 20, 128
 STUDENTS = {"linear": 3e-3, "mlp": 1e-3}  # Adam learning rates, fixed before any run
-STOPPERS = {"plateau(sq, patience 3)": dict(policy="heldout_misfit_plateau", patience=3),
-            "teacher_overfit(sq, patience 2)": dict(policy="teacher_overfit", patience=2, kappa=None)}
+STOPPERS = {
+    "plateau(sq, patience 3)": dict(policy="heldout_misfit_plateau", patience=3),
+    "teacher_overfit(sq, patience 2)": dict(policy="teacher_overfit", patience=2, kappa=None),
+}
 
 
 # ============================================================================ data
@@ -74,13 +77,17 @@ def load(data_dir: str) -> dict[str, np.ndarray]:
     if len(texts) != len(src["minilm"]):
         raise RuntimeError(f"{len(texts)} sentences but {len(src['minilm'])} cached MiniLM embeddings")
     _, scores = vader_teacher(texts)
-    return {"x": src["minilm"].astype(np.float32), "y": ratings.astype(np.float64),
-            "f_w": 4.0 * scores[:, 3].astype(np.float64), "vader": scores.astype(np.float32)}
+    return {
+        "x": src["minilm"].astype(np.float32),
+        "y": ratings.astype(np.float64),
+        "f_w": 4.0 * scores[:, 3].astype(np.float64),
+        "vader": scores.astype(np.float32),
+    }
 
 
 def splits(n: int, seed: int) -> dict[str, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
-    return {"probe": perm[:N_PROBE], "train": perm[N_PROBE:N_PROBE + N_TRAIN]}
+    return {"probe": perm[:N_PROBE], "train": perm[N_PROBE : N_PROBE + N_TRAIN]}
 
 
 # ============================================================================ students
@@ -115,17 +122,33 @@ class Recorder(Callback):
 
 def monitored_fit(data: dict, split: dict, kind: str, seed: int) -> list[dict[str, float]]:
     p, t = split["probe"], split["train"]
-    probe = W2SProbe(torch.from_numpy(data["x"][p]), teacher_values=data["f_w"][p], gold=data["y"][p],
-                     teacher_features=torch.from_numpy(data["vader"][p]))
+    probe = W2SProbe(
+        torch.from_numpy(data["x"][p]),
+        teacher_values=data["f_w"][p],
+        gold=data["y"][p],
+        teacher_features=torch.from_numpy(data["vader"][p]),
+    )
     train_probe = W2SProbe(torch.from_numpy(data["x"][t[:N_TRAIN_PROBE]]), teacher_values=data["f_w"][t[:N_TRAIN_PROBE]])
     monitor = W2SMonitor(probe, train_probe=train_probe, figure_every_n_checks=0, batch_size=1000)
     rec = Recorder(monitor)
     L.seed_everything(seed, verbose=False)
     model = Head(kind, data["x"].shape[1], STUDENTS[kind])
-    loader = DataLoader(TensorDataset(torch.from_numpy(data["x"][t]), torch.from_numpy(data["f_w"][t]).float()),
-                        batch_size=BATCH, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor, rec])
+    loader = DataLoader(
+        TensorDataset(torch.from_numpy(data["x"][t]), torch.from_numpy(data["f_w"][t]).float()),
+        batch_size=BATCH,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    trainer = L.Trainer(
+        max_epochs=EPOCHS,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[monitor, rec],
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(model, loader)
@@ -142,8 +165,13 @@ def least_squares(x_fit: np.ndarray, target: np.ndarray, x_eval: np.ndarray) -> 
 def gain_and_misfit(f_s: np.ndarray, f_w: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     err_w, err_s = float(np.mean((f_w - y) ** 2)), float(np.mean((f_s - y) ** 2))
     predicted = float(np.mean((f_s - f_w) ** 2))
-    return {"err_w": err_w, "err_s": err_s, "gain": err_w - err_s, "predicted": predicted,
-            "gain-pred": f"{err_w - err_s - predicted:+.1e}"}
+    return {
+        "err_w": err_w,
+        "err_s": err_s,
+        "gain": err_w - err_s,
+        "predicted": predicted,
+        "gain-pred": f"{err_w - err_s - predicted:+.1e}",
+    }
 
 
 def closed_form(data: dict, split: dict) -> list[dict[str, Any]]:
@@ -154,11 +182,20 @@ def closed_form(data: dict, split: dict) -> list[dict[str, Any]]:
     both = np.r_[p, t]
     y_proj = least_squares(x[both], data["y"][both], x)
     for gold_name, y in (("y (real ratings)", data["y"]), ("y_proj (realizable)", y_proj)):
-        for where, f_s in (("train split", least_squares(x[t], f_w[t], x[p])), ("probe itself", least_squares(x[p], f_w[p], x[p]))):
+        for where, f_s in (
+            ("train split", least_squares(x[t], f_w[t], x[p])),
+            ("probe itself", least_squares(x[p], f_w[p], x[p])),
+        ):
             rows.append({"gold": gold_name, "LS head fitted on": where, **gain_and_misfit(f_s, f_w[p], y[p])})
     ceiling = least_squares(x[t], data["y"][t], x[p])
-    rows.append({"gold": "y (real ratings)", "LS head fitted on": "gold, train split (ceiling)",
-                 "err_s": float(np.mean((ceiling - data["y"][p]) ** 2)), "err_w": float(np.mean((f_w[p] - data["y"][p]) ** 2))})
+    rows.append(
+        {
+            "gold": "y (real ratings)",
+            "LS head fitted on": "gold, train split (ceiling)",
+            "err_s": float(np.mean((ceiling - data["y"][p]) ** 2)),
+            "err_w": float(np.mean((f_w[p] - data["y"][p]) ** 2)),
+        }
+    )
     return rows
 
 
@@ -178,11 +215,22 @@ def replay(checks: list[dict[str, float]], config: dict) -> tuple[int | None, in
 def summarise(runs: dict[tuple[str, int], list[dict]]) -> None:
     seeds = sorted({s for _, s in runs})
     for kind in STUDENTS:
-        section(f"{kind} head: per epoch, seed {seeds[0]} (gain = w2s/gold/sq_gain, predicted = w2s/bounds/predicted_gain "
-                "= w2s/misfit/sq, on the 2,000-sentence held-out probe)")
-        rows = [{"epoch": c["epoch"], "err_w": c[Q.TEACHER_SQ_ERROR], "err_s": c[Q.STUDENT_SQ_ERROR], "gain": c[Q.SQ_GAIN],
-                 "predicted": c[Q.PREDICTED_GAIN], "gain-pred": c[Q.SQ_GAIN] - c[Q.PREDICTED_GAIN],
-                 "train_misfit": c[Q.train_name(Q.SQ)]} for c in runs[(kind, seeds[0])]]
+        section(
+            f"{kind} head: per epoch, seed {seeds[0]} (gain = w2s/gold/sq_gain, predicted = w2s/bounds/predicted_gain "
+            "= w2s/misfit/sq, on the 2,000-sentence held-out probe)"
+        )
+        rows = [
+            {
+                "epoch": c["epoch"],
+                "err_w": c[Q.TEACHER_SQ_ERROR],
+                "err_s": c[Q.STUDENT_SQ_ERROR],
+                "gain": c[Q.SQ_GAIN],
+                "predicted": c[Q.PREDICTED_GAIN],
+                "gain-pred": c[Q.SQ_GAIN] - c[Q.PREDICTED_GAIN],
+                "train_misfit": c[Q.train_name(Q.SQ)],
+            }
+            for c in runs[(kind, seeds[0])]
+        ]
         print(table(rows, list(rows[0]), nd=4))
     section("per seed: the last epoch, the best (lowest gold error) epoch, and the relation over the epochs of a run")
     rows = []
@@ -191,20 +239,35 @@ def summarise(runs: dict[tuple[str, int], list[dict]]) -> None:
         pred = np.array([c[Q.PREDICTED_GAIN] for c in checks])
         best = int(np.argmax(gain))
         fit = ols(pred, gain)
-        rows.append({"student": kind, "seed": seed, "gain_last": gain[-1], "pred_last": pred[-1], "ratio_last": gain[-1] / pred[-1],
-                     "best_epoch": best, "gain_best": gain[best], "pred_best": pred[best],
-                     "share gain>=pred": float(np.mean(gain >= pred)), "pearson(pred,gain)": fit["pearson"],
-                     "slope(gain on pred)": fit["slope"]})
+        rows.append(
+            {
+                "student": kind,
+                "seed": seed,
+                "gain_last": gain[-1],
+                "pred_last": pred[-1],
+                "ratio_last": gain[-1] / pred[-1],
+                "best_epoch": best,
+                "gain_best": gain[best],
+                "pred_best": pred[best],
+                "share gain>=pred": float(np.mean(gain >= pred)),
+                "pearson(pred,gain)": fit["pearson"],
+                "slope(gain on pred)": fit["slope"],
+            }
+        )
     print(table(rows, list(rows[0]), nd=3))
     for kind in STUDENTS:
         r = [x for x in rows if x["student"] == kind]
         q = lambda k: np.percentile([x[k] for x in r], [0, 50, 100])  # noqa: E731
-        print(f"{kind:>6}: last-epoch gain {q('gain_last')[1]:.3f} (range {q('gain_last')[0]:.3f}-{q('gain_last')[2]:.3f}) vs "
-              f"predicted {q('pred_last')[1]:.3f} ({q('pred_last')[0]:.3f}-{q('pred_last')[2]:.3f}); ratio gain/predicted "
-              f"median {q('ratio_last')[1]:.3f}; gain >= predicted at {np.mean([x['share gain>=pred'] for x in r]):.0%} of "
-              f"checks; within-run Pearson(pred, gain) median {q('pearson(pred,gain)')[1]:.2f}")
-    section("stopping rules that apply to regression, replayed on the recorded checks (misfit='sq'); student gold error "
-            "at the stop, at the check restore_best keeps, at the best epoch (regret = difference) and at the last epoch")
+        print(
+            f"{kind:>6}: last-epoch gain {q('gain_last')[1]:.3f} (range {q('gain_last')[0]:.3f}-{q('gain_last')[2]:.3f}) vs "
+            f"predicted {q('pred_last')[1]:.3f} ({q('pred_last')[0]:.3f}-{q('pred_last')[2]:.3f}); ratio gain/predicted "
+            f"median {q('ratio_last')[1]:.3f}; gain >= predicted at {np.mean([x['share gain>=pred'] for x in r]):.0%} of "
+            f"checks; within-run Pearson(pred, gain) median {q('pearson(pred,gain)')[1]:.2f}"
+        )
+    section(
+        "stopping rules that apply to regression, replayed on the recorded checks (misfit='sq'); student gold error "
+        "at the stop, at the check restore_best keeps, at the best epoch (regret = difference) and at the last epoch"
+    )
     rows = []
     for (kind, seed), checks in sorted(runs.items()):
         err = np.array([c[Q.STUDENT_SQ_ERROR] for c in checks])
@@ -212,16 +275,30 @@ def summarise(runs: dict[tuple[str, int], list[dict]]) -> None:
             stop, restore = replay(checks, cfg)
             at = len(checks) - 1 if stop is None else stop
             kept = at if restore is None else restore
-            rows.append({"student": kind, "seed": seed, "rule": name, "stop_epoch": "-" if stop is None else stop,
-                         "err_at_stop": err[at], "restored_epoch": kept, "err_restored": err[kept], "err_best": err.min(),
-                         "regret": err[at] - err.min(), "regret_restored": err[kept] - err.min(), "err_last": err[-1]})
+            rows.append(
+                {
+                    "student": kind,
+                    "seed": seed,
+                    "rule": name,
+                    "stop_epoch": "-" if stop is None else stop,
+                    "err_at_stop": err[at],
+                    "restored_epoch": kept,
+                    "err_restored": err[kept],
+                    "err_best": err.min(),
+                    "regret": err[at] - err.min(),
+                    "regret_restored": err[kept] - err.min(),
+                    "err_last": err[-1],
+                }
+            )
     print(table(rows, list(rows[0]), nd=4))
     for kind in STUDENTS:
         for name in STOPPERS:
             mine = [x for x in rows if x["student"] == kind and x["rule"] == name]
-            print(f"{kind:>6} {name:<32} mean regret {np.mean([x['regret'] for x in mine]):.4f}, with restore_best "
-                  f"{np.mean([x['regret_restored'] for x in mine]):.4f} (train to the end: "
-                  f"{np.mean([x['err_last'] - x['err_best'] for x in mine]):.4f}); gold squared error, lower is better")
+            print(
+                f"{kind:>6} {name:<32} mean regret {np.mean([x['regret'] for x in mine]):.4f}, with restore_best "
+                f"{np.mean([x['regret_restored'] for x in mine]):.4f} (train to the end: "
+                f"{np.mean([x['err_last'] - x['err_best'] for x in mine]):.4f}); gold squared error, lower is better"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,17 +311,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     data = load(args.data)
     y, f_w = data["y"], data["f_w"]
-    print(f"movie sentences: n = {len(y)}, gold rating mean {y.mean():.3f}, sd {y.std():.3f}, range [{y.min():.2f}, "
-          f"{y.max():.2f}]; teacher 4 x VADER compound: MSE to gold {np.mean((f_w - y) ** 2):.3f}, Pearson r "
-          f"{np.corrcoef(f_w, y)[0, 1]:.3f}; MiniLM {data['x'].shape}")
+    print(
+        f"movie sentences: n = {len(y)}, gold rating mean {y.mean():.3f}, sd {y.std():.3f}, range [{y.min():.2f}, "
+        f"{y.max():.2f}]; teacher 4 x VADER compound: MSE to gold {np.mean((f_w - y) ** 2):.3f}, Pearson r "
+        f"{np.corrcoef(f_w, y)[0, 1]:.3f}; MiniLM {data['x'].shape}"
+    )
     section("closed-form least-squares heads on MiniLM (numpy), per seed: gain vs predicted (= misfit)")
     rows = []
     for seed in args.seeds:
         rows += [{"seed": seed, **r} for r in closed_form(data, splits(len(y), seed))]
     print(table(rows, ["seed", "gold", "LS head fitted on", "err_w", "err_s", "gain", "predicted", "gain-pred"], nd=4))
-    print("On the probe itself with realizable gold (y_proj) gain = predicted to rounding (Charikar Thm 1, equality);\n"
-          "with the real ratings the gap is -2<f_w - f_s, y - Py>/n (the gold's part outside the span); fitted on the\n"
-          "training split the student is the projection for other points (finite-sample terms).")
+    print(
+        "On the probe itself with realizable gold (y_proj) gain = predicted to rounding (Charikar Thm 1, equality);\n"
+        "with the real ratings the gap is -2<f_w - f_s, y - Py>/n (the gold's part outside the span); fitted on the\n"
+        "training split the student is the projection for other points (finite-sample terms)."
+    )
     runs: dict[tuple[str, int], list[dict]] = {}
     for seed in args.seeds:
         for kind in STUDENTS:

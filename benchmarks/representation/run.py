@@ -282,10 +282,14 @@ def exact_values(m: RepresentationGap, max_components: int | None) -> tuple[dict
 def wide_section(quick: bool = False) -> dict:
     """Section 2; ``quick``: the default construction on the latent features only."""
     k = DEFAULT_CONSTRUCTION.max_components
-    print(f"d_s = {D_S}, d_w = {D_W}, n = {N_WIDE} (batches of {BATCH}); compute(): wall median [min–max] of the runs and "
-          f"CPU time of this process (≈ the wall time on an idle machine: the algebra runs on one thread except large products)")
-    print(f"{'features':>10} | {'construction':>13} | {'update s':>8} | {'compute wall s':>20} | {'compute CPU s':>13} | "
-          f"{'exact path s':>12} | {'max rel diff fro/op':>19}")
+    print(
+        f"d_s = {D_S}, d_w = {D_W}, n = {N_WIDE} (batches of {BATCH}); compute(): wall median [min–max] of the runs and "
+        f"CPU time of this process (≈ the wall time on an idle machine: the algebra runs on one thread except large products)"
+    )
+    print(
+        f"{'features':>10} | {'construction':>13} | {'update s':>8} | {'compute wall s':>20} | {'compute CPU s':>13} | "
+        f"{'exact path s':>12} | {'max rel diff fro/op':>19}"
+    )
     print("-" * 112)
     summary = {}
     rows = (("latent", (k,)),) if quick else (("latent", (k, None)), ("power law", (k,)), ("noise", (k,)))
@@ -299,9 +303,17 @@ def wide_section(quick: bool = False) -> dict:
             same = all(out[key] == exact[key] for key in ("cka", "effective_rank"))
             name = f"top-{mc} (default)" if mc is not None else "full rank"
             wall = spread(walls, scale=1, fmt="{:.2f}")
-            print(f"{kind:>10} | {name:>13} | {t_update:>8.2f} | {wall:>20} | {statistics.median(cpus):>13.2f} | {t_exact:>12.1f} | "
-                  f"{rel:>19.1e}{'' if same else '  (cka/effective_rank differ!)'}", flush=True)
-            summary[(kind, mc)] = {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "rel": rel, "update": t_update}
+            print(
+                f"{kind:>10} | {name:>13} | {t_update:>8.2f} | {wall:>20} | {statistics.median(cpus):>13.2f} | {t_exact:>12.1f} | "
+                f"{rel:>19.1e}{'' if same else '  (cka/effective_rank differ!)'}",
+                flush=True,
+            )
+            summary[(kind, mc)] = {
+                "wall": statistics.median(walls),
+                "cpu": statistics.median(cpus),
+                "rel": rel,
+                "update": t_update,
+            }
             del m
             gc.collect()
     return summary
@@ -361,6 +373,7 @@ def load_section() -> dict:
                 fn()
             finally:
                 algebra_threads.ALGEBRA_THREADS = old
+
         return run
 
     cases = [
@@ -374,16 +387,21 @@ def load_section() -> dict:
     alone = {name: _calls(fn, reps) for name, fn, reps in cases}
     with busy_neighbours():
         loaded = {name: _calls(fn, reps) for name, fn, reps in cases}
-    print(f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
-          f"load average with the neighbours running: {load()}")
+    print(
+        f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
+        f"load average with the neighbours running: {load()}"
+    )
     print(f"{'call':>52} | {'best alone s':>12} | {'worst beside 2 busy s':>21} | {'ratio':>6} | all loaded calls s")
     print("-" * 125)
     ratios = {}
-    for name, _, reps in cases:
+    for name, _, _reps in cases:
         ratio = max(loaded[name]) / min(alone[name])
         ratios[name] = ratio
-        print(f"{name:>52} | {min(alone[name]):>12.3f} | {max(loaded[name]):>21.3f} | {ratio:>5.1f}x | "
-              + " ".join(f"{x:.2f}" for x in loaded[name]), flush=True)
+        print(
+            f"{name:>52} | {min(alone[name]):>12.3f} | {max(loaded[name]):>21.3f} | {ratio:>5.1f}x | "
+            + " ".join(f"{x:.2f}" for x in loaded[name]),
+            flush=True,
+        )
     return ratios
 
 
@@ -416,12 +434,23 @@ def state_memory(d_w: int, labels: bool) -> dict:
         fh.write("5")  # reset VmHWM
     m.compute()
     peak = rss_kb("VmHWM")
-    return {"computed": computed, "allocated": allocated, "resident": (after_update - base) * 1024, "compute_peak": (peak - after_update) * 1024}
+    return {
+        "computed": computed,
+        "allocated": allocated,
+        "resident": (after_update - base) * 1024,
+        "compute_peak": (peak - after_update) * 1024,
+    }
 
 
 def child(args: list[str], passive: bool = False) -> dict:
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE") if passive else {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.representation.run", "--child", *args], capture_output=True, text=True, env=env)
+    env = (
+        dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+        if passive
+        else {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.representation.run", "--child", *args], capture_output=True, text=True, env=env
+    )
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
     lines = proc.stdout.rstrip().splitlines()
@@ -431,8 +460,11 @@ def child(args: list[str], passive: bool = False) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dense-max-n", type=int, default=4096, help="largest n for the dense n×n run")
-    parser.add_argument("--quick", action="store_true",
-                        help="sections 2 (latent features, default construction) and 3 only, about 1-2 minutes (make bench-overhead)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="sections 2 (latent features, default construction) and 3 only, about 1-2 minutes (make bench-overhead)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dense-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
@@ -448,8 +480,10 @@ def main() -> None:
         print(json.dumps(state_memory(*args.state_memory)))
         return
     started = time.perf_counter()
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
-          f"float64; load average at start (the host is shared): {load()}\n")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+        f"float64; load average at start (the host is shared): {load()}\n"
+    )
 
     if args.quick:
         print("2. LLM width: compute() and agreement with the exact path (--quick: latent features only)")
@@ -475,27 +509,37 @@ def main() -> None:
     for d_w, labels in ((4096, False), (4096, True), (D_W, False)):
         mem = child(["--state-memory", str(d_w), str(int(labels))])["result"]
         mems[(d_w, labels)] = mem
-        print(f"  states at d_s = {D_S}, d_w = {d_w}{', with gold labels (2 groups)' if labels else ''}: computed "
-              f"{mem['computed']:,} B ({mem['computed'] / 2**20:.0f} MiB), allocated {mem['allocated']:,} B, resident after the "
-              f"first update +{mem['resident'] / 2**20:.0f} MiB; compute() peak above that +{mem['compute_peak'] / 2**20:.0f} MiB")
+        print(
+            f"  states at d_s = {D_S}, d_w = {d_w}{', with gold labels (2 groups)' if labels else ''}: computed "
+            f"{mem['computed']:,} B ({mem['computed'] / 2**20:.0f} MiB), allocated {mem['allocated']:,} B, resident after the "
+            f"first update +{mem['resident'] / 2**20:.0f} MiB; compute() peak above that +{mem['compute_peak'] / 2**20:.0f} MiB"
+        )
     old = child(["--memory-only"])["result"]
-    print(f"  streaming pass at n = 200000, d = 768, gold on half the rows: peak extra {old['peak_mb']:.1f} MB "
-          f"(states {old['state_mb']:.1f} MB; pass + compute {old['seconds']:.1f} s)")
+    print(
+        f"  streaming pass at n = 200000, d = 768, gold on half the rows: peak extra {old['peak_mb']:.1f} MB "
+        f"(states {old['state_mb']:.1f} MB; pass + compute {old['seconds']:.1f} s)"
+    )
 
     latent = wide[("latent", DEFAULT_CONSTRUCTION.max_components)]
     worst_rel = max(v["rel"] for v in wide.values())
     print(f"\ntargets (load average now {load()}; run took {time.perf_counter() - started:.0f} s):")
-    print(f"  speed-up at n=16384 >= 50x: {dense_res['speedup']:.0f}x{' (dense time extrapolated)' if dense_res['extrapolated'] else ''} "
-          f"-> {verdict(dense_res['speedup'] >= 50)}")
+    print(
+        f"  speed-up at n=16384 >= 50x: {dense_res['speedup']:.0f}x{' (dense time extrapolated)' if dense_res['extrapolated'] else ''} "
+        f"-> {verdict(dense_res['speedup'] >= 50)}"
+    )
     print(f"  streaming = dense to 1e-8 relative: {dense_res['worst_rel']:.2e} -> {verdict(dense_res['worst_rel'] <= 1e-8)}")
     print(f"  extra peak memory < 100 MB at n=200000, d=768: {old['peak_mb']:.1f} MB -> {verdict(old['peak_mb'] < 100)}")
     _print_wide_and_load_targets(latent, worst_rel, ratios)
 
 
 def _print_wide_and_load_targets(latent: dict, worst_rel: float, ratios: dict) -> None:
-    print(f"  compute() <= 2 s at d_s={D_S}/d_w={D_W}, default construction, latent features: wall {latent['wall']:.2f} s "
-          f"(CPU {latent['cpu']:.2f} s) -> wall {verdict(latent['wall'] <= 2)}, CPU {verdict(latent['cpu'] <= 2)}")
-    print(f"  fro/op within 1e-4 of the exact path (worst over the rows of section 2): {worst_rel:.1e} -> {verdict(worst_rel <= 1e-4)}")
+    print(
+        f"  compute() <= 2 s at d_s={D_S}/d_w={D_W}, default construction, latent features: wall {latent['wall']:.2f} s "
+        f"(CPU {latent['cpu']:.2f} s) -> wall {verdict(latent['wall'] <= 2)}, CPU {verdict(latent['cpu'] <= 2)}"
+    )
+    print(
+        f"  fro/op within 1e-4 of the exact path (worst over the rows of section 2): {worst_rel:.1e} -> {verdict(worst_rel <= 1e-4)}"
+    )
     for name, ratio in ratios.items():
         if "no thread scope" not in name:
             print(f"  worst under load <= 4x best alone, {name}: {ratio:.1f}x -> {verdict(ratio <= 4)}")

@@ -4,7 +4,7 @@ process stays lean): a verdict word and ``median [min–max]`` of repeated timin
 from __future__ import annotations
 
 import statistics
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def verdict(ok: bool) -> str:

@@ -34,8 +34,8 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -90,8 +90,16 @@ def fetch_vader(dest: str | os.PathLike, *, quiet: bool = True) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="w2s-vader-") as tmp:
         cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-            f"vaderSentiment=={VADER_VERSION}", "-d", tmp,
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"vaderSentiment=={VADER_VERSION}",
+            "-d",
+            tmp,
         ]
         if quiet:
             cmd.append("-q")
@@ -210,12 +218,32 @@ def gold_labels(ratings: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------- teacher
 POSITIVE_WORDS: tuple[str, ...] = (
-    "great", "excellent", "wonderful", "beautiful", "fun", "enjoyable",
-    "brilliant", "perfect", "masterpiece", "delightful", "amazing", "superb",
+    "great",
+    "excellent",
+    "wonderful",
+    "beautiful",
+    "fun",
+    "enjoyable",
+    "brilliant",
+    "perfect",
+    "masterpiece",
+    "delightful",
+    "amazing",
+    "superb",
 )
 NEGATIVE_WORDS: tuple[str, ...] = (
-    "bad", "worst", "boring", "dull", "stupid", "awful",
-    "terrible", "mess", "fails", "poor", "waste", "lame",
+    "bad",
+    "worst",
+    "boring",
+    "dull",
+    "stupid",
+    "awful",
+    "terrible",
+    "mess",
+    "fails",
+    "poor",
+    "waste",
+    "lame",
 )
 
 

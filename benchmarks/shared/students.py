@@ -18,22 +18,34 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-
-import lightning as L
-from lightning.pytorch.callbacks import Callback
 from torchmetrics.classification import BinaryAUROC, MulticlassAUROC
 
 from benchmarks.shared.tasks import W2STask
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_LR", "EVAL_BATCH", "EncoderClassifier", "StudentModule", "TrainResult", "make_network", "pgr", "quiet_lightning", "train_student", "w2s_numbers"]
+__all__ = [
+    "DEFAULT_BATCH",
+    "DEFAULT_LR",
+    "EVAL_BATCH",
+    "EncoderClassifier",
+    "StudentModule",
+    "TrainResult",
+    "make_network",
+    "pgr",
+    "quiet_lightning",
+    "train_student",
+    "w2s_numbers",
+]
 
 HIDDEN = 256
 
@@ -51,9 +63,16 @@ def make_network(task: W2STask) -> nn.Module:
     if task.student == "cnn":
         c, h, w = task.input_shape
         return nn.Sequential(
-            nn.Conv2d(c, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(16 * (h // 4) * (w // 4), 64), nn.ReLU(), nn.Linear(64, k),
+            nn.Conv2d(c, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(16 * (h // 4) * (w // 4), 64),
+            nn.ReLU(),
+            nn.Linear(64, k),
         )
     if task.student == "minilm_ft":
         return EncoderClassifier(k)
@@ -179,7 +198,9 @@ class _EpochRecorder(Callback):
     """After each training epoch (validation included): gold test accuracy, the logged values and a
     copy of the weights. Runs after every other callback's epoch-end hooks have logged."""
 
-    def __init__(self, result: TrainResult, x_test: torch.Tensor, y_test: torch.Tensor, keep_weights: bool, batch_size: int) -> None:
+    def __init__(
+        self, result: TrainResult, x_test: torch.Tensor, y_test: torch.Tensor, keep_weights: bool, batch_size: int
+    ) -> None:
         self.result, self.x_test, self.y_test = result, x_test, y_test
         self.keep_weights, self.batch_size = keep_weights, batch_size
 
@@ -275,23 +296,35 @@ def train_student(
         coins = np.random.default_rng(seed + 7919).integers(0, task.num_classes, size=len(tr))
         x_train, y_train = tr.x, np.where(tr.covered, tr.teacher_labels, coins)
     gen = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(TensorDataset(_tensor(x_train), _tensor(y_train.astype(np.int64))),
-                              batch_size=batch_size, shuffle=True, generator=gen)
+    train_loader = DataLoader(
+        TensorDataset(_tensor(x_train), _tensor(y_train.astype(np.int64))), batch_size=batch_size, shuffle=True, generator=gen
+    )
     val_loader = None
     if validate:
         cov = task.val.covered
-        val_loader = DataLoader(TensorDataset(_tensor(task.val.x[cov]), _tensor(task.val.teacher_labels[cov])),
-                                batch_size=EVAL_BATCH[task.student])
+        val_loader = DataLoader(
+            TensorDataset(_tensor(task.val.x[cov]), _tensor(task.val.teacher_labels[cov])), batch_size=EVAL_BATCH[task.student]
+        )
 
     module = StudentModule(make_network(task), task.num_classes, lr=DEFAULT_LR[task.student] if lr is None else lr)
     result = TrainResult(task=task.name, seed=seed, labels=labels, epochs=epochs, n_train=len(y_train))
     cbs = list(callbacks)
     if record:
-        cbs.append(_EpochRecorder(result, _tensor(task.test.x), _tensor(task.test.gold), keep_weights, 2 * EVAL_BATCH[task.student]))
+        cbs.append(
+            _EpochRecorder(result, _tensor(task.test.x), _tensor(task.test.gold), keep_weights, 2 * EVAL_BATCH[task.student])
+        )
     kwargs = dict(
-        max_epochs=epochs, accelerator=accelerator, devices=1, logger=logger, callbacks=cbs,
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-        num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=1.0 if validate else 0,
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=logger,
+        callbacks=cbs,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        limit_val_batches=1.0 if validate else 0,
     )
     kwargs.update(trainer_kwargs or {})
     trainer = L.Trainer(**kwargs)
@@ -359,7 +392,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     from benchmarks.shared.tasks import DEFAULT_DATA, TASKS, load_task
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.shared.students", description="W2S figures per task (DATA.md's table)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.shared.students", description="W2S figures per task (DATA.md's table)"
+    )
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--epochs", type=int, default=40)
@@ -367,8 +402,20 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--abstain", default="drop", choices=["drop", "coin"])
     args = parser.parse_args(argv)
     quiet_lightning()
-    cols = ["task", "seed", "teacher_acc", "student_final", "student_best", "best_epoch", "ceiling_final",
-            "ceiling_best", "pgr_final", "pgr_best", "seconds_student", "seconds_ceiling"]
+    cols = [
+        "task",
+        "seed",
+        "teacher_acc",
+        "student_final",
+        "student_best",
+        "best_epoch",
+        "ceiling_final",
+        "ceiling_best",
+        "pgr_final",
+        "pgr_best",
+        "seconds_student",
+        "seconds_ceiling",
+    ]
     print("  ".join(cols), flush=True)
     for name in args.tasks:
         for seed in args.seeds:

@@ -38,7 +38,7 @@ import argparse
 import statistics
 import sys
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -46,6 +46,8 @@ from benchmarks.stopping.rules import Rule, package_default_outcome, package_tea
 
 BUDGETS = (30, 100, 300)
 DRAWS = 20
+
+
 def _candidates():
     """The pre-registered candidates (module docstring), as the package's gold rules."""
     from lightning_w2s.stopping.gold_rule import GoldRule
@@ -93,8 +95,17 @@ def ppi_accuracy(correct: np.ndarray, agree: np.ndarray, idx: np.ndarray) -> np.
     lab = np.zeros(correct.shape[1], dtype=bool)
     lab[idx] = True
     y, f, fu = correct[:, lab].astype(float), agree[:, lab].astype(float), agree[:, ~lab].astype(float)
-    sums = {"n": np.full(len(y), y.shape[1], float), "sum_y": y.sum(1), "sum_f": f.sum(1), "sum_yy": y.sum(1), "sum_ff": f.sum(1),
-            "sum_yf": (y * f).sum(1), "n_unlabelled": np.full(len(y), fu.shape[1], float), "sum_fu": fu.sum(1), "sum_fufu": fu.sum(1)}
+    sums = {
+        "n": np.full(len(y), y.shape[1], float),
+        "sum_y": y.sum(1),
+        "sum_f": f.sum(1),
+        "sum_yy": y.sum(1),
+        "sum_ff": f.sum(1),
+        "sum_yf": (y * f).sum(1),
+        "n_unlabelled": np.full(len(y), fu.shape[1], float),
+        "sum_fu": fu.sum(1),
+        "sum_fufu": fu.sum(1),
+    }
     return ppi_mean_from_sums({k: torch.from_numpy(v) for k, v in sums.items()})["estimate"].numpy()
 
 
@@ -116,8 +127,10 @@ def gold_regret(rec, label: str, k: int) -> float:
 
 
 def candidate_rules(k: int) -> list[Rule]:
-    return [Rule(label, "gold", True, lambda r, label=label: gold_regret(r, label, k), {"k": k, "rule": rule})
-                    for label, rule in CANDIDATES.items()]
+    return [
+        Rule(label, "gold", True, lambda r, label=label: gold_regret(r, label, k), {"k": k, "rule": rule})
+        for label, rule in CANDIDATES.items()
+    ]
 
 
 def ref_rule(recs) -> Rule:
@@ -146,9 +159,12 @@ def report(recs, tasks: Sequence[str], select: Sequence[int], report_seeds: Sequ
     ref = ref_rule(recs)
     tasks = [t for t in tasks if any(r.task == t for r in recs)]
     counts = {t: (sum(r.task == t for r in sel), sum(r.task == t for r in rep)) for t in tasks}
-    log(f"GOLD BUDGETS: k gold probe points, {DRAWS} random draws per run (the same for every rule); the label-free default "
+    log(
+        f"GOLD BUDGETS: k gold probe points, {DRAWS} random draws per run (the same for every rule); the label-free default "
         f"decides when to stop, the rule which check to keep; chosen on seeds {list(select)}, reported on seeds "
-        f"{list(report_seeds)}; runs (select/report) per pair: " + ", ".join(f"{SHORT.get(t, t)} {a}/{b}" for t, (a, b) in counts.items()))
+        f"{list(report_seeds)}; runs (select/report) per pair: "
+        + ", ".join(f"{SHORT.get(t, t)} {a}/{b}" for t, (a, b) in counts.items())
+    )
     choices = {}
     for k in BUDGETS:
         rules = candidate_rules(k)
@@ -157,12 +173,23 @@ def report(recs, tasks: Sequence[str], select: Sequence[int], report_seeds: Sequ
         choices[k] = chosen.name
         naive = next(r for r in rules if r.name == NAIVE)
         cols = [SHORT.get(t, t)[:8] for t in tasks]
-        log(f"\nk = {k}: mean regret (pt) on the report seeds per pair, mean over pairs, selection mean; paired Δ (report runs) "
-            "vs REF and vs NAIVE [95% CI, t over runs]")
-        log("  " + "rule".ljust(47) + "".join(c.rjust(9) for c in cols) + "mean".rjust(7) + "select".rjust(8)
-            + "   Δ vs REF".ljust(26) + "   Δ vs NAIVE")
+        log(
+            f"\nk = {k}: mean regret (pt) on the report seeds per pair, mean over pairs, selection mean; paired Δ (report runs) "
+            "vs REF and vs NAIVE [95% CI, t over runs]"
+        )
+        log(
+            "  "
+            + "rule".ljust(47)
+            + "".join(c.rjust(9) for c in cols)
+            + "mean".rjust(7)
+            + "select".rjust(8)
+            + "   Δ vs REF".ljust(26)
+            + "   Δ vs NAIVE"
+        )
         for rule in [ref] + rules:
-            per = [statistics.fmean([rule.regret(r) for r in rep if r.task == t]) if counts[t][1] else float("nan") for t in tasks]
+            per = [
+                statistics.fmean([rule.regret(r) for r in rep if r.task == t]) if counts[t][1] else float("nan") for t in tasks
+            ]
             line = "  " + (("CHOSEN " if rule is chosen else "") + rule.name).ljust(47) + "".join(f"{x:9.2f}" for x in per)
             line += f"{_mean_over_pairs(rule, rep, tasks):7.2f}{_mean_over_pairs(rule, sel, tasks):8.2f}"
             for base in (ref, naive):
@@ -175,24 +202,30 @@ def report(recs, tasks: Sequence[str], select: Sequence[int], report_seeds: Sequ
         m_ref, lo_ref, hi_ref = t_ci([chosen.regret(r) - ref.regret(r) for r in rep])
         m_nv, lo_nv, hi_nv = t_ci([chosen.regret(r) - naive.regret(r) for r in rep])
         if k == max(BUDGETS):
-            verdict = (f"below REF with the CI excluding 0: {'PASS' if hi_ref < 0 else 'FAIL'}; no worse than NAIVE "
-                       f"(mean Δ <= 0): {'PASS' if m_nv <= 0 else 'FAIL'}")
+            verdict = (
+                f"below REF with the CI excluding 0: {'PASS' if hi_ref < 0 else 'FAIL'}; no worse than NAIVE "
+                f"(mean Δ <= 0): {'PASS' if m_nv <= 0 else 'FAIL'}"
+            )
         else:
             verdict = f"never worse than REF by more than 0.1 pt on average: {'PASS' if m_ref <= 0.1 else 'FAIL'}"
-        log(f"  k = {k}: chosen on the selection seeds: {chosen.name}; report Δ vs REF {m_ref:+.2f} [{lo_ref:+.2f}, {hi_ref:+.2f}], "
-            f"vs NAIVE {m_nv:+.2f} [{lo_nv:+.2f}, {hi_nv:+.2f}] -> {verdict}")
+        log(
+            f"  k = {k}: chosen on the selection seeds: {chosen.name}; report Δ vs REF {m_ref:+.2f} [{lo_ref:+.2f}, {hi_ref:+.2f}], "
+            f"vs NAIVE {m_nv:+.2f} [{lo_nv:+.2f}, {hi_nv:+.2f}] -> {verdict}"
+        )
     from lightning_w2s.stopping.gold_rule import gold_default_for
 
     same = {k: gold_default_for(k)[0] == CANDIDATES[name] for k, name in choices.items()}
-    log("\nW2SEarlyStopping()'s gold rules (lightning_w2s.stopping.gold_rule.GOLD_DEFAULTS) at each budget vs this choice: "
-        + ", ".join(f"k = {k}: {gold_default_for(k)[0].name} ({'the same' if same[k] else 'DIFFERENT'})" for k in choices))
+    log(
+        "\nW2SEarlyStopping()'s gold rules (lightning_w2s.stopping.gold_rule.GOLD_DEFAULTS) at each budget vs this choice: "
+        + ", ".join(f"k = {k}: {gold_default_for(k)[0].name} ({'the same' if same[k] else 'DIFFERENT'})" for k in choices)
+    )
     return choices
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from benchmarks.stopping.run import SELECT_SEEDS, SEEDS, SHORT
-    from benchmarks.stopping.record import RECORD_VERSION, Recording, recording_path
     from benchmarks.shared.tasks import DEFAULT_DATA, TASKS
+    from benchmarks.stopping.record import RECORD_VERSION, Recording, recording_path
+    from benchmarks.stopping.run import SEEDS, SELECT_SEEDS, SHORT
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.stopping.gold", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
@@ -210,7 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             recs.append(rec)
     print(f"{len(recs)} cached recordings; missing (not recorded, left out): {', '.join(missing) if missing else 'none'}")
-    report(recs, args.tasks, [s for s in args.seeds if s in args.select_seeds], [s for s in args.seeds if s not in args.select_seeds])
+    report(
+        recs, args.tasks, [s for s in args.seeds if s in args.select_seeds], [s for s in args.seeds if s not in args.select_seeds]
+    )
     return 0
 
 

@@ -35,10 +35,11 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ class Recording:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "Recording":
+    def load(cls, path: Path) -> Recording:
         with np.load(path, allow_pickle=False) as z:
             scalars = json.loads(str(z["__scalars__"]))
             arrays = {k: z[k] for k in z.files if k != "__scalars__"}
@@ -252,7 +253,7 @@ def record(task_name: str, seed: int, data_dir: str, epochs: int | None = None) 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
-    from benchmarks.shared.students import EVAL_BATCH, DEFAULT_BATCH, quiet_lightning, train_student
+    from benchmarks.shared.students import DEFAULT_BATCH, EVAL_BATCH, quiet_lightning, train_student
     from benchmarks.shared.tasks import TASK_SOURCES, load_task
 
     quiet_lightning()
@@ -278,18 +279,40 @@ def record(task_name: str, seed: int, data_dir: str, epochs: int | None = None) 
         raise RuntimeError(f"{task_name} seed {seed}: the student's initial representation has an all-zero row")
     stack = lambda xs: np.stack(xs).astype(np.float32)  # noqa: E731
     return Recording(
-        task=task_name, seed=seed, source=TASK_SOURCES.get(task_name, task_name), teacher_kind=task.teacher_kind,
-        student=task.student, num_classes=k, epochs=epochs, fit_seconds=float(res.fit_seconds), record_seconds=rec.seconds,
-        probe_teacher=_teacher_matrix(task.probe, np.arange(len(task.probe)), k), probe_covered=task.probe.covered.copy(),
-        probe_gold=task.probe.gold.copy(), train_teacher=task.train.teacher_labels[rows].copy(),
-        val_teacher=task.val.teacher_labels[val_cov].copy(), test_gold=task.test.gold.copy(),
-        knn_teacher=knn_teacher, knn_student=knn_student,
-        probe_logits=stack(rec.logits["probe"]), train_logits=stack(rec.logits["train"]), val_logits=stack(rec.logits["val"]),
-        test_pred=np.stack(rec.test_pred), ema_probe_logits=np.stack(rec.ema_logits["probe"]),
-        ema_train_logits=np.stack(rec.ema_logits["train"]), steps=np.asarray(rec.steps, dtype=np.int64),
-        logged_val_loss=np.asarray(rec.val_loss), logged_val_auroc=np.asarray(rec.val_auroc),
-        meta={"version": RECORD_VERSION, "description": task.description, "teacher_test_acc": task.teacher_test_accuracy,
-              "n_train": n_train, "ema_decay": 1.0 - 1.0 / steps_per_epoch, "torch": torch.__version__},
+        task=task_name,
+        seed=seed,
+        source=TASK_SOURCES.get(task_name, task_name),
+        teacher_kind=task.teacher_kind,
+        student=task.student,
+        num_classes=k,
+        epochs=epochs,
+        fit_seconds=float(res.fit_seconds),
+        record_seconds=rec.seconds,
+        probe_teacher=_teacher_matrix(task.probe, np.arange(len(task.probe)), k),
+        probe_covered=task.probe.covered.copy(),
+        probe_gold=task.probe.gold.copy(),
+        train_teacher=task.train.teacher_labels[rows].copy(),
+        val_teacher=task.val.teacher_labels[val_cov].copy(),
+        test_gold=task.test.gold.copy(),
+        knn_teacher=knn_teacher,
+        knn_student=knn_student,
+        probe_logits=stack(rec.logits["probe"]),
+        train_logits=stack(rec.logits["train"]),
+        val_logits=stack(rec.logits["val"]),
+        test_pred=np.stack(rec.test_pred),
+        ema_probe_logits=np.stack(rec.ema_logits["probe"]),
+        ema_train_logits=np.stack(rec.ema_logits["train"]),
+        steps=np.asarray(rec.steps, dtype=np.int64),
+        logged_val_loss=np.asarray(rec.val_loss),
+        logged_val_auroc=np.asarray(rec.val_auroc),
+        meta={
+            "version": RECORD_VERSION,
+            "description": task.description,
+            "teacher_test_acc": task.teacher_test_accuracy,
+            "n_train": n_train,
+            "ema_decay": 1.0 - 1.0 / steps_per_epoch,
+            "torch": torch.__version__,
+        },
     )
 
 
@@ -301,8 +324,9 @@ def _record_job(args: tuple[str, int, str, str]) -> tuple[str, int, float]:
     return task, seed, time.perf_counter() - t0
 
 
-def load_recordings(tasks: Sequence[str], seeds: Sequence[int], data_dir: str, *, fresh: bool = False, jobs: int = 1,
-                    log=print) -> list[Recording]:
+def load_recordings(
+    tasks: Sequence[str], seeds: Sequence[int], data_dir: str, *, fresh: bool = False, jobs: int = 1, log=print
+) -> list[Recording]:
     """Every (task, seed) recording, recording the missing ones (``jobs`` processes; one by default:
     the machine is shared). A cached file from another :data:`RECORD_VERSION` is recorded again."""
     todo = []
@@ -348,9 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     recs = load_recordings(args.tasks, args.seeds, args.data, fresh=args.fresh, jobs=args.jobs)
     for r in recs:
-        print(f"{r.task:<24} seed {r.seed}: fit {r.fit_seconds:6.1f} s (recording passes {r.record_seconds:5.1f} s), "
-              f"teacher {r.teacher_test_acc:.3f}, final {r.epoch_acc[-1]:.3f}, oracle {r.oracle_acc:.3f} at epoch "
-              f"{int(np.argmax(r.epoch_acc))}")
+        print(
+            f"{r.task:<24} seed {r.seed}: fit {r.fit_seconds:6.1f} s (recording passes {r.record_seconds:5.1f} s), "
+            f"teacher {r.teacher_test_acc:.3f}, final {r.epoch_acc[-1]:.3f}, oracle {r.oracle_acc:.3f} at epoch "
+            f"{int(np.argmax(r.epoch_acc))}"
+        )
     return 0
 
 
@@ -358,8 +384,9 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir: str = "data", epochs: int = 40,
-                           cached: Recording | None = None) -> tuple[str, str]:
+def verify_against_monitor(
+    task_name: str = "digits_lr", seed: int = 0, data_dir: str = "data", epochs: int = 40, cached: Recording | None = None
+) -> tuple[str, str]:
     """Train ``task_name`` once with the recorder, a real :class:`lightning_w2s.W2SMonitor` (held-out
     probe with teacher outputs and features, the same train probe) **and** ``W2SEarlyStopping()`` with
     its defaults, for up to ``epochs`` epochs. Returns two one-line verdicts:
@@ -377,9 +404,9 @@ def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir
     import torch
 
     from benchmarks.shared.students import DEFAULT_BATCH, EVAL_BATCH, quiet_lightning, train_student
+    from benchmarks.shared.tasks import load_task
     from benchmarks.stopping.rules import package_default_outcome, patience_stop
     from benchmarks.stopping.signals import signal
-    from benchmarks.shared.tasks import load_task
 
     try:
         from lightning.pytorch.callbacks import Callback
@@ -398,13 +425,20 @@ def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
     probe = task.make_probe()
-    train_probe = W2SProbe(t(task.train.x[rows]), teacher_labels=torch.from_numpy(task.train.teacher_labels[rows].copy()),
-                           num_classes=task.num_classes)
+    train_probe = W2SProbe(
+        t(task.train.x[rows]),
+        teacher_labels=torch.from_numpy(task.train.teacher_labels[rows].copy()),
+        num_classes=task.num_classes,
+    )
     monitor = W2SMonitor(probe=probe, train_probe=train_probe)
     stopper = W2SEarlyStopping(gold=False)  # the label-free default (the probe has gold; docs/gold.md)
-    names = {"w2s/misfit/kl_teacher_student": "probe_ce", "w2s/misfit/teacher_label_ce": "probe_hce",
-             "w2s/misfit/disagreement": "probe_err", "w2s/train_misfit/kl_teacher_student": "train_ce",
-             "w2s/robustness/inconsistency": "gamma"}
+    names = {
+        "w2s/misfit/kl_teacher_student": "probe_ce",
+        "w2s/misfit/teacher_label_ce": "probe_hce",
+        "w2s/misfit/disagreement": "probe_err",
+        "w2s/train_misfit/kl_teacher_student": "train_ce",
+        "w2s/robustness/inconsistency": "gamma",
+    }
     logged: dict[str, list[float]] = {k: [] for k in names}
 
     class Grab(Callback):
@@ -418,15 +452,33 @@ def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir
     res = train_student(task, seed, epochs, callbacks=[monitor, Grab(), stopper, rec], record=False)
     ran = len(rec.steps) - 1
     fake = Recording(
-        task=task_name, seed=seed, source="", teacher_kind="", student=task.student, num_classes=task.num_classes, epochs=ran,
-        fit_seconds=0.0, record_seconds=0.0, probe_teacher=_teacher_matrix(task.probe, np.arange(len(task.probe)), task.num_classes),
-        probe_covered=task.probe.covered.copy(), probe_gold=task.probe.gold.copy(), train_teacher=task.train.teacher_labels[rows].copy(),
-        val_teacher=task.val.teacher_labels[val_cov].copy(), test_gold=task.test.gold.copy(),
-        knn_teacher=_knn(task.probe.teacher_features, KNN_K), knn_student=_knn(rec.init_features, KNN_K),
-        probe_logits=np.stack(rec.logits["probe"]), train_logits=np.stack(rec.logits["train"]), val_logits=np.stack(rec.logits["val"]),
-        test_pred=np.stack(rec.test_pred), ema_probe_logits=np.stack(rec.ema_logits["probe"]),
-        ema_train_logits=np.stack(rec.ema_logits["train"]), steps=np.asarray(rec.steps), logged_val_loss=np.asarray(rec.val_loss),
-        logged_val_auroc=np.asarray(rec.val_auroc), meta={},
+        task=task_name,
+        seed=seed,
+        source="",
+        teacher_kind="",
+        student=task.student,
+        num_classes=task.num_classes,
+        epochs=ran,
+        fit_seconds=0.0,
+        record_seconds=0.0,
+        probe_teacher=_teacher_matrix(task.probe, np.arange(len(task.probe)), task.num_classes),
+        probe_covered=task.probe.covered.copy(),
+        probe_gold=task.probe.gold.copy(),
+        train_teacher=task.train.teacher_labels[rows].copy(),
+        val_teacher=task.val.teacher_labels[val_cov].copy(),
+        test_gold=task.test.gold.copy(),
+        knn_teacher=_knn(task.probe.teacher_features, KNN_K),
+        knn_student=_knn(rec.init_features, KNN_K),
+        probe_logits=np.stack(rec.logits["probe"]),
+        train_logits=np.stack(rec.logits["train"]),
+        val_logits=np.stack(rec.logits["val"]),
+        test_pred=np.stack(rec.test_pred),
+        ema_probe_logits=np.stack(rec.ema_logits["probe"]),
+        ema_train_logits=np.stack(rec.ema_logits["train"]),
+        steps=np.asarray(rec.steps),
+        logged_val_loss=np.asarray(rec.val_loss),
+        logged_val_auroc=np.asarray(rec.val_auroc),
+        meta={},
     )
     parts = []
     for k, sig in names.items():
@@ -445,14 +497,18 @@ def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir
         after = module(sets["probe"]).numpy()
     weights = float(np.abs(after - fake.probe_logits[live_kept]).max()) if live_kept is not None else float("nan")
     same = (live_stop, live_kept) == (chosen.stop, chosen.kept) == (package.stop, package.kept)
-    line = (f"{task_name} seed {seed}, W2SMonitor + W2SEarlyStopping() in a real Trainer: "
-            f"{'no stop in %d epochs' % ran if live_stop is None else 'stopped at check %d (epoch %d)' % (live_stop, stopper.stopped_epoch)}"
-            f", restored check {live_kept}; CHOSEN replayed on this run's recording: stop "
-            f"{chosen.stop}, kept {chosen.kept}; W2SEarlyStopping() replayed: stop {package.stop}, kept {package.kept} -> "
-            f"{'identical' if same else 'DIFFERENT'}; max |probe logits after fit - recorded logits of the restored check| "
-            f"{weights:.1e}")
+    line = (
+        f"{task_name} seed {seed}, W2SMonitor + W2SEarlyStopping() in a real Trainer: "
+        f"{'no stop in %d epochs' % ran if live_stop is None else 'stopped at check %d (epoch %d)' % (live_stop, stopper.stopped_epoch)}"
+        f", restored check {live_kept}; CHOSEN replayed on this run's recording: stop "
+        f"{chosen.stop}, kept {chosen.kept}; W2SEarlyStopping() replayed: stop {package.stop}, kept {package.kept} -> "
+        f"{'identical' if same else 'DIFFERENT'}; max |probe logits after fit - recorded logits of the restored check| "
+        f"{weights:.1e}"
+    )
     if cached is not None:
         o = patience_stop(signal(cached, "probe_hce"), 5, 1, "best")
-        line += (f"; on the benchmark's cached recording of this (task, seed), CHOSEN: stop {o.stop}, kept {o.kept} "
-                 f"({'the same run' if (o.stop, o.kept) == (live_stop, live_kept) else 'another trajectory'})")
+        line += (
+            f"; on the benchmark's cached recording of this (task, seed), CHOSEN: stop {o.stop}, kept {o.kept} "
+            f"({'the same run' if (o.stop, o.kept) == (live_stop, live_kept) else 'another trajectory'})"
+        )
     return signals_line, line

@@ -28,15 +28,23 @@ Decision procedures (every one computable live, check by check):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
 from benchmarks.stopping.signals import signal
 
-__all__ = ["Outcome", "Rule", "check_package_default", "gold_floor_regret", "package_default_outcome", "patience_stop",
-           "today_policies", "vote"]
+__all__ = [
+    "Outcome",
+    "Rule",
+    "check_package_default",
+    "gold_floor_regret",
+    "package_default_outcome",
+    "patience_stop",
+    "today_policies",
+    "vote",
+]
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,9 @@ def smooth_trailing(values: np.ndarray, window: int) -> np.ndarray:
         return np.where(cnt > 0, (csum[hi] - csum[lo]) / np.maximum(cnt, 1), np.nan)
 
 
-def patience_stop(values: np.ndarray, patience: int | None, smooth: int = 1, keep: str = "stop", min_delta: float = 0.0,
-                  first: int = 1) -> Outcome:
+def patience_stop(
+    values: np.ndarray, patience: int | None, smooth: int = 1, keep: str = "stop", min_delta: float = 0.0, first: int = 1
+) -> Outcome:
     """Lightning ``EarlyStopping`` (mode ``min``) on ``values[first:]`` (check 0 = before training is
     never a decision point), optionally on the trailing mean over ``smooth`` checks. A non-finite
     value is skipped (no counter change), as W2SEarlyStopping does with a failed measurement."""
@@ -207,8 +216,15 @@ def _policy_stream(rec, name: str, patience: int, misfit: str, kappa: float | No
         yield c, trig, best_c
 
 
-def today_policies(rec, policies: Sequence[str], patience: int = 3, misfit: str = "kl_teacher_student", kappa: float | None = 0.5,
-                   min_gain: float | None = None, restore: bool | str = False) -> Outcome:
+def today_policies(
+    rec,
+    policies: Sequence[str],
+    patience: int = 3,
+    misfit: str = "kl_teacher_student",
+    kappa: float | None = 0.5,
+    min_gain: float | None = None,
+    restore: bool | str = False,
+) -> Outcome:
     """``W2SEarlyStopping(policy=policies, ...)``: stop at the first check where a policy
     triggers. ``restore``: ``False`` keeps the last weights (``restore_best=False``); ``True`` keeps
     the first triggered policy's best check after a stop and the last weights without one (the
@@ -238,10 +254,15 @@ def _monitor_values(rec) -> dict[str, np.ndarray]:
     from benchmarks.stopping.signals import max_gain
     from lightning_w2s.metrics import quantities as Q
 
-    return {Q.KL_TEACHER_STUDENT: signal(rec, "probe_ce"), Q.DISAGREEMENT: signal(rec, "probe_err"),
-            Q.train_name(Q.KL_TEACHER_STUDENT): signal(rec, "train_ce"), Q.INCONSISTENCY: signal(rec, "gamma"),
-            Q.MAX_GAIN: max_gain(rec), Q.TEACHER_LABEL_CE: signal(rec, "probe_hce"),
-            Q.train_name(Q.TEACHER_LABEL_CE): _train_misfit(rec, "teacher_label_ce")}
+    return {
+        Q.KL_TEACHER_STUDENT: signal(rec, "probe_ce"),
+        Q.DISAGREEMENT: signal(rec, "probe_err"),
+        Q.train_name(Q.KL_TEACHER_STUDENT): signal(rec, "train_ce"),
+        Q.INCONSISTENCY: signal(rec, "gamma"),
+        Q.MAX_GAIN: max_gain(rec),
+        Q.TEACHER_LABEL_CE: signal(rec, "probe_hce"),
+        Q.train_name(Q.TEACHER_LABEL_CE): _train_misfit(rec, "teacher_label_ce"),
+    }
 
 
 def library_outcome(decision, values: dict[str, np.ndarray], rec, restore: bool = True) -> Outcome:
@@ -292,16 +313,24 @@ def check_against_library(recs) -> str:
     and kept checks with :func:`today_policies`. Returns a one-line verdict."""
     configs = [((PLATEAU,), {}), ((OVERFIT,), {}), ((GAIN,), {"min_gain": 0.05}), ((ROBUST,), {}), ((PLATEAU, ROBUST), {})]
     parts = []
-    for label, setting in (("previous defaults (patience 3, kl_teacher_student, restore after a stop)", PREVIOUS),
-                           ("today's defaults (patience 5, teacher_label_ce, restore at the end)", NOW)):
+    for label, setting in (
+        ("previous defaults (patience 3, kl_teacher_student, restore after a stop)", PREVIOUS),
+        ("today's defaults (patience 5, teacher_label_ce, restore at the end)", NOW),
+    ):
         n = bad = 0
         for rec in recs:
             vals = _monitor_values(rec)
             for pols, kw in configs:
                 decision = library_decision(pols, setting["patience"], setting["misfit"], kw.get("min_gain"))
                 lib = library_outcome(decision, vals, rec)
-                ours = today_policies(rec, pols, patience=setting["patience"], misfit=setting["misfit"],
-                                      min_gain=kw.get("min_gain"), restore=setting["restore"])
+                ours = today_policies(
+                    rec,
+                    pols,
+                    patience=setting["patience"],
+                    misfit=setting["misfit"],
+                    min_gain=kw.get("min_gain"),
+                    restore=setting["restore"],
+                )
                 if setting["restore"] is True and lib.stop is None:  # the previous callback restored only after a stop
                     lib = Outcome(None, rec.epochs, None)
                 n += 1
@@ -347,19 +376,23 @@ def package_default_outcome(rec) -> Outcome:
     return library_outcome(stopper.decision, {Q.MISFIT[stopper.misfit]: package_teacher_label_ce(rec)}, rec, stopper.restore_best)
 
 
-def check_package_default(recs, rule: "Rule") -> tuple[str, int]:
+def check_package_default(recs, rule: Rule) -> tuple[str, int]:
     """Compare the package default's stop and kept check with ``rule`` (the benchmark's CHOSEN) on every
     run; returns a one-line verdict and the number of identical runs."""
     outs = [(package_default_outcome(r), rule.outcome(r)) for r in recs]
     same = sum((a.stop, a.kept) == (b.stop, b.kept) for a, b in outs)
     diff = max(float(np.nanmax(np.abs(package_teacher_label_ce(r) - signal(r, "probe_hce")))) for r in recs)
-    return (f"W2SEarlyStopping() replayed through its evaluate()/restore_check on the package's teacher_label_ce "
-            f"(max |package - offline probe_hce| {diff:.1e}): same stop and kept check as {rule.name} on "
-            f"{same}/{len(recs)} runs"), same
+    return (
+        f"W2SEarlyStopping() replayed through its evaluate()/restore_check on the package's teacher_label_ce "
+        f"(max |package - offline probe_hce| {diff:.1e}): same stop and kept check as {rule.name} on "
+        f"{same}/{len(recs)} runs"
+    ), same
 
 
 # ============================================================================ combinations
-def vote(outcomes: Sequence[Outcome], k: int, last: int, keep: str = "stop", bests: Sequence[Callable[[int], int | None]] = ()) -> Outcome:
+def vote(
+    outcomes: Sequence[Outcome], k: int, last: int, keep: str = "stop", bests: Sequence[Callable[[int], int | None]] = ()
+) -> Outcome:
     """Stop at the ``k``-th smallest component stop check (components that never stop count as
     ``+inf``). ``keep="stop"``: that check's weights; ``"median_best"``: the median (lower middle) of
     the components' best checks at that time (``bests[i](check)`` gives component ``i``'s best check

@@ -64,8 +64,8 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -93,10 +93,19 @@ TARGET = 0.5  # points
 SMOOTHS = (1, 3, 5)
 PATIENCES = (2, 3, 5, 8, None)
 SHORT = {
-    "movie_keyword": "m_kw", "movie_vader": "m_vader", "movie_wordllama_lr": "m_wl_lr", "movie_flip": "m_flip",
-    "movie_vader_ft": "m_vad_ft", "tweets_keyword": "t_kw", "tweets_lr_overconfident": "t_overc",
-    "fine_foods_keyword": "ff_kw", "fine_foods_vader": "ff_vader", "fine_foods_flip": "ff_flip",
-    "fashion_scratch": "fashion", "digits_lr": "dg_lr", "digits_flip": "dg_flip",
+    "movie_keyword": "m_kw",
+    "movie_vader": "m_vader",
+    "movie_wordllama_lr": "m_wl_lr",
+    "movie_flip": "m_flip",
+    "movie_vader_ft": "m_vad_ft",
+    "tweets_keyword": "t_kw",
+    "tweets_lr_overconfident": "t_overc",
+    "fine_foods_keyword": "ff_kw",
+    "fine_foods_vader": "ff_vader",
+    "fine_foods_flip": "ff_flip",
+    "fashion_scratch": "fashion",
+    "digits_lr": "dg_lr",
+    "digits_flip": "dg_flip",
 }
 REF = "ES(val_loss,p=3)+ckpt restored [REF]"
 DEFAULT = "W2SEarlyStopping() [default]"
@@ -122,41 +131,70 @@ def baseline_rules() -> list[Rule]:
         Rule("EarlyStopping(val_loss,p=3) at stop", "baseline", False, lambda r: es(r, False)),
         Rule(REF, "baseline", False, lambda r: es(r, True)),
         Rule("best val_loss ckpt, whole run", "baseline", False, lambda r: Outcome(None, first_best(r.logged_val_loss_checks))),
-        Rule("best val_auroc ckpt, whole run (w2s)", "baseline", False,
-             lambda r: Outcome(None, first_best(-r.logged_val_auroc_checks))),
+        Rule(
+            "best val_auroc ckpt, whole run (w2s)",
+            "baseline",
+            False,
+            lambda r: Outcome(None, first_best(-r.logged_val_auroc_checks)),
+        ),
         Rule("fixed 2 epochs (weak-to-strong)", "baseline", False, lambda r: Outcome(2, 2)),
-        Rule("best val accuracy ckpt, whole run (T&S)", "baseline", False,
-             lambda r: Outcome(None, first_best(signal(r, "val_err")))),
+        Rule(
+            "best val accuracy ckpt, whole run (T&S)",
+            "baseline",
+            False,
+            lambda r: Outcome(None, first_best(signal(r, "val_err"))),
+        ),
     ]
 
 
 def floor_rules() -> list[Rule]:
-    return [Rule(f"[gold] best smoothed probe-gold acc, k={k}", "floor", False, lambda r, k=k: gold_floor_regret(r, k))
-            for k in (30, 100, 300)]
+    return [
+        Rule(f"[gold] best smoothed probe-gold acc, k={k}", "floor", False, lambda r, k=k: gold_floor_regret(r, k))
+        for k in (30, 100, 300)
+    ]
 
 
 #: the policy sets of TABLE 3: each policy alone (``gain_exhausted`` with ``min_gain=0.05``) and plateau + overfit + robustness
-POLICY_SETS = (((PLATEAU,), {}), ((OVERFIT,), {}), ((GAIN,), {"min_gain": 0.05}), ((ROBUST,), {}), ((PLATEAU, OVERFIT, ROBUST), {}))
+POLICY_SETS = (
+    ((PLATEAU,), {}),
+    ((OVERFIT,), {}),
+    ((GAIN,), {"min_gain": 0.05}),
+    ((ROBUST,), {}),
+    ((PLATEAU, OVERFIT, ROBUST), {}),
+)
 
 
 def today_rules() -> list[Rule]:
     """The four policies as the previous ``W2SEarlyStopping()`` default ran them (patience 3,
     ``kl_teacher_student``; ``+restore``: the best check after a stop, the last weights without one)."""
     out = []
-    labels = ("W2SEarlyStopping() before: plateau(kl_ts,p=3)", "before: teacher_overfit(kl_ts,p=3)",
-              "before: gain_exhausted(0.05,p=3)", "before: robustness_drop(p=3)", "before: any(plateau,overfit,robust)")
+    labels = (
+        "W2SEarlyStopping() before: plateau(kl_ts,p=3)",
+        "before: teacher_overfit(kl_ts,p=3)",
+        "before: gain_exhausted(0.05,p=3)",
+        "before: robustness_drop(p=3)",
+        "before: any(plateau,overfit,robust)",
+    )
     for (pols, kw), label in zip(POLICY_SETS, labels):
         for restore in (False, True):
-            out.append(Rule(label + (" +restore" if restore else ""), "today", True,
-                            lambda r, p=pols, kw=kw, rs=restore: today_policies(r, p, restore=rs, **kw),
-                            {"policies": pols, "restore": restore, **kw}))
+            out.append(
+                Rule(
+                    label + (" +restore" if restore else ""),
+                    "today",
+                    True,
+                    lambda r, p=pols, kw=kw, rs=restore: today_policies(r, p, restore=rs, **kw),
+                    {"policies": pols, "restore": restore, **kw},
+                )
+            )
     # median of the four policies' stop checks (vote 2 of 4), keep that check / the median best check
     four = POLICY_SETS[:4]
     for keep in ("stop", "median_best"):
+
         def run(r, keep=keep):
             outs = [today_policies(r, p, restore=True, **kw) for p, kw in four]
             bests = [lambda c, p=p, kw=kw: _policy_best_at(r, p, kw, c) for p, kw in four]
             return vote(outs, 2, r.epochs, keep, bests)
+
         out.append(Rule(f"before: median stop of the four, keep {keep}", "combo", True, run))
     return out
 
@@ -167,15 +205,26 @@ def now_rules() -> list[Rule]:
     it stopped or not), and with ``restore_best=False``. Not in the choice pool (the plateau row is
     the package default, already there as ``probe_hce ma1 p=5 keep=best``)."""
     out = []
-    labels = ("W2SEarlyStopping() now (default)", "W2SEarlyStopping('teacher_overfit') now",
-              "gain_exhausted(min_gain=0.05) rule, as a policy now", "robustness_drop rule, as a policy now",
-              "any(plateau, overfit, robustness_drop rule) now")
+    labels = (
+        "W2SEarlyStopping() now (default)",
+        "W2SEarlyStopping('teacher_overfit') now",
+        "gain_exhausted(min_gain=0.05) rule, as a policy now",
+        "robustness_drop rule, as a policy now",
+        "any(plateau, overfit, robustness_drop rule) now",
+    )
     for (pols, kw), label in zip(POLICY_SETS, labels):
         for restore in ("end", False):
-            out.append(Rule(label + ("" if restore else ", restore_best=False"), "now", True,
-                            lambda r, p=pols, kw=kw, rs=restore: today_policies(r, p, patience=NOW["patience"], misfit=NOW["misfit"],
-                                                                                restore=rs, **kw),
-                            {"policies": pols, "restore": restore, **kw}))
+            out.append(
+                Rule(
+                    label + ("" if restore else ", restore_best=False"),
+                    "now",
+                    True,
+                    lambda r, p=pols, kw=kw, rs=restore: today_policies(
+                        r, p, patience=NOW["patience"], misfit=NOW["misfit"], restore=rs, **kw
+                    ),
+                    {"policies": pols, "restore": restore, **kw},
+                )
+            )
     return out
 
 
@@ -206,9 +255,15 @@ def candidate_rules(signals: Sequence[str]) -> list[Rule]:
             for keep in keeps:
                 p = "whole run" if patience is None else f"p={patience}"
                 label = f"{name} ma{smooth} {p} keep={keep}"
-                out.append(Rule(label, "candidate", monitor,
-                                lambda r, n=name, s=smooth, pa=patience, k=keep: patience_stop(signal(r, n), pa, s, k),
-                                {"signal": name, "smooth": smooth, "patience": patience, "keep": keep}))
+                out.append(
+                    Rule(
+                        label,
+                        "candidate",
+                        monitor,
+                        lambda r, n=name, s=smooth, pa=patience, k=keep: patience_stop(signal(r, n), pa, s, k),
+                        {"signal": name, "smooth": smooth, "patience": patience, "keep": keep},
+                    )
+                )
     return out
 
 
@@ -217,12 +272,21 @@ def combo_rules(components: Sequence[Rule], label: str) -> list[Rule]:
     m = len(components)
     out = []
     for keep in ("stop", "median_best"):
+
         def run(r, keep=keep):
             outs = [c.outcome(r) for c in components]
             bests = [lambda check, c=c: _prefix_best(r, c, check) for c in components]
             return vote(outs, (m + 1) // 2, r.epochs, keep, bests)
-        out.append(Rule(f"{label}, keep {keep}", "combo", all(c.monitor for c in components), run,
-                        {"components": [c.name for c in components], "keep": keep}))
+
+        out.append(
+            Rule(
+                f"{label}, keep {keep}",
+                "combo",
+                all(c.monitor for c in components),
+                run,
+                {"components": [c.name for c in components], "keep": keep},
+            )
+        )
     return out
 
 
@@ -298,8 +362,10 @@ def regret_table(title: str, rules: Sequence[Rule], recs, tasks, ref: Rule | Non
 
 
 def context_table(recs, tasks) -> str:
-    lines = ["pair        source          teacher kind          student     teacher  final  oracle  oracle_ep  epochs  "
-             "fit s/run  consensus share (teacher tbl / student tbl)"]
+    lines = [
+        "pair        source          teacher kind          student     teacher  final  oracle  oracle_ep  epochs  "
+        "fit s/run  consensus share (teacher tbl / student tbl)"
+    ]
     for t in tasks:
         rs = [r for r in recs if r.task == t]
         r0 = rs[0]
@@ -324,16 +390,18 @@ def ci_block(rule: Rule, ref: Rule, recs, tasks, label: str) -> tuple[list[str],
     allv = [x for t in tasks for x in diffs[t]]
     m, lo, hi = t_ci(allv)
     blo, bhi = cluster_bootstrap({t: diffs[t] for t in tasks})
-    lines.append(f"  pooled    {m:+6.2f} [{lo:+6.2f}, {hi:+6.2f}]  (n={len(allv)} runs, t over runs); "
-                 f"cluster bootstrap over pairs [{blo:+6.2f}, {bhi:+6.2f}]")
+    lines.append(
+        f"  pooled    {m:+6.2f} [{lo:+6.2f}, {hi:+6.2f}]  (n={len(allv)} runs, t over runs); "
+        f"cluster bootstrap over pairs [{blo:+6.2f}, {bhi:+6.2f}]"
+    )
     return lines, {"mean": m, "t_lo": lo, "t_hi": hi, "boot_lo": blo, "boot_hi": bhi}
 
 
 # ============================================================================ main
 def main(argv: Sequence[str] | None = None) -> int:
+    from benchmarks.shared.tasks import DEFAULT_DATA, TASK_SOURCES, TASKS
     from benchmarks.stopping.record import load_recordings
     from benchmarks.stopping.rules import check_against_library, check_package_default
-    from benchmarks.shared.tasks import DEFAULT_DATA, TASK_SOURCES, TASKS
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.stopping.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
@@ -343,8 +411,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="processes recording missing runs (default 1: shared machine)")
     ap.add_argument("--fresh", action="store_true", help="re-record every run")
     ap.add_argument("--json", default=None, help="also write the main figures to this JSON file")
-    ap.add_argument("--no-verify", action="store_true",
-                    help="skip the real Trainer runs (W2SMonitor + W2SEarlyStopping()) that check the offline signals and the default")
+    ap.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the real Trainer runs (W2SMonitor + W2SEarlyStopping()) that check the offline signals and the default",
+    )
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     recs = load_recordings(args.tasks, args.seeds, args.data, fresh=args.fresh, jobs=args.jobs)
@@ -359,8 +430,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep = [r for r in recs if r.seed in report]
     t0 = time.perf_counter()
 
-    print(f"Stopping regret = 100 x (gold test acc of the run's best epoch - gold test acc of the weights kept), "
-          f"{len(tasks)} pairs x {len(args.seeds)} seeds; rules chosen on seeds {select}, reported on seeds {report}.")
+    print(
+        f"Stopping regret = 100 x (gold test acc of the run's best epoch - gold test acc of the weights kept), "
+        f"{len(tasks)} pairs x {len(args.seeds)} seeds; rules chosen on seeds {select}, reported on seeds {report}."
+    )
     print()
     print(context_table(recs, tasks))
     print()
@@ -368,9 +441,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # ---- faithfulness of the replays
     dv = max(float(np.nanmax(np.abs(signal(r, "val_ce")[1:] - r.logged_val_loss))) for r in recs)
     es_same = sum(lightning_es_stop(r.logged_val_loss_checks, 3) == patience_stop(r.logged_val_loss_checks, 3).stop for r in recs)
-    print(f"Replay checks: val_loss recomputed from the recorded logits vs Lightning's logged value: max |diff| {dv:.1e}; "
-          f"Lightning's EarlyStopping._evaluate_stopping_criteria vs patience_stop on val_loss: {es_same}/{len(recs)} identical "
-          f"stops; the four rules vs lightning_w2s StoppingDecision.evaluate: {check_against_library(recs)}")
+    print(
+        f"Replay checks: val_loss recomputed from the recorded logits vs Lightning's logged value: max |diff| {dv:.1e}; "
+        f"Lightning's EarlyStopping._evaluate_stopping_criteria vs patience_stop on val_loss: {es_same}/{len(recs)} identical "
+        f"stops; the four rules vs lightning_w2s StoppingDecision.evaluate: {check_against_library(recs)}"
+    )
     live_lines = []
     if not args.no_verify:
         from benchmarks.stopping.record import verify_against_monitor
@@ -407,28 +482,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     combos = combo_rules(top3, "median stop of the 3 best signals (" + ", ".join(r.params["signal"] for r in top3) + ")")
     ranked = sorted(monitor_pool + combos, key=score)
     chosen = ranked[0]
-    print(f"Choice on selection seeds {select}: {len(monitor_pool) + len(combos)} monitor-computable rules "
-          f"({len(SIGNALS) - 3} signals x moving average {SMOOTHS} x patience {PATIENCES} x keep stop/best/best_mid, "
-          f"the previous default's policies and combinations), {time.perf_counter() - t_choice:.0f} s. Top 12 by mean selection regret "
-          "(report column for information only; it played no part in the choice):")
+    print(
+        f"Choice on selection seeds {select}: {len(monitor_pool) + len(combos)} monitor-computable rules "
+        f"({len(SIGNALS) - 3} signals x moving average {SMOOTHS} x patience {PATIENCES} x keep stop/best/best_mid, "
+        f"the previous default's policies and combinations), {time.perf_counter() - t_choice:.0f} s. Top 12 by mean selection regret "
+        "(report column for information only; it played no part in the choice):"
+    )
     print("  " + "rule".ljust(72) + "select".rjust(8) + "report".rjust(8))
     for r in ranked[:12]:
         print("  " + r.name.ljust(72) + f"{score(r):8.2f}{mean_regret(r, rep, tasks):8.2f}")
     print()
     print("Best configuration of each signal on the selection seeds (does the signal ever win?):")
     print("  " + "signal: best configuration".ljust(72) + "select".rjust(8) + "report".rjust(8) + "   report Δ vs REF [95% CI]")
-    for s, r in sorted(top_by_signal.items(), key=lambda kv: score(kv[1])):
+    for _s, r in sorted(top_by_signal.items(), key=lambda kv: score(kv[1])):
         m, lo, hi = t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])
-        print("  " + (("" if r.monitor else "(val) ") + r.name).ljust(72) + f"{score(r):8.2f}{mean_regret(r, rep, tasks):8.2f}"
-              + f"   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]")
+        print(
+            "  "
+            + (("" if r.monitor else "(val) ") + r.name).ljust(72)
+            + f"{score(r):8.2f}{mean_regret(r, rep, tasks):8.2f}"
+            + f"   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]"
+        )
     print()
 
     chosen_rule = Rule("CHOSEN: " + chosen.name, chosen.family, chosen.monitor, chosen.run, chosen.params)
     package = default_rule()
     faithful, n_same = check_package_default(recs, chosen_rule)
-    print("Faithfulness of the package default (docs/benchmarks.md): W2SEarlyStopping() is "
-          f"{DEFAULT_PARAMS} in the benchmark's terms; the choice is {chosen.params}: "
-          f"{'the same rule' if chosen.params == DEFAULT_PARAMS else 'ANOTHER RULE'}")
+    print(
+        "Faithfulness of the package default (docs/benchmarks.md): W2SEarlyStopping() is "
+        f"{DEFAULT_PARAMS} in the benchmark's terms; the choice is {chosen.params}: "
+        f"{'the same rule' if chosen.params == DEFAULT_PARAMS else 'ANOTHER RULE'}"
+    )
     print("  " + faithful)
     for line in live_lines:
         print("  " + line)
@@ -437,28 +520,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a-priori settings (fixed before any run, not selected): the probe's analogues of the REF and of
     # ModelCheckpoint, and Label Wave's rule (moving average, first local minimum, its weights)
     apriori = []
-    for sig, sm, pa, keep in (("probe_hce", 1, 3, "best"), ("probe_hce", 1, None, "best"), ("probe_ce", 1, None, "best"),
-                              ("probe_err", 1, None, "best"), ("churn_train", 3, 3, "best"), ("cons_ce", 1, None, "best"),
-                              ("knn_ce", 1, None, "best")):
+    for sig, sm, pa, keep in (
+        ("probe_hce", 1, 3, "best"),
+        ("probe_hce", 1, None, "best"),
+        ("probe_ce", 1, None, "best"),
+        ("probe_err", 1, None, "best"),
+        ("churn_train", 3, 3, "best"),
+        ("cons_ce", 1, None, "best"),
+        ("knn_ce", 1, None, "best"),
+    ):
         r = next(c for c in cands if c.params == {"signal": sig, "smooth": sm, "patience": pa, "keep": keep})
         apriori.append(Rule("[a priori] " + r.name, r.family, r.monitor, r.run, r.params))
-    rows = base + floor + today[:2] + apriori + [top_by_signal[s] for s in ("probe_hce", "probe_ce", "churn_train", "churn_probe",
-                                                                    "ema_dis_probe", "cons_ce", "knn_ce", "atc") if s in top_by_signal] + combos + runners + [chosen_rule, package]
+    rows = (
+        base
+        + floor
+        + today[:2]
+        + apriori
+        + [
+            top_by_signal[s]
+            for s in ("probe_hce", "probe_ce", "churn_train", "churn_probe", "ema_dis_probe", "cons_ce", "knn_ce", "atc")
+            if s in top_by_signal
+        ]
+        + combos
+        + runners
+        + [chosen_rule, package]
+    )
     seen = set()
     rows = [r for r in rows if not (r.name in seen or seen.add(r.name))]
-    print(regret_table(f"TABLE 1 — report seeds {report}: mean regret per pair (pt), mean over pairs, paired Δ vs REF",
-                       rows, rep, tasks, ref))
+    print(
+        regret_table(
+            f"TABLE 1 — report seeds {report}: mean regret per pair (pt), mean over pairs, paired Δ vs REF", rows, rep, tasks, ref
+        )
+    )
     print()
     print(regret_table(f"TABLE 2 — selection seeds {select} (same rows)", rows, sel, tasks, ref))
     print()
-    print("TABLE 3 — the two policies of W2SEarlyStopping, the gain_exhausted and robustness_drop rules (the monitor's "
-          "warnings, policies until this table ruled them out) and their combinations (min_delta 0, kappa 0.5, min_gain 0.05): "
-          "as the previous default ran them (patience 3, kl_teacher_student; +restore: the best check after a stop) and as "
-          "W2SEarlyStopping(policy) runs its policies now (patience 5, teacher_label_ce, the best check restored at the end, "
-          "stopped or not). Mean regret (pt), selection / report seeds, report Δ vs REF")
+    print(
+        "TABLE 3 — the two policies of W2SEarlyStopping, the gain_exhausted and robustness_drop rules (the monitor's "
+        "warnings, policies until this table ruled them out) and their combinations (min_delta 0, kappa 0.5, min_gain 0.05): "
+        "as the previous default ran them (patience 3, kl_teacher_student; +restore: the best check after a stop) and as "
+        "W2SEarlyStopping(policy) runs its policies now (patience 5, teacher_label_ce, the best check restored at the end, "
+        "stopped or not). Mean regret (pt), selection / report seeds, report Δ vs REF"
+    )
     for r in today + now_rules():
         m, lo, hi = t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])
-        print(f"  {r.name:<72}{mean_regret(r, sel, tasks):6.2f}{mean_regret(r, rep, tasks):7.2f}   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]")
+        print(
+            f"  {r.name:<72}{mean_regret(r, sel, tasks):6.2f}{mean_regret(r, rep, tasks):7.2f}   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]"
+        )
     print()
 
     lines, ci = ci_block(chosen_rule, ref, rep, tasks, "CHOSEN")
@@ -466,42 +574,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     mean_rep = mean_regret(chosen_rule, rep, tasks)
     ok_mean = mean_rep <= TARGET
     ok_ci = ci["t_hi"] < 0
-    print(f"GOAL (report seeds): mean regret {mean_rep:.2f} pt <= {TARGET} pt: {'PASS' if ok_mean else 'FAIL'}; "
-          f"below REF ({mean_regret(ref, rep, tasks):.2f} pt) with the paired 95% CI (t over runs) excluding 0: "
-          f"{'PASS' if ok_ci else 'FAIL'}  => {'PASS' if ok_mean and ok_ci else 'FAIL'}")
+    print(
+        f"GOAL (report seeds): mean regret {mean_rep:.2f} pt <= {TARGET} pt: {'PASS' if ok_mean else 'FAIL'}; "
+        f"below REF ({mean_regret(ref, rep, tasks):.2f} pt) with the paired 95% CI (t over runs) excluding 0: "
+        f"{'PASS' if ok_ci else 'FAIL'}  => {'PASS' if ok_mean and ok_ci else 'FAIL'}"
+    )
     print()
 
     # ---- verdict per signal: significantly worse than REF at its best selected setting?
-    worse = [sig for sig, r in top_by_signal.items() if r.monitor and t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])[1] > 0]
+    worse = [
+        sig for sig, r in top_by_signal.items() if r.monitor and t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])[1] > 0
+    ]
     tied = [sig for sig, r in top_by_signal.items() if r.monitor and sig not in worse]
-    print("Signals whose best selected setting is significantly worse than REF on the report seeds (CI above 0): "
-          + ", ".join(sorted(worse)))
+    print(
+        "Signals whose best selected setting is significantly worse than REF on the report seeds (CI above 0): "
+        + ", ".join(sorted(worse))
+    )
     print("Signals not significantly different from REF at their best selected setting: " + ", ".join(sorted(tied)))
     print()
 
     # ---- stop weights vs restore best: for each signal's best (smooth, patience), both keeps
-    print("Keep the stopping check's weights or restore the best check's? Same signal, smoothing and patience, "
-          "report seeds, mean regret (pt):")
+    print(
+        "Keep the stopping check's weights or restore the best check's? Same signal, smoothing and patience, "
+        "report seeds, mean regret (pt):"
+    )
     for s in MONITOR_SIGNALS:
         r = top_by_signal.get(s)
         if r is None or r.params["patience"] is None:
             continue
         pr = r.params
         pair = {k: next(c for c in cands if c.params == {**pr, "keep": k}) for k in ("stop", "best")}
-        print(f"  {s:<14} ma{pr['smooth']} p={pr['patience']}: keep stop {mean_regret(pair['stop'], rep, tasks):5.2f}, "
-              f"restore best {mean_regret(pair['best'], rep, tasks):5.2f}")
-    n_better = sum(mean_regret(next(c for c in cands if c.params == {**r.params, "keep": "best"}), sel, tasks)
-                   < mean_regret(r, sel, tasks) for r in cands if r.params["keep"] == "stop")
+        print(
+            f"  {s:<14} ma{pr['smooth']} p={pr['patience']}: keep stop {mean_regret(pair['stop'], rep, tasks):5.2f}, "
+            f"restore best {mean_regret(pair['best'], rep, tasks):5.2f}"
+        )
+    n_better = sum(
+        mean_regret(next(c for c in cands if c.params == {**r.params, "keep": "best"}), sel, tasks) < mean_regret(r, sel, tasks)
+        for r in cands
+        if r.params["keep"] == "stop"
+    )
     n_stop = sum(1 for r in cands if r.params["keep"] == "stop")
-    n_worse = sum(mean_regret(next(c for c in cands if c.params == {**r.params, "keep": "best"}), sel, tasks)
-                  > mean_regret(r, sel, tasks) for r in cands if r.params["keep"] == "stop")
-    print(f"  over all {n_stop} (signal, smoothing, patience) settings, selection seeds: restoring the best check beats "
-          f"keeping the stop check in {n_better}, loses in {n_worse}")
+    n_worse = sum(
+        mean_regret(next(c for c in cands if c.params == {**r.params, "keep": "best"}), sel, tasks) > mean_regret(r, sel, tasks)
+        for r in cands
+        if r.params["keep"] == "stop"
+    )
+    print(
+        f"  over all {n_stop} (signal, smoothing, patience) settings, selection seeds: restoring the best check beats "
+        f"keeping the stop check in {n_better}, loses in {n_worse}"
+    )
     print()
 
     # ---- leave one source out
     sources = sorted({TASK_SOURCES.get(t, t) for t in tasks})
-    print("Leave one source out: choose on seeds " f"{select} of the other sources, report on seeds {report} of the source:")
+    print(f"Leave one source out: choose on seeds {select} of the other sources, report on seeds {report} of the source:")
     loso_regret, loso_ref, loso_diff = {}, {}, {}
     for src in sources:
         held = [t for t in tasks if TASK_SOURCES.get(t, t) == src]
@@ -516,14 +642,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             loso_regret[t] = per_pair(pick, rep_h)[t]
             loso_ref[t] = per_pair(ref, rep_h)[t]
             loso_diff[t] = [a - b for a, b in zip(loso_regret[t], loso_ref[t])]
-        print(f"  {src:<15} chose {pick.name:<48} regret {statistics.fmean(x for t in held for x in loso_regret[t]):5.2f} "
-              f"vs REF {statistics.fmean(x for t in held for x in loso_ref[t]):5.2f}")
+        print(
+            f"  {src:<15} chose {pick.name:<48} regret {statistics.fmean(x for t in held for x in loso_regret[t]):5.2f} "
+            f"vs REF {statistics.fmean(x for t in held for x in loso_ref[t]):5.2f}"
+        )
     allv = [x for t in tasks for x in loso_diff.get(t, [])]
     m, lo, hi = t_ci(allv) if allv else (math.nan,) * 3
     if allv:
-        print(f"  pooled: LOSO regret {statistics.fmean(statistics.fmean(v) for v in loso_regret.values()):.2f} pt vs REF "
-          f"{statistics.fmean(statistics.fmean(v) for v in loso_ref.values()):.2f} pt; Δ {m:+.2f} [{lo:+.2f}, {hi:+.2f}] "
-          "(t over runs)")
+        print(
+            f"  pooled: LOSO regret {statistics.fmean(statistics.fmean(v) for v in loso_regret.values()):.2f} pt vs REF "
+            f"{statistics.fmean(statistics.fmean(v) for v in loso_ref.values()):.2f} pt; Δ {m:+.2f} [{lo:+.2f}, {hi:+.2f}] "
+            "(t over runs)"
+        )
     print()
 
     # ---- compute: epochs run
@@ -534,16 +664,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     gold_report(recs, tasks, select, report)
     print()
-    print(f"Share of the epochs budget run (report seeds): CHOSEN {epochs_run(chosen_rule, rep):.2f}, REF {epochs_run(ref, rep):.2f}")
-    print(f"analysis {time.perf_counter() - t0:.0f} s; recordings loaded/recorded in {t_rec:.0f} s; recording cost of the "
-          f"{len(recs)} runs (fit + recording passes, as measured when recorded): "
-          f"{sum(r.fit_seconds + r.record_seconds for r in recs) / 60:.1f} min; wall time {time.perf_counter() - t_start:.0f} s")
+    print(
+        f"Share of the epochs budget run (report seeds): CHOSEN {epochs_run(chosen_rule, rep):.2f}, REF {epochs_run(ref, rep):.2f}"
+    )
+    print(
+        f"analysis {time.perf_counter() - t0:.0f} s; recordings loaded/recorded in {t_rec:.0f} s; recording cost of the "
+        f"{len(recs)} runs (fit + recording passes, as measured when recorded): "
+        f"{sum(r.fit_seconds + r.record_seconds for r in recs) / 60:.1f} min; wall time {time.perf_counter() - t_start:.0f} s"
+    )
     if args.json:
-        blob = {"select": select, "report": report, "tasks": tasks, "chosen": chosen.name, "chosen_params": chosen.params,
-                "report_mean": mean_rep, "ci": ci, "pass": bool(ok_mean and ok_ci), "default_is_chosen": chosen.params == DEFAULT_PARAMS,
-                "default_replays_identical": n_same, "runs": len(recs),
-                "rows": {r.name: {"report": mean_regret(r, rep, tasks), "select": mean_regret(r, sel, tasks),
-                                  "per_pair_report": {t: statistics.fmean(v) for t, v in per_pair(r, rep).items()}} for r in rows}}
+        blob = {
+            "select": select,
+            "report": report,
+            "tasks": tasks,
+            "chosen": chosen.name,
+            "chosen_params": chosen.params,
+            "report_mean": mean_rep,
+            "ci": ci,
+            "pass": bool(ok_mean and ok_ci),
+            "default_is_chosen": chosen.params == DEFAULT_PARAMS,
+            "default_replays_identical": n_same,
+            "runs": len(recs),
+            "rows": {
+                r.name: {
+                    "report": mean_regret(r, rep, tasks),
+                    "select": mean_regret(r, sel, tasks),
+                    "per_pair_report": {t: statistics.fmean(v) for t, v in per_pair(r, rep).items()},
+                }
+                for r in rows
+            },
+        }
         Path(args.json).write_text(json.dumps(blob, indent=1, default=str))
     return 0
 

@@ -55,7 +55,7 @@ Sources (each a heuristic here: none is a theorem about the student's gold accur
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -137,8 +137,9 @@ def _fit(probs: np.ndarray, teacher: np.ndarray, mask: np.ndarray, kind: str) ->
         return (p.argmax(-1) != w.argmax(-1)).mean(1)
     if kind == "hce":  # cross-entropy on the teacher's hard label (argmax): the held-out training loss
         lab = w[0].argmax(-1)
-        return -np.log(np.clip(np.take_along_axis(p, np.broadcast_to(lab[None, :, None], p.shape[:2] + (1,)), -1)[..., 0], EPS,
-                               None)).mean(1)
+        return -np.log(
+            np.clip(np.take_along_axis(p, np.broadcast_to(lab[None, :, None], p.shape[:2] + (1,)), -1)[..., 0], EPS, None)
+        ).mean(1)
     if kind == "sq":
         return ((p - w) ** 2).sum(-1).mean(1)
     raise ValueError(kind)
@@ -294,8 +295,7 @@ def max_gain(rec) -> np.ndarray:
     from lightning_w2s.metrics.bounds import max_accuracy_gain
 
     coverage = float(rec.probe_covered.mean())
-    return np.array([max_accuracy_gain(float(d), coverage=coverage) if np.isfinite(d) else np.nan
-                     for d in probe_fit(rec, "err")])
+    return np.array([max_accuracy_gain(float(d), coverage=coverage) if np.isfinite(d) else np.nan for d in probe_fit(rec, "err")])
 
 
 SIGNALS: dict[str, Callable] = {

@@ -67,17 +67,18 @@ import sys
 import time
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from scipy import optimize, stats
 
+from benchmarks.shared import sources as demo_data
 from benchmarks.shared.students import quiet_lightning, train_student
 from benchmarks.shared.tasks import DEFAULT_DATA, PROBE_MAX, W2STask, embed_wordllama, load_task
-from benchmarks.shared import sources as demo_data
 from lightning_w2s import W2SMonitor, W2SProbe, rank_teachers
 from lightning_w2s.metrics.bounds import charikar_predicted_gain
 from lightning_w2s.metrics.functional import gold_squared_error, knn_indices, regression_misfit, representation_gap
@@ -116,9 +117,12 @@ def ols(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         return {k: math.nan for k in ("slope", "slope_se", "intercept", "slope0", "pearson", "spearman")}
     fit = stats.linregress(x, y)
     return {
-        "slope": fit.slope, "slope_se": fit.stderr, "intercept": fit.intercept,
+        "slope": fit.slope,
+        "slope_se": fit.stderr,
+        "intercept": fit.intercept,
         "slope0": float((x * y).sum() / (x * x).sum()),
-        "pearson": fit.rvalue, "spearman": float(stats.spearmanr(x, y).statistic),
+        "pearson": fit.rvalue,
+        "spearman": float(stats.spearmanr(x, y).statistic),
     }
 
 
@@ -143,8 +147,10 @@ class CheckRecorder(Callback):
         was = pl_module.training
         pl_module.eval()
         try:
-            out = [torch.softmax(pl_module(self.x[i : i + 512].to(pl_module.device)).double(), -1).cpu()
-                   for i in range(0, len(self.x), 512)]
+            out = [
+                torch.softmax(pl_module(self.x[i : i + 512].to(pl_module.device)).double(), -1).cpu()
+                for i in range(0, len(self.x), 512)
+            ]
         finally:
             pl_module.train(was)
         return torch.cat(out).numpy()
@@ -171,10 +177,15 @@ class CheckRecorder(Callback):
             true[f"uncovered_error_{i}"] = float((~right[t_i]).mean()) if t_i.any() else math.nan
         true.update(calibration_truth(probs, self.monitor.metrics.teacher_probs.cpu().numpy(), g, t, cov))
         stale = sorted(k for k in trainer.callback_metrics if k.startswith("w2s/") and k not in self.monitor.last_values)
-        self.checks.append({
-            "epoch": trainer.current_epoch, "values": dict(self.monitor.last_values),
-            "notes": list(self.monitor.metrics.notes), "true": true, "stale": stale,
-        })
+        self.checks.append(
+            {
+                "epoch": trainer.current_epoch,
+                "values": dict(self.monitor.last_values),
+                "notes": list(self.monitor.metrics.notes),
+                "true": true,
+                "stale": stale,
+            }
+        )
 
 
 def lp_smce(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -207,16 +218,21 @@ def calibration_truth(probs: np.ndarray, teacher_probs: np.ndarray, g: np.ndarra
     known = cov & (g >= 0)
     y = g[known]
     ce = lambda p: float(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-6)).mean())  # noqa: E731
-    return {"smce_vs_gold": lp_smce(probs[known], y), "gold_share_of_covered": float(known.sum() / max(cov.sum(), 1)),
-            "ce_gain": ce(teacher_probs[known]) - ce(probs[known])}
+    return {
+        "smce_vs_gold": lp_smce(probs[known], y),
+        "gold_share_of_covered": float(known.sum() / max(cov.sum(), 1)),
+        "ce_gain": ce(teacher_probs[known]) - ce(probs[known]),
+    }
 
 
 def keyword_probe(task: W2STask, features: np.ndarray) -> W2SProbe:
     """The task's probe with ``features`` (rows of the full sentence table) as teacher features."""
     p, m = task.probe, min(len(task.probe), PROBE_MAX)
     return W2SProbe(
-        torch.from_numpy(np.ascontiguousarray(p.x[:m])), teacher_labels=torch.from_numpy(p.teacher_labels[:m].copy()),
-        gold=torch.from_numpy(p.gold[:m].copy()), teacher_features=torch.from_numpy(np.ascontiguousarray(features[p.index[:m]])),
+        torch.from_numpy(np.ascontiguousarray(p.x[:m])),
+        teacher_labels=torch.from_numpy(p.teacher_labels[:m].copy()),
+        gold=torch.from_numpy(p.gold[:m].copy()),
+        teacher_features=torch.from_numpy(np.ascontiguousarray(features[p.index[:m]])),
         num_classes=task.num_classes,
     )
 
@@ -236,8 +252,12 @@ def monitored_run(task: W2STask, seed: int, epochs: int, probe: W2SProbe | None 
 def movie_sentence_features(data_dir: str) -> dict[str, np.ndarray]:
     texts, ratings = demo_data.load_movie_snippets(data_dir)
     d = Path(data_dir)
-    return {"texts": texts, "gold": demo_data.gold_labels(ratings), "wordllama": embed_wordllama(texts, d / "movie_wordllama.npy"),
-            "minilm": demo_data.embed_minilm(texts, d / "movie_minilm.npy")}
+    return {
+        "texts": texts,
+        "gold": demo_data.gold_labels(ratings),
+        "wordllama": embed_wordllama(texts, d / "movie_wordllama.npy"),
+        "minilm": demo_data.embed_minilm(texts, d / "movie_minilm.npy"),
+    }
 
 
 def run_tasks(tasks: Sequence[str], seeds: Sequence[int], data_dir: str, movie: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -258,14 +278,23 @@ def run_tasks(tasks: Sequence[str], seeds: Sequence[int], data_dir: str, movie: 
 
 # ============================================================================ (a) 0/1 band
 #: (band, its lower and upper logged names, the logged accuracy it bounds, the key of the true one)
-BANDS = [("covered", "w2s/bounds/covered_accuracy_lower", "w2s/bounds/covered_accuracy_upper", "w2s/gold/covered_accuracy",
-          "covered_accuracy"),
-         ("all gold points", "w2s/bounds/accuracy_lower", "w2s/bounds/accuracy_upper", "w2s/gold/accuracy", "accuracy")]
+BANDS = [
+    (
+        "covered",
+        "w2s/bounds/covered_accuracy_lower",
+        "w2s/bounds/covered_accuracy_upper",
+        "w2s/gold/covered_accuracy",
+        "covered_accuracy",
+    ),
+    ("all gold points", "w2s/bounds/accuracy_lower", "w2s/bounds/accuracy_upper", "w2s/gold/accuracy", "accuracy"),
+]
 
 
 def part_a(runs: list[dict[str, Any]]) -> None:
-    section("(a) 0/1 bands (exact, gold probe points) vs the student's gold accuracy: covered points (acc_w ± disagreement) "
-            "and all points (abstentions counted as 0 and 1); the gain vs w2s/bounds/max_gain")
+    section(
+        "(a) 0/1 bands (exact, gold probe points) vs the student's gold accuracy: covered points (acc_w ± disagreement) "
+        "and all points (abstentions counted as 0 and 1); the gain vs w2s/bounds/max_gain"
+    )
     rows = []
     for name in dict.fromkeys(r["task"] for r in runs):
         for band, lo_name, hi_name, acc_name, key in BANDS:
@@ -285,34 +314,83 @@ def part_a(runs: list[dict[str, Any]]) -> None:
                     gain_over += true["accuracy"] - true["teacher_accuracy"] > v["w2s/bounds/max_gain"] + TOL
                     widths.append(hi - lo)
                     slack.append(min(acc - lo, hi - acc))
-                    diff.append(max(abs(acc - acc_mon), abs(true["teacher_accuracy"] - v["w2s/gold/teacher_accuracy"]),
-                                    abs(true["covered_disagreement"] - v["w2s/gold/covered_disagreement"])))
-            rows.append({
-                "task": name, "band": band, "checks": n, "band_missing": missing, "violations_true": viol_true,
-                "violations_logged": viol_mon, "gain>max_gain": gain_over, "width_mean": float(np.mean(widths)),
-                "width_min": float(np.min(widths)), "width_max": float(np.max(widths)), "min_slack": float(np.min(slack)),
-                "max|true-logged|": float(np.max(diff)),
-            })
+                    diff.append(
+                        max(
+                            abs(acc - acc_mon),
+                            abs(true["teacher_accuracy"] - v["w2s/gold/teacher_accuracy"]),
+                            abs(true["covered_disagreement"] - v["w2s/gold/covered_disagreement"]),
+                        )
+                    )
+            rows.append(
+                {
+                    "task": name,
+                    "band": band,
+                    "checks": n,
+                    "band_missing": missing,
+                    "violations_true": viol_true,
+                    "violations_logged": viol_mon,
+                    "gain>max_gain": gain_over,
+                    "width_mean": float(np.mean(widths)),
+                    "width_min": float(np.min(widths)),
+                    "width_max": float(np.max(widths)),
+                    "min_slack": float(np.min(slack)),
+                    "max|true-logged|": float(np.max(diff)),
+                }
+            )
     for band, *_ in BANDS:
         mine = [r for r in rows if r["band"] == band]
-        tot = {k: sum(r[k] for r in mine) for k in ("checks", "band_missing", "violations_true", "violations_logged", "gain>max_gain")}
-        rows.append({"task": "ALL", "band": band, **tot, "width_mean": float(np.mean([r["width_mean"] for r in mine])),
-                     "width_min": min(r["width_min"] for r in mine), "width_max": max(r["width_max"] for r in mine),
-                     "min_slack": min(r["min_slack"] for r in mine), "max|true-logged|": max(r["max|true-logged|"] for r in mine)})
-    print(table(rows, ["task", "band", "checks", "band_missing", "violations_true", "violations_logged", "gain>max_gain",
-                       "width_mean", "width_min", "width_max", "min_slack", "max|true-logged|"], nd=4))
-    print("violations_true: the band misses the gold accuracy recomputed here from the student's own forward pass (covered\n"
-          "points, or all gold points); violations_logged: it misses the monitor's w2s/gold/covered_accuracy or\n"
-          "w2s/gold/accuracy; gain>max_gain: checks where accuracy - teacher accuracy exceeded w2s/bounds/max_gain (must be 0);\n"
-          "min_slack: smallest distance from the accuracy to a band edge (0 = on the edge); max|true-logged|: largest\n"
-          "difference between the recomputed and the logged accuracy / teacher accuracy / covered disagreement; the ALL\n"
-          "width_mean is the mean of the tasks' means.")
+        tot = {
+            k: sum(r[k] for r in mine)
+            for k in ("checks", "band_missing", "violations_true", "violations_logged", "gain>max_gain")
+        }
+        rows.append(
+            {
+                "task": "ALL",
+                "band": band,
+                **tot,
+                "width_mean": float(np.mean([r["width_mean"] for r in mine])),
+                "width_min": min(r["width_min"] for r in mine),
+                "width_max": max(r["width_max"] for r in mine),
+                "min_slack": min(r["min_slack"] for r in mine),
+                "max|true-logged|": max(r["max|true-logged|"] for r in mine),
+            }
+        )
+    print(
+        table(
+            rows,
+            [
+                "task",
+                "band",
+                "checks",
+                "band_missing",
+                "violations_true",
+                "violations_logged",
+                "gain>max_gain",
+                "width_mean",
+                "width_min",
+                "width_max",
+                "min_slack",
+                "max|true-logged|",
+            ],
+            nd=4,
+        )
+    )
+    print(
+        "violations_true: the band misses the gold accuracy recomputed here from the student's own forward pass (covered\n"
+        "points, or all gold points); violations_logged: it misses the monitor's w2s/gold/covered_accuracy or\n"
+        "w2s/gold/accuracy; gain>max_gain: checks where accuracy - teacher accuracy exceeded w2s/bounds/max_gain (must be 0);\n"
+        "min_slack: smallest distance from the accuracy to a band edge (0 = on the edge); max|true-logged|: largest\n"
+        "difference between the recomputed and the logged accuracy / teacher accuracy / covered disagreement; the ALL\n"
+        "width_mean is the mean of the tasks' means."
+    )
     stale = Counter(k for r in runs for c in r["checks"] for k in c["stale"])
     n_checks = sum(len(r["checks"]) for r in runs)
     if stale:
         top = ", ".join(f"{k} ({v})" for k, v in stale.most_common(4))
-        print(f"note: at {sum(1 for r in runs for c in r['checks'] if c['stale'])} of {n_checks} checks trainer.callback_metrics "
-              f"still held a w2s/ value that this check did not log (stale from an earlier check): {top}")
+        print(
+            f"note: at {sum(1 for r in runs for c in r['checks'] if c['stale'])} of {n_checks} checks trainer.callback_metrics "
+            f"still held a w2s/ value that this check did not log (stale from an earlier check): {top}"
+        )
 
 
 # ============================================================================ (b) Charikar
@@ -363,20 +441,52 @@ def part_b(runs: list[dict[str, Any]] | None, do_synthetic: bool, seed: int = 0)
             sub = [r for r in rows if r["n"] == n]
             fit = ols([r["predicted"] for r in sub], [r["gain"] for r in sub])
             rel = np.array([(r["gain"] - r["predicted"]) / r["predicted"] for r in sub])
-            out.append({"n_train": n, "teachers": len(sub), "p/n": p / n, "slope": fit["slope"], "slope_se": fit["slope_se"],
-                        "intercept": fit["intercept"], "slope_origin": fit["slope0"], "pearson": fit["pearson"],
-                        "theory_slope": (1 - p / (n - p - 1)) / (1 + p / (n - p - 1)), "median_rel_dev": float(np.median(rel)),
-                        "|slope-1|<=0.05": abs(fit["slope"] - 1) <= 0.05})
-        print(f"(i) synthetic realizable regression: 16-d Gaussian inputs, p = {p} frozen features (32 random ReLU + intercept),\n"
-              "    target in their span, student = unregularised least-squares head on n teacher-labelled samples,\n"
-              "    gain and misfit on 50,000 fresh test points (lightning_w2s regression_misfit / gold_squared_error);\n"
-              "    slope of gain on misfit over 200 random teachers (misfit range "
-              f"{min(r['misfit'] for r in rows):.3f}..{max(r['misfit'] for r in rows):.3f}); {time.perf_counter() - t0:.1f} s")
-        print(table(out, ["n_train", "teachers", "p/n", "slope", "slope_se", "intercept", "slope_origin", "pearson",
-                          "theory_slope", "median_rel_dev", "|slope-1|<=0.05"], nd=4))
-        print("theory_slope = (1 - r)/(1 + r), r = p/(n - p - 1): the approximate finite-sample slope derived in this\n"
-              "module's docstring (not fitted);\n"
-              "median_rel_dev = median over teachers of (gain - misfit)/misfit.")
+            out.append(
+                {
+                    "n_train": n,
+                    "teachers": len(sub),
+                    "p/n": p / n,
+                    "slope": fit["slope"],
+                    "slope_se": fit["slope_se"],
+                    "intercept": fit["intercept"],
+                    "slope_origin": fit["slope0"],
+                    "pearson": fit["pearson"],
+                    "theory_slope": (1 - p / (n - p - 1)) / (1 + p / (n - p - 1)),
+                    "median_rel_dev": float(np.median(rel)),
+                    "|slope-1|<=0.05": abs(fit["slope"] - 1) <= 0.05,
+                }
+            )
+        print(
+            f"(i) synthetic realizable regression: 16-d Gaussian inputs, p = {p} frozen features (32 random ReLU + intercept),\n"
+            "    target in their span, student = unregularised least-squares head on n teacher-labelled samples,\n"
+            "    gain and misfit on 50,000 fresh test points (lightning_w2s regression_misfit / gold_squared_error);\n"
+            "    slope of gain on misfit over 200 random teachers (misfit range "
+            f"{min(r['misfit'] for r in rows):.3f}..{max(r['misfit'] for r in rows):.3f}); {time.perf_counter() - t0:.1f} s"
+        )
+        print(
+            table(
+                out,
+                [
+                    "n_train",
+                    "teachers",
+                    "p/n",
+                    "slope",
+                    "slope_se",
+                    "intercept",
+                    "slope_origin",
+                    "pearson",
+                    "theory_slope",
+                    "median_rel_dev",
+                    "|slope-1|<=0.05",
+                ],
+                nd=4,
+            )
+        )
+        print(
+            "theory_slope = (1 - r)/(1 + r), r = p/(n - p - 1): the approximate finite-sample slope derived in this\n"
+            "module's docstring (not fitted);\n"
+            "median_rel_dev = median over teachers of (gain - misfit)/misfit."
+        )
     if runs:
         out = []
         allx, ally = [], []
@@ -392,24 +502,70 @@ def part_b(runs: list[dict[str, Any]] | None, do_synthetic: bool, seed: int = 0)
             allx.append(xs)
             ally.append(ys)
             fit = ols(xs, ys)
-            out.append({"task": name, "checks": len(xs), "mean_pred": xs.mean(), "mean_gain": ys.mean(),
-                        "slope": fit["slope"], "slope_se": fit["slope_se"], "intercept": fit["intercept"],
-                        "slope_origin": fit["slope0"], "pearson": fit["pearson"], "spearman": fit["spearman"],
-                        "share_gain>=pred": float((ys >= xs).mean()), "share_gain>0": float((ys > 0).mean())})
+            out.append(
+                {
+                    "task": name,
+                    "checks": len(xs),
+                    "mean_pred": xs.mean(),
+                    "mean_gain": ys.mean(),
+                    "slope": fit["slope"],
+                    "slope_se": fit["slope_se"],
+                    "intercept": fit["intercept"],
+                    "slope_origin": fit["slope0"],
+                    "pearson": fit["pearson"],
+                    "spearman": fit["spearman"],
+                    "share_gain>=pred": float((ys >= xs).mean()),
+                    "share_gain>0": float((ys > 0).mean()),
+                }
+            )
         xs, ys = np.concatenate(allx), np.concatenate(ally)
         fit = ols(xs, ys)
-        out.append({"task": "ALL (pooled)", "checks": len(xs), "mean_pred": xs.mean(), "mean_gain": ys.mean(), "slope": fit["slope"],
-                    "slope_se": fit["slope_se"], "intercept": fit["intercept"], "slope_origin": fit["slope0"],
-                    "pearson": fit["pearson"], "spearman": fit["spearman"], "share_gain>=pred": float((ys >= xs).mean()),
-                    "share_gain>0": float((ys > 0).mean())})
-        print("\n(ii) real tasks: w2s/gold/sq_gain (measured, covered gold probe points) vs w2s/bounds/predicted_gain (= misfit/sq)\n"
-              "     over every check of every seed (no premise of the theorem is checked here: MLP/CNN students, soft-max\n"
-              "     outputs, non-realizable gold)")
-        print(table(out, ["task", "checks", "mean_pred", "mean_gain", "slope", "slope_se", "intercept", "slope_origin",
-                          "pearson", "spearman", "share_gain>=pred", "share_gain>0"], nd=3))
-        print("share_gain>=pred: checks where Thm 1's inequality gain >= misfit held. Identity [derived, any teacher]:\n"
-              "gain = -misfit + 2*mean<p_s - e_w, e_y - e_w>; the cross term vanishes where a one-hot teacher is right, so\n"
-              "along a run the misfit on the teacher's correct points counts as loss, not gain.")
+        out.append(
+            {
+                "task": "ALL (pooled)",
+                "checks": len(xs),
+                "mean_pred": xs.mean(),
+                "mean_gain": ys.mean(),
+                "slope": fit["slope"],
+                "slope_se": fit["slope_se"],
+                "intercept": fit["intercept"],
+                "slope_origin": fit["slope0"],
+                "pearson": fit["pearson"],
+                "spearman": fit["spearman"],
+                "share_gain>=pred": float((ys >= xs).mean()),
+                "share_gain>0": float((ys > 0).mean()),
+            }
+        )
+        print(
+            "\n(ii) real tasks: w2s/gold/sq_gain (measured, covered gold probe points) vs w2s/bounds/predicted_gain (= misfit/sq)\n"
+            "     over every check of every seed (no premise of the theorem is checked here: MLP/CNN students, soft-max\n"
+            "     outputs, non-realizable gold)"
+        )
+        print(
+            table(
+                out,
+                [
+                    "task",
+                    "checks",
+                    "mean_pred",
+                    "mean_gain",
+                    "slope",
+                    "slope_se",
+                    "intercept",
+                    "slope_origin",
+                    "pearson",
+                    "spearman",
+                    "share_gain>=pred",
+                    "share_gain>0",
+                ],
+                nd=3,
+            )
+        )
+        print(
+            "share_gain>=pred: checks where Thm 1's inequality gain >= misfit held. Identity [derived, any teacher]:\n"
+            "gain = -misfit + 2*mean<p_s - e_w, e_y - e_w>; the cross term vanishes where a one-hot teacher is right, so\n"
+            "along a run the misfit on the teacher's correct points counts as loss, not gain."
+        )
 
 
 # ============================================================================ (c) Xue
@@ -441,12 +597,17 @@ def xue_teachers(task: W2STask, movie: dict[str, np.ndarray], seed: int) -> dict
 def part_c(seeds: Sequence[int], data_dir: str, movie: dict[str, np.ndarray]) -> None:
     from sklearn.linear_model import LogisticRegression
 
-    section("(c) Xue et al.: label-free representation gap (student MiniLM vs each teacher's representation) vs the W2S student's gold error")
+    section(
+        "(c) Xue et al.: label-free representation gap (student MiniLM vs each teacher's representation) vs the W2S student's gold error"
+    )
     t0 = time.perf_counter()
     per_seed: dict[int, list[dict[str, Any]]] = {}
     constructions = {
-        "default": dict(reg=DEFAULT_CONSTRUCTION.reg, max_components=DEFAULT_CONSTRUCTION.max_components,
-                        reg_relative_to=DEFAULT_CONSTRUCTION.reg_relative_to),
+        "default": dict(
+            reg=DEFAULT_CONSTRUCTION.reg,
+            max_components=DEFAULT_CONSTRUCTION.max_components,
+            reg_relative_to=DEFAULT_CONSTRUCTION.reg_relative_to,
+        ),
         "plain": dict(reg=0.1, max_components=None),
     }
     for seed in seeds:
@@ -470,8 +631,7 @@ def part_c(seeds: Sequence[int], data_dir: str, movie: dict[str, np.ndarray]) ->
                 raise RuntimeError(f"seed {seed}: teacher {name} labels every training sentence with one class")
             student = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(x_tr, t_train)
             s_err = float((student.predict(x_te) != gold_all[te]).mean())
-            row = {"teacher": name, "d_w": rep.shape[1], "teacher_err": t_err, "student_err": s_err,
-                   "fro_default": ranked[name]}
+            row = {"teacher": name, "d_w": rep.shape[1], "teacher_err": t_err, "student_err": s_err, "fro_default": ranked[name]}
             for cname, kw in constructions.items():
                 gap = representation_gap(s_probe, probe_reps[name], labels=y_probe, **kw)
                 row[f"fro_{cname}_fn"], row[f"op_{cname}_fn"] = float(gap["fro"]), float(gap["op"])
@@ -487,14 +647,27 @@ def part_c(seeds: Sequence[int], data_dir: str, movie: dict[str, np.ndarray]) ->
         per_seed[seed] = rows
     names = [r["teacher"] for r in per_seed[seeds[0]]]
     mean = []
-    for i, name in enumerate(names):
+    for i, _name in enumerate(names):
         rs = [per_seed[s][i] for s in seeds]
         mean.append({k: (float(np.mean([r[k] for r in rs])) if k not in ("teacher", "d_w") else rs[0][k]) for k in rs[0]})
-    cols = ["teacher", "d_w", "teacher_err", "student_err", "fro_default", "op_default", "fro_plain", "op_plain",
-            "pred_gap_default", "pred_gap_plain", "cka"]
-    print(f"movie sentences, {len(seeds)} seeds (splits of movie_wordllama_lr: 200 teacher gold labels; student = logistic regression\n"
-          f"on MiniLM-384 trained on the teacher's labels for the ~4,600 training sentences; errors on the 3,170 test sentences;\n"
-          f"gaps on the probe split, {PROBE_MAX} sentences). Means over seeds:")
+    cols = [
+        "teacher",
+        "d_w",
+        "teacher_err",
+        "student_err",
+        "fro_default",
+        "op_default",
+        "fro_plain",
+        "op_plain",
+        "pred_gap_default",
+        "pred_gap_plain",
+        "cka",
+    ]
+    print(
+        f"movie sentences, {len(seeds)} seeds (splits of movie_wordllama_lr: 200 teacher gold labels; student = logistic regression\n"
+        f"on MiniLM-384 trained on the teacher's labels for the ~4,600 training sentences; errors on the 3,170 test sentences;\n"
+        f"gaps on the probe split, {PROBE_MAX} sentences). Means over seeds:"
+    )
     print(table(mean, cols, nd=4))
     scores = ["fro_default", "op_default", "fro_plain", "op_plain", "pred_gap_default", "pred_gap_plain", "cka", "teacher_err"]
     rho_rows = []
@@ -505,21 +678,27 @@ def part_c(seeds: Sequence[int], data_dir: str, movie: dict[str, np.ndarray]) ->
     rho_rows.append({"seed": "mean", **{s: float(np.mean([r[s] for r in rho_rows])) for s in scores}})
     err_mean = [r["student_err"] for r in mean]
     rho_rows.append({"seed": "on means", **{s: float(stats.spearmanr([r[s] for r in mean], err_mean).statistic) for s in scores}})
-    print(f"\nSpearman rho(score, student gold error) over the {len(names)} teachers (target for the label-free gap: >= 0.8;\n"
-          "'default' = DEFAULT_CONSTRUCTION via rank_teachers: top-"
-          f"{DEFAULT_CONSTRUCTION.max_components} PCs, reg={DEFAULT_CONSTRUCTION.reg}; 'plain' = representation_gap(reg=0.1,\n"
-          "max_components=None); pred_gap and teacher_err need gold labels, shown for reference; cka is a similarity):")
+    print(
+        f"\nSpearman rho(score, student gold error) over the {len(names)} teachers (target for the label-free gap: >= 0.8;\n"
+        "'default' = DEFAULT_CONSTRUCTION via rank_teachers: top-"
+        f"{DEFAULT_CONSTRUCTION.max_components} PCs, reg={DEFAULT_CONSTRUCTION.reg}; 'plain' = representation_gap(reg=0.1,\n"
+        "max_components=None); pred_gap and teacher_err need gold labels, shown for reference; cka is a similarity):"
+    )
     print(table(rho_rows, ["seed", *scores], nd=3))
     best = max(("fro_default", "op_default", "fro_plain", "op_plain"), key=lambda s: rho_rows[-2][s])
-    print(f"label-free construction with the highest mean rho on THIS task: {best} ({rho_rows[-2][best]:.3f}); "
-          f"default fro {rho_rows[-2]['fro_default']:.3f} vs plain fro {rho_rows[-2]['fro_plain']:.3f} "
-          f"(a comparison on this one task, not a tuning). {time.perf_counter() - t0:.1f} s")
+    print(
+        f"label-free construction with the highest mean rho on THIS task: {best} ({rho_rows[-2][best]:.3f}); "
+        f"default fro {rho_rows[-2]['fro_default']:.3f} vs plain fro {rho_rows[-2]['fro_plain']:.3f} "
+        f"(a comparison on this one task, not a tuning). {time.perf_counter() - t0:.1f} s"
+    )
 
 
 # ============================================================================ (d) Lang
 #: (label, logged predicted error, logged measured error): Thm B.1 / B.2-B.3 at the plug-in ĉ are estimates
-LANG_PAIRS = [("covered", "covered_predicted_error", "covered_error"),
-              ("uncovered", "uncovered_predicted_error", "uncovered_error")]
+LANG_PAIRS = [
+    ("covered", "covered_predicted_error", "covered_error"),
+    ("uncovered", "uncovered_predicted_error", "uncovered_error"),
+]
 
 
 def _reason_key(note: str) -> str:
@@ -549,8 +728,9 @@ def lang_summary(runs: list[dict[str, Any]], group: str, suffixes: Sequence[str]
                     bnd = v.get(f"w2s/lang/{b}{suffix}")
                     if bnd is None or err is None:
                         if suffix == "":
-                            reasons.update({_reason_key(x) for x in c["notes"] if "Thm B" in x
-                                            and (("B.1" in x) == (label == "covered"))})
+                            reasons.update(
+                                {_reason_key(x) for x in c["notes"] if "Thm B" in x and (("B.1" in x) == (label == "covered"))}
+                            )
                         continue
                     defined += 1
                     viol += bnd < err - TOL
@@ -558,32 +738,57 @@ def lang_summary(runs: list[dict[str, Any]], group: str, suffixes: Sequence[str]
                     tight.append(bnd - err)
             if n == 0:
                 continue
-            out.append({
-                "group": group, "predicted": f"{label}{suffix or ' (pooled)'}", "checks": n, "defined": defined,
-                "undefined_share": 1 - defined / n, "pred<err": viol, "vacuous(>=1)": vac,
-                "excess_mean": float(np.mean(tight)) if tight else math.nan,
-                "excess_min": float(np.min(tight)) if tight else math.nan,
-                "excess_max": float(np.max(tight)) if tight else math.nan,
-                "max|err-true|": float(np.max(err_diff)) if err_diff else math.nan, "_reasons": reasons,
-            })
+            out.append(
+                {
+                    "group": group,
+                    "predicted": f"{label}{suffix or ' (pooled)'}",
+                    "checks": n,
+                    "defined": defined,
+                    "undefined_share": 1 - defined / n,
+                    "pred<err": viol,
+                    "vacuous(>=1)": vac,
+                    "excess_mean": float(np.mean(tight)) if tight else math.nan,
+                    "excess_min": float(np.min(tight)) if tight else math.nan,
+                    "excess_max": float(np.max(tight)) if tight else math.nan,
+                    "max|err-true|": float(np.max(err_diff)) if err_diff else math.nan,
+                    "_reasons": reasons,
+                }
+            )
     return out
 
 
-SUMMARY_COLS = ["group", "predicted", "checks", "defined", "undefined_share", "pred<err", "vacuous(>=1)", "excess_mean",
-                "excess_min", "excess_max", "max|err-true|"]
+SUMMARY_COLS = [
+    "group",
+    "predicted",
+    "checks",
+    "defined",
+    "undefined_share",
+    "pred<err",
+    "vacuous(>=1)",
+    "excess_mean",
+    "excess_min",
+    "excess_max",
+    "max|err-true|",
+]
 
 
-def part_d(runs: list[dict[str, Any]], movie: dict[str, np.ndarray], data_dir: str, other_runs: Sequence[dict[str, Any]] = ()) -> None:
-    section("(d) Lang et al. Thm B.1 (covered) and B.2/B.3 (uncovered) at the plug-in ĉ (predicted errors) vs the student's "
-            "true gold errors, movie_keyword")
+def part_d(
+    runs: list[dict[str, Any]], movie: dict[str, np.ndarray], data_dir: str, other_runs: Sequence[dict[str, Any]] = ()
+) -> None:
+    section(
+        "(d) Lang et al. Thm B.1 (covered) and B.2/B.3 (uncovered) at the plug-in ĉ (predicted errors) vs the student's "
+        "true gold errors, movie_keyword"
+    )
     task0 = load_task("movie_keyword", 0, data_dir)
     try:
         knn_indices(torch.from_numpy(task0.probe.teacher_features[:PROBE_MAX]).double(), k=10)
         print("the task's own teacher features (keyword counts) give a neighbour table")
     except ValueError as exc:
-        print(f"the task's own teacher features (24 keyword counts) cannot give the monitor's cosine neighbour table:\n  {exc}\n"
-              "so W2SMonitor(probe=task.make_probe()) logs no robustness/Lang values on this task; frozen sentence\n"
-              "embeddings are passed as the probe's teacher features instead (neighbours: k = 10, cosine; eta = 0.5):")
+        print(
+            f"the task's own teacher features (24 keyword counts) cannot give the monitor's cosine neighbour table:\n  {exc}\n"
+            "so W2SMonitor(probe=task.make_probe()) logs no robustness/Lang values on this task; frozen sentence\n"
+            "embeddings are passed as the probe's teacher features instead (neighbours: k = 10, cosine; eta = 0.5):"
+        )
     classes = (0, 1)
     summary, per_check = [], []
     for variant in dict.fromkeys(r["neighbours"] for r in runs):
@@ -600,15 +805,28 @@ def part_d(runs: list[dict[str, Any]], movie: dict[str, np.ndarray], data_dir: s
                         row[f"{label[:3]}_err_{i}"] = v.get(f"w2s/lang/{e}_{i}")
                 per_check.append(row)
         summary += lang_summary(vr, variant, ["", *(f"_{i}" for i in classes)])
-    cols = ["nbrs", "seed", "epoch", "gamma", "cov_pred", "cov_err", "unc_pred", "unc_err",
-            *(f"cov_pred_{i}" for i in classes), *(f"cov_err_{i}" for i in classes),
-            *(f"unc_pred_{i}" for i in classes), *(f"unc_err_{i}" for i in classes)]
+    cols = [
+        "nbrs",
+        "seed",
+        "epoch",
+        "gamma",
+        "cov_pred",
+        "cov_err",
+        "unc_pred",
+        "unc_err",
+        *(f"cov_pred_{i}" for i in classes),
+        *(f"cov_err_{i}" for i in classes),
+        *(f"unc_pred_{i}" for i in classes),
+        *(f"unc_err_{i}" for i in classes),
+    ]
     print("\nevery check ('-' = not logged: undefined, premises fail); gamma = w2s/robustness/inconsistency:")
     print(table(per_check, cols, nd=3))
-    print("\nsummary (pred<err = checks where the predicted error is below the true (measured) error: the plug-in ĉ is\n"
-          "not the theorems' robust-expansion constant, so this is an estimate, not a bound; excess = predicted - error\n"
-          "over the checks where it is defined;\n"
-          "max|err-true| = largest difference between the logged error and the error recomputed here):")
+    print(
+        "\nsummary (pred<err = checks where the predicted error is below the true (measured) error: the plug-in ĉ is\n"
+        "not the theorems' robust-expansion constant, so this is an estimate, not a bound; excess = predicted - error\n"
+        "over the checks where it is defined;\n"
+        "max|err-true| = largest difference between the logged error and the error recomputed here):"
+    )
     print(table(summary, SUMMARY_COLS, nd=3))
     # the inputs of the premises: expansion estimates, P(R̄_η) bound, and how many neighbours are covered
     cov_mask = task0.probe.covered[:PROBE_MAX]
@@ -617,21 +835,29 @@ def part_d(runs: list[dict[str, Any]], movie: dict[str, np.ndarray], data_dir: s
     for variant in dict.fromkeys(r["neighbours"] for r in runs):
         vr = [c["values"] for r in runs if r["neighbours"] == variant for c in r["checks"]]
         nb = knn_indices(torch.from_numpy(emb[variant][task0.probe.index[:PROBE_MAX]]).double(), k=10).numpy()
-        row = {"nbrs": variant, "coverage": float(cov_mask.mean()), "covered_nbr_share": float(cov_mask[nb].mean()),
-               "P(Rbar)_bound": float(np.mean([v["w2s/robustness/p_nonrobust_bound"] for v in vr]))}
+        row = {
+            "nbrs": variant,
+            "coverage": float(cov_mask.mean()),
+            "covered_nbr_share": float(cov_mask[nb].mean()),
+            "P(Rbar)_bound": float(np.mean([v["w2s/robustness/p_nonrobust_bound"] for v in vr])),
+        }
         for i in classes:
             for fam, short in (("good_to_bad", "gb"), ("uncovered_to_good", "ug")):
                 vals = [v[f"w2s/lang/expansion_{fam}_{i}"] for v in vr if f"w2s/lang/expansion_{fam}_{i}" in v]
                 row[f"c_{short}_{i}"] = float(np.mean(vals)) if vals else math.nan
                 row[f"c_{short}_{i}=0"] = float(np.mean([x == 0 for x in vals])) if vals else math.nan
         diag.append(row)
-    print("\npremise inputs, means over checks (seed-0 probe for the neighbour shares): c_gb_i / c_ug_i = logged expansion\n"
-          "estimates w2s/lang/expansion_good_to_bad_i / expansion_uncovered_to_good_i (the theorems need c in (0, 1]),\n"
-          "'=0' = share of checks where it is exactly 0;\n"
-          "covered_nbr_share = share of the 10 neighbours that are covered points; P(Rbar)_bound = min(1, gamma/eta):")
+    print(
+        "\npremise inputs, means over checks (seed-0 probe for the neighbour shares): c_gb_i / c_ug_i = logged expansion\n"
+        "estimates w2s/lang/expansion_good_to_bad_i / expansion_uncovered_to_good_i (the theorems need c in (0, 1]),\n"
+        "'=0' = share of checks where it is exactly 0;\n"
+        "covered_nbr_share = share of the 10 neighbours that are covered points; P(Rbar)_bound = min(1, gamma/eta):"
+    )
     print(table(diag, list(diag[0]), nd=3))
-    print("\nwhy pooled predicted errors were undefined (premise failures reported by the aggregator, counted once per check "
-          "and reason):")
+    print(
+        "\nwhy pooled predicted errors were undefined (premise failures reported by the aggregator, counted once per check "
+        "and reason):"
+    )
     for s in summary:
         if s["predicted"].endswith("(pooled)") and s["_reasons"]:
             for reason, count in s["_reasons"].most_common(4):
@@ -644,8 +870,10 @@ def part_d(runs: list[dict[str, Any]], movie: dict[str, np.ndarray], data_dir: s
         else:
             others.append({"group": name, "predicted": "no Lang values logged (no neighbour table)"})
     if others:
-        print("\nfor reference, the same pooled predicted errors on the other tasks' runs of part (a) (their own teacher features as\n"
-              "the neighbour embedding; 'uncovered' only where the teacher abstains):")
+        print(
+            "\nfor reference, the same pooled predicted errors on the other tasks' runs of part (a) (their own teacher features as\n"
+            "the neighbour embedding; 'uncovered' only where the teacher abstains):"
+        )
         print(table(others, SUMMARY_COLS, nd=3))
         for s in others:
             for reason, count in s.get("_reasons", Counter()).most_common(2):
@@ -655,9 +883,11 @@ def part_d(runs: list[dict[str, Any]], movie: dict[str, np.ndarray], data_dir: s
 # ============================================================================ (e) calibration bands
 #: (band, lower name, upper name): band (A) around the teacher's smCE, band (B) around the student's smCE against the
 #: teacher's labels (both exact on the covered gold points), and (B) at the plug-in teacher accuracy (an estimate)
-CAL_BANDS = [("A: teacher ± 2|p_s-p_w|", "w2s/bounds/calibration_lower", "w2s/bounds/calibration_upper"),
-             ("B: vs teacher labels", "w2s/bounds/calibration_vs_teacher_lower", "w2s/bounds/calibration_vs_teacher_upper"),
-             ("B estimate (label-free)", "w2s/bounds/calibration_estimate_lower", "w2s/bounds/calibration_estimate_upper")]
+CAL_BANDS = [
+    ("A: teacher ± 2|p_s-p_w|", "w2s/bounds/calibration_lower", "w2s/bounds/calibration_upper"),
+    ("B: vs teacher labels", "w2s/bounds/calibration_vs_teacher_lower", "w2s/bounds/calibration_vs_teacher_upper"),
+    ("B estimate (label-free)", "w2s/bounds/calibration_estimate_lower", "w2s/bounds/calibration_estimate_upper"),
+]
 
 
 def part_e(runs: list[dict[str, Any]]) -> None:
@@ -679,32 +909,67 @@ def part_e(runs: list[dict[str, Any]]) -> None:
                 viol_logged += not (lo <= logged <= hi)
                 widths.append(hi - lo)
                 diff.append(abs(true["smce_vs_gold"] - logged))
-            rows.append({"task": name, "band": band, "checks": n, "missing": missing, "violations_true": viol_true,
-                         "violations_logged": viol_logged, "width_mean": float(np.mean(widths)) if widths else math.nan,
-                         "max|LP-logged|": f"{np.max(diff):.1e}" if diff else "-"})
-        ge = [(c["values"]["w2s/gold/ce_gain"], c["values"]["w2s/bounds/predicted_ce_gain"], c["true"]["ce_gain"])
-              for c in checks if "w2s/gold/ce_gain" in c["values"]]
-        gains.append({"task": name, "checks": len(ge), "gain>=KL(s||w)": float(np.mean([g >= k for g, k, _ in ge])),
-                      "gain_mean": float(np.mean([g for g, _, _ in ge])), "KL(s||w)_mean": float(np.mean([k for _, k, _ in ge])),
-                      "max|true-logged|": f"{np.max([abs(g - t) for g, _, t in ge]):.1e}",
-                      "gold/covered": min(c["true"]["gold_share_of_covered"] for c in checks)})
+            rows.append(
+                {
+                    "task": name,
+                    "band": band,
+                    "checks": n,
+                    "missing": missing,
+                    "violations_true": viol_true,
+                    "violations_logged": viol_logged,
+                    "width_mean": float(np.mean(widths)) if widths else math.nan,
+                    "max|LP-logged|": f"{np.max(diff):.1e}" if diff else "-",
+                }
+            )
+        ge = [
+            (c["values"]["w2s/gold/ce_gain"], c["values"]["w2s/bounds/predicted_ce_gain"], c["true"]["ce_gain"])
+            for c in checks
+            if "w2s/gold/ce_gain" in c["values"]
+        ]
+        gains.append(
+            {
+                "task": name,
+                "checks": len(ge),
+                "gain>=KL(s||w)": float(np.mean([g >= k for g, k, _ in ge])),
+                "gain_mean": float(np.mean([g for g, _, _ in ge])),
+                "KL(s||w)_mean": float(np.mean([k for _, k, _ in ge])),
+                "max|true-logged|": f"{np.max([abs(g - t) for g, _, t in ge]):.1e}",
+                "gold/covered": min(c["true"]["gold_share_of_covered"] for c in checks),
+            }
+        )
     for band, *_ in CAL_BANDS:
         mine = [r for r in rows if r["band"] == band]
-        rows.append({"task": "ALL", "band": band, **{k: sum(r[k] for r in mine) for k in ("checks", "missing", "violations_true",
-                                                                                          "violations_logged")},
-                     "width_mean": float(np.nanmean([r["width_mean"] for r in mine])),
-                     "max|LP-logged|": f"{max(float(r['max|LP-logged|']) for r in mine if r['max|LP-logged|'] != '-'):.1e}"})
-    print(table(rows, ["task", "band", "checks", "missing", "violations_true", "violations_logged", "width_mean",
-                       "max|LP-logged|"], nd=4))
-    print("violations_true: the band misses the student's smCE vs gold on the covered gold points recomputed here (its own\n"
-          "forward pass, scipy linprog on the path LP); violations_logged: it misses w2s/calibration/smce_vs_gold;\n"
-          "max|LP-logged|: largest difference between the two. (A) and (B) are exact on these points (0 violations\n"
-          "required); the estimate uses the gold teacher accuracy as the plug-in a and every probe point here has gold\n"
-          "(gold/covered below), so it is exact here too.")
-    print("\nYao et al.: gain in gold cross-entropy CE(w) - CE(s) on covered gold points (w2s/gold/ce_gain) vs its prediction\n"
-          "KL(p_s || p_w) on the same points (w2s/bounds/predicted_ce_gain; a guarantee only for the reverse-KL projection onto a convex class\n"
-          "containing the target, a prediction here); gain>=KL(s||w) = share of checks where the prediction held:")
-    print(table(gains, ["task", "checks", "gain>=KL(s||w)", "gain_mean", "KL(s||w)_mean", "max|true-logged|", "gold/covered"], nd=4))
+        rows.append(
+            {
+                "task": "ALL",
+                "band": band,
+                **{k: sum(r[k] for r in mine) for k in ("checks", "missing", "violations_true", "violations_logged")},
+                "width_mean": float(np.nanmean([r["width_mean"] for r in mine])),
+                "max|LP-logged|": f"{max(float(r['max|LP-logged|']) for r in mine if r['max|LP-logged|'] != '-'):.1e}",
+            }
+        )
+    print(
+        table(
+            rows,
+            ["task", "band", "checks", "missing", "violations_true", "violations_logged", "width_mean", "max|LP-logged|"],
+            nd=4,
+        )
+    )
+    print(
+        "violations_true: the band misses the student's smCE vs gold on the covered gold points recomputed here (its own\n"
+        "forward pass, scipy linprog on the path LP); violations_logged: it misses w2s/calibration/smce_vs_gold;\n"
+        "max|LP-logged|: largest difference between the two. (A) and (B) are exact on these points (0 violations\n"
+        "required); the estimate uses the gold teacher accuracy as the plug-in a and every probe point here has gold\n"
+        "(gold/covered below), so it is exact here too."
+    )
+    print(
+        "\nYao et al.: gain in gold cross-entropy CE(w) - CE(s) on covered gold points (w2s/gold/ce_gain) vs its prediction\n"
+        "KL(p_s || p_w) on the same points (w2s/bounds/predicted_ce_gain; a guarantee only for the reverse-KL projection onto a convex class\n"
+        "containing the target, a prediction here); gain>=KL(s||w) = share of checks where the prediction held:"
+    )
+    print(
+        table(gains, ["task", "checks", "gain>=KL(s||w)", "gain_mean", "KL(s||w)_mean", "max|true-logged|", "gold/covered"], nd=4)
+    )
 
 
 # ============================================================================ main
@@ -727,15 +992,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if parts & {"a", "b", "d", "e"}:
         t0 = time.perf_counter()
         tasks = list(args.tasks) if parts & {"a", "b", "e"} else ["movie_keyword"]
-        print(f"monitored runs: tasks {tasks}, seeds {args.seeds}, epochs {[TASK_EPOCHS[t] for t in tasks]} "
-              f"(fashion_scratch: train_size {FASHION_KW['train_size']}), one check per epoch", flush=True)
+        print(
+            f"monitored runs: tasks {tasks}, seeds {args.seeds}, epochs {[TASK_EPOCHS[t] for t in tasks]} "
+            f"(fashion_scratch: train_size {FASHION_KW['train_size']}), one check per epoch",
+            flush=True,
+        )
         runs = run_tasks(tasks, args.seeds, args.data, movie)
         if "d" in parts:  # the second neighbour embedding for (d): MiniLM, the student's frozen input
             for seed in args.seeds:
                 task = load_task("movie_keyword", seed, args.data)
                 run = monitored_run(task, seed, TASK_EPOCHS["movie_keyword"], keyword_probe(task, movie["minilm"]))
                 run["neighbours"] = "minilm"
-                print(f"  [movie_keyword (MiniLM neighbours) seed {seed}: {len(run['checks'])} checks, fit {run['seconds']:.1f} s]", flush=True)
+                print(
+                    f"  [movie_keyword (MiniLM neighbours) seed {seed}: {len(run['checks'])} checks, fit {run['seconds']:.1f} s]",
+                    flush=True,
+                )
                 runs.append(run)
         timings["monitored runs"] = time.perf_counter() - t0
     main_runs = [r for r in runs if r["neighbours"] != "minilm"]
@@ -752,8 +1023,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         part_c(args.xue_seeds, args.data, movie)
         timings["(c)"] = time.perf_counter() - t0
     if "d" in parts:
-        part_d([r for r in runs if r["task"] == "movie_keyword"], movie, args.data,
-               [r for r in main_runs if r["task"] != "movie_keyword"])
+        part_d(
+            [r for r in runs if r["task"] == "movie_keyword"],
+            movie,
+            args.data,
+            [r for r in main_runs if r["task"] != "movie_keyword"],
+        )
     total = time.perf_counter() - t_start
     print("\nwall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"; total {total:.0f} s")
     return 0

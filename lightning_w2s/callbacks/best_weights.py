@@ -8,7 +8,8 @@ one. Works under ``lightning.pytorch`` and ``pytorch_lightning`` strategies alik
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn

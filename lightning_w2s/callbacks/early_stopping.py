@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import importlib
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -190,9 +191,16 @@ class W2SEarlyStopping(EarlyStopping):
         self.decision = StoppingDecision(make_policies(policy, patience, min_delta, misfit, kappa), min_epochs)
         rules = self.decision.rules
         # every quantity read here is lower-is-better ("min")
-        super().__init__(monitor=rules[0].needs()[0], min_delta=max(r.min_delta for r in rules),
-                         patience=max(r.patience for r in rules), verbose=verbose, mode="min", strict=strict,
-                         check_finite=False, log_rank_zero_only=True)
+        super().__init__(
+            monitor=rules[0].needs()[0],
+            min_delta=max(r.min_delta for r in rules),
+            patience=max(r.patience for r in rules),
+            verbose=verbose,
+            mode="min",
+            strict=strict,
+            check_finite=False,
+            log_rank_zero_only=True,
+        )
         self.misfit = misfit
         self.restore_best = restore_best
         self.gold = gold
@@ -228,7 +236,9 @@ class W2SEarlyStopping(EarlyStopping):
         self.best_score = torch.tensor(self.decision.best_value, dtype=torch.float64)
 
     # ------------------------------------------------------------------ the decision, delegated
-    def evaluate(self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0) -> tuple[bool, W2SStoppingReason | None, str | None]:
+    def evaluate(
+        self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0
+    ) -> tuple[bool, W2SStoppingReason | None, str | None]:
         """One check's decision ``(should_stop, reason, message)``: :meth:`StoppingDecision.evaluate
         <lightning_w2s.stopping.decision.StoppingDecision.evaluate>`, without a Trainer."""
         stop, reason, message = self.decision.evaluate(values, epoch=epoch, global_step=global_step)
@@ -238,8 +248,10 @@ class W2SEarlyStopping(EarlyStopping):
             if rule is not None and not self._gold_announced:
                 self._gold_announced = True
                 n = self.gold_selection.count(self.history) or 0
-                rank_zero_info(f"W2SEarlyStopping: the probe has {n} gold points: {gold_default_for(n)[1]} "
-                               "Pass `gold=False` for the label-free default.")
+                rank_zero_info(
+                    f"W2SEarlyStopping: the probe has {n} gold points: {gold_default_for(n)[1]} "
+                    "Pass `gold=False` for the label-free default."
+                )
             if stop and rule is not None and rule.whole_run:
                 self.decision.overrule(False)
                 stop, reason, message = False, W2SStoppingReason.NOT_STOPPED, None
@@ -303,10 +315,16 @@ class W2SEarlyStopping(EarlyStopping):
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed fit needs to decide identically and end with the best check's weights
         (only primitives, lists, dicts and tensors: loadable with ``torch.load(weights_only=True)``)."""
-        return {"decision": self.decision.state_dict(), "best_weights": self.best_weights.state_dict(),
-                "stopped_epoch": self.stopped_epoch, "stopping_reason": self.stopping_reason.value,
-                "stopping_reason_message": self.stopping_reason_message, "best_check": self.best_check,
-                "last_check": self._last_check, "sources": self._sources}
+        return {
+            "decision": self.decision.state_dict(),
+            "best_weights": self.best_weights.state_dict(),
+            "stopped_epoch": self.stopped_epoch,
+            "stopping_reason": self.stopping_reason.value,
+            "stopping_reason_message": self.stopping_reason_message,
+            "best_check": self.best_check,
+            "last_check": self._last_check,
+            "sources": self._sources,
+        }
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -357,8 +375,10 @@ class W2SEarlyStopping(EarlyStopping):
     def _restore_fix(self) -> str:
         """How to end with the best check's weights when this callback cannot restore them."""
         quantity = self.decision.best_is_minimum_of()  # both policies' best check: the lowest held-out misfit
-        return (f"To end with the best check's weights, add `ModelCheckpoint(monitor={quantity!r}, mode='min')` "
-                "and load its best checkpoint.")
+        return (
+            f"To end with the best check's weights, add `ModelCheckpoint(monitor={quantity!r}, mode='min')` "
+            "and load its best checkpoint."
+        )
 
     def _needs_unmet(self, missing: list[str], when: str, available: Sequence[str] | None = None) -> None:
         msg = unmet_message(self.decision.rules, missing, when, available)
@@ -409,16 +429,26 @@ class W2SEarlyStopping(EarlyStopping):
         if not self.best_weights.active or check is None:
             return
         if not self.best_weights.restore(pl_module, check):
-            rank_zero_warn(f"W2SEarlyStopping: no copy of the best check's ({check}) weights is held (a checkpoint "
-                           "made without it?); the final weights are kept instead")
+            rank_zero_warn(
+                f"W2SEarlyStopping: no copy of the best check's ({check}) weights is held (a checkpoint "
+                "made without it?); the final weights are kept instead"
+            )
             return
         self.best_check = check
-        ended = (f"the fit stopped at check {self.stopped_check}" if self.stopped_check is not None else
-                 f"the fit ended after {len(self.history)} checks without a stop by this callback")
+        ended = (
+            f"the fit stopped at check {self.stopped_check}"
+            if self.stopped_check is not None
+            else f"the fit ended after {len(self.history)} checks without a stop by this callback"
+        )
         rule = self.gold_rule
-        kept_by = f"the check kept by the gold rule {rule.name}" if rule is not None else f"the best check of {self.decision.restore_policy}"
-        rank_zero_info(f"W2SEarlyStopping: restored the student's weights of check {check}{self.decision.where(check)}, "
-                       f"{kept_by}; {ended}")
+        kept_by = (
+            f"the check kept by the gold rule {rule.name}"
+            if rule is not None
+            else f"the best check of {self.decision.restore_policy}"
+        )
+        rank_zero_info(
+            f"W2SEarlyStopping: restored the student's weights of check {check}{self.decision.where(check)}, {kept_by}; {ended}"
+        )
 
     # ------------------------------------------------------------------ one check
     def _read_values(self, trainer: Trainer) -> tuple[dict[str, float], list[str], list[str]]:
@@ -471,8 +501,10 @@ class W2SEarlyStopping(EarlyStopping):
         self.stopped_epoch = trainer.current_epoch
         self.stopping_reason = reason
         self.best_check = self.restore_check
-        full = (f"W2SEarlyStopping stopped the fit at epoch {trainer.current_epoch}, step {trainer.global_step} "
-                f"(check {len(self.history) - 1}): {message}")
+        full = (
+            f"W2SEarlyStopping stopped the fit at epoch {trainer.current_epoch}, step {trainer.global_step} "
+            f"(check {len(self.history) - 1}): {message}"
+        )
         best = self.restore_check
         if best in self.best_weights.copies:
             full += f". The student's weights of check {best} will be restored at the end of training."

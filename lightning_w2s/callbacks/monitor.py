@@ -15,24 +15,25 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from lightning_w2s.validation import check_choice, check_scalar, describe
-from lightning_w2s.stopping.alerts import AlertTracker
 from lightning_w2s.callbacks.probe_runner import ProbeRunner
 from lightning_w2s.callbacks.publish import forget, log_values, logger_step
-from lightning_w2s.probe.features import CAPTURES, check_pooling, default_forward
-from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.metrics.aggregator import metrics_for_probe
-from lightning_w2s.probe import W2SProbe
 from lightning_w2s.dashboard.loggers import TextSink
 from lightning_w2s.dashboard.tensorboard import Dashboard, tensorboard_writer
 from lightning_w2s.dashboard.text import CONSTANTS_TAG, WARNINGS_TAG, format_constants, format_warnings, headline
+from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics.aggregator import metrics_for_probe
+from lightning_w2s.probe import W2SProbe
+from lightning_w2s.probe.features import CAPTURES, check_pooling, default_forward
+from lightning_w2s.stopping.alerts import AlertTracker
+from lightning_w2s.validation import check_choice, check_scalar, describe
 
 #: the values a check's debug line shows (``rank_zero_debug``), when logged
 CHECK_SUMMARY = (Q.DISAGREEMENT, Q.KL_TEACHER_STUDENT, Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.ACCURACY, Q.PGR)
@@ -153,7 +154,9 @@ class W2SMonitor(Callback):
             raise TypeError(f"`forward_fn` must be a callable fn(pl_module, batch) -> logits, got {describe(forward_fn)}")
         self.forward_fn = forward_fn or default_forward
         self.every_n_train_steps = check_scalar("every_n_train_steps", every_n_train_steps, int, min_val=1, allow_none=True)
-        self.representation_every_n_checks = check_scalar("representation_every_n_checks", representation_every_n_checks, int, min_val=1)
+        self.representation_every_n_checks = check_scalar(
+            "representation_every_n_checks", representation_every_n_checks, int, min_val=1
+        )
         self.figure_every_n_checks = check_scalar("figure_every_n_checks", figure_every_n_checks, int, min_val=0)
         self.on_error = check_choice("on_error", on_error, ("warn", "raise"))
         self.verbose = check_scalar("verbose", verbose, bool)
@@ -165,8 +168,9 @@ class W2SMonitor(Callback):
                 f"`min_gain`={min_gain!r} is a gain in 0/1 accuracy (the gain_exhausted rule), but `probe` is a "
                 f"{self.metrics.task} probe, which logs no {Q.MAX_GAIN}: drop it"
             )
-        self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain,
-                                   misfit=self.metrics.misfit_name)
+        self.alerts = AlertTracker(
+            window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain, misfit=self.metrics.misfit_name
+        )
         self.min_gain = self.alerts.min_gain
         self.teacher_score, self.ceiling_score = self.metrics.teacher_score, self.metrics.ceiling_score
         if self.teacher_score is not None and self.ceiling_score is not None and self.ceiling_score <= self.teacher_score:
@@ -175,13 +179,28 @@ class W2SMonitor(Callback):
                 "undefined (no room above the teacher) and will not be logged"
             )
         # what makes two monitors' numbers comparable (a resumed fit checks it)
-        self._config = dict(kw, layer=layer, capture=capture, pooling=getattr(pooling, "__qualname__", pooling),
-                            student_output=student_output, every_n_train_steps=every_n_train_steps,
-                            forward_fn=getattr(self.forward_fn, "__qualname__", repr(self.forward_fn)))
+        self._config = dict(
+            kw,
+            layer=layer,
+            capture=capture,
+            pooling=getattr(pooling, "__qualname__", pooling),
+            student_output=student_output,
+            every_n_train_steps=every_n_train_steps,
+            forward_fn=getattr(self.forward_fn, "__qualname__", repr(self.forward_fn)),
+        )
         # the monitor's own probe passes (capture, forward routing, fit-start checks): docs/decoder.md
         read = lambda out: self.metrics.read_student(out, self.student_output)  # noqa: E731 - how this probe reads outputs
-        self.runner = ProbeRunner(self.probe, self.forward_fn, read, self.batch_size, self.every_n_train_steps,
-                                  self.on_error, layer=self.layer, capture=self.capture, pooling=self.pooling)
+        self.runner = ProbeRunner(
+            self.probe,
+            self.forward_fn,
+            read,
+            self.batch_size,
+            self.every_n_train_steps,
+            self.on_error,
+            layer=self.layer,
+            capture=self.capture,
+            pooling=self.pooling,
+        )
         self._dashboard: Dashboard | None = None
         self._text = TextSink()  # where the words go: the Trainer's loggers from fit start
         self._step_cadence = self.every_n_train_steps
@@ -217,8 +236,11 @@ class W2SMonitor(Callback):
     @property
     def fingerprint(self) -> str:
         """A short hash of the probe(s) and of every argument that changes the logged numbers."""
-        parts = [self.probe.fingerprint, self.train_probe.fingerprint if self.train_probe is not None else "-",
-                 repr(sorted(self._config.items()))]
+        parts = [
+            self.probe.fingerprint,
+            self.train_probe.fingerprint if self.train_probe is not None else "-",
+            repr(sorted(self._config.items())),
+        ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def expected_names(self) -> set[str]:
@@ -290,9 +312,12 @@ class W2SMonitor(Callback):
         writer = tensorboard_writer(trainer.loggers) if trainer.is_global_zero else None
         self._dashboard = Dashboard(writer, self.figure_every_n_checks) if writer is not None else None
         if Q.Need.TEACHER_ACCURACY in self.metrics.provides:
-            band = ("exact: teacher accuracy, disagreement and coverage counted on the same gold probe points"
-                    if self.probe.has_gold else "approximate: user-given `teacher_score`, held-out disagreement and the "
-                    "probe's coverage (up to the score's sampling error)")
+            band = (
+                "exact: teacher accuracy, disagreement and coverage counted on the same gold probe points"
+                if self.probe.has_gold
+                else "approximate: user-given `teacher_score`, held-out disagreement and the "
+                "probe's coverage (up to the score's sampling error)"
+            )
             rank_zero_info(f"W2SMonitor: the accuracy band {Q.ACCURACY_LOWER}|upper is {band}")
 
     def _context(self) -> dict[str, Any]:
@@ -372,8 +397,11 @@ class W2SMonitor(Callback):
             raise failure
         if trainer.strategy.reduce_boolean_decision(failure is not None, all=False):
             reason = f"{type(failure).__name__}: {failure}" if failure is not None else "a failure on another rank"
-            self._warn_once(f"failed:{type(failure).__name__}", f"W2SMonitor: check {self.num_checks + self.num_failed} "
-                            f"failed and was skipped ({reason}); training goes on", logger_step(trainer, on_step))
+            self._warn_once(
+                f"failed:{type(failure).__name__}",
+                f"W2SMonitor: check {self.num_checks + self.num_failed} failed and was skipped ({reason}); training goes on",
+                logger_step(trainer, on_step),
+            )
             self.num_failed += 1
             self.num_skipped += 1
             self._publish(trainer, pl_module, {}, on_step)
@@ -386,7 +414,11 @@ class W2SMonitor(Callback):
         counted) with the counters; remove every name this check did not log from
         ``trainer.callback_metrics``; then warnings and TensorBoard extras (successful checks)."""
         # one host transfer for the whole check (no per-name sync)
-        host = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(pl_module.device) for v in values.values()]).tolist() if values else []
+        host = (
+            torch.stack([torch.as_tensor(v, dtype=torch.float64).to(pl_module.device) for v in values.values()]).tolist()
+            if values
+            else []
+        )
         logged = dict(zip(values, host))
         bad = [name for name, v in logged.items() if not math.isfinite(v)]
         if bad:
@@ -395,7 +427,8 @@ class W2SMonitor(Callback):
                 f"non-finite:{','.join(bad)}",
                 f"W2SMonitor: non-finite value(s) at check {self.num_checks + self.num_failed - 1} skipped (not logged): "
                 f"{', '.join(bad)}. Usual causes: NaN/Inf in the student's outputs or features, or a rank-degenerate "
-                "representation", logger_step(trainer, on_step),
+                "representation",
+                logger_step(trainer, on_step),
             )
         logged = {name: v for name, v in logged.items() if name not in bad}
         logged[Q.SKIPPED] = float(self.num_skipped)
@@ -417,8 +450,11 @@ class W2SMonitor(Callback):
             try:
                 self._dashboard.update(self.num_checks, step, logged, self.metrics.extras)
             except Exception as exc:  # noqa: BLE001 - a drawing problem never stops training
-                self._warn_once(f"dashboard:{type(exc).__name__}", f"W2SMonitor: TensorBoard extras failed at check "
-                                f"{self.num_checks}: {exc}", step)
+                self._warn_once(
+                    f"dashboard:{type(exc).__name__}",
+                    f"W2SMonitor: TensorBoard extras failed at check {self.num_checks}: {exc}",
+                    step,
+                )
         self._write_text(step, logged, new_alerts)
 
     def _say(self, trainer: Trainer, logged: dict[str, float]) -> None:

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lightning_w2s.validation import describe
 from lightning_w2s.metrics.calibration import calibration_from_counts
+from lightning_w2s.validation import describe
 
 __all__ = ["reliability_figure", "reliability_summary"]
 
@@ -141,20 +141,37 @@ def reliability_figure(
     filled = n > 0
     acc = np.where(filled, s["accuracy"], 0.0)
     conf = s["confidence"]
-    ax.bar(left[filled], acc[filled], width=width[filled], align="edge", color="tab:blue", edgecolor="navy",
-           linewidth=0.6, alpha=0.85, label="accuracy")
+    ax.bar(
+        left[filled],
+        acc[filled],
+        width=width[filled],
+        align="edge",
+        color="tab:blue",
+        edgecolor="navy",
+        linewidth=0.6,
+        alpha=0.85,
+        label="accuracy",
+    )
     # gap between accuracy and mean confidence, per filled bin
     lo = np.minimum(acc, np.nan_to_num(conf))
     hi = np.maximum(acc, np.nan_to_num(conf))
-    ax.bar(left[filled], (hi - lo)[filled], bottom=lo[filled], width=width[filled], align="edge", color="tab:red",
-           alpha=0.3, hatch="//", edgecolor="tab:red", linewidth=0.0, label="gap to mean confidence")
-    ax.plot(centres[filled], conf[filled], linestyle="none", marker="o", markersize=3, color="tab:red",
-            label="mean confidence")
+    ax.bar(
+        left[filled],
+        (hi - lo)[filled],
+        bottom=lo[filled],
+        width=width[filled],
+        align="edge",
+        color="tab:red",
+        alpha=0.3,
+        hatch="//",
+        edgecolor="tab:red",
+        linewidth=0.0,
+        label="gap to mean confidence",
+    )
+    ax.plot(centres[filled], conf[filled], linestyle="none", marker="o", markersize=3, color="tab:red", label="mean confidence")
     ax.legend(loc="upper left", fontsize=7)
 
     ax_n.bar(left, n, width=width, align="edge", color="0.5", edgecolor="0.3", linewidth=0.5)
     ax_n.set_ylim(0, max(float(n.max()), 1.0) * 1.1)
-    fig.suptitle(
-        f"{title}\nECE {s['ece']:.4f}   MCE {s['mce']:.4f}   n={s['total']:.0f}   {n.size} bins", fontsize=10
-    )
+    fig.suptitle(f"{title}\nECE {s['ece']:.4f}   MCE {s['mce']:.4f}   n={s['total']:.0f}   {n.size} bins", fontsize=10)
     return fig

@@ -44,11 +44,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lightning_w2s.validation import describe
 from lightning_w2s.dashboard.figures import reliability_figure, reliability_summary
-from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.dashboard.text import RUN_GUIDE
+from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.namespaces import is_lightning_instance
+from lightning_w2s.validation import describe
 
 __all__ = [
     "Dashboard",
@@ -226,7 +226,7 @@ def _logdir(writer: Any) -> str:
     """The folder of ``writer``'s event files (torch's ``SummaryWriter`` and tensorboardX's)."""
     if callable(getattr(writer, "get_logdir", None)):
         return str(writer.get_logdir())
-    return str(getattr(writer, "log_dir", None) or getattr(writer, "logdir"))
+    return str(getattr(writer, "log_dir", None) or writer.logdir)
 
 
 def _run_rank(run: str) -> tuple[int, int]:

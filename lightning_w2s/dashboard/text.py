@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightning_w2s.validation import describe
 from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.validation import describe
 
 __all__ = ["CONSTANTS_TAG", "RUN_GUIDE", "WARNINGS_TAG", "format_constants", "format_warnings", "headline"]
 
@@ -54,7 +54,7 @@ def _fmt_values(values: Any) -> str:
 def _short(name: Any) -> str:
     """A logged name without the common ``w2s/`` prefix (table cells stay narrow)."""
     name = str(name)
-    return name[len(Q.PREFIX) + 1:] if name.startswith(Q.PREFIX + "/") else name
+    return name[len(Q.PREFIX) + 1 :] if name.startswith(Q.PREFIX + "/") else name
 
 
 def format_warnings(warnings: Iterable[Any], title: str | None = "W2S warnings") -> str:
@@ -87,14 +87,19 @@ def format_warnings(warnings: Iterable[Any], title: str | None = "W2S warnings")
         elif not isinstance(w, Mapping) and hasattr(w, "message"):
             w = {k: getattr(w, k) for k in ("regime", "name", "message", "values", "check", "step") if hasattr(w, k)}
         if not isinstance(w, Mapping):
-            raise TypeError(
-                f"`warnings[{i}]` must be a dict with keys 'regime', 'message', 'values' or a str, got {describe(w)}"
-            )
+            raise TypeError(f"`warnings[{i}]` must be a dict with keys 'regime', 'message', 'values' or a str, got {describe(w)}")
         if "message" not in w:
             raise ValueError(f"`warnings[{i}]` has no 'message' key (keys: {sorted(map(str, w))})")
         regime = w.get("regime", w.get("name", "")) or ""
-        rows.append({"regime": f"**{_cell(regime)}**" if regime else "", "check": w.get("check"), "step": w.get("step"),
-                     "values read": _cell(_fmt_values(w.get("values"))), "message": _cell(w["message"])})
+        rows.append(
+            {
+                "regime": f"**{_cell(regime)}**" if regime else "",
+                "check": w.get("check"),
+                "step": w.get("step"),
+                "values read": _cell(_fmt_values(w.get("values"))),
+                "message": _cell(w["message"]),
+            }
+        )
     head = f"### {title}\n\n" if title else ""
     if not rows:
         return head + "_No warnings._"
@@ -110,8 +115,11 @@ def format_warnings(warnings: Iterable[Any], title: str | None = "W2S warnings")
     return head + "\n".join(lines)
 
 
-def format_constants(values: Mapping[str, float], context: Mapping[str, Any] | None = None,
-                     title: str | None = "The teacher and the probe: constants of this fit") -> str:
+def format_constants(
+    values: Mapping[str, float],
+    context: Mapping[str, Any] | None = None,
+    title: str | None = "The teacher and the probe: constants of this fit",
+) -> str:
     """The constants of the probe among the logged ``values`` (the registry's ``CONSTANT`` charts:
     the teacher's accuracy, calibration and class share, α_i, ...) as a markdown table, after the
     ``context`` (the monitor's configuration: probe, scores, representation; the reference runs) as

@@ -4,8 +4,8 @@ that own them for a check (:class:`W2SMetrics`, :class:`RegressionMetrics`, pick
 
 from lightning_w2s.metrics.aggregator import W2SMetrics, metrics_for_probe
 from lightning_w2s.metrics.calibration import Calibration
-from lightning_w2s.metrics.gold_counts import CorrectionRates
 from lightning_w2s.metrics.gold import GoldSquaredError
+from lightning_w2s.metrics.gold_counts import CorrectionRates
 from lightning_w2s.metrics.misfit import Misfit, PredictionShares, RegressionMisfit
 from lightning_w2s.metrics.regression import RegressionMetrics
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, GapConstruction, RepresentationGap

@@ -146,12 +146,15 @@ def _top_op(dd: Tensor, cs: Tensor, x: Tensor, h: Tensor) -> Tensor:
     """``λ_max(D G D)`` with ``G = diag(c_s) − X diag(h) Xᵀ`` (symmetric PSD: ``G = Φ_sᵀ(I−P_w)²Φ_s/n``)."""
     r = dd.shape[0]
     if r > _DENSE_OP_MAX:
+
         def apply(v: Tensor) -> Tensor:
             dv = dd[:, None] * v
             xt_dv = (dv.T @ x).T  # = Xᵀ(Dv); this layout is several times faster than x.T @ dv in MKL
             return dd[:, None] * (cs[:, None] * dv - x @ (h[:, None] * xt_dv))
 
-        found = top_eigenpairs(apply, r, 1, lambda val, res: float(res[0]) / (1e-10 * max(float(val[0]), 1e-300)), like=dd, block=8)
+        found = top_eigenpairs(
+            apply, r, 1, lambda val, res: float(res[0]) / (1e-10 * max(float(val[0]), 1e-300)), like=dd, block=8
+        )
         if found is not None:
             return found.values[-1]
     g = torch.mm(x * h, x.T).neg_()
@@ -165,8 +168,12 @@ def _teacher_spectrum(cov: Tensor, mean_sq: float, kw: dict, memo: dict | None) 
     and the arguments are exactly those of the previous call (the teacher's features are a constant
     of the probe, so a check that feeds the same rows finds the same sums bit for bit); exact."""
     if (
-        memo is not None and memo.get("kw") == kw and memo.get("mean_sq") == mean_sq
-        and memo["cov"].device == cov.device and memo["cov"].shape == cov.shape and torch.equal(memo["cov"], cov)
+        memo is not None
+        and memo.get("kw") == kw
+        and memo.get("mean_sq") == mean_sq
+        and memo["cov"].device == cov.device
+        and memo["cov"].shape == cov.shape
+        and torch.equal(memo["cov"], cov)
     ):
         return memo["spectrum"]
     found = spectrum(cov, mean_sq, who="teacher", **kw)
@@ -177,7 +184,13 @@ def _teacher_spectrum(cov: Tensor, mean_sq: float, kw: dict, memo: dict | None) 
 
 
 def evaluate(
-    parts: list[Sums], reg: float, max_components: int | None, rel: str, *, gap: bool = True, exact: bool = False,
+    parts: list[Sums],
+    reg: float,
+    max_components: int | None,
+    rel: str,
+    *,
+    gap: bool = True,
+    exact: bool = False,
     teacher: dict | None = None,
 ) -> tuple[dict[str, Tensor], str | None]:
     """All quantities from one group of sums, or the sum of several row-disjoint groups (added one

@@ -10,9 +10,9 @@ views of it live in :mod:`lightning_w2s.metrics._registry_views`. Pure Python.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from typing import Iterable
+from functools import cache
 
 PREFIX = "w2s"
 KINDS = ("value", "bound", "interval", "estimate", "prediction", "count")
@@ -56,7 +56,10 @@ NEEDS = {
         "`W2SMonitor(neighbours=k)` with k >= 1 and at least 3 probe points)",
         "neighbours",
     ),
-    Need.PGR_SCORES: ("pass `W2SMonitor(teacher_score=..., ceiling_score=...)` with ceiling_score > teacher_score", "teacher_score < ceiling_score"),
+    Need.PGR_SCORES: (
+        "pass `W2SMonitor(teacher_score=..., ceiling_score=...)` with ceiling_score > teacher_score",
+        "teacher_score < ceiling_score",
+    ),
     Need.TEACHER_ACCURACY: ("give the probe gold labels or pass `W2SMonitor(teacher_score=...)`", "gold or teacher_score"),
 }
 MONITOR_HINT = "attach `W2SMonitor(probe=...)` to the Trainer's callbacks"
@@ -185,9 +188,18 @@ def train_name(name: str) -> str:
 
 
 def declare(
-    name: str, meaning: str, source: str = "", *, kind: str = "value", higher_is_better: bool | None = None,
-    needs: Iterable[str] = (), may_be_undefined: bool = False, charts: Iterable[Chart] = (), on_train_probe: bool = False,
-    interval: bool = False, tasks: Iterable[str] = CLASSIFICATION,
+    name: str,
+    meaning: str,
+    source: str = "",
+    *,
+    kind: str = "value",
+    higher_is_better: bool | None = None,
+    needs: Iterable[str] = (),
+    may_be_undefined: bool = False,
+    charts: Iterable[Chart] = (),
+    on_train_probe: bool = False,
+    interval: bool = False,
+    tasks: Iterable[str] = CLASSIFICATION,
 ) -> str:
     """Register ``name`` (and its generated entries) and return it.
 
@@ -206,14 +218,39 @@ def declare(
     tasks = frozenset(tasks)
     if not tasks or not tasks <= set(TASKS):
         raise ValueError(f"`tasks` must be a non-empty subset of {TASKS}, got {sorted(tasks)}")
-    q = Quantity(name, meaning, source, kind, higher_is_better, frozenset(needs), may_be_undefined, tuple(charts),
-                 on_train_probe, interval, tasks=tasks)
+    q = Quantity(
+        name,
+        meaning,
+        source,
+        kind,
+        higher_is_better,
+        frozenset(needs),
+        may_be_undefined,
+        tuple(charts),
+        on_train_probe,
+        interval,
+        tasks=tasks,
+    )
     entries = [q]
     if interval:  # the ends join the charts where the value is drawn with its interval, and its constant row
         for end, word in ((lower(name), "lower"), (upper(name), "upper")):
-            charts = tuple(replace(c, role=word) if c.role == "interval" else c for c in q.charts if c.role in ("interval", "constant"))
-            entries.append(Quantity(end, f"{word} end of the Wilson 95% interval of `{q.quantity}`", "Wilson 1927", "interval",
-                                    higher_is_better, q.needs, may_be_undefined, charts, declared=name, tasks=tasks))
+            charts = tuple(
+                replace(c, role=word) if c.role == "interval" else c for c in q.charts if c.role in ("interval", "constant")
+            )
+            entries.append(
+                Quantity(
+                    end,
+                    f"{word} end of the Wilson 95% interval of `{q.quantity}`",
+                    "Wilson 1927",
+                    "interval",
+                    higher_is_better,
+                    q.needs,
+                    may_be_undefined,
+                    charts,
+                    declared=name,
+                    tasks=tasks,
+                )
+            )
     if on_train_probe:
         entries += [_train_twin(e) for e in list(entries)]
     for e in entries:
@@ -221,8 +258,10 @@ def declare(
             if chart.role not in ROLES:
                 raise ValueError(f"chart role must be one of {ROLES}, got {chart.role!r} for {e.name}")
             if chart.role != "constant" and e.per_class != ("{i}" in (chart.run or "")):
-                raise ValueError(f"{e.name}: a per-class quantity is drawn in one reference run per class "
-                                 "(`run='class_{i}'`), any other in the student's run or one reference run")
+                raise ValueError(
+                    f"{e.name}: a per-class quantity is drawn in one reference run per class "
+                    "(`run='class_{i}'`), any other in the student's run or one reference run"
+                )
         QUANTITIES[e.name] = e
     return name
 
@@ -230,8 +269,16 @@ def declare(
 def _train_twin(q: Quantity) -> Quantity:
     """The train-probe twin: drawn in the held-out quantity's charts as reference run ``train_probe``."""
     charts = tuple(c if c.role == "constant" else replace(c, section=c.section or q.family, run="train_probe") for c in q.charts)
-    return replace(q, name=train_name(q.name), meaning=f"{q.meaning} (train probe)", needs=q.needs | {Need.TRAIN_PROBE},
-                   charts=charts, on_train_probe=False, interval=False, declared=q.declared or q.name)
+    return replace(
+        q,
+        name=train_name(q.name),
+        meaning=f"{q.meaning} (train probe)",
+        needs=q.needs | {Need.TRAIN_PROBE},
+        charts=charts,
+        on_train_probe=False,
+        interval=False,
+        declared=q.declared or q.name,
+    )
 
 
 def name(family: str, quantity: str) -> str:
@@ -239,7 +286,7 @@ def name(family: str, quantity: str) -> str:
     return f"{PREFIX}/{family}/{quantity}" if family else f"{PREFIX}/{quantity}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def lookup(name: str) -> Quantity:
     """The registered quantity of a logged ``name`` (a per-class name finds its template).
 

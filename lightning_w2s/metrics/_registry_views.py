@@ -6,19 +6,17 @@ charts (:func:`charts`, :func:`reference_values`, :func:`constants`, read by
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from lightning_w2s.metrics._registry import (
     BOTH,
-    Chart,
     NEEDS,
     QUANTITIES,
-    Quantity,
     SECTIONS,
+    Chart,
+    Quantity,
     lower,
-    name,
-    train_name,
     upper,
 )
 
@@ -68,8 +66,9 @@ def charts() -> list[ChartSpec]:
         for chart in q.charts:
             if chart.role == "constant":
                 continue
-            entry = found.setdefault((chart.section or q.family, chart.title), {"tags": {}, "sources": [], "order": chart.order,
-                                                                             "band_title": None})
+            entry = found.setdefault(
+                (chart.section or q.family, chart.title), {"tags": {}, "sources": [], "order": chart.order, "band_title": None}
+            )
             entry["order"] = min(entry["order"], chart.order)
             entry["band_title"] = entry["band_title"] or chart.band_title
             role = _role(chart)

@@ -26,13 +26,13 @@ from lightning_w2s import validation as v
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.base import ProbeMetrics
 from lightning_w2s.metrics.bounds import charikar_predicted_gain
-from lightning_w2s.metrics.calibration_bands import SmoothCalibrationFamily
 from lightning_w2s.metrics.calibration import Calibration, calibration_counts, calibration_from_counts, top_label
+from lightning_w2s.metrics.calibration_bands import SmoothCalibrationFamily
 from lightning_w2s.metrics.family import Rows, host_floats, on_host
 from lightning_w2s.metrics.gold import GoldSquaredError, accuracy_bounds, pgr
 from lightning_w2s.metrics.gold_counts import CorrectionRates
-from lightning_w2s.metrics.lang_family import LangFamily
 from lightning_w2s.metrics.gold_intervals import PredictionPoweredAccuracy, pgr_interval
+from lightning_w2s.metrics.lang_family import LangFamily
 from lightning_w2s.metrics.misfit import Misfit, PredictionShares
 from lightning_w2s.metrics.regression import RegressionMetrics
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, GapConstruction
@@ -51,7 +51,9 @@ def metrics_for_probe(probe: Any, **kwargs: Any) -> W2SMetrics | RegressionMetri
     ``expected_names()``) instead."""
     if probe.task == RegressionMetrics.task:
         return RegressionMetrics(probe.teacher_values, gold=probe.gold, teacher_features=probe.teacher_features, **kwargs)
-    return W2SMetrics(probe.teacher_probs, covered=probe.covered, gold=probe.gold, teacher_features=probe.teacher_features, **kwargs)
+    return W2SMetrics(
+        probe.teacher_probs, covered=probe.covered, gold=probe.gold, teacher_features=probe.teacher_features, **kwargs
+    )
 
 
 class W2SMetrics(ProbeMetrics):
@@ -114,7 +116,11 @@ class W2SMetrics(ProbeMetrics):
         super().__init__(n, k, train=train, chunk_bytes=chunk_bytes)
         self.register_buffer("teacher_probs", tp, persistent=False)
         self.register_buffer("teacher_pred", tp.argmax(dim=1), persistent=False)
-        self.register_buffer("covered", torch.ones(n, dtype=torch.bool) if covered is None else v.check_mask("covered", covered, n), persistent=False)
+        self.register_buffer(
+            "covered",
+            torch.ones(n, dtype=torch.bool) if covered is None else v.check_mask("covered", covered, n),
+            persistent=False,
+        )
         g = None if gold is None or self.is_train_probe else v.check_labels("gold", gold, n, k, allow_minus_one=True)
         self.has_gold = g is not None and bool((g >= 0).any())
         self.register_buffer("gold", g if self.has_gold else None, persistent=False)
@@ -141,12 +147,33 @@ class W2SMetrics(ProbeMetrics):
             self.register_buffer("teacher_calibration_hist", hist, persistent=False)
         if self.is_train_probe:
             return
-        self.add_family("representation", RepresentationFamily(teacher_features, representation, num_classes=k if self.has_gold else None))
+        self.add_family(
+            "representation", RepresentationFamily(teacher_features, representation, num_classes=k if self.has_gold else None)
+        )
         if num_neighbours > 0 and n > 2:
-            self.add_family("lang", LangFamily(self.teacher_pred, self.gold, self.covered, k, num_neighbours=num_neighbours,
-                                               eta=eta, expansion_history=expansion_history))
-        self.add_family("smooth_calibration", SmoothCalibrationFamily(
-            tp, self.teacher_pred, self.covered, self.gold if self.has_gold else None, eps=eps, teacher_score=self.teacher_score))
+            self.add_family(
+                "lang",
+                LangFamily(
+                    self.teacher_pred,
+                    self.gold,
+                    self.covered,
+                    k,
+                    num_neighbours=num_neighbours,
+                    eta=eta,
+                    expansion_history=expansion_history,
+                ),
+            )
+        self.add_family(
+            "smooth_calibration",
+            SmoothCalibrationFamily(
+                tp,
+                self.teacher_pred,
+                self.covered,
+                self.gold if self.has_gold else None,
+                eps=eps,
+                teacher_score=self.teacher_score,
+            ),
+        )
 
     def _provides_own(self) -> set[str]:
         provided = set()
@@ -236,17 +263,23 @@ class W2SMetrics(ProbeMetrics):
             out[Q.TEACHER_MCE_VS_GOLD] = calibration_from_counts(*hist, "max")
             self.extras["reliability/teacher_vs_gold"] = hist
             sq = self.gold_sq.compute()
-            out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = sq["sq_gain"], sq["student_sq_error"], sq["teacher_sq_error"]
+            out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = (
+                sq["sq_gain"],
+                sq["student_sq_error"],
+                sq["teacher_sq_error"],
+            )
             out.update(self.gold_ppi.compute())
             out[Q.GOLD_COUNT] = rates["n_covered_per_class"].sum() + rates["n_uncovered_per_class"].sum()
             if Need.PGR_SCORES in self.provides:
-                out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(rates["accuracy_lower"], rates["accuracy_upper"],
-                                                                  self.teacher_score, self.ceiling_score)
+                out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(
+                    rates["accuracy_lower"], rates["accuracy_upper"], self.teacher_score, self.ceiling_score
+                )
             out.update(self.gold_ppi.compute())
             out[Q.GOLD_COUNT] = rates["n_covered_per_class"].sum() + rates["n_uncovered_per_class"].sum()
             if Need.PGR_SCORES in self.provides:
-                out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(rates["accuracy_lower"], rates["accuracy_upper"],
-                                                                  self.teacher_score, self.ceiling_score)
+                out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(
+                    rates["accuracy_lower"], rates["accuracy_upper"], self.teacher_score, self.ceiling_score
+                )
         # the scalars the host-side formulas below need, in one transfer
         dis, sq = host_floats(out[Q.DISAGREEMENT], out[Q.SQ])
         host_rates = None
@@ -255,5 +288,10 @@ class W2SMetrics(ProbeMetrics):
             (host_rates,) = on_host({k: rates[k] for k in keys}, (keys,))
             if Need.PGR_SCORES in self.provides:
                 out[Q.PGR] = self._t(pgr(float(host_rates["accuracy"]), self.teacher_score, self.ceiling_score))
-        out.update({name: self._t(value) for name, value in accuracy_bounds(host_rates, self.teacher_score, dis, self.coverage, self.num_classes).items()})
+        out.update(
+            {
+                name: self._t(value)
+                for name, value in accuracy_bounds(host_rates, self.teacher_score, dis, self.coverage, self.num_classes).items()
+            }
+        )
         out[Q.PREDICTED_GAIN] = self._t(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan)

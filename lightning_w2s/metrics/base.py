@@ -150,14 +150,18 @@ class ProbeMetrics(nn.Module):
         when the probe has them."""
         teacher_features = None if self.representation is None else self.representation.teacher_features
         if self.lang is None:
-            raise RuntimeError("this aggregator has no neighbour-based family (neighbours=0, a train probe or a regression probe)")
+            raise RuntimeError(
+                "this aggregator has no neighbour-based family (neighbours=0, a train probe or a regression probe)"
+            )
         return self.lang.build_neighbours(teacher_features, student_embedding)
 
     def set_neighbours(self, neighbours: torch.Tensor) -> None:
         """Turn on the robustness/expansion statistics with a fixed ``(n, k_nn)`` neighbour table
         (identical on every rank: it indexes the whole probe)."""
         if self.lang is None:
-            raise RuntimeError("this aggregator has no neighbour-based family (neighbours=0, a train probe or a regression probe)")
+            raise RuntimeError(
+                "this aggregator has no neighbour-based family (neighbours=0, a train probe or a regression probe)"
+            )
         self.lang.set_neighbours(neighbours, self._device())
 
     # ------------------------------------------------------------------ streaming

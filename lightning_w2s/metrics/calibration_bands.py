@@ -45,17 +45,34 @@ class SmoothCalibrationFamily(Family):
     """
 
     #: the names this family computes (the calibration section also holds the aggregator's binned ECE/MCE)
-    NAMES = (Q.SMCE_VS_TEACHER, Q.CALIBRATION_ESTIMATE_LOWER, Q.CALIBRATION_ESTIMATE_UPPER, Q.SMCE_VS_GOLD,
-             Q.TEACHER_SMCE_VS_GOLD, Q.CALIBRATION_LOWER, Q.CALIBRATION_UPPER, Q.CALIBRATION_VS_TEACHER_LOWER,
-             Q.CALIBRATION_VS_TEACHER_UPPER, Q.CE_GAIN, Q.PREDICTED_CE_GAIN)
+    NAMES = (
+        Q.SMCE_VS_TEACHER,
+        Q.CALIBRATION_ESTIMATE_LOWER,
+        Q.CALIBRATION_ESTIMATE_UPPER,
+        Q.SMCE_VS_GOLD,
+        Q.TEACHER_SMCE_VS_GOLD,
+        Q.CALIBRATION_LOWER,
+        Q.CALIBRATION_UPPER,
+        Q.CALIBRATION_VS_TEACHER_LOWER,
+        Q.CALIBRATION_VS_TEACHER_UPPER,
+        Q.CE_GAIN,
+        Q.PREDICTED_CE_GAIN,
+    )
     sections = ("calibration", "bounds", "gold")
 
     # torchmetrics states and buffers (typed for mypy: nn.Module's __getattr__ is untyped)
     teacher_probs: torch.Tensor
     gold: torch.Tensor
 
-    def __init__(self, teacher_probs: torch.Tensor, teacher_pred: torch.Tensor, covered: torch.Tensor,
-                 gold: torch.Tensor | None, eps: float = 1e-6, teacher_score: float | None = None) -> None:
+    def __init__(
+        self,
+        teacher_probs: torch.Tensor,
+        teacher_pred: torch.Tensor,
+        covered: torch.Tensor,
+        gold: torch.Tensor | None,
+        eps: float = 1e-6,
+        teacher_score: float | None = None,
+    ) -> None:
         super().__init__()
         self.num_classes, self.eps, self.has_gold = teacher_probs.shape[1], eps, gold is not None
         self.teacher_score = teacher_score

@@ -50,11 +50,12 @@ not available (items 1-4).
 from __future__ import annotations
 
 import warnings
+
 import torch
 
-from lightning_w2s.validation import as_tensor, check_choice, check_labels, check_mask, check_scalar, describe
-from lightning_w2s.metrics.stats import F64 as _F64
 from lightning_w2s.metrics.neighbours import check_neighbours
+from lightning_w2s.metrics.stats import F64 as _F64
+from lightning_w2s.validation import as_tensor, check_choice, check_labels, check_mask, check_scalar, describe
 
 __all__ = ["expansion_estimate", "lang_expansion"]
 
@@ -62,7 +63,9 @@ __all__ = ["expansion_estimate", "lang_expansion"]
 MODES = ("set", "sample")
 
 
-def expansion_estimate(neighbours, a_mask, b_mask, candidate_sets, eta: float = 0.0, q: float = 0.0, mode: str = "set") -> dict[str, torch.Tensor]:
+def expansion_estimate(
+    neighbours, a_mask, b_mask, candidate_sets, eta: float = 0.0, q: float = 0.0, mode: str = "set"
+) -> dict[str, torch.Tensor]:
     """Expansion estimate ``ĉ = min_U P(N(U) | A) / P(U | B)`` over a family of sets ``U ⊆ B``.
 
     [paper] Relative expansion on ``(A, B)`` (Lang et al. 2024, Definition 3 / Figure 1): for the
@@ -121,7 +124,13 @@ def expansion_estimate(neighbours, a_mask, b_mask, candidate_sets, eta: float = 
     n_a, n_b = a.sum(), b.sum()
     if n_a == 0 or n_b == 0:
         warnings.warn(f"expansion_estimate: {'A' if n_a == 0 else 'B'} is empty; c_hat is NaN", RuntimeWarning, stacklevel=2)
-        return {"c_hat": torch.tensor(float("nan"), dtype=_F64), "ratios": nan, "p_neighbourhood": nan, "p_set": nan, "argmin": torch.tensor(-1)}
+        return {
+            "c_hat": torch.tensor(float("nan"), dtype=_F64),
+            "ratios": nan,
+            "p_neighbourhood": nan,
+            "p_set": nan,
+            "argmin": torch.tensor(-1),
+        }
     nb_a = nb[a]  # (|A|, k)
     p_nb = torch.empty(m, dtype=_F64, device=nb.device)
     for j in range(m):  # one set at a time: memory O(|A| k), not O(m |A| k)
@@ -136,7 +145,13 @@ def expansion_estimate(neighbours, a_mask, b_mask, candidate_sets, eta: float = 
             RuntimeWarning,
             stacklevel=2,
         )
-        return {"c_hat": torch.tensor(float("nan"), dtype=_F64), "ratios": ratios, "p_neighbourhood": p_nb, "p_set": p_set, "argmin": torch.tensor(-1)}
+        return {
+            "c_hat": torch.tensor(float("nan"), dtype=_F64),
+            "ratios": ratios,
+            "p_neighbourhood": p_nb,
+            "p_set": p_set,
+            "argmin": torch.tensor(-1),
+        }
     j = torch.where(usable, ratios, torch.full_like(ratios, float("inf"))).argmin()
     return {"c_hat": ratios[j], "ratios": ratios, "p_neighbourhood": p_nb, "p_set": p_set, "argmin": j}
 
@@ -149,7 +164,17 @@ LANG_EXPANSIONS = {
 }
 
 
-def lang_expansion(neighbours, prediction_history, teacher_pred, gold, covered, num_classes: int, eta: float = 0.5, q: float = 0.0, mode: str = "set") -> dict[str, torch.Tensor]:
+def lang_expansion(
+    neighbours,
+    prediction_history,
+    teacher_pred,
+    gold,
+    covered,
+    num_classes: int,
+    eta: float = 0.5,
+    q: float = 0.0,
+    mode: str = "set",
+) -> dict[str, torch.Tensor]:
     """Per-class expansion estimates for Thm B.1, B.2, B.3 from the student's sets at past checks.
 
     For each gold class ``i`` and each of the three families in :data:`LANG_EXPANSIONS` (the sets

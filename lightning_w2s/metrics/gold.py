@@ -27,11 +27,11 @@ import warnings
 import torch
 from torchmetrics import Metric
 
-from lightning_w2s.validation import as_tensor, check_choice, check_finite, check_labels, check_scalar, describe
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.metrics.stats import known_rows, ratio
 from lightning_w2s.metrics.bounds import accuracy_band, max_accuracy_gain
 from lightning_w2s.metrics.gold_counts import GOLD_KEYS, correction_counts, gold_rates_from_counts
+from lightning_w2s.metrics.stats import known_rows, ratio
+from lightning_w2s.validation import as_tensor, check_choice, check_finite, check_labels, check_scalar, describe
 
 __all__ = ["GOLD_KEYS", "GOLD_SQ_KEYS", "GoldSquaredError", "accuracy_bounds", "gold_rates", "gold_squared_error", "pgr"]
 
@@ -49,7 +49,9 @@ def gold_rates(student_pred, teacher_pred, gold, covered=None, num_classes: int 
     (1.0, 0.5, 0.0)
     """
     if num_classes is None:
-        labels = [as_tensor(name, v) for name, v in (("student_pred", student_pred), ("teacher_pred", teacher_pred), ("gold", gold))]
+        labels = [
+            as_tensor(name, v) for name, v in (("student_pred", student_pred), ("teacher_pred", teacher_pred), ("gold", gold))
+        ]
         num_classes = max([2] + [int(t.max()) + 1 for t in labels if t.numel() and not t.is_floating_point()])
     return gold_rates_from_counts(correction_counts(student_pred, teacher_pred, gold, covered, num_classes))
 
@@ -151,7 +153,9 @@ def gold_squared_error_terms(
         ew = (w[known] - onehot).pow(2).sum(dim=1)
     else:
         if s.ndim not in (1, 2) or y.shape != s.shape:
-            raise ValueError(f"`target` must have the shape of `student_out` ((n,) or (n, m)), got {describe(y)} and {describe(s)}")
+            raise ValueError(
+                f"`target` must have the shape of `student_out` ((n,) or (n, m)), got {describe(y)} and {describe(s)}"
+            )
         known = known_rows(y)
         ds, dw = s[known] - y[known], w[known] - y[known]
         es = ds.pow(2) if ds.ndim == 1 else ds.pow(2).sum(dim=1)
@@ -164,7 +168,9 @@ def _sq_compute(sum_s: torch.Tensor, sum_w: torch.Tensor, n: torch.Tensor) -> di
     return {"student_sq_error": es, "teacher_sq_error": ew, "sq_gain": ew - es}
 
 
-def gold_squared_error(student_out: torch.Tensor, teacher_out: torch.Tensor, target: torch.Tensor, task: str = "classification") -> dict[str, torch.Tensor]:
+def gold_squared_error(
+    student_out: torch.Tensor, teacher_out: torch.Tensor, target: torch.Tensor, task: str = "classification"
+) -> dict[str, torch.Tensor]:
     """``err_sq(s)``, ``err_sq(w)`` (mean squared distance to gold) and ``sq_gain = err_sq(w) − err_sq(s)``.
 
     The measured side of Charikar et al. 2024, Thm 1 (compare with

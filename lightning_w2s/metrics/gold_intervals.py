@@ -52,7 +52,16 @@ from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.stats import F64, wilson_interval
 from lightning_w2s.validation import check_scalar
 
-__all__ = ["PPI_MIN_GOLD", "PPI_SUMS", "PredictionPoweredAccuracy", "pgr_interval", "ppi_mean", "ppi_effective_wilson", "ppi_mean_from_sums", "ppi_sums"]
+__all__ = [
+    "PPI_MIN_GOLD",
+    "PPI_SUMS",
+    "PredictionPoweredAccuracy",
+    "pgr_interval",
+    "ppi_mean",
+    "ppi_effective_wilson",
+    "ppi_mean_from_sums",
+    "ppi_sums",
+]
 
 
 def _z(confidence: float) -> float:
@@ -60,13 +69,16 @@ def _z(confidence: float) -> float:
     confidence = check_scalar("confidence", confidence, float, min_val=0.0, max_val=1.0, include_boundaries="neither")
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
+
 #: the fewest gold points with which the PPI interval is logged (module docstring: coverage measured below that is short)
 PPI_MIN_GOLD = 300
 #: the sum states of :func:`ppi_mean_from_sums`: labelled count and sums of Y, f, Y², f², Y·f; unlabelled count and sums of f̃, f̃²
 PPI_SUMS = ("n", "sum_y", "sum_f", "sum_yy", "sum_ff", "sum_yf", "n_unlabelled", "sum_fu", "sum_fufu")
 
 
-def ppi_mean_from_sums(sums: dict[str, torch.Tensor], confidence: float = 0.95, lam: float | None = None) -> dict[str, torch.Tensor]:
+def ppi_mean_from_sums(
+    sums: dict[str, torch.Tensor], confidence: float = 0.95, lam: float | None = None
+) -> dict[str, torch.Tensor]:
     """The PPI++ mean estimate and its interval (module docstring) from the sum states :data:`PPI_SUMS`.
 
     Returns float64 tensors ``estimate``, ``lower``, ``upper``, ``lam``, ``se`` (broadcast over the
@@ -112,9 +124,17 @@ def ppi_sums(y: torch.Tensor, f: torch.Tensor, f_unlabelled: torch.Tensor) -> di
     y, f, fu = (torch.as_tensor(t, dtype=F64).reshape(-1) for t in (y, f, f_unlabelled))
     if y.shape != f.shape:
         raise ValueError(f"`y` and `f` must have the same length, got {y.numel()} and {f.numel()}")
-    return {"n": torch.tensor(float(y.numel()), dtype=F64), "sum_y": y.sum(), "sum_f": f.sum(), "sum_yy": (y * y).sum(),
-            "sum_ff": (f * f).sum(), "sum_yf": (y * f).sum(), "n_unlabelled": torch.tensor(float(fu.numel()), dtype=F64),
-            "sum_fu": fu.sum(), "sum_fufu": (fu * fu).sum()}
+    return {
+        "n": torch.tensor(float(y.numel()), dtype=F64),
+        "sum_y": y.sum(),
+        "sum_f": f.sum(),
+        "sum_yy": (y * y).sum(),
+        "sum_ff": (f * f).sum(),
+        "sum_yf": (y * f).sum(),
+        "n_unlabelled": torch.tensor(float(fu.numel()), dtype=F64),
+        "sum_fu": fu.sum(),
+        "sum_fufu": (fu * fu).sum(),
+    }
 
 
 def ppi_mean(y, f, f_unlabelled, confidence: float = 0.95, lam: float | None = None) -> dict[str, torch.Tensor]:
@@ -187,11 +207,16 @@ class PredictionPoweredAccuracy(Metric):
         est, lower, upper = ppi_effective_wilson(out, self.n + self.n_unlabelled, self.confidence)
         nan = torch.full_like(est, math.nan)
         enough = self.n >= PPI_MIN_GOLD
-        return {Q.ACCURACY_PPI: est, Q.ACCURACY_PPI_LOWER: torch.where(enough, lower, nan),
-                Q.ACCURACY_PPI_UPPER: torch.where(enough, upper, nan)}
+        return {
+            Q.ACCURACY_PPI: est,
+            Q.ACCURACY_PPI_LOWER: torch.where(enough, lower, nan),
+            Q.ACCURACY_PPI_UPPER: torch.where(enough, upper, nan),
+        }
 
 
-def ppi_effective_wilson(ppi: dict[str, torch.Tensor], total, confidence: float = 0.95) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ppi_effective_wilson(
+    ppi: dict[str, torch.Tensor], total, confidence: float = 0.95
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(θ̂, lower, upper)``: the Wilson interval of a proportion estimate ``θ̂ = ppi["estimate"]``
     (clamped to [0, 1]) at the effective sample size ``θ̂(1 − θ̂)/se²``, capped to ``[1, total]``
     (``total``: every probe point; ``se = 0`` gives ``total``) — module docstring [heuristic]."""

@@ -26,10 +26,10 @@ import warnings
 import torch
 from torchmetrics import Metric
 
-from lightning_w2s.validation import as_tensor, check_labels, check_mask, check_ndim, check_scalar, describe
+from lightning_w2s.metrics.neighbours import check_neighbours
 from lightning_w2s.metrics.stats import F64 as _F64
 from lightning_w2s.metrics.stats import ratio as _ratio
-from lightning_w2s.metrics.neighbours import check_neighbours
+from lightning_w2s.validation import as_tensor, check_labels, check_mask, check_ndim, check_scalar, describe
 
 __all__ = [
     "AugmentationRobustness",
@@ -75,11 +75,15 @@ def augmentation_nonrobustness(preds, aug_preds) -> torch.Tensor:
     if a.ndim != 2 or a.shape[0] != p.shape[0] or a.shape[1] < 1:
         raise ValueError(f"`aug_preds` must be (n,) or (n, m) with n = {p.shape[0]} like `preds`, got {describe(a)}")
     if a.is_floating_point() or a.is_complex() or a.dtype == torch.bool:
-        raise TypeError(f"`aug_preds` must hold integer class indices (argmax of the student on augmented inputs), got {describe(a)}")
+        raise TypeError(
+            f"`aug_preds` must hold integer class indices (argmax of the student on augmented inputs), got {describe(a)}"
+        )
     return (a.long().to(p.device) != p[:, None]).to(_F64).mean(dim=1)
 
 
-def _robustness_sums(r: torch.Tensor, eta: float, gold: torch.Tensor | None, covered: torch.Tensor, num_classes: int | None) -> dict[str, torch.Tensor]:
+def _robustness_sums(
+    r: torch.Tensor, eta: float, gold: torch.Tensor | None, covered: torch.Tensor, num_classes: int | None
+) -> dict[str, torch.Tensor]:
     """Sum states for the robustness summaries: points with NaN ``r`` (unseen) are left out.
 
     Scalars: ``n``, ``sum_r``, ``n_nonrobust`` overall and on ``S`` (``*_cov``) and ``T`` (``*_unc``);
@@ -150,7 +154,9 @@ ROBUSTNESS_KEYS_DOC = """
 """
 
 
-def neighbour_robustness(preds, neighbours, eta: float = 0.5, gold=None, covered=None, num_classes: int | None = None) -> dict[str, torch.Tensor]:
+def neighbour_robustness(
+    preds, neighbours, eta: float = 0.5, gold=None, covered=None, num_classes: int | None = None
+) -> dict[str, torch.Tensor]:
     """Functional label-free robustness of the student on the probe (Lang et al. 2024, Lemma B.1).
 
     ``γ̂ = mean_x mean_{x′ ∈ N(x)} 1[f(x) ≠ f(x′)]`` and ``P(R̄_η) ≤ γ̂/η`` with
@@ -235,10 +241,14 @@ class NeighbourRobustness(Metric):
             raise TypeError(f"`index` must hold integer probe positions, got {describe(idx)}")
         b = idx.shape[0]
         p = check_labels("preds", preds, b, self.num_classes, allow_minus_one=False, hint="; pass argmax predictions")
-        keep = torch.ones(b, dtype=torch.bool, device=idx.device) if valid is None else check_mask("valid", valid, b).to(idx.device)
+        keep = (
+            torch.ones(b, dtype=torch.bool, device=idx.device) if valid is None else check_mask("valid", valid, b).to(idx.device)
+        )
         idx, p = idx.long()[keep], p.to(idx.device)[keep]
         if idx.numel() and ((idx < 0).any() or (idx >= self.n).any()):
-            raise ValueError(f"`index` must lie in [0, {self.n - 1}] on valid rows, got values in [{int(idx.min())}, {int(idx.max())}]")
+            raise ValueError(
+                f"`index` must lie in [0, {self.n - 1}] on valid rows, got values in [{int(idx.min())}, {int(idx.max())}]"
+            )
         dev = self.pred_sum.device
         idx, pf = idx.to(dev), p.to(dev, _F64)
         self.pred_sum.index_add_(0, idx, pf)
@@ -280,7 +290,9 @@ class NeighbourRobustness(Metric):
         return out
 
 
-def augmentation_robustness(preds, aug_preds, eta: float = 0.5, gold=None, covered=None, num_classes: int | None = None) -> dict[str, torch.Tensor]:
+def augmentation_robustness(
+    preds, aug_preds, eta: float = 0.5, gold=None, covered=None, num_classes: int | None = None
+) -> dict[str, torch.Tensor]:
     """Functional robustness with ``N(x)`` = user augmentations of ``x`` (see :func:`augmentation_nonrobustness`).
 
     Same statistics and keys as :func:`neighbour_robustness` (:data:`ROBUSTNESS_KEYS_DOC`), without
@@ -322,7 +334,11 @@ class AugmentationRobustness(Metric):
     def update(self, preds, aug_preds, gold=None, covered=None) -> None:
         r = augmentation_nonrobustness(preds, aug_preds)
         n = r.shape[0]
-        cov = torch.ones(n, dtype=torch.bool, device=r.device) if covered is None else check_mask("covered", covered, n).to(r.device)
+        cov = (
+            torch.ones(n, dtype=torch.bool, device=r.device)
+            if covered is None
+            else check_mask("covered", covered, n).to(r.device)
+        )
         g = None if gold is None else check_labels("gold", gold, n, self.num_classes, allow_minus_one=True).to(r.device)
         for name, value in _robustness_sums(r, self.eta, g, cov, self.num_classes).items():
             setattr(self, name, getattr(self, name) + value.to(getattr(self, name).device))

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from lightning_w2s.metrics.stats import known_rows
 from lightning_w2s.validation import (
     as_tensor,
     check_finite,
@@ -19,7 +20,6 @@ from lightning_w2s.validation import (
     check_probabilities,
     describe,
 )
-from lightning_w2s.metrics.stats import known_rows
 
 
 def teacher_probs(source: str, raw: Any, n: int, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -75,7 +75,9 @@ def regression_gold(gold: Any, teacher_values: torch.Tensor) -> torch.Tensor | N
             f"got {describe(g)}"
         )
     if torch.isinf(g).any():
-        raise ValueError(f"`gold` contains +-Inf at index {tuple(torch.isinf(g).nonzero()[0].tolist())}; use NaN for unknown targets")
+        raise ValueError(
+            f"`gold` contains +-Inf at index {tuple(torch.isinf(g).nonzero()[0].tolist())}; use NaN for unknown targets"
+        )
     if g.ndim == 2:
         partial = torch.isnan(g).any(dim=1) & ~torch.isnan(g).all(dim=1)
         if partial.any():

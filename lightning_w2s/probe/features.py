@@ -17,8 +17,9 @@ import dataclasses
 import difflib
 import inspect
 import math
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -149,7 +150,7 @@ def logits_of(out: Any) -> torch.Tensor:
     else:
         pick = f".{fields[0]}" if fields else "..."
     raise TypeError(
-        f"cannot find the logits in the model's output: got "
+        "cannot find the logits in the model's output: got "
         + (f"a {type(out).__name__} dataclass with fields {fields}" if fields else describe(out))
         + ". The default forward takes a Tensor, an object with a `.logits` tensor (Hugging Face outputs), a dict "
         f"with a 'logits' entry or a tuple whose first entry is the logits; otherwise {FORWARD_FN_HINT} and returns "
@@ -200,7 +201,9 @@ def resolve_layer(module: nn.Module, layer: str) -> nn.Module:
     # the same name inside a wrapper first (peft's `base_model.model.`, torch.compile's `_orig_mod.`), then close names
     bare = _unwrapped(layer)
     wrapped = [n for n in modules if n != layer and (_unwrapped(n) == bare or _unwrapped(n).endswith("." + bare))]
-    close = wrapped + [c for c in difflib.get_close_matches(layer, [n for n in modules if n], n=5, cutoff=0.4) if c not in wrapped]
+    close = wrapped + [
+        c for c in difflib.get_close_matches(layer, [n for n in modules if n], n=5, cutoff=0.4) if c not in wrapped
+    ]
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     some = ", ".join(repr(n) for n in list(modules)[1:12])
     raise ValueError(f"`layer`={layer!r} is not a submodule of {type(module).__name__}{hint} (available: {some}, ...)")
@@ -344,8 +347,10 @@ class FeatureCapture:
     def _pooling_words(self) -> str:
         name = getattr(self.pooling, "__qualname__", None) or repr(self.pooling)
         if self.rule == "head token":
-            return ("'auto': the head is applied to every token and the model's logits are its output at one token per "
-                    f"row, so the representation is the head's input at that token ({self._rule_note})")
+            return (
+                "'auto': the head is applied to every token and the model's logits are its output at one token per "
+                f"row, so the representation is the head's input at that token ({self._rule_note})"
+            )
         if self.rule == "vector":
             return "'auto': the layer reads one (batch, d) vector per row (e.g. a pooler's output), taken as is"
         if self.rule == "mean":
@@ -359,10 +364,12 @@ class FeatureCapture:
     def _hook(self, _module: nn.Module, args: tuple, output: Any) -> None:
         if not self._active:  # a kept hook outside a pass (:meth:`keep_registered`): nothing to do
             return
-        self._value = _first_tensor(args if self.capture == "input" else output, f"the {self.capture} of layer {self.layer!r}").detach()
+        self._value = _first_tensor(
+            args if self.capture == "input" else output, f"the {self.capture} of layer {self.layer!r}"
+        ).detach()
         self._head_out = output.detach() if self._head_candidate and isinstance(output, torch.Tensor) else None
 
-    def attach(self) -> "FeatureCapture":
+    def attach(self) -> FeatureCapture:
         """Register the hook and capture every forward until :meth:`detach`."""
         self._active = True
         if self._handle is None:
@@ -387,7 +394,7 @@ class FeatureCapture:
             self.detach()
 
     @contextmanager
-    def attached(self) -> Iterator["FeatureCapture"]:
+    def attached(self) -> Iterator[FeatureCapture]:
         """The hook captures inside the block only: registered at its start and removed at its end
         whatever happens in it (or, kept registered, active inside it only)."""
         self.attach()
@@ -426,28 +433,43 @@ class FeatureCapture:
     def _pool_sequence(self, x: torch.Tensor, head_out: torch.Tensor | None, logits: torch.Tensor | None) -> torch.Tensor:
         """``pooling="auto"`` of a token-wise head's input: the head's token when the logits are the
         head's output there (decided at the first batch, then kept), else the mean over real tokens."""
-        matches = (head_out is not None and logits is not None and logits.ndim == 2 and head_out.ndim == 3
-                   and head_out.shape[0] == logits.shape[0] and head_out.shape[-1] == logits.shape[-1])
+        matches = (
+            head_out is not None
+            and logits is not None
+            and logits.ndim == 2
+            and head_out.ndim == 3
+            and head_out.shape[0] == logits.shape[0]
+            and head_out.shape[-1] == logits.shape[-1]
+        )
         if self.rule is None:
             pos, err = head_token(head_out, logits) if matches else (None, math.inf)  # type: ignore[arg-type]
             if pos is not None and err <= self.HEAD_MATCH_TOL:
                 self.rule = "head token"
                 if self._mask is not None and self._mask.shape == x.shape[:2]:
                     same = int((pos.cpu() == real_token(self._mask.cpu(), "last")).sum())
-                    self._rule_note = f"at the first probe batch: the last real token by the attention mask in {same}/{len(pos)} rows"
+                    self._rule_note = (
+                        f"at the first probe batch: the last real token by the attention mask in {same}/{len(pos)} rows"
+                    )
                 else:
                     self._rule_note = "no attention_mask in the batch"
             else:
                 self.rule = "mean"
-                self._rule_note = ("the model's logits are not the head's output at one token" if matches else
-                                   "the head's output is not (batch, tokens, classes) beside (batch, classes) logits")
+                self._rule_note = (
+                    "the model's logits are not the head's output at one token"
+                    if matches
+                    else "the head's output is not (batch, tokens, classes) beside (batch, classes) logits"
+                )
         if self.rule == "mean":
             return pool(x, "mean", self._mask)
         if not matches or head_out is None or logits is None:
-            raise ValueError(f"pooling='auto' reads the token the head's output is taken at, but this batch's logits are "
-                             f"{describe(logits)} beside the head's output {describe(head_out)}; pass `pooling=`")
+            raise ValueError(
+                f"pooling='auto' reads the token the head's output is taken at, but this batch's logits are "
+                f"{describe(logits)} beside the head's output {describe(head_out)}; pass `pooling=`"
+            )
         pos, err = head_token(head_out, logits)
         if err > self.HEAD_MATCH_TOL:
-            raise ValueError(f"pooling='auto' reads the token the head's output is taken at, but no token's head output equals "
-                             f"this batch's logits (largest difference {err:.3g}); pass `pooling=` ('last', 'mean' or a callable)")
+            raise ValueError(
+                f"pooling='auto' reads the token the head's output is taken at, but no token's head output equals "
+                f"this batch's logits (largest difference {err:.3g}); pass `pooling=` ('last', 'mean' or a callable)"
+            )
         return x[torch.arange(x.shape[0], device=x.device), pos.to(x.device)]

@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from lightning_w2s.metrics.stats import known_rows
+from lightning_w2s.probe import _inputs
 from lightning_w2s.validation import (
     as_tensor,
     check_finite,
@@ -29,14 +32,9 @@ from lightning_w2s.validation import (
     describe,
 )
 
-from lightning_w2s.probe import _inputs
-from lightning_w2s.metrics.stats import known_rows
-
 FORMAT = "lightning_w2s.W2SProbe/1"
 #: how to write a probe file (the load errors say it)
-HOW_TO_SAVE = (
-    "`W2SProbe(inputs, teacher_labels=labels, ...).save(path)` (numpy arrays are accepted and saved as tensors)"
-)
+HOW_TO_SAVE = "`W2SProbe(inputs, teacher_labels=labels, ...).save(path)` (numpy arrays are accepted and saved as tensors)"
 
 
 class W2SProbe:
@@ -91,8 +89,11 @@ class W2SProbe:
         if n == 0:
             raise ValueError("`inputs` is empty: the probe needs at least one input (got n = 0)")
         num_classes = check_scalar("num_classes", num_classes, int, min_val=2, allow_none=True)
-        given = {k: v for k, v in (("teacher_probs", teacher_probs), ("teacher_logits", teacher_logits),
-                                   ("teacher_labels", teacher_labels)) if v is not None}
+        given = {
+            k: v
+            for k, v in (("teacher_probs", teacher_probs), ("teacher_logits", teacher_logits), ("teacher_labels", teacher_labels))
+            if v is not None
+        }
         self.teacher_values: torch.Tensor | None = None
         self._fingerprint: str | None = None
         if teacher_values is not None:
@@ -113,10 +114,13 @@ class W2SProbe:
         self.gold = g if g is not None and (g >= 0).any() else None
         self.teacher_features = _inputs.teacher_features(teacher_features, n)
 
-    def _init_regression(self, teacher_values: Any, given: dict, gold: Any, covered: Any, teacher_features: Any,
-                         num_classes: int | None) -> None:
+    def _init_regression(
+        self, teacher_values: Any, given: dict, gold: Any, covered: Any, teacher_features: Any, num_classes: int | None
+    ) -> None:
         """A regression probe: real teacher outputs, real gold (``NaN`` = unknown), no coverage."""
-        misplaced = sorted(given) + (["covered"] if covered is not None else []) + (["num_classes"] if num_classes is not None else [])
+        misplaced = (
+            sorted(given) + (["covered"] if covered is not None else []) + (["num_classes"] if num_classes is not None else [])
+        )
         if misplaced:
             raise ValueError(
                 f"`teacher_values` (a regression teacher's real outputs) cannot be combined with {misplaced}: those are "
@@ -199,7 +203,9 @@ class W2SProbe:
             return {k: v[index] for k, v in inputs.items()}
         return default_collate([inputs[int(i)] for i in index])
 
-    def iter_batches(self, rank: int = 0, world_size: int = 1, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
+    def iter_batches(
+        self, rank: int = 0, world_size: int = 1, batch_size: int = 256
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
         """This rank's share of the probe as ``(index, valid, inputs)`` batches.
 
         Contiguous shards of ``ceil(n / world_size)`` points; the last shard is padded by repeating
@@ -227,7 +233,7 @@ class W2SProbe:
             if self.is_regression:  # the teacher's real outputs in place of its probabilities
                 parts = [inputs, "teacher_values", self.teacher_values, self.gold, self.teacher_features]
             for part in parts:
-                for t in (part.values() if isinstance(part, dict) else [part]):
+                for t in part.values() if isinstance(part, dict) else [part]:
                     if isinstance(t, torch.Tensor):
                         t = t.detach().cpu().contiguous()
                         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
@@ -238,7 +244,7 @@ class W2SProbe:
         return self._fingerprint
 
     @classmethod
-    def coerce(cls, name: str, value: Any) -> "W2SProbe | None":
+    def coerce(cls, name: str, value: Any) -> W2SProbe | None:
         """``value`` as a probe: a :class:`W2SProbe` (or ``None``) as is, a path loaded with :meth:`load`."""
         if value is None or isinstance(value, cls):
             return value
@@ -252,16 +258,22 @@ class W2SProbe:
             raise TypeError(
                 f"only probes whose `inputs` are a Tensor or a dict of Tensors can be saved, got {describe(self.inputs)}"
             )
-        return {"format": FORMAT, "inputs": self.inputs, "teacher_probs": self.teacher_probs, "teacher_values": self.teacher_values,
-                "gold": self.gold, "covered": None if self.is_regression else self.covered,
-                "teacher_features": self.teacher_features}
+        return {
+            "format": FORMAT,
+            "inputs": self.inputs,
+            "teacher_probs": self.teacher_probs,
+            "teacher_values": self.teacher_values,
+            "gold": self.gold,
+            "covered": None if self.is_regression else self.covered,
+            "teacher_features": self.teacher_features,
+        }
 
     def save(self, path: str | os.PathLike) -> None:
         """Save to ``path`` with ``torch.save`` (tensors only, loadable with ``weights_only=True``)."""
         torch.save(self.state(), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "W2SProbe":
+    def load(cls, path: str | os.PathLike) -> W2SProbe:
         """Load a probe written by :meth:`save`; uses ``torch.load(weights_only=True)`` (no pickled code).
 
         A missing file raises ``FileNotFoundError``; a file that is not a saved probe (numpy arrays or
@@ -278,7 +290,9 @@ class W2SProbe:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, KeyError, RuntimeError... by content
-            refused = next((line.strip().split(" was not ")[0] for line in str(exc).splitlines() if "Unsupported global" in line), "")
+            refused = next(
+                (line.strip().split(" was not ")[0] for line in str(exc).splitlines() if "Unsupported global" in line), ""
+            )
             raise ValueError(
                 f"{str(path)!r} is not a probe file written by `W2SProbe.save`: torch.load(weights_only=True) could not "
                 f"read it ({type(exc).__name__}{': ' + refused if refused else ''}). A probe file holds tensors only "
@@ -289,8 +303,14 @@ class W2SProbe:
             raise ValueError(
                 f"{str(path)!r} is not a saved W2SProbe (no {FORMAT!r} format tag; it holds {got}); write it with {HOW_TO_SAVE}"
             )
-        return cls(state["inputs"], teacher_probs=state.get("teacher_probs"), teacher_values=state.get("teacher_values"),
-                   gold=state["gold"], covered=state["covered"], teacher_features=state["teacher_features"])
+        return cls(
+            state["inputs"],
+            teacher_probs=state.get("teacher_probs"),
+            teacher_values=state.get("teacher_values"),
+            gold=state["gold"],
+            covered=state["covered"],
+            teacher_features=state["teacher_features"],
+        )
 
     @classmethod
     def from_teacher(
@@ -303,7 +323,7 @@ class W2SProbe:
         batch_size: int = 256,
         pooling: str | Callable = "auto",
         forward_fn: Callable | None = None,
-    ) -> "W2SProbe":
+    ) -> W2SProbe:
         """Run ``teacher`` once over ``inputs`` (eval, no grad, every submodule's mode restored after)
         and build a probe from its logits and the representation of ``layer`` (default: what its
         classification head reads, pooled as the monitor pools a student's:
@@ -330,7 +350,9 @@ class W2SProbe:
             g = self.gold
             known = 0 if g is None else int(known_rows(g).sum())
             shape = "(n,)" if self.teacher_values.ndim == 1 else f"(n, {self.output_dim})"
-            extras = [f"gold={known}"] + ([f"teacher_features={self.teacher_features.shape[1]}d"] if self.teacher_features is not None else [])
+            extras = [f"gold={known}"] + (
+                [f"teacher_features={self.teacher_features.shape[1]}d"] if self.teacher_features is not None else []
+            )
             return f"W2SProbe(n={self.n}, outputs={shape}, teacher=teacher_values, {', '.join(extras)})"
         extras = [f"gold={int((self.gold >= 0).sum()) if self.gold is not None else 0}"]
         if self.has_abstentions:

@@ -26,7 +26,8 @@ rows, then one Cholesky solve per (fold, abstention pattern) for all teachers sh
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -138,8 +138,11 @@ def excess_agreement(v: Tensor, *, smoothing: float = 0.01, max_iter: int = 1000
     excess = torch.where(shared * room >= MIN_EXPECTED_DISAGREEMENTS, excess, torch.full_like(excess, float("nan")))
     # a relabelled copy (classes swapped) agrees far *less* than predicted: the share of the predicted
     # agreement that did not happen counts the same way
-    deficit = torch.where(shared * expected >= MIN_EXPECTED_DISAGREEMENTS, (expected - agree) / expected.clamp_min(1e-9),
-                          torch.full_like(expected, float("nan")))
+    deficit = torch.where(
+        shared * expected >= MIN_EXPECTED_DISAGREEMENTS,
+        (expected - agree) / expected.clamp_min(1e-9),
+        torch.full_like(expected, float("nan")),
+    )
     excess = torch.where(torch.isnan(excess), deficit, torch.where(torch.isnan(deficit), excess, torch.maximum(excess, deficit)))
     excess.fill_diagonal_(float("nan"))
     return excess, all(f.converged for f in fits)
@@ -178,11 +181,16 @@ def find_dependent(v: Tensor, threshold: float = DEPENDENCE_THRESHOLD, *, smooth
         # so weaker links are measured again once it votes as one
         a, b = (int(x) for x in (score == best).nonzero()[0])
         linked[(members[a][0], members[b][0])] = best
-        groups = sorted(sorted(g) for g in [g for g in groups if members[a][0] not in g and members[b][0] not in g] + [members[a] + members[b]])
+        groups = sorted(
+            sorted(g)
+            for g in [g for g in groups if members[a][0] not in g and members[b][0] not in g] + [members[a] + members[b]]
+        )
     return Dependence(groups=groups, excess=linked, converged=converged)
 
 
-def independent_fits(v: Tensor, groups: list[list[int]], *, smoothing: float = 0.01) -> tuple[Tensor, Tensor, list[LabelModelFit]]:
+def independent_fits(
+    v: Tensor, groups: list[list[int]], *, smoothing: float = 0.01
+) -> tuple[Tensor, Tensor, list[LabelModelFit]]:
     """Each teacher's accuracy and confusion with each group voting once (module docstring).
 
     One label model over the voters (a group = its merged soft vote). A teacher outside every group

@@ -105,7 +105,9 @@ def votes_tensor(votes: Any, num_classes: int | None = None, *, name: str = "vot
         if num_classes is not None and v.shape[2] != num_classes:
             raise ValueError(f"`{name}` has {v.shape[2]} classes in its last dimension but num_classes = {num_classes}")
         if v.numel() and (v.min() < 0 or v.max() > 1):
-            raise ValueError(f"`{name}` soft votes must lie in [0, 1], got values in [{float(v.min()):.4g}, {float(v.max()):.4g}]")
+            raise ValueError(
+                f"`{name}` soft votes must lie in [0, 1], got values in [{float(v.min()):.4g}, {float(v.max()):.4g}]"
+            )
         sums = v.sum(-1)
         bad = ((sums - 1).abs() > 1e-3) & (sums.abs() > 1e-12)
         if bad.any():
@@ -248,8 +250,14 @@ def fit_batch(
     accuracy = torch.where(cov_counts > 0, agree / cov_counts.clamp_min(1e-300), torch.full_like(agree, math.nan))
     return [
         LabelModelFit(
-            posterior=t[b], confusion=log_conf[b].exp(), prior=prior[b], accuracy=accuracy[b], coverage=cov_counts / n,
-            log_likelihood=float(ll[b]), n_iter=steps, converged=bool(converged[b]),
+            posterior=t[b],
+            confusion=log_conf[b].exp(),
+            prior=prior[b],
+            accuracy=accuracy[b],
+            coverage=cov_counts / n,
+            log_likelihood=float(ll[b]),
+            n_iter=steps,
+            converged=bool(converged[b]),
         )
         for b in range(w.shape[0])
     ]

@@ -12,7 +12,8 @@ check where one of them votes.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from lightning_w2s.stopping.rules import Rule, W2SStoppingReason
 from lightning_w2s.validation import check_scalar
@@ -78,7 +79,9 @@ class StoppingDecision:
         self.stopped_check: int | None = None
 
     # ------------------------------------------------------------------ the decision
-    def evaluate(self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0) -> tuple[bool, W2SStoppingReason | None, str | None]:
+    def evaluate(
+        self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0
+    ) -> tuple[bool, W2SStoppingReason | None, str | None]:
         """Record one check with ``values`` (``{"w2s/...": number}``; names absent or non-finite count
         as missing) and return this process's decision ``(should_stop, reason, message)``; warm-up is
         judged from ``epoch`` and ``global_step``."""
@@ -94,8 +97,17 @@ class StoppingDecision:
                 rule.update(clean, check, warmup)
                 if not warmup and rule.triggered():
                     votes.append(rule.name)
-        self.history.append({"check": check, "epoch": int(epoch), "step": int(global_step), "warmup": warmup,
-                             "values": clean, "votes": votes, "stop": bool(votes)})
+        self.history.append(
+            {
+                "check": check,
+                "epoch": int(epoch),
+                "step": int(global_step),
+                "warmup": warmup,
+                "values": clean,
+                "votes": votes,
+                "stop": bool(votes),
+            }
+        )
         if not votes:
             return False, W2SStoppingReason.NOT_STOPPED, None
         self.triggered_policies, self.stopped_check = list(votes), check
@@ -167,8 +179,7 @@ class StoppingDecision:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if list(state.get("policies", self.names)) != self.names:
             raise ValueError(
-                f"the checkpoint's W2SEarlyStopping state is for policies {state.get('policies')}, this callback has "
-                f"{self.names}"
+                f"the checkpoint's W2SEarlyStopping state is for policies {state.get('policies')}, this callback has {self.names}"
             )
         for rule in self.rules:
             rule.load_state_dict(state.get("policy_state", {}).get(rule.name, {}))

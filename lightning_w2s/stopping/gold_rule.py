@@ -30,8 +30,8 @@ Rules (``kind``; ``param``), each computable check by check with a bounded numbe
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 __all__ = ["GOLD_DEFAULTS", "GoldRule", "gold_candidates", "gold_default_for", "gold_kept_check"]
 
@@ -136,7 +136,9 @@ def gold_candidates(gold_accuracy: Sequence[float], label_free: Sequence[float],
         g = _first_best(gold_accuracy, checks, higher=True)
         return set() if g is None else {g}
     if rule.kind == "top_m":
-        return set(sorted((i for i in checks if math.isfinite(label_free[i])), key=lambda i: (label_free[i], i))[: int(rule.param)])
+        return set(
+            sorted((i for i in checks if math.isfinite(label_free[i])), key=lambda i: (label_free[i], i))[: int(rule.param)]
+        )
     pick = gold_kept_check(gold_accuracy, label_free, n_gold, rule)
     return set() if pick is None else {pick}
 
@@ -145,15 +147,24 @@ def gold_candidates(gold_accuracy: Sequence[float], label_free: Sequence[float],
 #: ``(fewest gold points, rule, why)``; the largest threshold not above the probe's gold count applies.
 #: Budgets 30 / 100 / 300 were benchmarked; the thresholds are their geometric midpoints (55, 173).
 GOLD_DEFAULTS: tuple[tuple[int, GoldRule, str], ...] = (
-    (0, GoldRule("label_free"),
-     "the label-free default is kept (teacher_label_ce plateau, patience 5, best check): with about 30 gold points "
-     "every gold rule left more regret on the benchmark's selection seeds (docs/gold.md)."),
-    (55, GoldRule("naive", estimate="ppi"),
-     "the check with the best PPI++ estimate of gold accuracy (gold points plus agreement with the teacher) among "
-     "the checks up to the label-free stop is kept: the benchmark's choice at 100 gold points (docs/gold.md)."),
-    (173, GoldRule("naive", whole_run=True),
-     "the fit runs to its end and the check with the best gold accuracy is kept: the benchmark's choice at 300 gold "
-     "points (docs/gold.md)."),
+    (
+        0,
+        GoldRule("label_free"),
+        "the label-free default is kept (teacher_label_ce plateau, patience 5, best check): with about 30 gold points "
+        "every gold rule left more regret on the benchmark's selection seeds (docs/gold.md).",
+    ),
+    (
+        55,
+        GoldRule("naive", estimate="ppi"),
+        "the check with the best PPI++ estimate of gold accuracy (gold points plus agreement with the teacher) among "
+        "the checks up to the label-free stop is kept: the benchmark's choice at 100 gold points (docs/gold.md).",
+    ),
+    (
+        173,
+        GoldRule("naive", whole_run=True),
+        "the fit runs to its end and the check with the best gold accuracy is kept: the benchmark's choice at 300 gold "
+        "points (docs/gold.md).",
+    ),
 )
 
 

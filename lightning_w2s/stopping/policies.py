@@ -11,7 +11,8 @@ warnings (:mod:`lightning_w2s.stopping.alerts`).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.stopping.rules import POLICIES, HeldoutMisfitPlateau, Rule, TeacherOverfit
@@ -55,9 +56,13 @@ def _check_policy_names(policy: str | Sequence[str]) -> list[str]:
     return policies
 
 
-def make_policies(policy: str | Sequence[str] = "heldout_misfit_plateau", patience: int | Mapping[str, int] = 5,
-                  min_delta: float | Mapping[str, float] = 0.0, misfit: str = "teacher_label_ce",
-                  kappa: float | None = 0.5) -> list[Rule]:
+def make_policies(
+    policy: str | Sequence[str] = "heldout_misfit_plateau",
+    patience: int | Mapping[str, int] = 5,
+    min_delta: float | Mapping[str, float] = 0.0,
+    misfit: str = "teacher_label_ce",
+    kappa: float | None = 0.5,
+) -> list[Rule]:
     """The rules for ``policy`` (a name or a list), each with its ``patience`` and ``min_delta`` (a
     number or ``{policy: number}``), reading the held-out ``misfit`` (a key of ``Q.MISFIT``; its
     train-probe twin for ``teacher_overfit``, whose ratio branch uses ``kappa``, ``None`` = off).

@@ -37,8 +37,9 @@ Pure Python.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 from lightning_w2s.metrics import quantities as Q
 
@@ -82,7 +83,7 @@ class Rule:
         self.wait = 0
         self.best_check: int | None = None
         self.best_value = math.inf
-        for key in self._STATE[len(Rule._STATE):]:  # a rule's own memory (previous values...) starts empty
+        for key in self._STATE[len(Rule._STATE) :]:  # a rule's own memory (previous values...) starts empty
             setattr(self, key, None)
 
     def needs(self) -> list[str]:
@@ -188,8 +189,14 @@ class TeacherOverfit(Rule):
     reason = W2SStoppingReason.TEACHER_OVERFIT
     _STATE = Rule._STATE + ("ratio_wait", "prev_train", "prev_heldout", "last_ratio")
 
-    def __init__(self, patience: int, min_delta: float, heldout: str = Q.KL_TEACHER_STUDENT, train: str | None = None,
-                 kappa: float | None = None) -> None:
+    def __init__(
+        self,
+        patience: int,
+        min_delta: float,
+        heldout: str = Q.KL_TEACHER_STUDENT,
+        train: str | None = None,
+        kappa: float | None = None,
+    ) -> None:
         super().__init__(patience, min_delta)
         self.heldout, self.train, self.kappa = heldout, train or Q.train_name(heldout), kappa
         self.best_is_minimum_of = heldout
@@ -206,9 +213,7 @@ class TeacherOverfit(Rule):
         self.last_ratio = ratio
         if not warmup:
             diverging = (
-                self.prev_train is not None
-                and tr < self.prev_train - self.min_delta
-                and ho > self.prev_heldout + self.min_delta
+                self.prev_train is not None and tr < self.prev_train - self.min_delta and ho > self.prev_heldout + self.min_delta
             )
             self.wait = self.wait + 1 if diverging else 0
             if self.kappa is not None:
@@ -364,7 +369,9 @@ class PredictionCollapse(Rule):
 
     def update(self, values, check, warmup):
         self.share, self.teacher_share = values[Q.MAX_CLASS_SHARE], values.get(Q.TEACHER_MAX_CLASS_SHARE)
-        collapsed = self.share > self.collapse_share and not (self.teacher_share is not None and self.teacher_share > self.collapse_share)
+        collapsed = self.share > self.collapse_share and not (
+            self.teacher_share is not None and self.teacher_share > self.collapse_share
+        )
         self.wait = self.wait + 1 if collapsed else 0
 
     def describe(self, history=None):

@@ -31,7 +31,9 @@ def _real(name: str, value) -> float:
     checks the type (``TypeError`` naming ``name``). NaN passes through (a measurement may be NaN)."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
-            raise TypeError(f"`{name}` must be a real number or a one-element real tensor, got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}")
+            raise TypeError(
+                f"`{name}` must be a real number or a one-element real tensor, got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+            )
         value = value.item()
     elif not isinstance(value, numbers.Number) and hasattr(value, "__array__") and getattr(value, "size", None) == 1:
         if getattr(getattr(value, "dtype", None), "kind", "") not in "fiu":
@@ -69,4 +71,3 @@ def _prob(vals: dict[str, float], *names: str) -> None:
 def _nan_with(fn_name: str, reason: str, n: int = 1):
     warnings.warn(f"{fn_name}: precondition violated ({reason}); returning NaN", RuntimeWarning, stacklevel=3)
     return NAN if n == 1 else (NAN,) * n
-

@@ -41,7 +41,6 @@ def _alpha(vals: dict[str, float]) -> None:
     )
 
 
-
 # ----------------------------------------------------------------------------------------------
 # Lang, Sontag, Vijayaraghavan 2024, "Theoretical Analysis of Weak-to-Strong Generalization"
 # ----------------------------------------------------------------------------------------------
@@ -54,10 +53,14 @@ def _alpha(vals: dict[str, float]) -> None:
 # X discrete, y and ỹ deterministic, neighbourhoods symmetric (x ∈ N(x') ⟺ x' ∈ N(x)), probabilities
 # over the population D (on a probe: over its points, i.e. in-sample).
 
+
 def _finish(name: str, value: float) -> float:
     """A bound below 0 means the inputs contradict the premises: NaN, not a clipped 0."""
     if value < 0.0:
-        return _nan_with(name, f"the bound evaluates to {value:.6g} < 0, so the measured error is inconsistent with the assumed expansion/alpha: the theorem's premises do not hold here")
+        return _nan_with(
+            name,
+            f"the bound evaluates to {value:.6g} < 0, so the measured error is inconsistent with the assumed expansion/alpha: the theorem's premises do not hold here",
+        )
     return min(value, 1.0)
 
 
@@ -186,7 +189,10 @@ def lang_uncovered_bound(err_teacher_fit, alpha, c1, c2, p_nonrobust=0.0, q=0.0)
     try:
         _common_premises(v, "c1", "c2")
         a, e, p, k1, k2 = v["alpha"], v["err_teacher_fit"], v["p_nonrobust"], v["c1"], v["c2"]
-        _need(k1 <= 1.0, f"`c1`={k1!r} must be <= 1 (the proof of Thm B.2 uses c1 <= 1; expansion with c1 > 1 implies it with c1 = 1: pass min(c1, 1))")
+        _need(
+            k1 <= 1.0,
+            f"`c1`={k1!r} must be <= 1 (the proof of Thm B.2 uses c1 <= 1; expansion with c1 > 1 implies it with c1 = 1: pass min(c1, 1))",
+        )
         fit = k1 * (1.0 - q - a)
         _need(
             e + p < fit,
@@ -198,7 +204,10 @@ def lang_uncovered_bound(err_teacher_fit, alpha, c1, c2, p_nonrobust=0.0, q=0.0)
         coef = 0.0
         if p > 0.0:
             den1 = min(k1, k2) / max(k1, k2) - 2.0 * a
-            _need(den1 > 0.0, f"denominator c/c_bar - 2alpha = {den1!r} must be > 0 where p_nonrobust > 0 (it scales P(not robust | T_i))")
+            _need(
+                den1 > 0.0,
+                f"denominator c/c_bar - 2alpha = {den1!r} must be > 0 where p_nonrobust > 0 (it scales P(not robust | T_i))",
+            )
             coef = a / den1
     except _Invalid as e:
         return _nan_with("lang_uncovered_bound", str(e))
