@@ -30,6 +30,8 @@ class ChartSpec:
     ``"upper"`` for a band). ``sources``: ``(quantity name, role, reference run or None, constant or
     None)`` for every line drawn, the student's and the references'.
 
+    >>> from lightning_w2s.metrics._registry import name, train_name
+
     >>> spec = next(c for c in charts() if c.tags.get("value") == name("misfit", "disagreement"))
     >>> spec.band, spec.tags["upper"] == upper(name("misfit", "disagreement")), sorted({r for _, _, r, _ in spec.sources} - {None})
     (True, True, ['train_probe'])
@@ -56,6 +58,8 @@ def charts() -> list[ChartSpec]:
     A chart's tag for a role is the name of the quantity drawn in the student's run in that role; a
     chart drawn only in reference runs (a per-class quantity without a pooled value) takes the
     quantity's name without its ``_{i}``.
+
+    >>> from lightning_w2s.metrics._registry import name, train_name
 
     >>> spec = next(c for c in charts() if c.tags.get("line") == name("gold", "pgr"))
     >>> spec.section, [(run, value) for _, _, run, value in spec.sources]
@@ -95,6 +99,8 @@ def instances(template: str, values: Iterable[str]) -> list[tuple[str, str]]:
     """``(logged name, class index or "")`` for each of ``values`` that the registered name
     ``template`` names (every class of a per-class template).
 
+    >>> from lightning_w2s.metrics._registry import name, train_name
+
     >>> [i for _, i in instances(name("lang", "alpha_{i}"), [name("lang", "alpha_0"), name("lang", "alpha_12"), "x"])]
     ['0', '12']
     """
@@ -112,6 +118,8 @@ def reference_values(values: dict[str, float]) -> dict[str, dict[str, float]]:
     ``line``/``value`` role; a constant reference when the chart's own tag is), and then every role
     it has: a band chart's reference line always comes with its band, which TensorBoard's Margin
     charts need.
+
+    >>> from lightning_w2s.metrics._registry import name, train_name
 
     >>> pgr, sq = name("gold", "pgr"), name("misfit", "sq")
     >>> refs = reference_values({pgr: 0.7, train_name(sq): 0.1})
@@ -140,6 +148,8 @@ def reference_values(values: dict[str, float]) -> dict[str, dict[str, float]]:
 def constants(values: dict[str, float]) -> list[tuple[str, str, float, tuple[float, float] | None]]:
     """The constants of the probe among the logged ``values``, in registry order: ``(name, meaning,
     value, (lower, upper) of its Wilson interval or None)``.
+
+    >>> from lightning_w2s.metrics._registry import name, train_name
 
     >>> [(v, ends) for _, _, v, ends in constants({name("prediction", "teacher_max_class_share"): 0.6})]
     [(0.6, None)]
