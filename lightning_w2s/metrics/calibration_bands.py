@@ -116,10 +116,15 @@ class SmoothCalibrationFamily(Family):
         if self.has_gold:
             gold = table[:, 2 * k + 2].astype(np.int64)
             rows = on_cov & (gold >= 0)
-            out.update(self._on_gold(p_s[rows], p_w[rows], gold[rows], labels[rows]))
+            # the student's smCE against the teacher's labels on these rows: the label-free value when the
+            # gold rows are the covered rows (the same inputs, the same number)
+            vs_teacher = out[Q.SMCE_VS_TEACHER] if np.array_equal(rows, on_cov) else None
+            out.update(self._on_gold(p_s[rows], p_w[rows], gold[rows], labels[rows], vs_teacher))
         return out
 
-    def _on_gold(self, p_s: np.ndarray, p_w: np.ndarray, y: np.ndarray, t: np.ndarray) -> dict[str, float]:
+    def _on_gold(
+        self, p_s: np.ndarray, p_w: np.ndarray, y: np.ndarray, t: np.ndarray, vs_teacher: float | None = None
+    ) -> dict[str, float]:
         """Both models on the same covered gold points: smCE values, bands (A) and (B), the CE gain and its prediction."""
         n, k = p_s.shape
         key = np.ascontiguousarray(y).tobytes() + np.ascontiguousarray(p_w).tobytes()
@@ -129,7 +134,9 @@ class SmoothCalibrationFamily(Family):
         mean_abs = float(np.abs(p_s - p_w).mean()) if n else math.nan
         out[Q.CALIBRATION_LOWER], out[Q.CALIBRATION_UPPER] = teacher_band(out[Q.TEACHER_SMCE_VS_GOLD], mean_abs)
         label_gap = 2.0 / k * float((t != y).mean()) if n else math.nan
-        out[Q.CALIBRATION_VS_TEACHER_LOWER], out[Q.CALIBRATION_VS_TEACHER_UPPER] = label_band(_smce(p_s, t), label_gap)
+        out[Q.CALIBRATION_VS_TEACHER_LOWER], out[Q.CALIBRATION_VS_TEACHER_UPPER] = label_band(
+            _smce(p_s, t) if vs_teacher is None else vs_teacher, label_gap
+        )
         ce = lambda p: float(-np.log(np.maximum(p[np.arange(n), y], self.eps)).mean()) if n else math.nan  # noqa: E731
         out[Q.CE_GAIN] = ce(p_w) - ce(p_s)
         kl = misfit_terms(torch.from_numpy(p_s), torch.from_numpy(p_w), self.eps)["kl_student_teacher"]
