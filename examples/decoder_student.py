@@ -99,9 +99,7 @@ class WordTokenizer:
         return {"input_ids": ids, "attention_mask": mask}
 
 
-def build_model(
-    vocab_size: int, num_labels: int = 2, hidden: int = 64, layers: int = 2, pad_token_id: int = 0
-) -> torch.nn.Module:
+def build_model(vocab_size: int, num_labels: int = 2, hidden: int = 64, layers: int = 2, pad_token_id: int = 0) -> torch.nn.Module:
     """The student: a tiny random ``LlamaForSequenceClassification`` (no download)."""
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
@@ -124,9 +122,7 @@ def add_lora(model: torch.nn.Module, r: int = 8) -> torch.nn.Module:
     """Rank-``r`` LoRA adapters on the attention's query and value projections; the head is trained in full."""
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(
-        model, LoraConfig(task_type="SEQ_CLS", r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
-    )
+    return get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
 
 
 def pick_precision() -> tuple[str, str]:
@@ -173,8 +169,7 @@ class DecoderStudent(L.LightningModule):
 
 def loader(tokens: dict[str, torch.Tensor], labels: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
     rows = [
-        {"input_ids": tokens["input_ids"][i], "attention_mask": tokens["attention_mask"][i], "labels": int(labels[i])}
-        for i in range(len(labels))
+        {"input_ids": tokens["input_ids"][i], "attention_mask": tokens["attention_mask"][i], "labels": int(labels[i])} for i in range(len(labels))
     ]
     return DataLoader(rows, batch_size=batch_size, shuffle=shuffle)
 
@@ -222,9 +217,7 @@ def main(
     trainer = L.Trainer(**kw)
     val_tokens = tokenizer(probe_texts)
     trainer.fit(
-        student,
-        loader(train_tokens, train_labels[keep], batch_size, shuffle=True),
-        loader(val_tokens, gold[n_train:], batch_size, shuffle=False),
+        student, loader(train_tokens, train_labels[keep], batch_size, shuffle=True), loader(val_tokens, gold[n_train:], batch_size, shuffle=False)
     )
     shown = {k: round(v, 3) for k, v in monitor.last_values.items() if k in ("w2s/misfit/disagreement", "w2s/gold/accuracy")}
     print(f"decoder_student: {monitor.num_checks} checks, last {shown}; stopper: {stopper.stopping_reason_message or 'no stop'}")
@@ -241,15 +234,7 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--padding-side", choices=("left", "right"), default="left")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    main(
-        args.logdir,
-        args.epochs,
-        args.n_train,
-        args.n_probe,
-        lora=not args.no_lora,
-        padding_side=args.padding_side,
-        seed=args.seed,
-    )
+    main(args.logdir, args.epochs, args.n_train, args.n_probe, lora=not args.no_lora, padding_side=args.padding_side, seed=args.seed)
     return 0
 
 

@@ -83,13 +83,7 @@ class Student(L.LightningModule):
     """An MLP head (384 -> 256 -> 2) on frozen sentence embeddings; cross-entropy on given labels."""
 
     def __init__(
-        self,
-        in_dim: int = 384,
-        hidden: int = 256,
-        num_classes: int = 2,
-        dropout: float = 0.2,
-        lr: float = 3e-4,
-        weight_decay: float = 1e-2,
+        self, in_dim: int = 384, hidden: int = 256, num_classes: int = 2, dropout: float = 0.2, lr: float = 3e-4, weight_decay: float = 1e-2
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -176,10 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         ceiling, loader(train["x"], train["gold"], shuffle=True)
     )
     ceiling_score = gold_accuracy(ceiling, test["x"], test["gold"])
-    print(
-        f"ceiling (gold labels, {args.ceiling_epochs} epochs): test accuracy {ceiling_score:.3f}  [{time.perf_counter() - t0:.1f}s]",
-        flush=True,
-    )
+    print(f"ceiling (gold labels, {args.ceiling_epochs} epochs): test accuracy {ceiling_score:.3f}  [{time.perf_counter() - t0:.1f}s]", flush=True)
 
     # ---------------------------------------------------------------- weak-to-strong student + monitor
     if args.abstain == "drop":  # the rule's labels where it speaks; val loss on covered val points too
@@ -187,10 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         val_x, val_y = val["x"][val["covered"]], val["y"][val["covered"]]
     else:  # coin flips where the rule abstains (already drawn with the seed in the task)
         train_x, train_y, val_x, val_y = train["x"], train["y"], val["x"], val["y"]
-    print(
-        f"student trains on {len(train_y)} teacher-labelled sentences (--abstain {args.abstain}), validates on {len(val_y)}",
-        flush=True,
-    )
+    print(f"student trains on {len(train_y)} teacher-labelled sentences (--abstain {args.abstain}), validates on {len(val_y)}", flush=True)
     probe = W2SProbe(
         torch.from_numpy(probe_d["x"]),
         teacher_labels=torch.from_numpy(probe_d["teacher_labels"]),

@@ -188,10 +188,7 @@ def main(
     values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("w2s/")}
     print(f"\nprobe: {probe}; {monitor.num_checks} checks; stopped: {stopper.stopping_reason.name}")
     get = lambda name: f"{values[name]:.3f}" if name in values else "-"  # noqa: E731
-    print(
-        f"  gold accuracy on the covered gold probe points: student {get('w2s/gold/covered_accuracy')}, "
-        f"teacher {get('w2s/gold/teacher_accuracy')}"
-    )
+    print(f"  gold accuracy on the covered gold probe points: student {get('w2s/gold/covered_accuracy')}, teacher {get('w2s/gold/teacher_accuracy')}")
     print(f"  student's gold accuracy on all gold probe points (abstentions included): {get('w2s/gold/accuracy')}")
     print(f"  held-out disagreement with the teacher (label-free): {get('w2s/misfit/disagreement')}")
     print(f"logs: {logger.log_dir}  (tensorboard --logdir {logdir})")
@@ -210,13 +207,7 @@ def cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), 4))
     main(
-        data=args.data,
-        logdir=args.logdir,
-        epochs=args.epochs,
-        n_train=args.n_train,
-        n_probe=args.n_probe,
-        forward_fn=args.forward_fn,
-        seed=args.seed,
+        data=args.data, logdir=args.logdir, epochs=args.epochs, n_train=args.n_train, n_probe=args.n_probe, forward_fn=args.forward_fn, seed=args.seed
     )
     return 0
 

@@ -39,9 +39,7 @@ def read_w2s_scalars(logdir: str | os.PathLike, prefix: str = "w2s/") -> dict[st
     recently written run under ``logdir`` (a run folder, or a parent of several)."""
     acc = EventAccumulator(str(_run_dirs(logdir)[-1]), size_guidance={"scalars": 0})
     acc.Reload()
-    return {
-        tag: [(event.step, event.value) for event in acc.Scalars(tag)] for tag in acc.Tags()["scalars"] if tag.startswith(prefix)
-    }
+    return {tag: [(event.step, event.value) for event in acc.Scalars(tag)] for tag in acc.Tags()["scalars"] if tag.startswith(prefix)}
 
 
 def last_w2s_values(logdir: str | os.PathLike, prefix: str = "w2s/") -> dict[str, float]:

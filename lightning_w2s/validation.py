@@ -45,10 +45,7 @@ def check_ndim(name: str, value: torch.Tensor, ndim: int, expected: str) -> None
 
 def check_length(name: str, value: torch.Tensor, n: int) -> None:
     if value.shape[0] != n:
-        raise ValueError(
-            f"`{name}` has {value.shape[0]} rows but the probe has {n} inputs "
-            f"(got {describe(value)}; expected first dimension {n})"
-        )
+        raise ValueError(f"`{name}` has {value.shape[0]} rows but the probe has {n} inputs (got {describe(value)}; expected first dimension {n})")
 
 
 def check_finite(name: str, value: torch.Tensor) -> None:
@@ -200,12 +197,7 @@ def check_scalar(
     if not ok:
         expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types) + (" or None" if allow_none else "")
         raise TypeError(f"`{name}` must be {expected}, got {type(value).__name__} {value!r}")
-    if (
-        float in types
-        and not isinstance(value, bool)
-        and isinstance(value, numbers.Real)
-        and not isinstance(value, numbers.Integral)
-    ):
+    if float in types and not isinstance(value, bool) and isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
         value = float(value)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         if include_boundaries not in ("both", "left", "right", "neither"):

@@ -51,8 +51,4 @@ def main(debug: bool, verbose: bool, namespace: str) -> None:
 
 
 if __name__ == "__main__":
-    main(
-        "--debug" in sys.argv,
-        "--verbose" in sys.argv,
-        "pytorch_lightning" if "--pytorch-lightning" in sys.argv else "lightning.pytorch",
-    )
+    main("--debug" in sys.argv, "--verbose" in sys.argv, "pytorch_lightning" if "--pytorch-lightning" in sys.argv else "lightning.pytorch")

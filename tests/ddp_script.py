@@ -81,9 +81,7 @@ class CPUFSDPStrategy(FSDPStrategy):
     def _setup_model(self, model):
         from torch.distributed.fsdp import FullyShardedDataParallel
 
-        return FullyShardedDataParallel(
-            module=model, sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"), **self.kwargs
-        )
+        return FullyShardedDataParallel(module=model, sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"), **self.kwargs)
 
     def lightning_module_state_dict(self):
         from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, StateDictType
@@ -129,9 +127,7 @@ def trainer(max_epochs, callbacks, strategy="ddp"):
 def monitor_for(task):
     # teacher features (the inputs) fix the neighbour table behind gamma-hat, so the 1-process run on
     # the final weights builds the same table as the DDP run did from the initial ones
-    return W2SMonitor(
-        task.probe(input_features=True), train_probe=task.train_probe(TRAIN_PROBE_N), batch_size=16, figure_every_n_checks=0
-    )
+    return W2SMonitor(task.probe(input_features=True), train_probe=task.train_probe(TRAIN_PROBE_N), batch_size=16, figure_every_n_checks=0)
 
 
 def main(out: str, strategy: str = "ddp") -> None:

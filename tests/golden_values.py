@@ -59,9 +59,7 @@ class Recorder(L.Callback):
         now = (self.monitor.num_checks, self.monitor.num_skipped)
         if now != self.seen and not trainer.sanity_checking:
             self.seen = now
-            self.checks.append(
-                {"step": trainer.global_step, "epoch": trainer.current_epoch, "values": dict(self.monitor.last_values)}
-            )
+            self.checks.append({"step": trainer.global_step, "epoch": trainer.current_epoch, "values": dict(self.monitor.last_values)})
 
     def on_train_batch_end(self, trainer, *args):
         self._read(trainer)
@@ -125,9 +123,7 @@ def run_all() -> dict:
     feats = x[p, :3] + 0.3 * torch.randn(150, 3, generator=g)
     probe = W2SProbe(x[p], teacher_labels=labels, gold=probe_gold, teacher_features=feats, num_classes=3)
     train_probe = W2SProbe(x[:80], teacher_labels=teacher[:80], num_classes=3)
-    monitor = W2SMonitor(
-        probe, train_probe=train_probe, teacher_score=0.6, ceiling_score=0.9, min_gain=0.05, neighbours=5, figure_every_n_checks=0
-    )
+    monitor = W2SMonitor(probe, train_probe=train_probe, teacher_score=0.6, ceiling_score=0.9, min_gain=0.05, neighbours=5, figure_every_n_checks=0)
     stopper = W2SEarlyStopping(["heldout_misfit_plateau", "teacher_overfit"], patience=3, kappa=None, verbose=False)
     rich = _fit(monitor, stopper, loader(x[:240], teacher[:240]), loader(x[450:], teacher[450:]), epochs=6)
 
@@ -163,12 +159,7 @@ def compare(golden: dict, current: dict, tol: float = TOL) -> list[str]:
 
 def new_names(golden: dict, current: dict) -> list[str]:
     return sorted(
-        {
-            n
-            for run in golden
-            for ca, cb in zip(golden[run]["checks"], current[run]["checks"])
-            for n in set(cb["values"]) - set(ca["values"])
-        }
+        {n for run in golden for ca, cb in zip(golden[run]["checks"], current[run]["checks"]) for n in set(cb["values"]) - set(ca["values"])}
     )
 
 

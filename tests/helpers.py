@@ -37,13 +37,7 @@ def tiny_student_class(base: type) -> type:
         (a ``hidden``-d representation). Cross-entropy on the teacher's labels; Adam or SGD."""
 
         def __init__(
-            self,
-            d_in: int = 8,
-            hidden: int = 32,
-            num_classes: int = 2,
-            lr: float = 0.05,
-            optimizer: str = "adam",
-            activation: str = "relu",
+            self, d_in: int = 8, hidden: int = 32, num_classes: int = 2, lr: float = 0.05, optimizer: str = "adam", activation: str = "relu"
         ):
             super().__init__()
             self.save_hyperparameters()
@@ -124,11 +118,7 @@ def make_task(n_train: int = 128, n_probe: int = 101, d: int = 8, noise: float =
     flip_train = torch.rand(n_train, generator=g) < noise
     flip_probe = torch.rand(n_probe, generator=g) < noise
     return Task(
-        x_train,
-        torch.where(flip_train, 1 - gold_train, gold_train),
-        x_probe,
-        torch.where(flip_probe, 1 - gold_probe, gold_probe),
-        gold_probe,
+        x_train, torch.where(flip_train, 1 - gold_train, gold_train), x_probe, torch.where(flip_probe, 1 - gold_probe, gold_probe), gold_probe
     )
 
 

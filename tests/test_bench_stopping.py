@@ -9,16 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks.stopping.record import Recording
-from benchmarks.stopping.rules import (
-    Outcome,
-    first_best,
-    gold_floor_regret,
-    lightning_es_stop,
-    patience_stop,
-    smooth_trailing,
-    today_policies,
-    vote,
-)
+from benchmarks.stopping.rules import Outcome, first_best, gold_floor_regret, lightning_es_stop, patience_stop, smooth_trailing, today_policies, vote
 from benchmarks.stopping.signals import consensus_mask, kl_rows, signal
 
 

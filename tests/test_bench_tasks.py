@@ -7,15 +7,7 @@ import pytest
 import torch
 
 from benchmarks.shared import sources as demo_data
-from benchmarks.shared.tasks import (
-    PROBE_MAX,
-    assemble_task,
-    keyword_counts,
-    keyword_rule,
-    make_splits,
-    pool_pixels,
-    teacher_accuracy,
-)
+from benchmarks.shared.tasks import PROBE_MAX, assemble_task, keyword_counts, keyword_rule, make_splits, pool_pixels, teacher_accuracy
 
 SIZES = {"test": 30, "probe": 20, "val": 10}
 
@@ -81,9 +73,7 @@ def test_assemble_task_slices_rows_consistently():
             np.testing.assert_array_equal(s.teacher_features[i], feats[row])
         np.testing.assert_array_equal(s.covered, teacher[splits[name]] >= 0)
     # same seed -> the same task
-    again = assemble_task(
-        "fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=feats, splits=make_splits(len(gold), 2, SIZES)
-    )
+    again = assemble_task("fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=feats, splits=make_splits(len(gold), 2, SIZES))
     np.testing.assert_array_equal(again.probe.x, task.probe.x)
     summary = task.summary()
     assert summary["n_train"] == 40 and summary["n_probe"] == 20
@@ -95,16 +85,12 @@ def test_assemble_task_split_sources_and_limits():
     ext = {"x": x[:5] + 100, "gold": gold[:5], "teacher_labels": teacher[:5], "teacher_features": feats[:5]}
     splits = make_splits(len(gold), 0, {"probe": 20, "val": 10})
     splits["test"] = np.arange(5)
-    task = assemble_task(
-        "fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=feats, splits=splits, split_sources={"test": ext}
-    )
+    task = assemble_task("fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=feats, splits=splits, split_sources={"test": ext})
     np.testing.assert_array_equal(task.test.x, x[:5] + 100)
     with pytest.raises(ValueError, match="lacks"):
         assemble_task("fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=feats, splits={"train": np.arange(3)})
     with pytest.raises(ValueError, match="rows but `gold`"):
-        assemble_task(
-            "fake", x=x[:-1], gold=gold, teacher_labels=teacher, teacher_features=feats, splits=make_splits(100, 0, SIZES)
-        )
+        assemble_task("fake", x=x[:-1], gold=gold, teacher_labels=teacher, teacher_features=feats, splits=make_splits(100, 0, SIZES))
     big = make_splits(PROBE_MAX + 200, 0, {"test": 10, "probe": PROBE_MAX + 1, "val": 10})
     xb, gb, tb, fb = _fake(n=PROBE_MAX + 200)
     with pytest.raises(ValueError, match=f"<= {PROBE_MAX}"):
@@ -113,9 +99,7 @@ def test_assemble_task_split_sources_and_limits():
 
 def test_make_probe_matches_the_split():
     x, gold, teacher, feats = _fake()
-    task = assemble_task(
-        "fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=feats, splits=make_splits(100, 1, SIZES)
-    )
+    task = assemble_task("fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=feats, splits=make_splits(100, 1, SIZES))
     probe = task.make_probe()
     assert probe.n == 20 and probe.num_classes == 2
     np.testing.assert_array_equal(probe.covered.numpy(), task.probe.teacher_labels >= 0)
@@ -182,12 +166,7 @@ def test_train_student_records_epochs_and_weights():
     gold = (x[:, 0] + 0.3 * x[:, 1] > 0).astype(np.int64)
     teacher = np.where(np.abs(x[:, 0]) < 0.3, -1, gold)
     task = assemble_task(
-        "fake",
-        x=x,
-        gold=gold,
-        teacher_labels=teacher,
-        teacher_features=x[:, :2],
-        splits=make_splits(n, 0, {"test": 60, "probe": 40, "val": 40}),
+        "fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=x[:, :2], splits=make_splits(n, 0, {"test": 60, "probe": 40, "val": 40})
     )
     res = train_student(task, seed=0, epochs=3, batch_size=32, lr=1e-2)
     assert len(res.test_acc) == len(res.val_loss) == len(res.weights) == 3
@@ -262,14 +241,7 @@ def test_zero_width_teacher_features_mean_no_teacher_representation():
     from benchmarks.shared.tasks import _no_features
 
     x, gold, teacher, _ = _fake()
-    task = assemble_task(
-        "fake",
-        x=x,
-        gold=gold,
-        teacher_labels=teacher,
-        teacher_features=_no_features(len(gold)),
-        splits=make_splits(100, 1, SIZES),
-    )
+    task = assemble_task("fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=_no_features(len(gold)), splits=make_splits(100, 1, SIZES))
     assert task.summary()["d_w"] == 0
     probe = task.make_probe()
     assert probe.teacher_features is None  # the monitor then builds neighbourhoods in the student's features

@@ -142,9 +142,7 @@ def test_invalid_types_raise_type_error_naming_the_argument(bad):
 
 def test_numeric_types_accepted():
     ref = lang_covered_bound(0.12, 0.11, 0.848)
-    assert lang_covered_bound(torch.tensor(0.12), np.float32(0.11), torch.tensor([0.848], dtype=torch.float64)) == pytest.approx(
-        ref, rel=1e-6
-    )
+    assert lang_covered_bound(torch.tensor(0.12), np.float32(0.11), torch.tensor([0.848], dtype=torch.float64)) == pytest.approx(ref, rel=1e-6)
     assert lang_covered_bound(np.array(0.12), 0.11, 0.848) == pytest.approx(ref, rel=1e-12)
     assert isinstance(ref, float)
 

@@ -290,8 +290,7 @@ def test_checks_are_not_vacuous():
                 slack["b1"].append(v - (w.f != w.y)[s_i].mean())
     print("\n" + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) + f"; D2 regime finite: {d2}")
     print(
-        "B.1 slack (bound - true error) over finite cases: "
-        f"median {np.median(slack['b1']):.3f}, min {np.min(slack['b1']):.1e}, n={len(slack['b1'])}"
+        f"B.1 slack (bound - true error) over finite cases: median {np.median(slack['b1']):.3f}, min {np.min(slack['b1']):.1e}, n={len(slack['b1'])}"
     )
     assert counts.get("b1:finite", 0) >= 100
     assert counts.get("b1:premise fails", 0) >= 20

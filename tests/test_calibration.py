@@ -9,12 +9,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassCalibrationError
 
-from lightning_w2s.metrics.calibration import (
-    Calibration,
-    calibration_counts,
-    calibration_error,
-    calibration_histogram,
-)
+from lightning_w2s.metrics.calibration import Calibration, calibration_counts, calibration_error, calibration_histogram
 
 
 def np_calibration(probs: np.ndarray, target: np.ndarray, n_bins: int = 15, norm: str = "l1") -> float:

@@ -36,9 +36,7 @@ class HostReads(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", str(func))
-        boolean_index = (
-            name == "__getitem__" and len(args) > 1 and isinstance(args[1], torch.Tensor) and args[1].dtype == torch.bool
-        )
+        boolean_index = name == "__getitem__" and len(args) > 1 and isinstance(args[1], torch.Tensor) and args[1].dtype == torch.bool
         if name in HOST_READS or boolean_index:
             self.calls.append(name)
         return func(*args, **(kwargs or {}))
@@ -58,13 +56,7 @@ def _probe_data(n=203, k=3, d_s=5, d_w=4, seed=0):
 def _metrics(data, **kw):
     kw.setdefault("neighbours", 4)
     m = W2SMetrics(
-        data["teacher"],
-        covered=data["covered"],
-        gold=data["gold"],
-        teacher_features=data["tf"],
-        teacher_score=0.6,
-        ceiling_score=0.9,
-        **kw,
+        data["teacher"], covered=data["covered"], gold=data["gold"], teacher_features=data["tf"], teacher_score=0.6, ceiling_score=0.9, **kw
     )
     if m.wants_neighbours:
         m.set_neighbours(m.build_neighbours(lambda: data["feats"]))
@@ -78,12 +70,7 @@ def _feed(m, data, batch_size, pad=5, features=True):
     for i in range(0, n, batch_size):
         j = min(i + batch_size, n)
         m.update(data["probs"][i:j], feats[i:j] if features else None, torch.arange(i, j), torch.ones(j - i, dtype=torch.bool))
-    m.update(
-        data["probs"][:pad],
-        feats[:pad] if features else None,
-        torch.zeros(pad, dtype=torch.long),
-        torch.zeros(pad, dtype=torch.bool),
-    )
+    m.update(data["probs"][:pad], feats[:pad] if features else None, torch.zeros(pad, dtype=torch.long), torch.zeros(pad, dtype=torch.bool))
 
 
 def test_chunking_changes_no_value_beyond_rounding():

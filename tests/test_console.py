@@ -25,9 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 def _console(*args: str) -> str:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "console_script.py"), *args], capture_output=True, text=True, timeout=300, env=env
-    )
+    proc = subprocess.run([sys.executable, str(HERE / "console_script.py"), *args], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -46,10 +44,7 @@ def test_what_users_need_reaches_the_console_of_a_plain_process():
     assert out.count("W2SEarlyStopping: the probe has 100 gold points: the check with the best PPI++ estimate") == 1, out
     assert "STOPPED_EPOCH=4 BEST_CHECK=" in out
     best = int(out.split("BEST_CHECK=")[1].split()[0])
-    assert (
-        f"W2SEarlyStopping: restored the student's weights of check {best} " in out
-        and "gold rule naive on the PPI estimate" in out
-    )
+    assert f"W2SEarlyStopping: restored the student's weights of check {best} " in out and "gold rule naive on the PPI estimate" in out
     # per-check detail does not
     assert "W2SMonitor check " not in out and "W2SEarlyStopping check " not in out
 

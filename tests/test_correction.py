@@ -45,10 +45,7 @@ def _random_task(seed: int, n: int = 300, k: int = 3, p_cov: float = 0.7, p_gold
 # ------------------------------------------------------------------------------------------------
 def _ref_rates(s, t, y, cov, k):
     """Per-class and pooled rates by explicit loops over points."""
-    per = {
-        name: []
-        for name in ("alpha", "err_teacher_fit", "err_gold_covered", "correction_rate", "imitation_rate", "coverage_accuracy")
-    }
+    per = {name: [] for name in ("alpha", "err_teacher_fit", "err_gold_covered", "correction_rate", "imitation_rate", "coverage_accuracy")}
     tot = {name: [0, 0] for name in per}
     for i in range(k):
         c = {name: [0, 0] for name in per}
@@ -287,9 +284,7 @@ def test_neighbour_robustness_matches_loop_reference(eta):
     s[rng.random(150) < 0.15] = 2
     s[:3] = -1  # three unseen points
     nb = _ref_knn(x, 6, "euclidean")
-    got = neighbour_robustness(
-        torch.tensor(s), torch.tensor(nb), eta=eta, gold=torch.tensor(y), covered=torch.tensor(cov), num_classes=k
-    )
+    got = neighbour_robustness(torch.tensor(s), torch.tensor(nb), eta=eta, gold=torch.tensor(y), covered=torch.tensor(cov), num_classes=k)
     want = _ref_robustness(s, nb, eta, y, cov, k)
     for key, value in want.items():
         _close(got[key], value)
@@ -583,9 +578,7 @@ def test_fitting_teacher_mistakes_contradicts_premises_unless_nonrobustness_is_c
     # P(f ≠ ỹ or not η-robust | S_i) <= 1 - q - α_i can no longer be certified: NaN with that reason
     assert honest["covered_predicted_error"].isnan().all()
     assert sum("Thm B.1" in r and "premise" in r for r in honest["reasons"]) == k
-    print(
-        f"\nimitator: B.1 with Markov P(R̄) {honest['covered_predicted_error'].tolist()} vs gold error {honest['covered_error'].tolist()}"
-    )
+    print(f"\nimitator: B.1 with Markov P(R̄) {honest['covered_predicted_error'].tolist()} vs gold error {honest['covered_error'].tolist()}")
 
 
 def test_lang_bounds_reasons_and_eta_mismatch():

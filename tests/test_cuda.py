@@ -24,9 +24,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def _fit(accelerator: str):
     task = make_task(n_train=64, n_probe=301)
-    monitor = W2SMonitor(
-        task.probe(input_features=True), train_probe=task.train_probe(33), batch_size=64, figure_every_n_checks=0
-    )
+    monitor = W2SMonitor(task.probe(input_features=True), train_probe=task.train_probe(33), batch_size=64, figure_every_n_checks=0)
     L.seed_everything(0, verbose=False)
     trainer = L.Trainer(**trainer_kwargs(max_epochs=2, accelerator=accelerator, callbacks=[monitor]))
     trainer.fit(TinyStudent(lr=0.0), task.train_loader(32), task.val_loader())  # lr 0: the same student on both devices
@@ -64,10 +62,7 @@ def test_queuing_never_waits_for_the_gpu_and_a_chunk_waits_a_fixed_number_of_tim
             for i in range(batches):
                 rows = slice(32 * i, 32 * (i + 1))
                 m.update(
-                    data["probs"][rows],
-                    data["feats"][rows],
-                    torch.arange(512, device="cuda")[rows],
-                    torch.ones(32, dtype=torch.bool, device="cuda"),
+                    data["probs"][rows], data["feats"][rows], torch.arange(512, device="cuda")[rows], torch.ones(32, dtype=torch.bool, device="cuda")
                 )
         finally:
             torch.cuda.set_sync_debug_mode("default")
@@ -121,12 +116,7 @@ def test_decoder_student_with_lora_in_bf16_is_watched_on_cuda(tmp_path):
     from examples import decoder_student as ex
 
     trainer, monitor, _ = ex.main(
-        str(tmp_path),
-        epochs=2,
-        n_train=256,
-        n_probe=96,
-        hidden=64,
-        trainer_kwargs=dict(accelerator="gpu", devices=1, precision="bf16-mixed"),
+        str(tmp_path), epochs=2, n_train=256, n_probe=96, hidden=64, trainer_kwargs=dict(accelerator="gpu", devices=1, precision="bf16-mixed")
     )
     assert trainer.precision == "bf16-mixed" and trainer.strategy.root_device.type == "cuda"
     assert monitor.num_checks == 2 and monitor.num_failed == 0 and monitor.num_skipped == 0

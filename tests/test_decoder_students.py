@@ -44,12 +44,8 @@ def _config_models():
 
     small = dict(vocab_size=V, num_hidden_layers=2, num_attention_heads=4, pad_token_id=0, num_labels=3)
     return {
-        "llama": lambda: LlamaForSequenceClassification(
-            LlamaConfig(hidden_size=32, intermediate_size=64, num_key_value_heads=2, **small)
-        ),
-        "qwen2": lambda: Qwen2ForSequenceClassification(
-            Qwen2Config(hidden_size=48, intermediate_size=64, num_key_value_heads=2, **small)
-        ),
+        "llama": lambda: LlamaForSequenceClassification(LlamaConfig(hidden_size=32, intermediate_size=64, num_key_value_heads=2, **small)),
+        "qwen2": lambda: Qwen2ForSequenceClassification(Qwen2Config(hidden_size=48, intermediate_size=64, num_key_value_heads=2, **small)),
         "gpt2": lambda: GPT2ForSequenceClassification(
             GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=V, pad_token_id=0, num_labels=3, bos_token_id=1, eos_token_id=1)
         ),
@@ -84,9 +80,7 @@ def test_default_capture_times_the_head_is_the_models_logits(arch, side):
     assert capture.rule == expected and ("taken as is" if arch == "bert" else "6/6 rows") in capture.describe()
     # from_teacher stores the same features for a decoder teacher
     probe = W2SProbe.from_teacher(model, batch, batch_size=4)
-    torch.testing.assert_close(
-        probe.teacher_features @ head.weight.T + (head.bias if head.bias is not None else 0), logits, atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(probe.teacher_features @ head.weight.T + (head.bias if head.bias is not None else 0), logits, atol=1e-5, rtol=0)
 
 
 def test_a_head_whose_logits_are_a_mean_falls_back_to_the_mean_of_real_tokens():
@@ -275,9 +269,7 @@ def test_compiled_student_adds_one_graph_and_its_values_equal_eager():
     (its eval + no_grad pass with the capture active, at `batch_size` rows: the fit-start check uses
     a normal batch and the probe's ragged last batch is padded), and its values equal an eager run."""
     tokens = _tokens("left", lengths=[1 + i % 6 for i in range(64)], seed=1)
-    rows = [
-        {"input_ids": tokens["input_ids"][i], "attention_mask": tokens["attention_mask"][i], "labels": i % 2} for i in range(64)
-    ]
+    rows = [{"input_ids": tokens["input_ids"][i], "attention_mask": tokens["attention_mask"][i], "labels": i % 2} for i in range(64)]
     loader = torch.utils.data.DataLoader(rows, batch_size=16)
     probe_inputs = {k: v[:37] for k, v in tokens.items()}  # 37 = 2 x 16 + 5: a ragged last batch
     graphs = []

@@ -43,14 +43,9 @@ def _fit(tmp_path, max_epochs: int):
     task = make_task(noise=0.3)
     L.seed_everything(0, verbose=False)
     model = TinyStudent(lr=0.02, hidden=64)
-    stopper, weights = (
-        W2SEarlyStopping(verbose=False, gold=False),
-        WeightsAtChecks(),
-    )  # the probe has gold: gold=False tests the label-free default
+    stopper, weights = (W2SEarlyStopping(verbose=False, gold=False), WeightsAtChecks())  # the probe has gold: gold=False tests the label-free default
     logger = TensorBoardLogger(tmp_path, name="tb", version=0)
-    trainer = L.Trainer(
-        **trainer_kwargs(max_epochs=max_epochs, logger=logger, callbacks=[W2SMonitor(task.probe()), stopper, weights])
-    )
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=max_epochs, logger=logger, callbacks=[W2SMonitor(task.probe()), stopper, weights]))
     trainer.fit(model, task.train_loader(32), task.val_loader())
     logger.experiment.flush()
     return stopper, weights, model, _event_scalars(logger.log_dir, Q.TEACHER_LABEL_CE)
@@ -62,9 +57,7 @@ def test_real_default_stopper_equals_the_benchmarks_offline_replay_of_the_logged
     stopper, weights, model, logged = _fit(tmp_path, max_epochs)
     assert len(logged) == len(weights.at) == len(stopper.history) >= 4
     # the benchmark's recordings: index 0 = before training (never a decision), index c = after epoch c - 1
-    offline = patience_stop(
-        np.array([np.nan, *logged]), DEFAULT_PARAMS["patience"], DEFAULT_PARAMS["smooth"], DEFAULT_PARAMS["keep"]
-    )
+    offline = patience_stop(np.array([np.nan, *logged]), DEFAULT_PARAMS["patience"], DEFAULT_PARAMS["smooth"], DEFAULT_PARAMS["keep"])
     assert (offline.stop is not None) == stops, (logged, offline)
     live_stop = None if stopper.stopped_check is None else stopper.stopped_check + 1
     assert live_stop == offline.stop

@@ -176,9 +176,7 @@ def test_movie_keyword_task_splits(tmp_path):
     np.testing.assert_array_equal(p["teacher_labels"], teacher[p["index"]])
     np.testing.assert_array_equal(p["covered"], p["teacher_labels"] >= 0)
     assert p["x"].shape == (100, 8) and p["x"].dtype == np.float32
-    assert task["teacher_test_accuracy"] == pytest.approx(
-        demo_data.teacher_accuracy(teacher[task["test"]["index"]], task["test"]["gold"])
-    )
+    assert task["teacher_test_accuracy"] == pytest.approx(demo_data.teacher_accuracy(teacher[task["test"]["index"]], task["test"]["gold"]))
     assert (tmp_path / "movie_minilm.npy").is_file()  # default cache location
 
     again = movie_keyword_task(tmp_path, seed=3, probe_size=100, val_size=40, embed_fn=fake)  # cached, same splits

@@ -23,11 +23,7 @@ def repository_files() -> list[str]:
     """Tracked and untracked-but-not-ignored text files, relative to the root."""
     try:
         out = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.split("\n")
     except (OSError, subprocess.CalledProcessError):  # not a git checkout: walk it
         out = []
@@ -44,9 +40,7 @@ def read(path: str) -> str:
 def test_readme_is_a_short_front_door():
     text = read("README.md")
     lines = text.split("\n")
-    assert len(text.splitlines()) <= README_MAX_LINES, (
-        f"README.md has {len(text.splitlines())} lines; the limit is {README_MAX_LINES}"
-    )
+    assert len(text.splitlines()) <= README_MAX_LINES, f"README.md has {len(text.splitlines())} lines; the limit is {README_MAX_LINES}"
     assert lines[0] == "# lightning_w2s"
     block = text[text.index("```bash") + len("```bash") :]
     commands = [ln.split("#")[0].strip() for ln in block[: block.index("```")].strip().split("\n")]
@@ -64,9 +58,7 @@ def test_every_cited_document_exists():
 
 
 def theory_sections() -> set[str]:
-    return {
-        m for line in read("docs/theory.md").split("\n") if line.startswith("#") for m in re.findall(r"§([0-9.]*[0-9])", line)
-    }
+    return {m for line in read("docs/theory.md").split("\n") if line.startswith("#") for m in re.findall(r"§([0-9.]*[0-9])", line)}
 
 
 def test_every_cited_theory_section_exists():

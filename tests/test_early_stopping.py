@@ -73,13 +73,7 @@ def test_plateau_matches_reference(xs, p, warm):
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    tr=values,
-    ho=values,
-    p=st.integers(1, 3),
-    warm=st.integers(0, 2),
-    kappa=st.sampled_from([None, 0.5, 1.0]),
-)
+@given(tr=values, ho=values, p=st.integers(1, 3), warm=st.integers(0, 2), kappa=st.sampled_from([None, 0.5, 1.0]))
 def test_teacher_overfit_matches_reference(tr, ho, p, warm, kappa):
     n = min(len(tr), len(ho))
     tr, ho = [t + 0.1 for t in tr[:n]], [h + 0.1 for h in ho[:n]]  # positive misfits
@@ -157,10 +151,7 @@ def test_state_dict_roundtrip_decides_identically(tmp_path):
     tr = [1.0, 0.92, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5]
     rows = [{TRAIN: a, HELD: b} for a, b in zip(tr, ho)]
     kw = dict(
-        policy=["heldout_misfit_plateau", "teacher_overfit"],
-        patience={"heldout_misfit_plateau": 3, "teacher_overfit": 2},
-        kappa=0.6,
-        verbose=False,
+        policy=["heldout_misfit_plateau", "teacher_overfit"], patience={"heldout_misfit_plateau": 3, "teacher_overfit": 2}, kappa=0.6, verbose=False
     )
     full = W2SEarlyStopping(**kw)
     want = drive(full, rows)
@@ -226,10 +217,7 @@ def test_inherited_early_stopping_api_works():
     """W2SEarlyStopping calls EarlyStopping.__init__: Lightning finds it as the early-stopping
     callback, and the base class's own methods work on its attributes (the first policy's quantity)."""
     es = W2SEarlyStopping(
-        ["heldout_misfit_plateau", "teacher_overfit"],
-        patience={"heldout_misfit_plateau": 2, "teacher_overfit": 4},
-        min_delta=0.01,
-        verbose=False,
+        ["heldout_misfit_plateau", "teacher_overfit"], patience={"heldout_misfit_plateau": 2, "teacher_overfit": 4}, min_delta=0.01, verbose=False
     )
     assert es.monitor == HELD and es.patience == 4 and es.wait_count == 0 and es.mode == "min"
     assert es.monitor_op(torch.tensor(0.1), torch.tensor(0.2))
@@ -267,25 +255,11 @@ class WeightsRecorder(Callback):
             self.weights[trainer.current_epoch] = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
 
 
-def noisy_fit(
-    tmp_path,
-    es,
-    *,
-    train_probe=False,
-    max_epochs=12,
-    extra=(),
-    monitor_kw=None,
-    lr=0.02,
-    task=None,
-    input_features=False,
-    **trainer_kw,
-):
+def noisy_fit(tmp_path, es, *, train_probe=False, max_epochs=12, extra=(), monitor_kw=None, lr=0.02, task=None, input_features=False, **trainer_kw):
     task = task or make_task(noise=0.3)
     L.seed_everything(0, verbose=False)
     model = TinyStudent(lr=lr, hidden=64)
-    monitor = W2SMonitor(
-        task.probe(input_features), train_probe=task.train_probe() if train_probe else None, **(monitor_kw or {})
-    )
+    monitor = W2SMonitor(task.probe(input_features), train_probe=task.train_probe() if train_probe else None, **(monitor_kw or {}))
     logger = CSVLogger(tmp_path, name="csv")
     trainer = L.Trainer(**trainer_kwargs(max_epochs=max_epochs, logger=logger, callbacks=[monitor, es, *extra], **trainer_kw))
     trainer.fit(model, task.train_loader(32), task.val_loader())
@@ -295,9 +269,7 @@ def noisy_fit(
 def test_e2e_plateau_stops_where_the_rule_says_and_restores_best(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     rec = WeightsRecorder()
-    es = W2SEarlyStopping(
-        patience=2, restore_best=True, gold=False
-    )  # the probe has gold: gold=False tests the label-free default
+    es = W2SEarlyStopping(patience=2, restore_best=True, gold=False)  # the probe has gold: gold=False tests the label-free default
     trainer, model, logged = noisy_fit(tmp_path, es, extra=[rec])
     xs = [logged[e][HELD] for e in sorted(logged)]
     want = first(len(xs), lambda i: ref_plateau(xs, i, 2, 0))
@@ -313,9 +285,7 @@ def test_e2e_plateau_stops_where_the_rule_says_and_restores_best(tmp_path, caplo
     assert not all(torch.equal(state[k], rec.weights[want][k]) for k in state)
     assert "restored at the end of training" in es.stopping_reason_message
     # on the console by default: Lightning's rank-zero logger (tests/test_console.py reads a real terminal)
-    assert any(
-        "W2SEarlyStopping stopped the fit" in r.getMessage() and r.name.startswith("lightning.pytorch") for r in caplog.records
-    )
+    assert any("W2SEarlyStopping stopped the fit" in r.getMessage() and r.name.startswith("lightning.pytorch") for r in caplog.records)
 
 
 class SnapshotCount(Callback):
@@ -356,8 +326,7 @@ def test_default_stops_after_the_minimum_and_restores_that_checks_weights(tmp_pa
     assert all(v.device.type == "cpu" for v in es.best_weights.copies[best].values())
     assert "weights of check %d will be restored" % best in es.stopping_reason_message
     assert any(
-        m.startswith(f"W2SEarlyStopping: restored the student's weights of check {best} (epoch {best}, ")
-        and f"the fit stopped at check {want}" in m
+        m.startswith(f"W2SEarlyStopping: restored the student's weights of check {best} (epoch {best}, ") and f"the fit stopped at check {want}" in m
         for m in _lightning_messages(caplog)
     )
 
@@ -378,8 +347,7 @@ def test_default_restores_the_best_check_when_max_epochs_comes_first(tmp_path, c
     assert all(torch.equal(state[k], rec.weights[best][k]) for k in state)
     assert not all(torch.equal(state[k], rec.weights[3][k]) for k in state)
     assert any(
-        m.startswith(f"W2SEarlyStopping: restored the student's weights of check {best}")
-        and "ended after 4 checks without a stop" in m
+        m.startswith(f"W2SEarlyStopping: restored the student's weights of check {best}") and "ended after 4 checks without a stop" in m
         for m in _lightning_messages(caplog)
     )
 
@@ -544,9 +512,7 @@ def test_stock_early_stopping_on_w2s_name_alongside(tmp_path):
     stock = EarlyStopping(monitor=DIS, patience=2, mode="min")
     ours = W2SEarlyStopping(patience=50)
     # with Lightning's sanity check on: neither callback may count it as a check
-    trainer, _, logged = noisy_fit(
-        tmp_path, ours, extra=[stock], task=make_task(noise=0.0), max_epochs=10, num_sanity_val_steps=2
-    )
+    trainer, _, logged = noisy_fit(tmp_path, ours, extra=[stock], task=make_task(noise=0.0), max_epochs=10, num_sanity_val_steps=2)
     d = [logged[e][DIS] for e in sorted(logged)]
     want = first(len(d), lambda i: ref_plateau(d, i, 2, 0))
     assert want is not None, "the scenario must trigger the stock callback"

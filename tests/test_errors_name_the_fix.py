@@ -100,9 +100,7 @@ def _fit(model, probe_inputs, labels, **monitor_kwargs):
     return trainer
 
 
-@pytest.mark.parametrize(
-    "output, found", [("dict", r"dict with keys 'scores'"), ("dataclass", r"a Scores dataclass with fields \['scores'\]")]
-)
+@pytest.mark.parametrize("output, found", [("dict", r"dict with keys 'scores'"), ("dataclass", r"a Scores dataclass with fields \['scores'\]")])
 def test_output_without_logits_names_forward_fn_at_fit_start(output, found):
     ids, mask, y = _tokens()
     model = TokenStudent(output)
@@ -112,10 +110,7 @@ def test_output_without_logits_names_forward_fn_at_fit_start(output, found):
     if output == "dict":  # the example in the message is the one that works
         assert "module(**batch)['scores']" in str(err.value)
         trainer = _fit(
-            TokenStudent(output),
-            {"input_ids": ids, "attention_mask": mask},
-            y,
-            forward_fn=lambda module, batch: module(**batch)["scores"],
+            TokenStudent(output), {"input_ids": ids, "attention_mask": mask}, y, forward_fn=lambda module, batch: module(**batch)["scores"]
         )
         assert "w2s/misfit/disagreement" in trainer.callback_metrics
 
@@ -224,8 +219,6 @@ def test_from_teacher_neighbourhood_advice_names_arguments_that_exist(tmp_path):
         trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     (message,) = [str(w.message) for w in record if "cannot define neighbourhoods" in str(w.message)]
     named = set(re.findall(r"(\w+)=", message))
-    accepted = {
-        p for f in (W2SProbe.__init__, W2SProbe.from_teacher, W2SMonitor.__init__) for p in inspect.signature(f).parameters
-    }
+    accepted = {p for f in (W2SProbe.__init__, W2SProbe.from_teacher, W2SMonitor.__init__) for p in inspect.signature(f).parameters}
     assert named and named <= accepted, named - accepted
     assert "metric=" not in message

@@ -21,13 +21,7 @@ def _classification_probe(n: int = 40) -> W2SProbe:
     labels = torch.randint(0, 3, (n,), generator=g)
     teacher = torch.where(torch.rand(n, generator=g) < 0.2, torch.full_like(labels, -1), labels)  # abstentions
     gold = torch.where(torch.rand(n, generator=g) < 0.7, labels, torch.full_like(labels, -1))
-    return W2SProbe(
-        torch.randn(n, 4, generator=g),
-        teacher_labels=teacher,
-        gold=gold,
-        num_classes=3,
-        teacher_features=torch.randn(n, 5, generator=g),
-    )
+    return W2SProbe(torch.randn(n, 4, generator=g), teacher_labels=teacher, gold=gold, num_classes=3, teacher_features=torch.randn(n, 5, generator=g))
 
 
 def _feed(metrics, probe: W2SProbe, student: torch.Tensor, features: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -8,14 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_w2s.metrics.gold import (
-    GOLD_KEYS,
-    GOLD_SQ_KEYS,
-    GoldSquaredError,
-    gold_rates,
-    gold_squared_error,
-    pgr,
-)
+from lightning_w2s.metrics.gold import GOLD_KEYS, GOLD_SQ_KEYS, GoldSquaredError, gold_rates, gold_squared_error, pgr
 from lightning_w2s.metrics.gold_counts import CorrectionRates
 from lightning_w2s.metrics.stats import wilson_interval
 

@@ -187,9 +187,7 @@ def test_monitor_logs_the_estimates_under_registered_names(n_gold):
     out = m.compute()
     acc_lo, acc_up = float(out[Q.lower(Q.ACCURACY)]), float(out[Q.upper(Q.ACCURACY)])
     assert Q.lookup(Q.PGR_LOWER).kind == "interval"
-    assert float(out[Q.PGR_LOWER]) == pytest.approx((acc_lo - 0.6) / 0.3) and float(out[Q.PGR_UPPER]) == pytest.approx(
-        (acc_up - 0.6) / 0.3
-    )
+    assert float(out[Q.PGR_LOWER]) == pytest.approx((acc_lo - 0.6) / 0.3) and float(out[Q.PGR_UPPER]) == pytest.approx((acc_up - 0.6) / 0.3)
     if n_gold < PPI_MIN_GOLD:
         assert Q.ACCURACY_PPI in out and Q.ACCURACY_PPI_LOWER not in out and any(Q.ACCURACY_PPI_LOWER in note for note in m.notes)
     else:
@@ -199,8 +197,6 @@ def test_monitor_logs_the_estimates_under_registered_names(n_gold):
     s_pred, t_pred = student.argmax(1), teacher.argmax(1)
     k = n_gold
     ref = _ppi_py_reference(
-        (s_pred[:k] == gold[:k]).double().numpy(),
-        (s_pred[:k] == t_pred[:k]).double().numpy(),
-        (s_pred[k:] == t_pred[k:]).double().numpy(),
+        (s_pred[:k] == gold[:k]).double().numpy(), (s_pred[:k] == t_pred[:k]).double().numpy(), (s_pred[k:] == t_pred[k:]).double().numpy()
     )
     assert float(out[Q.ACCURACY_PPI]) == pytest.approx(ref[0], abs=1e-12)

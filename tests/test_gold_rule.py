@@ -96,17 +96,12 @@ ACC = [0.60, 0.70, 0.74, 0.71, 0.80, 0.72, 0.70, 0.70, 0.70]
 
 
 def test_stopper_keeps_the_gold_rule_pick_with_enough_gold(monkeypatch):
-    monkeypatch.setattr(
-        gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."), (300, GoldRule("naive"), "naive gold."))
-    )
+    monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."), (300, GoldRule("naive"), "naive gold.")))
     es = W2SEarlyStopping(patience=3, verbose=False)
     _replay(es, LF, ACC, 300)
     assert es.stopped_check == 4 and es.history[-1]["stop"]  # plateau stopped at check 4
     assert es.gold_rule == GoldRule("naive") and es.restore_check == 4 and 4 in es.best_weights.copies
-    for es2, count in (
-        (W2SEarlyStopping(patience=3, verbose=False, gold=False), 300),
-        (W2SEarlyStopping(patience=3, verbose=False), 299),
-    ):
+    for es2, count in ((W2SEarlyStopping(patience=3, verbose=False, gold=False), 300), (W2SEarlyStopping(patience=3, verbose=False), 299)):
         _replay(es2, LF, ACC, count)
         assert es2.gold_rule is None and es2.restore_check == 1  # the label-free best
     es4 = W2SEarlyStopping(patience=6, verbose=False)
@@ -120,9 +115,7 @@ def test_stopper_keeps_the_gold_rule_pick_with_enough_gold(monkeypatch):
 
 def test_a_whole_run_gold_rule_never_stops(monkeypatch):
     monkeypatch.setattr(
-        gold_rule,
-        "GOLD_DEFAULTS",
-        ((0, GoldRule("label_free"), "label-free."), (100, GoldRule("naive", whole_run=True), "naive gold, whole run.")),
+        gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."), (100, GoldRule("naive", whole_run=True), "naive gold, whole run."))
     )
     es = W2SEarlyStopping(patience=2, verbose=False)
     _replay(es, LF, ACC, 100)
@@ -147,9 +140,7 @@ def test_trainer_restores_the_gold_pick_and_says_why(tmp_path, monkeypatch, capl
 
     if patched:
         monkeypatch.setattr(
-            gold_rule,
-            "GOLD_DEFAULTS",
-            ((0, GoldRule("label_free"), "label-free."), (300, GoldRule("naive"), "the naive rule (test).")),
+            gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."), (300, GoldRule("naive"), "the naive rule (test)."))
         )
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     task = make_task(n_probe=n_probe, noise=0.3)

@@ -62,17 +62,7 @@ def test_hf_example_runs_on_a_tiny_bert(tmp_path, tokenizer, forward_fn):
     texts, gold = _sentences()
     model = _tiny_bert(tokenizer.vocab_size)
     out = hf.main(
-        model,
-        tokenizer,
-        texts,
-        gold,
-        logdir=str(tmp_path),
-        epochs=2,
-        n_train=80,
-        n_probe=64,
-        max_length=16,
-        batch_size=16,
-        forward_fn=forward_fn,
+        model, tokenizer, texts, gold, logdir=str(tmp_path), epochs=2, n_train=80, n_probe=64, max_length=16, batch_size=16, forward_fn=forward_fn
     )
     monitor, values = out["monitor"], out["values"]
     assert monitor.layer == "model.bert.encoder.layer.1" and monitor.pooling == "mean"

@@ -29,14 +29,7 @@ def _fit(lightning, loggers, **monitor_kwargs):
     x, y, teacher = w2s_data(n=700)
     probe = W2SProbe(x[600:], teacher_labels=teacher[600:], gold=y[600:])
     monitor = W2SMonitor(
-        probe,
-        neighbours=0,
-        figure_every_n_checks=0,
-        min_gain=0.9,
-        alert_window=2,
-        teacher_score=0.7,
-        ceiling_score=0.9,
-        **monitor_kwargs,
+        probe, neighbours=0, figure_every_n_checks=0, min_gain=0.9, alert_window=2, teacher_score=0.7, ceiling_score=0.9, **monitor_kwargs
     )
     stopper = W2SEarlyStopping(patience=2, restore_best=False)
     trainer = lightning.Trainer(

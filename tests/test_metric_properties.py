@@ -144,10 +144,7 @@ def test_lang_b1_number_or_nan_with_reason(err, alpha, c, p):
 @SETTINGS
 @given(PROB, st.floats(0.0, 0.4999), st.floats(1e-3, 1.0), st.floats(1e-3, 1.0), PROB, PROB)
 def test_lang_b2_b3_number_or_nan_with_reason(err, alpha, c1, c2, p, q):
-    for fn, args in (
-        (bounds.lang_uncovered_bound, (err, alpha, c1, c2, p, q)),
-        (bounds.lang_uncovered_bound_b3, (err, alpha, c1, p, q)),
-    ):
+    for fn, args in ((bounds.lang_uncovered_bound, (err, alpha, c1, c2, p, q)), (bounds.lang_uncovered_bound_b3, (err, alpha, c1, p, q))):
         with warnings.catch_warnings(record=True) as rec:
             warnings.simplefilter("always")
             v = fn(*args)

@@ -11,15 +11,7 @@ import torch
 from torchmetrics.functional.classification import multiclass_cohen_kappa
 from torchmetrics.regression import MeanSquaredError
 
-from lightning_w2s.metrics.misfit import (
-    MISFIT_ALL_KEYS,
-    MISFIT_KEYS,
-    Misfit,
-    RegressionMisfit,
-    misfit,
-    misfit_terms,
-    regression_misfit,
-)
+from lightning_w2s.metrics.misfit import MISFIT_ALL_KEYS, MISFIT_KEYS, Misfit, RegressionMisfit, misfit, misfit_terms, regression_misfit
 
 Z95 = 1.959963984540054
 
@@ -39,13 +31,7 @@ def np_misfit(ps: np.ndarray, pt: np.ndarray, eps: float = 1e-6) -> dict[str, fl
                 kl_st += ps[i, c] * (math.log(max(ps[i, c], eps)) - math.log(max(pt[i, c], eps)))
             sq += (ps[i, c] - pt[i, c]) ** 2
         dis += float(int(np.argmax(ps[i])) != int(np.argmax(pt[i])))
-    return {
-        "kl_teacher_student": kl_ts / n,
-        "kl_student_teacher": kl_st / n,
-        "disagreement": dis / n,
-        "sq": sq / n,
-        "teacher_label_ce": hce / n,
-    }
+    return {"kl_teacher_student": kl_ts / n, "kl_student_teacher": kl_st / n, "disagreement": dis / n, "sq": sq / n, "teacher_label_ce": hce / n}
 
 
 def np_kappa(a: np.ndarray, b: np.ndarray, k: int) -> float:

@@ -69,18 +69,12 @@ def test_gold_side_values_match_a_numpy_recomputation(run):
     assert last("w2s/gold/coverage_accuracy") == pytest.approx((s[~cov] == gold[~cov]).mean(), abs=1e-6)
     assert last("w2s/gold/pgr") == pytest.approx(((s == gold).mean() - 0.75) / (0.95 - 0.75), abs=1e-5)
     # the exact 0/1 band on covered gold points contains the student's covered accuracy
-    assert (
-        last("w2s/bounds/covered_accuracy_lower")
-        <= last("w2s/gold/covered_accuracy")
-        <= last("w2s/bounds/covered_accuracy_upper")
-    )
+    assert last("w2s/bounds/covered_accuracy_lower") <= last("w2s/gold/covered_accuracy") <= last("w2s/bounds/covered_accuracy_upper")
     assert last("w2s/bounds/accuracy_lower") <= last("w2s/gold/accuracy") <= last("w2s/bounds/accuracy_upper")
     # top-label ECE vs gold, 15 equal-width bins, by hand
     conf, correct = p.max(1), (s == gold)
     bins = np.minimum((conf * 15).astype(int), 14)
-    ece = sum(
-        abs(conf[bins == b].mean() - correct[bins == b].mean()) * (bins == b).mean() for b in range(15) if (bins == b).any()
-    )
+    ece = sum(abs(conf[bins == b].mean() - correct[bins == b].mean()) * (bins == b).mean() for b in range(15) if (bins == b).any())
     assert last("w2s/calibration/ece_vs_gold") == pytest.approx(ece, abs=1e-5)
 
 
@@ -166,9 +160,7 @@ def test_reference_runs_hold_the_teacher_train_probe_and_classes_at_the_students
     steps = [e.step for e in acc.Scalars(Q.COVERED_ACCURACY)]
     assert len(steps) == 3
     teacher = _run(f"{logdir}/teacher")
-    assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY)] == [
-        (e.step, e.value) for e in acc.Scalars(Q.TEACHER_ACCURACY)
-    ]
+    assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY)] == [(e.step, e.value) for e in acc.Scalars(Q.TEACHER_ACCURACY)]
     assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY_LOWER)] == [
         (e.step, e.value) for e in acc.Scalars(Q.COVERED_ACCURACY_LOWER)
     ]

@@ -43,13 +43,7 @@ def test_logged_values_equal_recomputation_from_trained_model(tmp_path, lightnin
     acc = EventAccumulator(logger.log_dir)
     acc.Reload()
     tags = acc.Tags()["scalars"]
-    for name in (
-        "w2s/misfit/kl_teacher_student",
-        "w2s/misfit/kl_student_teacher",
-        "w2s/misfit/disagreement",
-        "w2s/misfit/sq",
-        "w2s/gold/accuracy",
-    ):
+    for name in ("w2s/misfit/kl_teacher_student", "w2s/misfit/kl_student_teacher", "w2s/misfit/disagreement", "w2s/misfit/sq", "w2s/gold/accuracy"):
         assert name in tags, name
         assert len(acc.Scalars(name)) == 3  # one per validation epoch, none from the sanity check
 
@@ -73,11 +67,7 @@ def test_stock_early_stopping_and_csv_logger(tmp_path, lightning):
     x, y, teacher = w2s_data()
     stop = lightning.callbacks.EarlyStopping(monitor="w2s/misfit/disagreement", patience=1, mode="min")
     trainer = _trainer(
-        tmp_path,
-        [W2SMonitor(_probe(x, y, teacher)), stop],
-        logger=lightning.loggers.CSVLogger(tmp_path),
-        epochs=30,
-        lightning=lightning,
+        tmp_path, [W2SMonitor(_probe(x, y, teacher)), stop], logger=lightning.loggers.CSVLogger(tmp_path), epochs=30, lightning=lightning
     )
     trainer.fit(lightning.model(tiny_student_class, **SGD_TANH, lr=0.5), *loaders(x, teacher, 400, 200))
     assert "w2s/misfit/disagreement" in trainer.callback_metrics

@@ -27,9 +27,7 @@ def test_teacher_logits_are_softmaxed():
 def test_numpy_and_dict_inputs():
     probe = W2SProbe(np.zeros((3, 2), dtype=np.float32), teacher_labels=np.array([0, 1, 1]))
     assert probe.n == 3
-    probe = W2SProbe(
-        {"input_ids": torch.zeros(3, 5, dtype=torch.long), "attention_mask": torch.ones(3, 5)}, teacher_labels=[0, 1, 0]
-    )
+    probe = W2SProbe({"input_ids": torch.zeros(3, 5, dtype=torch.long), "attention_mask": torch.ones(3, 5)}, teacher_labels=[0, 1, 0])
     assert set(probe.input_batch(torch.tensor([0, 2]))) == {"input_ids", "attention_mask"}
 
 
@@ -45,38 +43,14 @@ def test_numpy_and_dict_inputs():
             ValueError,
             r"`gold` must lie in \[-1, 1\]",
         ),
-        (
-            dict(teacher_labels=torch.zeros(10, dtype=torch.long), gold=torch.zeros(10), num_classes=2),
-            TypeError,
-            r"`gold` must hold integer",
-        ),
+        (dict(teacher_labels=torch.zeros(10, dtype=torch.long), gold=torch.zeros(10), num_classes=2), TypeError, r"`gold` must hold integer"),
         (dict(teacher_labels=torch.zeros(10), num_classes=2), TypeError, r"`teacher_labels` must hold integer"),
-        (
-            dict(teacher_labels=torch.zeros(10, dtype=torch.long), teacher_logits=torch.zeros(10, 2)),
-            ValueError,
-            r"exactly one of .*got 2",
-        ),
+        (dict(teacher_labels=torch.zeros(10, dtype=torch.long), teacher_logits=torch.zeros(10, 2)), ValueError, r"exactly one of .*got 2"),
         (dict(), ValueError, r"exactly one of .*got 0"),
-        (
-            dict(teacher_probs=torch.full((10, 2), 0.5), num_classes=3),
-            ValueError,
-            r"`num_classes`=3 but `teacher_probs` has 2 columns",
-        ),
-        (
-            dict(teacher_probs=torch.full((10, 2), 0.5), teacher_features=torch.randn(9, 3)),
-            ValueError,
-            r"`teacher_features` has 9 rows",
-        ),
-        (
-            dict(teacher_probs=torch.full((10, 2), 0.5), teacher_features=torch.randn(10, 3, 2)),
-            ValueError,
-            r"`teacher_features` must be a 2-D",
-        ),
-        (
-            dict(teacher_probs=torch.full((10, 2), 0.5), covered=torch.zeros(10, dtype=torch.bool)),
-            ValueError,
-            r"`covered` is False everywhere",
-        ),
+        (dict(teacher_probs=torch.full((10, 2), 0.5), num_classes=3), ValueError, r"`num_classes`=3 but `teacher_probs` has 2 columns"),
+        (dict(teacher_probs=torch.full((10, 2), 0.5), teacher_features=torch.randn(9, 3)), ValueError, r"`teacher_features` has 9 rows"),
+        (dict(teacher_probs=torch.full((10, 2), 0.5), teacher_features=torch.randn(10, 3, 2)), ValueError, r"`teacher_features` must be a 2-D"),
+        (dict(teacher_probs=torch.full((10, 2), 0.5), covered=torch.zeros(10, dtype=torch.bool)), ValueError, r"`covered` is False everywhere"),
         (dict(teacher_probs=torch.full((10, 2), 0.5), covered=torch.rand(10)), TypeError, r"`covered` must be a bool mask"),
     ],
 )
@@ -98,11 +72,7 @@ def test_bad_inputs_type():
 def test_save_load_roundtrip_with_weights_only(tmp_path):
     gold = torch.tensor([0, 1, -1, 1, 0])
     probe = W2SProbe(
-        _x(5),
-        teacher_logits=torch.randn(5, 2),
-        gold=gold,
-        teacher_features=torch.randn(5, 3),
-        covered=torch.tensor([True, True, False, True, True]),
+        _x(5), teacher_logits=torch.randn(5, 2), gold=gold, teacher_features=torch.randn(5, 3), covered=torch.tensor([True, True, False, True, True])
     )
     path = tmp_path / "probe.pt"
     probe.save(path)

@@ -56,9 +56,7 @@ def test_values_land_at_lightnings_step_and_epoch_for_the_hook(tmp_path, validat
     hook = "on_validation_epoch_end" if validation else "on_train_epoch_end"
     logger = CSVLogger(tmp_path, name="csv")
     L.seed_everything(0, verbose=False)
-    trainer = L.Trainer(
-        **trainer_kwargs(max_epochs=3, logger=logger, log_every_n_steps=1, callbacks=[monitor, Echo(monitor, hook)])
-    )
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=3, logger=logger, log_every_n_steps=1, callbacks=[monitor, Echo(monitor, hook)]))
     trainer.fit(TinyStudent(), task.train_loader(32), task.val_loader() if validation else None)
     rows = _rows(logger)
     echo = {(r["step"], r["epoch"]): float(r["echo"]) for r in rows if r.get("echo")}
@@ -98,9 +96,7 @@ def test_one_logger_call_and_no_self_log_per_check(tmp_path, monkeypatch):
 
     logged_names = []
     original = L.LightningModule.log
-    monkeypatch.setattr(
-        L.LightningModule, "log", lambda self, name, *a, **k: (logged_names.append(name), original(self, name, *a, **k))[1]
-    )
+    monkeypatch.setattr(L.LightningModule, "log", lambda self, name, *a, **k: (logged_names.append(name), original(self, name, *a, **k))[1])
     task = make_task()
     monitor = W2SMonitor(task.probe(), figure_every_n_checks=0)
     trainer = L.Trainer(**trainer_kwargs(max_epochs=3, logger=CountingLogger(tmp_path), callbacks=[monitor]))
@@ -126,9 +122,7 @@ def test_tensorboard_scalars_share_the_validation_metrics_steps(tmp_path):
 
     task = make_task()
     logger = TensorBoardLogger(tmp_path, name="tb")
-    trainer = L.Trainer(
-        **trainer_kwargs(max_epochs=3, logger=logger, callbacks=[W2SMonitor(task.probe(), figure_every_n_checks=0)])
-    )
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=3, logger=logger, callbacks=[W2SMonitor(task.probe(), figure_every_n_checks=0)]))
     trainer.fit(TinyStudent(), task.train_loader(32), task.val_loader())
     acc = EventAccumulator(logger.log_dir)
     acc.Reload()
@@ -144,10 +138,7 @@ def test_stock_early_stopping_and_model_checkpoint_read_the_values(tmp_path):
     L.seed_everything(0, verbose=False)
     trainer = L.Trainer(
         **trainer_kwargs(
-            max_epochs=12,
-            logger=logger,
-            enable_checkpointing=True,
-            callbacks=[W2SMonitor(task.probe(), figure_every_n_checks=0), ckpt, stop],
+            max_epochs=12, logger=logger, enable_checkpointing=True, callbacks=[W2SMonitor(task.probe(), figure_every_n_checks=0), ckpt, stop]
         )
     )
     trainer.fit(TinyStudent(lr=0.05), task.train_loader(32), task.val_loader())
@@ -172,9 +163,7 @@ def test_values_are_stored_in_float32_under_a_half_precision_default_dtype():
     before = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
-        log_values(
-            trainer, SimpleNamespace(device=torch.device("cpu")), {"w2s/check": 257.0, "w2s/misfit/sq": 0.123456}, on_step=False
-        )
+        log_values(trainer, SimpleNamespace(device=torch.device("cpu")), {"w2s/check": 257.0, "w2s/misfit/sq": 0.123456}, on_step=False)
     finally:
         torch.set_default_dtype(before)
     stored = trainer.callback_metrics

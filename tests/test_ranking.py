@@ -129,9 +129,7 @@ def test_dawid_skene_class_conditional_and_multiclass():
     n = 5000
     y = rng.integers(0, 2, n)
     votes = np.stack(
-        [np.where(y == 1, 1, (rng.random(n) < 0.4).astype(int))]
-        + [np.where(rng.random(n) < a, y, 1 - y) for a in (0.85, 0.8, 0.75)],
-        axis=1,
+        [np.where(y == 1, 1, (rng.random(n) < 0.4).astype(int))] + [np.where(rng.random(n) < a, y, 1 - y) for a in (0.85, 0.8, 0.75)], axis=1
     )
     fit = dawid_skene(torch.from_numpy(votes))
     assert abs(float(fit.confusion[0, 0, 1]) - 0.4) < 0.03 and float(fit.confusion[0, 1, 1]) > 0.97
@@ -162,9 +160,7 @@ def test_dawid_skene_symmetries_soft_votes_and_weights():
     w = dawid_skene(torch.from_numpy(votes), weights=torch.tensor([1.0, 1.0, 1.0, 0.0]), tol=1e-13)
     without = dawid_skene(torch.from_numpy(votes[:, :3]), tol=1e-13)
     np.testing.assert_allclose(w.posterior.numpy(), without.posterior.numpy(), rtol=1e-9, atol=1e-11)
-    np.testing.assert_allclose(
-        dawid_skene(torch.from_numpy(votes), weights=torch.ones(4)).posterior.numpy(), base.posterior.numpy()
-    )
+    np.testing.assert_allclose(dawid_skene(torch.from_numpy(votes), weights=torch.ones(4)).posterior.numpy(), base.posterior.numpy())
 
 
 def test_dawid_skene_errors():
@@ -304,16 +300,8 @@ def test_rank_teachers_multiclass_and_probabilities():
         return np.where(rng.random(n) < rate, rng.integers(0, k, n), y)
 
     shifted = np.argmax(x[:, :k] + np.array([1.2, 0.0, 0.0]), axis=1)  # biased toward class 0
-    outputs = {
-        "noise20": noisy(0.2),
-        "noise50": noisy(0.5),
-        "biased": shifted,
-        "very_biased": np.argmax(x[:, :k] + np.array([3.0, 0, 0]), axis=1),
-    }
-    ranking = [
-        name
-        for name, _ in rank_teachers(torch.from_numpy(x), teacher_outputs={k_: torch.from_numpy(v) for k_, v in outputs.items()})
-    ]
+    outputs = {"noise20": noisy(0.2), "noise50": noisy(0.5), "biased": shifted, "very_biased": np.argmax(x[:, :k] + np.array([3.0, 0, 0]), axis=1)}
+    ranking = [name for name, _ in rank_teachers(torch.from_numpy(x), teacher_outputs={k_: torch.from_numpy(v) for k_, v in outputs.items()})]
     assert ranking.index("noise20") < ranking.index("biased") < ranking.index("very_biased")
     # probabilities that are one-hot labels give the same scores as the labels
     onehot = {k_: torch.nn.functional.one_hot(torch.from_numpy(v), k).double() for k_, v in outputs.items()}
@@ -343,11 +331,7 @@ def test_mixed_features_only_and_outputs_only_teachers():
     assert dict(partial) == pytest.approx(dict(rank_teachers(s, feats)))
     # a features-only teacher and an outputs-only teacher have no common score
     with pytest.raises(ValueError, match=r"no score covers every teacher.*rotated35.*rule_abstains"):
-        rank_teachers(
-            s,
-            {"rotated35": feats["rotated35"]},
-            teacher_outputs={"rule_abstains": outputs["rule_abstains"], "flip10": outputs["flip10"]},
-        )
+        rank_teachers(s, {"rotated35": feats["rotated35"]}, teacher_outputs={"rule_abstains": outputs["rule_abstains"], "flip10": outputs["flip10"]})
     # fewer than 3 teachers with outputs and no features: what happens is said
     with pytest.raises(ValueError, match=r">= 3 teachers with outputs.*cannot be told apart"):
         rank_teachers(s, teacher_outputs={"flip10": outputs["flip10"], "flip30": outputs["flip30"]})
@@ -360,9 +344,7 @@ def test_mixed_features_only_and_outputs_only_teachers():
 def test_score_teachers_reports_ingredients():
     x, y, labels, errors = synthetic_w2s(seed=10, n=1200)
     res = score_teachers(
-        torch.from_numpy(x),
-        teacher_outputs={k: torch.from_numpy(v) for k, v in labels.items()},
-        scores=("w2s_error", "teacher_error"),
+        torch.from_numpy(x), teacher_outputs={k: torch.from_numpy(v) for k, v in labels.items()}, scores=("w2s_error", "teacher_error")
     )
     assert {"w2s_error", "teacher_error", "misfit", "coverage", "teacher_accuracy"} <= set(res)
     assert res["coverage"]["rule_abstains"] == pytest.approx(float((labels["rule_abstains"] >= 0).mean()))
@@ -374,9 +356,7 @@ def test_score_teachers_reports_ingredients():
         assert r <= res["misfit"][name] <= r + (1 - 2 * r) * 0.15, (name, r, res["misfit"][name])
     for name in labels:
         assert 0.0 <= res["w2s_error"][name] <= 1.0
-    again = score_teachers(
-        torch.from_numpy(x), teacher_outputs={k: torch.from_numpy(v) for k, v in labels.items()}, scores=("w2s_error",)
-    )
+    again = score_teachers(torch.from_numpy(x), teacher_outputs={k: torch.from_numpy(v) for k, v in labels.items()}, scores=("w2s_error",))
     assert again["w2s_error"] == res["w2s_error"]  # deterministic (seeded folds)
 
 
@@ -390,9 +370,7 @@ def test_rank_teachers_errors_name_the_argument():
     # whole-number floats and bools are class labels (as in scikit-learn); other floats are not
     as_float = dict(good, a=good["a"].double(), b=good["b"].bool())
     assert rank_teachers(s, teacher_outputs=as_float) == rank_teachers(s, teacher_outputs=good)
-    assert rank_teachers(s.numpy(), teacher_outputs={k: v.numpy() for k, v in good.items()}) == rank_teachers(
-        s, teacher_outputs=good
-    )
+    assert rank_teachers(s.numpy(), teacher_outputs={k: v.numpy() for k, v in good.items()}) == rank_teachers(s, teacher_outputs=good)
     with pytest.raises(ValueError, match="sum to 1"):
         rank_teachers(s, teacher_outputs=dict(good, a=torch.full((50, 2), 0.6)))
     with pytest.raises(ValueError, match="-1 \\(abstain\\)"):
@@ -407,10 +385,7 @@ def test_rank_teachers_errors_name_the_argument():
         rank_teachers(s, teacher_outputs=dict(good, a=2 * good["a"]), num_classes=2)
     with pytest.raises(ValueError, match="disagree on the number of classes"):
         rank_teachers(
-            s,
-            teacher_outputs=dict(
-                good, a=torch.nn.functional.one_hot(good["a"], 2).double(), b=torch.nn.functional.one_hot(good["b"], 3).double()
-            ),
+            s, teacher_outputs=dict(good, a=torch.nn.functional.one_hot(good["a"], 2).double(), b=torch.nn.functional.one_hot(good["b"], 3).double())
         )
     with pytest.raises(TypeError, match="`teachers` must be a mapping"):
         rank_teachers(s, [torch.randn(50, 3)])
@@ -466,9 +441,7 @@ def test_every_offered_score_orders_clearly_separated_teachers():
     # outputs: five independent rotations (student errors ~0.03 .. 0.36)
     x, labels, _, errors = rotated_teachers(seed=0)
     res = score_teachers(
-        torch.from_numpy(x),
-        teacher_outputs={k: torch.from_numpy(v) for k, v in labels.items()},
-        scores=("auto", "w2s_error", "teacher_error"),
+        torch.from_numpy(x), teacher_outputs={k: torch.from_numpy(v) for k, v in labels.items()}, scores=("auto", "w2s_error", "teacher_error")
     )
     # features: nested teachers seeing the first 8/6/4/2/1 of the student's 8 coordinates (gold uses
     # all 8; the teacher's best rule on its coordinates, copied by the student: errors 0 .. 0.39)
@@ -574,10 +547,7 @@ def test_bad_outputs_name_the_teacher():
     n = 200
     s = torch.from_numpy(rng.normal(size=(n, 4)))
     y = torch.from_numpy((rng.random(n) < 0.5).astype(np.int64))
-    good = {
-        name: torch.where(torch.rand(n, generator=torch.Generator().manual_seed(i)) < 0.2, 1 - y, y)
-        for i, name in enumerate("abc")
-    }
+    good = {name: torch.where(torch.rand(n, generator=torch.Generator().manual_seed(i)) < 0.2, 1 - y, y) for i, name in enumerate("abc")}
     probs = {k: torch.nn.functional.one_hot(v, 2).double() for k, v in good.items()}
     with pytest.raises(ValueError, match=r"teacher_outputs\['p'\]` has 1 probability column"):
         rank_teachers(s, teacher_outputs=dict(probs, p=torch.rand(n, 1).double()))

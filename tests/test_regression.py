@@ -62,29 +62,13 @@ def test_regression_probe_basics():
         (dict(teacher_values=torch.ones(4, 0)), ValueError, r"m >= 1"),
         (dict(teacher_values=torch.ones(4, dtype=torch.bool)), TypeError, r"`teacher_values` must hold real values"),
         (dict(teacher_values=["a", "b", "c", "d"]), TypeError, r"`teacher_values` must be a tensor or array-like"),
-        (
-            dict(teacher_values=torch.ones(4), teacher_labels=[0, 1, 0, 1]),
-            ValueError,
-            r"cannot be combined with \['teacher_labels'\]",
-        ),
+        (dict(teacher_values=torch.ones(4), teacher_labels=[0, 1, 0, 1]), ValueError, r"cannot be combined with \['teacher_labels'\]"),
         (dict(teacher_values=torch.ones(4), teacher_probs=torch.full((4, 2), 0.5)), ValueError, r"teacher_probs"),
         (dict(teacher_values=torch.ones(4), covered=[True] * 4), ValueError, r"cannot be combined with \['covered'\]"),
         (dict(teacher_values=torch.ones(4), num_classes=2), ValueError, r"\['num_classes'\]"),
-        (
-            dict(teacher_values=torch.ones(4), gold=torch.ones(4, 1)),
-            ValueError,
-            r"`gold` must have the shape of `teacher_values` \(4,\)",
-        ),
-        (
-            dict(teacher_values=torch.ones(4), gold=[1.0, math.inf, 0.0, 0.0]),
-            ValueError,
-            r"`gold` contains \+-Inf at index \(1,\)",
-        ),
-        (
-            dict(teacher_values=torch.ones(4, 2), gold=[[1.0, NAN], [0.0, 0.0], [NAN, NAN], [1.0, 1.0]]),
-            ValueError,
-            r"`gold` row 0 is partly NaN",
-        ),
+        (dict(teacher_values=torch.ones(4), gold=torch.ones(4, 1)), ValueError, r"`gold` must have the shape of `teacher_values` \(4,\)"),
+        (dict(teacher_values=torch.ones(4), gold=[1.0, math.inf, 0.0, 0.0]), ValueError, r"`gold` contains \+-Inf at index \(1,\)"),
+        (dict(teacher_values=torch.ones(4, 2), gold=[[1.0, NAN], [0.0, 0.0], [NAN, NAN], [1.0, 1.0]]), ValueError, r"`gold` row 0 is partly NaN"),
         (dict(teacher_values=torch.ones(4), gold=torch.ones(4, dtype=torch.bool)), TypeError, r"`gold` must hold real values"),
         (dict(), ValueError, r"exactly one of .* or `teacher_values` \(regression\)"),
     ],
@@ -119,11 +103,7 @@ def _reference(s, w, y, fs_feat, fw_feat):
     err_w = ((w[known] - y[known]) ** 2).sum(1).mean()
     misfit = ((s - w) ** 2).sum(1).mean()
     rep = representation_gap(
-        torch.from_numpy(fs_feat[known]),
-        torch.from_numpy(fw_feat[known]),
-        labels=torch.from_numpy(y[known]),
-        reg=0.1,
-        max_components=32,
+        torch.from_numpy(fs_feat[known]), torch.from_numpy(fw_feat[known]), labels=torch.from_numpy(y[known]), reg=0.1, max_components=32
     )
     return {
         Q.SQ: misfit,
@@ -205,9 +185,7 @@ def fit_least_squares(tmp_path, outputs=1, realizable=True, epochs=4, callbacks=
     monitor = W2SMonitor(probe, train_probe=train_probe, figure_every_n_checks=0, **monitor_kw)
     record = PerCheck(monitor)
     logger = TensorBoardLogger(str(tmp_path), name="reg", version=0)
-    trainer = L.Trainer(
-        **trainer_kwargs(max_epochs=epochs, precision="64-true", logger=logger, callbacks=[monitor, record, *callbacks])
-    )
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=epochs, precision="64-true", logger=logger, callbacks=[monitor, record, *callbacks]))
     trainer.fit(model, DataLoader(TensorDataset(x, f_w), batch_size=len(x)))  # the probe's own inputs, full batch
     return model, x, f_w, f_star, monitor, record.values, logger.log_dir
 

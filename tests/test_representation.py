@@ -240,12 +240,7 @@ def test_effective_rank_is_the_participation_ratio_and_its_limits():
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [
-        ({"reg": 0.0}, "reg"),
-        ({"reg": float("nan")}, "reg"),
-        ({"max_components": 0}, "max_components"),
-        ({"reg_relative_to": "d"}, "reg_relative_to"),
-    ],
+    [({"reg": 0.0}, "reg"), ({"reg": float("nan")}, "reg"), ({"max_components": 0}, "max_components"), ({"reg_relative_to": "d"}, "reg_relative_to")],
 )
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):

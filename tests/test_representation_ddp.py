@@ -32,9 +32,7 @@ SCRIPT = Path(__file__).with_name("representation_ddp_script.py")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("repr_ddp")
     proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], timeout=TIMEOUT_S + 30)
-    logs = "\n".join(
-        f"--- rank {r} ---\n" + (out / f"rank{r}.log").read_text()[-3000:] for r in range(2) if (out / f"rank{r}.log").exists()
-    )
+    logs = "\n".join(f"--- rank {r} ---\n" + (out / f"rank{r}.log").read_text()[-3000:] for r in range(2) if (out / f"rank{r}.log").exists())
     assert proc.returncode == 0, "the 2-process run failed or hung; logs:\n" + logs
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 

@@ -88,9 +88,7 @@ def test_streaming_metric_uses_the_same_path(monkeypatch, krylov_calls):
 def test_rank_below_max_components_keeps_every_component(monkeypatch, krylov_calls):
     g = torch.Generator().manual_seed(2)
     s = torch.randn(900, 10, generator=g, dtype=torch.float64) @ torch.randn(10, 1050, generator=g, dtype=torch.float64)
-    w = s[:, :6] @ torch.randn(6, 1024, generator=g, dtype=torch.float64) + torch.randn(
-        900, 1024, generator=g, dtype=torch.float64
-    )
+    w = s[:, :6] @ torch.randn(6, 1024, generator=g, dtype=torch.float64) + torch.randn(900, 1024, generator=g, dtype=torch.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a finite value, no warning
         fast = representation_gap(s, w, max_components=32)
@@ -159,19 +157,14 @@ def test_effective_rank_needs_no_eigendecomposition(monkeypatch):
 # the eigensolver
 # ------------------------------------------------------------------------------------------------
 def _diagonal_operator(values: torch.Tensor, seed: int = 0):
-    q = torch.linalg.qr(
-        torch.randn(len(values), len(values), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    )[0]
+    q = torch.linalg.qr(torch.randn(len(values), len(values), generator=torch.Generator().manual_seed(seed), dtype=torch.float64))[0]
     a = (q * values) @ q.T
     return a, q
 
 
 def test_top_eigenpairs_finds_the_top_k_of_a_known_spectrum():
     values = torch.cat(
-        [
-            torch.linspace(100.0, 10.0, 8, dtype=torch.float64),
-            torch.rand(292, generator=torch.Generator().manual_seed(1), dtype=torch.float64),
-        ]
+        [torch.linspace(100.0, 10.0, 8, dtype=torch.float64), torch.rand(292, generator=torch.Generator().manual_seed(1), dtype=torch.float64)]
     )
     a, q = _diagonal_operator(values)
     found = top_eigenpairs(lambda v: a @ v, 300, 8, lambda th, res: float(res.max()) / (1e-10 * float(th[-1])), like=a)

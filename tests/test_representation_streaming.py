@@ -107,9 +107,7 @@ def test_tie_test_and_floor_use_the_covariance_not_the_moment_about_the_shift():
     S, W, y = synthetic(240, 8, 5, seed=9)
     S, W = S - S.mean(0), W - W.mean(0)
     centred = stream(S, W, None, [60] * 4, max_components=3)
-    zero_shift = stream(
-        S + 1e3, W + 1e3, None, [60] * 4, max_components=3, student_reference=torch.zeros(8), teacher_reference=torch.zeros(5)
-    )
+    zero_shift = stream(S + 1e3, W + 1e3, None, [60] * 4, max_components=3, student_reference=torch.zeros(8), teacher_reference=torch.zeros(5))
     assert_same(zero_shift, centred, 1e-6)
 
 

@@ -279,9 +279,7 @@ def test_calibration_names_through_a_trainer(tmp_path):
         ps = torch.softmax(model(probe.inputs).double(), 1)
     pw = probe.teacher_probs.double()
     assert acc.Scalars(Q.SMCE_VS_GOLD)[-1].value == pytest.approx(_lp(ps.numpy(), probe.gold.numpy()), rel=1e-5)
-    assert acc.Scalars(Q.TEACHER_SMCE_VS_GOLD)[-1].value == pytest.approx(
-        float(smooth_calibration_error(pw, probe.gold)), rel=1e-5
-    )
+    assert acc.Scalars(Q.TEACHER_SMCE_VS_GOLD)[-1].value == pytest.approx(float(smooth_calibration_error(pw, probe.gold)), rel=1e-5)
     assert acc.Scalars(Q.SMCE_VS_TEACHER)[-1].value == pytest.approx(float(smooth_calibration_error(ps, pw.argmax(1))), rel=1e-5)
     ce = lambda p: float(-p.gather(1, probe.gold[:, None]).clamp_min(1e-6).log().mean())  # noqa: E731
     assert acc.Scalars(Q.CE_GAIN)[-1].value == pytest.approx(ce(pw) - ce(ps), rel=1e-5, abs=1e-6)

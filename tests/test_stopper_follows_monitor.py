@@ -74,9 +74,7 @@ def test_failed_step_check_is_an_empty_entry_not_a_stale_value():
         return module(batch)
 
     L.seed_everything(0, verbose=False)
-    monitor = W2SMonitor(
-        task.probe(), every_n_train_steps=1, neighbours=0, figure_every_n_checks=0, forward_fn=forward, batch_size=1000
-    )
+    monitor = W2SMonitor(task.probe(), every_n_train_steps=1, neighbours=0, figure_every_n_checks=0, forward_fn=forward, batch_size=1000)
     es = W2SEarlyStopping(patience=50, verbose=False)
     seen = ChecksSeen(monitor)
     trainer = L.Trainer(**trainer_kwargs(max_epochs=1, callbacks=[monitor, seen, es]))
@@ -144,9 +142,7 @@ def _step_fit(order: str, max_steps: int, ckpt_dir=None, ckpt_path=None, restore
     callbacks = [stopper, monitor] if order == "stopper_first" else [monitor, stopper]
     if ckpt_dir is not None:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=2, save_top_k=-1, filename="{step}"))
-    trainer = L.Trainer(
-        **trainer_kwargs(max_steps=max_steps, max_epochs=100, enable_checkpointing=ckpt_dir is not None, callbacks=callbacks)
-    )
+    trainer = L.Trainer(**trainer_kwargs(max_steps=max_steps, max_epochs=100, enable_checkpointing=ckpt_dir is not None, callbacks=callbacks))
     trainer.fit(TinyStudent(lr=0.02, hidden=64), task.train_loader(32), ckpt_path=ckpt_path)
     return trainer, stopper
 

@@ -57,14 +57,7 @@ GOLD = [
 ]
 BOUNDS = [Q.ACCURACY_LOWER, Q.ACCURACY_UPPER, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER, Q.MAX_GAIN, Q.PREDICTED_GAIN]
 CALIB = [Q.ECE_VS_TEACHER, Q.ECE_VS_GOLD, Q.TEACHER_ECE_VS_GOLD, Q.MCE_VS_TEACHER]
-CONSTANTS = [
-    Q.TEACHER_MAX_CLASS_SHARE,
-    Q.TEACHER_ECE_VS_GOLD,
-    Q.TEACHER_MCE_VS_GOLD,
-    Q.TEACHER_SQ_ERROR,
-    "w2s/lang/alpha_0",
-    "w2s/lang/alpha_1",
-]
+CONSTANTS = [Q.TEACHER_MAX_CLASS_SHARE, Q.TEACHER_ECE_VS_GOLD, Q.TEACHER_MCE_VS_GOLD, Q.TEACHER_SQ_ERROR, "w2s/lang/alpha_0", "w2s/lang/alpha_1"]
 REPR = [Q.GAP_FRO, Q.GAP_OP, Q.CKA, Q.EFFECTIVE_RANK]
 LANG = [
     "w2s/lang/alpha_0",
@@ -77,20 +70,7 @@ LANG = [
 ]
 UNKNOWN = ["w2s/extra/q_3", "w2s/extra/other"]  # names the registry does not know still get charts
 ENDS = [end(n) for n in (Q.ACCURACY, Q.TEACHER_ACCURACY, Q.COVERED_ACCURACY, Q.CORRECTION_RATE) for end in (Q.lower, Q.upper)]
-UNIVERSE = (
-    MISFIT
-    + WILSON
-    + TRAIN
-    + GOLD
-    + ENDS
-    + BOUNDS
-    + CALIB
-    + CONSTANTS
-    + REPR
-    + LANG
-    + [Q.INCONSISTENCY, Q.MAX_CLASS_SHARE]
-    + UNKNOWN
-)
+UNIVERSE = MISFIT + WILSON + TRAIN + GOLD + ENDS + BOUNDS + CALIB + CONSTANTS + REPR + LANG + [Q.INCONSISTENCY, Q.MAX_CLASS_SHARE] + UNKNOWN
 BAND = "accuracy on covered gold points: student vs teacher, in the 0/1 band teacher ± disagreement"
 ALL_BAND = "accuracy on all gold points, in the 0/1 band with the teacher's abstentions anywhere in [0, 1]"
 PGR_CHART = "PGR: student vs teacher (0) and ceiling (1)"
@@ -120,11 +100,7 @@ def _accounted(names):
         if (kind == "Margin" and t == n) or (kind == "Multiline" and re.match(t, n))
     }
     refs = {
-        n
-        for spec in Q.charts()
-        for source, _, run, value in spec.sources
-        if run is not None and value is None
-        for n, _ in Q.instances(source, names)
+        n for spec in Q.charts() for source, _, run, value in spec.sources if run is not None and value is None for n, _ in Q.instances(source, names)
     }
     constants = {n for n, *_ in Q.constants({n: 0.5 for n in names})}
     return layout, drawn, refs, constants
@@ -166,10 +142,7 @@ def test_student_and_teacher_on_the_same_covered_gold_points():
     exactly), never the student on all gold points against the teacher on covered ones; the teacher's
     line is its accuracy on those same points, drawn as reference run ``teacher`` with the band."""
     layout = build_layout(UNIVERSE)
-    assert _charts(layout)[(Q.SECTIONS["headline"], BAND)] == [
-        "Margin",
-        [Q.COVERED_ACCURACY, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER],
-    ]
+    assert _charts(layout)[(Q.SECTIONS["headline"], BAND)] == ["Margin", [Q.COVERED_ACCURACY, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER]]
     # the student on all gold points has its own band (the teacher's abstentions anywhere in [0, 1]), no teacher line
     assert _charts(layout)[(Q.SECTIONS["headline"], ALL_BAND)] == ["Margin", [Q.ACCURACY, Q.ACCURACY_LOWER, Q.ACCURACY_UPPER]]
     refs = Q.reference_values(
@@ -200,10 +173,7 @@ def test_label_free_band_is_drawn_without_a_teacher_line():
     assert _charts(layout)[(Q.SECTIONS["headline"], title)] == ["Margin", [Q.ACCURACY_LOWER, Q.ACCURACY_LOWER, Q.ACCURACY_UPPER]]
     assert Q.reference_values({n: 0.5 for n in names}) == {}
     # one end only: that end as a line
-    assert _charts(build_layout([Q.ACCURACY_LOWER]))[(Q.SECTIONS["headline"], ALL_BAND)] == [
-        "Multiline",
-        [f"^{Q.ACCURACY_LOWER}$"],
-    ]
+    assert _charts(build_layout([Q.ACCURACY_LOWER]))[(Q.SECTIONS["headline"], ALL_BAND)] == ["Multiline", [f"^{Q.ACCURACY_LOWER}$"]]
 
 
 def test_no_duplicate_band_charts_and_each_tag_drawn_once():
@@ -255,13 +225,7 @@ def test_tensorboard_order_lines_then_bands():
     assert [t for t, _ in tensorboard_order(charts)] == ["l1", "l2", "m2", "m1"]
 
 
-@pytest.mark.parametrize(
-    "names, exc, match",
-    [
-        ("w2s/misfit/sq", TypeError, "`names`"),
-        (["w2s/misfit/sq", 3], TypeError, r"`names\[1\]`"),
-    ],
-)
+@pytest.mark.parametrize("names, exc, match", [("w2s/misfit/sq", TypeError, "`names`"), (["w2s/misfit/sq", 3], TypeError, r"`names\[1\]`")])
 def test_layout_bad_input(names, exc, match):
     with pytest.raises(exc, match=match):
         build_layout(names)
@@ -384,13 +348,7 @@ def test_format_warnings_short_table_and_messages_below():
     breaks words anywhere, and a message in a cell squeezes the other columns to a letter a line."""
     text = format_warnings(
         [
-            {
-                "regime": "teacher_overfit",
-                "message": "train misfit falls | held-out rises",
-                "values": {Q.SQ: 0.41234},
-                "check": 4,
-                "step": 40,
-            },
+            {"regime": "teacher_overfit", "message": "train misfit falls | held-out rises", "values": {Q.SQ: 0.41234}, "check": 4, "step": 40},
             {"name": "rank", "message": "effective rank collapsed\nbelow 2", "values": {"effective_rank": 1}},
             "plain message",
         ]
@@ -457,10 +415,7 @@ def test_dashboard_event_files_roundtrip(tmp_path):
     dash = Dashboard(writer, figure_every_n_checks=10)
     text = TextSink.for_loggers([writer])  # the monitor's text beside the dashboard, as W2SMonitor writes it
     logged = [n for n in UNIVERSE if n not in UNKNOWN]
-    constant = {n for n, *_ in Q.constants(dict.fromkeys(logged, 0.0))} | {
-        Q.lower(Q.TEACHER_ACCURACY),
-        Q.upper(Q.TEACHER_ACCURACY),
-    }
+    constant = {n for n, *_ in Q.constants(dict.fromkeys(logged, 0.0))} | {Q.lower(Q.TEACHER_ACCURACY), Q.upper(Q.TEACHER_ACCURACY)}
     for check, step in enumerate((9, 19, 29), start=1):
         values = {n: 0.25 if n in constant else 0.1 * check for n in logged}
         for name, v in values.items():  # what the logger writes for the student
@@ -480,9 +435,7 @@ def test_dashboard_event_files_roundtrip(tmp_path):
     acc = _read(tmp_path)
     assert _layout_of(acc) == build_layout(logged)
     teacher = _read(tmp_path / "teacher")
-    assert sorted(teacher.Tags()["scalars"]) == sorted(
-        [Q.COVERED_ACCURACY, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER, Q.PGR]
-    )
+    assert sorted(teacher.Tags()["scalars"]) == sorted([Q.COVERED_ACCURACY, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER, Q.PGR])
     assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY)] == [(9, 0.25), (19, 0.25), (29, 0.25)]
     assert [e.value for e in teacher.Scalars(Q.PGR)] == [0.0, 0.0, 0.0]
     assert [e.value for e in _read(tmp_path / "ceiling").Scalars(Q.PGR)] == [1.0, 1.0, 1.0]
@@ -493,10 +446,7 @@ def test_dashboard_event_files_roundtrip(tmp_path):
     text = constants[0].tensor_proto.string_val[0].decode()
     assert "`prediction/teacher_max_class_share` | 0.25 |" in text and "run `teacher`" in text and "W2SProbe(n=8)" in text
     (warn,) = acc.Tensors("w2s/warnings/text_summary")
-    assert (
-        warn.step == 19
-        and "| **gain_exhausted** | 2 | 19 | `misfit/disagreement` = 0.1 |" in warn.tensor_proto.string_val[0].decode()
-    )
+    assert warn.step == 19 and "| **gain_exhausted** | 2 | 19 | `misfit/disagreement` = 0.1 |" in warn.tensor_proto.string_val[0].decode()
     # diagrams at the first check and once more at the end of fit (the last check's)
     assert [i.step for i in acc.Images("w2s/reliability/student_vs_teacher")] == [9, 29]
     (img,) = acc.Images("w2s/reliability/student_vs_teacher")[:1]
@@ -517,13 +467,7 @@ def test_tensorboard_custom_scalars_plugin_draws_runs_as_lines(tmp_path):
     writer = SummaryWriter(log_dir=str(tmp_path / "student"))
     dash = Dashboard(writer, figure_every_n_checks=0)
     dash.update(1, 0, {Q.SQ: 0.3}, {})  # first check: misfit only
-    values = {
-        n: 0.5
-        for n in MISFIT
-        + WILSON
-        + TRAIN
-        + [Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER]
-    }
+    values = {n: 0.5 for n in MISFIT + WILSON + TRAIN + [Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER]}
     for name, v in values.items():
         writer.add_scalar(name, v, 1)
     dash.update(2, 1, values, {})  # the layout is written again once more families appear
@@ -547,9 +491,7 @@ def test_tensorboard_custom_scalars_plugin_draws_runs_as_lines(tmp_path):
     assert [c["title"] for c in shown["category"]] == [Q.SECTIONS["headline"], Q.SECTIONS["misfit"]]
     headline = {c["title"]: c for c in shown["category"][0]["chart"]}
     assert headline[HELD_OUT]["margin"]["series"] == [{"value": Q.DISAGREEMENT, "lower": WILSON[0], "upper": WILSON[1]}]
-    (regex,) = {c["title"]: c for c in shown["category"][1]["chart"]}["squared misfit ‖f_s − f_w‖² (Charikar)"]["multiline"][
-        "tag"
-    ]
+    (regex,) = {c["title"]: c for c in shown["category"][1]["chart"]}["squared misfit ‖f_s − f_w‖² (Charikar)"]["multiline"]["tag"]
     assert sorted(multiplexer.Runs()) == ["student", os.path.join("student", "teacher"), os.path.join("student", "train_probe")]
     for run, value in (("student", 0.5), (os.path.join("student", "train_probe"), 0.5)):
         fetched = plugin.scalars_impl(ctx, run, regex, "")

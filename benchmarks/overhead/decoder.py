@@ -165,10 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda":
         with_s, without_s = fit_with_without(size, args.device, max(3, args.repeats // 2))
         fit_ratio = statistics.median(with_s) / statistics.median(without_s)
-        print(
-            f"  fit with monitor {spread(with_s, 1, '{:.2f}')} s, without {spread(without_s, 1, '{:.2f}')} s; "
-            f"with / without {fit_ratio:.3f}x"
-        )
+        print(f"  fit with monitor {spread(with_s, 1, '{:.2f}')} s, without {spread(without_s, 1, '{:.2f}')} s; with / without {fit_ratio:.3f}x")
     return 0
 
 

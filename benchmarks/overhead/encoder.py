@@ -146,11 +146,7 @@ def main() -> None:
         model = EncoderStudent()
         info["params"] = sum(p.numel() for p in model.parameters())
         t0 = time.perf_counter()
-        trainer.fit(
-            model,
-            DataLoader(train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)),
-            DataLoader(val, batch_size=64),
-        )
+        trainer.fit(model, DataLoader(train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)), DataLoader(val, batch_size=64))
         return time.perf_counter() - t0
 
     kw = dict(layer=LAYER, pooling="mean", batch_size=args.batch_size)
@@ -167,24 +163,15 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')!r}; "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    print(
-        f"probe {args.probe} tokenised sentences (max_length 64); training epoch {args.train} sentences; {args.epochs} epochs a fit"
-    )
-    print(
-        f"checks ms {spread(timed.check_s)} (representation family {spread(timed.repr_s)}); bare forwards ms {spread(timed.bare_s)}"
-    )
+    print(f"probe {args.probe} tokenised sentences (max_length 64); training epoch {args.train} sentences; {args.epochs} epochs a fit")
+    print(f"checks ms {spread(timed.check_s)} (representation family {spread(timed.repr_s)}); bare forwards ms {spread(timed.bare_s)}")
     print(
         f"fits s: with {[round(t, 1) for t in fits['with']]}, without {[round(t, 1) for t in fits['without']]}; pair ratios "
         f"{[round(w / wo, 3) for w, wo in zip(fits['with'], fits['without'])]}"
     )
     rows = [
         ("MiniLM: check vs bare forward (median, in-fit)", f"{check:.2f} s / {fwd:.2f} s", check / fwd, CHECK_TARGET),
-        (
-            f"MiniLM: fit time with/without ({args.pairs} pairs, medians)",
-            f"{t_with:.1f} s / {t_without:.1f} s",
-            t_with / t_without,
-            FIT_TARGET,
-        ),
+        (f"MiniLM: fit time with/without ({args.pairs} pairs, medians)", f"{t_with:.1f} s / {t_without:.1f} s", t_with / t_without, FIT_TARGET),
     ]
     for name, figures, ratio, target in rows:
         print(f"{name:48s} {figures:22s} ratio {ratio:.3f}  target <= {target}  {verdict(ratio <= target)}")

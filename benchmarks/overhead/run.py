@@ -296,11 +296,7 @@ def cheap_section(epochs: int, repeats: int, accelerator: str = "cpu") -> dict[s
     rest = [c - r - b for c, r, b in zip(check, rep, bare)]
     # (a') the same with the representation family every 5th check (amortised: mean over checks)
     thin = ComparedMonitor(
-        data["probe"],
-        train_probe=data["train_probe"],
-        bare_inputs=data["bare_inputs"],
-        sync_device=device,
-        representation_every_n_checks=THIN,
+        data["probe"], train_probe=data["train_probe"], bare_inputs=data["bare_inputs"], sync_device=device, representation_every_n_checks=THIN
     )
     cheap_fit(data, thin, epochs, accelerator=accelerator)
     thin_extra = [c - b for c, b in zip(thin.check_s[warm:], thin.bare_s[warm:])]
@@ -418,9 +414,7 @@ def print_cheap(res: dict[str, Any], rows: list[list[str]], dev: str) -> None:
     wall = {k: v for k, v in res["breakdown"].items() if not k.startswith("cpu:")}
     for key, xs in sorted(wall.items(), key=lambda kv: -statistics.median(res["breakdown"].get("cpu:" + kv[0], kv[1]))):
         print(f"        {key:45s} wall {spread(xs):22s} CPU {spread(res['breakdown'].get('cpu:' + key, [0.0]))}")
-    print(
-        f"    host reads (item/tolist/float/int/bool of a tensor) per check: {spread([float(r) for r in res['host_reads']], 1, '{:.0f}')}"
-    )
+    print(f"    host reads (item/tolist/float/int/bool of a tensor) per check: {spread([float(r) for r in res['host_reads']], 1, '{:.0f}')}")
     for arm, label in (("default", "the default check"), ("float32", 'products="float32" (option)')):
         ag = res["agreement"][arm]
         print(
@@ -446,9 +440,7 @@ def print_cheap(res: dict[str, Any], rows: list[list[str]], dev: str) -> None:
     )
     rest = med(res["rest"])
     rows.append([dev, "same", "  of which the representation family", f"{med(res['repr']):.1f} ms", "", "", ""])
-    rows.append(
-        [dev, "same", "  everything else", f"{rest:.1f} ms", "", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(rest <= CHEAP_TARGET_MS)]
-    )
+    rows.append([dev, "same", "  everything else", f"{rest:.1f} ms", "", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(rest <= CHEAP_TARGET_MS)])
     by_fits = 1e3 * res["per_check_by_fits"] - med(res["bare"])
     rows.append(
         [
@@ -510,13 +502,7 @@ def big_section(repeats: int) -> dict[str, Any]:
         for arm in ("without", "with") if r % 2 == 0 else ("with", "without"):
             L.seed_everything(r, verbose=False)
             module = StudentModule(
-                nn.Sequential(
-                    nn.Linear(D_IN, BIG_HIDDEN),
-                    nn.ReLU(),
-                    nn.Linear(BIG_HIDDEN, BIG_HIDDEN),
-                    nn.ReLU(),
-                    nn.Linear(BIG_HIDDEN, BIG_K),
-                ),
+                nn.Sequential(nn.Linear(D_IN, BIG_HIDDEN), nn.ReLU(), nn.Linear(BIG_HIDDEN, BIG_HIDDEN), nn.ReLU(), nn.Linear(BIG_HIDDEN, BIG_K)),
                 BIG_K,
             )
             monitor = [W2SMonitor(data["probe"], train_probe=data["train_probe"])] if arm == "with" else []
@@ -569,9 +555,7 @@ class _Repeat(Callback):
 
     def __init__(self, monitor: W2SMonitor, alone: int, beside: int, busy) -> None:
         self.monitor, self.alone, self.beside, self.busy = monitor, alone, beside, busy
-        self.seconds: dict[str, list[float]] = {
-            f"{part}{key}": [] for part in ("", "repr_", "forward_") for key in ("alone", "beside")
-        }
+        self.seconds: dict[str, list[float]] = {f"{part}{key}": [] for part in ("", "repr_", "forward_") for key in ("alone", "beside")}
         self.forward_seconds = 0.0
         forward = monitor.runner.forward
 

@@ -98,9 +98,7 @@ def compute(ts: rt.TeacherSet) -> dict[str, Any]:
     result: dict[str, Any] = {"original": original, "student_error": {**ts.student_error, **errors}, "scores": {}, "warnings": {}}
     for dep in ("default", None):
         kwargs = {} if dep == "default" else {"dependence_threshold": dep}
-        out, warned, err = _call(
-            score_teachers, s, teacher_outputs=outs, scores=("w2s_error", "teacher_error"), seed=ts.seed, **kwargs
-        )
+        out, warned, err = _call(score_teachers, s, teacher_outputs=outs, scores=("w2s_error", "teacher_error"), seed=ts.seed, **kwargs)
         for label, (score, d, _) in VARIANTS.items():
             if d == dep:
                 result["scores"][label] = None if out is None else out[score]

@@ -62,12 +62,7 @@ def gather(tasks: Sequence[str], seeds: Sequence[int], data_dir: str) -> tuple[d
     out: dict[str, dict[int, dict[str, Any]]] = {}
     adversarial: dict[str, dict[int, dict[str, Any]]] = {}
     warned: dict[str, dict[int, list[str]]] = {}
-    timing = {
-        "build teachers + W2S students": 0.0,
-        "candidate scores": 0.0,
-        "adversarial teachers": 0.0,
-        "consensus candidates": 0.0,
-    }
+    timing = {"build teachers + W2S students": 0.0, "candidate scores": 0.0, "adversarial teachers": 0.0, "consensus candidates": 0.0}
     for task in tasks:
         names = list(rt.teacher_families(task))
         out[task], adversarial[task], warned[task] = {}, {}, {}
@@ -184,13 +179,8 @@ def challenge(
     data: dict, tasks: Sequence[str], challenger: str, incumbent: str, boots: dict[str, np.ndarray], subset: Subsets = None
 ) -> tuple[float, float, float]:
     """Mean over tasks of ρ(challenger) − ρ(incumbent) and its paired bootstrap 95% CI."""
-    point = float(
-        np.mean([task_rho(data, t, challenger, _sub(subset, t)) - task_rho(data, t, incumbent, _sub(subset, t)) for t in tasks])
-    )
-    reps = np.mean(
-        [boot_ci(data, t, [challenger], boots)[challenger] - boot_ci(data, t, [incumbent], boots)[incumbent] for t in tasks],
-        axis=0,
-    )
+    point = float(np.mean([task_rho(data, t, challenger, _sub(subset, t)) - task_rho(data, t, incumbent, _sub(subset, t)) for t in tasks]))
+    reps = np.mean([boot_ci(data, t, [challenger], boots)[challenger] - boot_ci(data, t, [incumbent], boots)[incumbent] for t in tasks], axis=0)
     lo, hi = ci(reps)
     return point, lo, hi
 
@@ -271,9 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({len(families)} families: {', '.join(families)}) x {len(args.seeds)} seeds; rank inputs: {rs.RANK_N} per seed; target: gold "
         "test error of LogisticRegression(C=1) on MiniLM trained on each teacher's labels."
     )
-    print(
-        "ρ = mean over seeds of Spearman(score, student gold error); [95% CI] bootstrap over teachers (paired across scores).\n"
-    )
+    print("ρ = mean over seeds of Spearman(score, student gold error); [95% CI] bootstrap over teachers (paired across scores).\n")
 
     print("== W2S student gold error per teacher (mean over seeds; ceiling = the same student on gold labels) ==")
     groups: dict[tuple[str, ...], list[str]] = {}
@@ -289,10 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row[f"{task} student err"] = float(np.mean([d["err"][j] for d in seeds]))
             rows.append(row)
         rows.append(
-            {
-                "teacher": "(ceiling: gold labels)",
-                **{f"{t} student err": float(np.mean([d["ceiling"] for d in data[t].values()])) for t in group},
-            }
+            {"teacher": "(ceiling: gold labels)", **{f"{t} student err": float(np.mean([d["ceiling"] for d in data[t].values()])) for t in group}}
         )
         print(table(rows, list(rows[0])))
         print()
@@ -342,9 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if lib != rs.BASE_DEFAULT:
             point, lo, hi = challenge(data, tasks, lib, rs.BASE_DEFAULT, bts, sub)
             incumbent = lib if lo > 0 else rs.BASE_DEFAULT
-            line = (
-                f"library default {lib!r} over the base default {point:+.2f} [{lo:+.2f}, {hi:+.2f}] -> incumbent {incumbent!r}; "
-            )
+            line = f"library default {lib!r} over the base default {point:+.2f} [{lo:+.2f}, {hi:+.2f}] -> incumbent {incumbent!r}; "
         if chosen == incumbent:
             ship, verdict = incumbent, "the incumbent itself"
         else:

@@ -105,9 +105,7 @@ def compute(ts: TeacherSet) -> dict[str, list[float]]:
     sc = score_teachers(s, teacher_outputs=_outputs(ts, rows, hard=True), scores=("w2s_error",), seed=ts.seed)
     res["w2s_error (labels only)"] = [sc["w2s_error"][m] for m in names]
     small = rows[:SMALL_N]
-    sc = score_teachers(
-        torch.from_numpy(ts.student[small]), teacher_outputs=_outputs(ts, small), scores=("w2s_error",), seed=ts.seed
-    )
+    sc = score_teachers(torch.from_numpy(ts.student[small]), teacher_outputs=_outputs(ts, small), scores=("w2s_error",), seed=ts.seed)
     res[f"w2s_error (n={SMALL_N})"] = [sc["w2s_error"][m] for m in names]
     # features-only gaps; teachers sharing a feature array (flips, biased variants) share the value
     by_array: dict[int, dict[str, float]] = {}
@@ -131,9 +129,7 @@ def compute(ts: TeacherSet) -> dict[str, list[float]]:
         vals = []
         for name in names:
             lab = torch.from_numpy(ts.labels[name][rows])
-            g = representation_gap(
-                s, torch.from_numpy(np.ascontiguousarray(ts.features[name][rows])), labels=lab, reg=0.1, max_components=k
-            )
+            g = representation_gap(s, torch.from_numpy(np.ascontiguousarray(ts.features[name][rows])), labels=lab, reg=0.1, max_components=k)
             vals.append(float(g["pred_gap"]))
         res[f"projected_gap pcs={'all' if k is None else k}"] = vals
     # anchors and diagnostics (need gold)
@@ -161,14 +157,10 @@ def library_rows(ts: TeacherSet) -> tuple[dict[str, list[float]], list[str]]:
     res = {"w2s_error C=1.0": sc["w2s_error"], "teacher_error": sc["teacher_error"], "misfit": sc["misfit"]}
     sc = score_teachers(s, teacher_outputs=outs, scores=("w2s_error", "teacher_error"), seed=ts.seed, dependence_threshold=None)
     res.update({INDEPENDENT: sc["w2s_error"], "teacher_error (dependence off)": sc["teacher_error"]})
-    return {k: [v[m] for m in ts.names] for k, v in res.items()}, [
-        str(w.message) for w in caught if issubclass(w.category, UserWarning)
-    ]
+    return {k: [v[m] for m in ts.names] for k, v in res.items()}, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
 
 
-def load_library_rows(
-    task: str, seed: int, data_dir: str, ts: TeacherSet | None = None
-) -> tuple[dict[str, list[float]], list[str]] | None:
+def load_library_rows(task: str, seed: int, data_dir: str, ts: TeacherSet | None = None) -> tuple[dict[str, list[float]], list[str]] | None:
     """Cached :func:`library_rows` (``data/ranking_library_<task>_s<seed>.json``), computed from
     ``ts`` when absent (``None`` when absent and no ``ts``)."""
     path = Path(data_dir) / f"ranking_library_{task}_s{seed}.json"

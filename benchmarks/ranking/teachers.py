@@ -252,11 +252,7 @@ def w2s_results(ts: TeacherSet, data_dir: str) -> TeacherSet:
     names = ts.names
     cached = cached_w2s(ts.task, ts.seed, data_dir)
     if cached is not None:
-        ts.student_error, ts.teacher_accuracy, ts.ceiling_error = (
-            cached["student_error"],
-            cached["teacher_accuracy"],
-            cached["ceiling_error"],
-        )
+        ts.student_error, ts.teacher_accuracy, ts.ceiling_error = (cached["student_error"], cached["teacher_accuracy"], cached["ceiling_error"])
         return ts
     tr, te = ts.splits["train"], ts.splits["test"]
     x_tr, x_te, y_te = ts.student[tr], ts.student[te], ts.gold[te]

@@ -123,10 +123,7 @@ class Recorder(Callback):
 def monitored_fit(data: dict, split: dict, kind: str, seed: int) -> list[dict[str, float]]:
     p, t = split["probe"], split["train"]
     probe = W2SProbe(
-        torch.from_numpy(data["x"][p]),
-        teacher_values=data["f_w"][p],
-        gold=data["y"][p],
-        teacher_features=torch.from_numpy(data["vader"][p]),
+        torch.from_numpy(data["x"][p]), teacher_values=data["f_w"][p], gold=data["y"][p], teacher_features=torch.from_numpy(data["vader"][p])
     )
     train_probe = W2SProbe(torch.from_numpy(data["x"][t[:N_TRAIN_PROBE]]), teacher_values=data["f_w"][t[:N_TRAIN_PROBE]])
     monitor = W2SMonitor(probe, train_probe=train_probe, figure_every_n_checks=0, batch_size=1000)
@@ -165,13 +162,7 @@ def least_squares(x_fit: np.ndarray, target: np.ndarray, x_eval: np.ndarray) -> 
 def gain_and_misfit(f_s: np.ndarray, f_w: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     err_w, err_s = float(np.mean((f_w - y) ** 2)), float(np.mean((f_s - y) ** 2))
     predicted = float(np.mean((f_s - f_w) ** 2))
-    return {
-        "err_w": err_w,
-        "err_s": err_s,
-        "gain": err_w - err_s,
-        "predicted": predicted,
-        "gain-pred": f"{err_w - err_s - predicted:+.1e}",
-    }
+    return {"err_w": err_w, "err_s": err_s, "gain": err_w - err_s, "predicted": predicted, "gain-pred": f"{err_w - err_s - predicted:+.1e}"}
 
 
 def closed_form(data: dict, split: dict) -> list[dict[str, Any]]:
@@ -182,10 +173,7 @@ def closed_form(data: dict, split: dict) -> list[dict[str, Any]]:
     both = np.r_[p, t]
     y_proj = least_squares(x[both], data["y"][both], x)
     for gold_name, y in (("y (real ratings)", data["y"]), ("y_proj (realizable)", y_proj)):
-        for where, f_s in (
-            ("train split", least_squares(x[t], f_w[t], x[p])),
-            ("probe itself", least_squares(x[p], f_w[p], x[p])),
-        ):
+        for where, f_s in (("train split", least_squares(x[t], f_w[t], x[p])), ("probe itself", least_squares(x[p], f_w[p], x[p]))):
             rows.append({"gold": gold_name, "LS head fitted on": where, **gain_and_misfit(f_s, f_w[p], y[p])})
     ceiling = least_squares(x[t], data["y"][t], x[p])
     rows.append(

@@ -103,12 +103,7 @@ def dense(s: torch.Tensor, w: torch.Tensor, y: torch.Tensor, reg: float = 0.1) -
     op = float(svds(m.numpy(), k=1, tol=0, return_singular_vectors=False)[0])
     cross = torch.linalg.matrix_norm(fs.T @ fw) ** 2  # linear CKA of the features (Kornblith et al. 2019)
     cka = cross / (torch.linalg.matrix_norm(fs.T @ fs) * torch.linalg.matrix_norm(fw.T @ fw))
-    return {
-        "fro": float((m * m).sum() / n),
-        "op": op,
-        "cka": float(cka),
-        "pred_gap": float(((m @ onehot) ** 2).sum() / n),
-    }
+    return {"fro": float((m * m).sum() / n), "op": op, "cka": float(cka), "pred_gap": float(((m @ onehot) ** 2).sum() / n)}
 
 
 def timed(fn, *args, repeats: int = 1):
@@ -308,12 +303,7 @@ def wide_section(quick: bool = False) -> dict:
                 f"{rel:>19.1e}{'' if same else '  (cka/effective_rank differ!)'}",
                 flush=True,
             )
-            summary[(kind, mc)] = {
-                "wall": statistics.median(walls),
-                "cpu": statistics.median(cpus),
-                "rel": rel,
-                "update": t_update,
-            }
+            summary[(kind, mc)] = {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "rel": rel, "update": t_update}
             del m
             gc.collect()
     return summary
@@ -398,8 +388,7 @@ def load_section() -> dict:
         ratio = max(loaded[name]) / min(alone[name])
         ratios[name] = ratio
         print(
-            f"{name:>52} | {min(alone[name]):>12.3f} | {max(loaded[name]):>21.3f} | {ratio:>5.1f}x | "
-            + " ".join(f"{x:.2f}" for x in loaded[name]),
+            f"{name:>52} | {min(alone[name]):>12.3f} | {max(loaded[name]):>21.3f} | {ratio:>5.1f}x | " + " ".join(f"{x:.2f}" for x in loaded[name]),
             flush=True,
         )
     return ratios
@@ -434,23 +423,12 @@ def state_memory(d_w: int, labels: bool) -> dict:
         fh.write("5")  # reset VmHWM
     m.compute()
     peak = rss_kb("VmHWM")
-    return {
-        "computed": computed,
-        "allocated": allocated,
-        "resident": (after_update - base) * 1024,
-        "compute_peak": (peak - after_update) * 1024,
-    }
+    return {"computed": computed, "allocated": allocated, "resident": (after_update - base) * 1024, "compute_peak": (peak - after_update) * 1024}
 
 
 def child(args: list[str], passive: bool = False) -> dict:
-    env = (
-        dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-        if passive
-        else {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.representation.run", "--child", *args], capture_output=True, text=True, env=env
-    )
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE") if passive else {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.representation.run", "--child", *args], capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
     lines = proc.stdout.rstrip().splitlines()
@@ -461,9 +439,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dense-max-n", type=int, default=4096, help="largest n for the dense n×n run")
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="sections 2 (latent features, default construction) and 3 only, about 1-2 minutes (make bench-overhead)",
+        "--quick", action="store_true", help="sections 2 (latent features, default construction) and 3 only, about 1-2 minutes (make bench-overhead)"
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dense-only", action="store_true", help=argparse.SUPPRESS)
@@ -537,9 +513,7 @@ def _print_wide_and_load_targets(latent: dict, worst_rel: float, ratios: dict) -
         f"  compute() <= 2 s at d_s={D_S}/d_w={D_W}, default construction, latent features: wall {latent['wall']:.2f} s "
         f"(CPU {latent['cpu']:.2f} s) -> wall {verdict(latent['wall'] <= 2)}, CPU {verdict(latent['cpu'] <= 2)}"
     )
-    print(
-        f"  fro/op within 1e-4 of the exact path (worst over the rows of section 2): {worst_rel:.1e} -> {verdict(worst_rel <= 1e-4)}"
-    )
+    print(f"  fro/op within 1e-4 of the exact path (worst over the rows of section 2): {worst_rel:.1e} -> {verdict(worst_rel <= 1e-4)}")
     for name, ratio in ratios.items():
         if "no thread scope" not in name:
             print(f"  worst under load <= 4x best alone, {name}: {ratio:.1f}x -> {verdict(ratio <= 4)}")

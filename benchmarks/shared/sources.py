@@ -89,18 +89,7 @@ def fetch_vader(dest: str | os.PathLike, *, quiet: bool = True) -> Path:
         return target
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="w2s-vader-") as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            f"vaderSentiment=={VADER_VERSION}",
-            "-d",
-            tmp,
-        ]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", f"vaderSentiment=={VADER_VERSION}", "-d", tmp]
         if quiet:
             cmd.append("-q")
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -231,20 +220,7 @@ POSITIVE_WORDS: tuple[str, ...] = (
     "amazing",
     "superb",
 )
-NEGATIVE_WORDS: tuple[str, ...] = (
-    "bad",
-    "worst",
-    "boring",
-    "dull",
-    "stupid",
-    "awful",
-    "terrible",
-    "mess",
-    "fails",
-    "poor",
-    "waste",
-    "lame",
-)
+NEGATIVE_WORDS: tuple[str, ...] = ("bad", "worst", "boring", "dull", "stupid", "awful", "terrible", "mess", "fails", "poor", "waste", "lame")
 
 
 def _word_pattern(word: str) -> re.Pattern[str]:

@@ -198,9 +198,7 @@ class _EpochRecorder(Callback):
     """After each training epoch (validation included): gold test accuracy, the logged values and a
     copy of the weights. Runs after every other callback's epoch-end hooks have logged."""
 
-    def __init__(
-        self, result: TrainResult, x_test: torch.Tensor, y_test: torch.Tensor, keep_weights: bool, batch_size: int
-    ) -> None:
+    def __init__(self, result: TrainResult, x_test: torch.Tensor, y_test: torch.Tensor, keep_weights: bool, batch_size: int) -> None:
         self.result, self.x_test, self.y_test = result, x_test, y_test
         self.keep_weights, self.batch_size = keep_weights, batch_size
 
@@ -296,23 +294,17 @@ def train_student(
         coins = np.random.default_rng(seed + 7919).integers(0, task.num_classes, size=len(tr))
         x_train, y_train = tr.x, np.where(tr.covered, tr.teacher_labels, coins)
     gen = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(
-        TensorDataset(_tensor(x_train), _tensor(y_train.astype(np.int64))), batch_size=batch_size, shuffle=True, generator=gen
-    )
+    train_loader = DataLoader(TensorDataset(_tensor(x_train), _tensor(y_train.astype(np.int64))), batch_size=batch_size, shuffle=True, generator=gen)
     val_loader = None
     if validate:
         cov = task.val.covered
-        val_loader = DataLoader(
-            TensorDataset(_tensor(task.val.x[cov]), _tensor(task.val.teacher_labels[cov])), batch_size=EVAL_BATCH[task.student]
-        )
+        val_loader = DataLoader(TensorDataset(_tensor(task.val.x[cov]), _tensor(task.val.teacher_labels[cov])), batch_size=EVAL_BATCH[task.student])
 
     module = StudentModule(make_network(task), task.num_classes, lr=DEFAULT_LR[task.student] if lr is None else lr)
     result = TrainResult(task=task.name, seed=seed, labels=labels, epochs=epochs, n_train=len(y_train))
     cbs = list(callbacks)
     if record:
-        cbs.append(
-            _EpochRecorder(result, _tensor(task.test.x), _tensor(task.test.gold), keep_weights, 2 * EVAL_BATCH[task.student])
-        )
+        cbs.append(_EpochRecorder(result, _tensor(task.test.x), _tensor(task.test.gold), keep_weights, 2 * EVAL_BATCH[task.student]))
     kwargs = dict(
         max_epochs=epochs,
         accelerator=accelerator,
@@ -392,9 +384,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     from benchmarks.shared.tasks import DEFAULT_DATA, TASKS, load_task
 
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.shared.students", description="W2S figures per task (DATA.md's table)"
-    )
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.shared.students", description="W2S figures per task (DATA.md's table)")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--epochs", type=int, default=40)

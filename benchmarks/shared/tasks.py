@@ -176,9 +176,7 @@ class W2STask:
     def teacher_test_accuracy(self) -> float:
         return teacher_accuracy(self.test.teacher_labels, self.test.gold, self.num_classes)
 
-    def make_probe(
-        self, split: str = "probe", max_size: int | None = PROBE_MAX, with_gold: bool = True, with_teacher_features: bool = True
-    ):
+    def make_probe(self, split: str = "probe", max_size: int | None = PROBE_MAX, with_gold: bool = True, with_teacher_features: bool = True):
         """A :class:`lightning_w2s.W2SProbe` over ``split`` (the first ``max_size`` rows; the split
         is already shuffled). Soft teacher outputs are passed as ``teacher_probs`` when the teacher
         has them, otherwise hard ``teacher_labels`` with ``-1`` for abstentions. The train probe
@@ -192,10 +190,7 @@ class W2STask:
 
         s = self.splits[split]
         m = len(s) if max_size is None else min(len(s), max_size)
-        kwargs: dict[str, Any] = {
-            "inputs": torch.from_numpy(np.ascontiguousarray(s.x[:m])),
-            "num_classes": self.num_classes,
-        }
+        kwargs: dict[str, Any] = {"inputs": torch.from_numpy(np.ascontiguousarray(s.x[:m])), "num_classes": self.num_classes}
         if with_teacher_features and s.teacher_features.shape[1] > 0:  # zero width: the teacher has none
             kwargs["teacher_features"] = torch.from_numpy(np.ascontiguousarray(s.teacher_features[:m]))
         if s.teacher_probs is not None:
@@ -296,13 +291,7 @@ def assemble_task(
         raise ValueError(f"`splits` lacks {sorted(missing)}; got {sorted(splits)}")
     if len(splits["probe"]) > PROBE_MAX:
         raise ValueError(f"the probe split has {len(splits['probe'])} rows; keep it <= {PROBE_MAX}")
-    base = {
-        "x": x,
-        "gold": gold,
-        "teacher_labels": teacher_labels,
-        "teacher_features": teacher_features,
-        "teacher_probs": teacher_probs,
-    }
+    base = {"x": x, "gold": gold, "teacher_labels": teacher_labels, "teacher_features": teacher_features, "teacher_probs": teacher_probs}
     n = len(gold)
     for key, value in base.items():
         if value is not None and len(value) != n:
@@ -673,22 +662,11 @@ def pool_pixels(images: np.ndarray, block: int = FASHION_POOL, scale: float = 25
 @functools.lru_cache(maxsize=2)
 def _fashion_source(data_dir: str) -> dict[str, np.ndarray]:
     x_tr, y_tr, x_te, y_te = load_fashion_mnist(data_dir)
-    return {
-        "x_train": x_tr,
-        "y_train": y_tr,
-        "x_test": x_te,
-        "y_test": y_te,
-        "pool_train": pool_pixels(x_tr),
-        "pool_test": pool_pixels(x_te),
-    }
+    return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te, "pool_train": pool_pixels(x_tr), "pool_test": pool_pixels(x_te)}
 
 
 def fashion_scratch(
-    seed: int = 0,
-    data_dir: str | os.PathLike = DEFAULT_DATA,
-    n_gold: int = 1000,
-    train_size: int = 8000,
-    test_size: int | None = None,
+    seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, n_gold: int = 1000, train_size: int = 8000, test_size: int | None = None
 ) -> W2STask:
     """Fashion-MNIST control: a multinomial logistic regression on 7x7 mean-pooled pixels, fitted on
     ``n_gold`` gold images, labels ``train_size`` other training images for a small CNN trained
@@ -745,34 +723,8 @@ class _LazyScaled:
 
 
 # ============================================================================ more teachers and tasks
-TWEET_POSITIVE_WORDS: tuple[str, ...] = (
-    "love",
-    "great",
-    "good",
-    "happy",
-    "awesome",
-    "best",
-    "thanks",
-    "fun",
-    "amazing",
-    "nice",
-    "cool",
-    "excited",
-)
-TWEET_NEGATIVE_WORDS: tuple[str, ...] = (
-    "hate",
-    "bad",
-    "sad",
-    "worst",
-    "sucks",
-    "tired",
-    "sick",
-    "miss",
-    "sorry",
-    "awful",
-    "stupid",
-    "ugh",
-)
+TWEET_POSITIVE_WORDS: tuple[str, ...] = ("love", "great", "good", "happy", "awesome", "best", "thanks", "fun", "amazing", "nice", "cool", "excited")
+TWEET_NEGATIVE_WORDS: tuple[str, ...] = ("hate", "bad", "sad", "worst", "sucks", "tired", "sick", "miss", "sorry", "awful", "stupid", "ugh")
 # Chosen once by hand as everyday tweet sentiment words (not tuned on any student result). On the
 # 4,196 tweets the rule covers 32.1% and is right on 95.5% of what it covers (0.646 with
 # abstentions as coin flips).
@@ -849,9 +801,7 @@ def tweets_lr_overconfident(
     gold = src["gold"]
     if len(np.unique(gold[teacher_idx])) < 2:
         raise ValueError(f"seed {seed}: the {n_gold} teacher gold labels hold one class only")
-    probs = sharpen_probs(
-        _fit_logistic(src["wordllama"][teacher_idx], gold[teacher_idx], seed).predict_proba(src["wordllama"]), temperature
-    )
+    probs = sharpen_probs(_fit_logistic(src["wordllama"][teacher_idx], gold[teacher_idx], seed).predict_proba(src["wordllama"]), temperature)
     return assemble_task(
         "tweets_lr_overconfident",
         x=src["minilm"],
@@ -862,8 +812,7 @@ def tweets_lr_overconfident(
         splits=splits,
         seed=seed,
         teacher_kind="overconfident small model",
-        description=f"tweets; logistic regression on WordLlama-256 ({n_gold} gold), probabilities sharpened at T={temperature} "
-        "-> MLP head on MiniLM",
+        description=f"tweets; logistic regression on WordLlama-256 ({n_gold} gold), probabilities sharpened at T={temperature} -> MLP head on MiniLM",
         info={"teacher_gold_index": teacher_idx},
     )
 
@@ -932,11 +881,7 @@ def _digits_source() -> dict[str, np.ndarray]:
 
     d = load_digits()
     images = np.asarray(d.images, dtype=np.float32) / 16.0  # (1797, 8, 8) in [0, 1]
-    return {
-        "x": images.reshape(len(images), 64),
-        "gold": np.asarray(d.target, dtype=np.int64),
-        "pooled": pool_pixels(images, block=2, scale=1.0),
-    }
+    return {"x": images.reshape(len(images), 64), "gold": np.asarray(d.target, dtype=np.int64), "pooled": pool_pixels(images, block=2, scale=1.0)}
 
 
 def _digits_splits(seed: int) -> dict[str, np.ndarray]:
@@ -1008,12 +953,7 @@ def _movie_tokens(data_dir: str, max_length: int = FT_MAX_LENGTH) -> np.ndarray:
 
 
 def movie_vader_ft(
-    seed: int = 0,
-    data_dir: str | os.PathLike = DEFAULT_DATA,
-    n_train: int = 400,
-    n_probe: int = 512,
-    n_val: int = 150,
-    n_test: int = 800,
+    seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, n_train: int = 400, n_probe: int = 512, n_val: int = 150, n_test: int = 800
 ) -> W2STask:
     """Movie sentences, the VADER teacher of :func:`movie_vader`, and a student that is the
     pretrained all-MiniLM-L6-v2 encoder + a linear head **fine-tuned end to end** (student
@@ -1123,9 +1063,7 @@ def prepare(data_dir: str | os.PathLike = DEFAULT_DATA) -> None:
     fx = step("fine-foods MiniLM embeddings", lambda: demo_data.embed_minilm(food_texts, d / "fine_foods_minilm.npy"))
     fw = step("fine-foods WordLlama embeddings", lambda: embed_wordllama(food_texts, d / "fine_foods_wordllama.npy"))
     tweets = step("tweets: MiniLM and WordLlama embeddings", lambda: _tweets_source(str(d)))
-    print(
-        f"[bench-data] tweets: {len(tweets['texts'])} tweets ({tweets['gold'].mean():.1%} positive), MiniLM {tweets['minilm'].shape}"
-    )
+    print(f"[bench-data] tweets: {len(tweets['texts'])} tweets ({tweets['gold'].mean():.1%} positive), MiniLM {tweets['minilm'].shape}")
     print(f"[bench-data] movie: {len(texts)} sentences, MiniLM {x.shape}, WordLlama {w.shape}")
     print(
         f"[bench-data] fine foods ({foods.name}): {len(food_texts)} reviews ({food_gold.mean():.1%} great), MiniLM {fx.shape}, WordLlama {fw.shape}"

@@ -127,10 +127,7 @@ def gold_regret(rec, label: str, k: int) -> float:
 
 
 def candidate_rules(k: int) -> list[Rule]:
-    return [
-        Rule(label, "gold", True, lambda r, label=label: gold_regret(r, label, k), {"k": k, "rule": rule})
-        for label, rule in CANDIDATES.items()
-    ]
+    return [Rule(label, "gold", True, lambda r, label=label: gold_regret(r, label, k), {"k": k, "rule": rule}) for label, rule in CANDIDATES.items()]
 
 
 def ref_rule(recs) -> Rule:
@@ -162,8 +159,7 @@ def report(recs, tasks: Sequence[str], select: Sequence[int], report_seeds: Sequ
     log(
         f"GOLD BUDGETS: k gold probe points, {DRAWS} random draws per run (the same for every rule); the label-free default "
         f"decides when to stop, the rule which check to keep; chosen on seeds {list(select)}, reported on seeds "
-        f"{list(report_seeds)}; runs (select/report) per pair: "
-        + ", ".join(f"{SHORT.get(t, t)} {a}/{b}" for t, (a, b) in counts.items())
+        f"{list(report_seeds)}; runs (select/report) per pair: " + ", ".join(f"{SHORT.get(t, t)} {a}/{b}" for t, (a, b) in counts.items())
     )
     choices = {}
     for k in BUDGETS:
@@ -187,9 +183,7 @@ def report(recs, tasks: Sequence[str], select: Sequence[int], report_seeds: Sequ
             + "   Δ vs NAIVE"
         )
         for rule in [ref] + rules:
-            per = [
-                statistics.fmean([rule.regret(r) for r in rep if r.task == t]) if counts[t][1] else float("nan") for t in tasks
-            ]
+            per = [statistics.fmean([rule.regret(r) for r in rep if r.task == t]) if counts[t][1] else float("nan") for t in tasks]
             line = "  " + (("CHOSEN " if rule is chosen else "") + rule.name).ljust(47) + "".join(f"{x:9.2f}" for x in per)
             line += f"{_mean_over_pairs(rule, rep, tasks):7.2f}{_mean_over_pairs(rule, sel, tasks):8.2f}"
             for base in (ref, naive):
@@ -243,9 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             recs.append(rec)
     print(f"{len(recs)} cached recordings; missing (not recorded, left out): {', '.join(missing) if missing else 'none'}")
-    report(
-        recs, args.tasks, [s for s in args.seeds if s in args.select_seeds], [s for s in args.seeds if s not in args.select_seeds]
-    )
+    report(recs, args.tasks, [s for s in args.seeds if s in args.select_seeds], [s for s in args.seeds if s not in args.select_seeds])
     return 0
 
 

@@ -324,9 +324,7 @@ def _record_job(args: tuple[str, int, str, str]) -> tuple[str, int, float]:
     return task, seed, time.perf_counter() - t0
 
 
-def load_recordings(
-    tasks: Sequence[str], seeds: Sequence[int], data_dir: str, *, fresh: bool = False, jobs: int = 1, log=print
-) -> list[Recording]:
+def load_recordings(tasks: Sequence[str], seeds: Sequence[int], data_dir: str, *, fresh: bool = False, jobs: int = 1, log=print) -> list[Recording]:
     """Every (task, seed) recording, recording the missing ones (``jobs`` processes; one by default:
     the machine is shared). A cached file from another :data:`RECORD_VERSION` is recorded again."""
     todo = []
@@ -426,9 +424,7 @@ def verify_against_monitor(
 
     probe = task.make_probe()
     train_probe = W2SProbe(
-        t(task.train.x[rows]),
-        teacher_labels=torch.from_numpy(task.train.teacher_labels[rows].copy()),
-        num_classes=task.num_classes,
+        t(task.train.x[rows]), teacher_labels=torch.from_numpy(task.train.teacher_labels[rows].copy()), num_classes=task.num_classes
     )
     monitor = W2SMonitor(probe=probe, train_probe=train_probe)
     stopper = W2SEarlyStopping(gold=False)  # the label-free default (the probe has gold; docs/gold.md)

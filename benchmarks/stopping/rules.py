@@ -35,16 +35,7 @@ import numpy as np
 
 from benchmarks.stopping.signals import signal
 
-__all__ = [
-    "Outcome",
-    "Rule",
-    "check_package_default",
-    "gold_floor_regret",
-    "package_default_outcome",
-    "patience_stop",
-    "today_policies",
-    "vote",
-]
+__all__ = ["Outcome", "Rule", "check_package_default", "gold_floor_regret", "package_default_outcome", "patience_stop", "today_policies", "vote"]
 
 
 @dataclass(frozen=True)
@@ -93,9 +84,7 @@ def smooth_trailing(values: np.ndarray, window: int) -> np.ndarray:
         return np.where(cnt > 0, (csum[hi] - csum[lo]) / np.maximum(cnt, 1), np.nan)
 
 
-def patience_stop(
-    values: np.ndarray, patience: int | None, smooth: int = 1, keep: str = "stop", min_delta: float = 0.0, first: int = 1
-) -> Outcome:
+def patience_stop(values: np.ndarray, patience: int | None, smooth: int = 1, keep: str = "stop", min_delta: float = 0.0, first: int = 1) -> Outcome:
     """Lightning ``EarlyStopping`` (mode ``min``) on ``values[first:]`` (check 0 = before training is
     never a decision point), optionally on the trailing mean over ``smooth`` checks. A non-finite
     value is skipped (no counter change), as W2SEarlyStopping does with a failed measurement."""
@@ -324,12 +313,7 @@ def check_against_library(recs) -> str:
                 decision = library_decision(pols, setting["patience"], setting["misfit"], kw.get("min_gain"))
                 lib = library_outcome(decision, vals, rec)
                 ours = today_policies(
-                    rec,
-                    pols,
-                    patience=setting["patience"],
-                    misfit=setting["misfit"],
-                    min_gain=kw.get("min_gain"),
-                    restore=setting["restore"],
+                    rec, pols, patience=setting["patience"], misfit=setting["misfit"], min_gain=kw.get("min_gain"), restore=setting["restore"]
                 )
                 if setting["restore"] is True and lib.stop is None:  # the previous callback restored only after a stop
                     lib = Outcome(None, rec.epochs, None)
@@ -390,9 +374,7 @@ def check_package_default(recs, rule: Rule) -> tuple[str, int]:
 
 
 # ============================================================================ combinations
-def vote(
-    outcomes: Sequence[Outcome], k: int, last: int, keep: str = "stop", bests: Sequence[Callable[[int], int | None]] = ()
-) -> Outcome:
+def vote(outcomes: Sequence[Outcome], k: int, last: int, keep: str = "stop", bests: Sequence[Callable[[int], int | None]] = ()) -> Outcome:
     """Stop at the ``k``-th smallest component stop check (components that never stop count as
     ``+inf``). ``keep="stop"``: that check's weights; ``"median_best"``: the median (lower middle) of
     the components' best checks at that time (``bests[i](check)`` gives component ``i``'s best check

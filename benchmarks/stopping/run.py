@@ -131,37 +131,18 @@ def baseline_rules() -> list[Rule]:
         Rule("EarlyStopping(val_loss,p=3) at stop", "baseline", False, lambda r: es(r, False)),
         Rule(REF, "baseline", False, lambda r: es(r, True)),
         Rule("best val_loss ckpt, whole run", "baseline", False, lambda r: Outcome(None, first_best(r.logged_val_loss_checks))),
-        Rule(
-            "best val_auroc ckpt, whole run (w2s)",
-            "baseline",
-            False,
-            lambda r: Outcome(None, first_best(-r.logged_val_auroc_checks)),
-        ),
+        Rule("best val_auroc ckpt, whole run (w2s)", "baseline", False, lambda r: Outcome(None, first_best(-r.logged_val_auroc_checks))),
         Rule("fixed 2 epochs (weak-to-strong)", "baseline", False, lambda r: Outcome(2, 2)),
-        Rule(
-            "best val accuracy ckpt, whole run (T&S)",
-            "baseline",
-            False,
-            lambda r: Outcome(None, first_best(signal(r, "val_err"))),
-        ),
+        Rule("best val accuracy ckpt, whole run (T&S)", "baseline", False, lambda r: Outcome(None, first_best(signal(r, "val_err")))),
     ]
 
 
 def floor_rules() -> list[Rule]:
-    return [
-        Rule(f"[gold] best smoothed probe-gold acc, k={k}", "floor", False, lambda r, k=k: gold_floor_regret(r, k))
-        for k in (30, 100, 300)
-    ]
+    return [Rule(f"[gold] best smoothed probe-gold acc, k={k}", "floor", False, lambda r, k=k: gold_floor_regret(r, k)) for k in (30, 100, 300)]
 
 
 #: the policy sets of TABLE 3: each policy alone (``gain_exhausted`` with ``min_gain=0.05``) and plateau + overfit + robustness
-POLICY_SETS = (
-    ((PLATEAU,), {}),
-    ((OVERFIT,), {}),
-    ((GAIN,), {"min_gain": 0.05}),
-    ((ROBUST,), {}),
-    ((PLATEAU, OVERFIT, ROBUST), {}),
-)
+POLICY_SETS = (((PLATEAU,), {}), ((OVERFIT,), {}), ((GAIN,), {"min_gain": 0.05}), ((ROBUST,), {}), ((PLATEAU, OVERFIT, ROBUST), {}))
 
 
 def today_rules() -> list[Rule]:
@@ -219,9 +200,7 @@ def now_rules() -> list[Rule]:
                     label + ("" if restore else ", restore_best=False"),
                     "now",
                     True,
-                    lambda r, p=pols, kw=kw, rs=restore: today_policies(
-                        r, p, patience=NOW["patience"], misfit=NOW["misfit"], restore=rs, **kw
-                    ),
+                    lambda r, p=pols, kw=kw, rs=restore: today_policies(r, p, patience=NOW["patience"], misfit=NOW["misfit"], restore=rs, **kw),
                     {"policies": pols, "restore": restore, **kw},
                 )
             )
@@ -280,11 +259,7 @@ def combo_rules(components: Sequence[Rule], label: str) -> list[Rule]:
 
         out.append(
             Rule(
-                f"{label}, keep {keep}",
-                "combo",
-                all(c.monitor for c in components),
-                run,
-                {"components": [c.name for c in components], "keep": keep},
+                f"{label}, keep {keep}", "combo", all(c.monitor for c in components), run, {"components": [c.name for c in components], "keep": keep}
             )
         )
     return out
@@ -391,8 +366,7 @@ def ci_block(rule: Rule, ref: Rule, recs, tasks, label: str) -> tuple[list[str],
     m, lo, hi = t_ci(allv)
     blo, bhi = cluster_bootstrap({t: diffs[t] for t in tasks})
     lines.append(
-        f"  pooled    {m:+6.2f} [{lo:+6.2f}, {hi:+6.2f}]  (n={len(allv)} runs, t over runs); "
-        f"cluster bootstrap over pairs [{blo:+6.2f}, {bhi:+6.2f}]"
+        f"  pooled    {m:+6.2f} [{lo:+6.2f}, {hi:+6.2f}]  (n={len(allv)} runs, t over runs); cluster bootstrap over pairs [{blo:+6.2f}, {bhi:+6.2f}]"
     )
     return lines, {"mean": m, "t_lo": lo, "t_hi": hi, "boot_lo": blo, "boot_hi": bhi}
 
@@ -547,11 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     seen = set()
     rows = [r for r in rows if not (r.name in seen or seen.add(r.name))]
-    print(
-        regret_table(
-            f"TABLE 1 — report seeds {report}: mean regret per pair (pt), mean over pairs, paired Δ vs REF", rows, rep, tasks, ref
-        )
-    )
+    print(regret_table(f"TABLE 1 — report seeds {report}: mean regret per pair (pt), mean over pairs, paired Δ vs REF", rows, rep, tasks, ref))
     print()
     print(regret_table(f"TABLE 2 — selection seeds {select} (same rows)", rows, sel, tasks, ref))
     print()
@@ -564,9 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for r in today + now_rules():
         m, lo, hi = t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])
-        print(
-            f"  {r.name:<72}{mean_regret(r, sel, tasks):6.2f}{mean_regret(r, rep, tasks):7.2f}   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]"
-        )
+        print(f"  {r.name:<72}{mean_regret(r, sel, tasks):6.2f}{mean_regret(r, rep, tasks):7.2f}   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]")
     print()
 
     lines, ci = ci_block(chosen_rule, ref, rep, tasks, "CHOSEN")
@@ -582,22 +550,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
 
     # ---- verdict per signal: significantly worse than REF at its best selected setting?
-    worse = [
-        sig for sig, r in top_by_signal.items() if r.monitor and t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])[1] > 0
-    ]
+    worse = [sig for sig, r in top_by_signal.items() if r.monitor and t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])[1] > 0]
     tied = [sig for sig, r in top_by_signal.items() if r.monitor and sig not in worse]
-    print(
-        "Signals whose best selected setting is significantly worse than REF on the report seeds (CI above 0): "
-        + ", ".join(sorted(worse))
-    )
+    print("Signals whose best selected setting is significantly worse than REF on the report seeds (CI above 0): " + ", ".join(sorted(worse)))
     print("Signals not significantly different from REF at their best selected setting: " + ", ".join(sorted(tied)))
     print()
 
     # ---- stop weights vs restore best: for each signal's best (smooth, patience), both keeps
-    print(
-        "Keep the stopping check's weights or restore the best check's? Same signal, smoothing and patience, "
-        "report seeds, mean regret (pt):"
-    )
+    print("Keep the stopping check's weights or restore the best check's? Same signal, smoothing and patience, report seeds, mean regret (pt):")
     for s in MONITOR_SIGNALS:
         r = top_by_signal.get(s)
         if r is None or r.params["patience"] is None:
@@ -664,9 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     gold_report(recs, tasks, select, report)
     print()
-    print(
-        f"Share of the epochs budget run (report seeds): CHOSEN {epochs_run(chosen_rule, rep):.2f}, REF {epochs_run(ref, rep):.2f}"
-    )
+    print(f"Share of the epochs budget run (report seeds): CHOSEN {epochs_run(chosen_rule, rep):.2f}, REF {epochs_run(ref, rep):.2f}")
     print(
         f"analysis {time.perf_counter() - t0:.0f} s; recordings loaded/recorded in {t_rec:.0f} s; recording cost of the "
         f"{len(recs)} runs (fit + recording passes, as measured when recorded): "

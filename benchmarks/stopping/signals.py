@@ -137,9 +137,7 @@ def _fit(probs: np.ndarray, teacher: np.ndarray, mask: np.ndarray, kind: str) ->
         return (p.argmax(-1) != w.argmax(-1)).mean(1)
     if kind == "hce":  # cross-entropy on the teacher's hard label (argmax): the held-out training loss
         lab = w[0].argmax(-1)
-        return -np.log(
-            np.clip(np.take_along_axis(p, np.broadcast_to(lab[None, :, None], p.shape[:2] + (1,)), -1)[..., 0], EPS, None)
-        ).mean(1)
+        return -np.log(np.clip(np.take_along_axis(p, np.broadcast_to(lab[None, :, None], p.shape[:2] + (1,)), -1)[..., 0], EPS, None)).mean(1)
     if kind == "sq":
         return ((p - w) ** 2).sum(-1).mean(1)
     raise ValueError(kind)

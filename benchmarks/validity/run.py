@@ -147,10 +147,7 @@ class CheckRecorder(Callback):
         was = pl_module.training
         pl_module.eval()
         try:
-            out = [
-                torch.softmax(pl_module(self.x[i : i + 512].to(pl_module.device)).double(), -1).cpu()
-                for i in range(0, len(self.x), 512)
-            ]
+            out = [torch.softmax(pl_module(self.x[i : i + 512].to(pl_module.device)).double(), -1).cpu() for i in range(0, len(self.x), 512)]
         finally:
             pl_module.train(was)
         return torch.cat(out).numpy()
@@ -279,13 +276,7 @@ def run_tasks(tasks: Sequence[str], seeds: Sequence[int], data_dir: str, movie: 
 # ============================================================================ (a) 0/1 band
 #: (band, its lower and upper logged names, the logged accuracy it bounds, the key of the true one)
 BANDS = [
-    (
-        "covered",
-        "w2s/bounds/covered_accuracy_lower",
-        "w2s/bounds/covered_accuracy_upper",
-        "w2s/gold/covered_accuracy",
-        "covered_accuracy",
-    ),
+    ("covered", "w2s/bounds/covered_accuracy_lower", "w2s/bounds/covered_accuracy_upper", "w2s/gold/covered_accuracy", "covered_accuracy"),
     ("all gold points", "w2s/bounds/accuracy_lower", "w2s/bounds/accuracy_upper", "w2s/gold/accuracy", "accuracy"),
 ]
 
@@ -339,10 +330,7 @@ def part_a(runs: list[dict[str, Any]]) -> None:
             )
     for band, *_ in BANDS:
         mine = [r for r in rows if r["band"] == band]
-        tot = {
-            k: sum(r[k] for r in mine)
-            for k in ("checks", "band_missing", "violations_true", "violations_logged", "gain>max_gain")
-        }
+        tot = {k: sum(r[k] for r in mine) for k in ("checks", "band_missing", "violations_true", "violations_logged", "gain>max_gain")}
         rows.append(
             {
                 "task": "ALL",
@@ -597,16 +585,12 @@ def xue_teachers(task: W2STask, movie: dict[str, np.ndarray], seed: int) -> dict
 def part_c(seeds: Sequence[int], data_dir: str, movie: dict[str, np.ndarray]) -> None:
     from sklearn.linear_model import LogisticRegression
 
-    section(
-        "(c) Xue et al.: label-free representation gap (student MiniLM vs each teacher's representation) vs the W2S student's gold error"
-    )
+    section("(c) Xue et al.: label-free representation gap (student MiniLM vs each teacher's representation) vs the W2S student's gold error")
     t0 = time.perf_counter()
     per_seed: dict[int, list[dict[str, Any]]] = {}
     constructions = {
         "default": dict(
-            reg=DEFAULT_CONSTRUCTION.reg,
-            max_components=DEFAULT_CONSTRUCTION.max_components,
-            reg_relative_to=DEFAULT_CONSTRUCTION.reg_relative_to,
+            reg=DEFAULT_CONSTRUCTION.reg, max_components=DEFAULT_CONSTRUCTION.max_components, reg_relative_to=DEFAULT_CONSTRUCTION.reg_relative_to
         ),
         "plain": dict(reg=0.1, max_components=None),
     }
@@ -695,10 +679,7 @@ def part_c(seeds: Sequence[int], data_dir: str, movie: dict[str, np.ndarray]) ->
 
 # ============================================================================ (d) Lang
 #: (label, logged predicted error, logged measured error): Thm B.1 / B.2-B.3 at the plug-in ĉ are estimates
-LANG_PAIRS = [
-    ("covered", "covered_predicted_error", "covered_error"),
-    ("uncovered", "uncovered_predicted_error", "uncovered_error"),
-]
+LANG_PAIRS = [("covered", "covered_predicted_error", "covered_error"), ("uncovered", "uncovered_predicted_error", "uncovered_error")]
 
 
 def _reason_key(note: str) -> str:
@@ -728,9 +709,7 @@ def lang_summary(runs: list[dict[str, Any]], group: str, suffixes: Sequence[str]
                     bnd = v.get(f"w2s/lang/{b}{suffix}")
                     if bnd is None or err is None:
                         if suffix == "":
-                            reasons.update(
-                                {_reason_key(x) for x in c["notes"] if "Thm B" in x and (("B.1" in x) == (label == "covered"))}
-                            )
+                            reasons.update({_reason_key(x) for x in c["notes"] if "Thm B" in x and (("B.1" in x) == (label == "covered"))})
                         continue
                     defined += 1
                     viol += bnd < err - TOL
@@ -772,9 +751,7 @@ SUMMARY_COLS = [
 ]
 
 
-def part_d(
-    runs: list[dict[str, Any]], movie: dict[str, np.ndarray], data_dir: str, other_runs: Sequence[dict[str, Any]] = ()
-) -> None:
+def part_d(runs: list[dict[str, Any]], movie: dict[str, np.ndarray], data_dir: str, other_runs: Sequence[dict[str, Any]] = ()) -> None:
     section(
         "(d) Lang et al. Thm B.1 (covered) and B.2/B.3 (uncovered) at the plug-in ĉ (predicted errors) vs the student's "
         "true gold errors, movie_keyword"
@@ -854,10 +831,7 @@ def part_d(
         "covered_nbr_share = share of the 10 neighbours that are covered points; P(Rbar)_bound = min(1, gamma/eta):"
     )
     print(table(diag, list(diag[0]), nd=3))
-    print(
-        "\nwhy pooled predicted errors were undefined (premise failures reported by the aggregator, counted once per check "
-        "and reason):"
-    )
+    print("\nwhy pooled predicted errors were undefined (premise failures reported by the aggregator, counted once per check and reason):")
     for s in summary:
         if s["predicted"].endswith("(pooled)") and s["_reasons"]:
             for reason, count in s["_reasons"].most_common(4):
@@ -948,13 +922,7 @@ def part_e(runs: list[dict[str, Any]]) -> None:
                 "max|LP-logged|": f"{max(float(r['max|LP-logged|']) for r in mine if r['max|LP-logged|'] != '-'):.1e}",
             }
         )
-    print(
-        table(
-            rows,
-            ["task", "band", "checks", "missing", "violations_true", "violations_logged", "width_mean", "max|LP-logged|"],
-            nd=4,
-        )
-    )
+    print(table(rows, ["task", "band", "checks", "missing", "violations_true", "violations_logged", "width_mean", "max|LP-logged|"], nd=4))
     print(
         "violations_true: the band misses the student's smCE vs gold on the covered gold points recomputed here (its own\n"
         "forward pass, scipy linprog on the path LP); violations_logged: it misses w2s/calibration/smce_vs_gold;\n"
@@ -967,9 +935,7 @@ def part_e(runs: list[dict[str, Any]]) -> None:
         "KL(p_s || p_w) on the same points (w2s/bounds/predicted_ce_gain; a guarantee only for the reverse-KL projection onto a convex class\n"
         "containing the target, a prediction here); gain>=KL(s||w) = share of checks where the prediction held:"
     )
-    print(
-        table(gains, ["task", "checks", "gain>=KL(s||w)", "gain_mean", "KL(s||w)_mean", "max|true-logged|", "gold/covered"], nd=4)
-    )
+    print(table(gains, ["task", "checks", "gain>=KL(s||w)", "gain_mean", "KL(s||w)_mean", "max|true-logged|", "gold/covered"], nd=4))
 
 
 # ============================================================================ main
@@ -1003,10 +969,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 task = load_task("movie_keyword", seed, args.data)
                 run = monitored_run(task, seed, TASK_EPOCHS["movie_keyword"], keyword_probe(task, movie["minilm"]))
                 run["neighbours"] = "minilm"
-                print(
-                    f"  [movie_keyword (MiniLM neighbours) seed {seed}: {len(run['checks'])} checks, fit {run['seconds']:.1f} s]",
-                    flush=True,
-                )
+                print(f"  [movie_keyword (MiniLM neighbours) seed {seed}: {len(run['checks'])} checks, fit {run['seconds']:.1f} s]", flush=True)
                 runs.append(run)
         timings["monitored runs"] = time.perf_counter() - t0
     main_runs = [r for r in runs if r["neighbours"] != "minilm"]
@@ -1023,12 +986,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         part_c(args.xue_seeds, args.data, movie)
         timings["(c)"] = time.perf_counter() - t0
     if "d" in parts:
-        part_d(
-            [r for r in runs if r["task"] == "movie_keyword"],
-            movie,
-            args.data,
-            [r for r in main_runs if r["task"] != "movie_keyword"],
-        )
+        part_d([r for r in runs if r["task"] == "movie_keyword"], movie, args.data, [r for r in main_runs if r["task"] != "movie_keyword"])
     total = time.perf_counter() - t_start
     print("\nwall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"; total {total:.0f} s")
     return 0

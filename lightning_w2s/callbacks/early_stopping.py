@@ -236,9 +236,7 @@ class W2SEarlyStopping(EarlyStopping):
         self.best_score = torch.tensor(self.decision.best_value, dtype=torch.float64)
 
     # ------------------------------------------------------------------ the decision, delegated
-    def evaluate(
-        self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0
-    ) -> tuple[bool, W2SStoppingReason | None, str | None]:
+    def evaluate(self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0) -> tuple[bool, W2SStoppingReason | None, str | None]:
         """One check's decision ``(should_stop, reason, message)``: :meth:`StoppingDecision.evaluate
         <lightning_w2s.stopping.decision.StoppingDecision.evaluate>`, without a Trainer."""
         stop, reason, message = self.decision.evaluate(values, epoch=epoch, global_step=global_step)
@@ -249,8 +247,7 @@ class W2SEarlyStopping(EarlyStopping):
                 self._gold_announced = True
                 n = self.gold_selection.count(self.history) or 0
                 rank_zero_info(
-                    f"W2SEarlyStopping: the probe has {n} gold points: {gold_default_for(n)[1]} "
-                    "Pass `gold=False` for the label-free default."
+                    f"W2SEarlyStopping: the probe has {n} gold points: {gold_default_for(n)[1]} Pass `gold=False` for the label-free default."
                 )
             if stop and rule is not None and rule.whole_run:
                 self.decision.overrule(False)
@@ -375,10 +372,7 @@ class W2SEarlyStopping(EarlyStopping):
     def _restore_fix(self) -> str:
         """How to end with the best check's weights when this callback cannot restore them."""
         quantity = self.decision.best_is_minimum_of()  # both policies' best check: the lowest held-out misfit
-        return (
-            f"To end with the best check's weights, add `ModelCheckpoint(monitor={quantity!r}, mode='min')` "
-            "and load its best checkpoint."
-        )
+        return f"To end with the best check's weights, add `ModelCheckpoint(monitor={quantity!r}, mode='min')` and load its best checkpoint."
 
     def _needs_unmet(self, missing: list[str], when: str, available: Sequence[str] | None = None) -> None:
         msg = unmet_message(self.decision.rules, missing, when, available)
@@ -441,14 +435,8 @@ class W2SEarlyStopping(EarlyStopping):
             else f"the fit ended after {len(self.history)} checks without a stop by this callback"
         )
         rule = self.gold_rule
-        kept_by = (
-            f"the check kept by the gold rule {rule.name}"
-            if rule is not None
-            else f"the best check of {self.decision.restore_policy}"
-        )
-        rank_zero_info(
-            f"W2SEarlyStopping: restored the student's weights of check {check}{self.decision.where(check)}, {kept_by}; {ended}"
-        )
+        kept_by = f"the check kept by the gold rule {rule.name}" if rule is not None else f"the best check of {self.decision.restore_policy}"
+        rank_zero_info(f"W2SEarlyStopping: restored the student's weights of check {check}{self.decision.where(check)}, {kept_by}; {ended}")
 
     # ------------------------------------------------------------------ one check
     def _read_values(self, trainer: Trainer) -> tuple[dict[str, float], list[str], list[str]]:

@@ -154,9 +154,7 @@ class W2SMonitor(Callback):
             raise TypeError(f"`forward_fn` must be a callable fn(pl_module, batch) -> logits, got {describe(forward_fn)}")
         self.forward_fn = forward_fn or default_forward
         self.every_n_train_steps = check_scalar("every_n_train_steps", every_n_train_steps, int, min_val=1, allow_none=True)
-        self.representation_every_n_checks = check_scalar(
-            "representation_every_n_checks", representation_every_n_checks, int, min_val=1
-        )
+        self.representation_every_n_checks = check_scalar("representation_every_n_checks", representation_every_n_checks, int, min_val=1)
         self.figure_every_n_checks = check_scalar("figure_every_n_checks", figure_every_n_checks, int, min_val=0)
         self.on_error = check_choice("on_error", on_error, ("warn", "raise"))
         self.verbose = check_scalar("verbose", verbose, bool)
@@ -236,11 +234,7 @@ class W2SMonitor(Callback):
     @property
     def fingerprint(self) -> str:
         """A short hash of the probe(s) and of every argument that changes the logged numbers."""
-        parts = [
-            self.probe.fingerprint,
-            self.train_probe.fingerprint if self.train_probe is not None else "-",
-            repr(sorted(self._config.items())),
-        ]
+        parts = [self.probe.fingerprint, self.train_probe.fingerprint if self.train_probe is not None else "-", repr(sorted(self._config.items()))]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def expected_names(self) -> set[str]:
@@ -315,8 +309,7 @@ class W2SMonitor(Callback):
             band = (
                 "exact: teacher accuracy, disagreement and coverage counted on the same gold probe points"
                 if self.probe.has_gold
-                else "approximate: user-given `teacher_score`, held-out disagreement and the "
-                "probe's coverage (up to the score's sampling error)"
+                else "approximate: user-given `teacher_score`, held-out disagreement and the probe's coverage (up to the score's sampling error)"
             )
             rank_zero_info(f"W2SMonitor: the accuracy band {Q.ACCURACY_LOWER}|upper is {band}")
 
@@ -414,11 +407,7 @@ class W2SMonitor(Callback):
         counted) with the counters; remove every name this check did not log from
         ``trainer.callback_metrics``; then warnings and TensorBoard extras (successful checks)."""
         # one host transfer for the whole check (no per-name sync)
-        host = (
-            torch.stack([torch.as_tensor(v, dtype=torch.float64).to(pl_module.device) for v in values.values()]).tolist()
-            if values
-            else []
-        )
+        host = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(pl_module.device) for v in values.values()]).tolist() if values else []
         logged = dict(zip(values, host))
         bad = [name for name, v in logged.items() if not math.isfinite(v)]
         if bad:
@@ -450,11 +439,7 @@ class W2SMonitor(Callback):
             try:
                 self._dashboard.update(self.num_checks, step, logged, self.metrics.extras)
             except Exception as exc:  # noqa: BLE001 - a drawing problem never stops training
-                self._warn_once(
-                    f"dashboard:{type(exc).__name__}",
-                    f"W2SMonitor: TensorBoard extras failed at check {self.num_checks}: {exc}",
-                    step,
-                )
+                self._warn_once(f"dashboard:{type(exc).__name__}", f"W2SMonitor: TensorBoard extras failed at check {self.num_checks}: {exc}", step)
         self._write_text(step, logged, new_alerts)
 
     def _say(self, trainer: Trainer, logged: dict[str, float]) -> None:

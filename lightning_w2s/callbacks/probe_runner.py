@@ -34,9 +34,7 @@ from lightning_w2s.validation import describe
 def is_compiled(module: nn.Module) -> bool:
     """Whether ``module`` is, or holds, a ``torch.compile``'d module (an ``OptimizedModule``, or a
     LightningModule compiled whole, which Lightning unwraps and marks with ``_compiler_ctx``)."""
-    return getattr(module, "_compiler_ctx", None) is not None or any(
-        type(m).__name__ == "OptimizedModule" for m in module.modules()
-    )
+    return getattr(module, "_compiler_ctx", None) is not None or any(type(m).__name__ == "OptimizedModule" for m in module.modules())
 
 
 def pad_rows(batch: Any, rows: int) -> Any:
@@ -218,9 +216,7 @@ class ProbeRunner:
 
         def embed() -> torch.Tensor:  # the student's representation of the whole probe, at fit start
             with self.probe_pass(pl_module):
-                return torch.cat(
-                    [self.forward(trainer, pl_module, x)[1].cpu() for *_, x in self.probe.iter_batches(0, 1, self.batch_size)]
-                )
+                return torch.cat([self.forward(trainer, pl_module, x)[1].cpu() for *_, x in self.probe.iter_batches(0, 1, self.batch_size)])
 
         table = None
         try:

@@ -71,10 +71,7 @@ def reliability_summary(counts: Any, conf_sums: Any, correct_sums: Any) -> dict[
     tol = 1e-9 * np.maximum(counts, 1.0)
     for name, sums in (("conf_sums", conf_sums), ("correct_sums", correct_sums)):
         if (sums < -tol).any() or (sums > counts + tol).any():
-            raise ValueError(
-                f"`{name}` must lie in [0, counts] per bin (sums of values in [0, 1]), got {sums.tolist()} "
-                f"for counts {counts.tolist()}"
-            )
+            raise ValueError(f"`{name}` must lie in [0, counts] per bin (sums of values in [0, 1]), got {sums.tolist()} for counts {counts.tolist()}")
     n_bins = counts.size
     filled = counts > 0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -97,13 +94,7 @@ def reliability_summary(counts: Any, conf_sums: Any, correct_sums: Any) -> dict[
 
 
 def reliability_figure(
-    counts: Any,
-    conf_sums: Any,
-    correct_sums: Any,
-    title: str = "reliability",
-    *,
-    figsize: tuple[float, float] = (5.0, 5.5),
-    dpi: int = 80,
+    counts: Any, conf_sums: Any, correct_sums: Any, title: str = "reliability", *, figsize: tuple[float, float] = (5.0, 5.5), dpi: int = 80
 ) -> Figure:
     """A reliability diagram drawn from a calibration histogram state (see :func:`reliability_summary`).
 
@@ -142,15 +133,7 @@ def reliability_figure(
     acc = np.where(filled, s["accuracy"], 0.0)
     conf = s["confidence"]
     ax.bar(
-        left[filled],
-        acc[filled],
-        width=width[filled],
-        align="edge",
-        color="tab:blue",
-        edgecolor="navy",
-        linewidth=0.6,
-        alpha=0.85,
-        label="accuracy",
+        left[filled], acc[filled], width=width[filled], align="edge", color="tab:blue", edgecolor="navy", linewidth=0.6, alpha=0.85, label="accuracy"
     )
     # gap between accuracy and mean confidence, per filled bin
     lo = np.minimum(acc, np.nan_to_num(conf))

@@ -177,13 +177,7 @@ def figure_to_image(fig: Figure) -> np.ndarray:
 
 
 def write_reliability(
-    writer: Any,
-    tag: str,
-    counts: Any,
-    conf_sums: Any,
-    correct_sums: Any,
-    step: int | None = None,
-    title: str | None = None,
+    writer: Any, tag: str, counts: Any, conf_sums: Any, correct_sums: Any, step: int | None = None, title: str | None = None
 ) -> dict[str, Any]:
     """Draw :func:`reliability_figure` and write it as an image under ``tag`` (``add_image``).
 

@@ -116,9 +116,7 @@ def format_warnings(warnings: Iterable[Any], title: str | None = "W2S warnings")
 
 
 def format_constants(
-    values: Mapping[str, float],
-    context: Mapping[str, Any] | None = None,
-    title: str | None = "The teacher and the probe: constants of this fit",
+    values: Mapping[str, float], context: Mapping[str, Any] | None = None, title: str | None = "The teacher and the probe: constants of this fit"
 ) -> str:
     """The constants of the probe among the logged ``values`` (the registry's ``CONSTANT`` charts:
     the teacher's accuracy, calibration and class share, α_i, ...) as a markdown table, after the

@@ -107,11 +107,7 @@ def top_eigenpairs(
         return None
     gen = torch.Generator(device=like.device).manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(dim, block, generator=gen, dtype=like.dtype, device=like.device))
-    basis, images, gram = (
-        like.new_empty(dim, restart_dim),
-        like.new_empty(dim, restart_dim),
-        like.new_zeros(restart_dim, restart_dim),
-    )
+    basis, images, gram = (like.new_empty(dim, restart_dim), like.new_empty(dim, restart_dim), like.new_zeros(restart_dim, restart_dim))
     m = steps = 0
     next_check, last = 2, None
     while True:

@@ -152,9 +152,7 @@ def _top_op(dd: Tensor, cs: Tensor, x: Tensor, h: Tensor) -> Tensor:
             xt_dv = (dv.T @ x).T  # = Xᵀ(Dv); this layout is several times faster than x.T @ dv in MKL
             return dd[:, None] * (cs[:, None] * dv - x @ (h[:, None] * xt_dv))
 
-        found = top_eigenpairs(
-            apply, r, 1, lambda val, res: float(res[0]) / (1e-10 * max(float(val[0]), 1e-300)), like=dd, block=8
-        )
+        found = top_eigenpairs(apply, r, 1, lambda val, res: float(res[0]) / (1e-10 * max(float(val[0]), 1e-300)), like=dd, block=8)
         if found is not None:
             return found.values[-1]
     g = torch.mm(x * h, x.T).neg_()
@@ -184,14 +182,7 @@ def _teacher_spectrum(cov: Tensor, mean_sq: float, kw: dict, memo: dict | None) 
 
 
 def evaluate(
-    parts: list[Sums],
-    reg: float,
-    max_components: int | None,
-    rel: str,
-    *,
-    gap: bool = True,
-    exact: bool = False,
-    teacher: dict | None = None,
+    parts: list[Sums], reg: float, max_components: int | None, rel: str, *, gap: bool = True, exact: bool = False, teacher: dict | None = None
 ) -> tuple[dict[str, Tensor], str | None]:
     """All quantities from one group of sums, or the sum of several row-disjoint groups (added one
     d×d matrix at a time): ``(values, reason)``; on a fault the values not yet defined are NaN.

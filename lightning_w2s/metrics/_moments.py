@@ -172,9 +172,7 @@ class ShiftedSumsMetric(Metric):
         like = torch.zeros((), dtype=torch.float64, device=device)
         for name, ref, d in zip(self._shift_names, self._references, dims):
             if ref is not None and ref.numel() != d:
-                raise ValueError(
-                    f"`{name.replace('shift', 'reference')}` must have {d} entries (the feature size), got {ref.numel()}"
-                )
+                raise ValueError(f"`{name.replace('shift', 'reference')}` must have {d} entries (the feature size), got {ref.numel()}")
             self.register_buffer(name, torch.zeros(d, dtype=torch.float64, device=device), persistent=False)
         for prefix, layout in layouts.items():
             for name, value in _flat(prefix, layout.zeros(like)).items():
@@ -188,9 +186,7 @@ class ShiftedSumsMetric(Metric):
         """The states of group ``prefix`` as a :class:`Sums` (views; of ``source`` when given)."""
         get = (lambda name: source[prefix + name]) if source is not None else (lambda name: getattr(self, prefix + name))
         layout = self._layouts[prefix]
-        sums = Sums(
-            get("n"), [get(f"s1_{i}") for i in range(len(layout.dims))], {k: get(f"s2_{k[0]}{k[1]}") for k in layout.pairs}
-        )
+        sums = Sums(get("n"), [get(f"s1_{i}") for i in range(len(layout.dims))], {k: get(f"s2_{k[0]}{k[1]}") for k in layout.pairs})
         if layout.label_columns:
             sums.sy, sums.y1 = [get(f"sy_{i}") for i in range(len(layout.dims))], get("y1")
         return sums
@@ -240,9 +236,7 @@ class ShiftedSumsMetric(Metric):
             setattr(self, name, t.to(getattr(self, name).device, torch.float64).clone())
 
     # -- DDP and merging ----------------------------------------------------------------------------
-    def sync(
-        self, dist_sync_fn: Any = None, process_group: Any = None, should_sync: bool = True, distributed_available: Any = None
-    ) -> None:
+    def sync(self, dist_sync_fn: Any = None, process_group: Any = None, should_sync: bool = True, distributed_available: Any = None) -> None:
         """torchmetrics' ``sync``, preceded by the agreement on one shift (module docstring)."""
         available = distributed_available if distributed_available is not None else self.distributed_available_fn
         if should_sync and not self._is_synced and self._dims is not None and callable(available) and available():

@@ -56,10 +56,7 @@ NEEDS = {
         "`W2SMonitor(neighbours=k)` with k >= 1 and at least 3 probe points)",
         "neighbours",
     ),
-    Need.PGR_SCORES: (
-        "pass `W2SMonitor(teacher_score=..., ceiling_score=...)` with ceiling_score > teacher_score",
-        "teacher_score < ceiling_score",
-    ),
+    Need.PGR_SCORES: ("pass `W2SMonitor(teacher_score=..., ceiling_score=...)` with ceiling_score > teacher_score", "teacher_score < ceiling_score"),
     Need.TEACHER_ACCURACY: ("give the probe gold labels or pass `W2SMonitor(teacher_score=...)`", "gold or teacher_score"),
 }
 MONITOR_HINT = "attach `W2SMonitor(probe=...)` to the Trainer's callbacks"
@@ -219,24 +216,12 @@ def declare(
     if not tasks or not tasks <= set(TASKS):
         raise ValueError(f"`tasks` must be a non-empty subset of {TASKS}, got {sorted(tasks)}")
     q = Quantity(
-        name,
-        meaning,
-        source,
-        kind,
-        higher_is_better,
-        frozenset(needs),
-        may_be_undefined,
-        tuple(charts),
-        on_train_probe,
-        interval,
-        tasks=tasks,
+        name, meaning, source, kind, higher_is_better, frozenset(needs), may_be_undefined, tuple(charts), on_train_probe, interval, tasks=tasks
     )
     entries = [q]
     if interval:  # the ends join the charts where the value is drawn with its interval, and its constant row
         for end, word in ((lower(name), "lower"), (upper(name), "upper")):
-            charts = tuple(
-                replace(c, role=word) if c.role == "interval" else c for c in q.charts if c.role in ("interval", "constant")
-            )
+            charts = tuple(replace(c, role=word) if c.role == "interval" else c for c in q.charts if c.role in ("interval", "constant"))
             entries.append(
                 Quantity(
                     end,

@@ -9,16 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lightning_w2s.metrics._registry import (
-    BOTH,
-    NEEDS,
-    QUANTITIES,
-    SECTIONS,
-    Chart,
-    Quantity,
-    lower,
-    upper,
-)
+from lightning_w2s.metrics._registry import BOTH, NEEDS, QUANTITIES, SECTIONS, Chart, Quantity, lower, upper
 
 
 # ---------------------------------------------------------------------------------------- dashboard
@@ -70,9 +61,7 @@ def charts() -> list[ChartSpec]:
         for chart in q.charts:
             if chart.role == "constant":
                 continue
-            entry = found.setdefault(
-                (chart.section or q.family, chart.title), {"tags": {}, "sources": [], "order": chart.order, "band_title": None}
-            )
+            entry = found.setdefault((chart.section or q.family, chart.title), {"tags": {}, "sources": [], "order": chart.order, "band_title": None})
             entry["order"] = min(entry["order"], chart.order)
             entry["band_title"] = entry["band_title"] or chart.band_title
             role = _role(chart)

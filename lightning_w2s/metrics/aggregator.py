@@ -51,9 +51,7 @@ def metrics_for_probe(probe: Any, **kwargs: Any) -> W2SMetrics | RegressionMetri
     ``expected_names()``) instead."""
     if probe.task == RegressionMetrics.task:
         return RegressionMetrics(probe.teacher_values, gold=probe.gold, teacher_features=probe.teacher_features, **kwargs)
-    return W2SMetrics(
-        probe.teacher_probs, covered=probe.covered, gold=probe.gold, teacher_features=probe.teacher_features, **kwargs
-    )
+    return W2SMetrics(probe.teacher_probs, covered=probe.covered, gold=probe.gold, teacher_features=probe.teacher_features, **kwargs)
 
 
 class W2SMetrics(ProbeMetrics):
@@ -116,11 +114,7 @@ class W2SMetrics(ProbeMetrics):
         super().__init__(n, k, train=train, chunk_bytes=chunk_bytes)
         self.register_buffer("teacher_probs", tp, persistent=False)
         self.register_buffer("teacher_pred", tp.argmax(dim=1), persistent=False)
-        self.register_buffer(
-            "covered",
-            torch.ones(n, dtype=torch.bool) if covered is None else v.check_mask("covered", covered, n),
-            persistent=False,
-        )
+        self.register_buffer("covered", torch.ones(n, dtype=torch.bool) if covered is None else v.check_mask("covered", covered, n), persistent=False)
         g = None if gold is None or self.is_train_probe else v.check_labels("gold", gold, n, k, allow_minus_one=True)
         self.has_gold = g is not None and bool((g >= 0).any())
         self.register_buffer("gold", g if self.has_gold else None, persistent=False)
@@ -147,31 +141,18 @@ class W2SMetrics(ProbeMetrics):
             self.register_buffer("teacher_calibration_hist", hist, persistent=False)
         if self.is_train_probe:
             return
-        self.add_family(
-            "representation", RepresentationFamily(teacher_features, representation, num_classes=k if self.has_gold else None)
-        )
+        self.add_family("representation", RepresentationFamily(teacher_features, representation, num_classes=k if self.has_gold else None))
         if num_neighbours > 0 and n > 2:
             self.add_family(
                 "lang",
                 LangFamily(
-                    self.teacher_pred,
-                    self.gold,
-                    self.covered,
-                    k,
-                    num_neighbours=num_neighbours,
-                    eta=eta,
-                    expansion_history=expansion_history,
+                    self.teacher_pred, self.gold, self.covered, k, num_neighbours=num_neighbours, eta=eta, expansion_history=expansion_history
                 ),
             )
         self.add_family(
             "smooth_calibration",
             SmoothCalibrationFamily(
-                tp,
-                self.teacher_pred,
-                self.covered,
-                self.gold if self.has_gold else None,
-                eps=eps,
-                teacher_score=self.teacher_score,
+                tp, self.teacher_pred, self.covered, self.gold if self.has_gold else None, eps=eps, teacher_score=self.teacher_score
             ),
         )
 
@@ -263,11 +244,7 @@ class W2SMetrics(ProbeMetrics):
             out[Q.TEACHER_MCE_VS_GOLD] = calibration_from_counts(*hist, "max")
             self.extras["reliability/teacher_vs_gold"] = hist
             sq = self.gold_sq.compute()
-            out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = (
-                sq["sq_gain"],
-                sq["student_sq_error"],
-                sq["teacher_sq_error"],
-            )
+            out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = (sq["sq_gain"], sq["student_sq_error"], sq["teacher_sq_error"])
             out.update(self.gold_ppi.compute())
             out[Q.GOLD_COUNT] = rates["n_covered_per_class"].sum() + rates["n_uncovered_per_class"].sum()
             if Need.PGR_SCORES in self.provides:
@@ -289,9 +266,6 @@ class W2SMetrics(ProbeMetrics):
             if Need.PGR_SCORES in self.provides:
                 out[Q.PGR] = self._t(pgr(float(host_rates["accuracy"]), self.teacher_score, self.ceiling_score))
         out.update(
-            {
-                name: self._t(value)
-                for name, value in accuracy_bounds(host_rates, self.teacher_score, dis, self.coverage, self.num_classes).items()
-            }
+            {name: self._t(value) for name, value in accuracy_bounds(host_rates, self.teacher_score, dis, self.coverage, self.num_classes).items()}
         )
         out[Q.PREDICTED_GAIN] = self._t(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan)

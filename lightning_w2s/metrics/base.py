@@ -150,18 +150,14 @@ class ProbeMetrics(nn.Module):
         when the probe has them."""
         teacher_features = None if self.representation is None else self.representation.teacher_features
         if self.lang is None:
-            raise RuntimeError(
-                "this aggregator has no neighbour-based family (neighbours=0, a train probe or a regression probe)"
-            )
+            raise RuntimeError("this aggregator has no neighbour-based family (neighbours=0, a train probe or a regression probe)")
         return self.lang.build_neighbours(teacher_features, student_embedding)
 
     def set_neighbours(self, neighbours: torch.Tensor) -> None:
         """Turn on the robustness/expansion statistics with a fixed ``(n, k_nn)`` neighbour table
         (identical on every rank: it indexes the whole probe)."""
         if self.lang is None:
-            raise RuntimeError(
-                "this aggregator has no neighbour-based family (neighbours=0, a train probe or a regression probe)"
-            )
+            raise RuntimeError("this aggregator has no neighbour-based family (neighbours=0, a train probe or a regression probe)")
         self.lang.set_neighbours(neighbours, self._device())
 
     # ------------------------------------------------------------------ streaming
@@ -191,15 +187,12 @@ class ProbeMetrics(nn.Module):
         if not queue:
             return
         student, features, index, valid = (
-            None if queue[0][i] is None else queue[0][i] if len(queue) == 1 else torch.cat([b[i] for b in queue])
-            for i in range(4)
+            None if queue[0][i] is None else queue[0][i] if len(queue) == 1 else torch.cat([b[i] for b in queue]) for i in range(4)
         )
         self._update_rows(student, features, index, valid)
 
     @torch.no_grad()
-    def _update_rows(
-        self, student: torch.Tensor, features: torch.Tensor | None, index: torch.Tensor, valid: torch.Tensor
-    ) -> None:
+    def _update_rows(self, student: torch.Tensor, features: torch.Tensor | None, index: torch.Tensor, valid: torch.Tensor) -> None:
         """Feed one chunk: the valid rows are selected once, then the task's states and every family."""
         dev = self._device()
         rows = valid.to(dev).nonzero().squeeze(1)  # padding rows never reach a state
@@ -260,9 +253,7 @@ class ProbeMetrics(nn.Module):
         kept = {}
         for (name, value), finite in zip(zip(out, stacked), torch.isfinite(stacked).tolist()):
             if not finite and Q.lookup(name).may_be_undefined:
-                self.notes.append(
-                    f"{name} is undefined at this check (an empty conditioning set, e.g. no gold row seen, or unmet premises)"
-                )
+                self.notes.append(f"{name} is undefined at this check (an empty conditioning set, e.g. no gold row seen, or unmet premises)")
                 continue
             kept[name] = value
         return kept

@@ -39,9 +39,7 @@ def _check_n_bins(n_bins) -> int:
     return check_scalar("n_bins", n_bins, int, min_val=1)
 
 
-def _check_inputs(
-    probs, target, ignore_index: int | None, validate_args: bool, target_name: str = "target"
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_inputs(probs, target, ignore_index: int | None, validate_args: bool, target_name: str = "target") -> tuple[torch.Tensor, torch.Tensor]:
     p = as_tensor("probs", probs)
     y = as_tensor(target_name, target)
     if not p.is_floating_point():
@@ -97,9 +95,7 @@ def calibration_counts(confidence: torch.Tensor, correct: torch.Tensor, n_bins: 
     return hist
 
 
-def calibration_from_counts(
-    count: torch.Tensor, sum_confidence: torch.Tensor, sum_correct: torch.Tensor, norm: str = "l1"
-) -> torch.Tensor:
+def calibration_from_counts(count: torch.Tensor, sum_confidence: torch.Tensor, sum_correct: torch.Tensor, norm: str = "l1") -> torch.Tensor:
     """ECE (``"l1"``), MCE (``"max"``) or RMS calibration error (``"l2"``) of a histogram. ``NaN`` if empty."""
     check_choice("norm", norm, NORMS)
     n = count.sum()
@@ -133,13 +129,7 @@ def _histogram_dict(hist: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def calibration_error(
-    probs: torch.Tensor,
-    target: torch.Tensor,
-    n_bins: int = 15,
-    norm: str = "l1",
-    *,
-    ignore_index: int | None = None,
-    validate_args: bool = True,
+    probs: torch.Tensor, target: torch.Tensor, n_bins: int = 15, norm: str = "l1", *, ignore_index: int | None = None, validate_args: bool = True
 ) -> torch.Tensor:
     """Top-label calibration error (docs/architecture.md, public API; Guo et al. 2017 Eq. 3) [definition].
 

@@ -122,9 +122,7 @@ class SmoothCalibrationFamily(Family):
             out.update(self._on_gold(p_s[rows], p_w[rows], gold[rows], labels[rows], vs_teacher))
         return out
 
-    def _on_gold(
-        self, p_s: np.ndarray, p_w: np.ndarray, y: np.ndarray, t: np.ndarray, vs_teacher: float | None = None
-    ) -> dict[str, float]:
+    def _on_gold(self, p_s: np.ndarray, p_w: np.ndarray, y: np.ndarray, t: np.ndarray, vs_teacher: float | None = None) -> dict[str, float]:
         """Both models on the same covered gold points: smCE values, bands (A) and (B), the CE gain and its prediction."""
         n, k = p_s.shape
         key = np.ascontiguousarray(y).tobytes() + np.ascontiguousarray(p_w).tobytes()

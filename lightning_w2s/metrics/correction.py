@@ -107,14 +107,10 @@ def lang_bounds(rates: dict, robustness: dict, expansion: dict, q: float = 0.0, 
     for i in range(k):
         a, e = float(alpha[i]), float(fit[i])
         if n_cov[i] > 0:
-            b1[i] = call(
-                lang_covered_bound, "Thm B.1", i, err_teacher_fit=e, alpha=a, c=clip1(c_gb[i]), p_nonrobust=float(pr_s[i]), q=q
-            )
+            b1[i] = call(lang_covered_bound, "Thm B.1", i, err_teacher_fit=e, alpha=a, c=clip1(c_gb[i]), p_nonrobust=float(pr_s[i]), q=q)
         if n_unc[i] > 0:
             c1, c2 = clip1(c_tg[i]), clip1(c_tb[i])
-            b2[i] = call(
-                lang_uncovered_bound, "Thm B.2", i, err_teacher_fit=e, alpha=a, c1=c1, c2=c2, p_nonrobust=float(pr_t[i]), q=q
-            )
+            b2[i] = call(lang_uncovered_bound, "Thm B.2", i, err_teacher_fit=e, alpha=a, c1=c1, c2=c2, p_nonrobust=float(pr_t[i]), q=q)
             b3[i] = call(lang_uncovered_bound_b3, "Thm B.3", i, err_teacher_fit=e, alpha=a, c=c1, p_nonrobust=float(pr_t[i]), q=q)
     unc = torch.fmin(b2, b3)
     if reasons:

@@ -63,9 +63,7 @@ __all__ = ["expansion_estimate", "lang_expansion"]
 MODES = ("set", "sample")
 
 
-def expansion_estimate(
-    neighbours, a_mask, b_mask, candidate_sets, eta: float = 0.0, q: float = 0.0, mode: str = "set"
-) -> dict[str, torch.Tensor]:
+def expansion_estimate(neighbours, a_mask, b_mask, candidate_sets, eta: float = 0.0, q: float = 0.0, mode: str = "set") -> dict[str, torch.Tensor]:
     """Expansion estimate ``ĉ = min_U P(N(U) | A) / P(U | B)`` over a family of sets ``U ⊆ B``.
 
     [paper] Relative expansion on ``(A, B)`` (Lang et al. 2024, Definition 3 / Figure 1): for the
@@ -124,13 +122,7 @@ def expansion_estimate(
     n_a, n_b = a.sum(), b.sum()
     if n_a == 0 or n_b == 0:
         warnings.warn(f"expansion_estimate: {'A' if n_a == 0 else 'B'} is empty; c_hat is NaN", RuntimeWarning, stacklevel=2)
-        return {
-            "c_hat": torch.tensor(float("nan"), dtype=_F64),
-            "ratios": nan,
-            "p_neighbourhood": nan,
-            "p_set": nan,
-            "argmin": torch.tensor(-1),
-        }
+        return {"c_hat": torch.tensor(float("nan"), dtype=_F64), "ratios": nan, "p_neighbourhood": nan, "p_set": nan, "argmin": torch.tensor(-1)}
     nb_a = nb[a]  # (|A|, k)
     p_nb = torch.empty(m, dtype=_F64, device=nb.device)
     for j in range(m):  # one set at a time: memory O(|A| k), not O(m |A| k)
@@ -141,9 +133,7 @@ def expansion_estimate(
     ratios = torch.where(usable, p_nb / torch.where(usable, p_set, torch.ones_like(p_set)), nan)
     if not usable.any():
         warnings.warn(
-            f"expansion_estimate: no candidate set U has P(U|B) > q = {q} (all {m} empty or too small); c_hat is NaN",
-            RuntimeWarning,
-            stacklevel=2,
+            f"expansion_estimate: no candidate set U has P(U|B) > q = {q} (all {m} empty or too small); c_hat is NaN", RuntimeWarning, stacklevel=2
         )
         return {
             "c_hat": torch.tensor(float("nan"), dtype=_F64),
@@ -165,15 +155,7 @@ LANG_EXPANSIONS = {
 
 
 def lang_expansion(
-    neighbours,
-    prediction_history,
-    teacher_pred,
-    gold,
-    covered,
-    num_classes: int,
-    eta: float = 0.5,
-    q: float = 0.0,
-    mode: str = "set",
+    neighbours, prediction_history, teacher_pred, gold, covered, num_classes: int, eta: float = 0.5, q: float = 0.0, mode: str = "set"
 ) -> dict[str, torch.Tensor]:
     """Per-class expansion estimates for Thm B.1, B.2, B.3 from the student's sets at past checks.
 

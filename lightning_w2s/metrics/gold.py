@@ -49,9 +49,7 @@ def gold_rates(student_pred, teacher_pred, gold, covered=None, num_classes: int 
     (1.0, 0.5, 0.0)
     """
     if num_classes is None:
-        labels = [
-            as_tensor(name, v) for name, v in (("student_pred", student_pred), ("teacher_pred", teacher_pred), ("gold", gold))
-        ]
+        labels = [as_tensor(name, v) for name, v in (("student_pred", student_pred), ("teacher_pred", teacher_pred), ("gold", gold))]
         num_classes = max([2] + [int(t.max()) + 1 for t in labels if t.numel() and not t.is_floating_point()])
     return gold_rates_from_counts(correction_counts(student_pred, teacher_pred, gold, covered, num_classes))
 
@@ -153,9 +151,7 @@ def gold_squared_error_terms(
         ew = (w[known] - onehot).pow(2).sum(dim=1)
     else:
         if s.ndim not in (1, 2) or y.shape != s.shape:
-            raise ValueError(
-                f"`target` must have the shape of `student_out` ((n,) or (n, m)), got {describe(y)} and {describe(s)}"
-            )
+            raise ValueError(f"`target` must have the shape of `student_out` ((n,) or (n, m)), got {describe(y)} and {describe(s)}")
         known = known_rows(y)
         ds, dw = s[known] - y[known], w[known] - y[known]
         es = ds.pow(2) if ds.ndim == 1 else ds.pow(2).sum(dim=1)

@@ -112,8 +112,7 @@ def correction_counts(student_pred, teacher_pred, gold, covered, num_classes: in
     on_s = (g >= 0) & cov
     if on_s.any() and ((t[on_s] < 0).any() or (t[on_s] >= k).any()):
         raise ValueError(
-            f"`teacher_pred` must lie in [0, {k - 1}] on covered points, got values in "
-            f"[{int(t[on_s].min())}, {int(t[on_s].max())}] there"
+            f"`teacher_pred` must lie in [0, {k - 1}] on covered points, got values in [{int(t[on_s].min())}, {int(t[on_s].max())}] there"
         )
     return _counts(s, t, g, cov.to(s.device), k)
 

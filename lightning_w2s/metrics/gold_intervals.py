@@ -76,9 +76,7 @@ PPI_MIN_GOLD = 300
 PPI_SUMS = ("n", "sum_y", "sum_f", "sum_yy", "sum_ff", "sum_yf", "n_unlabelled", "sum_fu", "sum_fufu")
 
 
-def ppi_mean_from_sums(
-    sums: dict[str, torch.Tensor], confidence: float = 0.95, lam: float | None = None
-) -> dict[str, torch.Tensor]:
+def ppi_mean_from_sums(sums: dict[str, torch.Tensor], confidence: float = 0.95, lam: float | None = None) -> dict[str, torch.Tensor]:
     """The PPI++ mean estimate and its interval (module docstring) from the sum states :data:`PPI_SUMS`.
 
     Returns float64 tensors ``estimate``, ``lower``, ``upper``, ``lam``, ``se`` (broadcast over the
@@ -207,16 +205,10 @@ class PredictionPoweredAccuracy(Metric):
         est, lower, upper = ppi_effective_wilson(out, self.n + self.n_unlabelled, self.confidence)
         nan = torch.full_like(est, math.nan)
         enough = self.n >= PPI_MIN_GOLD
-        return {
-            Q.ACCURACY_PPI: est,
-            Q.ACCURACY_PPI_LOWER: torch.where(enough, lower, nan),
-            Q.ACCURACY_PPI_UPPER: torch.where(enough, upper, nan),
-        }
+        return {Q.ACCURACY_PPI: est, Q.ACCURACY_PPI_LOWER: torch.where(enough, lower, nan), Q.ACCURACY_PPI_UPPER: torch.where(enough, upper, nan)}
 
 
-def ppi_effective_wilson(
-    ppi: dict[str, torch.Tensor], total, confidence: float = 0.95
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ppi_effective_wilson(ppi: dict[str, torch.Tensor], total, confidence: float = 0.95) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(θ̂, lower, upper)``: the Wilson interval of a proportion estimate ``θ̂ = ppi["estimate"]``
     (clamped to [0, 1]) at the effective sample size ``θ̂(1 − θ̂)/se²``, capped to ``[1, total]``
     (``total``: every probe point; ``se = 0`` gives ``total``) — module docstring [heuristic]."""

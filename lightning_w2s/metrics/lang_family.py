@@ -69,12 +69,7 @@ class LangFamily(Family):
     ) -> None:
         super().__init__()
         self.host_probe = tuple(None if t is None else t.detach().cpu() for t in (teacher_pred, gold, covered))
-        self.num_classes, self.num_neighbours, self.eta, self.expansion_history = (
-            num_classes,
-            num_neighbours,
-            eta,
-            expansion_history,
-        )
+        self.num_classes, self.num_neighbours, self.eta, self.expansion_history = (num_classes, num_neighbours, eta, expansion_history)
         self.has_gold, self.has_uncovered = gold is not None, not bool(covered.all())
         self.robustness: NeighbourRobustness | None = None
         self.neighbours: torch.Tensor | None = None
@@ -83,9 +78,7 @@ class LangFamily(Family):
     def provides(self) -> set[str]:
         return {Q.Need.NEIGHBOURS}
 
-    def build_neighbours(
-        self, teacher_features: torch.Tensor | None, student_embedding: Callable[[], torch.Tensor]
-    ) -> torch.Tensor:
+    def build_neighbours(self, teacher_features: torch.Tensor | None, student_embedding: Callable[[], torch.Tensor]) -> torch.Tensor:
         """The frozen ``(n, k)`` k-NN table of the probe: in ``teacher_features``, or, when there are
         none or they cannot define neighbourhoods (e.g. a keyword rule's all-zero rows: a warning says
         so), in ``student_embedding()`` (the student's representation of the whole probe at fit start)."""
@@ -114,11 +107,7 @@ class LangFamily(Family):
         self.neighbours = neighbours.detach().cpu().long()
         _, gold, covered = self.host_probe
         self.robustness = NeighbourRobustness(
-            self.neighbours,
-            eta=self.eta,
-            gold=gold,
-            covered=covered if self.has_gold else None,
-            num_classes=self.num_classes,
+            self.neighbours, eta=self.eta, gold=gold, covered=covered if self.has_gold else None, num_classes=self.num_classes
         ).to(device)
 
     def update(self, rows: Rows) -> None:
@@ -164,10 +153,7 @@ class LangFamily(Family):
                 (Q.UNCOVERED_PREDICTED_ERROR_CLASS, bounds["uncovered_predicted_error"]),
                 (Q.UNCOVERED_ERROR_CLASS, bounds["uncovered_error"]),
             ]
-            pooled += [
-                (Q.UNCOVERED_PREDICTED_ERROR, "uncovered_predicted_error_pooled"),
-                (Q.UNCOVERED_ERROR, "uncovered_error_pooled"),
-            ]
+            pooled += [(Q.UNCOVERED_PREDICTED_ERROR, "uncovered_predicted_error_pooled"), (Q.UNCOVERED_ERROR, "uncovered_error_pooled")]
         for template, values in per_class:
             out.update({template.format(i=i): values[i] for i in range(self.num_classes)})
         out.update({name: bounds[key] for name, key in pooled})

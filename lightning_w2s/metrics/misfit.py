@@ -59,8 +59,7 @@ def _check_pair(student_probs, teacher_probs, validate_args: bool) -> tuple[torc
             raise TypeError(f"`{name}` must be a floating-point (n, num_classes) tensor of probabilities, got {describe(v)}")
     if s.ndim != 2 or s.shape != t.shape or s.shape[1] < 1:
         raise ValueError(
-            f"`student_probs` and `teacher_probs` must both be (n, k) with the same shape and k >= 1, "
-            f"got {tuple(s.shape)} and {tuple(t.shape)}"
+            f"`student_probs` and `teacher_probs` must both be (n, k) with the same shape and k >= 1, got {tuple(s.shape)} and {tuple(t.shape)}"
         )
     if validate_args:
         check_probabilities("student_probs", s, hint="apply softmax to logits first")
@@ -105,9 +104,7 @@ def agreement_counts(student_labels: torch.Tensor, teacher_labels: torch.Tensor,
     label back to the host on a GPU, at every batch."""
     k = num_classes
     counts = torch.zeros(k * k, dtype=torch.float64, device=student_labels.device)
-    counts.index_add_(
-        0, teacher_labels.long() * k + student_labels.long(), torch.ones_like(counts[:1]).expand(student_labels.shape[0])
-    )
+    counts.index_add_(0, teacher_labels.long() * k + student_labels.long(), torch.ones_like(counts[:1]).expand(student_labels.shape[0]))
     return counts.view(k, k)
 
 
@@ -156,9 +153,7 @@ def _misfit_compute(sums: dict[str, torch.Tensor], total: torch.Tensor, counts: 
 # ----------------------------------------------------------------------------------------------
 # classification
 # ----------------------------------------------------------------------------------------------
-def misfit(
-    student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float = 1e-6, *, validate_args: bool = True
-) -> dict[str, torch.Tensor]:
+def misfit(student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float = 1e-6, *, validate_args: bool = True) -> dict[str, torch.Tensor]:
     """Functional misfit (docs/theory.md §2.1; docs/architecture.md) — definitions, exact.
 
     Args:
@@ -214,11 +209,7 @@ class Misfit(Metric):
         for key in MISFIT_KEYS:
             self.add_state(f"sum_{key}", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        default = (
-            torch.tensor(0.0, dtype=torch.float64)
-            if num_classes is None
-            else torch.zeros(num_classes, num_classes, dtype=torch.float64)
-        )
+        default = torch.tensor(0.0, dtype=torch.float64) if num_classes is None else torch.zeros(num_classes, num_classes, dtype=torch.float64)
         self.add_state("agreement", default, dist_reduce_fx="sum")
 
     def update(self, student_probs: torch.Tensor, teacher_probs: torch.Tensor) -> None:
@@ -254,9 +245,7 @@ def _check_values(student_values, teacher_values, validate_args: bool) -> tuple[
         if v.ndim not in (1, 2):
             raise ValueError(f"`{name}` must be (n,) or (n, m) real outputs, got {describe(v)}")
     if s.shape != t.shape:
-        raise ValueError(
-            f"`student_values` and `teacher_values` must have the same shape, got {tuple(s.shape)} and {tuple(t.shape)}"
-        )
+        raise ValueError(f"`student_values` and `teacher_values` must have the same shape, got {tuple(s.shape)} and {tuple(t.shape)}")
     if validate_args:
         check_finite("student_values", s)
         check_finite("teacher_values", t)
@@ -269,9 +258,7 @@ def regression_misfit_terms(student_values: torch.Tensor, teacher_values: torch.
     return d.pow(2) if d.ndim == 1 else d.pow(2).sum(dim=1)
 
 
-def regression_misfit(
-    student_values: torch.Tensor, teacher_values: torch.Tensor, *, validate_args: bool = True
-) -> dict[str, torch.Tensor]:
+def regression_misfit(student_values: torch.Tensor, teacher_values: torch.Tensor, *, validate_args: bool = True) -> dict[str, torch.Tensor]:
     """Charikar et al.'s misfit for real outputs: ``{"sq": mean ‖f_s − f_w‖²}`` [definition].
 
     The quantity in Charikar et al. 2024, Thm 1 (``err(s) ≤ err(w) − misfit``; see

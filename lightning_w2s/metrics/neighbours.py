@@ -103,7 +103,5 @@ def check_neighbours(neighbours, n: int | None = None) -> torch.Tensor:
         raise ValueError(f"`neighbours` must list at least one neighbour per point, got {describe(nb)}")
     nb = nb.long()
     if nb.numel() and ((nb < 0).any() or (nb >= rows).any()):
-        raise ValueError(
-            f"`neighbours` entries must be probe indices in [0, {rows - 1}], got values in [{int(nb.min())}, {int(nb.max())}]"
-        )
+        raise ValueError(f"`neighbours` entries must be probe indices in [0, {rows - 1}], got values in [{int(nb.min())}, {int(nb.max())}]")
     return nb

@@ -208,8 +208,7 @@ _ALL_BAND = Chart(
     "accuracy on all gold points, in the 0/1 band with the teacher's abstentions anywhere in [0, 1]",
     "headline",
     order=4,
-    band_title="0/1 band on the student's accuracy, label-free: teacher_score, held-out "
-    "disagreement and coverage (the line is its lower end)",
+    band_title="0/1 band on the student's accuracy, label-free: teacher_score, held-out disagreement and coverage (the line is its lower end)",
 )
 _GOLD = dict(needs=[Need.GOLD], may_be_undefined=True, interval=True)
 ACCURACY = declare(
@@ -282,12 +281,9 @@ GOLD_RATES = {
 # (A) around the teacher's smCE, width 2·(class-averaged mean |p_s − p_w|); (B) around the student's smCE against
 # the teacher's labels, width the class-averaged label gap (2/k)·P(teacher ≠ gold) (proofs: metrics/smooth_calibration.py)
 _SMCE = "smCE = max over 1-Lipschitz w: [0, 1] → [−1, 1] of mean w(p_c)(1[y = c] − p_c), per class c, class-averaged"
-_CAL_BAND = Chart(
-    "student's calibration inside its band: smCE vs gold on covered gold points, teacher ± 2·mean|p_s − p_w|", "headline", order=2
-)
+_CAL_BAND = Chart("student's calibration inside its band: smCE vs gold on covered gold points, teacher ± 2·mean|p_s − p_w|", "headline", order=2)
 _LABEL_BAND = Chart(
-    "student's smCE vs gold inside the label band: smCE vs the teacher's labels ± the teacher's label gap (covered gold points)",
-    "calibration",
+    "student's smCE vs gold inside the label band: smCE vs the teacher's labels ± the teacher's label gap (covered gold points)", "calibration"
 )
 SMCE_VS_GOLD = declare(
     _name("calibration", "smce_vs_gold"),
@@ -331,8 +327,7 @@ PGR = declare(
 )
 GOLD_COUNT = declare(
     _name("gold", "count"),
-    "number of probe points with a gold label (the n of every gold rate; the budget the "
-    "gold-aware W2SEarlyStopping chooses its rule by)",
+    "number of probe points with a gold label (the n of every gold rate; the budget the gold-aware W2SEarlyStopping chooses its rule by)",
     "definition",
     kind="count",
     higher_is_better=None,
@@ -371,8 +366,7 @@ ACCURACY_PPI = declare(
 ACCURACY_PPI_LOWER, ACCURACY_PPI_UPPER = (
     declare(
         _name("gold", f"accuracy_ppi_{word}"),
-        f"{word} end of the 95% interval of `gold/accuracy_ppi`: Wilson's at PPI's effective sample "
-        "size θ̂(1 − θ̂)/se² (from 300 gold points)",
+        f"{word} end of the 95% interval of `gold/accuracy_ppi`: Wilson's at PPI's effective sample size θ̂(1 − θ̂)/se² (from 300 gold points)",
         "Angelopoulos, Duchi, Zrnic 2023; Korn & Graubard 1998 — heuristic",
         kind="interval",
         higher_is_better=True,
@@ -396,8 +390,7 @@ SQ_GAIN = declare(
 )
 STUDENT_SQ_ERROR = declare(
     _name("gold", "student_sq_error"),
-    "the student's mean ‖p_s − e_y‖² on covered gold points (Brier score; classification) or mean ‖f_s − y‖² on gold "
-    "points (regression)",
+    "the student's mean ‖p_s − e_y‖² on covered gold points (Brier score; classification) or mean ‖f_s − y‖² on gold points (regression)",
     "definition",
     higher_is_better=False,
     needs=[Need.GOLD],
@@ -417,9 +410,7 @@ TEACHER_SQ_ERROR = declare(
 )
 
 _CE_GAIN = Chart(
-    "gold cross-entropy gain CE(teacher) − CE(student) on covered gold points: measured vs Yao et al.'s "
-    "prediction KL(student ‖ teacher)",
-    "gold",
+    "gold cross-entropy gain CE(teacher) − CE(student) on covered gold points: measured vs Yao et al.'s prediction KL(student ‖ teacher)", "gold"
 )
 CE_GAIN = declare(
     _name("gold", "ce_gain"),
@@ -590,8 +581,7 @@ GAP_OP = declare(
 )
 CKA = declare(
     _name("representation", "cka"),
-    "linear CKA ‖C_sw‖_F²/(‖C_s‖_F‖C_w‖_F) of the captured student and teacher features themselves (never of their "
-    "top principal components)",
+    "linear CKA ‖C_sw‖_F²/(‖C_s‖_F‖C_w‖_F) of the captured student and teacher features themselves (never of their top principal components)",
     "Kornblith et al. 2019",
     higher_is_better=None,
     needs=[Need.TEACHER_FEATURES],
@@ -620,8 +610,7 @@ PRED_GAP_GOLD = declare(
 _ROBUST = dict(higher_is_better=False, may_be_undefined=True)
 INCONSISTENCY = declare(
     _name("robustness", "inconsistency"),
-    "γ̂: mean over probe points of the fraction of their k nearest neighbours (frozen embedding) the student labels "
-    "differently — label-free",
+    "γ̂: mean over probe points of the fraction of their k nearest neighbours (frozen embedding) the student labels differently — label-free",
     "Lang et al. 2024",
     needs=[Need.NEIGHBOURS],
     charts=[Chart("inconsistency γ̂: neighbours labelled differently (all probe points)")],
@@ -713,12 +702,7 @@ def _predicted_and_measured(where: str, condition: str, theorem: str, rhs: str, 
                 f"Lang et al. {theorem} — plug-in estimate" + ("" if suffix else "; pooling derived"),
                 kind="estimate",
                 higher_is_better=False,
-                charts=[
-                    Chart(
-                        f"err(student, gold | {condition}) predicted by Lang {theorem} at the plug-in ĉ: pooled and per class",
-                        run=run,
-                    )
-                ],
+                charts=[Chart(f"err(student, gold | {condition}) predicted by Lang {theorem} at the plug-in ĉ: pooled and per class", run=run)],
                 **needs,
             )
         )
@@ -752,8 +736,7 @@ SKIPPED = declare(
 )
 CHECK = declare(
     _name("", "check"),
-    "number of checks the monitor has made so far, failed ones included (W2SEarlyStopping "
-    "reads it to take each check's values once)",
+    "number of checks the monitor has made so far, failed ones included (W2SEarlyStopping reads it to take each check's values once)",
     "—",
     kind="count",
     tasks=BOTH,

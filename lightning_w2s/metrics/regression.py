@@ -115,11 +115,7 @@ class RegressionMetrics(ProbeMetrics):
         super().__init__(tv.shape[0], 0, train=train, chunk_bytes=chunk_bytes)
         self.output_dim = 1 if tv.ndim == 1 else tv.shape[1]
         self.register_buffer("teacher_values", tv.reshape(self.n, self.output_dim), persistent=False)
-        g = (
-            None
-            if gold is None or self.is_train_probe
-            else v.as_tensor("gold", gold, dtype=torch.float64).reshape(self.n, self.output_dim)
-        )
+        g = None if gold is None or self.is_train_probe else v.as_tensor("gold", gold, dtype=torch.float64).reshape(self.n, self.output_dim)
         self.has_gold = g is not None and bool(known_rows(g).any())
         self.register_buffer("gold", g if self.has_gold else None, persistent=False)
         self.covered = None  # a regression teacher gives a value everywhere
@@ -183,9 +179,5 @@ class RegressionMetrics(ProbeMetrics):
         out[Q.PREDICTED_GAIN] = torch.tensor(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan, dtype=torch.float64)
         if self.gold_sq is not None:
             g = self.gold_sq.compute()
-            out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = (
-                g["sq_gain"],
-                g["student_sq_error"],
-                g["teacher_sq_error"],
-            )
+            out[Q.SQ_GAIN], out[Q.STUDENT_SQ_ERROR], out[Q.TEACHER_SQ_ERROR] = (g["sq_gain"], g["student_sq_error"], g["teacher_sq_error"])
         return {}

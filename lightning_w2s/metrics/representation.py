@@ -266,17 +266,10 @@ class RepresentationGap(ShiftedSumsMetric):
     ) -> None:
         check_args(reg, max_components, reg_relative_to)
         check_choice("products", products, tuple(PRODUCTS))
-        for name, value in (
-            ("student_dim", student_dim),
-            ("teacher_dim", teacher_dim),
-            ("num_classes", num_classes),
-            ("label_dim", label_dim),
-        ):
+        for name, value in (("student_dim", student_dim), ("teacher_dim", teacher_dim), ("num_classes", num_classes), ("label_dim", label_dim)):
             check_scalar(name, value, int, min_val=1, allow_none=True)
         if num_classes is not None and label_dim is not None:
-            raise ValueError(
-                f"pass at most one of `num_classes` (class labels) and `label_dim` (real labels), got {num_classes} and {label_dim}"
-            )
+            raise ValueError(f"pass at most one of `num_classes` (class labels) and `label_dim` (real labels), got {num_classes} and {label_dim}")
         references = [
             None if r is None else as_tensor(name, r).detach().to(torch.float64).reshape(-1)
             for name, r in (("student_reference", student_reference), ("teacher_reference", teacher_reference))
@@ -303,9 +296,7 @@ class RepresentationGap(ShiftedSumsMetric):
         if self._dims is None:
             for name, declared, got in (("student", self._declared[0], s.shape[1]), ("teacher", self._declared[1], w.shape[1])):
                 if declared is not None and declared != got:
-                    raise ValueError(
-                        f"`{name}_features` must have {name}_dim = {declared} columns, got {describe(s if name == 'student' else w)}"
-                    )
+                    raise ValueError(f"`{name}_features` must have {name}_dim = {declared} columns, got {describe(s if name == 'student' else w)}")
             self._init(s.shape[1], w.shape[1])
         elif [s.shape[1], w.shape[1]] != self._dims:
             raise ValueError(
@@ -350,9 +341,7 @@ class RepresentationGap(ShiftedSumsMetric):
         parts = [self._group("")] + ([self._group("gold_")] if self.label_columns else [])
         all_gold = bool(self.label_columns) and float(parts[0].n) == 0
         with limited_threads():
-            out, reason = evaluate(
-                parts[1:] if all_gold else parts, **kw, teacher=self._spectra.setdefault("all", {})
-            )  # + pred_gap
+            out, reason = evaluate(parts[1:] if all_gold else parts, **kw, teacher=self._spectra.setdefault("all", {}))  # + pred_gap
             if reason:
                 _warn(reason)
             if self.label_columns and not all_gold:

@@ -44,9 +44,7 @@ class RepresentationFamily(Family):
     # torchmetrics states and buffers (typed for mypy: nn.Module's __getattr__ is untyped)
     teacher_features: torch.Tensor
 
-    def __init__(
-        self, teacher_features: torch.Tensor | None, construction: GapConstruction = DEFAULT_CONSTRUCTION, **labels: Any
-    ) -> None:
+    def __init__(self, teacher_features: torch.Tensor | None, construction: GapConstruction = DEFAULT_CONSTRUCTION, **labels: Any) -> None:
         super().__init__()
         self.register_buffer("teacher_features", teacher_features, persistent=False)
         self.gap: RepresentationGap | None = None

@@ -75,9 +75,7 @@ def augmentation_nonrobustness(preds, aug_preds) -> torch.Tensor:
     if a.ndim != 2 or a.shape[0] != p.shape[0] or a.shape[1] < 1:
         raise ValueError(f"`aug_preds` must be (n,) or (n, m) with n = {p.shape[0]} like `preds`, got {describe(a)}")
     if a.is_floating_point() or a.is_complex() or a.dtype == torch.bool:
-        raise TypeError(
-            f"`aug_preds` must hold integer class indices (argmax of the student on augmented inputs), got {describe(a)}"
-        )
+        raise TypeError(f"`aug_preds` must hold integer class indices (argmax of the student on augmented inputs), got {describe(a)}")
     return (a.long().to(p.device) != p[:, None]).to(_F64).mean(dim=1)
 
 
@@ -154,9 +152,7 @@ ROBUSTNESS_KEYS_DOC = """
 """
 
 
-def neighbour_robustness(
-    preds, neighbours, eta: float = 0.5, gold=None, covered=None, num_classes: int | None = None
-) -> dict[str, torch.Tensor]:
+def neighbour_robustness(preds, neighbours, eta: float = 0.5, gold=None, covered=None, num_classes: int | None = None) -> dict[str, torch.Tensor]:
     """Functional label-free robustness of the student on the probe (Lang et al. 2024, Lemma B.1).
 
     ``γ̂ = mean_x mean_{x′ ∈ N(x)} 1[f(x) ≠ f(x′)]`` and ``P(R̄_η) ≤ γ̂/η`` with
@@ -241,14 +237,10 @@ class NeighbourRobustness(Metric):
             raise TypeError(f"`index` must hold integer probe positions, got {describe(idx)}")
         b = idx.shape[0]
         p = check_labels("preds", preds, b, self.num_classes, allow_minus_one=False, hint="; pass argmax predictions")
-        keep = (
-            torch.ones(b, dtype=torch.bool, device=idx.device) if valid is None else check_mask("valid", valid, b).to(idx.device)
-        )
+        keep = torch.ones(b, dtype=torch.bool, device=idx.device) if valid is None else check_mask("valid", valid, b).to(idx.device)
         idx, p = idx.long()[keep], p.to(idx.device)[keep]
         if idx.numel() and ((idx < 0).any() or (idx >= self.n).any()):
-            raise ValueError(
-                f"`index` must lie in [0, {self.n - 1}] on valid rows, got values in [{int(idx.min())}, {int(idx.max())}]"
-            )
+            raise ValueError(f"`index` must lie in [0, {self.n - 1}] on valid rows, got values in [{int(idx.min())}, {int(idx.max())}]")
         dev = self.pred_sum.device
         idx, pf = idx.to(dev), p.to(dev, _F64)
         self.pred_sum.index_add_(0, idx, pf)
@@ -290,9 +282,7 @@ class NeighbourRobustness(Metric):
         return out
 
 
-def augmentation_robustness(
-    preds, aug_preds, eta: float = 0.5, gold=None, covered=None, num_classes: int | None = None
-) -> dict[str, torch.Tensor]:
+def augmentation_robustness(preds, aug_preds, eta: float = 0.5, gold=None, covered=None, num_classes: int | None = None) -> dict[str, torch.Tensor]:
     """Functional robustness with ``N(x)`` = user augmentations of ``x`` (see :func:`augmentation_nonrobustness`).
 
     Same statistics and keys as :func:`neighbour_robustness` (:data:`ROBUSTNESS_KEYS_DOC`), without
@@ -334,11 +324,7 @@ class AugmentationRobustness(Metric):
     def update(self, preds, aug_preds, gold=None, covered=None) -> None:
         r = augmentation_nonrobustness(preds, aug_preds)
         n = r.shape[0]
-        cov = (
-            torch.ones(n, dtype=torch.bool, device=r.device)
-            if covered is None
-            else check_mask("covered", covered, n).to(r.device)
-        )
+        cov = torch.ones(n, dtype=torch.bool, device=r.device) if covered is None else check_mask("covered", covered, n).to(r.device)
         g = None if gold is None else check_labels("gold", gold, n, self.num_classes, allow_minus_one=True).to(r.device)
         for name, value in _robustness_sums(r, self.eta, g, cov, self.num_classes).items():
             setattr(self, name, getattr(self, name) + value.to(getattr(self, name).device))

@@ -71,9 +71,7 @@ def wilson_interval(successes, total, confidence: float = 0.95) -> tuple[torch.T
     return lower, upper
 
 
-def rate_with_interval(
-    name: str, successes: torch.Tensor, total: torch.Tensor, confidence: float = 0.95
-) -> dict[str, torch.Tensor]:
+def rate_with_interval(name: str, successes: torch.Tensor, total: torch.Tensor, confidence: float = 0.95) -> dict[str, torch.Tensor]:
     """``{name: x/n, name_lower: …, name_upper: …}`` (float64; all ``NaN`` when ``n = 0``)."""
     x = torch.as_tensor(successes, dtype=torch.float64)
     n = torch.as_tensor(total, dtype=torch.float64, device=x.device)

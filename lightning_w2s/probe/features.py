@@ -86,8 +86,7 @@ def default_forward(module: nn.Module, batch: Any) -> torch.Tensor:
 
 
 FORWARD_FN_HINT = (
-    "pass `forward_fn=` (to `W2SMonitor` or `W2SProbe.from_teacher`): a function `fn(module, batch) -> logits` "
-    "that calls the model your way"
+    "pass `forward_fn=` (to `W2SMonitor` or `W2SProbe.from_teacher`): a function `fn(module, batch) -> logits` that calls the model your way"
 )
 
 
@@ -201,9 +200,7 @@ def resolve_layer(module: nn.Module, layer: str) -> nn.Module:
     # the same name inside a wrapper first (peft's `base_model.model.`, torch.compile's `_orig_mod.`), then close names
     bare = _unwrapped(layer)
     wrapped = [n for n in modules if n != layer and (_unwrapped(n) == bare or _unwrapped(n).endswith("." + bare))]
-    close = wrapped + [
-        c for c in difflib.get_close_matches(layer, [n for n in modules if n], n=5, cutoff=0.4) if c not in wrapped
-    ]
+    close = wrapped + [c for c in difflib.get_close_matches(layer, [n for n in modules if n], n=5, cutoff=0.4) if c not in wrapped]
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     some = ", ".join(repr(n) for n in list(modules)[1:12])
     raise ValueError(f"`layer`={layer!r} is not a submodule of {type(module).__name__}{hint} (available: {some}, ...)")
@@ -253,10 +250,7 @@ def pool(x: torch.Tensor, pooling: str | Callable, mask: torch.Tensor | None = N
         else:
             return x.reshape(x.shape[0], -1)
     if x.ndim != 3:
-        raise ValueError(
-            f"`pooling`={pooling!r} needs a 3-D (batch, tokens, d) layer output, got {describe(x)}; "
-            "use 'flatten', 'auto' or a callable"
-        )
+        raise ValueError(f"`pooling`={pooling!r} needs a 3-D (batch, tokens, d) layer output, got {describe(x)}; use 'flatten', 'auto' or a callable")
     if mask is not None and mask.shape[:2] != x.shape[:2]:
         mask = None  # mask does not belong to this tensor (e.g. a layer after pooling)
     if pooling == "mean":
@@ -364,9 +358,7 @@ class FeatureCapture:
     def _hook(self, _module: nn.Module, args: tuple, output: Any) -> None:
         if not self._active:  # a kept hook outside a pass (:meth:`keep_registered`): nothing to do
             return
-        self._value = _first_tensor(
-            args if self.capture == "input" else output, f"the {self.capture} of layer {self.layer!r}"
-        ).detach()
+        self._value = _first_tensor(args if self.capture == "input" else output, f"the {self.capture} of layer {self.layer!r}").detach()
         self._head_out = output.detach() if self._head_candidate and isinstance(output, torch.Tensor) else None
 
     def attach(self) -> FeatureCapture:
@@ -447,9 +439,7 @@ class FeatureCapture:
                 self.rule = "head token"
                 if self._mask is not None and self._mask.shape == x.shape[:2]:
                     same = int((pos.cpu() == real_token(self._mask.cpu(), "last")).sum())
-                    self._rule_note = (
-                        f"at the first probe batch: the last real token by the attention mask in {same}/{len(pos)} rows"
-                    )
+                    self._rule_note = f"at the first probe batch: the last real token by the attention mask in {same}/{len(pos)} rows"
                 else:
                     self._rule_note = "no attention_mask in the batch"
             else:

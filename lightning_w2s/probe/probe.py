@@ -24,13 +24,7 @@ from torch.utils.data import Dataset, default_collate
 
 from lightning_w2s.metrics.stats import known_rows
 from lightning_w2s.probe import _inputs
-from lightning_w2s.validation import (
-    as_tensor,
-    check_finite,
-    check_labels,
-    check_scalar,
-    describe,
-)
+from lightning_w2s.validation import as_tensor, check_finite, check_labels, check_scalar, describe
 
 FORMAT = "lightning_w2s.W2SProbe/1"
 #: how to write a probe file (the load errors say it)
@@ -114,13 +108,9 @@ class W2SProbe:
         self.gold = g if g is not None and (g >= 0).any() else None
         self.teacher_features = _inputs.teacher_features(teacher_features, n)
 
-    def _init_regression(
-        self, teacher_values: Any, given: dict, gold: Any, covered: Any, teacher_features: Any, num_classes: int | None
-    ) -> None:
+    def _init_regression(self, teacher_values: Any, given: dict, gold: Any, covered: Any, teacher_features: Any, num_classes: int | None) -> None:
         """A regression probe: real teacher outputs, real gold (``NaN`` = unknown), no coverage."""
-        misplaced = (
-            sorted(given) + (["covered"] if covered is not None else []) + (["num_classes"] if num_classes is not None else [])
-        )
+        misplaced = sorted(given) + (["covered"] if covered is not None else []) + (["num_classes"] if num_classes is not None else [])
         if misplaced:
             raise ValueError(
                 f"`teacher_values` (a regression teacher's real outputs) cannot be combined with {misplaced}: those are "
@@ -203,9 +193,7 @@ class W2SProbe:
             return {k: v[index] for k, v in inputs.items()}
         return default_collate([inputs[int(i)] for i in index])
 
-    def iter_batches(
-        self, rank: int = 0, world_size: int = 1, batch_size: int = 256
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
+    def iter_batches(self, rank: int = 0, world_size: int = 1, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
         """This rank's share of the probe as ``(index, valid, inputs)`` batches.
 
         Contiguous shards of ``ceil(n / world_size)`` points; the last shard is padded by repeating
@@ -255,9 +243,7 @@ class W2SProbe:
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
         if not isinstance(self.inputs, (torch.Tensor, dict)):
-            raise TypeError(
-                f"only probes whose `inputs` are a Tensor or a dict of Tensors can be saved, got {describe(self.inputs)}"
-            )
+            raise TypeError(f"only probes whose `inputs` are a Tensor or a dict of Tensors can be saved, got {describe(self.inputs)}")
         return {
             "format": FORMAT,
             "inputs": self.inputs,
@@ -284,15 +270,12 @@ class W2SProbe:
             raise TypeError(f"`path` must be a str or os.PathLike naming a probe file, got {describe(path)}")
         if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"probe file {str(path)!r} {'is a directory' if os.path.isdir(path) else 'does not exist'}: "
-                f"write one first with {HOW_TO_SAVE}"
+                f"probe file {str(path)!r} {'is a directory' if os.path.isdir(path) else 'does not exist'}: write one first with {HOW_TO_SAVE}"
             )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, KeyError, RuntimeError... by content
-            refused = next(
-                (line.strip().split(" was not ")[0] for line in str(exc).splitlines() if "Unsupported global" in line), ""
-            )
+            refused = next((line.strip().split(" was not ")[0] for line in str(exc).splitlines() if "Unsupported global" in line), "")
             raise ValueError(
                 f"{str(path)!r} is not a probe file written by `W2SProbe.save`: torch.load(weights_only=True) could not "
                 f"read it ({type(exc).__name__}{': ' + refused if refused else ''}). A probe file holds tensors only "
@@ -300,9 +283,7 @@ class W2SProbe:
             ) from exc
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             got = f"a dict with keys {sorted(map(str, state))}" if isinstance(state, dict) else describe(state)
-            raise ValueError(
-                f"{str(path)!r} is not a saved W2SProbe (no {FORMAT!r} format tag; it holds {got}); write it with {HOW_TO_SAVE}"
-            )
+            raise ValueError(f"{str(path)!r} is not a saved W2SProbe (no {FORMAT!r} format tag; it holds {got}); write it with {HOW_TO_SAVE}")
         return cls(
             state["inputs"],
             teacher_probs=state.get("teacher_probs"),
@@ -350,9 +331,7 @@ class W2SProbe:
             g = self.gold
             known = 0 if g is None else int(known_rows(g).sum())
             shape = "(n,)" if self.teacher_values.ndim == 1 else f"(n, {self.output_dim})"
-            extras = [f"gold={known}"] + (
-                [f"teacher_features={self.teacher_features.shape[1]}d"] if self.teacher_features is not None else []
-            )
+            extras = [f"gold={known}"] + ([f"teacher_features={self.teacher_features.shape[1]}d"] if self.teacher_features is not None else [])
             return f"W2SProbe(n={self.n}, outputs={shape}, teacher=teacher_values, {', '.join(extras)})"
         extras = [f"gold={int((self.gold >= 0).sum()) if self.gold is not None else 0}"]
         if self.has_abstentions:

@@ -42,15 +42,7 @@ def ridge_lambda(num_classes: int, c: float) -> float:
     return (4.0 if num_classes == 2 else float(num_classes)) / c
 
 
-def crossfit_students(
-    features: Any,
-    targets: Any,
-    *,
-    c: float = 1.0,
-    folds: int = 5,
-    seed: int = 0,
-    names: Sequence[str] | None = None,
-) -> Tensor:
+def crossfit_students(features: Any, targets: Any, *, c: float = 1.0, folds: int = 5, seed: int = 0, names: Sequence[str] | None = None) -> Tensor:
     """Out-of-fold predictions of one cheap linear student per teacher.
 
     Args:

@@ -139,9 +139,7 @@ def excess_agreement(v: Tensor, *, smoothing: float = 0.01, max_iter: int = 1000
     # a relabelled copy (classes swapped) agrees far *less* than predicted: the share of the predicted
     # agreement that did not happen counts the same way
     deficit = torch.where(
-        shared * expected >= MIN_EXPECTED_DISAGREEMENTS,
-        (expected - agree) / expected.clamp_min(1e-9),
-        torch.full_like(expected, float("nan")),
+        shared * expected >= MIN_EXPECTED_DISAGREEMENTS, (expected - agree) / expected.clamp_min(1e-9), torch.full_like(expected, float("nan"))
     )
     excess = torch.where(torch.isnan(excess), deficit, torch.where(torch.isnan(deficit), excess, torch.maximum(excess, deficit)))
     excess.fill_diagonal_(float("nan"))
@@ -181,16 +179,11 @@ def find_dependent(v: Tensor, threshold: float = DEPENDENCE_THRESHOLD, *, smooth
         # so weaker links are measured again once it votes as one
         a, b = (int(x) for x in (score == best).nonzero()[0])
         linked[(members[a][0], members[b][0])] = best
-        groups = sorted(
-            sorted(g)
-            for g in [g for g in groups if members[a][0] not in g and members[b][0] not in g] + [members[a] + members[b]]
-        )
+        groups = sorted(sorted(g) for g in [g for g in groups if members[a][0] not in g and members[b][0] not in g] + [members[a] + members[b]])
     return Dependence(groups=groups, excess=linked, converged=converged)
 
 
-def independent_fits(
-    v: Tensor, groups: list[list[int]], *, smoothing: float = 0.01
-) -> tuple[Tensor, Tensor, list[LabelModelFit]]:
+def independent_fits(v: Tensor, groups: list[list[int]], *, smoothing: float = 0.01) -> tuple[Tensor, Tensor, list[LabelModelFit]]:
     """Each teacher's accuracy and confusion with each group voting once (module docstring).
 
     One label model over the voters (a group = its merged soft vote). A teacher outside every group
@@ -207,8 +200,7 @@ def independent_fits(
     nv = voters.shape[1]
     if nv < 3:
         raise ValueError(
-            f"only {nv} independent voter(s) remain after treating near-copies as one ({members}); a label model "
-            f"needs >= 3 to identify accuracies"
+            f"only {nv} independent voter(s) remain after treating near-copies as one ({members}); a label model needs >= 3 to identify accuracies"
         )
     fit = fit_batch(voters, torch.ones(1, nv, dtype=_F64, device=v.device), smoothing=smoothing)[0]
     t = fit.posterior

@@ -105,16 +105,12 @@ def votes_tensor(votes: Any, num_classes: int | None = None, *, name: str = "vot
         if num_classes is not None and v.shape[2] != num_classes:
             raise ValueError(f"`{name}` has {v.shape[2]} classes in its last dimension but num_classes = {num_classes}")
         if v.numel() and (v.min() < 0 or v.max() > 1):
-            raise ValueError(
-                f"`{name}` soft votes must lie in [0, 1], got values in [{float(v.min()):.4g}, {float(v.max()):.4g}]"
-            )
+            raise ValueError(f"`{name}` soft votes must lie in [0, 1], got values in [{float(v.min()):.4g}, {float(v.max()):.4g}]")
         sums = v.sum(-1)
         bad = ((sums - 1).abs() > 1e-3) & (sums.abs() > 1e-12)
         if bad.any():
             i, j = (int(x) for x in bad.nonzero()[0])
-            raise ValueError(
-                f"`{name}` soft votes must sum to 1 (or be all zero = abstain); input {i}, teacher {j} sums to {float(sums[i, j]):.6g}"
-            )
+            raise ValueError(f"`{name}` soft votes must sum to 1 (or be all zero = abstain); input {i}, teacher {j} sums to {float(sums[i, j]):.6g}")
         return v
     raise ValueError(f"`{name}` must be (n, m) class indices or (n, m, k) probabilities, got {describe(v)}")
 

@@ -125,9 +125,7 @@ def _check_output(arg: str, o: Tensor, n: int) -> Tensor:
         raise ValueError(f"`{arg}` must have n = {n} rows like `student_features`, got {describe(o)}")
     if o.ndim == 1:
         if o.is_floating_point() and not bool(torch.isfinite(o).all()):
-            raise ValueError(
-                f"`{arg}` holds NaN or Inf labels ({int((~torch.isfinite(o)).sum())} of {n}); mark abstentions with -1"
-            )
+            raise ValueError(f"`{arg}` holds NaN or Inf labels ({int((~torch.isfinite(o)).sum())} of {n}); mark abstentions with -1")
         # like scikit-learn's class targets: ints, bools, or floats holding whole numbers (0., 1., -1.)
         if o.is_complex() or (o.is_floating_point() and not bool((o == o.round()).all())):
             raise TypeError(
@@ -146,9 +144,7 @@ def _check_output(arg: str, o: Tensor, n: int) -> Tensor:
     if not o.is_floating_point():
         raise TypeError(f"`{arg}` as an (n, k) tensor must hold probabilities (floats), got {describe(o)}")
     if o.shape[1] < 2:
-        raise ValueError(
-            f"`{arg}` has {o.shape[1]} probability column(s); probabilities need one column per class (k >= 2), e.g. [1 - p, p]"
-        )
+        raise ValueError(f"`{arg}` has {o.shape[1]} probability column(s); probabilities need one column per class (k >= 2), e.g. [1 - p, p]")
     check_probabilities(arg, o.to(torch.float64), hint="pass softmax(logits); to abstain, pass (n,) labels with -1")
     _check_not_constant(arg, o.argmax(1))
     return o.to(torch.float64)
@@ -180,9 +176,7 @@ def _check_classes(labels: dict[str, Tensor], probs: dict[str, Tensor], num_clas
                 raise ValueError(f"`teacher_outputs[{name!r}]` has {c} probability columns but `num_classes` = {k}")
         for name, lab in labels.items():
             if int(lab.max()) >= k:
-                raise ValueError(
-                    f"`teacher_outputs[{name!r}]` has class label {int(lab.max())}, out of range for `num_classes` = {k}"
-                )
+                raise ValueError(f"`teacher_outputs[{name!r}]` has class label {int(lab.max())}, out of range for `num_classes` = {k}")
         return k
     for name, lab in labels.items():
         others = [int(p.shape[1]) for p in probs.values()] + [int(v.max()) + 1 for m, v in labels.items() if m != name]
@@ -228,9 +222,7 @@ def _validate(student_features: Any, teachers: Any, teacher_outputs: Any, num_cl
             continue
         w = as_tensor(f"teachers[{name!r}]", value).detach()
         if w.ndim != 2 or w.shape[0] != n:
-            raise ValueError(
-                f"`teachers[{name!r}]` must be (n, d_w) features with n = {n} rows like `student_features`, got {describe(w)}"
-            )
+            raise ValueError(f"`teachers[{name!r}]` must be (n, d_w) features with n = {n} rows like `student_features`, got {describe(w)}")
         if w.is_complex() or w.dtype == torch.bool:
             raise TypeError(f"`teachers[{name!r}]` must hold real numbers, got {describe(w)}")
         check_finite(f"teachers[{name!r}]", w.to(torch.float64))
@@ -245,9 +237,7 @@ def _validate(student_features: Any, teachers: Any, teacher_outputs: Any, num_cl
     names = list(dict.fromkeys(list(features) + list(outputs)))
     bare = [name for name in names if features.get(name) is None and name not in outputs]
     if bare:
-        raise ValueError(
-            f"teacher(s) {bare} have neither features (`teachers`) nor outputs (`teacher_outputs`); give one or drop them"
-        )
+        raise ValueError(f"teacher(s) {bare} have neither features (`teachers`) nor outputs (`teacher_outputs`); give one or drop them")
     targets: dict[str, Tensor] = {}
     for name, lab in labels.items():
         t = torch.zeros(n, k, dtype=torch.float64)
@@ -304,9 +294,7 @@ def _resolve_score(score: str, inp: _Inputs) -> str:
             f"features needed) or add candidate teachers"
         )
     if score in FEATURE_SCORES and without_features:
-        raise ValueError(
-            f"score={score!r} needs teacher features (`teachers[name]`) for every teacher; missing for {without_features}"
-        )
+        raise ValueError(f"score={score!r} needs teacher features (`teachers[name]`) for every teacher; missing for {without_features}")
     return score
 
 
@@ -338,9 +326,7 @@ def score_teachers(
     folds = check_scalar("folds", folds, int, min_val=2)
     seed = check_scalar("seed", seed, int)
     if dependence_threshold is not None:
-        dependence_threshold = check_scalar(
-            "dependence_threshold", dependence_threshold, float, min_val=0.0, max_val=1.0, include_boundaries="right"
-        )
+        dependence_threshold = check_scalar("dependence_threshold", dependence_threshold, float, min_val=0.0, max_val=1.0, include_boundaries="right")
     if isinstance(scores, str):
         scores = (scores,)
     wanted = [_resolve_score(sc, inp) for sc in scores]
@@ -355,17 +341,13 @@ def score_teachers(
             continue
         values = {}
         for name in names:
-            gap = representation_gap(
-                inp.student, inp.features[name], labels=labels if sc == "pred_gap" else None, **construction.kwargs()
-            )
+            gap = representation_gap(inp.student, inp.features[name], labels=labels if sc == "pred_gap" else None, **construction.kwargs())
             values[name] = float(gap[sc])
         out[sc] = values
     return {key: out[key] for key in dict.fromkeys(wanted + [k for k in out if k not in wanted])}
 
 
-def _label_model_scores(
-    inp: _Inputs, student_c: float, folds: int, seed: int, threshold: float | None
-) -> dict[str, dict[str, float]]:
+def _label_model_scores(inp: _Inputs, student_c: float, folds: int, seed: int, threshold: float | None) -> dict[str, dict[str, float]]:
     names, k = inp.names, inp.num_classes
     lab = torch.stack([inp.labels[m] for m in names], dim=1)  # (n, m)
     covered = lab >= 0
@@ -397,13 +379,10 @@ def _label_model_scores(
         # the cheap students of a group of near-copy teachers are near-copies too; identical students vote once
         acc_s, _, fits_s = independent_fits(student_votes, _with_identical(student_votes, groups))
     except ValueError as err:
-        raise ValueError(
-            f"rank_teachers: {err} (teachers {names}); add independent teachers or pass dependence_threshold=None"
-        ) from None
+        raise ValueError(f"rank_teachers: {err} (teachers {names}); add independent teachers or pass dependence_threshold=None") from None
     if not all(f.converged for f in fits_t + fits_s):
         warnings.warn(
-            f"rank_teachers: the label model did not converge (EM ran out of iterations); the scores of teachers {names} "
-            f"may be off",
+            f"rank_teachers: the label model did not converge (EM ran out of iterations); the scores of teachers {names} may be off",
             UserWarning,
             stacklevel=4,
         )
@@ -515,8 +494,7 @@ def rank_teachers(
         near = {u: difflib.get_close_matches(u, sorted(fields) + ["score", "labels", "teacher_outputs"], n=1) for u in unknown}
         hint = "; ".join(f"{u!r}: did you mean {v[0]!r}?" for u, v in near.items() if v)
         raise TypeError(
-            f"rank_teachers got unexpected keyword argument(s) {unknown}; expected some of {sorted(fields)}"
-            + (f" ({hint})" if hint else "")
+            f"rank_teachers got unexpected keyword argument(s) {unknown}; expected some of {sorted(fields)}" + (f" ({hint})" if hint else "")
         )
     if not isinstance(construction, GapConstruction):
         raise TypeError(f"`construction` must be a GapConstruction, got {describe(construction)}")

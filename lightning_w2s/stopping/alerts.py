@@ -80,15 +80,9 @@ class AlertTracker:
         misfit: str = Q.KL_TEACHER_STUDENT,
     ) -> None:
         self.window = check_scalar("window", window, int, min_val=2)
-        self.min_gain = check_scalar(
-            "min_gain", min_gain, float, min_val=0.0, max_val=1.0, include_boundaries="right", allow_none=True
-        )
-        collapse_share = check_scalar(
-            "collapse_share", collapse_share, float, min_val=0.0, max_val=1.0, include_boundaries="right"
-        )
-        max_interval_halfwidth = check_scalar(
-            "max_interval_halfwidth", max_interval_halfwidth, float, min_val=0.0, include_boundaries="neither"
-        )
+        self.min_gain = check_scalar("min_gain", min_gain, float, min_val=0.0, max_val=1.0, include_boundaries="right", allow_none=True)
+        collapse_share = check_scalar("collapse_share", collapse_share, float, min_val=0.0, max_val=1.0, include_boundaries="right")
+        max_interval_halfwidth = check_scalar("max_interval_halfwidth", max_interval_halfwidth, float, min_val=0.0, include_boundaries="neither")
         self.rules: dict[str, rules.Rule] = {
             "fitting_teacher_errors": rules.TeacherOverfit(self.window - 1, 0.0, heldout=misfit),
             "robustness_drop": rules.RobustnessDrop(self.window - 1, 0.0),
@@ -119,11 +113,7 @@ class AlertTracker:
         return new
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "checks": self.checks,
-            "active": sorted(self.active),
-            "rules": {regime: rule.state_dict() for regime, rule in self.rules.items()},
-        }
+        return {"checks": self.checks, "active": sorted(self.active), "rules": {regime: rule.state_dict() for regime, rule in self.rules.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.checks = int(state.get("checks", 0))

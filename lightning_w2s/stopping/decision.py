@@ -79,9 +79,7 @@ class StoppingDecision:
         self.stopped_check: int | None = None
 
     # ------------------------------------------------------------------ the decision
-    def evaluate(
-        self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0
-    ) -> tuple[bool, W2SStoppingReason | None, str | None]:
+    def evaluate(self, values: Mapping[str, Any], epoch: int = 0, global_step: int = 0) -> tuple[bool, W2SStoppingReason | None, str | None]:
         """Record one check with ``values`` (``{"w2s/...": number}``; names absent or non-finite count
         as missing) and return this process's decision ``(should_stop, reason, message)``; warm-up is
         judged from ``epoch`` and ``global_step``."""
@@ -98,15 +96,7 @@ class StoppingDecision:
                 if not warmup and rule.triggered():
                     votes.append(rule.name)
         self.history.append(
-            {
-                "check": check,
-                "epoch": int(epoch),
-                "step": int(global_step),
-                "warmup": warmup,
-                "values": clean,
-                "votes": votes,
-                "stop": bool(votes),
-            }
+            {"check": check, "epoch": int(epoch), "step": int(global_step), "warmup": warmup, "values": clean, "votes": votes, "stop": bool(votes)}
         )
         if not votes:
             return False, W2SStoppingReason.NOT_STOPPED, None
@@ -178,9 +168,7 @@ class StoppingDecision:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if list(state.get("policies", self.names)) != self.names:
-            raise ValueError(
-                f"the checkpoint's W2SEarlyStopping state is for policies {state.get('policies')}, this callback has {self.names}"
-            )
+            raise ValueError(f"the checkpoint's W2SEarlyStopping state is for policies {state.get('policies')}, this callback has {self.names}")
         for rule in self.rules:
             rule.load_state_dict(state.get("policy_state", {}).get(rule.name, {}))
         self.history = [dict(h) for h in state.get("history", [])]

@@ -136,9 +136,7 @@ def gold_candidates(gold_accuracy: Sequence[float], label_free: Sequence[float],
         g = _first_best(gold_accuracy, checks, higher=True)
         return set() if g is None else {g}
     if rule.kind == "top_m":
-        return set(
-            sorted((i for i in checks if math.isfinite(label_free[i])), key=lambda i: (label_free[i], i))[: int(rule.param)]
-        )
+        return set(sorted((i for i in checks if math.isfinite(label_free[i])), key=lambda i: (label_free[i], i))[: int(rule.param)])
     pick = gold_kept_check(gold_accuracy, label_free, n_gold, rule)
     return set() if pick is None else {pick}
 
@@ -162,8 +160,7 @@ GOLD_DEFAULTS: tuple[tuple[int, GoldRule, str], ...] = (
     (
         173,
         GoldRule("naive", whole_run=True),
-        "the fit runs to its end and the check with the best gold accuracy is kept: the benchmark's choice at 300 gold "
-        "points (docs/gold.md).",
+        "the fit runs to its end and the check with the best gold accuracy is kept: the benchmark's choice at 300 gold points (docs/gold.md).",
     ),
 )
 

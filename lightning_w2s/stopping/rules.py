@@ -190,12 +190,7 @@ class TeacherOverfit(Rule):
     _STATE = Rule._STATE + ("ratio_wait", "prev_train", "prev_heldout", "last_ratio")
 
     def __init__(
-        self,
-        patience: int,
-        min_delta: float,
-        heldout: str = Q.KL_TEACHER_STUDENT,
-        train: str | None = None,
-        kappa: float | None = None,
+        self, patience: int, min_delta: float, heldout: str = Q.KL_TEACHER_STUDENT, train: str | None = None, kappa: float | None = None
     ) -> None:
         super().__init__(patience, min_delta)
         self.heldout, self.train, self.kappa = heldout, train or Q.train_name(heldout), kappa
@@ -212,9 +207,7 @@ class TeacherOverfit(Rule):
         ratio = tr / ho if ho > 0 else (1.0 if tr == 0 else math.inf)
         self.last_ratio = ratio
         if not warmup:
-            diverging = (
-                self.prev_train is not None and tr < self.prev_train - self.min_delta and ho > self.prev_heldout + self.min_delta
-            )
+            diverging = self.prev_train is not None and tr < self.prev_train - self.min_delta and ho > self.prev_heldout + self.min_delta
             self.wait = self.wait + 1 if diverging else 0
             if self.kappa is not None:
                 self.ratio_wait = self.ratio_wait + 1 if ratio < self.kappa else 0
@@ -233,8 +226,7 @@ class TeacherOverfit(Rule):
             )
         if self.kappa is not None and self.ratio_wait >= self.patience:
             parts.append(
-                f"the ratio train/held-out misfit stayed under kappa={self.kappa:g} for {self.ratio_wait} checks "
-                f"(now {self.last_ratio:.4g})"
+                f"the ratio train/held-out misfit stayed under kappa={self.kappa:g} for {self.ratio_wait} checks (now {self.last_ratio:.4g})"
             )
         return (
             " and ".join(parts) + ": the student is fitting the teacher's labels on its training inputs without "
@@ -327,10 +319,7 @@ class RobustnessDrop(Rule):
     def update(self, values, check, warmup):
         g, d = values[Q.INCONSISTENCY], values[Q.DISAGREEMENT]
         signature = (
-            not warmup
-            and self.prev_gamma is not None
-            and g > self.prev_gamma + self.min_delta
-            and d < self.prev_disagreement - self.min_delta
+            not warmup and self.prev_gamma is not None and g > self.prev_gamma + self.min_delta and d < self.prev_disagreement - self.min_delta
         )
         if signature:
             self.wait += 1
@@ -369,9 +358,7 @@ class PredictionCollapse(Rule):
 
     def update(self, values, check, warmup):
         self.share, self.teacher_share = values[Q.MAX_CLASS_SHARE], values.get(Q.TEACHER_MAX_CLASS_SHARE)
-        collapsed = self.share > self.collapse_share and not (
-            self.teacher_share is not None and self.teacher_share > self.collapse_share
-        )
+        collapsed = self.share > self.collapse_share and not (self.teacher_share is not None and self.teacher_share > self.collapse_share)
         self.wait = self.wait + 1 if collapsed else 0
 
     def describe(self, history=None):

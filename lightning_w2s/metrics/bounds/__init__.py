@@ -39,19 +39,8 @@ log a wrong number.
 
 from __future__ import annotations
 
-from lightning_w2s.metrics.bounds.gain import (
-    accuracy_band,
-    ce_band,
-    charikar_predicted_gain,
-    max_accuracy_gain,
-    squared_error_gain,
-)
-from lightning_w2s.metrics.bounds.lang import (
-    lang_covered_bound,
-    lang_nonrobust_bound,
-    lang_uncovered_bound,
-    lang_uncovered_bound_b3,
-)
+from lightning_w2s.metrics.bounds.gain import accuracy_band, ce_band, charikar_predicted_gain, max_accuracy_gain, squared_error_gain
+from lightning_w2s.metrics.bounds.lang import lang_covered_bound, lang_nonrobust_bound, lang_uncovered_bound, lang_uncovered_bound_b3
 
 __all__ = [
     "accuracy_band",

@@ -190,8 +190,7 @@ def lang_uncovered_bound(err_teacher_fit, alpha, c1, c2, p_nonrobust=0.0, q=0.0)
         _common_premises(v, "c1", "c2")
         a, e, p, k1, k2 = v["alpha"], v["err_teacher_fit"], v["p_nonrobust"], v["c1"], v["c2"]
         _need(
-            k1 <= 1.0,
-            f"`c1`={k1!r} must be <= 1 (the proof of Thm B.2 uses c1 <= 1; expansion with c1 > 1 implies it with c1 = 1: pass min(c1, 1))",
+            k1 <= 1.0, f"`c1`={k1!r} must be <= 1 (the proof of Thm B.2 uses c1 <= 1; expansion with c1 > 1 implies it with c1 = 1: pass min(c1, 1))"
         )
         fit = k1 * (1.0 - q - a)
         _need(
@@ -204,10 +203,7 @@ def lang_uncovered_bound(err_teacher_fit, alpha, c1, c2, p_nonrobust=0.0, q=0.0)
         coef = 0.0
         if p > 0.0:
             den1 = min(k1, k2) / max(k1, k2) - 2.0 * a
-            _need(
-                den1 > 0.0,
-                f"denominator c/c_bar - 2alpha = {den1!r} must be > 0 where p_nonrobust > 0 (it scales P(not robust | T_i))",
-            )
+            _need(den1 > 0.0, f"denominator c/c_bar - 2alpha = {den1!r} must be > 0 where p_nonrobust > 0 (it scales P(not robust | T_i))")
             coef = a / den1
     except _Invalid as e:
         return _nan_with("lang_uncovered_bound", str(e))
