@@ -168,9 +168,7 @@ class DecoderStudent(L.LightningModule):
 
 
 def loader(tokens: dict[str, torch.Tensor], labels: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
-    rows = [
-        {"input_ids": tokens["input_ids"][i], "attention_mask": tokens["attention_mask"][i], "labels": int(labels[i])} for i in range(len(labels))
-    ]
+    rows = [{"input_ids": tokens["input_ids"][i], "attention_mask": tokens["attention_mask"][i], "labels": int(labels[i])} for i in range(len(labels))]
     return DataLoader(rows, batch_size=batch_size, shuffle=shuffle)
 
 
@@ -216,9 +214,7 @@ def main(
     kw.update(trainer_kwargs or {})
     trainer = L.Trainer(**kw)
     val_tokens = tokenizer(probe_texts)
-    trainer.fit(
-        student, loader(train_tokens, train_labels[keep], batch_size, shuffle=True), loader(val_tokens, gold[n_train:], batch_size, shuffle=False)
-    )
+    trainer.fit(student, loader(train_tokens, train_labels[keep], batch_size, shuffle=True), loader(val_tokens, gold[n_train:], batch_size, shuffle=False))
     shown = {k: round(v, 3) for k, v in monitor.last_values.items() if k in ("w2s/misfit/disagreement", "w2s/gold/accuracy")}
     print(f"decoder_student: {monitor.num_checks} checks, last {shown}; stopper: {stopper.stopping_reason_message or 'no stop'}")
     return trainer, monitor, stopper

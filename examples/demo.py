@@ -82,9 +82,7 @@ HEADLINE = (
 class Student(L.LightningModule):
     """An MLP head (384 -> 256 -> 2) on frozen sentence embeddings; cross-entropy on given labels."""
 
-    def __init__(
-        self, in_dim: int = 384, hidden: int = 256, num_classes: int = 2, dropout: float = 0.2, lr: float = 3e-4, weight_decay: float = 1e-2
-    ) -> None:
+    def __init__(self, in_dim: int = 384, hidden: int = 256, num_classes: int = 2, dropout: float = 0.2, lr: float = 3e-4, weight_decay: float = 1e-2) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
@@ -128,12 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-epochs", type=int, default=10, help="epochs for the gold-trained ceiling")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--all-metrics", action="store_true", help="print every w2s/ metric, not only the headline ones")
-    parser.add_argument(
-        "--abstain",
-        choices=("drop", "coin"),
-        default="drop",
-        help="train on covered sentences only (drop) or give abstentions a coin-flip label (coin)",
-    )
+    parser.add_argument("--abstain", choices=("drop", "coin"), default="drop", help="train on covered sentences only (drop) or give abstentions a coin-flip label (coin)")
     args = parser.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -166,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     L.seed_everything(args.seed, workers=True, verbose=False)
     ceiling = Student()
-    L.Trainer(max_epochs=args.ceiling_epochs, logger=False, enable_checkpointing=False, limit_val_batches=0, **quiet).fit(
-        ceiling, loader(train["x"], train["gold"], shuffle=True)
-    )
+    L.Trainer(max_epochs=args.ceiling_epochs, logger=False, enable_checkpointing=False, limit_val_batches=0, **quiet).fit(ceiling, loader(train["x"], train["gold"], shuffle=True))
     ceiling_score = gold_accuracy(ceiling, test["x"], test["gold"])
     print(f"ceiling (gold labels, {args.ceiling_epochs} epochs): test accuracy {ceiling_score:.3f}  [{time.perf_counter() - t0:.1f}s]", flush=True)
 
@@ -180,11 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         train_x, train_y, val_x, val_y = train["x"], train["y"], val["x"], val["y"]
     print(f"student trains on {len(train_y)} teacher-labelled sentences (--abstain {args.abstain}), validates on {len(val_y)}", flush=True)
     probe = W2SProbe(
-        torch.from_numpy(probe_d["x"]),
-        teacher_labels=torch.from_numpy(probe_d["teacher_labels"]),
-        gold=torch.from_numpy(probe_d["gold"]),
-        covered=torch.from_numpy(probe_d["covered"]),
-        num_classes=2,
+        torch.from_numpy(probe_d["x"]), teacher_labels=torch.from_numpy(probe_d["teacher_labels"]), gold=torch.from_numpy(probe_d["gold"]), covered=torch.from_numpy(probe_d["covered"]), num_classes=2
     )
     monitor = W2SMonitor(probe=probe, teacher_score=teacher_score, ceiling_score=ceiling_score)
     logger = TensorBoardLogger(args.logdir, name="w2s")

@@ -159,12 +159,7 @@ def main(
         return DataLoader(TensorDataset(enc["input_ids"], enc["attention_mask"], labels), batch_size=batch_size, shuffle=shuffle)
 
     # 1. a tokenised dict probe: teacher labels (-1 = abstains) and gold
-    probe = W2SProbe(
-        tokenize(tokenizer, [texts[i] for i in probe_idx], max_length),
-        teacher_labels=torch.as_tensor(teacher[probe_idx]),
-        gold=torch.as_tensor(gold[probe_idx]),
-        num_classes=2,
-    )
+    probe = W2SProbe(tokenize(tokenizer, [texts[i] for i in probe_idx], max_length), teacher_labels=torch.as_tensor(teacher[probe_idx]), gold=torch.as_tensor(gold[probe_idx]), num_classes=2)
     # 2. + 5. the student: forward returns a SequenceClassifierOutput; a forward(batch) needs forward_fn=
     student = (BatchForwardStudent if forward_fn else HFStudent)(model)
     call = (lambda module, batch: module(batch).logits) if forward_fn else None
@@ -206,9 +201,7 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), 4))
-    main(
-        data=args.data, logdir=args.logdir, epochs=args.epochs, n_train=args.n_train, n_probe=args.n_probe, forward_fn=args.forward_fn, seed=args.seed
-    )
+    main(data=args.data, logdir=args.logdir, epochs=args.epochs, n_train=args.n_train, n_probe=args.n_probe, forward_fn=args.forward_fn, seed=args.seed)
     return 0
 
 

@@ -52,10 +52,7 @@ def check_finite(name: str, value: torch.Tensor) -> None:
     if value.is_floating_point() and not torch.isfinite(value).all():
         bad = (~torch.isfinite(value)).nonzero()
         first = tuple(bad[0].tolist())
-        raise ValueError(
-            f"`{name}` contains {bad.shape[0]} non-finite value(s) (NaN or Inf), first at index {first}; "
-            f"expected finite numbers (got {describe(value)})"
-        )
+        raise ValueError(f"`{name}` contains {bad.shape[0]} non-finite value(s) (NaN or Inf), first at index {first}; expected finite numbers (got {describe(value)})")
 
 
 def check_integer(name: str, value: torch.Tensor, hint: str = "") -> None:
@@ -63,9 +60,7 @@ def check_integer(name: str, value: torch.Tensor, hint: str = "") -> None:
         raise TypeError(f"`{name}` must hold integer class indices, got {describe(value)}{hint}")
 
 
-def check_labels(
-    name: str, value: Any, n: int | None = None, num_classes: int | None = None, *, allow_minus_one: bool = False, hint: str = ""
-) -> torch.Tensor:
+def check_labels(name: str, value: Any, n: int | None = None, num_classes: int | None = None, *, allow_minus_one: bool = False, hint: str = "") -> torch.Tensor:
     """1-D integer class labels in ``[0, k)`` (``[-1, k)`` with ``allow_minus_one``: ``-1`` = unknown),
     ``n`` of them when ``n`` is given; returned as int64. ``hint`` ends the type/shape messages.
 
@@ -111,25 +106,17 @@ def check_mask(name: str, value: Any, n: int, meaning: str = "") -> torch.Tensor
     return m
 
 
-def check_probabilities(
-    name: str, value: torch.Tensor, *, atol: float = 1e-3, hint: str = "if these are logits, pass them as `teacher_logits=`"
-) -> None:
+def check_probabilities(name: str, value: torch.Tensor, *, atol: float = 1e-3, hint: str = "if these are logits, pass them as `teacher_logits=`") -> None:
     """Rows must lie in [0, 1] and sum to 1 within ``atol``; ``hint`` ends the message."""
     check_ndim(name, value, 2, "a 2-D (n, num_classes) tensor of probabilities")
     check_finite(name, value)
     if value.numel() and ((value < 0).any() or (value > 1).any()):
-        raise ValueError(
-            f"`{name}` must hold probabilities in [0, 1], got values in "
-            f"[{value.min().item():.4g}, {value.max().item():.4g}] ({describe(value)}); {hint}"
-        )
+        raise ValueError(f"`{name}` must hold probabilities in [0, 1], got values in [{value.min().item():.4g}, {value.max().item():.4g}] ({describe(value)}); {hint}")
     sums = value.sum(dim=1)
     off = (sums - 1).abs() > atol
     if off.any():
         i = int(off.nonzero()[0])
-        raise ValueError(
-            f"`{name}` rows must sum to 1 (tolerance {atol}); row {i} sums to {sums[i].item():.6g} "
-            f"({int(off.sum())} rows off, {describe(value)}); {hint}"
-        )
+        raise ValueError(f"`{name}` rows must sum to 1 (tolerance {atol}); row {i} sums to {sums[i].item():.6g} ({int(off.sum())} rows off, {describe(value)}); {hint}")
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> Any:
@@ -143,14 +130,7 @@ _TYPE_NAMES = {int: "an int", float: "a float", bool: "a bool", str: "a str"}
 
 
 def check_scalar(
-    name: str,
-    value: Any,
-    target_type: type | tuple[type, ...],
-    *,
-    min_val: float | None = None,
-    max_val: float | None = None,
-    include_boundaries: str = "both",
-    allow_none: bool = False,
+    name: str, value: Any, target_type: type | tuple[type, ...], *, min_val: float | None = None, max_val: float | None = None, include_boundaries: str = "both", allow_none: bool = False
 ) -> Any:
     """Validate a scalar argument and return it (``float`` targets return a ``float``).
 

@@ -43,15 +43,7 @@ class LeastSquaresHead(L.LightningModule):
         return (r**2 if r.ndim == 1 else (r**2).sum(-1)).mean()
 
     def configure_optimizers(self):
-        return torch.optim.LBFGS(
-            self.head.parameters(),
-            lr=1,
-            max_iter=self.max_iter,
-            tolerance_grad=1e-15,
-            tolerance_change=1e-20,
-            history_size=50,
-            line_search_fn="strong_wolfe",
-        )
+        return torch.optim.LBFGS(self.head.parameters(), lr=1, max_iter=self.max_iter, tolerance_grad=1e-15, tolerance_change=1e-20, history_size=50, line_search_fn="strong_wolfe")
 
 
 def regression_task(model: LeastSquaresHead, n: int = 400, realizable: bool = True, seed: int = 0):

@@ -37,15 +37,7 @@ def main(debug: bool, verbose: bool, namespace: str) -> None:
     probe = W2SProbe(x[600:], teacher_labels=teacher[600:], gold=y[600:])
     monitor = W2SMonitor(probe, forward_fn=flaky_forward, neighbours=0, verbose=verbose)
     stopper = W2SEarlyStopping(patience=2, min_delta=10.0, restore_best=True, strict=False)
-    trainer = pl.Trainer(
-        max_epochs=10,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[monitor, stopper],
-    )
+    trainer = pl.Trainer(max_epochs=10, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor, stopper])
     trainer.fit(tiny_student_class(pl.LightningModule)(**SGD_TANH), *loaders(x, teacher, 400, 100))
     print(f"STOPPED_EPOCH={stopper.stopped_epoch} BEST_CHECK={stopper.best_check}", flush=True)
 

@@ -94,11 +94,7 @@ def _fit(monitor, stopper, train, val, epochs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(sgd_tanh_student(d_in=6, hidden=16, k=3, lr=0.3), train, val)
-    out = {
-        "checks": rec.checks,
-        "expected_names": sorted(monitor.expected_names()),
-        "warnings": [{k: w[k] for k in ("check", "step", "regime")} for w in monitor.warnings_log],
-    }
+    out = {"checks": rec.checks, "expected_names": sorted(monitor.expected_names()), "warnings": [{k: w[k] for k in ("check", "step", "regime")} for w in monitor.warnings_log]}
     if stopper is not None:
         out["stopper"] = {
             "history": [{k: h[k] for k in ("check", "epoch", "step", "values", "votes", "stop")} for h in stopper.history],
@@ -158,9 +154,7 @@ def compare(golden: dict, current: dict, tol: float = TOL) -> list[str]:
 
 
 def new_names(golden: dict, current: dict) -> list[str]:
-    return sorted(
-        {n for run in golden for ca, cb in zip(golden[run]["checks"], current[run]["checks"]) for n in set(cb["values"]) - set(ca["values"])}
-    )
+    return sorted({n for run in golden for ca, cb in zip(golden[run]["checks"], current[run]["checks"]) for n in set(cb["values"]) - set(ca["values"])})
 
 
 def main(argv: list[str]) -> int:
@@ -179,19 +173,10 @@ def main(argv: list[str]) -> int:
     diffs = compare(golden, result)
     n = sum(len(c["values"]) for r in golden.values() for c in r["checks"])
     worst = max(
-        (
-            abs(v - cb["values"][k])
-            for run in golden
-            for ca, cb in zip(golden[run]["checks"], result[run]["checks"])
-            for k, v in ca["values"].items()
-            if k in cb["values"] and math.isfinite(v)
-        ),
+        (abs(v - cb["values"][k]) for run in golden for ca, cb in zip(golden[run]["checks"], result[run]["checks"]) for k, v in ca["values"].items() if k in cb["values"] and math.isfinite(v)),
         default=0.0,
     )
-    print(
-        f"{n} golden values over {sum(len(r['checks']) for r in golden.values())} checks; largest absolute "
-        f"difference {worst:.3g}; names new in this version: {new_names(golden, result)}"
-    )
+    print(f"{n} golden values over {sum(len(r['checks']) for r in golden.values())} checks; largest absolute difference {worst:.3g}; names new in this version: {new_names(golden, result)}")
     for run in golden:
         for key in ("expected_names", "warnings"):
             if golden[run][key] != result[run][key]:

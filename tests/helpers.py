@@ -36,9 +36,7 @@ def tiny_student_class(base: type) -> type:
         """An MLP classifier, ``head(body(x))``: the monitor's default layer is the input of ``head``
         (a ``hidden``-d representation). Cross-entropy on the teacher's labels; Adam or SGD."""
 
-        def __init__(
-            self, d_in: int = 8, hidden: int = 32, num_classes: int = 2, lr: float = 0.05, optimizer: str = "adam", activation: str = "relu"
-        ):
+        def __init__(self, d_in: int = 8, hidden: int = 32, num_classes: int = 2, lr: float = 0.05, optimizer: str = "adam", activation: str = "relu"):
             super().__init__()
             self.save_hyperparameters()
             self.body = nn.Sequential(nn.Linear(d_in, hidden), ACTIVATIONS[activation]())
@@ -97,13 +95,7 @@ class Task:
     def probe(self, input_features: bool = False) -> W2SProbe:
         """The held-out probe; ``input_features=True`` gives the inputs themselves as the teacher's
         (frozen) representation, so the monitor's neighbour table does not depend on the student."""
-        return W2SProbe(
-            self.x_probe,
-            teacher_labels=self.t_probe,
-            gold=self.gold_probe,
-            num_classes=2,
-            teacher_features=self.x_probe.clone() if input_features else None,
-        )
+        return W2SProbe(self.x_probe, teacher_labels=self.t_probe, gold=self.gold_probe, num_classes=2, teacher_features=self.x_probe.clone() if input_features else None)
 
     def train_probe(self, m: int | None = None) -> W2SProbe:
         m = len(self.x_train) if m is None else m
@@ -117,23 +109,12 @@ def make_task(n_train: int = 128, n_probe: int = 101, d: int = 8, noise: float =
     gold_train, gold_probe = (x_train @ w > 0).long(), (x_probe @ w > 0).long()
     flip_train = torch.rand(n_train, generator=g) < noise
     flip_probe = torch.rand(n_probe, generator=g) < noise
-    return Task(
-        x_train, torch.where(flip_train, 1 - gold_train, gold_train), x_probe, torch.where(flip_probe, 1 - gold_probe, gold_probe), gold_probe
-    )
+    return Task(x_train, torch.where(flip_train, 1 - gold_train, gold_train), x_probe, torch.where(flip_probe, 1 - gold_probe, gold_probe), gold_probe)
 
 
 def trainer_kwargs(**overrides) -> dict:
     """Quiet, fast single-process CPU Trainer settings."""
-    kw = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        max_epochs=5,
-    )
+    kw = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, max_epochs=5)
     kw.update(overrides)
     return kw
 

@@ -60,14 +60,7 @@ def rank_main(rank: int, out: Path) -> None:
                     metric.update(t(s[r]), t(w[r]), torch.as_tensor(cls[r]))
                     rank_metric.update(t(s[r]))
                 values = {key: float(v) for key, v in metric.compute().items()}
-                checks.append(
-                    {
-                        "values": values,
-                        "shift_s": metric.shift_s.tolist(),
-                        "shift_w": metric.shift_w.tolist(),
-                        "effective_rank": float(rank_metric.compute()),
-                    }
-                )
+                checks.append({"values": values, "shift_s": metric.shift_s.tolist(), "shift_w": metric.shift_w.tolist(), "effective_rank": float(rank_metric.compute())})
                 metric.reset()
                 rank_metric.reset()
             results[f"{offset:g}/{k}"] = checks

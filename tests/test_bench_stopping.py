@@ -341,10 +341,6 @@ def test_gold_budget_replay_against_loops():
     rest = np.setdiff1d(np.arange(40), idx)
     got = ppi_accuracy(correct, agree, idx)
     for c in range(len(got)):
-        want = ppi_mean(
-            torch.tensor(correct[c, idx], dtype=torch.float64),
-            torch.tensor(agree[c, idx], dtype=torch.float64),
-            torch.tensor(agree[c, rest], dtype=torch.float64),
-        )["estimate"]
+        want = ppi_mean(torch.tensor(correct[c, idx], dtype=torch.float64), torch.tensor(agree[c, idx], dtype=torch.float64), torch.tensor(agree[c, rest], dtype=torch.float64))["estimate"]
         assert got[c] == pytest.approx(float(want), abs=1e-12)
     assert set(CANDIDATES) >= {"label_free [W2SEarlyStopping() today]", "naive, whole run [NAIVE]", "ppi_naive"}

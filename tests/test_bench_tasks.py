@@ -120,15 +120,7 @@ def test_teacher_accuracy_counts_abstentions_as_coin_flips():
 
 
 def test_keyword_rule_agrees_with_the_demo_rule():
-    texts = [
-        "A great, wonderful film.",
-        "Boring and dull, a mess.",
-        "Great but boring.",
-        "Nothing to see here.",
-        "GREAT fun; awful ending",
-        "The greatest? No: great!",
-        "bad bad good great",
-    ]
+    texts = ["A great, wonderful film.", "Boring and dull, a mess.", "Great but boring.", "Nothing to see here.", "GREAT fun; awful ending", "The greatest? No: great!", "bad bad good great"]
     words = demo_data.POSITIVE_WORDS + demo_data.NEGATIVE_WORDS
     counts = keyword_counts(texts, words)
     np.testing.assert_array_equal(keyword_rule(counts, len(demo_data.POSITIVE_WORDS)), demo_data.keyword_rule_teacher(texts))
@@ -165,9 +157,7 @@ def test_train_student_records_epochs_and_weights():
     x = rng.normal(size=(n, d)).astype(np.float32)
     gold = (x[:, 0] + 0.3 * x[:, 1] > 0).astype(np.int64)
     teacher = np.where(np.abs(x[:, 0]) < 0.3, -1, gold)
-    task = assemble_task(
-        "fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=x[:, :2], splits=make_splits(n, 0, {"test": 60, "probe": 40, "val": 40})
-    )
+    task = assemble_task("fake", x=x, gold=gold, teacher_labels=teacher, teacher_features=x[:, :2], splits=make_splits(n, 0, {"test": 60, "probe": 40, "val": 40}))
     res = train_student(task, seed=0, epochs=3, batch_size=32, lr=1e-2)
     assert len(res.test_acc) == len(res.val_loss) == len(res.weights) == 3
     assert res.n_train == int(task.train.covered.sum())  # abstentions dropped

@@ -10,16 +10,7 @@ import pytest
 import torch
 
 from lightning_w2s.metrics import bounds
-from lightning_w2s.metrics.bounds import (
-    accuracy_band,
-    ce_band,
-    charikar_predicted_gain,
-    lang_covered_bound,
-    lang_uncovered_bound,
-    lang_uncovered_bound_b3,
-    max_accuracy_gain,
-    squared_error_gain,
-)
+from lightning_w2s.metrics.bounds import accuracy_band, ce_band, charikar_predicted_gain, lang_covered_bound, lang_uncovered_bound, lang_uncovered_bound_b3, max_accuracy_gain, squared_error_gain
 from lightning_w2s.metrics.gold import gold_rates
 from lightning_w2s.metrics.misfit import misfit
 

@@ -89,19 +89,7 @@ class World:
         return self.robust_neighbourhood_size(u & b, a) / p_u
 
 
-def make_world(
-    seed: int,
-    n: int,
-    k: int,
-    coverage: float,
-    teacher_error: float,
-    student_right: float,
-    copy_teacher: float,
-    p_same: float,
-    p_cross: float,
-    p_out: float,
-    eta: Fraction,
-) -> World:
+def make_world(seed: int, n: int, k: int, coverage: float, teacher_error: float, student_right: float, copy_teacher: float, p_same: float, p_cross: float, p_out: float, eta: Fraction) -> World:
     """Edges: inside a gold class with probability ``p_same`` between points of the same kind
     (teacher right / teacher wrong / teacher abstains) and ``p_cross`` between different kinds,
     across classes ``p_out``. Robust expansion into a small set (``S_i^bad``) needs most of a
@@ -289,9 +277,7 @@ def test_checks_are_not_vacuous():
                 v = lang_covered_bound((w.f != w.teacher)[s_i].mean(), bad.sum() / s_i.sum(), c, (~w.robust)[s_i].mean(), q)
                 slack["b1"].append(v - (w.f != w.y)[s_i].mean())
     print("\n" + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) + f"; D2 regime finite: {d2}")
-    print(
-        f"B.1 slack (bound - true error) over finite cases: median {np.median(slack['b1']):.3f}, min {np.min(slack['b1']):.1e}, n={len(slack['b1'])}"
-    )
+    print(f"B.1 slack (bound - true error) over finite cases: median {np.median(slack['b1']):.3f}, min {np.min(slack['b1']):.1e}, n={len(slack['b1'])}")
     assert counts.get("b1:finite", 0) >= 100
     assert counts.get("b1:premise fails", 0) >= 20
     assert counts.get("b2:finite", 0) >= 20
@@ -320,11 +306,7 @@ def test_reference_robust_neighbourhood_size_by_brute_force(eta):
             continue
         deg = w.adj[:, u].sum(1)
         need = (1 - eta) * Fraction(int(deg.sum()))
-        best = min(
-            bin(mask).count("1")
-            for mask in range(1 << int(a.sum()))
-            if Fraction(int(deg[~a].sum()) + sum(int(d) for j, d in enumerate(deg[a]) if mask >> j & 1)) >= need
-        )
+        best = min(bin(mask).count("1") for mask in range(1 << int(a.sum())) if Fraction(int(deg[~a].sum()) + sum(int(d) for j, d in enumerate(deg[a]) if mask >> j & 1)) >= need)
         assert w.robust_neighbourhood_size(u, a) == pytest.approx(best / a.sum(), abs=0)
 
 
@@ -387,17 +369,8 @@ def test_the_assembly_passes_q_to_every_theorem_and_robustness_uses_lemma_b1():
         "err_gold_covered_per_class": torch.tensor([0.05]),
         "err_gold_uncovered_per_class": torch.tensor([math.nan]),
     }
-    robustness = {
-        "eta": torch.tensor(0.5),
-        "p_nonrobust_markov_S_per_class": torch.tensor([0.0]),
-        "p_nonrobust_markov_T_per_class": torch.tensor([math.nan]),
-    }
-    expansion = {
-        "eta": torch.tensor(0.5),
-        "c_good_to_bad": torch.tensor([0.848]),
-        "c_uncovered_to_good": torch.tensor([math.nan]),
-        "c_uncovered_to_bad": torch.tensor([math.nan]),
-    }
+    robustness = {"eta": torch.tensor(0.5), "p_nonrobust_markov_S_per_class": torch.tensor([0.0]), "p_nonrobust_markov_T_per_class": torch.tensor([math.nan])}
+    expansion = {"eta": torch.tensor(0.5), "c_good_to_bad": torch.tensor([0.848]), "c_uncovered_to_good": torch.tensor([math.nan]), "c_uncovered_to_bad": torch.tensor([math.nan])}
     at_0 = lang_bounds(rates, robustness, expansion, q=0.0)
     assert float(at_0["covered_predicted_error"][0]) == pytest.approx(lang_covered_bound(0.12, 0.11, 0.848))
     # q = 0.8: 0.12 + 0 > 1 - 0.8 - 0.11 = 0.09, so Thm B.1's fit premise fails (it did not see q before)

@@ -82,9 +82,7 @@ def test_gain_equals_misfit_trained_linear_head():
     f_w = weak_teacher(z, f_star, 3)
     zt, wt = torch.from_numpy(z[:, :D]), torch.from_numpy(f_w)
     head = torch.nn.Linear(D, 2, dtype=torch.float64)
-    opt = torch.optim.LBFGS(
-        head.parameters(), lr=1, max_iter=200, tolerance_grad=1e-14, tolerance_change=1e-16, history_size=20, line_search_fn="strong_wolfe"
-    )
+    opt = torch.optim.LBFGS(head.parameters(), lr=1, max_iter=200, tolerance_grad=1e-14, tolerance_change=1e-16, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()

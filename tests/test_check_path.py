@@ -55,9 +55,7 @@ def _probe_data(n=203, k=3, d_s=5, d_w=4, seed=0):
 
 def _metrics(data, **kw):
     kw.setdefault("neighbours", 4)
-    m = W2SMetrics(
-        data["teacher"], covered=data["covered"], gold=data["gold"], teacher_features=data["tf"], teacher_score=0.6, ceiling_score=0.9, **kw
-    )
+    m = W2SMetrics(data["teacher"], covered=data["covered"], gold=data["gold"], teacher_features=data["tf"], teacher_score=0.6, ceiling_score=0.9, **kw)
     if m.wants_neighbours:
         m.set_neighbours(m.build_neighbours(lambda: data["feats"]))
     return m
@@ -180,9 +178,7 @@ def test_representation_every_n_checks():
         for name in family:
             assert every.checks[i][name] == pytest.approx(each.checks[i][name], rel=1e-12)
     for i in range(5):  # the other families at every check, unchanged
-        assert {n: v for n, v in every.checks[i].items() if n not in family} == pytest.approx(
-            {n: v for n, v in each.checks[i].items() if n not in family}, rel=1e-12
-        )
+        assert {n: v for n, v in every.checks[i].items() if n not in family} == pytest.approx({n: v for n, v in each.checks[i].items() if n not in family}, rel=1e-12)
 
 
 def test_representation_every_n_checks_is_validated():

@@ -18,24 +18,12 @@ def _cli(tmp_path, probe_path):
     config["trainer"]["callbacks"][0]["init_args"]["probe"] = str(probe_path)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    return subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "cli" / "model.py"), "fit", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    return subprocess.run([sys.executable, str(ROOT / "examples" / "cli" / "model.py"), "fit", "--config", str(cfg)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
 def test_lightning_cli_yaml_example(tmp_path):
     """The example as the README runs it: its own script writes the probe, the YAML trains."""
-    made = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "cli" / "make_probe.py"), "runs/cli/probe.pt"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    made = subprocess.run([sys.executable, str(ROOT / "examples" / "cli" / "make_probe.py"), "runs/cli/probe.pt"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert made.returncode == 0, made.stderr[-3000:]
     assert (tmp_path / "runs" / "cli" / "probe.pt").is_file()
     proc = _cli(tmp_path, "runs/cli/probe.pt")

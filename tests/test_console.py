@@ -92,14 +92,7 @@ def test_verbose_prints_the_headline_of_each_check_at_info_level(caplog, lightni
             seen.append(dict(monitor.last_values))
 
     trainer = lightning.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[monitor, Record()],
-        num_sanity_val_steps=0,
+        max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor, Record()], num_sanity_val_steps=0
     )
     with caplog.at_level(logging.INFO, logger=lightning.name):  # its namespace's logger, as on a user's console
         trainer.fit(lightning.model(tiny_student_class, **SGD_TANH), *loaders(x, teacher, 400, 100))

@@ -20,13 +20,7 @@ from lightning_w2s.metrics.correction import lang_bounds
 from lightning_w2s.metrics.expansion import expansion_estimate, lang_expansion
 from lightning_w2s.metrics.gold_counts import CorrectionRates, correction_rates
 from lightning_w2s.metrics.neighbours import knn_indices
-from lightning_w2s.metrics.robustness import (
-    AugmentationRobustness,
-    NeighbourRobustness,
-    augmentation_nonrobustness,
-    augmentation_robustness,
-    neighbour_robustness,
-)
+from lightning_w2s.metrics.robustness import AugmentationRobustness, NeighbourRobustness, augmentation_nonrobustness, augmentation_robustness, neighbour_robustness
 
 NAN = float("nan")
 
@@ -541,10 +535,7 @@ def test_bounds_hold_on_clustered_task_at_every_check():
         pooled = float(b["covered_predicted_error_pooled"])
         if not math.isnan(pooled):
             assert pooled >= float(b["covered_error_pooled"]) - 1e-12
-    print(
-        f"\nfinite bounds over 10 checks x {k} classes: {finite}; non-vacuous (<1): {nontrivial}; "
-        f"median slack {np.median(gaps):.3f}, min slack {np.min(gaps):.4f}"
-    )
+    print(f"\nfinite bounds over 10 checks x {k} classes: {finite}; non-vacuous (<1): {nontrivial}; median slack {np.median(gaps):.3f}, min slack {np.min(gaps):.4f}")
     assert finite["covered"] >= 25 and finite["b3"] >= 20 and finite["b2"] >= 5
     assert nontrivial >= 20
 
@@ -591,11 +582,7 @@ def test_lang_bounds_reasons_and_eta_mismatch():
         "n_covered_per_class": torch.tensor([10.0, 10.0], dtype=torch.float64),
         "n_uncovered_per_class": torch.tensor([5.0, 0.0], dtype=torch.float64),
     }
-    rob = {
-        "p_nonrobust_markov_S_per_class": torch.zeros(k, dtype=torch.float64),
-        "p_nonrobust_markov_T_per_class": torch.zeros(k, dtype=torch.float64),
-        "eta": torch.tensor(0.5, dtype=torch.float64),
-    }
+    rob = {"p_nonrobust_markov_S_per_class": torch.zeros(k, dtype=torch.float64), "p_nonrobust_markov_T_per_class": torch.zeros(k, dtype=torch.float64), "eta": torch.tensor(0.5, dtype=torch.float64)}
     exp = {
         "c_good_to_bad": torch.tensor([0.848, 0.9], dtype=torch.float64),
         "c_uncovered_to_good": torch.tensor([1.7, NAN], dtype=torch.float64),  # > 1 is clipped to 1

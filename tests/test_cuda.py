@@ -44,9 +44,7 @@ def test_a_check_on_a_cuda_module_equals_the_cpu_run():
 def test_every_state_and_value_of_a_check_stays_on_the_device():
     _, monitor = _fit("gpu")
     for metrics in (monitor.metrics, monitor.train_metrics):
-        for name, tensor in list(metrics.named_buffers()) + [
-            (n, getattr(m, s)) for n, m in metrics.named_modules() for s in getattr(m, "_defaults", {})
-        ]:
+        for name, tensor in list(metrics.named_buffers()) + [(n, getattr(m, s)) for n, m in metrics.named_modules() for s in getattr(m, "_defaults", {})]:
             assert tensor.device.type == "cuda", name
     values = monitor.metrics.compute()
     assert {v.device.type for v in values.values()} == {"cuda"}
@@ -61,9 +59,7 @@ def test_queuing_never_waits_for_the_gpu_and_a_chunk_waits_a_fixed_number_of_tim
         try:
             for i in range(batches):
                 rows = slice(32 * i, 32 * (i + 1))
-                m.update(
-                    data["probs"][rows], data["feats"][rows], torch.arange(512, device="cuda")[rows], torch.ones(32, dtype=torch.bool, device="cuda")
-                )
+                m.update(data["probs"][rows], data["feats"][rows], torch.arange(512, device="cuda")[rows], torch.ones(32, dtype=torch.bool, device="cuda"))
         finally:
             torch.cuda.set_sync_debug_mode("default")
         torch.cuda.set_sync_debug_mode("warn")
@@ -115,9 +111,7 @@ def test_decoder_student_with_lora_in_bf16_is_watched_on_cuda(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `examples`
     from examples import decoder_student as ex
 
-    trainer, monitor, _ = ex.main(
-        str(tmp_path), epochs=2, n_train=256, n_probe=96, hidden=64, trainer_kwargs=dict(accelerator="gpu", devices=1, precision="bf16-mixed")
-    )
+    trainer, monitor, _ = ex.main(str(tmp_path), epochs=2, n_train=256, n_probe=96, hidden=64, trainer_kwargs=dict(accelerator="gpu", devices=1, precision="bf16-mixed"))
     assert trainer.precision == "bf16-mixed" and trainer.strategy.root_device.type == "cuda"
     assert monitor.num_checks == 2 and monitor.num_failed == 0 and monitor.num_skipped == 0
     assert monitor.runner.capture.rule == "head token"

@@ -33,16 +33,7 @@ def run_two_ranks(out: Path, strategy: str) -> Path:
     port = str(_free_port())
     procs = []
     for rank in range(2):
-        env = dict(
-            os.environ,
-            LOCAL_RANK=str(rank),
-            NODE_RANK="0",
-            WORLD_SIZE="2",
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=port,
-            OMP_NUM_THREADS="1",
-            PYTHONWARNINGS="ignore",
-        )
+        env = dict(os.environ, LOCAL_RANK=str(rank), NODE_RANK="0", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
         log = open(out / f"rank{rank}.log", "w")
         cmd = [sys.executable, str(SCRIPT), str(out), strategy]
         procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))

@@ -46,9 +46,7 @@ def _config_models():
     return {
         "llama": lambda: LlamaForSequenceClassification(LlamaConfig(hidden_size=32, intermediate_size=64, num_key_value_heads=2, **small)),
         "qwen2": lambda: Qwen2ForSequenceClassification(Qwen2Config(hidden_size=48, intermediate_size=64, num_key_value_heads=2, **small)),
-        "gpt2": lambda: GPT2ForSequenceClassification(
-            GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=V, pad_token_id=0, num_labels=3, bos_token_id=1, eos_token_id=1)
-        ),
+        "gpt2": lambda: GPT2ForSequenceClassification(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=V, pad_token_id=0, num_labels=3, bos_token_id=1, eos_token_id=1)),
         "bert": lambda: BertForSequenceClassification(BertConfig(hidden_size=32, intermediate_size=64, **small)),
     }
 

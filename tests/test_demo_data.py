@@ -10,16 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks.shared import sources as demo_data
-from benchmarks.shared.sources import (
-    MOVIE_FILE,
-    NEGATIVE_WORDS,
-    POSITIVE_WORDS,
-    embed_minilm,
-    keyword_rule_teacher,
-    load_movie_snippets,
-    movie_keyword_task,
-    texts_fingerprint,
-)
+from benchmarks.shared.sources import MOVIE_FILE, NEGATIVE_WORDS, POSITIVE_WORDS, embed_minilm, keyword_rule_teacher, load_movie_snippets, movie_keyword_task, texts_fingerprint
 
 # three lines copied from the real file's format: id TAB mean rating TAB text, CRLF line ends
 REAL_FORMAT = (

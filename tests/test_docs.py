@@ -22,9 +22,7 @@ TEXT_SUFFIXES = (".py", ".md", ".toml", ".yaml", ".yml", ".cfg", ".txt", ".sh", 
 def repository_files() -> list[str]:
     """Tracked and untracked-but-not-ignored text files, relative to the root."""
     try:
-        out = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.split("\n")
+        out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\n")
     except (OSError, subprocess.CalledProcessError):  # not a git checkout: walk it
         out = []
         for top, dirs, files in os.walk(ROOT):

@@ -27,9 +27,5 @@ def test_docstring_examples_run(name):
 @pytest.mark.parametrize("name", MODULES)
 def test_public_classes_have_an_example(name):
     module = importlib.import_module(name)
-    missing = [
-        cls.__name__
-        for cls in vars(module).values()
-        if inspect.isclass(cls) and cls.__module__ == name and not cls.__name__.startswith("_") and ">>>" not in (cls.__doc__ or "")
-    ]
+    missing = [cls.__name__ for cls in vars(module).values() if inspect.isclass(cls) and cls.__module__ == name and not cls.__name__.startswith("_") and ">>>" not in (cls.__doc__ or "")]
     assert missing == [], f"public classes without a docstring example in {name}: {missing}"

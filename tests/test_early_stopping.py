@@ -150,9 +150,7 @@ def test_state_dict_roundtrip_decides_identically(tmp_path):
     ho = [1.0, 0.9, 0.8, 0.7, 0.7, 0.72, 0.75, 0.8, 0.85, 0.9]
     tr = [1.0, 0.92, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5]
     rows = [{TRAIN: a, HELD: b} for a, b in zip(tr, ho)]
-    kw = dict(
-        policy=["heldout_misfit_plateau", "teacher_overfit"], patience={"heldout_misfit_plateau": 3, "teacher_overfit": 2}, kappa=0.6, verbose=False
-    )
+    kw = dict(policy=["heldout_misfit_plateau", "teacher_overfit"], patience={"heldout_misfit_plateau": 3, "teacher_overfit": 2}, kappa=0.6, verbose=False)
     full = W2SEarlyStopping(**kw)
     want = drive(full, rows)
     # by hand: best 0.7 at check 3, no improvement at 4, 5, 6 -> plateau at 6; held-out rises at 5, 6 while
@@ -216,9 +214,7 @@ def test_constructor_type_errors_name_the_argument(kwargs, match):
 def test_inherited_early_stopping_api_works():
     """W2SEarlyStopping calls EarlyStopping.__init__: Lightning finds it as the early-stopping
     callback, and the base class's own methods work on its attributes (the first policy's quantity)."""
-    es = W2SEarlyStopping(
-        ["heldout_misfit_plateau", "teacher_overfit"], patience={"heldout_misfit_plateau": 2, "teacher_overfit": 4}, min_delta=0.01, verbose=False
-    )
+    es = W2SEarlyStopping(["heldout_misfit_plateau", "teacher_overfit"], patience={"heldout_misfit_plateau": 2, "teacher_overfit": 4}, min_delta=0.01, verbose=False)
     assert es.monitor == HELD and es.patience == 4 and es.wait_count == 0 and es.mode == "min"
     assert es.monitor_op(torch.tensor(0.1), torch.tensor(0.2))
     assert es._validate_condition_metric({HELD: torch.tensor(1.0)})
@@ -325,10 +321,7 @@ def test_default_stops_after_the_minimum_and_restores_that_checks_weights(tmp_pa
     assert count.counts == [1] * len(xs)  # one CPU copy of the state_dict at any check
     assert all(v.device.type == "cpu" for v in es.best_weights.copies[best].values())
     assert "weights of check %d will be restored" % best in es.stopping_reason_message
-    assert any(
-        m.startswith(f"W2SEarlyStopping: restored the student's weights of check {best} (epoch {best}, ") and f"the fit stopped at check {want}" in m
-        for m in _lightning_messages(caplog)
-    )
+    assert any(m.startswith(f"W2SEarlyStopping: restored the student's weights of check {best} (epoch {best}, ") and f"the fit stopped at check {want}" in m for m in _lightning_messages(caplog))
 
 
 def test_default_restores_the_best_check_when_max_epochs_comes_first(tmp_path, caplog):
@@ -346,10 +339,7 @@ def test_default_restores_the_best_check_when_max_epochs_comes_first(tmp_path, c
     state = model.state_dict()
     assert all(torch.equal(state[k], rec.weights[best][k]) for k in state)
     assert not all(torch.equal(state[k], rec.weights[3][k]) for k in state)
-    assert any(
-        m.startswith(f"W2SEarlyStopping: restored the student's weights of check {best}") and "ended after 4 checks without a stop" in m
-        for m in _lightning_messages(caplog)
-    )
+    assert any(m.startswith(f"W2SEarlyStopping: restored the student's weights of check {best}") and "ended after 4 checks without a stop" in m for m in _lightning_messages(caplog))
 
 
 def test_restore_best_false_keeps_the_last_weights_and_no_copy(tmp_path, caplog):

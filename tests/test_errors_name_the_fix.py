@@ -88,13 +88,7 @@ def _fit(model, probe_inputs, labels, **monitor_kwargs):
     ids, mask, y = _tokens()
     probe = W2SProbe(probe_inputs, teacher_labels=labels)
     trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[W2SMonitor(probe, neighbours=0, **monitor_kwargs)],
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[W2SMonitor(probe, neighbours=0, **monitor_kwargs)]
     )
     trainer.fit(model, DataLoader(TensorDataset(ids, mask, y), batch_size=8))
     return trainer
@@ -109,9 +103,7 @@ def test_output_without_logits_names_forward_fn_at_fit_start(output, found):
     assert model.steps == 0  # raised at fit start, before any training step
     if output == "dict":  # the example in the message is the one that works
         assert "module(**batch)['scores']" in str(err.value)
-        trainer = _fit(
-            TokenStudent(output), {"input_ids": ids, "attention_mask": mask}, y, forward_fn=lambda module, batch: module(**batch)["scores"]
-        )
+        trainer = _fit(TokenStudent(output), {"input_ids": ids, "attention_mask": mask}, y, forward_fn=lambda module, batch: module(**batch)["scores"])
         assert "w2s/misfit/disagreement" in trainer.callback_metrics
 
 
@@ -206,15 +198,7 @@ def test_from_teacher_neighbourhood_advice_names_arguments_that_exist(tmp_path):
     x, y, teacher = w2s_data(n=700)
     probe = W2SProbe.from_teacher(KeywordRule(), x[600:], gold=y[600:])
     assert (probe.teacher_features.abs().sum(1) == 0).any()
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[W2SMonitor(probe)],
-    )
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[W2SMonitor(probe)])
     with pytest.warns(UserWarning, match="cannot define neighbourhoods") as record:
         trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     (message,) = [str(w.message) for w in record if "cannot define neighbourhoods" in str(w.message)]

@@ -24,18 +24,7 @@ def np_wilson(x: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 def np_gold(s, w, y, cov) -> dict[str, tuple[int, int]]:
     """(successes, total) per rate, by a loop over points."""
-    c = {
-        k: [0, 0]
-        for k in (
-            "accuracy",
-            "teacher_accuracy",
-            "covered_accuracy",
-            "covered_disagreement",
-            "correction_rate",
-            "imitation_rate",
-            "coverage_accuracy",
-        )
-    }
+    c = {k: [0, 0] for k in ("accuracy", "teacher_accuracy", "covered_accuracy", "covered_disagreement", "correction_rate", "imitation_rate", "coverage_accuracy")}
     for i in range(len(y)):
         if y[i] < 0:
             continue
@@ -193,10 +182,7 @@ def test_gold_squared_error_of_python_lists_is_float64():
     from fractions import Fraction
 
     y, w, s = [1.0, 2.5, -3.25], [1.0015, 2.4987, -3.2489], [1.0005, 2.5011, -3.2502]
-    exact = {
-        "student_sq_error": sum((Fraction(a) - Fraction(c)) ** 2 for a, c in zip(s, y)) / 3,
-        "teacher_sq_error": sum((Fraction(a) - Fraction(c)) ** 2 for a, c in zip(w, y)) / 3,
-    }
+    exact = {"student_sq_error": sum((Fraction(a) - Fraction(c)) ** 2 for a, c in zip(s, y)) / 3, "teacher_sq_error": sum((Fraction(a) - Fraction(c)) ** 2 for a, c in zip(w, y)) / 3}
     exact["sq_gain"] = exact["teacher_sq_error"] - exact["student_sq_error"]
     for args in ((s, w, y), (np.array(s), np.array(w), np.array(y)), ([s], [w], [y])):  # lists, arrays, (1, m)
         out = gold_squared_error(*args, task="regression")
@@ -207,10 +193,7 @@ def test_gold_squared_error_of_python_lists_is_float64():
     # the float32 path this replaced is visibly off at this scale: the test can fail
     f32 = gold_squared_error(torch.tensor(s), torch.tensor(w), torch.tensor(y), task="regression")["sq_gain"].item()
     assert abs(f32 - float(exact["sq_gain"])) > 1e-5 * float(exact["sq_gain"])
-    print(
-        f"\nsq_gain from lists: {gold_squared_error(s, w, y, task='regression')['sq_gain'].item():.10e} "
-        f"(exact {float(exact['sq_gain']):.10e}; through float32 {f32:.10e})"
-    )
+    print(f"\nsq_gain from lists: {gold_squared_error(s, w, y, task='regression')['sq_gain'].item():.10e} (exact {float(exact['sq_gain']):.10e}; through float32 {f32:.10e})")
     # class-index targets stay integers: a float target is still rejected for classification
     probs = [[0.8001, 0.1999], [0.3, 0.7]]
     assert gold_squared_error(probs, [[0.8, 0.2], [0.4, 0.6]], [0, 1])["sq_gain"].dtype == torch.float64

@@ -13,15 +13,7 @@ from scipy import stats
 
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import W2SMetrics
-from lightning_w2s.metrics.gold_intervals import (
-    PPI_MIN_GOLD,
-    PPI_SUMS,
-    PredictionPoweredAccuracy,
-    pgr_interval,
-    ppi_effective_wilson,
-    ppi_mean,
-    ppi_mean_from_sums,
-)
+from lightning_w2s.metrics.gold_intervals import PPI_MIN_GOLD, PPI_SUMS, PredictionPoweredAccuracy, pgr_interval, ppi_effective_wilson, ppi_mean, ppi_mean_from_sums
 from lightning_w2s.metrics.stats import wilson_interval
 
 
@@ -196,7 +188,5 @@ def test_monitor_logs_the_estimates_under_registered_names(n_gold):
         assert Q.lookup(name).kind == kind
     s_pred, t_pred = student.argmax(1), teacher.argmax(1)
     k = n_gold
-    ref = _ppi_py_reference(
-        (s_pred[:k] == gold[:k]).double().numpy(), (s_pred[:k] == t_pred[:k]).double().numpy(), (s_pred[k:] == t_pred[k:]).double().numpy()
-    )
+    ref = _ppi_py_reference((s_pred[:k] == gold[:k]).double().numpy(), (s_pred[:k] == t_pred[:k]).double().numpy(), (s_pred[k:] == t_pred[k:]).double().numpy())
     assert float(out[Q.ACCURACY_PPI]) == pytest.approx(ref[0], abs=1e-12)

@@ -14,15 +14,7 @@ from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.stopping import gold_rule
 from lightning_w2s.stopping.gold_rule import GoldRule, gold_candidates, gold_kept_check
 
-RULES = [
-    GoldRule("label_free"),
-    GoldRule("naive"),
-    GoldRule("smooth", 3),
-    GoldRule("top_m", 3),
-    GoldRule("top_m", 5),
-    GoldRule("gate", 1.0),
-    GoldRule("gate", 1.645),
-]
+RULES = [GoldRule("label_free"), GoldRule("naive"), GoldRule("smooth", 3), GoldRule("top_m", 3), GoldRule("top_m", 5), GoldRule("gate", 1.0), GoldRule("gate", 1.645)]
 
 
 def _reference(acc: np.ndarray, lf: np.ndarray, k: int, rule: GoldRule) -> int:
@@ -114,9 +106,7 @@ def test_stopper_keeps_the_gold_rule_pick_with_enough_gold(monkeypatch):
 
 
 def test_a_whole_run_gold_rule_never_stops(monkeypatch):
-    monkeypatch.setattr(
-        gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."), (100, GoldRule("naive", whole_run=True), "naive gold, whole run."))
-    )
+    monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."), (100, GoldRule("naive", whole_run=True), "naive gold, whole run.")))
     es = W2SEarlyStopping(patience=2, verbose=False)
     _replay(es, LF, ACC, 100)
     assert len(es.history) == len(LF) and not any(h["stop"] for h in es.history)
@@ -139,9 +129,7 @@ def test_trainer_restores_the_gold_pick_and_says_why(tmp_path, monkeypatch, capl
     from lightning_w2s import W2SMonitor
 
     if patched:
-        monkeypatch.setattr(
-            gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."), (300, GoldRule("naive"), "the naive rule (test)."))
-        )
+        monkeypatch.setattr(gold_rule, "GOLD_DEFAULTS", ((0, GoldRule("label_free"), "label-free."), (300, GoldRule("naive"), "the naive rule (test).")))
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
     task = make_task(n_probe=n_probe, noise=0.3)
     L.seed_everything(0, verbose=False)

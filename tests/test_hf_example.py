@@ -39,15 +39,7 @@ def _sentences(n: int = 360, seed: int = 0):
 
 
 def _tiny_bert(vocab_size: int):
-    config = transformers.BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
+    config = transformers.BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64, num_labels=2)
     torch.manual_seed(0)
     return transformers.BertForSequenceClassification(config)
 
@@ -61,22 +53,14 @@ def tokenizer():
 def test_hf_example_runs_on_a_tiny_bert(tmp_path, tokenizer, forward_fn):
     texts, gold = _sentences()
     model = _tiny_bert(tokenizer.vocab_size)
-    out = hf.main(
-        model, tokenizer, texts, gold, logdir=str(tmp_path), epochs=2, n_train=80, n_probe=64, max_length=16, batch_size=16, forward_fn=forward_fn
-    )
+    out = hf.main(model, tokenizer, texts, gold, logdir=str(tmp_path), epochs=2, n_train=80, n_probe=64, max_length=16, batch_size=16, forward_fn=forward_fn)
     monitor, values = out["monitor"], out["values"]
     assert monitor.layer == "model.bert.encoder.layer.1" and monitor.pooling == "mean"
     assert monitor.num_checks == 2 and monitor.num_failed == 0
     probe = monitor.probe
     assert set(probe.inputs) == {"input_ids", "attention_mask"} and probe.has_abstentions and probe.has_gold
     # the dict probe, the SequenceClassifierOutput and the pooled encoder states all reached the metrics
-    for name in (
-        "w2s/misfit/disagreement",
-        "w2s/gold/covered_accuracy",
-        "w2s/gold/teacher_accuracy",
-        "w2s/gold/coverage_accuracy",
-        "w2s/representation/effective_rank",
-    ):
+    for name in ("w2s/misfit/disagreement", "w2s/gold/covered_accuracy", "w2s/gold/teacher_accuracy", "w2s/gold/coverage_accuracy", "w2s/representation/effective_rank"):
         assert name in values, name
     assert 1.0 <= values["w2s/representation/effective_rank"] <= 32.0  # hidden size of the tiny BERT
     assert values == pytest.approx({k: v for k, v in last_w2s_values(out["log_dir"]).items() if k in values}, abs=1e-6)

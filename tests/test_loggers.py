@@ -28,19 +28,10 @@ def _fit(lightning, loggers, **monitor_kwargs):
     L.seed_everything(0, verbose=False)
     x, y, teacher = w2s_data(n=700)
     probe = W2SProbe(x[600:], teacher_labels=teacher[600:], gold=y[600:])
-    monitor = W2SMonitor(
-        probe, neighbours=0, figure_every_n_checks=0, min_gain=0.9, alert_window=2, teacher_score=0.7, ceiling_score=0.9, **monitor_kwargs
-    )
+    monitor = W2SMonitor(probe, neighbours=0, figure_every_n_checks=0, min_gain=0.9, alert_window=2, teacher_score=0.7, ceiling_score=0.9, **monitor_kwargs)
     stopper = W2SEarlyStopping(patience=2, restore_best=False)
     trainer = lightning.Trainer(
-        max_epochs=6,
-        accelerator="cpu",
-        logger=loggers,
-        callbacks=[monitor, stopper],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
+        max_epochs=6, accelerator="cpu", logger=loggers, callbacks=[monitor, stopper], enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0
     )
     trainer.fit(lightning.model(tiny_student_class, **SGD_TANH, lr=0.0), *loaders(x, teacher, 400, 100))
     assert stopper.stopped_epoch == 2, "the test needs the stop"
@@ -50,11 +41,7 @@ def _fit(lightning, loggers, **monitor_kwargs):
 def _texts(logdir):
     acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
     acc.Reload()
-    return {
-        tag.rsplit("/text_summary", 1)[0]: [(e.step, e.tensor_proto.string_val[0].decode()) for e in acc.Tensors(tag)]
-        for tag in acc.Tags()["tensors"]
-        if tag.endswith("/text_summary")
-    }
+    return {tag.rsplit("/text_summary", 1)[0]: [(e.step, e.tensor_proto.string_val[0].decode()) for e in acc.Tensors(tag)] for tag in acc.Tags()["tensors"] if tag.endswith("/text_summary")}
 
 
 def _sections(report: str) -> dict[str, str]:
@@ -192,11 +179,7 @@ def test_wandb_comet_neptune_mlflow_text_apis_are_called_as_their_loggers_define
         assert bound.arguments["run_id"] == "run-1" and bound.arguments["artifact_file"] == REPORT_FILE
     assert mlflow_calls[-1][1][1] == sink.report() and "second" in sink.report()
     # Neptune: a string series per tag
-    assert [(n, a) for n, a, _ in NeptuneLogger.calls] == [
-        (f"[{WARN_TAG}].append", ("first",)),
-        (f"[{WARN_TAG}].append", ("second",)),
-        (f"[{CONST_TAG}].append", ("constants",)),
-    ]
+    assert [(n, a) for n, a, _ in NeptuneLogger.calls] == [(f"[{WARN_TAG}].append", ("first",)), (f"[{WARN_TAG}].append", ("second",)), (f"[{CONST_TAG}].append", ("constants",))]
     for _, args, kwargs in NeptuneLogger.calls:
         inspect.signature(_neptune_append).bind(*args, **kwargs)
 

@@ -104,12 +104,7 @@ def test_gold_rates_consistent(n, k, data):
     cov = torch.tensor(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
     out = gold_rates(s, w, y, cov)
     known, c = y >= 0, (y >= 0) & cov
-    empty = {
-        "accuracy": not known.any(),
-        "teacher_accuracy": not c.any(),
-        "coverage_accuracy": not (known & ~cov).any(),
-        "correction_rate": not (c & (w != y)).any(),
-    }
+    empty = {"accuracy": not known.any(), "teacher_accuracy": not c.any(), "coverage_accuracy": not (known & ~cov).any(), "correction_rate": not (c & (w != y)).any()}
     for key, is_empty in empty.items():
         v = out[key].item()
         assert math.isnan(v) if is_empty else (0.0 <= out[f"{key}_lower"].item() <= v <= out[f"{key}_upper"].item() <= 1.0)

@@ -32,15 +32,7 @@ def run(tmp_path_factory):
     kwargs = dict(train_probe=train_probe, teacher_score=0.75, ceiling_score=0.95, min_gain=0.9)
     monitor = W2SMonitor(probe, **kwargs)
     logger = TensorBoardLogger(tmp, name="tb")
-    trainer = L.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=logger,
-        callbacks=[monitor],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=logger, callbacks=[monitor], enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
     model = sgd_tanh_student()
     trainer.fit(model, *loaders(x, teacher, 400, 200))
     acc = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "tensors": 0, "scalars": 0})
@@ -161,20 +153,12 @@ def test_reference_runs_hold_the_teacher_train_probe_and_classes_at_the_students
     assert len(steps) == 3
     teacher = _run(f"{logdir}/teacher")
     assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY)] == [(e.step, e.value) for e in acc.Scalars(Q.TEACHER_ACCURACY)]
-    assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY_LOWER)] == [
-        (e.step, e.value) for e in acc.Scalars(Q.COVERED_ACCURACY_LOWER)
-    ]
+    assert [(e.step, e.value) for e in teacher.Scalars(Q.COVERED_ACCURACY_LOWER)] == [(e.step, e.value) for e in acc.Scalars(Q.COVERED_ACCURACY_LOWER)]
     assert [e.value for e in teacher.Scalars(Q.PGR)] == [0.0] * 3
     train = _run(f"{logdir}/train_probe")
-    assert [(e.step, e.value) for e in train.Scalars(Q.KL_TEACHER_STUDENT)] == [
-        (e.step, e.value) for e in acc.Scalars(Q.train_name(Q.KL_TEACHER_STUDENT))
-    ]
-    assert [(e.step, e.value) for e in _run(f"{logdir}/class_1").Scalars(Q.COVERED_ERROR)] == [
-        (e.step, e.value) for e in acc.Scalars("w2s/lang/covered_error_1")
-    ]
-    assert [(e.step, e.value) for e in _run(f"{logdir}/predicted_gain").Scalars(Q.SQ_GAIN)] == [
-        (e.step, e.value) for e in acc.Scalars(Q.PREDICTED_GAIN)
-    ]
+    assert [(e.step, e.value) for e in train.Scalars(Q.KL_TEACHER_STUDENT)] == [(e.step, e.value) for e in acc.Scalars(Q.train_name(Q.KL_TEACHER_STUDENT))]
+    assert [(e.step, e.value) for e in _run(f"{logdir}/class_1").Scalars(Q.COVERED_ERROR)] == [(e.step, e.value) for e in acc.Scalars("w2s/lang/covered_error_1")]
+    assert [(e.step, e.value) for e in _run(f"{logdir}/predicted_gain").Scalars(Q.SQ_GAIN)] == [(e.step, e.value) for e in acc.Scalars(Q.PREDICTED_GAIN)]
     assert last_w2s_values(logdir)[Q.COVERED_ACCURACY] == acc.Scalars(Q.COVERED_ACCURACY)[-1].value
     # the rules still get the constants (logged to callback_metrics as before)
     assert Q.TEACHER_MAX_CLASS_SHARE in run["monitor"].last_values

@@ -66,9 +66,7 @@ def test_stock_early_stopping_and_csv_logger(tmp_path, lightning):
     L.seed_everything(0)
     x, y, teacher = w2s_data()
     stop = lightning.callbacks.EarlyStopping(monitor="w2s/misfit/disagreement", patience=1, mode="min")
-    trainer = _trainer(
-        tmp_path, [W2SMonitor(_probe(x, y, teacher)), stop], logger=lightning.loggers.CSVLogger(tmp_path), epochs=30, lightning=lightning
-    )
+    trainer = _trainer(tmp_path, [W2SMonitor(_probe(x, y, teacher)), stop], logger=lightning.loggers.CSVLogger(tmp_path), epochs=30, lightning=lightning)
     trainer.fit(lightning.model(tiny_student_class, **SGD_TANH, lr=0.5), *loaders(x, teacher, 400, 200))
     assert "w2s/misfit/disagreement" in trainer.callback_metrics
     assert trainer.current_epoch < 30  # the stock callback accepted and acted on the logged value
@@ -89,15 +87,7 @@ def test_model_checkpoint_keeps_the_best_check(tmp_path, lightning):
             seen.append(float(trainer.callback_metrics[name]))
 
     ckpt = lightning.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor=name, mode="min", save_top_k=1)
-    trainer = lightning.Trainer(
-        max_epochs=4,
-        accelerator="cpu",
-        logger=False,
-        callbacks=[monitor, Record(), ckpt],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = lightning.Trainer(max_epochs=4, accelerator="cpu", logger=False, callbacks=[monitor, Record(), ckpt], enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(lightning.model(tiny_student_class, **SGD_TANH, lr=0.5), *loaders(x, teacher, 400, 200))
     assert len(seen) == 4
     assert float(ckpt.best_model_score) == pytest.approx(min(seen))

@@ -15,14 +15,7 @@ def _fit(tmp_path, monitor, model=None, epochs=2, **trainer_kwargs):
     L.seed_everything(0)
     x, y, teacher = w2s_data(n=700)
     trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=CSVLogger(tmp_path),
-        callbacks=[monitor],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        **trainer_kwargs,
+        max_epochs=epochs, accelerator="cpu", logger=CSVLogger(tmp_path), callbacks=[monitor], enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, **trainer_kwargs
     )
     trainer.fit(model or sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     return trainer
@@ -199,15 +192,7 @@ def test_a_value_undefined_at_a_later_check_leaves_callback_metrics(tmp_path):
 
     L.seed_everything(0)
     x, y, teacher = w2s_data(n=700)
-    trainer = L.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        callbacks=[monitor, Spy()],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, callbacks=[monitor, Spy()], enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
     trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 100))
     assert seen == [True, False, False]  # not a stale number from check 1
 

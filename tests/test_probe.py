@@ -38,11 +38,7 @@ def test_numpy_and_dict_inputs():
         (dict(teacher_probs=torch.full((10, 2), 0.7)), ValueError, r"`teacher_probs` rows must sum to 1.*teacher_logits="),
         (dict(teacher_probs=torch.tensor([[2.0, -1.0]] * 10)), ValueError, r"probabilities in \[0, 1\].*teacher_logits="),
         (dict(teacher_logits=torch.tensor([[float("nan"), 0.0]] * 10)), ValueError, r"`teacher_logits` contains 10 non-finite"),
-        (
-            dict(teacher_labels=torch.zeros(10, dtype=torch.long), gold=torch.full((10,), 5), num_classes=2),
-            ValueError,
-            r"`gold` must lie in \[-1, 1\]",
-        ),
+        (dict(teacher_labels=torch.zeros(10, dtype=torch.long), gold=torch.full((10,), 5), num_classes=2), ValueError, r"`gold` must lie in \[-1, 1\]"),
         (dict(teacher_labels=torch.zeros(10, dtype=torch.long), gold=torch.zeros(10), num_classes=2), TypeError, r"`gold` must hold integer"),
         (dict(teacher_labels=torch.zeros(10), num_classes=2), TypeError, r"`teacher_labels` must hold integer"),
         (dict(teacher_labels=torch.zeros(10, dtype=torch.long), teacher_logits=torch.zeros(10, 2)), ValueError, r"exactly one of .*got 2"),
@@ -71,9 +67,7 @@ def test_bad_inputs_type():
 
 def test_save_load_roundtrip_with_weights_only(tmp_path):
     gold = torch.tensor([0, 1, -1, 1, 0])
-    probe = W2SProbe(
-        _x(5), teacher_logits=torch.randn(5, 2), gold=gold, teacher_features=torch.randn(5, 3), covered=torch.tensor([True, True, False, True, True])
-    )
+    probe = W2SProbe(_x(5), teacher_logits=torch.randn(5, 2), gold=gold, teacher_features=torch.randn(5, 3), covered=torch.tensor([True, True, False, True, True]))
     path = tmp_path / "probe.pt"
     probe.save(path)
     back = W2SProbe.load(path)

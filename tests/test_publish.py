@@ -136,11 +136,7 @@ def test_stock_early_stopping_and_model_checkpoint_read_the_values(tmp_path):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor=DIS, mode="min", save_top_k=1)
     stop = EarlyStopping(monitor=DIS, mode="min", patience=2)
     L.seed_everything(0, verbose=False)
-    trainer = L.Trainer(
-        **trainer_kwargs(
-            max_epochs=12, logger=logger, enable_checkpointing=True, callbacks=[W2SMonitor(task.probe(), figure_every_n_checks=0), ckpt, stop]
-        )
-    )
+    trainer = L.Trainer(**trainer_kwargs(max_epochs=12, logger=logger, enable_checkpointing=True, callbacks=[W2SMonitor(task.probe(), figure_every_n_checks=0), ckpt, stop]))
     trainer.fit(TinyStudent(lr=0.05), task.train_loader(32), task.val_loader())
     series = [v[DIS] for _, v in sorted(read_csv_metrics(logger).items())]
     best = min(series)

@@ -24,9 +24,7 @@ def test_metric_table_in_docs_is_generated_from_the_registry():
 
     text = open(PATH, encoding="utf-8").read()
     begin, end = table_span(text)
-    assert text[begin:end].strip() == Q.markdown_table(), (
-        "docs/metrics.md's table differs from lightning_w2s/metrics/quantities.py; regenerate it with `python docs/generate_metrics.py`"
-    )
+    assert text[begin:end].strip() == Q.markdown_table(), "docs/metrics.md's table differs from lightning_w2s/metrics/quantities.py; regenerate it with `python docs/generate_metrics.py`"
 
 
 def test_registry_entries_are_well_formed():
@@ -74,9 +72,7 @@ def test_what_the_monitor_logs_is_what_its_expected_names_promise(golden_runs):
 def test_one_module_spells_each_logged_name():
     """The contract names live in the registry: no other package module spells them."""
     package = os.path.join(ROOT, "lightning_w2s")
-    out = subprocess.run(
-        ["grep", "-rlE", r"(misfit|gold|bounds|robustness|lang)/[a-z_]+", package, "--include=*.py"], capture_output=True, text=True
-    ).stdout.split()
+    out = subprocess.run(["grep", "-rlE", r"(misfit|gold|bounds|robustness|lang)/[a-z_]+", package, "--include=*.py"], capture_output=True, text=True).stdout.split()
     offenders = []
     for path in out:
         text = open(path, encoding="utf-8").read()

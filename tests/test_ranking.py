@@ -128,9 +128,7 @@ def test_dawid_skene_class_conditional_and_multiclass():
     rng = np.random.default_rng(3)
     n = 5000
     y = rng.integers(0, 2, n)
-    votes = np.stack(
-        [np.where(y == 1, 1, (rng.random(n) < 0.4).astype(int))] + [np.where(rng.random(n) < a, y, 1 - y) for a in (0.85, 0.8, 0.75)], axis=1
-    )
+    votes = np.stack([np.where(y == 1, 1, (rng.random(n) < 0.4).astype(int))] + [np.where(rng.random(n) < a, y, 1 - y) for a in (0.85, 0.8, 0.75)], axis=1)
     fit = dawid_skene(torch.from_numpy(votes))
     assert abs(float(fit.confusion[0, 0, 1]) - 0.4) < 0.03 and float(fit.confusion[0, 1, 1]) > 0.97
     # 4 classes, unbalanced prior
@@ -343,9 +341,7 @@ def test_mixed_features_only_and_outputs_only_teachers():
 
 def test_score_teachers_reports_ingredients():
     x, y, labels, errors = synthetic_w2s(seed=10, n=1200)
-    res = score_teachers(
-        torch.from_numpy(x), teacher_outputs={k: torch.from_numpy(v) for k, v in labels.items()}, scores=("w2s_error", "teacher_error")
-    )
+    res = score_teachers(torch.from_numpy(x), teacher_outputs={k: torch.from_numpy(v) for k, v in labels.items()}, scores=("w2s_error", "teacher_error"))
     assert {"w2s_error", "teacher_error", "misfit", "coverage", "teacher_accuracy"} <= set(res)
     assert res["coverage"]["rule_abstains"] == pytest.approx(float((labels["rule_abstains"] >= 0).mean()))
     assert res["coverage"]["flip10"] == 1.0
@@ -384,9 +380,7 @@ def test_rank_teachers_errors_name_the_argument():
     with pytest.raises(ValueError, match="num_classes"):
         rank_teachers(s, teacher_outputs=dict(good, a=2 * good["a"]), num_classes=2)
     with pytest.raises(ValueError, match="disagree on the number of classes"):
-        rank_teachers(
-            s, teacher_outputs=dict(good, a=torch.nn.functional.one_hot(good["a"], 2).double(), b=torch.nn.functional.one_hot(good["b"], 3).double())
-        )
+        rank_teachers(s, teacher_outputs=dict(good, a=torch.nn.functional.one_hot(good["a"], 2).double(), b=torch.nn.functional.one_hot(good["b"], 3).double()))
     with pytest.raises(TypeError, match="`teachers` must be a mapping"):
         rank_teachers(s, [torch.randn(50, 3)])
     with pytest.raises(TypeError, match="names in `teacher_outputs` must be str"):
@@ -440,9 +434,7 @@ def _spearman(score: dict, target: dict) -> float:
 def test_every_offered_score_orders_clearly_separated_teachers():
     # outputs: five independent rotations (student errors ~0.03 .. 0.36)
     x, labels, _, errors = rotated_teachers(seed=0)
-    res = score_teachers(
-        torch.from_numpy(x), teacher_outputs={k: torch.from_numpy(v) for k, v in labels.items()}, scores=("auto", "w2s_error", "teacher_error")
-    )
+    res = score_teachers(torch.from_numpy(x), teacher_outputs={k: torch.from_numpy(v) for k, v in labels.items()}, scores=("auto", "w2s_error", "teacher_error"))
     # features: nested teachers seeing the first 8/6/4/2/1 of the student's 8 coordinates (gold uses
     # all 8; the teacher's best rule on its coordinates, copied by the student: errors 0 .. 0.39)
     rng = np.random.default_rng(1)

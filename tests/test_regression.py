@@ -102,17 +102,8 @@ def _reference(s, w, y, fs_feat, fw_feat):
     err_s = ((s[known] - y[known]) ** 2).sum(1).mean()
     err_w = ((w[known] - y[known]) ** 2).sum(1).mean()
     misfit = ((s - w) ** 2).sum(1).mean()
-    rep = representation_gap(
-        torch.from_numpy(fs_feat[known]), torch.from_numpy(fw_feat[known]), labels=torch.from_numpy(y[known]), reg=0.1, max_components=32
-    )
-    return {
-        Q.SQ: misfit,
-        Q.PREDICTED_GAIN: misfit,
-        Q.SQ_GAIN: err_w - err_s,
-        Q.STUDENT_SQ_ERROR: err_s,
-        Q.TEACHER_SQ_ERROR: err_w,
-        Q.PRED_GAP_GOLD: float(rep["pred_gap"]),
-    }
+    rep = representation_gap(torch.from_numpy(fs_feat[known]), torch.from_numpy(fw_feat[known]), labels=torch.from_numpy(y[known]), reg=0.1, max_components=32)
+    return {Q.SQ: misfit, Q.PREDICTED_GAIN: misfit, Q.SQ_GAIN: err_w - err_s, Q.STUDENT_SQ_ERROR: err_s, Q.TEACHER_SQ_ERROR: err_w, Q.PRED_GAP_GOLD: float(rep["pred_gap"])}
 
 
 @pytest.mark.parametrize("outputs", [1, 3])
@@ -285,21 +276,7 @@ def test_student_output_shape_is_checked_at_fit_start(tmp_path):
 def test_registry_task_dimension():
     """Each name says which probes log it; hints for classification-only names name the regression fix."""
     both = {q.name for q in Q.QUANTITIES.values() if "regression" in q.tasks}
-    assert both == {
-        Q.SQ,
-        Q.train_name(Q.SQ),
-        Q.PREDICTED_GAIN,
-        Q.SQ_GAIN,
-        Q.STUDENT_SQ_ERROR,
-        Q.TEACHER_SQ_ERROR,
-        Q.GAP_FRO,
-        Q.GAP_OP,
-        Q.CKA,
-        Q.EFFECTIVE_RANK,
-        Q.PRED_GAP_GOLD,
-        Q.SKIPPED,
-        Q.CHECK,
-    }
+    assert both == {Q.SQ, Q.train_name(Q.SQ), Q.PREDICTED_GAIN, Q.SQ_GAIN, Q.STUDENT_SQ_ERROR, Q.TEACHER_SQ_ERROR, Q.GAP_FRO, Q.GAP_OP, Q.CKA, Q.EFFECTIVE_RANK, Q.PRED_GAP_GOLD, Q.SKIPPED, Q.CHECK}
     assert Q.expected_names(set(), 2, task="regression") == {Q.SQ, Q.PREDICTED_GAIN, Q.EFFECTIVE_RANK, Q.SKIPPED, Q.CHECK}
     assert Q.KL_TEACHER_STUDENT in Q.expected_names(set(), 2)  # classification by default
     with pytest.raises(ValueError, match="`task` must be one of"):

@@ -238,10 +238,7 @@ def test_effective_rank_is_the_participation_ratio_and_its_limits():
     np.testing.assert_allclose(float(effective_rank(t(Z @ iso))), 4.0, rtol=1e-9)  # 4 equal directions
 
 
-@pytest.mark.parametrize(
-    "kwargs,match",
-    [({"reg": 0.0}, "reg"), ({"reg": float("nan")}, "reg"), ({"max_components": 0}, "max_components"), ({"reg_relative_to": "d"}, "reg_relative_to")],
-)
+@pytest.mark.parametrize("kwargs,match", [({"reg": 0.0}, "reg"), ({"reg": float("nan")}, "reg"), ({"max_components": 0}, "max_components"), ({"reg_relative_to": "d"}, "reg_relative_to")])
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         representation_gap(torch.randn(5, 2), torch.randn(5, 2), **kwargs)
@@ -266,11 +263,7 @@ def test_bad_shapes_raise():
 def test_rank_teachers_orders_spanning_partial_noise():
     rng = np.random.default_rng(24)
     S = rng.normal(size=(200, 5)) @ rng.normal(size=(5, 12)) + 0.05 * rng.normal(size=(200, 12))
-    teachers = {
-        "noise": t(rng.normal(size=(200, 12))),
-        "partial": t(S[:, :2] @ rng.normal(size=(2, 8)) + rng.normal(size=(200, 8))),
-        "spans": t(S @ rng.normal(size=(12, 12))),
-    }
+    teachers = {"noise": t(rng.normal(size=(200, 12))), "partial": t(S[:, :2] @ rng.normal(size=(2, 8)) + rng.normal(size=(200, 8))), "spans": t(S @ rng.normal(size=(12, 12)))}
     ranking = rank_teachers(t(S), teachers)
     assert [name for name, _ in ranking] == ["spans", "partial", "noise"]
     scores = [s for _, s in ranking]

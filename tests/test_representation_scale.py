@@ -163,9 +163,7 @@ def _diagonal_operator(values: torch.Tensor, seed: int = 0):
 
 
 def test_top_eigenpairs_finds_the_top_k_of_a_known_spectrum():
-    values = torch.cat(
-        [torch.linspace(100.0, 10.0, 8, dtype=torch.float64), torch.rand(292, generator=torch.Generator().manual_seed(1), dtype=torch.float64)]
-    )
+    values = torch.cat([torch.linspace(100.0, 10.0, 8, dtype=torch.float64), torch.rand(292, generator=torch.Generator().manual_seed(1), dtype=torch.float64)])
     a, q = _diagonal_operator(values)
     found = top_eigenpairs(lambda v: a @ v, 300, 8, lambda th, res: float(res.max()) / (1e-10 * float(th[-1])), like=a)
     assert found is not None

@@ -192,14 +192,7 @@ def _groups(max_n: int, k: int):
                     continue
                 for u_right in range(n - n_cov + 1):
                     right = ra + wdr
-                    yield (
-                        (ra + rd) / n_cov,
-                        (rd + wdr + wdw) / n_cov,
-                        n_cov / n,
-                        (right + u_right) / n,
-                        right / n_cov,
-                        (n, n_cov, ra + rd, rd + wdr + wdw),
-                    )
+                    yield ((ra + rd) / n_cov, (rd + wdr + wdw) / n_cov, n_cov / n, (right + u_right) / n, right / n_cov, (n, n_cov, ra + rd, rd + wdr + wdw))
 
 
 @pytest.mark.parametrize("k", [2, 3])
@@ -252,14 +245,7 @@ def test_calibration_names_through_a_trainer(tmp_path):
     values = _Values(monitor)
     logger = TensorBoardLogger(tmp_path, name="tb")
     trainer = L.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=logger,
-        callbacks=[monitor, values],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        deterministic=True,
+        max_epochs=3, accelerator="cpu", logger=logger, callbacks=[monitor, values], enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, deterministic=True
     )
     trainer.fit(sgd_tanh_student(), *loaders(x, teacher, 400, 200))
 
@@ -283,6 +269,4 @@ def test_calibration_names_through_a_trainer(tmp_path):
     assert acc.Scalars(Q.SMCE_VS_TEACHER)[-1].value == pytest.approx(float(smooth_calibration_error(ps, pw.argmax(1))), rel=1e-5)
     ce = lambda p: float(-p.gather(1, probe.gold[:, None]).clamp_min(1e-6).log().mean())  # noqa: E731
     assert acc.Scalars(Q.CE_GAIN)[-1].value == pytest.approx(ce(pw) - ce(ps), rel=1e-5, abs=1e-6)
-    assert acc.Scalars(Q.CALIBRATION_UPPER)[-1].value == pytest.approx(
-        float(smooth_calibration_error(pw, probe.gold)) + 2 * float((ps - pw).abs().mean()), rel=1e-5
-    )
+    assert acc.Scalars(Q.CALIBRATION_UPPER)[-1].value == pytest.approx(float(smooth_calibration_error(pw, probe.gold)) + 2 * float((ps - pw).abs().mean()), rel=1e-5)

@@ -78,9 +78,7 @@ def fit(namespace: str, tmp_path):
     model, rec = student(namespace), weights_recorder(namespace)
     es = W2SEarlyStopping(patience=2, gold=False)
     logger = pl.loggers.TensorBoardLogger(str(tmp_path), name=namespace, version=0)
-    trainer = pl.Trainer(
-        **trainer_kwargs(max_epochs=12, logger=logger, callbacks=[W2SMonitor(task.probe(), neighbours=0, figure_every_n_checks=0), es, rec])
-    )
+    trainer = pl.Trainer(**trainer_kwargs(max_epochs=12, logger=logger, callbacks=[W2SMonitor(task.probe(), neighbours=0, figure_every_n_checks=0), es, rec]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(model, task.train_loader(32), task.val_loader())

@@ -27,15 +27,7 @@ from torch.utils.tensorboard.summary import custom_scalars
 
 from lightning_w2s.dashboard.figures import reliability_figure, reliability_summary
 from lightning_w2s.dashboard.loggers import TextSink
-from lightning_w2s.dashboard.tensorboard import (
-    Dashboard,
-    build_layout,
-    figure_to_image,
-    is_reference_run,
-    layout_tags,
-    tensorboard_order,
-    write_reliability,
-)
+from lightning_w2s.dashboard.tensorboard import Dashboard, build_layout, figure_to_image, is_reference_run, layout_tags, tensorboard_order, write_reliability
 from lightning_w2s.dashboard.text import CONSTANTS_TAG, WARNINGS_TAG, format_constants, format_warnings
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.stopping.alerts import Alert
@@ -43,18 +35,7 @@ from lightning_w2s.stopping.alerts import Alert
 MISFIT = [Q.KL_TEACHER_STUDENT, Q.KL_STUDENT_TEACHER, Q.DISAGREEMENT, Q.SQ]
 WILSON = [Q.lower(Q.DISAGREEMENT), Q.upper(Q.DISAGREEMENT)]
 TRAIN = [Q.train_name(n) for n in MISFIT + WILSON]
-GOLD = [
-    Q.ACCURACY,
-    Q.TEACHER_ACCURACY,
-    Q.COVERED_ACCURACY,
-    Q.PGR,
-    Q.CORRECTION_RATE,
-    Q.IMITATION_RATE,
-    Q.COVERAGE_ACCURACY,
-    Q.SQ_GAIN,
-    Q.STUDENT_SQ_ERROR,
-    Q.TEACHER_SQ_ERROR,
-]
+GOLD = [Q.ACCURACY, Q.TEACHER_ACCURACY, Q.COVERED_ACCURACY, Q.PGR, Q.CORRECTION_RATE, Q.IMITATION_RATE, Q.COVERAGE_ACCURACY, Q.SQ_GAIN, Q.STUDENT_SQ_ERROR, Q.TEACHER_SQ_ERROR]
 BOUNDS = [Q.ACCURACY_LOWER, Q.ACCURACY_UPPER, Q.COVERED_ACCURACY_LOWER, Q.COVERED_ACCURACY_UPPER, Q.MAX_GAIN, Q.PREDICTED_GAIN]
 CALIB = [Q.ECE_VS_TEACHER, Q.ECE_VS_GOLD, Q.TEACHER_ECE_VS_GOLD, Q.MCE_VS_TEACHER]
 CONSTANTS = [Q.TEACHER_MAX_CLASS_SHARE, Q.TEACHER_ECE_VS_GOLD, Q.TEACHER_MCE_VS_GOLD, Q.TEACHER_SQ_ERROR, "w2s/lang/alpha_0", "w2s/lang/alpha_1"]
@@ -92,16 +73,8 @@ def _accounted(names):
     student's run, a reference run's line, the constants text, or nowhere (the Wilson ends of a value
     drawn inside another band)."""
     layout = build_layout(names)
-    drawn = {
-        n
-        for n in names
-        for _, _, kind, tags in layout_tags(layout)
-        for t in tags
-        if (kind == "Margin" and t == n) or (kind == "Multiline" and re.match(t, n))
-    }
-    refs = {
-        n for spec in Q.charts() for source, _, run, value in spec.sources if run is not None and value is None for n, _ in Q.instances(source, names)
-    }
+    drawn = {n for n in names for _, _, kind, tags in layout_tags(layout) for t in tags if (kind == "Margin" and t == n) or (kind == "Multiline" and re.match(t, n))}
+    refs = {n for spec in Q.charts() for source, _, run, value in spec.sources if run is not None and value is None for n, _ in Q.instances(source, names)}
     constants = {n for n, *_ in Q.constants({n: 0.5 for n in names})}
     return layout, drawn, refs, constants
 
@@ -125,9 +98,7 @@ def test_every_chart_draws_one_tag_and_the_headline_comes_first():
     are runs."""
     layout = build_layout(UNIVERSE)
     assert list(layout)[0] == Q.SECTIONS["headline"]
-    assert list(layout) == [
-        Q.SECTIONS[s] for s in ("headline", "misfit", "gold", "calibration", "prediction", "representation", "robustness", "lang")
-    ] + ["extra"]
+    assert list(layout) == [Q.SECTIONS[s] for s in ("headline", "misfit", "gold", "calibration", "prediction", "representation", "robustness", "lang")] + ["extra"]
     for (_, title), (kind, tags) in _charts(layout).items():
         assert (kind, len(tags)) in (("Multiline", 1), ("Margin", 3)), title
     custom_scalars(layout)  # torch accepts it (Margin charts must have exactly 3 tags there)
@@ -146,15 +117,7 @@ def test_student_and_teacher_on_the_same_covered_gold_points():
     # the student on all gold points has its own band (the teacher's abstentions anywhere in [0, 1]), no teacher line
     assert _charts(layout)[(Q.SECTIONS["headline"], ALL_BAND)] == ["Margin", [Q.ACCURACY, Q.ACCURACY_LOWER, Q.ACCURACY_UPPER]]
     refs = Q.reference_values(
-        {
-            Q.COVERED_ACCURACY: 0.72,
-            Q.TEACHER_ACCURACY: 0.87,
-            Q.COVERED_ACCURACY_LOWER: 0.7,
-            Q.COVERED_ACCURACY_UPPER: 1.0,
-            Q.ACCURACY: 0.6,
-            Q.ACCURACY_LOWER: 0.3,
-            Q.ACCURACY_UPPER: 0.9,
-        }
+        {Q.COVERED_ACCURACY: 0.72, Q.TEACHER_ACCURACY: 0.87, Q.COVERED_ACCURACY_LOWER: 0.7, Q.COVERED_ACCURACY_UPPER: 1.0, Q.ACCURACY: 0.6, Q.ACCURACY_LOWER: 0.3, Q.ACCURACY_UPPER: 0.9}
     )
     assert refs == {"teacher": {Q.COVERED_ACCURACY: 0.87, Q.COVERED_ACCURACY_LOWER: 0.7, Q.COVERED_ACCURACY_UPPER: 1.0}}
     # PGR: the teacher is 0 and the ceiling 1 by definition, drawn only where PGR is
@@ -209,10 +172,7 @@ def test_predicted_and_measured_gain_in_one_chart():
 def test_train_probe_and_classes_are_reference_runs():
     refs = Q.reference_values({n: 0.5 for n in UNIVERSE})
     assert refs["train_probe"] == {n: 0.5 for n in MISFIT + WILSON}
-    assert refs["class_0"] == {Q.COVERED_PREDICTED_ERROR: 0.5} and refs["class_1"] == {
-        Q.COVERED_PREDICTED_ERROR: 0.5,
-        "w2s/lang/expansion_good_to_bad": 0.5,
-    }
+    assert refs["class_0"] == {Q.COVERED_PREDICTED_ERROR: 0.5} and refs["class_1"] == {Q.COVERED_PREDICTED_ERROR: 0.5, "w2s/lang/expansion_good_to_bad": 0.5}
     layout = build_layout(UNIVERSE)
     lang = layout[Q.SECTIONS["lang"]]
     assert ["Multiline", ["^w2s/lang/expansion_good_to_bad$"]] in lang.values()  # drawn in class runs only
@@ -359,11 +319,7 @@ def test_format_warnings_short_table_and_messages_below():
     assert lines[4] == "| **teacher_overfit** | 4 | 40 | `misfit/sq` = 0.4123 |"
     assert lines[5] == "| **rank** |  |  | `effective_rank` = 1 |"
     assert lines[6] == "|  |  |  |  |"
-    assert lines[8:] == [
-        r"- **teacher_overfit** (check 4): train misfit falls \| held-out rises",
-        "- **rank**: effective rank collapsed below 2",
-        "- warning: plain message",
-    ]
+    assert lines[8:] == [r"- **teacher_overfit** (check 4): train misfit falls \| held-out rises", "- **rank**: effective rank collapsed below 2", "- warning: plain message"]
     assert all(len(cell) < 40 for line in lines[2:7] for cell in line.split(" | "))  # nothing long in the table
     assert format_warnings([], title=None) == "_No warnings._"
     alert = Alert("gain_exhausted", "held-out disagreement 0.01 < min_gain", {Q.DISAGREEMENT: 0.01})
@@ -478,12 +434,7 @@ def test_tensorboard_custom_scalars_plugin_draws_runs_as_lines(tmp_path):
     multiplexer.AddRunsFromDirectory(str(tmp_path))
     multiplexer.Reload()
     plugins = {}
-    tb_context = base_plugin.TBContext(
-        logdir=str(tmp_path),
-        multiplexer=multiplexer,
-        plugin_name_to_instance=plugins,
-        data_provider=data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path)),
-    )
+    tb_context = base_plugin.TBContext(logdir=str(tmp_path), multiplexer=multiplexer, plugin_name_to_instance=plugins, data_provider=data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path)))
     plugins["scalars"] = scalars_plugin.ScalarsPlugin(tb_context)
     plugin = custom_scalars_plugin.CustomScalarsPlugin(tb_context)
     ctx = context.RequestContext()

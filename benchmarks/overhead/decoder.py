@@ -152,10 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     size = SIZES[args.device]
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
-    print(
-        f"decoder student: Llama hidden {size['hidden']}, {size['layers']} blocks, LoRA r=8, {size['precision']}, "
-        f"left padding, probe {size['n_probe']} in batches of {size['batch_size']}; {where}"
-    )
+    print(f"decoder student: Llama hidden {size['hidden']}, {size['layers']} blocks, LoRA r=8, {size['precision']}, left padding, probe {size['n_probe']} in batches of {size['batch_size']}; {where}")
     check_s, bare_s = check_vs_forward(size, args.device, args.repeats)
     ratio = statistics.median(check_s) / statistics.median(bare_s)
     print(

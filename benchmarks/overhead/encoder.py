@@ -165,10 +165,7 @@ def main() -> None:
     )
     print(f"probe {args.probe} tokenised sentences (max_length 64); training epoch {args.train} sentences; {args.epochs} epochs a fit")
     print(f"checks ms {spread(timed.check_s)} (representation family {spread(timed.repr_s)}); bare forwards ms {spread(timed.bare_s)}")
-    print(
-        f"fits s: with {[round(t, 1) for t in fits['with']]}, without {[round(t, 1) for t in fits['without']]}; pair ratios "
-        f"{[round(w / wo, 3) for w, wo in zip(fits['with'], fits['without'])]}"
-    )
+    print(f"fits s: with {[round(t, 1) for t in fits['with']]}, without {[round(t, 1) for t in fits['without']]}; pair ratios {[round(w / wo, 3) for w, wo in zip(fits['with'], fits['without'])]}")
     rows = [
         ("MiniLM: check vs bare forward (median, in-fit)", f"{check:.2f} s / {fwd:.2f} s", check / fwd, CHECK_TARGET),
         (f"MiniLM: fit time with/without ({args.pairs} pairs, medians)", f"{t_with:.1f} s / {t_without:.1f} s", t_with / t_without, FIT_TARGET),

@@ -295,9 +295,7 @@ def cheap_section(epochs: int, repeats: int, accelerator: str = "cpu") -> dict[s
     extra = [c - b for c, b in zip(check, bare)]
     rest = [c - r - b for c, r, b in zip(check, rep, bare)]
     # (a') the same with the representation family every 5th check (amortised: mean over checks)
-    thin = ComparedMonitor(
-        data["probe"], train_probe=data["train_probe"], bare_inputs=data["bare_inputs"], sync_device=device, representation_every_n_checks=THIN
-    )
+    thin = ComparedMonitor(data["probe"], train_probe=data["train_probe"], bare_inputs=data["bare_inputs"], sync_device=device, representation_every_n_checks=THIN)
     cheap_fit(data, thin, epochs, accelerator=accelerator)
     thin_extra = [c - b for c, b in zip(thin.check_s[warm:], thin.bare_s[warm:])]
     # (b) as an outside check sees it: fits with and without the monitor, interleaved
@@ -356,33 +354,15 @@ def exact_agreement(data: dict) -> dict[str, Any]:
                 seen[arm] = {k: float(v) for k, v in monitor.last_values.items()}
 
     trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        callbacks=[monitor, Arms()],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
+        max_epochs=2, accelerator="cpu", devices=1, logger=False, callbacks=[monitor, Arms()], enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0
     )
     trainer.fit(cheap_module(), DataLoader(data["train"], batch_size=256), DataLoader(data["val"], batch_size=512))
     exact = seen["exact"]
     out = {}
     for arm in ("default", "float32"):
-        rel = {
-            k: abs(seen[arm][k] - v) / max(abs(v), 1e-300)
-            for k, v in exact.items()
-            if k in seen[arm] and v == v and k not in ("w2s/check", "w2s/skipped")
-        }  # counters left out
+        rel = {k: abs(seen[arm][k] - v) / max(abs(v), 1e-300) for k, v in exact.items() if k in seen[arm] and v == v and k not in ("w2s/check", "w2s/skipped")}  # counters left out
         worst = max(rel, key=rel.get)
-        out[arm] = {
-            "max_rel": rel[worst],
-            "worst": worst,
-            "n": len(rel),
-            "identical": sum(1 for r in rel.values() if r == 0.0),
-            "by_name": {k: r for k, r in rel.items() if "/representation/" in k},
-        }
+        out[arm] = {"max_rel": rel[worst], "worst": worst, "n": len(rel), "identical": sum(1 for r in rel.values() if r == 0.0), "by_name": {k: r for k, r in rel.items() if "/representation/" in k}}
     return out
 
 
@@ -397,20 +377,14 @@ def print_cheap(res: dict[str, Any], rows: list[list[str]], dev: str) -> None:
         f"    bare forward over both probes {spread(res['bare'])}; check {spread(res['check'])} "
         f"(CPU time of this process {spread(res['cpu'])}, of which the representation family {spread(res['repr_cpu'])})"
     )
-    print(
-        f"    check − bare forward {spread(res['extra'])}, of which the representation family {spread(res['repr'])} "
-        f"and everything else {spread(res['rest'])}"
-    )
+    print(f"    check − bare forward {spread(res['extra'])}, of which the representation family {spread(res['repr'])} and everything else {spread(res['rest'])}")
     fw, fo = res["fits"]["with"], res["fits"]["without"]
     print(
         f"    fits of {res['epochs']} epochs, {len(fw)} interleaved pairs: with {spread(fw, 1, '{:.2f}')} s, "
         f"without {spread(fo, 1, '{:.2f}')} s -> {1e3 * res['per_check_by_fits']:.1f} ms a check "
         f"(includes the fit-start work spread over the checks)"
     )
-    print(
-        "    where a check's time goes (exclusive ms per check, median [min–max]: wall, and CPU time of this process, "
-        "which a loaded machine inflates less):"
-    )
+    print("    where a check's time goes (exclusive ms per check, median [min–max]: wall, and CPU time of this process, which a loaded machine inflates less):")
     wall = {k: v for k, v in res["breakdown"].items() if not k.startswith("cpu:")}
     for key, xs in sorted(wall.items(), key=lambda kv: -statistics.median(res["breakdown"].get("cpu:" + kv[0], kv[1]))):
         print(f"        {key:45s} wall {spread(xs):22s} CPU {spread(res['breakdown'].get('cpu:' + key, [0.0]))}")
@@ -422,10 +396,7 @@ def print_cheap(res: dict[str, Any], rows: list[list[str]], dev: str) -> None:
             f"{ag['n']} values, {ag['identical']} identical, largest relative difference {ag['max_rel']:.1e} ({ag['worst']}); "
             + ", ".join(f"{k.rsplit('/', 1)[-1]} {v:.1e}" for k, v in sorted(ag["by_name"].items()))
         )
-    print(
-        f"    with representation_every_n_checks={THIN}: check − bare forward {spread(res['thin_extra'])} "
-        f"(mean {1e3 * statistics.mean(res['thin_extra']):.1f})"
-    )
+    print(f"    with representation_every_n_checks={THIN}: check − bare forward {spread(res['thin_extra'])} (mean {1e3 * statistics.mean(res['thin_extra']):.1f})")
     extra = med(res["extra"])
     rows.append(
         [
@@ -456,15 +427,7 @@ def print_cheap(res: dict[str, Any], rows: list[list[str]], dev: str) -> None:
     rows.append([dev, "same", "check / bare forward (in-fit)", "", f"{med(res['check']) / med(res['bare']):.1f}x", "", ""])
     thin = 1e3 * statistics.mean(res["thin_extra"])
     rows.append(
-        [
-            dev,
-            "same",
-            f"check − bare forward, representation_every_n_checks={THIN} (mean)",
-            f"{thin:.1f} ms",
-            f"{thin:.1f} ms",
-            f"<= {CHEAP_TARGET_MS:.0f} ms",
-            verdict(thin <= CHEAP_TARGET_MS),
-        ]
+        [dev, "same", f"check − bare forward, representation_every_n_checks={THIN} (mean)", f"{thin:.1f} ms", f"{thin:.1f} ms", f"<= {CHEAP_TARGET_MS:.0f} ms", verdict(thin <= CHEAP_TARGET_MS)]
     )
 
 
@@ -501,10 +464,7 @@ def big_section(repeats: int) -> dict[str, Any]:
     for r in range(repeats):
         for arm in ("without", "with") if r % 2 == 0 else ("with", "without"):
             L.seed_everything(r, verbose=False)
-            module = StudentModule(
-                nn.Sequential(nn.Linear(D_IN, BIG_HIDDEN), nn.ReLU(), nn.Linear(BIG_HIDDEN, BIG_HIDDEN), nn.ReLU(), nn.Linear(BIG_HIDDEN, BIG_K)),
-                BIG_K,
-            )
+            module = StudentModule(nn.Sequential(nn.Linear(D_IN, BIG_HIDDEN), nn.ReLU(), nn.Linear(BIG_HIDDEN, BIG_HIDDEN), nn.ReLU(), nn.Linear(BIG_HIDDEN, BIG_K)), BIG_K)
             monitor = [W2SMonitor(data["probe"], train_probe=data["train_probe"])] if arm == "with" else []
             trainer = L.Trainer(
                 max_epochs=BIG_EPOCHS,
@@ -614,15 +574,7 @@ def busy_child(alone: int, beside: int) -> dict[str, Any]:
     rep = _Repeat(monitor, alone, beside, start_busy)
     module = cheap_module()
     trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        callbacks=[monitor, rep],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
+        max_epochs=1, accelerator="cpu", devices=1, logger=False, callbacks=[monitor, rep], enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0
     )
     trainer.fit(module, DataLoader(data["train"], batch_size=256), DataLoader(data["val"], batch_size=512))
     return {**rep.seconds, "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "load": load}
@@ -630,13 +582,7 @@ def busy_child(alone: int, beside: int) -> dict[str, Any]:
 
 def busy_section(alone: int = 5, beside: int = 5) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.overhead.run", "--busy-child", str(alone), str(beside)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    out = subprocess.run([sys.executable, "-m", "benchmarks.overhead.run", "--busy-child", str(alone), str(beside)], env=env, capture_output=True, text=True, timeout=1800)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("BUSY ")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"busy child failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
@@ -651,12 +597,7 @@ def print_busy(res: dict[str, Any], rows: list[list[str]]) -> None:
         f"[cpu] busy machine (measured process: OMP_WAIT_POLICY={res['omp_wait_policy']!r}, {res['threads']} torch threads; "
         f"2 busy torch processes started by the benchmark; load average before {res['load']:.1f}), ms per check:"
     )
-    for part, label in (
-        ("", "check"),
-        ("forward_", "  the student's forward passes"),
-        ("own_", "  the monitor's own work"),
-        ("repr_", "    of which the representation family"),
-    ):
+    for part, label in (("", "check"), ("forward_", "  the student's forward passes"), ("own_", "  the monitor's own work"), ("repr_", "    of which the representation family")):
         print(f"    {label:40s} alone {ms(res[part + 'alone'])}; beside {ms(res[part + 'beside'])}")
     for part, label in (("own_", "monitor's own work (check − forward)"), ("", "whole check (student forward at 2 threads)")):
         best, worst = min(res[part + "alone"]), max(res[part + "beside"])
@@ -688,14 +629,7 @@ def fit_ratio(task, epochs: int, repeats: int, accelerator: str = "cpu") -> dict
             times[arm].append(res.fit_seconds)
     med = {k: statistics.median(v) for k, v in times.items()}
     pair = [w / wo for w, wo in zip(times["with"], times["without"])]
-    return {
-        "median_without": med["without"],
-        "median_with": med["with"],
-        "ratio": med["with"] / med["without"],
-        "pair_ratios": pair,
-        "times": times,
-        "probe_n": probe.n,
-    }
+    return {"median_without": med["without"], "median_with": med["with"], "ratio": med["with"] / med["without"], "pair_ratios": pair, "times": times, "probe_n": probe.n}
 
 
 def check_ratio(task, epochs: int, accelerator: str = "cpu", warmup: int = 1) -> dict[str, Any]:
@@ -705,15 +639,7 @@ def check_ratio(task, epochs: int, accelerator: str = "cpu", warmup: int = 1) ->
     monitor = ComparedMonitor(probe=probe, bare_inputs=[probe.inputs], sync_device=device)
     res = train_student(task, task.seed, epochs, callbacks=[monitor], record=False, accelerator=accelerator)
     checks, fwd, rep = monitor.check_s[warmup:], monitor.bare_s[warmup:], monitor.repr_s[warmup:]
-    return {
-        "check": checks,
-        "bare": fwd,
-        "repr": rep,
-        "ratio": statistics.median(checks) / statistics.median(fwd),
-        "skipped": monitor.num_skipped,
-        "probe_n": probe.n,
-        "fit_s": res.fit_seconds,
-    }
+    return {"check": checks, "bare": fwd, "repr": rep, "ratio": statistics.median(checks) / statistics.median(fwd), "skipped": monitor.num_skipped, "probe_n": probe.n, "fit_s": res.fit_seconds}
 
 
 def large_check(n: int = 65536, d: int = 1024, k: int = 2, epochs: int = 4, seed: int = 0) -> dict[str, Any]:
@@ -729,15 +655,7 @@ def large_check(n: int = 65536, d: int = 1024, k: int = 2, epochs: int = 4, seed
     module = StudentModule(nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, k)), k)
     small = TensorDataset(x[:1024], teacher[:1024])
     trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator="gpu",
-        devices=1,
-        logger=False,
-        callbacks=[monitor],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
+        max_epochs=epochs, accelerator="gpu", devices=1, logger=False, callbacks=[monitor], enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0
     )
     trainer.fit(module, DataLoader(small, batch_size=256), DataLoader(small, batch_size=1024))
     checks = monitor.check_s[1:] or monitor.check_s
@@ -822,24 +740,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         if dev == "cuda":
             lc = large_check()
-            rows.append(
-                [
-                    dev,
-                    "synthetic",
-                    "one check, n=65536, d=1024",
-                    f"{lc['check_ms']:.1f} ms",
-                    "",
-                    f"< {LARGE_TARGET_MS:.0f} ms",
-                    verdict(lc["check_ms"] < LARGE_TARGET_MS),
-                ]
-            )
+            rows.append([dev, "synthetic", "one check, n=65536, d=1024", f"{lc['check_ms']:.1f} ms", "", f"< {LARGE_TARGET_MS:.0f} ms", verdict(lc["check_ms"] < LARGE_TARGET_MS)])
     print()
     print(_table(rows, ["device", "task", "measure", "figures", "value", "target", "result"]))
     if not torch.cuda.is_available():
-        print(
-            "\nGPU rows (the same measures on CUDA, and one check at n=65536, d=1024, target < 250 ms): "
-            "SKIPPED - torch.cuda.is_available() is False on this machine."
-        )
+        print("\nGPU rows (the same measures on CUDA, and one check at n=65536, d=1024, target < 250 ms): SKIPPED - torch.cuda.is_available() is False on this machine.")
     return 0
 
 

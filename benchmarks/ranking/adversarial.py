@@ -62,12 +62,7 @@ def adversaries(ts: rt.TeacherSet) -> tuple[str, dict[str, np.ndarray], dict[str
     known = lab[lab >= 0]
     constant = np.full_like(lab, int(np.bincount(known, minlength=ts.num_classes).argmax()))
     labels = {"copy": lab.copy(), "near copy": near, "inverted": inverted, "constant": constant}
-    probs = {
-        "copy": None if prob is None else prob.copy(),
-        "near copy": None,
-        "inverted": None if prob is None else prob[:, ::-1].copy(),
-        "constant": None,
-    }
+    probs = {"copy": None if prob is None else prob.copy(), "near copy": None, "inverted": None if prob is None else prob[:, ::-1].copy(), "constant": None}
     tr, te = ts.splits["train"], ts.splits["test"]
     errors = {"copy": ts.student_error[original]}
     for name in ("near copy", "inverted"):

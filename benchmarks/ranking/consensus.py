@@ -46,11 +46,7 @@ def load_votes(task: str, seed: int, data_dir: str) -> dict[str, np.ndarray]:
             return {key: blob[key] for key in ("cheap", "teachers", "gold")}
     ts = rt.build_teachers(task, seed, data_dir)
     rows = ts.splits["train"][: rs.RANK_N]
-    out = {
-        "cheap": rs.cheap_predictions(ts).astype(np.int64),
-        "teachers": np.stack([ts.labels[m][rows] for m in names], 1).astype(np.int64),
-        "gold": ts.gold[rows].astype(np.int64),
-    }
+    out = {"cheap": rs.cheap_predictions(ts).astype(np.int64), "teachers": np.stack([ts.labels[m][rows] for m in names], 1).astype(np.int64), "gold": ts.gold[rows].astype(np.int64)}
     np.savez(path, version=VOTES_VERSION, names=np.array(names), **out)
     return out
 

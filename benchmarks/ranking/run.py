@@ -175,9 +175,7 @@ def choose(data: dict, tasks: Sequence[str], pool: Sequence[str], subset: Subset
     return best, float(np.mean([task_rho(data, t, best, _sub(subset, t)) for t in tasks]))
 
 
-def challenge(
-    data: dict, tasks: Sequence[str], challenger: str, incumbent: str, boots: dict[str, np.ndarray], subset: Subsets = None
-) -> tuple[float, float, float]:
+def challenge(data: dict, tasks: Sequence[str], challenger: str, incumbent: str, boots: dict[str, np.ndarray], subset: Subsets = None) -> tuple[float, float, float]:
     """Mean over tasks of ρ(challenger) − ρ(incumbent) and its paired bootstrap 95% CI."""
     point = float(np.mean([task_rho(data, t, challenger, _sub(subset, t)) - task_rho(data, t, incumbent, _sub(subset, t)) for t in tasks]))
     reps = np.mean([boot_ci(data, t, [challenger], boots)[challenger] - boot_ci(data, t, [incumbent], boots)[incumbent] for t in tasks], axis=0)
@@ -202,9 +200,7 @@ def fmt_ci(value: float, reps: np.ndarray) -> str:
     return f"{value:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
 
-def loto_report(
-    data: dict, tasks: Sequence[str], pool_name: str, boots: dict[str, np.ndarray], with_gate: bool, subset: Subsets = None
-) -> tuple[bool, str]:
+def loto_report(data: dict, tasks: Sequence[str], pool_name: str, boots: dict[str, np.ndarray], with_gate: bool, subset: Subsets = None) -> tuple[bool, str]:
     """Leave-one-task-out table; ``subset`` restricts every ρ to those teacher indices (and
     ``boots`` must then resample indices into ``subset``)."""
     pool = candidates(data, pool_name)
@@ -276,9 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row[f"{task} teacher acc"] = float(np.mean([d["teacher_acc"][j] for d in seeds]))
                 row[f"{task} student err"] = float(np.mean([d["err"][j] for d in seeds]))
             rows.append(row)
-        rows.append(
-            {"teacher": "(ceiling: gold labels)", **{f"{t} student err": float(np.mean([d["ceiling"] for d in data[t].values()])) for t in group}}
-        )
+        rows.append({"teacher": "(ceiling: gold labels)", **{f"{t} student err": float(np.mean([d["ceiling"] for d in data[t].values()])) for t in group}})
         print(table(rows, list(rows[0])))
         print()
 
@@ -334,10 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             point, lo, hi = challenge(data, tasks, chosen, incumbent, bts, sub)
             ship = chosen if lo > 0 else incumbent
             verdict = f"gain over the incumbent {point:+.2f} [{lo:+.2f}, {hi:+.2f}] -> {'earned' if lo > 0 else 'tie: keep the incumbent'}"
-        print(
-            f"{what}: {line}chosen on all {len(tasks)} tasks = {chosen!r}; {verdict}; ship {ship!r}; library default {lib!r}: "
-            f"{'OK' if ship == lib else 'OUT OF SYNC'}"
-        )
+        print(f"{what}: {line}chosen on all {len(tasks)} tasks = {chosen!r}; {verdict}; ship {ship!r}; library default {lib!r}: {'OK' if ship == lib else 'OUT OF SYNC'}")
 
     print(
         "\n== Dependence handling (default) against the same label model with every teacher independent (dependence_threshold=None):"
@@ -374,9 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(adv_rows, list(adv_rows[0])))
     consts = {res["constant"].split(":", 1)[0] for seeds in adversarial.values() for res in seeds.values()}
     example = next(iter(next(iter(adversarial.values())).values()))["constant"]
-    print(
-        f"constant teacher (the original's majority class everywhere), added to the 18: {sorted(consts)} on every task and seed; e.g. {example[:260]}"
-    )
+    print(f"constant teacher (the original's majority class everywhere), added to the 18: {sorted(consts)} on every task and seed; e.g. {example[:260]}")
 
     print(
         f"\nOVERALL: {'PASS' if passed else 'FAIL'} — goal: ρ ≥ {TARGET} on every task and above ranking by the teachers' own gold "

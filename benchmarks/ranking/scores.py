@@ -138,9 +138,7 @@ def compute(ts: TeacherSet) -> dict[str, list[float]]:
     lab = np.stack([ts.labels[m][rows] for m in names], 1)
     votes = np.stack([(lab == c).sum(1) for c in range(ts.num_classes)], 1)
     majority = votes.argmax(1)
-    res["majority-vote disagreement"] = [
-        float(((lab[:, j] != majority) & (lab[:, j] >= 0)).sum() / max((lab[:, j] >= 0).sum(), 1)) for j in range(len(names))
-    ]
+    res["majority-vote disagreement"] = [float(((lab[:, j] != majority) & (lab[:, j] >= 0)).sum() / max((lab[:, j] >= 0).sum(), 1)) for j in range(len(names))]
     return res
 
 

@@ -239,11 +239,7 @@ def cached_w2s(task: str, seed: int, data_dir: str) -> dict[str, Any] | None:
     names = list(teacher_families(task))
     if int(blob["version"]) != CACHE_VERSION or list(blob["names"]) != names:
         return None
-    return {
-        "student_error": dict(zip(names, blob["student_error"].tolist())),
-        "teacher_accuracy": dict(zip(names, blob["teacher_accuracy"].tolist())),
-        "ceiling_error": float(blob["ceiling_error"]),
-    }
+    return {"student_error": dict(zip(names, blob["student_error"].tolist())), "teacher_accuracy": dict(zip(names, blob["teacher_accuracy"].tolist())), "ceiling_error": float(blob["ceiling_error"])}
 
 
 def w2s_results(ts: TeacherSet, data_dir: str) -> TeacherSet:

@@ -63,10 +63,7 @@ from lightning_w2s.metrics import quantities as Q
 N_PROBE, N_TRAIN, N_TRAIN_PROBE = 2000, 6000, 1000
 EPOCHS, BATCH = 20, 128
 STUDENTS = {"linear": 3e-3, "mlp": 1e-3}  # Adam learning rates, fixed before any run
-STOPPERS = {
-    "plateau(sq, patience 3)": dict(policy="heldout_misfit_plateau", patience=3),
-    "teacher_overfit(sq, patience 2)": dict(policy="teacher_overfit", patience=2, kappa=None),
-}
+STOPPERS = {"plateau(sq, patience 3)": dict(policy="heldout_misfit_plateau", patience=3), "teacher_overfit(sq, patience 2)": dict(policy="teacher_overfit", patience=2, kappa=None)}
 
 
 # ============================================================================ data
@@ -77,12 +74,7 @@ def load(data_dir: str) -> dict[str, np.ndarray]:
     if len(texts) != len(src["minilm"]):
         raise RuntimeError(f"{len(texts)} sentences but {len(src['minilm'])} cached MiniLM embeddings")
     _, scores = vader_teacher(texts)
-    return {
-        "x": src["minilm"].astype(np.float32),
-        "y": ratings.astype(np.float64),
-        "f_w": 4.0 * scores[:, 3].astype(np.float64),
-        "vader": scores.astype(np.float32),
-    }
+    return {"x": src["minilm"].astype(np.float32), "y": ratings.astype(np.float64), "f_w": 4.0 * scores[:, 3].astype(np.float64), "vader": scores.astype(np.float32)}
 
 
 def splits(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -122,30 +114,14 @@ class Recorder(Callback):
 
 def monitored_fit(data: dict, split: dict, kind: str, seed: int) -> list[dict[str, float]]:
     p, t = split["probe"], split["train"]
-    probe = W2SProbe(
-        torch.from_numpy(data["x"][p]), teacher_values=data["f_w"][p], gold=data["y"][p], teacher_features=torch.from_numpy(data["vader"][p])
-    )
+    probe = W2SProbe(torch.from_numpy(data["x"][p]), teacher_values=data["f_w"][p], gold=data["y"][p], teacher_features=torch.from_numpy(data["vader"][p]))
     train_probe = W2SProbe(torch.from_numpy(data["x"][t[:N_TRAIN_PROBE]]), teacher_values=data["f_w"][t[:N_TRAIN_PROBE]])
     monitor = W2SMonitor(probe, train_probe=train_probe, figure_every_n_checks=0, batch_size=1000)
     rec = Recorder(monitor)
     L.seed_everything(seed, verbose=False)
     model = Head(kind, data["x"].shape[1], STUDENTS[kind])
-    loader = DataLoader(
-        TensorDataset(torch.from_numpy(data["x"][t]), torch.from_numpy(data["f_w"][t]).float()),
-        batch_size=BATCH,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    trainer = L.Trainer(
-        max_epochs=EPOCHS,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[monitor, rec],
-    )
+    loader = DataLoader(TensorDataset(torch.from_numpy(data["x"][t]), torch.from_numpy(data["f_w"][t]).float()), batch_size=BATCH, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor, rec])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(model, loader)
@@ -177,12 +153,7 @@ def closed_form(data: dict, split: dict) -> list[dict[str, Any]]:
             rows.append({"gold": gold_name, "LS head fitted on": where, **gain_and_misfit(f_s, f_w[p], y[p])})
     ceiling = least_squares(x[t], data["y"][t], x[p])
     rows.append(
-        {
-            "gold": "y (real ratings)",
-            "LS head fitted on": "gold, train split (ceiling)",
-            "err_s": float(np.mean((ceiling - data["y"][p]) ** 2)),
-            "err_w": float(np.mean((f_w[p] - data["y"][p]) ** 2)),
-        }
+        {"gold": "y (real ratings)", "LS head fitted on": "gold, train split (ceiling)", "err_s": float(np.mean((ceiling - data["y"][p]) ** 2)), "err_w": float(np.mean((f_w[p] - data["y"][p]) ** 2))}
     )
     return rows
 
@@ -203,10 +174,7 @@ def replay(checks: list[dict[str, float]], config: dict) -> tuple[int | None, in
 def summarise(runs: dict[tuple[str, int], list[dict]]) -> None:
     seeds = sorted({s for _, s in runs})
     for kind in STUDENTS:
-        section(
-            f"{kind} head: per epoch, seed {seeds[0]} (gain = w2s/gold/sq_gain, predicted = w2s/bounds/predicted_gain "
-            "= w2s/misfit/sq, on the 2,000-sentence held-out probe)"
-        )
+        section(f"{kind} head: per epoch, seed {seeds[0]} (gain = w2s/gold/sq_gain, predicted = w2s/bounds/predicted_gain = w2s/misfit/sq, on the 2,000-sentence held-out probe)")
         rows = [
             {
                 "epoch": c["epoch"],

@@ -70,11 +70,7 @@ def make_batch(gen: torch.Generator, mix: dict, rows: int, dtype=torch.float64):
 
 def mixing(d: int, seed: int = 0, d_w: int | None = None) -> dict:
     g = torch.Generator().manual_seed(seed)
-    return {
-        "a": torch.randn(32, d, generator=g, dtype=torch.float64),
-        "b": torch.randn(16, d_w or d, generator=g, dtype=torch.float64),
-        "v": torch.randn(32, generator=g, dtype=torch.float64),
-    }
+    return {"a": torch.randn(32, d, generator=g, dtype=torch.float64), "b": torch.randn(16, d_w or d, generator=g, dtype=torch.float64), "v": torch.randn(32, generator=g, dtype=torch.float64)}
 
 
 def streaming(s: torch.Tensor, w: torch.Tensor, y: torch.Tensor) -> dict:
@@ -281,10 +277,7 @@ def wide_section(quick: bool = False) -> dict:
         f"d_s = {D_S}, d_w = {D_W}, n = {N_WIDE} (batches of {BATCH}); compute(): wall median [min–max] of the runs and "
         f"CPU time of this process (≈ the wall time on an idle machine: the algebra runs on one thread except large products)"
     )
-    print(
-        f"{'features':>10} | {'construction':>13} | {'update s':>8} | {'compute wall s':>20} | {'compute CPU s':>13} | "
-        f"{'exact path s':>12} | {'max rel diff fro/op':>19}"
-    )
+    print(f"{'features':>10} | {'construction':>13} | {'update s':>8} | {'compute wall s':>20} | {'compute CPU s':>13} | {'exact path s':>12} | {'max rel diff fro/op':>19}")
     print("-" * 112)
     summary = {}
     rows = (("latent", (k,)),) if quick else (("latent", (k, None)), ("power law", (k,)), ("noise", (k,)))
@@ -299,8 +292,7 @@ def wide_section(quick: bool = False) -> dict:
             name = f"top-{mc} (default)" if mc is not None else "full rank"
             wall = spread(walls, scale=1, fmt="{:.2f}")
             print(
-                f"{kind:>10} | {name:>13} | {t_update:>8.2f} | {wall:>20} | {statistics.median(cpus):>13.2f} | {t_exact:>12.1f} | "
-                f"{rel:>19.1e}{'' if same else '  (cka/effective_rank differ!)'}",
+                f"{kind:>10} | {name:>13} | {t_update:>8.2f} | {wall:>20} | {statistics.median(cpus):>13.2f} | {t_exact:>12.1f} | {rel:>19.1e}{'' if same else '  (cka/effective_rank differ!)'}",
                 flush=True,
             )
             summary[(kind, mc)] = {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "rel": rel, "update": t_update}
@@ -377,20 +369,14 @@ def load_section() -> dict:
     alone = {name: _calls(fn, reps) for name, fn, reps in cases}
     with busy_neighbours():
         loaded = {name: _calls(fn, reps) for name, fn, reps in cases}
-    print(
-        f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
-        f"load average with the neighbours running: {load()}"
-    )
+    print(f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; load average with the neighbours running: {load()}")
     print(f"{'call':>52} | {'best alone s':>12} | {'worst beside 2 busy s':>21} | {'ratio':>6} | all loaded calls s")
     print("-" * 125)
     ratios = {}
     for name, _, _reps in cases:
         ratio = max(loaded[name]) / min(alone[name])
         ratios[name] = ratio
-        print(
-            f"{name:>52} | {min(alone[name]):>12.3f} | {max(loaded[name]):>21.3f} | {ratio:>5.1f}x | " + " ".join(f"{x:.2f}" for x in loaded[name]),
-            flush=True,
-        )
+        print(f"{name:>52} | {min(alone[name]):>12.3f} | {max(loaded[name]):>21.3f} | {ratio:>5.1f}x | " + " ".join(f"{x:.2f}" for x in loaded[name]), flush=True)
     return ratios
 
 
@@ -438,9 +424,7 @@ def child(args: list[str], passive: bool = False) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dense-max-n", type=int, default=4096, help="largest n for the dense n×n run")
-    parser.add_argument(
-        "--quick", action="store_true", help="sections 2 (latent features, default construction) and 3 only, about 1-2 minutes (make bench-overhead)"
-    )
+    parser.add_argument("--quick", action="store_true", help="sections 2 (latent features, default construction) and 3 only, about 1-2 minutes (make bench-overhead)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dense-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
@@ -457,8 +441,7 @@ def main() -> None:
         return
     started = time.perf_counter()
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
-        f"float64; load average at start (the host is shared): {load()}\n"
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, float64; load average at start (the host is shared): {load()}\n"
     )
 
     if args.quick:
@@ -491,18 +474,12 @@ def main() -> None:
             f"first update +{mem['resident'] / 2**20:.0f} MiB; compute() peak above that +{mem['compute_peak'] / 2**20:.0f} MiB"
         )
     old = child(["--memory-only"])["result"]
-    print(
-        f"  streaming pass at n = 200000, d = 768, gold on half the rows: peak extra {old['peak_mb']:.1f} MB "
-        f"(states {old['state_mb']:.1f} MB; pass + compute {old['seconds']:.1f} s)"
-    )
+    print(f"  streaming pass at n = 200000, d = 768, gold on half the rows: peak extra {old['peak_mb']:.1f} MB (states {old['state_mb']:.1f} MB; pass + compute {old['seconds']:.1f} s)")
 
     latent = wide[("latent", DEFAULT_CONSTRUCTION.max_components)]
     worst_rel = max(v["rel"] for v in wide.values())
     print(f"\ntargets (load average now {load()}; run took {time.perf_counter() - started:.0f} s):")
-    print(
-        f"  speed-up at n=16384 >= 50x: {dense_res['speedup']:.0f}x{' (dense time extrapolated)' if dense_res['extrapolated'] else ''} "
-        f"-> {verdict(dense_res['speedup'] >= 50)}"
-    )
+    print(f"  speed-up at n=16384 >= 50x: {dense_res['speedup']:.0f}x{' (dense time extrapolated)' if dense_res['extrapolated'] else ''} -> {verdict(dense_res['speedup'] >= 50)}")
     print(f"  streaming = dense to 1e-8 relative: {dense_res['worst_rel']:.2e} -> {verdict(dense_res['worst_rel'] <= 1e-8)}")
     print(f"  extra peak memory < 100 MB at n=200000, d=768: {old['peak_mb']:.1f} MB -> {verdict(old['peak_mb'] < 100)}")
     _print_wide_and_load_targets(latent, worst_rel, ratios)

@@ -94,10 +94,7 @@ def fetch_vader(dest: str | os.PathLike, *, quiet: bool = True) -> Path:
             cmd.append("-q")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(
-                f"`{' '.join(cmd)}` failed (exit {proc.returncode}); PyPI must be reachable once to fetch "
-                f"the data.\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-            )
+            raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}); PyPI must be reachable once to fetch the data.\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         sdists = sorted(Path(tmp).glob("vaderSentiment-*.tar.gz")) + sorted(Path(tmp).glob("vadersentiment-*.tar.gz"))
         if not sdists:
             raise RuntimeError(f"pip download did not leave a vaderSentiment source archive in {tmp}: {os.listdir(tmp)}")
@@ -142,9 +139,7 @@ def _resolve_snippet_file(data_dir: str | os.PathLike, name: str = MOVIE_FILE) -
     if path.is_dir():
         path = path / name
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} does not exist; fetch it once with `python -m benchmarks.shared.sources fetch-vader --dest {Path(data_dir)}`"
-        )
+        raise FileNotFoundError(f"{path} does not exist; fetch it once with `python -m benchmarks.shared.sources fetch-vader --dest {Path(data_dir)}`")
     return path
 
 
@@ -206,20 +201,7 @@ def gold_labels(ratings: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------- teacher
-POSITIVE_WORDS: tuple[str, ...] = (
-    "great",
-    "excellent",
-    "wonderful",
-    "beautiful",
-    "fun",
-    "enjoyable",
-    "brilliant",
-    "perfect",
-    "masterpiece",
-    "delightful",
-    "amazing",
-    "superb",
-)
+POSITIVE_WORDS: tuple[str, ...] = ("great", "excellent", "wonderful", "beautiful", "fun", "enjoyable", "brilliant", "perfect", "masterpiece", "delightful", "amazing", "superb")
 NEGATIVE_WORDS: tuple[str, ...] = ("bad", "worst", "boring", "dull", "stupid", "awful", "terrible", "mess", "fails", "poor", "waste", "lame")
 
 
@@ -324,14 +306,7 @@ def _minilm_encode(texts: Sequence[str], batch_size: int = 64, verbose: bool = T
     return out
 
 
-def embed_minilm(
-    texts: Sequence[str],
-    cache_path: str | os.PathLike,
-    *,
-    batch_size: int = 64,
-    embed_fn: Callable[[Sequence[str]], np.ndarray] | None = None,
-    model_id: str = _MINILM_ID,
-) -> np.ndarray:
+def embed_minilm(texts: Sequence[str], cache_path: str | os.PathLike, *, batch_size: int = 64, embed_fn: Callable[[Sequence[str]], np.ndarray] | None = None, model_id: str = _MINILM_ID) -> np.ndarray:
     """MiniLM sentence embeddings ``(n, 384)`` float32, cached on disk.
 
     The array is stored at ``cache_path`` (``.npy``) with a sidecar ``<cache_path>.json`` holding
@@ -422,13 +397,7 @@ def movie_keyword_task(
     return {
         "train": split(train_idx),
         "val": split(val_idx),
-        "probe": {
-            "x": x[probe_idx],
-            "teacher_labels": teacher[probe_idx],
-            "gold": gold[probe_idx],
-            "covered": covered[probe_idx],
-            "index": probe_idx,
-        },
+        "probe": {"x": x[probe_idx], "teacher_labels": teacher[probe_idx], "gold": gold[probe_idx], "covered": covered[probe_idx], "index": probe_idx},
         "test": {"x": x[test_idx], "gold": gold[test_idx], "index": test_idx},
         "teacher_test_accuracy": teacher_accuracy(teacher[test_idx], gold[test_idx]),
         "info": {

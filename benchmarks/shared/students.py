@@ -33,19 +33,7 @@ from torchmetrics.classification import BinaryAUROC, MulticlassAUROC
 
 from benchmarks.shared.tasks import W2STask
 
-__all__ = [
-    "DEFAULT_BATCH",
-    "DEFAULT_LR",
-    "EVAL_BATCH",
-    "EncoderClassifier",
-    "StudentModule",
-    "TrainResult",
-    "make_network",
-    "pgr",
-    "quiet_lightning",
-    "train_student",
-    "w2s_numbers",
-]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_LR", "EVAL_BATCH", "EncoderClassifier", "StudentModule", "TrainResult", "make_network", "pgr", "quiet_lightning", "train_student", "w2s_numbers"]
 
 HIDDEN = 256
 
@@ -392,20 +380,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--abstain", default="drop", choices=["drop", "coin"])
     args = parser.parse_args(argv)
     quiet_lightning()
-    cols = [
-        "task",
-        "seed",
-        "teacher_acc",
-        "student_final",
-        "student_best",
-        "best_epoch",
-        "ceiling_final",
-        "ceiling_best",
-        "pgr_final",
-        "pgr_best",
-        "seconds_student",
-        "seconds_ceiling",
-    ]
+    cols = ["task", "seed", "teacher_acc", "student_final", "student_best", "best_epoch", "ceiling_final", "ceiling_best", "pgr_final", "pgr_best", "seconds_student", "seconds_ceiling"]
     print("  ".join(cols), flush=True)
     for name in args.tasks:
         for seed in args.seeds:

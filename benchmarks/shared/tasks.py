@@ -176,7 +176,9 @@ class W2STask:
     def teacher_test_accuracy(self) -> float:
         return teacher_accuracy(self.test.teacher_labels, self.test.gold, self.num_classes)
 
-    def make_probe(self, split: str = "probe", max_size: int | None = PROBE_MAX, with_gold: bool = True, with_teacher_features: bool = True):
+    def make_probe(
+        self, split: str = "probe", max_size: int | None = PROBE_MAX, with_gold: bool = True, with_teacher_features: bool = True
+    ):
         """A :class:`lightning_w2s.W2SProbe` over ``split`` (the first ``max_size`` rows; the split
         is already shuffled). Soft teacher outputs are passed as ``teacher_probs`` when the teacher
         has them, otherwise hard ``teacher_labels`` with ``-1`` for abstentions. The train probe
@@ -190,7 +192,10 @@ class W2STask:
 
         s = self.splits[split]
         m = len(s) if max_size is None else min(len(s), max_size)
-        kwargs: dict[str, Any] = {"inputs": torch.from_numpy(np.ascontiguousarray(s.x[:m])), "num_classes": self.num_classes}
+        kwargs: dict[str, Any] = {
+            "inputs": torch.from_numpy(np.ascontiguousarray(s.x[:m])),
+            "num_classes": self.num_classes,
+        }
         if with_teacher_features and s.teacher_features.shape[1] > 0:  # zero width: the teacher has none
             kwargs["teacher_features"] = torch.from_numpy(np.ascontiguousarray(s.teacher_features[:m]))
         if s.teacher_probs is not None:
@@ -330,32 +335,12 @@ def assemble_task(
 # reviews the rule covers 64.8% and is right on 81.6% of what it covers (0.705 with abstentions as
 # coin flips); DATA.md's (unrecorded) rule covered 59% at 0.689.
 FOOD_POSITIVE_WORDS: tuple[str, ...] = (
-    "great",
-    "love",
-    "loves",
-    "best",
-    "delicious",
-    "excellent",
-    "perfect",
-    "favorite",
-    "wonderful",
-    "amazing",
-    "yummy",
-    "tasty",
+    "great", "love", "loves", "best", "delicious", "excellent",
+    "perfect", "favorite", "wonderful", "amazing", "yummy", "tasty",
 )
 FOOD_NEGATIVE_WORDS: tuple[str, ...] = (
-    "bad",
-    "disappointed",
-    "disappointing",
-    "worst",
-    "terrible",
-    "awful",
-    "horrible",
-    "stale",
-    "waste",
-    "bland",
-    "unfortunately",
-    "okay",
+    "bad", "disappointed", "disappointing", "worst", "terrible", "awful",
+    "horrible", "stale", "waste", "bland", "unfortunately", "okay",
 )
 
 
@@ -565,14 +550,8 @@ def movie_keyword(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA) -> 
     counts = keyword_counts(src["texts"], words)
     labels = demo_data.keyword_rule_teacher(src["texts"])
     return assemble_task(
-        "movie_keyword",
-        x=src["minilm"],
-        gold=src["gold"],
-        teacher_labels=labels,
-        teacher_features=counts,
-        splits=_movie_splits(str(data_dir), seed),
-        seed=seed,
-        teacher_kind="rule",
+        "movie_keyword", x=src["minilm"], gold=src["gold"], teacher_labels=labels, teacher_features=counts,
+        splits=_movie_splits(str(data_dir), seed), seed=seed, teacher_kind="rule",
         description="movie sentences; 12+12 keyword rule (abstains ~88%) -> MLP head on MiniLM",
     )
 
@@ -583,14 +562,8 @@ def movie_vader(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA) -> W2
     src = _movie_source(str(data_dir))
     labels, scores = vader_teacher(src["texts"])
     return assemble_task(
-        "movie_vader",
-        x=src["minilm"],
-        gold=src["gold"],
-        teacher_labels=labels,
-        teacher_features=scores,
-        splits=_movie_splits(str(data_dir), seed),
-        seed=seed,
-        teacher_kind="lexicon",
+        "movie_vader", x=src["minilm"], gold=src["gold"], teacher_labels=labels, teacher_features=scores,
+        splits=_movie_splits(str(data_dir), seed), seed=seed, teacher_kind="lexicon",
         description="movie sentences; VADER lexicon (abstains |compound|<0.05) -> MLP head on MiniLM",
     )
 
@@ -610,15 +583,8 @@ def movie_wordllama_lr(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA
     lr = _fit_logistic(wl[teacher_idx], gold[teacher_idx], seed)
     probs = lr.predict_proba(wl).astype(np.float32)
     return assemble_task(
-        "movie_wordllama_lr",
-        x=src["minilm"],
-        gold=gold,
-        teacher_labels=probs.argmax(1),
-        teacher_features=wl,
-        teacher_probs=probs,
-        splits=splits,
-        seed=seed,
-        teacher_kind="small model",
+        "movie_wordllama_lr", x=src["minilm"], gold=gold, teacher_labels=probs.argmax(1), teacher_features=wl,
+        teacher_probs=probs, splits=splits, seed=seed, teacher_kind="small model",
         description=f"movie sentences; logistic regression on WordLlama-256, {n_gold} gold -> MLP head on MiniLM",
         info={"teacher_gold_index": teacher_idx},
     )
@@ -634,14 +600,8 @@ def fine_foods_keyword(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA
     n = len(src["texts"])
     splits = make_splits(n, seed, {"test": int(round(0.3 * n)), "probe": 1000, "val": 500})
     return assemble_task(
-        "fine_foods_keyword",
-        x=src["minilm"],
-        gold=src["gold"],
-        teacher_labels=labels,
-        teacher_features=counts,
-        splits=splits,
-        seed=seed,
-        teacher_kind="rule",
+        "fine_foods_keyword", x=src["minilm"], gold=src["gold"], teacher_labels=labels, teacher_features=counts,
+        splits=splits, seed=seed, teacher_kind="rule",
         description="fine-food reviews; 12+12 food keyword rule (abstains ~35%) -> MLP head on MiniLM",
     )
 
@@ -662,7 +622,8 @@ def pool_pixels(images: np.ndarray, block: int = FASHION_POOL, scale: float = 25
 @functools.lru_cache(maxsize=2)
 def _fashion_source(data_dir: str) -> dict[str, np.ndarray]:
     x_tr, y_tr, x_te, y_te = load_fashion_mnist(data_dir)
-    return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te, "pool_train": pool_pixels(x_tr), "pool_test": pool_pixels(x_te)}
+    return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te,
+            "pool_train": pool_pixels(x_tr), "pool_test": pool_pixels(x_te)}
 
 
 def fashion_scratch(
@@ -684,26 +645,14 @@ def fashion_scratch(
     splits["test"] = np.arange(n_test, dtype=np.int64)
     test_source = {
         "x": (src["x_test"][:, None] / np.float32(255.0)),
-        "gold": src["y_test"],
-        "teacher_labels": probs_te.argmax(1),
-        "teacher_features": src["pool_test"],
-        "teacher_probs": probs_te,
+        "gold": src["y_test"], "teacher_labels": probs_te.argmax(1), "teacher_features": src["pool_test"], "teacher_probs": probs_te,
     }
     # images are scaled lazily, per split, so the 60k x 784 float array is never built
     x_train = _LazyScaled(src["x_train"])
     return assemble_task(
-        "fashion_scratch",
-        x=x_train,
-        gold=src["y_train"],
-        teacher_labels=probs_tr.argmax(1),  # type: ignore[arg-type]
-        teacher_features=src["pool_train"],
-        teacher_probs=probs_tr,
-        splits=splits,
-        split_sources={"test": test_source},
-        seed=seed,
-        num_classes=10,
-        student="cnn",
-        teacher_kind="small model",
+        "fashion_scratch", x=x_train, gold=src["y_train"], teacher_labels=probs_tr.argmax(1),  # type: ignore[arg-type]
+        teacher_features=src["pool_train"], teacher_probs=probs_tr, splits=splits, split_sources={"test": test_source},
+        seed=seed, num_classes=10, student="cnn", teacher_kind="small model",
         description=f"Fashion-MNIST; logistic regression on 7x7 pooled pixels ({n_gold} gold) -> small CNN from scratch",
         info={"teacher_gold_index": teacher_idx},
     )
@@ -723,8 +672,12 @@ class _LazyScaled:
 
 
 # ============================================================================ more teachers and tasks
-TWEET_POSITIVE_WORDS: tuple[str, ...] = ("love", "great", "good", "happy", "awesome", "best", "thanks", "fun", "amazing", "nice", "cool", "excited")
-TWEET_NEGATIVE_WORDS: tuple[str, ...] = ("hate", "bad", "sad", "worst", "sucks", "tired", "sick", "miss", "sorry", "awful", "stupid", "ugh")
+TWEET_POSITIVE_WORDS: tuple[str, ...] = (
+    "love", "great", "good", "happy", "awesome", "best", "thanks", "fun", "amazing", "nice", "cool", "excited",
+)
+TWEET_NEGATIVE_WORDS: tuple[str, ...] = (
+    "hate", "bad", "sad", "worst", "sucks", "tired", "sick", "miss", "sorry", "awful", "stupid", "ugh",
+)
 # Chosen once by hand as everyday tweet sentiment words (not tuned on any student result). On the
 # 4,196 tweets the rule covers 32.1% and is right on 95.5% of what it covers (0.646 with
 # abstentions as coin flips).
@@ -776,21 +729,14 @@ def tweets_keyword(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA) ->
     labels = keyword_rule(counts, len(TWEET_POSITIVE_WORDS))
     splits = make_splits(len(src["texts"]), seed, {"test": 1000, "probe": 1024, "val": 400})
     return assemble_task(
-        "tweets_keyword",
-        x=src["minilm"],
-        gold=src["gold"],
-        teacher_labels=labels,
-        teacher_features=counts,
-        splits=splits,
-        seed=seed,
-        teacher_kind="rule",
+        "tweets_keyword", x=src["minilm"], gold=src["gold"], teacher_labels=labels, teacher_features=counts,
+        splits=splits, seed=seed, teacher_kind="rule",
         description="tweets; 12+12 sentiment keyword rule (abstains ~68%) -> MLP head on MiniLM",
     )
 
 
-def tweets_lr_overconfident(
-    seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, n_gold: int = 100, temperature: float = OVERCONFIDENT_TEMPERATURE
-) -> W2STask:
+def tweets_lr_overconfident(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, n_gold: int = 100,
+                            temperature: float = OVERCONFIDENT_TEMPERATURE) -> W2STask:
     """Tweets, a logistic regression on WordLlama embeddings fitted on ``n_gold`` gold tweets (taken
     from the training split), its probabilities sharpened with ``temperature`` (0.2: a 0.7
     confidence becomes 0.99): a miscalibrated, overconfident small-model teacher. Same splits as
@@ -801,18 +747,13 @@ def tweets_lr_overconfident(
     gold = src["gold"]
     if len(np.unique(gold[teacher_idx])) < 2:
         raise ValueError(f"seed {seed}: the {n_gold} teacher gold labels hold one class only")
-    probs = sharpen_probs(_fit_logistic(src["wordllama"][teacher_idx], gold[teacher_idx], seed).predict_proba(src["wordllama"]), temperature)
+    probs = sharpen_probs(_fit_logistic(src["wordllama"][teacher_idx], gold[teacher_idx], seed).predict_proba(src["wordllama"]),
+                          temperature)
     return assemble_task(
-        "tweets_lr_overconfident",
-        x=src["minilm"],
-        gold=gold,
-        teacher_labels=probs.argmax(1),
-        teacher_features=src["wordllama"],
-        teacher_probs=probs,
-        splits=splits,
-        seed=seed,
-        teacher_kind="overconfident small model",
-        description=f"tweets; logistic regression on WordLlama-256 ({n_gold} gold), probabilities sharpened at T={temperature} -> MLP head on MiniLM",
+        "tweets_lr_overconfident", x=src["minilm"], gold=gold, teacher_labels=probs.argmax(1), teacher_features=src["wordllama"],
+        teacher_probs=probs, splits=splits, seed=seed, teacher_kind="overconfident small model",
+        description=f"tweets; logistic regression on WordLlama-256 ({n_gold} gold), probabilities sharpened at T={temperature} "
+                    "-> MLP head on MiniLM",
         info={"teacher_gold_index": teacher_idx},
     )
 
@@ -827,14 +768,8 @@ def fine_foods_vader(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA) 
     src = _fine_foods_source(str(data_dir))
     labels, scores = vader_teacher(src["texts"])
     return assemble_task(
-        "fine_foods_vader",
-        x=src["minilm"],
-        gold=src["gold"],
-        teacher_labels=labels,
-        teacher_features=scores,
-        splits=_fine_foods_splits(len(src["texts"]), seed),
-        seed=seed,
-        teacher_kind="lexicon",
+        "fine_foods_vader", x=src["minilm"], gold=src["gold"], teacher_labels=labels, teacher_features=scores,
+        splits=_fine_foods_splits(len(src["texts"]), seed), seed=seed, teacher_kind="lexicon",
         description="fine-food reviews; VADER lexicon (abstains |compound|<0.05) -> MLP head on MiniLM",
     )
 
@@ -846,14 +781,8 @@ def fine_foods_flip(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, r
     n = len(src["texts"])
     labels = flip_teacher(src["gold"], rate, 2, seed + 10_007)
     return assemble_task(
-        "fine_foods_flip",
-        x=src["minilm"],
-        gold=src["gold"],
-        teacher_labels=labels,
-        teacher_features=_no_features(n),
-        splits=_fine_foods_splits(n, seed),
-        seed=seed,
-        teacher_kind="random flips",
+        "fine_foods_flip", x=src["minilm"], gold=src["gold"], teacher_labels=labels, teacher_features=_no_features(n),
+        splits=_fine_foods_splits(n, seed), seed=seed, teacher_kind="random flips",
         description=f"fine-food reviews; gold with {rate:.0%} random flips -> MLP head on MiniLM",
     )
 
@@ -863,14 +792,8 @@ def movie_flip(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, rate: 
     src = _movie_source(str(data_dir))
     labels = flip_teacher(src["gold"], rate, 2, seed + 10_007)
     return assemble_task(
-        "movie_flip",
-        x=src["minilm"],
-        gold=src["gold"],
-        teacher_labels=labels,
-        teacher_features=_no_features(len(labels)),
-        splits=_movie_splits(str(data_dir), seed),
-        seed=seed,
-        teacher_kind="random flips",
+        "movie_flip", x=src["minilm"], gold=src["gold"], teacher_labels=labels, teacher_features=_no_features(len(labels)),
+        splits=_movie_splits(str(data_dir), seed), seed=seed, teacher_kind="random flips",
         description=f"movie sentences; gold with {rate:.0%} random flips -> MLP head on MiniLM",
     )
 
@@ -880,8 +803,9 @@ def _digits_source() -> dict[str, np.ndarray]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    images = np.asarray(d.images, dtype=np.float32) / 16.0  # (1797, 8, 8) in [0, 1]
-    return {"x": images.reshape(len(images), 64), "gold": np.asarray(d.target, dtype=np.int64), "pooled": pool_pixels(images, block=2, scale=1.0)}
+    images = (np.asarray(d.images, dtype=np.float32) / 16.0)  # (1797, 8, 8) in [0, 1]
+    return {"x": images.reshape(len(images), 64), "gold": np.asarray(d.target, dtype=np.int64),
+            "pooled": pool_pixels(images, block=2, scale=1.0)}
 
 
 def _digits_splits(seed: int) -> dict[str, np.ndarray]:
@@ -901,16 +825,8 @@ def digits_lr(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, n_gold:
         raise ValueError(f"seed {seed}: the {n_gold} teacher gold labels miss a digit class")
     probs = probs.astype(np.float32)
     return assemble_task(
-        "digits_lr",
-        x=src["x"],
-        gold=src["gold"],
-        teacher_labels=probs.argmax(1),
-        teacher_features=src["pooled"],
-        teacher_probs=probs,
-        splits=splits,
-        seed=seed,
-        num_classes=10,
-        teacher_kind="small model",
+        "digits_lr", x=src["x"], gold=src["gold"], teacher_labels=probs.argmax(1), teacher_features=src["pooled"],
+        teacher_probs=probs, splits=splits, seed=seed, num_classes=10, teacher_kind="small model",
         description=f"digits; logistic regression on 4x4 pooled pixels ({n_gold} gold) -> MLP from scratch on 8x8 pixels",
         info={"teacher_gold_index": teacher_idx},
     )
@@ -922,15 +838,8 @@ def digits_flip(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, rate:
     src = _digits_source()
     labels = flip_teacher(src["gold"], rate, 10, seed + 10_007)
     return assemble_task(
-        "digits_flip",
-        x=src["x"],
-        gold=src["gold"],
-        teacher_labels=labels,
-        teacher_features=_no_features(len(labels)),
-        splits=_digits_splits(seed),
-        seed=seed,
-        num_classes=10,
-        teacher_kind="random flips",
+        "digits_flip", x=src["x"], gold=src["gold"], teacher_labels=labels, teacher_features=_no_features(len(labels)),
+        splits=_digits_splits(seed), seed=seed, num_classes=10, teacher_kind="random flips",
         description=f"digits; gold with {rate:.0%} symmetric flips -> MLP from scratch on 8x8 pixels",
     )
 
@@ -952,9 +861,8 @@ def _movie_tokens(data_dir: str, max_length: int = FT_MAX_LENGTH) -> np.ndarray:
     return np.asarray(enc["input_ids"], dtype=np.int64)
 
 
-def movie_vader_ft(
-    seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, n_train: int = 400, n_probe: int = 512, n_val: int = 150, n_test: int = 800
-) -> W2STask:
+def movie_vader_ft(seed: int = 0, data_dir: str | os.PathLike = DEFAULT_DATA, n_train: int = 400, n_probe: int = 512,
+                   n_val: int = 150, n_test: int = 800) -> W2STask:
     """Movie sentences, the VADER teacher of :func:`movie_vader`, and a student that is the
     pretrained all-MiniLM-L6-v2 encoder + a linear head **fine-tuned end to end** (student
     ``"minilm_ft"``; inputs are token ids, at most :data:`FT_MAX_LENGTH` tokens, stored as float32
@@ -975,25 +883,14 @@ def movie_vader_ft(
     def by_length(idx: np.ndarray) -> np.ndarray:
         return idx[np.argsort(length[idx], kind="stable")]
 
-    splits = {
-        "train": train,
-        "val": by_length(base["val"][:n_val]),
-        "probe": by_length(base["probe"][:n_probe]),
-        "test": by_length(base["test"][:n_test]),
-    }
+    splits = {"train": train, "val": by_length(base["val"][:n_val]), "probe": by_length(base["probe"][:n_probe]),
+              "test": by_length(base["test"][:n_test])}
     tokens = tokens.astype(np.float32)
     return assemble_task(
-        "movie_vader_ft",
-        x=tokens,
-        gold=src["gold"],
-        teacher_labels=labels,
-        teacher_features=scores,
-        splits=splits,
-        seed=seed,
-        student="minilm_ft",
-        teacher_kind="lexicon",
+        "movie_vader_ft", x=tokens, gold=src["gold"], teacher_labels=labels, teacher_features=scores,
+        splits=splits, seed=seed, student="minilm_ft", teacher_kind="lexicon",
         description=f"movie sentences; VADER lexicon -> all-MiniLM-L6-v2 + linear head fine-tuned end to end "
-        f"({n_train} covered training sentences, max_length {FT_MAX_LENGTH})",
+                    f"({n_train} covered training sentences, max_length {FT_MAX_LENGTH})",
     )
 
 
@@ -1015,19 +912,10 @@ TASKS: dict[str, Callable[..., W2STask]] = {
 
 # the data source of each task (leave-one-source-out evaluation groups tasks by it)
 TASK_SOURCES: dict[str, str] = {
-    "movie_keyword": "movie",
-    "movie_vader": "movie",
-    "movie_wordllama_lr": "movie",
-    "movie_flip": "movie",
-    "movie_vader_ft": "movie",
-    "tweets_keyword": "tweets",
-    "tweets_lr_overconfident": "tweets",
-    "fine_foods_keyword": "fine_foods",
-    "fine_foods_vader": "fine_foods",
-    "fine_foods_flip": "fine_foods",
-    "fashion_scratch": "fashion_mnist",
-    "digits_lr": "sklearn_digits",
-    "digits_flip": "sklearn_digits",
+    "movie_keyword": "movie", "movie_vader": "movie", "movie_wordllama_lr": "movie", "movie_flip": "movie",
+    "movie_vader_ft": "movie", "tweets_keyword": "tweets", "tweets_lr_overconfident": "tweets",
+    "fine_foods_keyword": "fine_foods", "fine_foods_vader": "fine_foods", "fine_foods_flip": "fine_foods",
+    "fashion_scratch": "fashion_mnist", "digits_lr": "sklearn_digits", "digits_flip": "sklearn_digits",
 }
 
 
@@ -1065,28 +953,13 @@ def prepare(data_dir: str | os.PathLike = DEFAULT_DATA) -> None:
     tweets = step("tweets: MiniLM and WordLlama embeddings", lambda: _tweets_source(str(d)))
     print(f"[bench-data] tweets: {len(tweets['texts'])} tweets ({tweets['gold'].mean():.1%} positive), MiniLM {tweets['minilm'].shape}")
     print(f"[bench-data] movie: {len(texts)} sentences, MiniLM {x.shape}, WordLlama {w.shape}")
-    print(
-        f"[bench-data] fine foods ({foods.name}): {len(food_texts)} reviews ({food_gold.mean():.1%} great), MiniLM {fx.shape}, WordLlama {fw.shape}"
-    )
+    print(f"[bench-data] fine foods ({foods.name}): {len(food_texts)} reviews ({food_gold.mean():.1%} great), MiniLM {fx.shape}, WordLlama {fw.shape}")
     print(f"[bench-data] Fashion-MNIST: train {fm[0].shape}, test {fm[2].shape}")
 
 
 def _format_summary(rows: list[dict[str, Any]]) -> str:
-    cols = [
-        "task",
-        "teacher",
-        "student",
-        "input",
-        "d_w",
-        "n_train",
-        "n_val",
-        "n_probe",
-        "n_test",
-        "coverage",
-        "teacher_acc",
-        "teacher_acc_covered",
-        "majority",
-    ]
+    cols = ["task", "teacher", "student", "input", "d_w", "n_train", "n_val", "n_probe", "n_test",
+            "coverage", "teacher_acc", "teacher_acc_covered", "majority"]
     fmt = {k: (lambda v: f"{v:.3f}") for k in ("coverage", "teacher_acc", "teacher_acc_covered", "majority")}
     table = [[fmt.get(c, str)(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
@@ -1111,10 +984,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             task = load_task(name, args.seed, args.data)
             rows.append(task.summary() | {"seconds": time.perf_counter() - t0})
-        print(
-            f"seed {args.seed}; coverage = share of all split points the teacher labels; teacher_acc = gold accuracy on "
-            "test, abstentions scored as coin flips (1/k); teacher_acc_covered = on the covered test points"
-        )
+        print(f"seed {args.seed}; coverage = share of all split points the teacher labels; teacher_acc = gold accuracy on "
+              "test, abstentions scored as coin flips (1/k); teacher_acc_covered = on the covered test points")
         print(_format_summary(rows))
     return 0
 

@@ -169,19 +169,8 @@ def report(recs, tasks: Sequence[str], select: Sequence[int], report_seeds: Sequ
         choices[k] = chosen.name
         naive = next(r for r in rules if r.name == NAIVE)
         cols = [SHORT.get(t, t)[:8] for t in tasks]
-        log(
-            f"\nk = {k}: mean regret (pt) on the report seeds per pair, mean over pairs, selection mean; paired Δ (report runs) "
-            "vs REF and vs NAIVE [95% CI, t over runs]"
-        )
-        log(
-            "  "
-            + "rule".ljust(47)
-            + "".join(c.rjust(9) for c in cols)
-            + "mean".rjust(7)
-            + "select".rjust(8)
-            + "   Δ vs REF".ljust(26)
-            + "   Δ vs NAIVE"
-        )
+        log(f"\nk = {k}: mean regret (pt) on the report seeds per pair, mean over pairs, selection mean; paired Δ (report runs) vs REF and vs NAIVE [95% CI, t over runs]")
+        log("  " + "rule".ljust(47) + "".join(c.rjust(9) for c in cols) + "mean".rjust(7) + "select".rjust(8) + "   Δ vs REF".ljust(26) + "   Δ vs NAIVE")
         for rule in [ref] + rules:
             per = [statistics.fmean([rule.regret(r) for r in rep if r.task == t]) if counts[t][1] else float("nan") for t in tasks]
             line = "  " + (("CHOSEN " if rule is chosen else "") + rule.name).ljust(47) + "".join(f"{x:9.2f}" for x in per)
@@ -196,16 +185,10 @@ def report(recs, tasks: Sequence[str], select: Sequence[int], report_seeds: Sequ
         m_ref, lo_ref, hi_ref = t_ci([chosen.regret(r) - ref.regret(r) for r in rep])
         m_nv, lo_nv, hi_nv = t_ci([chosen.regret(r) - naive.regret(r) for r in rep])
         if k == max(BUDGETS):
-            verdict = (
-                f"below REF with the CI excluding 0: {'PASS' if hi_ref < 0 else 'FAIL'}; no worse than NAIVE "
-                f"(mean Δ <= 0): {'PASS' if m_nv <= 0 else 'FAIL'}"
-            )
+            verdict = f"below REF with the CI excluding 0: {'PASS' if hi_ref < 0 else 'FAIL'}; no worse than NAIVE (mean Δ <= 0): {'PASS' if m_nv <= 0 else 'FAIL'}"
         else:
             verdict = f"never worse than REF by more than 0.1 pt on average: {'PASS' if m_ref <= 0.1 else 'FAIL'}"
-        log(
-            f"  k = {k}: chosen on the selection seeds: {chosen.name}; report Δ vs REF {m_ref:+.2f} [{lo_ref:+.2f}, {hi_ref:+.2f}], "
-            f"vs NAIVE {m_nv:+.2f} [{lo_nv:+.2f}, {hi_nv:+.2f}] -> {verdict}"
-        )
+        log(f"  k = {k}: chosen on the selection seeds: {chosen.name}; report Δ vs REF {m_ref:+.2f} [{lo_ref:+.2f}, {hi_ref:+.2f}], vs NAIVE {m_nv:+.2f} [{lo_nv:+.2f}, {hi_nv:+.2f}] -> {verdict}")
     from lightning_w2s.stopping.gold_rule import gold_default_for
 
     same = {k: gold_default_for(k)[0] == CANDIDATES[name] for k, name in choices.items()}

@@ -382,9 +382,7 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-def verify_against_monitor(
-    task_name: str = "digits_lr", seed: int = 0, data_dir: str = "data", epochs: int = 40, cached: Recording | None = None
-) -> tuple[str, str]:
+def verify_against_monitor(task_name: str = "digits_lr", seed: int = 0, data_dir: str = "data", epochs: int = 40, cached: Recording | None = None) -> tuple[str, str]:
     """Train ``task_name`` once with the recorder, a real :class:`lightning_w2s.W2SMonitor` (held-out
     probe with teacher outputs and features, the same train probe) **and** ``W2SEarlyStopping()`` with
     its defaults, for up to ``epochs`` epochs. Returns two one-line verdicts:
@@ -423,9 +421,7 @@ def verify_against_monitor(
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
     probe = task.make_probe()
-    train_probe = W2SProbe(
-        t(task.train.x[rows]), teacher_labels=torch.from_numpy(task.train.teacher_labels[rows].copy()), num_classes=task.num_classes
-    )
+    train_probe = W2SProbe(t(task.train.x[rows]), teacher_labels=torch.from_numpy(task.train.teacher_labels[rows].copy()), num_classes=task.num_classes)
     monitor = W2SMonitor(probe=probe, train_probe=train_probe)
     stopper = W2SEarlyStopping(gold=False)  # the label-free default (the probe has gold; docs/gold.md)
     names = {

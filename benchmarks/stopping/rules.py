@@ -206,13 +206,7 @@ def _policy_stream(rec, name: str, patience: int, misfit: str, kappa: float | No
 
 
 def today_policies(
-    rec,
-    policies: Sequence[str],
-    patience: int = 3,
-    misfit: str = "kl_teacher_student",
-    kappa: float | None = 0.5,
-    min_gain: float | None = None,
-    restore: bool | str = False,
+    rec, policies: Sequence[str], patience: int = 3, misfit: str = "kl_teacher_student", kappa: float | None = 0.5, min_gain: float | None = None, restore: bool | str = False
 ) -> Outcome:
     """``W2SEarlyStopping(policy=policies, ...)``: stop at the first check where a policy
     triggers. ``restore``: ``False`` keeps the last weights (``restore_best=False``); ``True`` keeps
@@ -302,19 +296,14 @@ def check_against_library(recs) -> str:
     and kept checks with :func:`today_policies`. Returns a one-line verdict."""
     configs = [((PLATEAU,), {}), ((OVERFIT,), {}), ((GAIN,), {"min_gain": 0.05}), ((ROBUST,), {}), ((PLATEAU, ROBUST), {})]
     parts = []
-    for label, setting in (
-        ("previous defaults (patience 3, kl_teacher_student, restore after a stop)", PREVIOUS),
-        ("today's defaults (patience 5, teacher_label_ce, restore at the end)", NOW),
-    ):
+    for label, setting in (("previous defaults (patience 3, kl_teacher_student, restore after a stop)", PREVIOUS), ("today's defaults (patience 5, teacher_label_ce, restore at the end)", NOW)):
         n = bad = 0
         for rec in recs:
             vals = _monitor_values(rec)
             for pols, kw in configs:
                 decision = library_decision(pols, setting["patience"], setting["misfit"], kw.get("min_gain"))
                 lib = library_outcome(decision, vals, rec)
-                ours = today_policies(
-                    rec, pols, patience=setting["patience"], misfit=setting["misfit"], min_gain=kw.get("min_gain"), restore=setting["restore"]
-                )
+                ours = today_policies(rec, pols, patience=setting["patience"], misfit=setting["misfit"], min_gain=kw.get("min_gain"), restore=setting["restore"])
                 if setting["restore"] is True and lib.stop is None:  # the previous callback restored only after a stop
                     lib = Outcome(None, rec.epochs, None)
                 n += 1

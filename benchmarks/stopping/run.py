@@ -69,22 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.stopping.rules import (
-    GAIN,
-    NOW,
-    OVERFIT,
-    PLATEAU,
-    ROBUST,
-    Outcome,
-    Rule,
-    first_best,
-    gold_floor_regret,
-    lightning_es_stop,
-    package_default_outcome,
-    patience_stop,
-    today_policies,
-    vote,
-)
+from benchmarks.stopping.rules import GAIN, NOW, OVERFIT, PLATEAU, ROBUST, Outcome, Rule, first_best, gold_floor_regret, lightning_es_stop, package_default_outcome, patience_stop, today_policies, vote
 from benchmarks.stopping.signals import MONITOR_SIGNALS, SIGNALS, consensus_share, signal
 
 SEEDS = tuple(range(8))
@@ -159,13 +144,7 @@ def today_rules() -> list[Rule]:
     for (pols, kw), label in zip(POLICY_SETS, labels):
         for restore in (False, True):
             out.append(
-                Rule(
-                    label + (" +restore" if restore else ""),
-                    "today",
-                    True,
-                    lambda r, p=pols, kw=kw, rs=restore: today_policies(r, p, restore=rs, **kw),
-                    {"policies": pols, "restore": restore, **kw},
-                )
+                Rule(label + (" +restore" if restore else ""), "today", True, lambda r, p=pols, kw=kw, rs=restore: today_policies(r, p, restore=rs, **kw), {"policies": pols, "restore": restore, **kw})
             )
     # median of the four policies' stop checks (vote 2 of 4), keep that check / the median best check
     four = POLICY_SETS[:4]
@@ -257,11 +236,7 @@ def combo_rules(components: Sequence[Rule], label: str) -> list[Rule]:
             bests = [lambda check, c=c: _prefix_best(r, c, check) for c in components]
             return vote(outs, (m + 1) // 2, r.epochs, keep, bests)
 
-        out.append(
-            Rule(
-                f"{label}, keep {keep}", "combo", all(c.monitor for c in components), run, {"components": [c.name for c in components], "keep": keep}
-            )
-        )
+        out.append(Rule(f"{label}, keep {keep}", "combo", all(c.monitor for c in components), run, {"components": [c.name for c in components], "keep": keep}))
     return out
 
 
@@ -337,10 +312,7 @@ def regret_table(title: str, rules: Sequence[Rule], recs, tasks, ref: Rule | Non
 
 
 def context_table(recs, tasks) -> str:
-    lines = [
-        "pair        source          teacher kind          student     teacher  final  oracle  oracle_ep  epochs  "
-        "fit s/run  consensus share (teacher tbl / student tbl)"
-    ]
+    lines = ["pair        source          teacher kind          student     teacher  final  oracle  oracle_ep  epochs  fit s/run  consensus share (teacher tbl / student tbl)"]
     for t in tasks:
         rs = [r for r in recs if r.task == t]
         r0 = rs[0]
@@ -350,8 +322,7 @@ def context_table(recs, tasks) -> str:
             f"{statistics.fmean(r.oracle_acc for r in rs):7.3f} {statistics.fmean(int(np.argmax(r.epoch_acc)) for r in rs):10.1f} "
             f"{r0.epochs:7d} {statistics.fmean(r.fit_seconds + r.record_seconds for r in rs):10.1f}  "
             f"{statistics.fmean(consensus_share(r, 'teacher') for r in rs):.2f} / "
-            f"{statistics.fmean(consensus_share(r, 'student') for r in rs):.2f}"
-            + ("" if r0.knn_teacher is not None else " (no teacher table: student's)")
+            f"{statistics.fmean(consensus_share(r, 'student') for r in rs):.2f}" + ("" if r0.knn_teacher is not None else " (no teacher table: student's)")
         )
     return "\n".join(lines)
 
@@ -365,9 +336,7 @@ def ci_block(rule: Rule, ref: Rule, recs, tasks, label: str) -> tuple[list[str],
     allv = [x for t in tasks for x in diffs[t]]
     m, lo, hi = t_ci(allv)
     blo, bhi = cluster_bootstrap({t: diffs[t] for t in tasks})
-    lines.append(
-        f"  pooled    {m:+6.2f} [{lo:+6.2f}, {hi:+6.2f}]  (n={len(allv)} runs, t over runs); cluster bootstrap over pairs [{blo:+6.2f}, {bhi:+6.2f}]"
-    )
+    lines.append(f"  pooled    {m:+6.2f} [{lo:+6.2f}, {hi:+6.2f}]  (n={len(allv)} runs, t over runs); cluster bootstrap over pairs [{blo:+6.2f}, {bhi:+6.2f}]")
     return lines, {"mean": m, "t_lo": lo, "t_hi": hi, "boot_lo": blo, "boot_hi": bhi}
 
 
@@ -385,11 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="processes recording missing runs (default 1: shared machine)")
     ap.add_argument("--fresh", action="store_true", help="re-record every run")
     ap.add_argument("--json", default=None, help="also write the main figures to this JSON file")
-    ap.add_argument(
-        "--no-verify",
-        action="store_true",
-        help="skip the real Trainer runs (W2SMonitor + W2SEarlyStopping()) that check the offline signals and the default",
-    )
+    ap.add_argument("--no-verify", action="store_true", help="skip the real Trainer runs (W2SMonitor + W2SEarlyStopping()) that check the offline signals and the default")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     recs = load_recordings(args.tasks, args.seeds, args.data, fresh=args.fresh, jobs=args.jobs)
@@ -470,12 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("  " + "signal: best configuration".ljust(72) + "select".rjust(8) + "report".rjust(8) + "   report Δ vs REF [95% CI]")
     for _s, r in sorted(top_by_signal.items(), key=lambda kv: score(kv[1])):
         m, lo, hi = t_ci([x for t in tasks for x in paired(r, ref, rep)[t]])
-        print(
-            "  "
-            + (("" if r.monitor else "(val) ") + r.name).ljust(72)
-            + f"{score(r):8.2f}{mean_regret(r, rep, tasks):8.2f}"
-            + f"   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]"
-        )
+        print("  " + (("" if r.monitor else "(val) ") + r.name).ljust(72) + f"{score(r):8.2f}{mean_regret(r, rep, tasks):8.2f}" + f"   {m:+5.2f} [{lo:+5.2f}, {hi:+5.2f}]")
     print()
 
     chosen_rule = Rule("CHOSEN: " + chosen.name, chosen.family, chosen.monitor, chosen.run, chosen.params)
@@ -510,11 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + floor
         + today[:2]
         + apriori
-        + [
-            top_by_signal[s]
-            for s in ("probe_hce", "probe_ce", "churn_train", "churn_probe", "ema_dis_probe", "cons_ce", "knn_ce", "atc")
-            if s in top_by_signal
-        ]
+        + [top_by_signal[s] for s in ("probe_hce", "probe_ce", "churn_train", "churn_probe", "ema_dis_probe", "cons_ce", "knn_ce", "atc") if s in top_by_signal]
         + combos
         + runners
         + [chosen_rule, package]
@@ -564,25 +520,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         pr = r.params
         pair = {k: next(c for c in cands if c.params == {**pr, "keep": k}) for k in ("stop", "best")}
-        print(
-            f"  {s:<14} ma{pr['smooth']} p={pr['patience']}: keep stop {mean_regret(pair['stop'], rep, tasks):5.2f}, "
-            f"restore best {mean_regret(pair['best'], rep, tasks):5.2f}"
-        )
-    n_better = sum(
-        mean_regret(next(c for c in cands if c.params == {**r.params, "keep": "best"}), sel, tasks) < mean_regret(r, sel, tasks)
-        for r in cands
-        if r.params["keep"] == "stop"
-    )
+        print(f"  {s:<14} ma{pr['smooth']} p={pr['patience']}: keep stop {mean_regret(pair['stop'], rep, tasks):5.2f}, restore best {mean_regret(pair['best'], rep, tasks):5.2f}")
+    n_better = sum(mean_regret(next(c for c in cands if c.params == {**r.params, "keep": "best"}), sel, tasks) < mean_regret(r, sel, tasks) for r in cands if r.params["keep"] == "stop")
     n_stop = sum(1 for r in cands if r.params["keep"] == "stop")
-    n_worse = sum(
-        mean_regret(next(c for c in cands if c.params == {**r.params, "keep": "best"}), sel, tasks) > mean_regret(r, sel, tasks)
-        for r in cands
-        if r.params["keep"] == "stop"
-    )
-    print(
-        f"  over all {n_stop} (signal, smoothing, patience) settings, selection seeds: restoring the best check beats "
-        f"keeping the stop check in {n_better}, loses in {n_worse}"
-    )
+    n_worse = sum(mean_regret(next(c for c in cands if c.params == {**r.params, "keep": "best"}), sel, tasks) > mean_regret(r, sel, tasks) for r in cands if r.params["keep"] == "stop")
+    print(f"  over all {n_stop} (signal, smoothing, patience) settings, selection seeds: restoring the best check beats keeping the stop check in {n_better}, loses in {n_worse}")
     print()
 
     # ---- leave one source out
@@ -602,10 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loso_regret[t] = per_pair(pick, rep_h)[t]
             loso_ref[t] = per_pair(ref, rep_h)[t]
             loso_diff[t] = [a - b for a, b in zip(loso_regret[t], loso_ref[t])]
-        print(
-            f"  {src:<15} chose {pick.name:<48} regret {statistics.fmean(x for t in held for x in loso_regret[t]):5.2f} "
-            f"vs REF {statistics.fmean(x for t in held for x in loso_ref[t]):5.2f}"
-        )
+        print(f"  {src:<15} chose {pick.name:<48} regret {statistics.fmean(x for t in held for x in loso_regret[t]):5.2f} vs REF {statistics.fmean(x for t in held for x in loso_ref[t]):5.2f}")
     allv = [x for t in tasks for x in loso_diff.get(t, [])]
     m, lo, hi = t_ci(allv) if allv else (math.nan,) * 3
     if allv:
@@ -644,12 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "default_replays_identical": n_same,
             "runs": len(recs),
             "rows": {
-                r.name: {
-                    "report": mean_regret(r, rep, tasks),
-                    "select": mean_regret(r, sel, tasks),
-                    "per_pair_report": {t: statistics.fmean(v) for t, v in per_pair(r, rep).items()},
-                }
-                for r in rows
+                r.name: {"report": mean_regret(r, rep, tasks), "select": mean_regret(r, sel, tasks), "per_pair_report": {t: statistics.fmean(v) for t, v in per_pair(r, rep).items()}} for r in rows
             },
         }
         Path(args.json).write_text(json.dumps(blob, indent=1, default=str))

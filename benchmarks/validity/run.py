@@ -126,6 +126,25 @@ def ols(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
+def _gain_row(task: str, xs: np.ndarray, ys: np.ndarray) -> dict:
+    """One row of the regression-gain table: the measured gain ``ys`` against its prediction ``xs``."""
+    fit = ols(xs, ys)
+    return {
+        "task": task,
+        "checks": len(xs),
+        "mean_pred": xs.mean(),
+        "mean_gain": ys.mean(),
+        "slope": fit["slope"],
+        "slope_se": fit["slope_se"],
+        "intercept": fit["intercept"],
+        "slope_origin": fit["slope0"],
+        "pearson": fit["pearson"],
+        "spearman": fit["spearman"],
+        "share_gain>=pred": float((ys >= xs).mean()),
+        "share_gain>0": float((ys > 0).mean()),
+    }
+
+
 def section(title: str) -> None:
     print("\n" + "=" * 100 + f"\n{title}\n" + "=" * 100, flush=True)
 
@@ -174,15 +193,7 @@ class CheckRecorder(Callback):
             true[f"uncovered_error_{i}"] = float((~right[t_i]).mean()) if t_i.any() else math.nan
         true.update(calibration_truth(probs, self.monitor.metrics.teacher_probs.cpu().numpy(), g, t, cov))
         stale = sorted(k for k in trainer.callback_metrics if k.startswith("w2s/") and k not in self.monitor.last_values)
-        self.checks.append(
-            {
-                "epoch": trainer.current_epoch,
-                "values": dict(self.monitor.last_values),
-                "notes": list(self.monitor.metrics.notes),
-                "true": true,
-                "stale": stale,
-            }
-        )
+        self.checks.append({"epoch": trainer.current_epoch, "values": dict(self.monitor.last_values), "notes": list(self.monitor.metrics.notes), "true": true, "stale": stale})
 
 
 def lp_smce(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -215,11 +226,7 @@ def calibration_truth(probs: np.ndarray, teacher_probs: np.ndarray, g: np.ndarra
     known = cov & (g >= 0)
     y = g[known]
     ce = lambda p: float(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-6)).mean())  # noqa: E731
-    return {
-        "smce_vs_gold": lp_smce(probs[known], y),
-        "gold_share_of_covered": float(known.sum() / max(cov.sum(), 1)),
-        "ce_gain": ce(teacher_probs[known]) - ce(probs[known]),
-    }
+    return {"smce_vs_gold": lp_smce(probs[known], y), "gold_share_of_covered": float(known.sum() / max(cov.sum(), 1)), "ce_gain": ce(teacher_probs[known]) - ce(probs[known])}
 
 
 def keyword_probe(task: W2STask, features: np.ndarray) -> W2SProbe:
@@ -249,12 +256,7 @@ def monitored_run(task: W2STask, seed: int, epochs: int, probe: W2SProbe | None 
 def movie_sentence_features(data_dir: str) -> dict[str, np.ndarray]:
     texts, ratings = demo_data.load_movie_snippets(data_dir)
     d = Path(data_dir)
-    return {
-        "texts": texts,
-        "gold": demo_data.gold_labels(ratings),
-        "wordllama": embed_wordllama(texts, d / "movie_wordllama.npy"),
-        "minilm": demo_data.embed_minilm(texts, d / "movie_minilm.npy"),
-    }
+    return {"texts": texts, "gold": demo_data.gold_labels(ratings), "wordllama": embed_wordllama(texts, d / "movie_wordllama.npy"), "minilm": demo_data.embed_minilm(texts, d / "movie_minilm.npy")}
 
 
 def run_tasks(tasks: Sequence[str], seeds: Sequence[int], data_dir: str, movie: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -305,13 +307,7 @@ def part_a(runs: list[dict[str, Any]]) -> None:
                     gain_over += true["accuracy"] - true["teacher_accuracy"] > v["w2s/bounds/max_gain"] + TOL
                     widths.append(hi - lo)
                     slack.append(min(acc - lo, hi - acc))
-                    diff.append(
-                        max(
-                            abs(acc - acc_mon),
-                            abs(true["teacher_accuracy"] - v["w2s/gold/teacher_accuracy"]),
-                            abs(true["covered_disagreement"] - v["w2s/gold/covered_disagreement"]),
-                        )
-                    )
+                    diff.append(max(abs(acc - acc_mon), abs(true["teacher_accuracy"] - v["w2s/gold/teacher_accuracy"]), abs(true["covered_disagreement"] - v["w2s/gold/covered_disagreement"])))
             rows.append(
                 {
                     "task": name,
@@ -344,24 +340,7 @@ def part_a(runs: list[dict[str, Any]]) -> None:
             }
         )
     print(
-        table(
-            rows,
-            [
-                "task",
-                "band",
-                "checks",
-                "band_missing",
-                "violations_true",
-                "violations_logged",
-                "gain>max_gain",
-                "width_mean",
-                "width_min",
-                "width_max",
-                "min_slack",
-                "max|true-logged|",
-            ],
-            nd=4,
-        )
+        table(rows, ["task", "band", "checks", "band_missing", "violations_true", "violations_logged", "gain>max_gain", "width_mean", "width_min", "width_max", "min_slack", "max|true-logged|"], nd=4)
     )
     print(
         "violations_true: the band misses the gold accuracy recomputed here from the student's own forward pass (covered\n"
@@ -451,25 +430,7 @@ def part_b(runs: list[dict[str, Any]] | None, do_synthetic: bool, seed: int = 0)
             "    slope of gain on misfit over 200 random teachers (misfit range "
             f"{min(r['misfit'] for r in rows):.3f}..{max(r['misfit'] for r in rows):.3f}); {time.perf_counter() - t0:.1f} s"
         )
-        print(
-            table(
-                out,
-                [
-                    "n_train",
-                    "teachers",
-                    "p/n",
-                    "slope",
-                    "slope_se",
-                    "intercept",
-                    "slope_origin",
-                    "pearson",
-                    "theory_slope",
-                    "median_rel_dev",
-                    "|slope-1|<=0.05",
-                ],
-                nd=4,
-            )
-        )
+        print(table(out, ["n_train", "teachers", "p/n", "slope", "slope_se", "intercept", "slope_origin", "pearson", "theory_slope", "median_rel_dev", "|slope-1|<=0.05"], nd=4))
         print(
             "theory_slope = (1 - r)/(1 + r), r = p/(n - p - 1): the approximate finite-sample slope derived in this\n"
             "module's docstring (not fitted);\n"
@@ -489,66 +450,15 @@ def part_b(runs: list[dict[str, Any]] | None, do_synthetic: bool, seed: int = 0)
             xs, ys = np.array(xs), np.array(ys)
             allx.append(xs)
             ally.append(ys)
-            fit = ols(xs, ys)
-            out.append(
-                {
-                    "task": name,
-                    "checks": len(xs),
-                    "mean_pred": xs.mean(),
-                    "mean_gain": ys.mean(),
-                    "slope": fit["slope"],
-                    "slope_se": fit["slope_se"],
-                    "intercept": fit["intercept"],
-                    "slope_origin": fit["slope0"],
-                    "pearson": fit["pearson"],
-                    "spearman": fit["spearman"],
-                    "share_gain>=pred": float((ys >= xs).mean()),
-                    "share_gain>0": float((ys > 0).mean()),
-                }
-            )
+            out.append(_gain_row(name, xs, ys))
         xs, ys = np.concatenate(allx), np.concatenate(ally)
-        fit = ols(xs, ys)
-        out.append(
-            {
-                "task": "ALL (pooled)",
-                "checks": len(xs),
-                "mean_pred": xs.mean(),
-                "mean_gain": ys.mean(),
-                "slope": fit["slope"],
-                "slope_se": fit["slope_se"],
-                "intercept": fit["intercept"],
-                "slope_origin": fit["slope0"],
-                "pearson": fit["pearson"],
-                "spearman": fit["spearman"],
-                "share_gain>=pred": float((ys >= xs).mean()),
-                "share_gain>0": float((ys > 0).mean()),
-            }
-        )
+        out.append(_gain_row("ALL (pooled)", xs, ys))
         print(
             "\n(ii) real tasks: w2s/gold/sq_gain (measured, covered gold probe points) vs w2s/bounds/predicted_gain (= misfit/sq)\n"
             "     over every check of every seed (no premise of the theorem is checked here: MLP/CNN students, soft-max\n"
             "     outputs, non-realizable gold)"
         )
-        print(
-            table(
-                out,
-                [
-                    "task",
-                    "checks",
-                    "mean_pred",
-                    "mean_gain",
-                    "slope",
-                    "slope_se",
-                    "intercept",
-                    "slope_origin",
-                    "pearson",
-                    "spearman",
-                    "share_gain>=pred",
-                    "share_gain>0",
-                ],
-                nd=3,
-            )
-        )
+        print(table(out, ["task", "checks", "mean_pred", "mean_gain", "slope", "slope_se", "intercept", "slope_origin", "pearson", "spearman", "share_gain>=pred", "share_gain>0"], nd=3))
         print(
             "share_gain>=pred: checks where Thm 1's inequality gain >= misfit held. Identity [derived, any teacher]:\n"
             "gain = -misfit + 2*mean<p_s - e_w, e_y - e_w>; the cross term vanishes where a one-hot teacher is right, so\n"
@@ -589,9 +499,7 @@ def part_c(seeds: Sequence[int], data_dir: str, movie: dict[str, np.ndarray]) ->
     t0 = time.perf_counter()
     per_seed: dict[int, list[dict[str, Any]]] = {}
     constructions = {
-        "default": dict(
-            reg=DEFAULT_CONSTRUCTION.reg, max_components=DEFAULT_CONSTRUCTION.max_components, reg_relative_to=DEFAULT_CONSTRUCTION.reg_relative_to
-        ),
+        "default": dict(reg=DEFAULT_CONSTRUCTION.reg, max_components=DEFAULT_CONSTRUCTION.max_components, reg_relative_to=DEFAULT_CONSTRUCTION.reg_relative_to),
         "plain": dict(reg=0.1, max_components=None),
     }
     for seed in seeds:
@@ -634,19 +542,7 @@ def part_c(seeds: Sequence[int], data_dir: str, movie: dict[str, np.ndarray]) ->
     for i, _name in enumerate(names):
         rs = [per_seed[s][i] for s in seeds]
         mean.append({k: (float(np.mean([r[k] for r in rs])) if k not in ("teacher", "d_w") else rs[0][k]) for k in rs[0]})
-    cols = [
-        "teacher",
-        "d_w",
-        "teacher_err",
-        "student_err",
-        "fro_default",
-        "op_default",
-        "fro_plain",
-        "op_plain",
-        "pred_gap_default",
-        "pred_gap_plain",
-        "cka",
-    ]
+    cols = ["teacher", "d_w", "teacher_err", "student_err", "fro_default", "op_default", "fro_plain", "op_plain", "pred_gap_default", "pred_gap_plain", "cka"]
     print(
         f"movie sentences, {len(seeds)} seeds (splits of movie_wordllama_lr: 200 teacher gold labels; student = logistic regression\n"
         f"on MiniLM-384 trained on the teacher's labels for the ~4,600 training sentences; errors on the 3,170 test sentences;\n"
@@ -736,26 +632,11 @@ def lang_summary(runs: list[dict[str, Any]], group: str, suffixes: Sequence[str]
     return out
 
 
-SUMMARY_COLS = [
-    "group",
-    "predicted",
-    "checks",
-    "defined",
-    "undefined_share",
-    "pred<err",
-    "vacuous(>=1)",
-    "excess_mean",
-    "excess_min",
-    "excess_max",
-    "max|err-true|",
-]
+SUMMARY_COLS = ["group", "predicted", "checks", "defined", "undefined_share", "pred<err", "vacuous(>=1)", "excess_mean", "excess_min", "excess_max", "max|err-true|"]
 
 
 def part_d(runs: list[dict[str, Any]], movie: dict[str, np.ndarray], data_dir: str, other_runs: Sequence[dict[str, Any]] = ()) -> None:
-    section(
-        "(d) Lang et al. Thm B.1 (covered) and B.2/B.3 (uncovered) at the plug-in ĉ (predicted errors) vs the student's "
-        "true gold errors, movie_keyword"
-    )
+    section("(d) Lang et al. Thm B.1 (covered) and B.2/B.3 (uncovered) at the plug-in ĉ (predicted errors) vs the student's true gold errors, movie_keyword")
     task0 = load_task("movie_keyword", 0, data_dir)
     try:
         knn_indices(torch.from_numpy(task0.probe.teacher_features[:PROBE_MAX]).double(), k=10)
@@ -895,11 +776,7 @@ def part_e(runs: list[dict[str, Any]]) -> None:
                     "max|LP-logged|": f"{np.max(diff):.1e}" if diff else "-",
                 }
             )
-        ge = [
-            (c["values"]["w2s/gold/ce_gain"], c["values"]["w2s/bounds/predicted_ce_gain"], c["true"]["ce_gain"])
-            for c in checks
-            if "w2s/gold/ce_gain" in c["values"]
-        ]
+        ge = [(c["values"]["w2s/gold/ce_gain"], c["values"]["w2s/bounds/predicted_ce_gain"], c["true"]["ce_gain"]) for c in checks if "w2s/gold/ce_gain" in c["values"]]
         gains.append(
             {
                 "task": name,
@@ -958,11 +835,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if parts & {"a", "b", "d", "e"}:
         t0 = time.perf_counter()
         tasks = list(args.tasks) if parts & {"a", "b", "e"} else ["movie_keyword"]
-        print(
-            f"monitored runs: tasks {tasks}, seeds {args.seeds}, epochs {[TASK_EPOCHS[t] for t in tasks]} "
-            f"(fashion_scratch: train_size {FASHION_KW['train_size']}), one check per epoch",
-            flush=True,
-        )
+        print(f"monitored runs: tasks {tasks}, seeds {args.seeds}, epochs {[TASK_EPOCHS[t] for t in tasks]} (fashion_scratch: train_size {FASHION_KW['train_size']}), one check per epoch", flush=True)
         runs = run_tasks(tasks, args.seeds, args.data, movie)
         if "d" in parts:  # the second neighbour embedding for (d): MiniLM, the student's frozen input
             for seed in args.seeds:

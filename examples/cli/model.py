@@ -82,9 +82,6 @@ if __name__ == "__main__":
             config = self.config[self.subcommand] if self.subcommand else self.config
             missing = missing_probe_files(config)
             if missing:
-                sys.exit(
-                    f"error: probe file not found: {', '.join(missing)}. Write it first: "
-                    "`python examples/cli/make_probe.py <path>` (or `W2SProbe(...).save(path)` for your own data)"
-                )
+                sys.exit(f"error: probe file not found: {', '.join(missing)}. Write it first: `python examples/cli/make_probe.py <path>` (or `W2SProbe(...).save(path)` for your own data)")
 
     W2SCLI(Student, WeakLabels)

@@ -246,9 +246,7 @@ class W2SEarlyStopping(EarlyStopping):
             if rule is not None and not self._gold_announced:
                 self._gold_announced = True
                 n = self.gold_selection.count(self.history) or 0
-                rank_zero_info(
-                    f"W2SEarlyStopping: the probe has {n} gold points: {gold_default_for(n)[1]} Pass `gold=False` for the label-free default."
-                )
+                rank_zero_info(f"W2SEarlyStopping: the probe has {n} gold points: {gold_default_for(n)[1]} Pass `gold=False` for the label-free default.")
             if stop and rule is not None and rule.whole_run:
                 self.decision.overrule(False)
                 stop, reason, message = False, W2SStoppingReason.NOT_STOPPED, None
@@ -423,17 +421,10 @@ class W2SEarlyStopping(EarlyStopping):
         if not self.best_weights.active or check is None:
             return
         if not self.best_weights.restore(pl_module, check):
-            rank_zero_warn(
-                f"W2SEarlyStopping: no copy of the best check's ({check}) weights is held (a checkpoint "
-                "made without it?); the final weights are kept instead"
-            )
+            rank_zero_warn(f"W2SEarlyStopping: no copy of the best check's ({check}) weights is held (a checkpoint made without it?); the final weights are kept instead")
             return
         self.best_check = check
-        ended = (
-            f"the fit stopped at check {self.stopped_check}"
-            if self.stopped_check is not None
-            else f"the fit ended after {len(self.history)} checks without a stop by this callback"
-        )
+        ended = f"the fit stopped at check {self.stopped_check}" if self.stopped_check is not None else f"the fit ended after {len(self.history)} checks without a stop by this callback"
         rule = self.gold_rule
         kept_by = f"the check kept by the gold rule {rule.name}" if rule is not None else f"the best check of {self.decision.restore_policy}"
         rank_zero_info(f"W2SEarlyStopping: restored the student's weights of check {check}{self.decision.where(check)}, {kept_by}; {ended}")
@@ -489,10 +480,7 @@ class W2SEarlyStopping(EarlyStopping):
         self.stopped_epoch = trainer.current_epoch
         self.stopping_reason = reason
         self.best_check = self.restore_check
-        full = (
-            f"W2SEarlyStopping stopped the fit at epoch {trainer.current_epoch}, step {trainer.global_step} "
-            f"(check {len(self.history) - 1}): {message}"
-        )
+        full = f"W2SEarlyStopping stopped the fit at epoch {trainer.current_epoch}, step {trainer.global_step} (check {len(self.history) - 1}): {message}"
         best = self.restore_check
         if best in self.best_weights.copies:
             full += f". The student's weights of check {best} will be restored at the end of training."

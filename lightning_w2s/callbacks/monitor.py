@@ -162,20 +162,12 @@ class W2SMonitor(Callback):
         self.metrics = metrics_for_probe(self.probe, **kw)
         self.train_metrics = None if self.train_probe is None else metrics_for_probe(self.train_probe, train=True, eps=eps)
         if min_gain is not None and Q.MAX_GAIN not in self.metrics.expected_names():
-            raise ValueError(
-                f"`min_gain`={min_gain!r} is a gain in 0/1 accuracy (the gain_exhausted rule), but `probe` is a "
-                f"{self.metrics.task} probe, which logs no {Q.MAX_GAIN}: drop it"
-            )
-        self.alerts = AlertTracker(
-            window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain, misfit=self.metrics.misfit_name
-        )
+            raise ValueError(f"`min_gain`={min_gain!r} is a gain in 0/1 accuracy (the gain_exhausted rule), but `probe` is a {self.metrics.task} probe, which logs no {Q.MAX_GAIN}: drop it")
+        self.alerts = AlertTracker(window=check_scalar("alert_window", alert_window, int, min_val=2), min_gain=min_gain, misfit=self.metrics.misfit_name)
         self.min_gain = self.alerts.min_gain
         self.teacher_score, self.ceiling_score = self.metrics.teacher_score, self.metrics.ceiling_score
         if self.teacher_score is not None and self.ceiling_score is not None and self.ceiling_score <= self.teacher_score:
-            rank_zero_warn(
-                f"W2SMonitor: `ceiling_score`={self.ceiling_score} <= `teacher_score`={self.teacher_score}: PGR is "
-                "undefined (no room above the teacher) and will not be logged"
-            )
+            rank_zero_warn(f"W2SMonitor: `ceiling_score`={self.ceiling_score} <= `teacher_score`={self.teacher_score}: PGR is undefined (no room above the teacher) and will not be logged")
         # what makes two monitors' numbers comparable (a resumed fit checks it)
         self._config = dict(
             kw,
@@ -188,17 +180,7 @@ class W2SMonitor(Callback):
         )
         # the monitor's own probe passes (capture, forward routing, fit-start checks): docs/decoder.md
         read = lambda out: self.metrics.read_student(out, self.student_output)  # noqa: E731 - how this probe reads outputs
-        self.runner = ProbeRunner(
-            self.probe,
-            self.forward_fn,
-            read,
-            self.batch_size,
-            self.every_n_train_steps,
-            self.on_error,
-            layer=self.layer,
-            capture=self.capture,
-            pooling=self.pooling,
-        )
+        self.runner = ProbeRunner(self.probe, self.forward_fn, read, self.batch_size, self.every_n_train_steps, self.on_error, layer=self.layer, capture=self.capture, pooling=self.pooling)
         self._dashboard: Dashboard | None = None
         self._text = TextSink()  # where the words go: the Trainer's loggers from fit start
         self._step_cadence = self.every_n_train_steps
@@ -391,9 +373,7 @@ class W2SMonitor(Callback):
         if trainer.strategy.reduce_boolean_decision(failure is not None, all=False):
             reason = f"{type(failure).__name__}: {failure}" if failure is not None else "a failure on another rank"
             self._warn_once(
-                f"failed:{type(failure).__name__}",
-                f"W2SMonitor: check {self.num_checks + self.num_failed} failed and was skipped ({reason}); training goes on",
-                logger_step(trainer, on_step),
+                f"failed:{type(failure).__name__}", f"W2SMonitor: check {self.num_checks + self.num_failed} failed and was skipped ({reason}); training goes on", logger_step(trainer, on_step)
             )
             self.num_failed += 1
             self.num_skipped += 1

@@ -224,8 +224,5 @@ class ProbeRunner:
         except Exception as exc:  # noqa: BLE001 - robustness statistics are optional
             if self.on_error == "raise":
                 raise
-            rank_zero_warn(
-                f"W2SMonitor: could not build the neighbour table ({type(exc).__name__}: {exc}); "
-                "Lang robustness/expansion statistics are off for this fit"
-            )
+            rank_zero_warn(f"W2SMonitor: could not build the neighbour table ({type(exc).__name__}: {exc}); Lang robustness/expansion statistics are off for this fit")
         return trainer.strategy.broadcast(table, src=0)  # None on failure: every rank turns them off

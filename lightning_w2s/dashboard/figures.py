@@ -62,10 +62,7 @@ def reliability_summary(counts: Any, conf_sums: Any, correct_sums: Any) -> dict[
     conf_sums = _as_bins("conf_sums", conf_sums)
     correct_sums = _as_bins("correct_sums", correct_sums)
     if not (counts.shape == conf_sums.shape == correct_sums.shape):
-        raise ValueError(
-            "`counts`, `conf_sums` and `correct_sums` must have one entry per bin each, got shapes "
-            f"{counts.shape}, {conf_sums.shape} and {correct_sums.shape}"
-        )
+        raise ValueError(f"`counts`, `conf_sums` and `correct_sums` must have one entry per bin each, got shapes {counts.shape}, {conf_sums.shape} and {correct_sums.shape}")
     if (counts < 0).any():
         raise ValueError(f"`counts` must be non-negative, got {counts.tolist()}")
     tol = 1e-9 * np.maximum(counts, 1.0)
@@ -82,20 +79,10 @@ def reliability_summary(counts: Any, conf_sums: Any, correct_sums: Any) -> dict[
     state = [torch.from_numpy(a) for a in (counts, conf_sums, correct_sums)]
     ece = float(calibration_from_counts(*state, norm="l1"))
     mce = float(calibration_from_counts(*state, norm="max"))
-    return {
-        "edges": np.linspace(0.0, 1.0, n_bins + 1),
-        "counts": counts,
-        "accuracy": accuracy,
-        "confidence": confidence,
-        "total": total,
-        "ece": ece,
-        "mce": mce,
-    }
+    return {"edges": np.linspace(0.0, 1.0, n_bins + 1), "counts": counts, "accuracy": accuracy, "confidence": confidence, "total": total, "ece": ece, "mce": mce}
 
 
-def reliability_figure(
-    counts: Any, conf_sums: Any, correct_sums: Any, title: str = "reliability", *, figsize: tuple[float, float] = (5.0, 5.5), dpi: int = 80
-) -> Figure:
+def reliability_figure(counts: Any, conf_sums: Any, correct_sums: Any, title: str = "reliability", *, figsize: tuple[float, float] = (5.0, 5.5), dpi: int = 80) -> Figure:
     """A reliability diagram drawn from a calibration histogram state (see :func:`reliability_summary`).
 
     Top panel: accuracy per confidence bin as bars against the diagonal (perfect calibration), the
@@ -132,9 +119,7 @@ def reliability_figure(
     filled = n > 0
     acc = np.where(filled, s["accuracy"], 0.0)
     conf = s["confidence"]
-    ax.bar(
-        left[filled], acc[filled], width=width[filled], align="edge", color="tab:blue", edgecolor="navy", linewidth=0.6, alpha=0.85, label="accuracy"
-    )
+    ax.bar(left[filled], acc[filled], width=width[filled], align="edge", color="tab:blue", edgecolor="navy", linewidth=0.6, alpha=0.85, label="accuracy")
     # gap between accuracy and mean confidence, per filled bin
     lo = np.minimum(acc, np.nan_to_num(conf))
     hi = np.maximum(acc, np.nan_to_num(conf))

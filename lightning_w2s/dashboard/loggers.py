@@ -59,8 +59,7 @@ def report_markdown(sections: dict[str, _Section]) -> str:
     lines = [
         "# lightning_w2s report",
         "",
-        "_Written by lightning_w2s and rewritten at each change: warnings, the constants of the probe, the "
-        "stop reason. The numbers are the logger's `w2s/...` metrics._",
+        "_Written by lightning_w2s and rewritten at each change: warnings, the constants of the probe, the stop reason. The numbers are the logger's `w2s/...` metrics._",
     ]
     for tag, section in sections.items():
         lines += ["", f"## {tag}"]

@@ -50,18 +50,7 @@ from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.namespaces import is_lightning_instance
 from lightning_w2s.validation import describe
 
-__all__ = [
-    "Dashboard",
-    "build_layout",
-    "figure_to_image",
-    "is_reference_run",
-    "layout_tags",
-    "tensorboard_order",
-    "tensorboard_writer",
-    "write_layout",
-    "write_markdown",
-    "write_reliability",
-]
+__all__ = ["Dashboard", "build_layout", "figure_to_image", "is_reference_run", "layout_tags", "tensorboard_order", "tensorboard_writer", "write_layout", "write_markdown", "write_reliability"]
 
 
 def _exact(tag: str) -> str:
@@ -176,9 +165,7 @@ def figure_to_image(fig: Figure) -> np.ndarray:
     return np.ascontiguousarray(rgba[..., :3].transpose(2, 0, 1))
 
 
-def write_reliability(
-    writer: Any, tag: str, counts: Any, conf_sums: Any, correct_sums: Any, step: int | None = None, title: str | None = None
-) -> dict[str, Any]:
+def write_reliability(writer: Any, tag: str, counts: Any, conf_sums: Any, correct_sums: Any, step: int | None = None, title: str | None = None) -> dict[str, Any]:
     """Draw :func:`reliability_figure` and write it as an image under ``tag`` (``add_image``).
 
     Uses the module's own Agg rendering rather than ``add_figure`` (which imports pyplot).

@@ -92,13 +92,7 @@ def format_warnings(warnings: Iterable[Any], title: str | None = "W2S warnings")
             raise ValueError(f"`warnings[{i}]` has no 'message' key (keys: {sorted(map(str, w))})")
         regime = w.get("regime", w.get("name", "")) or ""
         rows.append(
-            {
-                "regime": f"**{_cell(regime)}**" if regime else "",
-                "check": w.get("check"),
-                "step": w.get("step"),
-                "values read": _cell(_fmt_values(w.get("values"))),
-                "message": _cell(w["message"]),
-            }
+            {"regime": f"**{_cell(regime)}**" if regime else "", "check": w.get("check"), "step": w.get("step"), "values read": _cell(_fmt_values(w.get("values"))), "message": _cell(w["message"])}
         )
     head = f"### {title}\n\n" if title else ""
     if not rows:
@@ -115,9 +109,7 @@ def format_warnings(warnings: Iterable[Any], title: str | None = "W2S warnings")
     return head + "\n".join(lines)
 
 
-def format_constants(
-    values: Mapping[str, float], context: Mapping[str, Any] | None = None, title: str | None = "The teacher and the probe: constants of this fit"
-) -> str:
+def format_constants(values: Mapping[str, float], context: Mapping[str, Any] | None = None, title: str | None = "The teacher and the probe: constants of this fit") -> str:
     """The constants of the probe among the logged ``values`` (the registry's ``CONSTANT`` charts:
     the teacher's accuracy, calibration and class share, α_i, ...) as a markdown table, after the
     ``context`` (the monitor's configuration: probe, scores, representation; the reference runs) as

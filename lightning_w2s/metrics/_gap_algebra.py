@@ -92,9 +92,7 @@ def _krylov_top(cov: Tensor, k: int, floor: float) -> tuple[Tensor, Tensor] | No
     return values, found.vectors
 
 
-def spectrum(
-    cov: Tensor, mean_sq: float, n: float, reg: float, max_components: int | None, rel: str, who: str, exact: bool = False
-) -> Spectrum | str:
+def spectrum(cov: Tensor, mean_sq: float, n: float, reg: float, max_components: int | None, rel: str, who: str, exact: bool = False) -> Spectrum | str:
     """Kept eigenpairs (rounding floor, optional top-k truncation) and λ of one covariance, or the
     reason it is degenerate. ``cov`` is read only through products and ``eigh``."""
     d = cov.shape[0]
@@ -112,17 +110,11 @@ def spectrum(
     values, vectors = found
     kept = int((values > floor).sum())
     if kept == 0:
-        return (
-            f"the {who} features are constant (no covariance eigenvalue above the float64 rounding "
-            f"floor {floor:.3g}; largest {float(values[-1]):.3g})"
-        )
+        return f"the {who} features are constant (no covariance eigenvalue above the float64 rounding floor {floor:.3g}; largest {float(values[-1]):.3g})"
     if k is not None and kept > k:
         top_k, next_one = float(values[-k]), float(values[-k - 1])
         if top_k - next_one <= _TIE_RTOL * float(values[-1]):
-            return (
-                f"the top-{k} principal subspace of the {who} features is not unique (covariance "
-                f"eigenvalues {k} and {k + 1} tie: {top_k:.6g} vs {next_one:.6g}); choose another `max_components`"
-            )
+            return f"the top-{k} principal subspace of the {who} features is not unique (covariance eigenvalues {k} and {k + 1} tie: {top_k:.6g} vs {next_one:.6g}); choose another `max_components`"
         kept = k
     c = values[-kept:]
     # λ = reg·tr(K)/n (the convention of docs/theory.md §2.4; tr(K) = tr(C) of the kept components), or reg times the
@@ -165,14 +157,7 @@ def _teacher_spectrum(cov: Tensor, mean_sq: float, kw: dict, memo: dict | None) 
     """:func:`spectrum` of the teacher covariance, reused from ``memo`` when ``cov``, its mean term
     and the arguments are exactly those of the previous call (the teacher's features are a constant
     of the probe, so a check that feeds the same rows finds the same sums bit for bit); exact."""
-    if (
-        memo is not None
-        and memo.get("kw") == kw
-        and memo.get("mean_sq") == mean_sq
-        and memo["cov"].device == cov.device
-        and memo["cov"].shape == cov.shape
-        and torch.equal(memo["cov"], cov)
-    ):
+    if memo is not None and memo.get("kw") == kw and memo.get("mean_sq") == mean_sq and memo["cov"].device == cov.device and memo["cov"].shape == cov.shape and torch.equal(memo["cov"], cov):
         return memo["spectrum"]
     found = spectrum(cov, mean_sq, who="teacher", **kw)
     if memo is not None:
@@ -181,9 +166,7 @@ def _teacher_spectrum(cov: Tensor, mean_sq: float, kw: dict, memo: dict | None) 
     return found
 
 
-def evaluate(
-    parts: list[Sums], reg: float, max_components: int | None, rel: str, *, gap: bool = True, exact: bool = False, teacher: dict | None = None
-) -> tuple[dict[str, Tensor], str | None]:
+def evaluate(parts: list[Sums], reg: float, max_components: int | None, rel: str, *, gap: bool = True, exact: bool = False, teacher: dict | None = None) -> tuple[dict[str, Tensor], str | None]:
     """All quantities from one group of sums, or the sum of several row-disjoint groups (added one
     d×d matrix at a time): ``(values, reason)``; on a fault the values not yet defined are NaN.
 

@@ -42,18 +42,10 @@ class Need:
 NEEDS = {
     Need.GOLD: ("give the probe gold labels (`W2SProbe(..., gold=...)`)", "gold"),
     Need.UNCOVERED: ("the teacher must abstain on some probe points (`teacher_labels=-1` or `covered=`)", "abstentions"),
-    Need.TEACHER_FEATURES: (
-        "give the probe the teacher's representation (`W2SProbe(..., teacher_features=...)` or `W2SProbe.from_teacher`)",
-        "teacher features",
-    ),
-    Need.TRAIN_PROBE: (
-        "give the monitor a train probe: `W2SMonitor(probe=..., train_probe=...)` built from a fixed slice of the "
-        "training inputs with their teacher labels",
-        "train probe",
-    ),
+    Need.TEACHER_FEATURES: ("give the probe the teacher's representation (`W2SProbe(..., teacher_features=...)` or `W2SProbe.from_teacher`)", "teacher features"),
+    Need.TRAIN_PROBE: ("give the monitor a train probe: `W2SMonitor(probe=..., train_probe=...)` built from a fixed slice of the training inputs with their teacher labels", "train probe"),
     Need.NEIGHBOURS: (
-        "enable the monitor's robustness family (Lang et al.'s gamma-hat needs neighbourhoods on the probe: "
-        "`W2SMonitor(neighbours=k)` with k >= 1 and at least 3 probe points)",
+        "enable the monitor's robustness family (Lang et al.'s gamma-hat needs neighbourhoods on the probe: `W2SMonitor(neighbours=k)` with k >= 1 and at least 3 probe points)",
         "neighbours",
     ),
     Need.PGR_SCORES: ("pass `W2SMonitor(teacher_score=..., ceiling_score=...)` with ceiling_score > teacher_score", "teacher_score < ceiling_score"),
@@ -215,26 +207,13 @@ def declare(
     tasks = frozenset(tasks)
     if not tasks or not tasks <= set(TASKS):
         raise ValueError(f"`tasks` must be a non-empty subset of {TASKS}, got {sorted(tasks)}")
-    q = Quantity(
-        name, meaning, source, kind, higher_is_better, frozenset(needs), may_be_undefined, tuple(charts), on_train_probe, interval, tasks=tasks
-    )
+    q = Quantity(name, meaning, source, kind, higher_is_better, frozenset(needs), may_be_undefined, tuple(charts), on_train_probe, interval, tasks=tasks)
     entries = [q]
     if interval:  # the ends join the charts where the value is drawn with its interval, and its constant row
         for end, word in ((lower(name), "lower"), (upper(name), "upper")):
             charts = tuple(replace(c, role=word) if c.role == "interval" else c for c in q.charts if c.role in ("interval", "constant"))
             entries.append(
-                Quantity(
-                    end,
-                    f"{word} end of the Wilson 95% interval of `{q.quantity}`",
-                    "Wilson 1927",
-                    "interval",
-                    higher_is_better,
-                    q.needs,
-                    may_be_undefined,
-                    charts,
-                    declared=name,
-                    tasks=tasks,
-                )
+                Quantity(end, f"{word} end of the Wilson 95% interval of `{q.quantity}`", "Wilson 1927", "interval", higher_is_better, q.needs, may_be_undefined, charts, declared=name, tasks=tasks)
             )
     if on_train_probe:
         entries += [_train_twin(e) for e in list(entries)]
@@ -243,10 +222,7 @@ def declare(
             if chart.role not in ROLES:
                 raise ValueError(f"chart role must be one of {ROLES}, got {chart.role!r} for {e.name}")
             if chart.role != "constant" and e.per_class != ("{i}" in (chart.run or "")):
-                raise ValueError(
-                    f"{e.name}: a per-class quantity is drawn in one reference run per class "
-                    "(`run='class_{i}'`), any other in the student's run or one reference run"
-                )
+                raise ValueError(f"{e.name}: a per-class quantity is drawn in one reference run per class (`run='class_{{i}}'`), any other in the student's run or one reference run")
         QUANTITIES[e.name] = e
     return name
 
@@ -255,14 +231,7 @@ def _train_twin(q: Quantity) -> Quantity:
     """The train-probe twin: drawn in the held-out quantity's charts as reference run ``train_probe``."""
     charts = tuple(c if c.role == "constant" else replace(c, section=c.section or q.family, run="train_probe") for c in q.charts)
     return replace(
-        q,
-        name=train_name(q.name),
-        meaning=f"{q.meaning} (train probe)",
-        needs=q.needs | {Need.TRAIN_PROBE},
-        charts=charts,
-        on_train_probe=False,
-        interval=False,
-        declared=q.declared or q.name,
+        q, name=train_name(q.name), meaning=f"{q.meaning} (train probe)", needs=q.needs | {Need.TRAIN_PROBE}, charts=charts, on_train_probe=False, interval=False, declared=q.declared or q.name
     )
 
 

@@ -38,10 +38,7 @@ def pair(student_features: Any, teacher_features: Any, device: torch.device | No
     s = feature_matrix("student_features", student_features)
     w = feature_matrix("teacher_features", teacher_features)
     if s.shape[0] != w.shape[0]:
-        raise ValueError(
-            f"`student_features` and `teacher_features` must have the same number of rows, got "
-            f"{describe(student_features)} and {describe(teacher_features)}"
-        )
+        raise ValueError(f"`student_features` and `teacher_features` must have the same number of rows, got {describe(student_features)} and {describe(teacher_features)}")
     device = device if device is not None else s.device
     return s.to(device), w.to(device)
 

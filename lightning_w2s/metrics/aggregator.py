@@ -143,18 +143,8 @@ class W2SMetrics(ProbeMetrics):
             return
         self.add_family("representation", RepresentationFamily(teacher_features, representation, num_classes=k if self.has_gold else None))
         if num_neighbours > 0 and n > 2:
-            self.add_family(
-                "lang",
-                LangFamily(
-                    self.teacher_pred, self.gold, self.covered, k, num_neighbours=num_neighbours, eta=eta, expansion_history=expansion_history
-                ),
-            )
-        self.add_family(
-            "smooth_calibration",
-            SmoothCalibrationFamily(
-                tp, self.teacher_pred, self.covered, self.gold if self.has_gold else None, eps=eps, teacher_score=self.teacher_score
-            ),
-        )
+            self.add_family("lang", LangFamily(self.teacher_pred, self.gold, self.covered, k, num_neighbours=num_neighbours, eta=eta, expansion_history=expansion_history))
+        self.add_family("smooth_calibration", SmoothCalibrationFamily(tp, self.teacher_pred, self.covered, self.gold if self.has_gold else None, eps=eps, teacher_score=self.teacher_score))
 
     def _provides_own(self) -> set[str]:
         provided = set()
@@ -248,15 +238,11 @@ class W2SMetrics(ProbeMetrics):
             out.update(self.gold_ppi.compute())
             out[Q.GOLD_COUNT] = rates["n_covered_per_class"].sum() + rates["n_uncovered_per_class"].sum()
             if Need.PGR_SCORES in self.provides:
-                out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(
-                    rates["accuracy_lower"], rates["accuracy_upper"], self.teacher_score, self.ceiling_score
-                )
+                out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(rates["accuracy_lower"], rates["accuracy_upper"], self.teacher_score, self.ceiling_score)
             out.update(self.gold_ppi.compute())
             out[Q.GOLD_COUNT] = rates["n_covered_per_class"].sum() + rates["n_uncovered_per_class"].sum()
             if Need.PGR_SCORES in self.provides:
-                out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(
-                    rates["accuracy_lower"], rates["accuracy_upper"], self.teacher_score, self.ceiling_score
-                )
+                out[Q.PGR_LOWER], out[Q.PGR_UPPER] = pgr_interval(rates["accuracy_lower"], rates["accuracy_upper"], self.teacher_score, self.ceiling_score)
         # the scalars the host-side formulas below need, in one transfer
         dis, sq = host_floats(out[Q.DISAGREEMENT], out[Q.SQ])
         host_rates = None
@@ -265,7 +251,5 @@ class W2SMetrics(ProbeMetrics):
             (host_rates,) = on_host({k: rates[k] for k in keys}, (keys,))
             if Need.PGR_SCORES in self.provides:
                 out[Q.PGR] = self._t(pgr(float(host_rates["accuracy"]), self.teacher_score, self.ceiling_score))
-        out.update(
-            {name: self._t(value) for name, value in accuracy_bounds(host_rates, self.teacher_score, dis, self.coverage, self.num_classes).items()}
-        )
+        out.update({name: self._t(value) for name, value in accuracy_bounds(host_rates, self.teacher_score, dis, self.coverage, self.num_classes).items()})
         out[Q.PREDICTED_GAIN] = self._t(charikar_predicted_gain(sq) if math.isfinite(sq) else math.nan)

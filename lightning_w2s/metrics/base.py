@@ -186,9 +186,7 @@ class ProbeMetrics(nn.Module):
         queue, self._queue, self._queued_bytes = self._queue, [], 0
         if not queue:
             return
-        student, features, index, valid = (
-            None if queue[0][i] is None else queue[0][i] if len(queue) == 1 else torch.cat([b[i] for b in queue]) for i in range(4)
-        )
+        student, features, index, valid = (None if queue[0][i] is None else queue[0][i] if len(queue) == 1 else torch.cat([b[i] for b in queue]) for i in range(4))
         self._update_rows(student, features, index, valid)
 
     @torch.no_grad()

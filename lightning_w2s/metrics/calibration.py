@@ -56,10 +56,7 @@ def _check_inputs(probs, target, ignore_index: int | None, validate_args: bool, 
     if validate_args and p.numel():
         check_finite("probs", p)
         if (p < 0).any() or (p > 1).any():
-            raise ValueError(
-                f"`probs` must hold probabilities in [0, 1], got values in [{p.min().item():.4g}, "
-                f"{p.max().item():.4g}] ({describe(p)}); apply softmax to logits first"
-            )
+            raise ValueError(f"`probs` must hold probabilities in [0, 1], got values in [{p.min().item():.4g}, {p.max().item():.4g}] ({describe(p)}); apply softmax to logits first")
         k = p.shape[1]
         if ((y < 0) | (y >= k)).any():
             bad = y[(y < 0) | (y >= k)][0].item()
@@ -119,18 +116,10 @@ def _histogram_dict(hist: torch.Tensor) -> dict[str, torch.Tensor]:
     nonempty = count > 0
     safe = torch.where(nonempty, count, torch.ones_like(count))
     nan = torch.full_like(count, float("nan"))
-    return {
-        "bin_lower": edges[:-1],
-        "bin_upper": edges[1:],
-        "count": count.clone(),
-        "confidence": torch.where(nonempty, s_conf / safe, nan),
-        "accuracy": torch.where(nonempty, s_corr / safe, nan),
-    }
+    return {"bin_lower": edges[:-1], "bin_upper": edges[1:], "count": count.clone(), "confidence": torch.where(nonempty, s_conf / safe, nan), "accuracy": torch.where(nonempty, s_corr / safe, nan)}
 
 
-def calibration_error(
-    probs: torch.Tensor, target: torch.Tensor, n_bins: int = 15, norm: str = "l1", *, ignore_index: int | None = None, validate_args: bool = True
-) -> torch.Tensor:
+def calibration_error(probs: torch.Tensor, target: torch.Tensor, n_bins: int = 15, norm: str = "l1", *, ignore_index: int | None = None, validate_args: bool = True) -> torch.Tensor:
     """Top-label calibration error (docs/architecture.md, public API; Guo et al. 2017 Eq. 3) [definition].
 
     Args:
@@ -151,9 +140,7 @@ def calibration_error(
     return calibration_from_counts(hist[0], hist[1], hist[2], norm)
 
 
-def calibration_histogram(
-    probs: torch.Tensor, target: torch.Tensor, n_bins: int = 15, *, ignore_index: int | None = None, validate_args: bool = True
-) -> dict[str, torch.Tensor]:
+def calibration_histogram(probs: torch.Tensor, target: torch.Tensor, n_bins: int = 15, *, ignore_index: int | None = None, validate_args: bool = True) -> dict[str, torch.Tensor]:
     """The reliability-diagram data of :func:`calibration_error`: per bin ``bin_lower``,
     ``bin_upper``, ``count``, mean ``confidence`` and ``accuracy`` (``NaN`` in empty bins)."""
     _check_n_bins(n_bins)

@@ -64,15 +64,7 @@ class SmoothCalibrationFamily(Family):
     teacher_probs: torch.Tensor
     gold: torch.Tensor
 
-    def __init__(
-        self,
-        teacher_probs: torch.Tensor,
-        teacher_pred: torch.Tensor,
-        covered: torch.Tensor,
-        gold: torch.Tensor | None,
-        eps: float = 1e-6,
-        teacher_score: float | None = None,
-    ) -> None:
+    def __init__(self, teacher_probs: torch.Tensor, teacher_pred: torch.Tensor, covered: torch.Tensor, gold: torch.Tensor | None, eps: float = 1e-6, teacher_score: float | None = None) -> None:
         super().__init__()
         self.num_classes, self.eps, self.has_gold = teacher_probs.shape[1], eps, gold is not None
         self.teacher_score = teacher_score
@@ -132,9 +124,7 @@ class SmoothCalibrationFamily(Family):
         mean_abs = float(np.abs(p_s - p_w).mean()) if n else math.nan
         out[Q.CALIBRATION_LOWER], out[Q.CALIBRATION_UPPER] = teacher_band(out[Q.TEACHER_SMCE_VS_GOLD], mean_abs)
         label_gap = 2.0 / k * float((t != y).mean()) if n else math.nan
-        out[Q.CALIBRATION_VS_TEACHER_LOWER], out[Q.CALIBRATION_VS_TEACHER_UPPER] = label_band(
-            _smce(p_s, t) if vs_teacher is None else vs_teacher, label_gap
-        )
+        out[Q.CALIBRATION_VS_TEACHER_LOWER], out[Q.CALIBRATION_VS_TEACHER_UPPER] = label_band(_smce(p_s, t) if vs_teacher is None else vs_teacher, label_gap)
         ce = lambda p: float(-np.log(np.maximum(p[np.arange(n), y], self.eps)).mean()) if n else math.nan  # noqa: E731
         out[Q.CE_GAIN] = ce(p_w) - ce(p_s)
         kl = misfit_terms(torch.from_numpy(p_s), torch.from_numpy(p_w), self.eps)["kl_student_teacher"]

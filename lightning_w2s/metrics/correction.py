@@ -68,10 +68,7 @@ def lang_bounds(rates: dict, robustness: dict, expansion: dict, q: float = 0.0, 
     check_choice("nonrobust", nonrobust, ("markov", "exact"))
     eta_r, eta_e = float(robustness["eta"]), float(expansion["eta"])
     if eta_r != eta_e:
-        raise ValueError(
-            f"`robustness` was computed with eta={eta_r} but `expansion` with eta={eta_e}: the expansion threshold "
-            "must equal the robustness threshold for the bounds to apply"
-        )
+        raise ValueError(f"`robustness` was computed with eta={eta_r} but `expansion` with eta={eta_e}: the expansion threshold must equal the robustness threshold for the bounds to apply")
     key = "p_nonrobust_markov" if nonrobust == "markov" else "p_nonrobust"
     pr_s = robustness[f"{key}_S_per_class"].double().cpu()
     pr_t = robustness[f"{key}_T_per_class"].double().cpu()

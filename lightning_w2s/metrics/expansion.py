@@ -132,16 +132,8 @@ def expansion_estimate(neighbours, a_mask, b_mask, candidate_sets, eta: float = 
     usable = p_set > q
     ratios = torch.where(usable, p_nb / torch.where(usable, p_set, torch.ones_like(p_set)), nan)
     if not usable.any():
-        warnings.warn(
-            f"expansion_estimate: no candidate set U has P(U|B) > q = {q} (all {m} empty or too small); c_hat is NaN", RuntimeWarning, stacklevel=2
-        )
-        return {
-            "c_hat": torch.tensor(float("nan"), dtype=_F64),
-            "ratios": ratios,
-            "p_neighbourhood": p_nb,
-            "p_set": p_set,
-            "argmin": torch.tensor(-1),
-        }
+        warnings.warn(f"expansion_estimate: no candidate set U has P(U|B) > q = {q} (all {m} empty or too small); c_hat is NaN", RuntimeWarning, stacklevel=2)
+        return {"c_hat": torch.tensor(float("nan"), dtype=_F64), "ratios": ratios, "p_neighbourhood": p_nb, "p_set": p_set, "argmin": torch.tensor(-1)}
     j = torch.where(usable, ratios, torch.full_like(ratios, float("inf"))).argmin()
     return {"c_hat": ratios[j], "ratios": ratios, "p_neighbourhood": p_nb, "p_set": p_set, "argmin": j}
 
@@ -154,9 +146,7 @@ LANG_EXPANSIONS = {
 }
 
 
-def lang_expansion(
-    neighbours, prediction_history, teacher_pred, gold, covered, num_classes: int, eta: float = 0.5, q: float = 0.0, mode: str = "set"
-) -> dict[str, torch.Tensor]:
+def lang_expansion(neighbours, prediction_history, teacher_pred, gold, covered, num_classes: int, eta: float = 0.5, q: float = 0.0, mode: str = "set") -> dict[str, torch.Tensor]:
     """Per-class expansion estimates for Thm B.1, B.2, B.3 from the student's sets at past checks.
 
     For each gold class ``i`` and each of the three families in :data:`LANG_EXPANSIONS` (the sets
@@ -209,11 +199,7 @@ def lang_expansion(
         s_i = cov & (g == i)
         good, bad = s_i & (t == i), s_i & (t != i)
         t_i = ~cov & (g == i)
-        pairs = {
-            "c_good_to_bad": (bad, good, seen & (hist == i)),
-            "c_uncovered_to_good": (good, t_i, seen & (hist != i)),
-            "c_uncovered_to_bad": (bad, t_i, seen & (hist == i)),
-        }
+        pairs = {"c_good_to_bad": (bad, good, seen & (hist == i)), "c_uncovered_to_good": (good, t_i, seen & (hist != i)), "c_uncovered_to_bad": (bad, t_i, seen & (hist == i))}
         for name, (a_set, b_set, family) in pairs.items():
             if not a_set.any() or not b_set.any() or not (family & b_set).any():
                 continue  # nothing to estimate: left NaN (reported by lang_bounds)

@@ -14,12 +14,4 @@ from lightning_w2s.metrics.smooth_calibration import smooth_calibration_error
 __all__ = ["misfit"]
 __all__ += ["calibration_error", "calibration_histogram", "gold_rates", "gold_squared_error", "pgr", "regression_misfit"]
 __all__ += ["effective_rank", "representation_gap", "smooth_calibration_error"]
-__all__ += [
-    "augmentation_robustness",
-    "correction_rates",
-    "expansion_estimate",
-    "knn_indices",
-    "lang_bounds",
-    "lang_expansion",
-    "neighbour_robustness",
-]
+__all__ += ["augmentation_robustness", "correction_rates", "expansion_estimate", "knn_indices", "lang_bounds", "lang_expansion", "neighbour_robustness"]

@@ -62,9 +62,7 @@ def _defined(fn, n: int, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
-def accuracy_bounds(
-    rates: dict | None, teacher_score: float | None, disagreement: float, coverage: float, num_classes: int | None = None
-) -> dict[str, torch.Tensor]:
+def accuracy_bounds(rates: dict | None, teacher_score: float | None, disagreement: float, coverage: float, num_classes: int | None = None) -> dict[str, torch.Tensor]:
     """The logged 0/1 bands and the gain still possible (docs/theory.md §2.2) [derived bounds].
 
     ``rates``: the pooled gold rates of :class:`~lightning_w2s.metrics.gold_counts.CorrectionRates`
@@ -121,9 +119,7 @@ def _real_values(name: str, value) -> torch.Tensor:
     return as_tensor(name, value, dtype=torch.float64)
 
 
-def gold_squared_error_terms(
-    student_out: torch.Tensor, teacher_out: torch.Tensor, target: torch.Tensor, task: str = "classification"
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def gold_squared_error_terms(student_out: torch.Tensor, teacher_out: torch.Tensor, target: torch.Tensor, task: str = "classification") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample ``‖f_s − y‖²`` and ``‖f_w − y‖²`` on the rows with a known target, and their count.
 
     ``task="classification"``: ``(n, k)`` probabilities against the one-hot gold ``e_y`` (the Brier
@@ -164,9 +160,7 @@ def _sq_compute(sum_s: torch.Tensor, sum_w: torch.Tensor, n: torch.Tensor) -> di
     return {"student_sq_error": es, "teacher_sq_error": ew, "sq_gain": ew - es}
 
 
-def gold_squared_error(
-    student_out: torch.Tensor, teacher_out: torch.Tensor, target: torch.Tensor, task: str = "classification"
-) -> dict[str, torch.Tensor]:
+def gold_squared_error(student_out: torch.Tensor, teacher_out: torch.Tensor, target: torch.Tensor, task: str = "classification") -> dict[str, torch.Tensor]:
     """``err_sq(s)``, ``err_sq(w)`` (mean squared distance to gold) and ``sq_gain = err_sq(w) − err_sq(s)``.
 
     The measured side of Charikar et al. 2024, Thm 1 (compare with
@@ -251,8 +245,7 @@ def pgr(student_score, teacher_score, ceiling_score) -> torch.Tensor:
     if bad.any():
         i = tuple(bad.nonzero()[0].tolist())
         warnings.warn(
-            f"PGR undefined: ceiling_score={c[i].item():.6g} <= teacher_score={w[i].item():.6g} "
-            f"(the ceiling must beat the teacher; {int(bad.sum())} value(s)); returning NaN",
+            f"PGR undefined: ceiling_score={c[i].item():.6g} <= teacher_score={w[i].item():.6g} (the ceiling must beat the teacher; {int(bad.sum())} value(s)); returning NaN",
             RuntimeWarning,
             stacklevel=2,
         )

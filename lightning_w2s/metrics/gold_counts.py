@@ -35,16 +35,7 @@ from lightning_w2s.metrics.stats import rate_with_interval
 from lightning_w2s.metrics.stats import ratio as _ratio
 from lightning_w2s.validation import check_labels, check_mask, check_scalar
 
-__all__ = [
-    "CORRECTION_COUNTS",
-    "GOLD_KEYS",
-    "GOLD_RATES",
-    "CorrectionRates",
-    "correction_counts",
-    "correction_rates",
-    "gold_rates_from_counts",
-    "rates_from_counts",
-]
+__all__ = ["CORRECTION_COUNTS", "GOLD_KEYS", "GOLD_RATES", "CorrectionRates", "correction_counts", "correction_rates", "gold_rates_from_counts", "rates_from_counts"]
 
 #: count states of :class:`CorrectionRates`, each a ``(k,)`` float64 vector indexed by gold class.
 CORRECTION_COUNTS = (
@@ -111,9 +102,7 @@ def correction_counts(student_pred, teacher_pred, gold, covered, num_classes: in
     t = check_labels("teacher_pred", teacher_pred, n, None, allow_minus_one=True, hint=hint)
     on_s = (g >= 0) & cov
     if on_s.any() and ((t[on_s] < 0).any() or (t[on_s] >= k).any()):
-        raise ValueError(
-            f"`teacher_pred` must lie in [0, {k - 1}] on covered points, got values in [{int(t[on_s].min())}, {int(t[on_s].max())}] there"
-        )
+        raise ValueError(f"`teacher_pred` must lie in [0, {k - 1}] on covered points, got values in [{int(t[on_s].min())}, {int(t[on_s].max())}] there")
     return _counts(s, t, g, cov.to(s.device), k)
 
 
@@ -185,11 +174,7 @@ def rates_from_counts(counts: dict[str, torch.Tensor], warn: bool = True) -> dic
     out.update(gold_rates_from_counts(counts))
     if warn:
         _warn_nan("alpha / err_teacher_fit / err_gold_covered", counts["n_covered"] == 0, "no covered gold points of that class")
-        _warn_nan(
-            "correction_rate / imitation_rate",
-            (counts["n_bad"] == 0) & (counts["n_covered"] > 0),
-            "the teacher makes no mistake on covered gold points of that class (S_i^bad is empty)",
-        )
+        _warn_nan("correction_rate / imitation_rate", (counts["n_bad"] == 0) & (counts["n_covered"] > 0), "the teacher makes no mistake on covered gold points of that class (S_i^bad is empty)")
         _warn_nan("coverage_accuracy", counts["n_uncovered"] == 0, "no uncovered gold points of that class (T_i is empty)")
     return out
 

@@ -56,17 +56,7 @@ class LangFamily(Family):
 
     sections = ("robustness", "lang")
 
-    def __init__(
-        self,
-        teacher_pred: torch.Tensor,
-        gold: torch.Tensor | None,
-        covered: torch.Tensor,
-        num_classes: int,
-        *,
-        num_neighbours: int,
-        eta: float,
-        expansion_history: int,
-    ) -> None:
+    def __init__(self, teacher_pred: torch.Tensor, gold: torch.Tensor | None, covered: torch.Tensor, num_classes: int, *, num_neighbours: int, eta: float, expansion_history: int) -> None:
         super().__init__()
         self.host_probe = tuple(None if t is None else t.detach().cpu() for t in (teacher_pred, gold, covered))
         self.num_classes, self.num_neighbours, self.eta, self.expansion_history = (num_classes, num_neighbours, eta, expansion_history)
@@ -106,9 +96,7 @@ class LangFamily(Family):
         indexes the whole probe); its states live on ``device``."""
         self.neighbours = neighbours.detach().cpu().long()
         _, gold, covered = self.host_probe
-        self.robustness = NeighbourRobustness(
-            self.neighbours, eta=self.eta, gold=gold, covered=covered if self.has_gold else None, num_classes=self.num_classes
-        ).to(device)
+        self.robustness = NeighbourRobustness(self.neighbours, eta=self.eta, gold=gold, covered=covered if self.has_gold else None, num_classes=self.num_classes).to(device)
 
     def update(self, rows: Rows) -> None:
         if self.robustness is not None:

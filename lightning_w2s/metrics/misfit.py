@@ -58,9 +58,7 @@ def _check_pair(student_probs, teacher_probs, validate_args: bool) -> tuple[torc
         if not v.is_floating_point():
             raise TypeError(f"`{name}` must be a floating-point (n, num_classes) tensor of probabilities, got {describe(v)}")
     if s.ndim != 2 or s.shape != t.shape or s.shape[1] < 1:
-        raise ValueError(
-            f"`student_probs` and `teacher_probs` must both be (n, k) with the same shape and k >= 1, got {tuple(s.shape)} and {tuple(t.shape)}"
-        )
+        raise ValueError(f"`student_probs` and `teacher_probs` must both be (n, k) with the same shape and k >= 1, got {tuple(s.shape)} and {tuple(t.shape)}")
     if validate_args:
         check_probabilities("student_probs", s, hint="apply softmax to logits first")
         check_probabilities("teacher_probs", t, hint="apply softmax to logits first")
@@ -82,10 +80,7 @@ def misfit_terms(student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: 
     Keys ``MISFIT_KEYS``; each value has shape ``(n,)``. Only shapes are checked here.
     """
     if student_probs.shape != teacher_probs.shape or student_probs.ndim != 2:
-        raise ValueError(
-            f"`student_probs` and `teacher_probs` must both be (n, k) with the same shape, "
-            f"got {tuple(student_probs.shape)} and {tuple(teacher_probs.shape)}"
-        )
+        raise ValueError(f"`student_probs` and `teacher_probs` must both be (n, k) with the same shape, got {tuple(student_probs.shape)} and {tuple(teacher_probs.shape)}")
     s = student_probs.double()
     t = teacher_probs.double()
     return {
@@ -127,10 +122,7 @@ def cohen_kappa_from_counts(counts: torch.Tensor) -> torch.Tensor:
     defined = (n > 0) & (den != 0)
     if bool((n > 0) & (den == 0)):  # one host read, for the warning
         warnings.warn(
-            "Cohen's kappa is undefined (chance agreement p_e = 1: student and teacher put all "
-            f"{int(n.item())} points in the same single class); returning NaN",
-            RuntimeWarning,
-            stacklevel=2,
+            f"Cohen's kappa is undefined (chance agreement p_e = 1: student and teacher put all {int(n.item())} points in the same single class); returning NaN", RuntimeWarning, stacklevel=2
         )
     return torch.where(defined, num / torch.where(defined, den, torch.ones_like(den)), torch.full_like(den, float("nan")))
 
@@ -216,10 +208,7 @@ class Misfit(Metric):
         s, t = _check_pair(student_probs, teacher_probs, self.validate_args)
         k = s.shape[1]
         if self.agreement.ndim == 2 and self.agreement.shape[0] != k:
-            raise ValueError(
-                f"`student_probs` has {k} classes but this Misfit counts {self.agreement.shape[0]} "
-                f"(num_classes={self.num_classes}); got {describe(s)}"
-            )
+            raise ValueError(f"`student_probs` has {k} classes but this Misfit counts {self.agreement.shape[0]} (num_classes={self.num_classes}); got {describe(s)}")
         sums, counts = _misfit_batch(s, t, self.eps)
         for key, value in sums.items():
             getattr(self, f"sum_{key}").add_(value)  # in place: no module attribute churn
@@ -337,7 +326,4 @@ class PredictionShares(Metric):
             state.index_add_(0, labels.long().clamp(0, self.num_classes - 1), inside.to(torch.float64))
 
     def compute(self) -> dict[str, torch.Tensor]:
-        return {
-            "max_class_share": self.student_counts.max() / self.student_counts.sum(),
-            "teacher_max_class_share": self.teacher_counts.max() / self.teacher_counts.sum(),
-        }
+        return {"max_class_share": self.student_counts.max() / self.student_counts.sum(), "teacher_max_class_share": self.teacher_counts.max() / self.teacher_counts.sum()}

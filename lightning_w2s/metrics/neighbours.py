@@ -69,10 +69,7 @@ def knn_indices(features, k: int = 10, metric: str = "cosine", chunk_size: int =
         zero = norms == 0
         if zero.any():
             i = int(zero.nonzero()[0])
-            raise ValueError(
-                f"`features` row {i} is all zeros ({int(zero.sum())} such rows): its cosine distance is undefined; "
-                'use metric="euclidean" or drop those points'
-            )
+            raise ValueError(f'`features` row {i} is all zeros ({int(zero.sum())} such rows): its cosine distance is undefined; use metric="euclidean" or drop those points')
         x = x / norms[:, None]
     else:
         sq = (x * x).sum(dim=1)

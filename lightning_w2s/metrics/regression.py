@@ -105,10 +105,7 @@ class RegressionMetrics(ProbeMetrics):
             raise TypeError(f"RegressionMetrics() got unexpected keyword argument(s) {unknown}")
         for name, score in (("teacher_score", teacher_score), ("ceiling_score", ceiling_score)):
             if score is not None:
-                raise ValueError(
-                    f"`{name}`={score!r} is a 0/1 accuracy score (for PGR and the accuracy band), but the probe is a "
-                    "regression probe (`teacher_values=`), which has no accuracy: drop it"
-                )
+                raise ValueError(f"`{name}`={score!r} is a 0/1 accuracy score (for PGR and the accuracy band), but the probe is a regression probe (`teacher_values=`), which has no accuracy: drop it")
         tv = v.as_tensor("teacher_values", teacher_values, dtype=torch.float64)
         if tv.ndim not in (1, 2):
             raise ValueError(f"`teacher_values` must be (n,) or (n, m) real outputs, got {v.describe(tv)}")

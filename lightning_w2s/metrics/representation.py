@@ -97,14 +97,7 @@ def _centred_sums(xs: list[Tensor], y: Tensor | None, pairs: tuple) -> Sums:
 
 
 def representation_gap(
-    student_features: Tensor,
-    teacher_features: Tensor,
-    reg: float = 0.1,
-    labels: Tensor | None = None,
-    max_components: int | None = None,
-    *,
-    reg_relative_to: str = "n",
-    num_classes: int | None = None,
+    student_features: Tensor, teacher_features: Tensor, reg: float = 0.1, labels: Tensor | None = None, max_components: int | None = None, *, reg_relative_to: str = "n", num_classes: int | None = None
 ) -> dict[str, Tensor]:
     """Representation-based W2S gap of Xue, Li, Mirzasoleiman (2025), docs/theory.md §2.4 [derived algebra].
 
@@ -271,8 +264,7 @@ class RepresentationGap(ShiftedSumsMetric):
         if num_classes is not None and label_dim is not None:
             raise ValueError(f"pass at most one of `num_classes` (class labels) and `label_dim` (real labels), got {num_classes} and {label_dim}")
         references = [
-            None if r is None else as_tensor(name, r).detach().to(torch.float64).reshape(-1)
-            for name, r in (("student_reference", student_reference), ("teacher_reference", teacher_reference))
+            None if r is None else as_tensor(name, r).detach().to(torch.float64).reshape(-1) for name, r in (("student_reference", student_reference), ("teacher_reference", teacher_reference))
         ]
         super().__init__(references, **kwargs)
         self.reg, self.max_components, self.reg_relative_to = float(reg), max_components, reg_relative_to

@@ -50,13 +50,7 @@ class RepresentationFamily(Family):
         self.gap: RepresentationGap | None = None
         self.student_rank: EffectiveRank | None = None
         if teacher_features is not None:
-            self.gap = RepresentationGap(
-                teacher_dim=teacher_features.shape[1],
-                teacher_reference=teacher_features.double().mean(0),
-                products=construction.products,
-                **labels,
-                **construction.kwargs(),
-            )
+            self.gap = RepresentationGap(teacher_dim=teacher_features.shape[1], teacher_reference=teacher_features.double().mean(0), products=construction.products, **labels, **construction.kwargs())
         else:
             self.student_rank = EffectiveRank(products=construction.products)
 

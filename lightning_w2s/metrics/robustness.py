@@ -31,14 +31,7 @@ from lightning_w2s.metrics.stats import F64 as _F64
 from lightning_w2s.metrics.stats import ratio as _ratio
 from lightning_w2s.validation import as_tensor, check_labels, check_mask, check_ndim, check_scalar, describe
 
-__all__ = [
-    "AugmentationRobustness",
-    "NeighbourRobustness",
-    "augmentation_nonrobustness",
-    "augmentation_robustness",
-    "neighbour_nonrobustness",
-    "neighbour_robustness",
-]
+__all__ = ["AugmentationRobustness", "NeighbourRobustness", "augmentation_nonrobustness", "augmentation_robustness", "neighbour_nonrobustness", "neighbour_robustness"]
 
 
 def neighbour_nonrobustness(preds, neighbours, seen=None) -> torch.Tensor:
@@ -79,9 +72,7 @@ def augmentation_nonrobustness(preds, aug_preds) -> torch.Tensor:
     return (a.long().to(p.device) != p[:, None]).to(_F64).mean(dim=1)
 
 
-def _robustness_sums(
-    r: torch.Tensor, eta: float, gold: torch.Tensor | None, covered: torch.Tensor, num_classes: int | None
-) -> dict[str, torch.Tensor]:
+def _robustness_sums(r: torch.Tensor, eta: float, gold: torch.Tensor | None, covered: torch.Tensor, num_classes: int | None) -> dict[str, torch.Tensor]:
     """Sum states for the robustness summaries: points with NaN ``r`` (unseen) are left out.
 
     Scalars: ``n``, ``sum_r``, ``n_nonrobust`` overall and on ``S`` (``*_cov``) and ``T`` (``*_unc``);
@@ -257,8 +248,7 @@ class NeighbourRobustness(Metric):
         clash = seen & (var.abs() > 1e-6)
         if clash.any():
             warnings.warn(
-                f"NeighbourRobustness: {int(clash.sum())} probe point(s) were seen more than once with different "
-                f"predictions (first index {int(clash.nonzero()[0])}); they are left out",
+                f"NeighbourRobustness: {int(clash.sum())} probe point(s) were seen more than once with different predictions (first index {int(clash.nonzero()[0])}); they are left out",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -270,8 +260,7 @@ class NeighbourRobustness(Metric):
         seen_fraction = (preds >= 0).to(_F64).mean()
         if bool(seen_fraction < 1):
             warnings.warn(
-                f"NeighbourRobustness: only {float(seen_fraction):.4g} of the probe was seen at this check; "
-                "gamma is computed on the seen points and their seen neighbours",
+                f"NeighbourRobustness: only {float(seen_fraction):.4g} of the probe was seen at this check; gamma is computed on the seen points and their seen neighbours",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -61,17 +61,13 @@ def regression_gold(gold: Any, teacher_values: torch.Tensor) -> torch.Tensor | N
         return None
     g = real_values("gold", gold, teacher_values.shape[0])
     if g.shape != teacher_values.shape:
-        raise ValueError(
-            f"`gold` must have the shape of `teacher_values` {tuple(teacher_values.shape)} (real targets, NaN = unknown), got {describe(g)}"
-        )
+        raise ValueError(f"`gold` must have the shape of `teacher_values` {tuple(teacher_values.shape)} (real targets, NaN = unknown), got {describe(g)}")
     if torch.isinf(g).any():
         raise ValueError(f"`gold` contains +-Inf at index {tuple(torch.isinf(g).nonzero()[0].tolist())}; use NaN for unknown targets")
     if g.ndim == 2:
         partial = torch.isnan(g).any(dim=1) & ~torch.isnan(g).all(dim=1)
         if partial.any():
-            raise ValueError(
-                f"`gold` row {int(partial.nonzero()[0])} is partly NaN: a row of an (n, m) target is known (all finite) or unknown (all NaN)"
-            )
+            raise ValueError(f"`gold` row {int(partial.nonzero()[0])} is partly NaN: a row of an (n, m) target is known (all finite) or unknown (all NaN)")
     known = known_rows(g)
     return g if bool(known.any()) else None
 

@@ -85,9 +85,7 @@ def default_forward(module: nn.Module, batch: Any) -> torch.Tensor:
     return logits_of(out)
 
 
-FORWARD_FN_HINT = (
-    "pass `forward_fn=` (to `W2SMonitor` or `W2SProbe.from_teacher`): a function `fn(module, batch) -> logits` that calls the model your way"
-)
+FORWARD_FN_HINT = "pass `forward_fn=` (to `W2SMonitor` or `W2SProbe.from_teacher`): a function `fn(module, batch) -> logits` that calls the model your way"
 
 
 def check_forward_keys(module: nn.Module, batch: dict) -> None:
@@ -175,10 +173,7 @@ def find_last_linear(module: nn.Module) -> str:
     """Qualified name of the last ``nn.Linear`` registered in ``module`` (the classification head)."""
     names = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
     if not names:
-        raise ValueError(
-            f"`layer` is None, so the default (input of the last nn.Linear) is used, but "
-            f"{type(module).__name__} has no nn.Linear; pass `layer=` naming a submodule"
-        )
+        raise ValueError(f"`layer` is None, so the default (input of the last nn.Linear) is used, but {type(module).__name__} has no nn.Linear; pass `layer=` naming a submodule")
     return names[-1]
 
 
@@ -341,10 +336,7 @@ class FeatureCapture:
     def _pooling_words(self) -> str:
         name = getattr(self.pooling, "__qualname__", None) or repr(self.pooling)
         if self.rule == "head token":
-            return (
-                "'auto': the head is applied to every token and the model's logits are its output at one token per "
-                f"row, so the representation is the head's input at that token ({self._rule_note})"
-            )
+            return f"'auto': the head is applied to every token and the model's logits are its output at one token per row, so the representation is the head's input at that token ({self._rule_note})"
         if self.rule == "vector":
             return "'auto': the layer reads one (batch, d) vector per row (e.g. a pooler's output), taken as is"
         if self.rule == "mean":
@@ -425,14 +417,7 @@ class FeatureCapture:
     def _pool_sequence(self, x: torch.Tensor, head_out: torch.Tensor | None, logits: torch.Tensor | None) -> torch.Tensor:
         """``pooling="auto"`` of a token-wise head's input: the head's token when the logits are the
         head's output there (decided at the first batch, then kept), else the mean over real tokens."""
-        matches = (
-            head_out is not None
-            and logits is not None
-            and logits.ndim == 2
-            and head_out.ndim == 3
-            and head_out.shape[0] == logits.shape[0]
-            and head_out.shape[-1] == logits.shape[-1]
-        )
+        matches = head_out is not None and logits is not None and logits.ndim == 2 and head_out.ndim == 3 and head_out.shape[0] == logits.shape[0] and head_out.shape[-1] == logits.shape[-1]
         if self.rule is None:
             pos, err = head_token(head_out, logits) if matches else (None, math.inf)  # type: ignore[arg-type]
             if pos is not None and err <= self.HEAD_MATCH_TOL:
@@ -444,17 +429,12 @@ class FeatureCapture:
                     self._rule_note = "no attention_mask in the batch"
             else:
                 self.rule = "mean"
-                self._rule_note = (
-                    "the model's logits are not the head's output at one token"
-                    if matches
-                    else "the head's output is not (batch, tokens, classes) beside (batch, classes) logits"
-                )
+                self._rule_note = "the model's logits are not the head's output at one token" if matches else "the head's output is not (batch, tokens, classes) beside (batch, classes) logits"
         if self.rule == "mean":
             return pool(x, "mean", self._mask)
         if not matches or head_out is None or logits is None:
             raise ValueError(
-                f"pooling='auto' reads the token the head's output is taken at, but this batch's logits are "
-                f"{describe(logits)} beside the head's output {describe(head_out)}; pass `pooling=`"
+                f"pooling='auto' reads the token the head's output is taken at, but this batch's logits are {describe(logits)} beside the head's output {describe(head_out)}; pass `pooling=`"
             )
         pos, err = head_token(head_out, logits)
         if err > self.HEAD_MATCH_TOL:

@@ -83,11 +83,7 @@ class W2SProbe:
         if n == 0:
             raise ValueError("`inputs` is empty: the probe needs at least one input (got n = 0)")
         num_classes = check_scalar("num_classes", num_classes, int, min_val=2, allow_none=True)
-        given = {
-            k: v
-            for k, v in (("teacher_probs", teacher_probs), ("teacher_logits", teacher_logits), ("teacher_labels", teacher_labels))
-            if v is not None
-        }
+        given = {k: v for k, v in (("teacher_probs", teacher_probs), ("teacher_logits", teacher_logits), ("teacher_labels", teacher_labels)) if v is not None}
         self.teacher_values: torch.Tensor | None = None
         self._fingerprint: str | None = None
         if teacher_values is not None:
@@ -95,8 +91,7 @@ class W2SProbe:
             return
         if len(given) != 1:
             raise ValueError(
-                "exactly one of `teacher_probs`, `teacher_logits`, `teacher_labels` (classification) or `teacher_values` "
-                f"(regression) must be given, got {len(given)}: {sorted(given) or 'none'}"
+                f"exactly one of `teacher_probs`, `teacher_logits`, `teacher_labels` (classification) or `teacher_values` (regression) must be given, got {len(given)}: {sorted(given) or 'none'}"
             )
         ((self.teacher_source, raw),) = given.items()
         self.teacher_probs, abstain = _inputs.teacher_probs(self.teacher_source, raw, n, num_classes)
@@ -269,9 +264,7 @@ class W2SProbe:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"`path` must be a str or os.PathLike naming a probe file, got {describe(path)}")
         if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"probe file {str(path)!r} {'is a directory' if os.path.isdir(path) else 'does not exist'}: write one first with {HOW_TO_SAVE}"
-            )
+            raise FileNotFoundError(f"probe file {str(path)!r} {'is a directory' if os.path.isdir(path) else 'does not exist'}: write one first with {HOW_TO_SAVE}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, KeyError, RuntimeError... by content

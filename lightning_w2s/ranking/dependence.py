@@ -138,9 +138,7 @@ def excess_agreement(v: Tensor, *, smoothing: float = 0.01, max_iter: int = 1000
     excess = torch.where(shared * room >= MIN_EXPECTED_DISAGREEMENTS, excess, torch.full_like(excess, float("nan")))
     # a relabelled copy (classes swapped) agrees far *less* than predicted: the share of the predicted
     # agreement that did not happen counts the same way
-    deficit = torch.where(
-        shared * expected >= MIN_EXPECTED_DISAGREEMENTS, (expected - agree) / expected.clamp_min(1e-9), torch.full_like(expected, float("nan"))
-    )
+    deficit = torch.where(shared * expected >= MIN_EXPECTED_DISAGREEMENTS, (expected - agree) / expected.clamp_min(1e-9), torch.full_like(expected, float("nan")))
     excess = torch.where(torch.isnan(excess), deficit, torch.where(torch.isnan(deficit), excess, torch.maximum(excess, deficit)))
     excess.fill_diagonal_(float("nan"))
     return excess, all(f.converged for f in fits)
@@ -199,9 +197,7 @@ def independent_fits(v: Tensor, groups: list[list[int]], *, smoothing: float = 0
     voters, members = merge(v, groups)
     nv = voters.shape[1]
     if nv < 3:
-        raise ValueError(
-            f"only {nv} independent voter(s) remain after treating near-copies as one ({members}); a label model needs >= 3 to identify accuracies"
-        )
+        raise ValueError(f"only {nv} independent voter(s) remain after treating near-copies as one ({members}); a label model needs >= 3 to identify accuracies")
     fit = fit_batch(voters, torch.ones(1, nv, dtype=_F64, device=v.device), smoothing=smoothing)[0]
     t = fit.posterior
     accuracy = torch.einsum("ny,njy->j", t, v) / v.sum(-1).sum(0).clamp_min(1e-300)

@@ -115,16 +115,7 @@ def votes_tensor(votes: Any, num_classes: int | None = None, *, name: str = "vot
     raise ValueError(f"`{name}` must be (n, m) class indices or (n, m, k) probabilities, got {describe(v)}")
 
 
-def dawid_skene(
-    votes: Any,
-    num_classes: int | None = None,
-    *,
-    max_iter: int = 10000,
-    tol: float = 1e-9,
-    smoothing: float = 0.01,
-    weights: Any = None,
-    accelerate: bool = True,
-) -> LabelModelFit:
+def dawid_skene(votes: Any, num_classes: int | None = None, *, max_iter: int = 10000, tol: float = 1e-9, smoothing: float = 0.01, weights: Any = None, accelerate: bool = True) -> LabelModelFit:
     """Fit the Dawid–Skene label model by EM (see the module docstring for the equations).
 
     Args:
@@ -175,17 +166,13 @@ def dawid_skene(
     n, m, k = v.shape
     if m < 3:
         raise ValueError(
-            f"the Dawid–Skene label model needs votes from at least 3 teachers to be identifiable, got {m} "
-            f"({describe(votes)}); with fewer, teacher accuracies cannot be estimated without gold labels"
+            f"the Dawid–Skene label model needs votes from at least 3 teachers to be identifiable, got {m} ({describe(votes)}); with fewer, teacher accuracies cannot be estimated without gold labels"
         )
     if n == 0:
         raise ValueError(f"`votes` has no inputs ({describe(votes)})")
     silent = (v.sum(-1).sum(0) == 0).nonzero().flatten().tolist()
     if silent:
-        raise ValueError(
-            f"teacher(s) at column(s) {silent} of `votes` never vote (every input abstained): a teacher without votes "
-            f"has no accuracy to estimate; drop it"
-        )
+        raise ValueError(f"teacher(s) at column(s) {silent} of `votes` never vote (every input abstained): a teacher without votes has no accuracy to estimate; drop it")
     if weights is None:
         w = torch.ones(1, m, dtype=_F64, device=v.device)
     else:
@@ -199,9 +186,7 @@ def dawid_skene(
     return fits[0]
 
 
-def fit_batch(
-    v: Tensor, w: Tensor, *, max_iter: int = 10000, tol: float = 1e-9, smoothing: float = 0.01, accelerate: bool = True
-) -> list[LabelModelFit]:
+def fit_batch(v: Tensor, w: Tensor, *, max_iter: int = 10000, tol: float = 1e-9, smoothing: float = 0.01, accelerate: bool = True) -> list[LabelModelFit]:
     """One Dawid–Skene fit per row of ``w`` (``(B, m)`` teacher weights) on the same soft votes
     ``v`` (``(n, m, k)``, already validated), run together as one batched EM (accelerated as in
     :func:`dawid_skene`, unless ``accelerate=False``). Each fit starts from its weighted majority vote."""
@@ -246,14 +231,7 @@ def fit_batch(
     accuracy = torch.where(cov_counts > 0, agree / cov_counts.clamp_min(1e-300), torch.full_like(agree, math.nan))
     return [
         LabelModelFit(
-            posterior=t[b],
-            confusion=log_conf[b].exp(),
-            prior=prior[b],
-            accuracy=accuracy[b],
-            coverage=cov_counts / n,
-            log_likelihood=float(ll[b]),
-            n_iter=steps,
-            converged=bool(converged[b]),
+            posterior=t[b], confusion=log_conf[b].exp(), prior=prior[b], accuracy=accuracy[b], coverage=cov_counts / n, log_likelihood=float(ll[b]), n_iter=steps, converged=bool(converged[b])
         )
         for b in range(w.shape[0])
     ]

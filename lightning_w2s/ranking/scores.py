@@ -128,10 +128,7 @@ def _check_output(arg: str, o: Tensor, n: int) -> Tensor:
             raise ValueError(f"`{arg}` holds NaN or Inf labels ({int((~torch.isfinite(o)).sum())} of {n}); mark abstentions with -1")
         # like scikit-learn's class targets: ints, bools, or floats holding whole numbers (0., 1., -1.)
         if o.is_complex() or (o.is_floating_point() and not bool((o == o.round()).all())):
-            raise TypeError(
-                f"`{arg}` as a 1-D tensor must hold integer class labels (-1 = abstain), got {describe(o)} with "
-                f"non-integer values; pass probabilities as an (n, k) tensor"
-            )
+            raise TypeError(f"`{arg}` as a 1-D tensor must hold integer class labels (-1 = abstain), got {describe(o)} with non-integer values; pass probabilities as an (n, k) tensor")
         o = o.long()
         if int(o.min()) < -1:
             raise ValueError(f"`{arg}` class labels must be >= 0 or -1 (abstain), got min {int(o.min())}")
@@ -182,14 +179,8 @@ def _check_classes(labels: dict[str, Tensor], probs: dict[str, Tensor], num_clas
         others = [int(p.shape[1]) for p in probs.values()] + [int(v.max()) + 1 for m, v in labels.items() if m != name]
         if others and int(lab.max()) >= max(others):
             if columns:
-                raise ValueError(
-                    f"`teacher_outputs[{name!r}]` has class label {int(lab.max())}, out of range for the {max(columns.values())} "
-                    f"classes of the probability teachers {sorted(columns)}"
-                )
-            raise ValueError(
-                f"`teacher_outputs[{name!r}]` has class label {int(lab.max())}, which no other teacher uses (their labels "
-                f"are < {max(others)}); pass `num_classes` if that class is real"
-            )
+                raise ValueError(f"`teacher_outputs[{name!r}]` has class label {int(lab.max())}, out of range for the {max(columns.values())} classes of the probability teachers {sorted(columns)}")
+            raise ValueError(f"`teacher_outputs[{name!r}]` has class label {int(lab.max())}, which no other teacher uses (their labels are < {max(others)}); pass `num_classes` if that class is real")
     return max([int(lab.max()) + 1 for lab in labels.values()] + list(columns.values()) + [2])
 
 
@@ -210,10 +201,7 @@ def _validate(student_features: Any, teachers: Any, teacher_outputs: Any, num_cl
     teachers = dict(teachers or {})
     outputs = dict(teacher_outputs or {})
     if not teachers and not outputs:
-        raise ValueError(
-            "no teachers to rank: `teachers` ({name: (n, d_w) features}) and `teacher_outputs` "
-            "({name: (n,) labels or (n, k) probabilities}) are both empty or None"
-        )
+        raise ValueError("no teachers to rank: `teachers` ({name: (n, d_w) features}) and `teacher_outputs` ({name: (n,) labels or (n, k) probabilities}) are both empty or None")
     features: dict[str, Tensor | None] = {}
     for name, value in teachers.items():
         _check_name(name, "teachers")
@@ -263,16 +251,9 @@ def _resolve_score(score: str, inp: _Inputs) -> str:
         if not without_features:
             if with_outputs:
                 why = (
-                    f"only {len(with_outputs)} teacher(s) have outputs (a label model needs >= {MIN_LABEL_MODEL_TEACHERS})"
-                    if not without_outputs
-                    else f"teacher(s) {without_outputs} have no outputs"
+                    f"only {len(with_outputs)} teacher(s) have outputs (a label model needs >= {MIN_LABEL_MODEL_TEACHERS})" if not without_outputs else f"teacher(s) {without_outputs} have no outputs"
                 )
-                warnings.warn(
-                    f"rank_teachers: {why}; ranking every teacher by the features-only representation gap "
-                    f"(score='fro'); `teacher_outputs` are not used",
-                    UserWarning,
-                    stacklevel=3,
-                )
+                warnings.warn(f"rank_teachers: {why}; ranking every teacher by the features-only representation gap (score='fro'); `teacher_outputs` are not used", UserWarning, stacklevel=3)
             return "fro"
         if without_outputs:
             raise ValueError(
@@ -381,11 +362,7 @@ def _label_model_scores(inp: _Inputs, student_c: float, folds: int, seed: int, t
     except ValueError as err:
         raise ValueError(f"rank_teachers: {err} (teachers {names}); add independent teachers or pass dependence_threshold=None") from None
     if not all(f.converged for f in fits_t + fits_s):
-        warnings.warn(
-            f"rank_teachers: the label model did not converge (EM ran out of iterations); the scores of teachers {names} may be off",
-            UserWarning,
-            stacklevel=4,
-        )
+        warnings.warn(f"rank_teachers: the label model did not converge (EM ran out of iterations); the scores of teachers {names} may be off", UserWarning, stacklevel=4)
     chance = 1.0 / k
     # below chance by more than two binomial standard errors of a chance-level teacher on its covered inputs
     margin = 2.0 * torch.sqrt(chance * (1.0 - chance) / covered.sum(0).clamp_min(1))
@@ -400,13 +377,7 @@ def _label_model_scores(inp: _Inputs, student_c: float, folds: int, seed: int, t
         )
     cov = covered.to(torch.float64).mean(0)
     misfit = ((cheap != lab) & covered).sum(0) / covered.sum(0).clamp_min(1)
-    per = {
-        "w2s_error": 1.0 - acc_s,
-        "teacher_error": cov * (1.0 - acc_t) + (1.0 - cov) * (1.0 - chance),
-        "misfit": misfit,
-        "coverage": cov,
-        "teacher_accuracy": acc_t,
-    }
+    per = {"w2s_error": 1.0 - acc_s, "teacher_error": cov * (1.0 - acc_t) + (1.0 - cov) * (1.0 - chance), "misfit": misfit, "coverage": cov, "teacher_accuracy": acc_t}
     return {key: {m: float(v[i]) for i, m in enumerate(names)} for key, v in per.items()}
 
 
@@ -493,9 +464,7 @@ def rank_teachers(
     if unknown:
         near = {u: difflib.get_close_matches(u, sorted(fields) + ["score", "labels", "teacher_outputs"], n=1) for u in unknown}
         hint = "; ".join(f"{u!r}: did you mean {v[0]!r}?" for u, v in near.items() if v)
-        raise TypeError(
-            f"rank_teachers got unexpected keyword argument(s) {unknown}; expected some of {sorted(fields)}" + (f" ({hint})" if hint else "")
-        )
+        raise TypeError(f"rank_teachers got unexpected keyword argument(s) {unknown}; expected some of {sorted(fields)}" + (f" ({hint})" if hint else ""))
     if not isinstance(construction, GapConstruction):
         raise TypeError(f"`construction` must be a GapConstruction, got {describe(construction)}")
     construction = dataclasses.replace(construction, **overrides)

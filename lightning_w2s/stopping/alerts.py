@@ -71,14 +71,7 @@ class AlertTracker:
 
     REGIMES = ("fitting_teacher_errors", "gain_exhausted", "robustness_drop", "prediction_collapse", "probe_too_small")
 
-    def __init__(
-        self,
-        window: int = 3,
-        min_gain: float | None = None,
-        collapse_share: float = 0.95,
-        max_interval_halfwidth: float = 0.05,
-        misfit: str = Q.KL_TEACHER_STUDENT,
-    ) -> None:
+    def __init__(self, window: int = 3, min_gain: float | None = None, collapse_share: float = 0.95, max_interval_halfwidth: float = 0.05, misfit: str = Q.KL_TEACHER_STUDENT) -> None:
         self.window = check_scalar("window", window, int, min_val=2)
         self.min_gain = check_scalar("min_gain", min_gain, float, min_val=0.0, max_val=1.0, include_boundaries="right", allow_none=True)
         collapse_share = check_scalar("collapse_share", collapse_share, float, min_val=0.0, max_val=1.0, include_boundaries="right")

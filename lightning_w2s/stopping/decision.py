@@ -95,9 +95,7 @@ class StoppingDecision:
                 rule.update(clean, check, warmup)
                 if not warmup and rule.triggered():
                     votes.append(rule.name)
-        self.history.append(
-            {"check": check, "epoch": int(epoch), "step": int(global_step), "warmup": warmup, "values": clean, "votes": votes, "stop": bool(votes)}
-        )
+        self.history.append({"check": check, "epoch": int(epoch), "step": int(global_step), "warmup": warmup, "values": clean, "votes": votes, "stop": bool(votes)})
         if not votes:
             return False, W2SStoppingReason.NOT_STOPPED, None
         self.triggered_policies, self.stopped_check = list(votes), check

@@ -157,11 +157,7 @@ GOLD_DEFAULTS: tuple[tuple[int, GoldRule, str], ...] = (
         "the check with the best PPI++ estimate of gold accuracy (gold points plus agreement with the teacher) among "
         "the checks up to the label-free stop is kept: the benchmark's choice at 100 gold points (docs/gold.md).",
     ),
-    (
-        173,
-        GoldRule("naive", whole_run=True),
-        "the fit runs to its end and the check with the best gold accuracy is kept: the benchmark's choice at 300 gold points (docs/gold.md).",
-    ),
+    (173, GoldRule("naive", whole_run=True), "the fit runs to its end and the check with the best gold accuracy is kept: the benchmark's choice at 300 gold points (docs/gold.md)."),
 )
 
 

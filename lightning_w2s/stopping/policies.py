@@ -93,10 +93,7 @@ def unmet_message(rules: Sequence[Rule], missing: Sequence[str], when: str, avai
     True
     """
     users = [r.name for r in rules if set(r.needs()) & set(missing)]
-    msg = (
-        f"W2SEarlyStopping(policy={users}) needs {', '.join(f'`{n}`' for n in missing)}, which will not be "
-        f"logged ({when}). To fix: " + "; ".join(f"`{n}`: {Q.hint(n)}" for n in missing) + "."
-    )
+    msg = f"W2SEarlyStopping(policy={users}) needs {', '.join(f'`{n}`' for n in missing)}, which will not be logged ({when}). To fix: " + "; ".join(f"`{n}`: {Q.hint(n)}" for n in missing) + "."
     if available is not None:
         msg += f" Logged w2s names: {sorted(available) or 'none'}."
     return msg + " Pass `strict=False` to warn instead (those policies then never vote)."

@@ -189,9 +189,7 @@ class TeacherOverfit(Rule):
     reason = W2SStoppingReason.TEACHER_OVERFIT
     _STATE = Rule._STATE + ("ratio_wait", "prev_train", "prev_heldout", "last_ratio")
 
-    def __init__(
-        self, patience: int, min_delta: float, heldout: str = Q.KL_TEACHER_STUDENT, train: str | None = None, kappa: float | None = None
-    ) -> None:
+    def __init__(self, patience: int, min_delta: float, heldout: str = Q.KL_TEACHER_STUDENT, train: str | None = None, kappa: float | None = None) -> None:
         super().__init__(patience, min_delta)
         self.heldout, self.train, self.kappa = heldout, train or Q.train_name(heldout), kappa
         self.best_is_minimum_of = heldout
@@ -225,13 +223,10 @@ class TeacherOverfit(Rule):
                 f"vs {self.prev_heldout:.6g})"
             )
         if self.kappa is not None and self.ratio_wait >= self.patience:
-            parts.append(
-                f"the ratio train/held-out misfit stayed under kappa={self.kappa:g} for {self.ratio_wait} checks (now {self.last_ratio:.4g})"
-            )
+            parts.append(f"the ratio train/held-out misfit stayed under kappa={self.kappa:g} for {self.ratio_wait} checks (now {self.last_ratio:.4g})")
         return (
             " and ".join(parts) + ": the student is fitting the teacher's labels on its training inputs without "
-            "carrying that fit over (over-optimisation toward the weak signal, i.e. fitting its errors)"
-            + self._best(history, f"; best held-out misfit {self.best_value:.6g} at ")
+            "carrying that fit over (over-optimisation toward the weak signal, i.e. fitting its errors)" + self._best(history, f"; best held-out misfit {self.best_value:.6g} at ")
         )
 
 
@@ -285,10 +280,8 @@ class GainExhausted(Rule):
     def describe(self, history=None):
         if history is None:  # a warning: the situation at this check
             return f"{Q.MAX_GAIN} = {self.last_value:.4f} < min_gain {self.min_gain:.4f}: {self._WHY}"
-        return (
-            f"{Q.MAX_GAIN} stayed under min_gain={self.min_gain:g} (minus min_delta={self.min_delta:g}) for "
-            f"{self.wait} check(s) (now {self.last_value:.6g}): {self._WHY} on the probe"
-            + self._best(history, "; last check where that gain was still possible: ")
+        return f"{Q.MAX_GAIN} stayed under min_gain={self.min_gain:g} (minus min_delta={self.min_delta:g}) for {self.wait} check(s) (now {self.last_value:.6g}): {self._WHY} on the probe" + self._best(
+            history, "; last check where that gain was still possible: "
         )
 
 
@@ -318,9 +311,7 @@ class RobustnessDrop(Rule):
 
     def update(self, values, check, warmup):
         g, d = values[Q.INCONSISTENCY], values[Q.DISAGREEMENT]
-        signature = (
-            not warmup and self.prev_gamma is not None and g > self.prev_gamma + self.min_delta and d < self.prev_disagreement - self.min_delta
-        )
+        signature = not warmup and self.prev_gamma is not None and g > self.prev_gamma + self.min_delta and d < self.prev_disagreement - self.min_delta
         if signature:
             self.wait += 1
         else:  # the streak (if any) starts after this check: its weights are the last robust ones
@@ -332,8 +323,7 @@ class RobustnessDrop(Rule):
             f"average non-robustness `{Q.INCONSISTENCY}` (gamma-hat) rose while held-out disagreement fell (each by "
             f"more than min_delta={self.min_delta:g}) for {self.wait} consecutive checks (now gamma-hat "
             f"{self.prev_gamma:.6g}, disagreement {self.prev_disagreement:.6g}): the student is fitting the teacher "
-            "by giving up neighbourhood consistency, the signature of fitting its mistakes (Lang et al., Prop 4.1)"
-            + self._best(history, "; last check before the streak: ")
+            "by giving up neighbourhood consistency, the signature of fitting its mistakes (Lang et al., Prop 4.1)" + self._best(history, "; last check before the streak: ")
         )
 
 

@@ -31,9 +31,7 @@ def _real(name: str, value) -> float:
     checks the type (``TypeError`` naming ``name``). NaN passes through (a measurement may be NaN)."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
-            raise TypeError(
-                f"`{name}` must be a real number or a one-element real tensor, got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-            )
+            raise TypeError(f"`{name}` must be a real number or a one-element real tensor, got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}")
         value = value.item()
     elif not isinstance(value, numbers.Number) and hasattr(value, "__array__") and getattr(value, "size", None) == 1:
         if getattr(getattr(value, "dtype", None), "kind", "") not in "fiu":

@@ -191,8 +191,7 @@ def ce_band(teacher_ce, kl_teacher_student, eps) -> tuple[float, float]:
         _need(v["kl_teacher_student"] >= 0.0, f"`kl_teacher_student`={v['kl_teacher_student']!r} must be >= 0")
         _need(
             v["teacher_ce"] <= -math.log(v["eps"]),
-            f"`teacher_ce`={v['teacher_ce']!r} exceeds log(1/eps)={-math.log(v['eps']):.6g}, so the teacher's "
-            "probabilities are not all >= eps and the band's premise fails",
+            f"`teacher_ce`={v['teacher_ce']!r} exceeds log(1/eps)={-math.log(v['eps']):.6g}, so the teacher's probabilities are not all >= eps and the band's premise fails",
         )
     except _Invalid as e:
         return _nan_with("ce_band", str(e), 2)

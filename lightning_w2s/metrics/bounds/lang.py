@@ -34,11 +34,7 @@ def _common_premises(v: dict[str, float], *constants: str) -> None:
 
 def _alpha(vals: dict[str, float]) -> None:
     a = vals["alpha"]
-    _need(
-        0.0 < a < 0.5,
-        f"`alpha`={a!r} must lie in (0, 1/2): Lang et al. §3 assume 0 < alpha_i < 1/2 (the teacher is wrong on "
-        "some covered points of the class, and right more often than wrong)",
-    )
+    _need(0.0 < a < 0.5, f"`alpha`={a!r} must lie in (0, 1/2): Lang et al. §3 assume 0 < alpha_i < 1/2 (the teacher is wrong on some covered points of the class, and right more often than wrong)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -57,10 +53,7 @@ def _alpha(vals: dict[str, float]) -> None:
 def _finish(name: str, value: float) -> float:
     """A bound below 0 means the inputs contradict the premises: NaN, not a clipped 0."""
     if value < 0.0:
-        return _nan_with(
-            name,
-            f"the bound evaluates to {value:.6g} < 0, so the measured error is inconsistent with the assumed expansion/alpha: the theorem's premises do not hold here",
-        )
+        return _nan_with(name, f"the bound evaluates to {value:.6g} < 0, so the measured error is inconsistent with the assumed expansion/alpha: the theorem's premises do not hold here")
     return min(value, 1.0)
 
 
@@ -133,8 +126,7 @@ def lang_covered_bound(err_teacher_fit, alpha, c, p_nonrobust=0.0, q=0.0) -> flo
         a, cc, e, p = v["alpha"], v["c"], v["err_teacher_fit"], v["p_nonrobust"]
         _need(
             e + p <= 1.0 - q - a,
-            f"Thm B.1 premise P(f != teacher or f not eta-robust | S_i) <= 1 - q - alpha cannot be certified: "
-            f"err_teacher_fit + p_nonrobust = {e + p:.6g} > 1 - q - alpha = {1.0 - q - a:.6g}",
+            f"Thm B.1 premise P(f != teacher or f not eta-robust | S_i) <= 1 - q - alpha cannot be certified: err_teacher_fit + p_nonrobust = {e + p:.6g} > 1 - q - alpha = {1.0 - q - a:.6g}",
         )
         cp = cc / (1.0 - a + cc * a)
         den = 1.0 - 2.0 * cp * a
@@ -189,15 +181,9 @@ def lang_uncovered_bound(err_teacher_fit, alpha, c1, c2, p_nonrobust=0.0, q=0.0)
     try:
         _common_premises(v, "c1", "c2")
         a, e, p, k1, k2 = v["alpha"], v["err_teacher_fit"], v["p_nonrobust"], v["c1"], v["c2"]
-        _need(
-            k1 <= 1.0, f"`c1`={k1!r} must be <= 1 (the proof of Thm B.2 uses c1 <= 1; expansion with c1 > 1 implies it with c1 = 1: pass min(c1, 1))"
-        )
+        _need(k1 <= 1.0, f"`c1`={k1!r} must be <= 1 (the proof of Thm B.2 uses c1 <= 1; expansion with c1 > 1 implies it with c1 = 1: pass min(c1, 1))")
         fit = k1 * (1.0 - q - a)
-        _need(
-            e + p < fit,
-            f"Thm B.2 premise err(f, teacher | S_i) + P(not robust | T_i) < c1(1 - q - alpha) fails: "
-            f"err_teacher_fit + p_nonrobust = {e + p:.6g} >= c1(1 - q - alpha) = {fit:.6g}",
-        )
+        _need(e + p < fit, f"Thm B.2 premise err(f, teacher | S_i) + P(not robust | T_i) < c1(1 - q - alpha) fails: err_teacher_fit + p_nonrobust = {e + p:.6g} >= c1(1 - q - alpha) = {fit:.6g}")
         den2 = k1 - (k1 + k2) * a
         _need(den2 > 0.0, f"denominator c1 - (c1 + c2)alpha = {den2!r} must be > 0 (the proof divides by it)")
         coef = 0.0
