@@ -1,9 +1,42 @@
-"""lightning_w2s: watch weak-to-strong training live from a PyTorch Lightning callback."""
+"""lightning_w2s: watch weak-to-strong training live from a PyTorch Lightning callback.
 
-from lightning_w2s.callbacks.early_stopping import W2SEarlyStopping, W2SStoppingReason
-from lightning_w2s.callbacks.monitor import W2SMonitor
-from lightning_w2s.probe import W2SProbe
-from lightning_w2s.ranking import rank_teachers
+The five public names are imported on first use (PEP 562), so that ``lightning_w2s.metrics`` — pure
+torch + torchmetrics — imports no Lightning: ``import lightning_w2s.metrics`` loads the metrics alone,
+``from lightning_w2s import W2SMonitor`` loads the callbacks.
+"""
 
-__all__ = ["W2SEarlyStopping", "W2SMonitor", "W2SProbe", "W2SStoppingReason", "rank_teachers"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+#: public name -> the module that owns it
+_OWNERS = {
+    "W2SEarlyStopping": "lightning_w2s.callbacks.early_stopping",
+    "W2SStoppingReason": "lightning_w2s.stopping.rules",
+    "W2SMonitor": "lightning_w2s.callbacks.monitor",
+    "W2SProbe": "lightning_w2s.probe.probe",
+    "rank_teachers": "lightning_w2s.ranking.scores",
+}
+__all__ = ["W2SEarlyStopping", "W2SMonitor", "W2SProbe", "W2SStoppingReason", "rank_teachers"]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
+    from lightning_w2s.callbacks.early_stopping import W2SEarlyStopping
+    from lightning_w2s.callbacks.monitor import W2SMonitor
+    from lightning_w2s.probe.probe import W2SProbe
+    from lightning_w2s.ranking.scores import rank_teachers
+    from lightning_w2s.stopping.rules import W2SStoppingReason
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _OWNERS:
+        raise AttributeError(f"module 'lightning_w2s' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_OWNERS[name]), name)
+    globals()[name] = value  # later reads skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_OWNERS))

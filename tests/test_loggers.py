@@ -153,7 +153,7 @@ def test_wandb_comet_neptune_mlflow_text_apis_are_called_as_their_loggers_define
 
     neptune = NeptuneLogger()
     sink = TextSink.for_loggers([wandb, comet, mlflow, neptune])
-    assert [type(r).__name__ for r in sink.routes] == ["_WandbText", "_CometText", "_MLflowText", "_NeptuneText"]
+    assert [type(r).__name__ for r in sink.routes] == ["WandbText", "CometText", "MLflowText", "NeptuneText"]
     sink.write(WARN_TAG, "first", step=3)
     sink.write(WARN_TAG, "second", step=7)
     sink.write(CONST_TAG, "constants", step=7, replace=True)
@@ -227,7 +227,7 @@ def test_routes_by_logger_kind(tmp_path):
         log_metrics = log_hyperparams = lambda *a, **k: None
 
     assert routes_for(NoFolder()) is None
-    assert type(routes_for(CSVLogger(tmp_path))).__name__ == "_ReportFile"
+    assert type(routes_for(CSVLogger(tmp_path))).__name__ == "ReportFile"
     with pytest.raises(TypeError, match="`tag` must be a non-empty str"):
         TextSink().write("", "x")
     with pytest.raises(TypeError, match="`text` must be a markdown str"):

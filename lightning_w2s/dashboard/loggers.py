@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,25 +35,38 @@ from lightning_w2s.dashboard.tensorboard import write_markdown
 from lightning_w2s.namespaces import is_lightning_instance
 from lightning_w2s.validation import describe
 
-__all__ = ["REPORT_FILE", "TextSink", "report_markdown", "routes_for"]
+__all__ = ["REPORT_FILE", "CometText", "Entry", "MLflowText", "NeptuneText", "ReportFile", "Section", "TensorBoardText"]
+__all__ += ["TextSink", "WandbText", "report_markdown", "routes_for"]
 
 #: the report's file name: in a logger's folder, and MLflow's artifact
 REPORT_FILE = "w2s_report.md"
 
 
 @dataclass
-class _Entry:
+class Entry:
+    """One text written under a tag, at the logger step it was written at.
+
+    >>> Entry(3, "- **probe_too_small**").step
+    3
+    """
+
     step: int | None
     text: str
 
 
 @dataclass
-class _Section:
+class Section:
+    """A tag's entries so far.
+
+    >>> Section(replace=True).entries
+    []
+    """
+
     replace: bool  # a tag whose latest text supersedes the earlier ones (the constants)
-    entries: list[_Entry] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
 
 
-def report_markdown(sections: dict[str, _Section]) -> str:
+def report_markdown(sections: dict[str, Section]) -> str:
     """The report: one ``##`` section per tag in order of first use, each entry under the step it
     was written at (a replaced tag: its latest entry only)."""
     lines = [
@@ -68,70 +81,108 @@ def report_markdown(sections: dict[str, _Section]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _TensorBoardText:
-    """A ``SummaryWriter`` (``TensorBoardLogger.experiment``): ``add_text`` of the new entry at its step."""
+class TensorBoardText:
+    """A ``SummaryWriter`` (``TensorBoardLogger.experiment``): ``add_text`` of the new entry at its step.
+
+    >>> class Writer:
+    ...     def add_text(self, tag, text, global_step=None): print(tag, global_step, text)
+    ...     def flush(self): pass
+    >>> TensorBoardText(Writer()).write("w2s/warnings", 3, [Entry(3, "hi")], str)
+    w2s/warnings 3 hi
+    """
 
     def __init__(self, writer: Any) -> None:
         self.writer = writer
 
-    def write(self, tag: str, step: int | None, sink: TextSink) -> None:
-        write_markdown(self.writer, tag, sink.sections[tag].entries[-1].text, step=step)
+    def write(self, tag: str, step: int | None, entries: list[Entry], report: Callable[[], str]) -> None:
+        write_markdown(self.writer, tag, entries[-1].text, step=step)
         self.writer.flush()
 
 
-class _MLflowText:
-    """An ``MLFlowLogger``: the whole report as the run's artifact ``w2s_report.md`` (``MlflowClient.log_text``)."""
+class MLflowText:
+    """An ``MLFlowLogger``: the whole report as the run's artifact ``w2s_report.md`` (``MlflowClient.log_text``).
+
+    >>> from types import SimpleNamespace as NS
+    >>> logger = NS(run_id="r1", experiment=NS(log_text=lambda run, text, name: print(run, name, text)))
+    >>> MLflowText(logger).write("w2s/warnings", 3, [Entry(3, "hi")], lambda: "# report")
+    r1 w2s_report.md # report
+    """
 
     def __init__(self, logger: Any) -> None:
         self.logger = logger
 
-    def write(self, tag: str, step: int | None, sink: TextSink) -> None:
-        self.logger.experiment.log_text(self.logger.run_id, sink.report(), REPORT_FILE)
+    def write(self, tag: str, step: int | None, entries: list[Entry], report: Callable[[], str]) -> None:
+        self.logger.experiment.log_text(self.logger.run_id, report(), REPORT_FILE)
 
 
-class _WandbText:
-    """A ``WandbLogger``: the tag's entries as a two-column table (``WandbLogger.log_text``) at the step."""
+class WandbText:
+    """A ``WandbLogger``: the tag's entries as a two-column table (``WandbLogger.log_text``) at the step.
+
+    >>> from types import SimpleNamespace as NS
+    >>> logger = NS(log_text=lambda key, columns, data, step: print(key, columns, data, step))
+    >>> WandbText(logger).write("w2s/warnings", 3, [Entry(1, "a"), Entry(3, "b")], str)
+    w2s/warnings ['step', 'markdown'] [[1, 'a'], [3, 'b']] 3
+    """
 
     def __init__(self, logger: Any) -> None:
         self.logger = logger
 
-    def write(self, tag: str, step: int | None, sink: TextSink) -> None:
-        rows = [[e.step, e.text] for e in sink.sections[tag].entries]
+    def write(self, tag: str, step: int | None, entries: list[Entry], report: Callable[[], str]) -> None:
+        rows = [[e.step, e.text] for e in entries]
         self.logger.log_text(key=tag, columns=["step", "markdown"], data=rows, step=step)
 
 
-class _CometText:
-    """A ``CometLogger``: ``Experiment.log_text`` of the new entry, its tag in the metadata."""
+class CometText:
+    """A ``CometLogger``: ``Experiment.log_text`` of the new entry, its tag in the metadata.
+
+    >>> from types import SimpleNamespace as NS
+    >>> logger = NS(experiment=NS(log_text=lambda text, step, metadata: print(text, step, metadata)))
+    >>> CometText(logger).write("w2s/warnings", 3, [Entry(3, "hi")], str)
+    hi 3 {'tag': 'w2s/warnings'}
+    """
 
     def __init__(self, logger: Any) -> None:
         self.logger = logger
 
-    def write(self, tag: str, step: int | None, sink: TextSink) -> None:
-        self.logger.experiment.log_text(sink.sections[tag].entries[-1].text, step=step, metadata={"tag": tag})
+    def write(self, tag: str, step: int | None, entries: list[Entry], report: Callable[[], str]) -> None:
+        self.logger.experiment.log_text(entries[-1].text, step=step, metadata={"tag": tag})
 
 
-class _NeptuneText:
-    """A Neptune logger: the new entry appended to the run's string series ``run[tag]``."""
+class NeptuneText:
+    """A Neptune logger: the new entry appended to the run's string series ``run[tag]``.
+
+    >>> from types import SimpleNamespace as NS
+    >>> run = {"w2s/warnings": NS(append=print)}
+    >>> NeptuneText(NS(experiment=run)).write("w2s/warnings", 3, [Entry(3, "hi")], str)
+    hi
+    """
 
     def __init__(self, logger: Any) -> None:
         self.logger = logger
 
-    def write(self, tag: str, step: int | None, sink: TextSink) -> None:
-        self.logger.experiment[tag].append(sink.sections[tag].entries[-1].text)
+    def write(self, tag: str, step: int | None, entries: list[Entry], report: Callable[[], str]) -> None:
+        self.logger.experiment[tag].append(entries[-1].text)
 
 
-class _ReportFile:
-    """The report as ``w2s_report.md`` in ``folder``, rewritten whole (then ``logger.log_file(path)`` when it has one)."""
+class ReportFile:
+    """The report as ``w2s_report.md`` in ``folder``, rewritten whole (then ``logger.log_file(path)`` when it has one).
+
+    >>> import tempfile
+    >>> route = ReportFile(tempfile.mkdtemp())
+    >>> route.write("w2s/warnings", 3, [Entry(3, "hi")], lambda: "# report")
+    >>> open(route.path).read()
+    '# report'
+    """
 
     def __init__(self, folder: str, logger: Any = None) -> None:
         self.path = os.path.join(folder, REPORT_FILE)
         self.upload = getattr(logger, "log_file", None)
 
-    def write(self, tag: str, step: int | None, sink: TextSink) -> None:
+    def write(self, tag: str, step: int | None, entries: list[Entry], report: Callable[[], str]) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         partial = self.path + ".partial"
         with open(partial, "w", encoding="utf-8") as f:
-            f.write(sink.report())
+            f.write(report())
         os.replace(partial, self.path)  # a reader never sees half a report
         if callable(self.upload):
             self.upload(self.path)
@@ -142,19 +193,19 @@ def routes_for(logger: Any) -> Any | None:
     text API nor a folder. Either Lightning namespace (:mod:`lightning_w2s.namespaces`). A bare
     ``SummaryWriter`` is taken as a TensorBoard logger's."""
     if is_lightning_instance(logger, "loggers.TensorBoardLogger"):
-        return _TensorBoardText(logger.experiment)
+        return TensorBoardText(logger.experiment)
     if callable(getattr(logger, "add_text", None)):
-        return _TensorBoardText(logger)
+        return TensorBoardText(logger)
     if is_lightning_instance(logger, "loggers.MLFlowLogger"):
-        return _MLflowText(logger)
+        return MLflowText(logger)
     if is_lightning_instance(logger, "loggers.WandbLogger"):
-        return _WandbText(logger)
+        return WandbText(logger)
     if is_lightning_instance(logger, "loggers.CometLogger"):
-        return _CometText(logger)
+        return CometText(logger)
     if any(cls.__name__ == "NeptuneLogger" for cls in type(logger).__mro__):
-        return _NeptuneText(logger)
+        return NeptuneText(logger)
     folder = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
-    return _ReportFile(str(folder), logger) if folder else None
+    return ReportFile(str(folder), logger) if folder else None
 
 
 class TextSink:
@@ -168,7 +219,7 @@ class TextSink:
 
     >>> import tempfile
     >>> folder = tempfile.mkdtemp()
-    >>> sink = TextSink([_ReportFile(folder)])
+    >>> sink = TextSink([ReportFile(folder)])
     >>> sink.write("w2s/warnings", "- **probe_too_small**: 40 covered points", step=9)
     True
     >>> sink.write("w2s/constants", "| constant | value |", step=9, replace=True)
@@ -193,7 +244,7 @@ class TextSink:
 
     def __init__(self, routes: Iterable[Any] = ()) -> None:
         self.routes = list(routes)
-        self.sections: dict[str, _Section] = {}
+        self.sections: dict[str, Section] = {}
         self._failed: set[int] = set()  # routes already warned about
 
     @classmethod
@@ -227,20 +278,20 @@ class TextSink:
             raise TypeError(f"`tag` must be a non-empty str such as 'w2s/warnings', got {describe(tag)}")
         if not isinstance(text, str):
             raise TypeError(f"`text` must be a markdown str, got {describe(text)}")
-        section = self.sections.setdefault(tag, _Section(replace))
+        section = self.sections.setdefault(tag, Section(replace))
         if replace:
             if section.entries and section.entries[-1].text == text:
                 return False
             section.entries = []
-        section.entries.append(_Entry(step, text))
+        section.entries.append(Entry(step, text))
         for route in self.routes:
             try:
-                route.write(tag, step, self)
+                route.write(tag, step, section.entries, self.report)
             except Exception as exc:  # noqa: BLE001 - a logger's text API never costs the fit
                 if id(route) not in self._failed:
                     self._failed.add(id(route))
                     warnings.warn(
-                        f"lightning_w2s: writing `{tag}` through {type(route).__name__[1:]} failed "
+                        f"lightning_w2s: writing `{tag}` through {type(route).__name__} failed "
                         f"({type(exc).__name__}: {exc}); the other loggers still get it, and later text is "
                         "tried again (warned once per logger)",
                         RuntimeWarning,

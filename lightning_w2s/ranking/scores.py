@@ -104,7 +104,15 @@ MIN_LABEL_MODEL_TEACHERS = 3
 
 
 @dataclasses.dataclass
-class _Inputs:
+class TeacherInputs:
+    """The validated inputs of a ranking: the student's features and each teacher's features,
+    labels (argmax, ``-1`` = abstain) and targets, in one numbering of the classes.
+
+    >>> inp = TeacherInputs(torch.zeros(4, 2), {"rule": None}, {"rule": torch.tensor([0, 1, -1, 1])}, {}, ["rule"], 2)
+    >>> inp.names, inp.num_classes
+    (['rule'], 2)
+    """
+
     student: Tensor  # (n, d) float64
     features: dict[str, Tensor | None]
     labels: dict[str, Tensor]  # (n,) int64, -1 = abstain (argmax of probabilities)
@@ -184,7 +192,7 @@ def _check_classes(labels: dict[str, Tensor], probs: dict[str, Tensor], num_clas
     return max([int(lab.max()) + 1 for lab in labels.values()] + list(columns.values()) + [2])
 
 
-def _validate(student_features: Any, teachers: Any, teacher_outputs: Any, num_classes: int | None) -> _Inputs:
+def _validate(student_features: Any, teachers: Any, teacher_outputs: Any, num_classes: int | None) -> TeacherInputs:
     s = as_tensor("student_features", student_features).detach()
     if s.ndim != 2:
         raise ValueError(f"`student_features` must be a 2-D (n, d) tensor of features, got {describe(s)}")
@@ -235,10 +243,10 @@ def _validate(student_features: Any, teachers: Any, teacher_outputs: Any, num_cl
     for name, p in probs.items():
         targets[name] = p
         labels[name] = p.argmax(1)
-    return _Inputs(s, features, {m: labels[m] for m in outputs}, {m: targets[m] for m in outputs}, names, k)
+    return TeacherInputs(s, features, {m: labels[m] for m in outputs}, {m: targets[m] for m in outputs}, names, k)
 
 
-def _resolve_score(score: str, inp: _Inputs) -> str:
+def _resolve_score(score: str, inp: TeacherInputs) -> str:
     if not isinstance(score, str) or score not in SCORES:
         near = difflib.get_close_matches(str(score), SCORES, n=2)
         raise ValueError(f"`score` must be one of {SCORES}, got {score!r}" + (f"; did you mean {near[0]!r}?" if near else ""))
@@ -328,7 +336,7 @@ def score_teachers(
     return {key: out[key] for key in dict.fromkeys(wanted + [k for k in out if k not in wanted])}
 
 
-def _label_model_scores(inp: _Inputs, student_c: float, folds: int, seed: int, threshold: float | None) -> dict[str, dict[str, float]]:
+def _label_model_scores(inp: TeacherInputs, student_c: float, folds: int, seed: int, threshold: float | None) -> dict[str, dict[str, float]]:
     names, k = inp.names, inp.num_classes
     lab = torch.stack([inp.labels[m] for m in names], dim=1)  # (n, m)
     covered = lab >= 0
