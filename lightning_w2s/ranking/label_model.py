@@ -205,7 +205,7 @@ def fit_batch(v: Tensor, w: Tensor, *, max_iter: int = 10000, tol: float = 1e-9,
             theta = tuple(torch.where(_bc(active, a), a, b) for a, b in zip(nxt, theta))
             active = active & (change > tol)
             continue
-        th1, ll1, _ = _em_map(theta, v, w, smoothing)
+        th1, _, _ = _em_map(theta, v, w, smoothing)
         th2, ll2, _ = _em_map(th1, v, w, smoothing)
         steps += 2
         r = [a - b for a, b in zip(th1, theta)]
