@@ -260,9 +260,9 @@ def cheap_module(seed: int = 0) -> StudentModule:
     return StudentModule(nn.Sequential(nn.Linear(D_IN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, K)), K)
 
 
-def cheap_fit(data: dict, monitor: W2SMonitor | None, epochs: int, seed: int = 0, accelerator: str = "cpu") -> float:
-    """Wall seconds of one fit of the cheap student (``monitor`` or none)."""
-    module = cheap_module(seed)
+def cheap_fit(data: dict, monitor: W2SMonitor | None, epochs: int, seed: int = 0, accelerator: str = "cpu", module: StudentModule | None = None) -> float:
+    """Wall seconds of one fit of ``module`` (default: the cheap student) on ``data`` (``monitor`` or none)."""
+    module = cheap_module(seed) if module is None else module
     trainer = L.Trainer(
         max_epochs=epochs,
         accelerator=accelerator,
@@ -465,22 +465,8 @@ def big_section(repeats: int) -> dict[str, Any]:
         for arm in ("without", "with") if r % 2 == 0 else ("with", "without"):
             L.seed_everything(r, verbose=False)
             module = StudentModule(nn.Sequential(nn.Linear(D_IN, BIG_HIDDEN), nn.ReLU(), nn.Linear(BIG_HIDDEN, BIG_HIDDEN), nn.ReLU(), nn.Linear(BIG_HIDDEN, BIG_K)), BIG_K)
-            monitor = [W2SMonitor(data["probe"], train_probe=data["train_probe"])] if arm == "with" else []
-            trainer = L.Trainer(
-                max_epochs=BIG_EPOCHS,
-                accelerator="cpu",
-                devices=1,
-                logger=False,
-                callbacks=monitor,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                enable_checkpointing=False,
-                num_sanity_val_steps=0,
-            )
-            train = DataLoader(data["train"], batch_size=256, shuffle=True, generator=torch.Generator().manual_seed(r))
-            t0 = time.perf_counter()
-            trainer.fit(module, train, DataLoader(data["val"], batch_size=512))
-            times[arm].append(time.perf_counter() - t0)
+            monitor = W2SMonitor(data["probe"], train_probe=data["train_probe"]) if arm == "with" else None
+            times[arm].append(cheap_fit(data, monitor, BIG_EPOCHS, seed=r, module=module))
     ratio = statistics.median(times["with"]) / statistics.median(times["without"])
     return {"times": times, "ratio": ratio, "pairs": [w / o for w, o in zip(times["with"], times["without"])]}
 
