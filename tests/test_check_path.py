@@ -234,3 +234,35 @@ def test_a_check_runs_on_one_thread_but_the_students_forward_keeps_the_users_cou
         torch.set_num_threads(before)
     assert monitor.num_checks == 2
     assert seen == {"forward": {2}, "update": {1}}
+
+
+def test_the_representation_products_run_with_the_process_thread_count_and_the_rest_on_one(monkeypatch):
+    """Each chunk's second-moment products are single large products (metrics/threads.py): they get
+    the process's count back inside the one-thread scope, which is restored after each."""
+    from contextlib import contextmanager
+
+    import lightning_w2s.metrics._moments as moments
+    from lightning_w2s.metrics.threads import limited_threads
+
+    seen = []
+    real = moments.process_threads
+
+    @contextmanager
+    def spy():
+        with real():
+            seen.append(torch.get_num_threads())
+            yield
+
+    monkeypatch.setattr(moments, "process_threads", spy)
+    x = torch.randn(50, 6, dtype=torch.float64)
+    w = torch.randn(50, 3, dtype=torch.float64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with limited_threads(1):
+            sums = moments.accumulate_(moments.Layout((6, 3), ((0, 0), (1, 1), (0, 1))).zeros(x), [x, w])
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2, 2, 2]
+    torch.testing.assert_close(sums.s2[(0, 1)], x.T @ w)

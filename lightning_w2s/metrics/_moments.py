@@ -31,6 +31,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
+from lightning_w2s.metrics.threads import process_threads
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -98,10 +100,11 @@ def accumulate_(sums: Sums, xs: list[Tensor], y: Tensor | None = None, products:
     dtype = PRODUCTS[products]
     low = xs if dtype == xs[0].dtype else [x.to(dtype) for x in xs]
     for (i, j), s2 in sums.s2.items():
-        if low is xs:
-            s2.addmm_(xs[i].T, xs[j])
-        else:
-            s2.add_(torch.mm(low[i].T, low[j]))
+        with process_threads():  # one large product each: the process's thread count (metrics/threads.py)
+            if low is xs:
+                s2.addmm_(xs[i].T, xs[j])
+            else:
+                s2.add_(torch.mm(low[i].T, low[j]))
     if y is not None:
         for sy, x in zip(sums.sy, xs):
             sy.addmm_(x.T, y)

@@ -23,7 +23,8 @@ open (Lightning's training loop runs on one thread). CUDA kernels are not affect
 
 The monitor runs a whole check inside :func:`threads` ``(1)`` and gives the student's forward passes
 the process's own count back; the aggregator's feeding and ``compute()`` are
-:func:`single_threaded`. ``benchmarks/overhead/run.py`` (busy section) prints the monitor's own work of
+:func:`single_threaded`, except the representation states' second-moment products of each chunk
+(single large products, :func:`process_threads`). ``benchmarks/overhead/run.py`` (busy section) prints the monitor's own work of
 a cheap-student check alone and beside two busy processes: 88 and 345 ms (3.9×) in its last run,
 on a host already loaded by other jobs (docs/performance.md).
 """
@@ -102,23 +103,38 @@ def threads(count: int) -> Iterator[int]:
         _saved.pop()
 
 
+@contextmanager
+def process_threads() -> Iterator[None]:
+    """Inside a :func:`limited_threads` or :func:`threads` scope: the block runs with the count the
+    outermost scope replaced — the process's own — and the scope's count is restored after. For a
+    single large product, which does not collapse under load (module docstring); the block must
+    hold nothing else. Outside a scope: nothing changes.
+
+    >>> with limited_threads(1):
+    ...     with process_threads():
+    ...         torch.get_num_threads() >= 1
+    True
+    """
+    inside = torch.get_num_threads()
+    if not _saved or _saved[0] <= inside:
+        yield
+        return
+    torch.set_num_threads(_saved[0])
+    try:
+        yield
+    finally:
+        torch.set_num_threads(inside)
+
+
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` with the thread count the outermost scope (:func:`limited_threads` or
-    :func:`threads`) replaced — the process's own count (one large product does not collapse under
-    load, see the module docstring); plain ``a @ b`` outside a scope.
+    """``a @ b`` inside :func:`process_threads`; plain ``a @ b`` outside a scope.
 
     >>> with limited_threads(1):
     ...     matmul(torch.eye(2), torch.ones(2, 1)).shape
     torch.Size([2, 1])
     """
-    inside = torch.get_num_threads()
-    if not _saved or _saved[0] <= inside:
+    with process_threads():
         return a @ b
-    torch.set_num_threads(_saved[0])
-    try:
-        return a @ b
-    finally:
-        torch.set_num_threads(inside)
 
 
 def single_threaded(fn: _F) -> _F:
