@@ -492,6 +492,54 @@ def test_copies_never_rank_above_a_better_teacher():
     assert fooled_without >= 2  # 3 of the 6 seeds
 
 
+def test_an_exact_copy_of_the_worst_of_three_noisy_teachers_does_not_rank_first():
+    # The failure that motivated the dependence handling: teachers with 5 / 15 / 30% random label
+    # noise; an exact copy of bad30 made the label model call bad30 and its copy perfect (0.0).
+    rng = np.random.default_rng(4)
+    n = 1500
+    x = torch.from_numpy(rng.normal(size=(n, 6)))
+    y = (x[:, 0] > 0).long().numpy()
+    outs = {name: torch.from_numpy(np.where(rng.random(n) < r, 1 - y, y)) for name, r in (("good05", 0.05), ("mid15", 0.15), ("bad30", 0.30))}
+    alone = score_teachers(x, teacher_outputs=outs, scores=("w2s_error", "teacher_error"))
+    with pytest.warns(UserWarning, match=r"teachers \['bad30', 'bad30_again'\] agree far beyond"):
+        res = score_teachers(x, teacher_outputs=dict(outs, bad30_again=outs["bad30"].clone()), scores=("w2s_error", "teacher_error"))
+    for key in ("w2s_error", "teacher_error"):
+        assert alone[key]["good05"] < alone[key]["mid15"] < alone[key]["bad30"], (key, alone[key])
+        assert res[key]["good05"] < res[key]["mid15"] < min(res[key]["bad30"], res[key]["bad30_again"]), (key, res[key])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = score_teachers(x, teacher_outputs=dict(outs, bad30_again=outs["bad30"].clone()), scores=("teacher_error",), dependence_threshold=None)
+    assert plain["teacher_error"]["bad30"] < 0.01 < plain["teacher_error"]["good05"]  # the failure, without the handling
+
+
+def test_five_percent_copies_of_accurate_and_weak_teachers_are_grouped():
+    # A copy of a teacher with 5% of its labels redrawn at random, beside independent teachers of
+    # accuracy 0.6 .. 0.95. Its excess agreement is 1 − 0.025/(2a(1 − a)): 0.94 for a 70%-accurate
+    # teacher, 0.86 for a 90%-accurate one (the reference copy of DEPENDENCE_THRESHOLD), so a fixed
+    # cut at the estimate's median would miss the latter about half the time; the test links it.
+    from lightning_w2s.ranking.dependence import find_dependent
+
+    for seed in range(3):
+        y, votes = crowd(2000, (0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.9, 0.7), seed=20 + seed)
+        rng = np.random.default_rng(40 + seed)
+        near = [np.where(rng.random(len(y)) < 0.05, rng.integers(0, 2, len(y)), votes[:, j]) for j in (7, 8)]
+        dep = find_dependent(votes_tensor(torch.from_numpy(np.column_stack([votes, *near])), 2))
+        assert dep.groups == [[7, 9], [8, 10]], (seed, dep)
+        assert all(e > 0.8 for e in dep.excess.values()), dep.excess
+
+
+def test_independent_teachers_are_not_grouped():
+    # Independent errors given the class (Dawid & Skene's premise), accuracies 0.55 .. 0.97, some
+    # partial coverage and a 3-class crowd: no pair may be linked.
+    from lightning_w2s.ranking.dependence import find_dependent
+
+    for seed, k in ((0, 2), (1, 2), (2, 3)):
+        accs = (0.55, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.97)
+        _, votes = crowd(3000, accs, k=k, coverage=(1.0, 0.5, 1.0, 0.8, 1.0, 0.6, 1.0, 1.0), seed=60 + seed)
+        dep = find_dependent(votes_tensor(torch.from_numpy(votes), k))
+        assert dep.groups == [], (seed, dep)
+
+
 def _plain_em_reference(votes: np.ndarray, k: int, iters: int) -> np.ndarray:
     """Plain Dawid-Skene EM (numpy, vectorised, hard votes), many iterations: the accuracies."""
     n, m = votes.shape

@@ -38,7 +38,7 @@ from benchmarks.ranking import scores as rs
 from benchmarks.ranking import teachers as rt
 from lightning_w2s.ranking.scores import rank_teachers, score_teachers
 
-VERSION = 5
+VERSION = 7
 ADVERSARIES = ("copy", "near copy", "inverted")
 VARIANTS = {  # label: (score, dependence_threshold, the same score's row on the 15 teachers in benchmarks.ranking.scores)
     "w2s_error (default)": ("w2s_error", "default", "w2s_error C=1.0"),

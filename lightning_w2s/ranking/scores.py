@@ -43,7 +43,8 @@ Which default was chosen, on what, and how well it ranks: ``benchmarks/ranking/r
 Dependent teachers [heuristic, measured]: the label-model scores assume teachers (and their cheap
 students) err independently given the class. Teachers whose outputs agree far beyond what their
 estimated accuracies allow — exact copies, relabelled near copies, one model under two prompts —
-are found by their excess agreement (or a swapped-class copy's deficit) and vote once; every teacher
+are found by their excess agreement (or a swapped-class copy's deficit), tested against a
+5%-relabelled copy of a 90%-accurate teacher, and vote once; every teacher
 is judged against the posterior in which its group counts once
 (:mod:`lightning_w2s.ranking.dependence`); a ``UserWarning`` names them.
 ``dependence_threshold=None`` switches this off. Every label-model fit runs to convergence, and a
@@ -357,7 +358,8 @@ def _label_model_scores(inp: TeacherInputs, student_c: float, folds: int, seed: 
             links = [e for (a, b), e in dep.excess.items() if a in g or b in g]
             warnings.warn(
                 f"rank_teachers: teachers {[names[j] for j in g]} agree far beyond what their estimated accuracies allow "
-                f"if they erred independently (excess agreement up to {max(links):.2f} >= {threshold}): near-copies or one "
+                f"if they erred independently (excess agreement up to {max(links):.2f}, not significantly below a copy's "
+                f"dependence_threshold = {threshold}): near-copies or one "
                 f"family. They vote once in the label model, so their copies no longer vouch for them; pass "
                 f"dependence_threshold=None to treat them as independent",
                 UserWarning,
@@ -446,10 +448,12 @@ def rank_teachers(
         student_c: inverse L2 strength of the cheap students (``C`` of scikit-learn's logistic
             regression; on unit-norm features ``C = 1`` matches its default).
         folds, seed: the cheap students' cross-fitting folds and their seeded assignment.
-        dependence_threshold: teachers whose excess agreement over the label model's independence
-            prediction reaches this share (0.9 by default: copies and near copies, not families) vote once and are scored without each
-            other (:mod:`lightning_w2s.ranking.dependence`; a ``UserWarning`` names them);
-            ``None`` treats every teacher as independent. Label-model scores only.
+        dependence_threshold: the excess agreement (share of the disagreement independence predicts
+            that did not happen) of the least dependent copy to catch; teachers whose disagreements
+            are not significantly more (one-sided Poisson test, level 0.05) than such a copy's vote
+            once (0.86 by default: a 5%-relabelled copy of a 90%-accurate binary teacher; see
+            :mod:`lightning_w2s.ranking.dependence`; a ``UserWarning`` names them); ``None`` treats
+            every teacher as independent. Label-model scores only.
         **overrides: replace fields of ``construction`` (``reg``, ``max_components``, ``reg_relative_to``).
 
     Returns:
