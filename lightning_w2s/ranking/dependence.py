@@ -57,7 +57,9 @@ count once, as a teacher always counts itself in Dawid–Skene. (Judging each me
 its group, the first design, put members and the others on different scales and ranked worse.) With fewer than 3 independent voters left, no accuracy is
 identifiable and :func:`independent_fits` raises.
 
-What this cannot do [certainty]: votes alone cannot tell three exact copies from three perfect
+What this cannot do [certainty]: the reference copy is binary; with ``k`` classes (errors spread
+evenly) the 5% copy of a 90%-accurate teacher scores ``1 − 0.05(k − 1)/k / (1 − 0.81 − 0.01/(k − 1))``
+(0.82 at ``k = 3``), below the default, and is linked less reliably. Votes alone cannot tell three exact copies from three perfect
 independent teachers (the distributions are equal); merging identical votes up front is what keeps
 exact copies from vouching for each other. A dependence shared by *every* teacher (one
 representation, one gold sample) has no independent reference to be measured against.
