@@ -515,7 +515,7 @@ def test_an_exact_copy_of_the_worst_of_three_noisy_teachers_does_not_rank_first(
 def test_five_percent_copies_of_accurate_and_weak_teachers_are_grouped():
     # A copy of a teacher with 5% of its labels redrawn at random, beside independent teachers of
     # accuracy 0.6 .. 0.95. Its excess agreement is 1 − 0.025/(2a(1 − a)): 0.94 for a 70%-accurate
-    # teacher, 0.86 for a 90%-accurate one (the reference copy of DEPENDENCE_THRESHOLD), so a fixed
+    # teacher, 0.86 for a 90%-accurate one (the reference copy, dependence.reference_excess), so a fixed
     # cut at the estimate's median would miss the latter about half the time; the test links it.
     from lightning_w2s.ranking.dependence import find_dependent
 
@@ -528,12 +528,29 @@ def test_five_percent_copies_of_accurate_and_weak_teachers_are_grouped():
         assert all(e > 0.8 for e in dep.excess.values()), dep.excess
 
 
+@pytest.mark.parametrize("k", [3, 5])
+def test_five_percent_copies_are_grouped_with_more_classes(k):
+    # With k classes a 5% copy (a uniformly random class) changes 5%·(k − 1)/k of the labels while
+    # independence predicts more agreement by chance between the errors; the default reference copy
+    # follows k (reference_excess: 0.82 at k = 3, 0.79 at k = 5). The binary reference (0.861) misses
+    # the 90%-accurate teacher's copy on these crowds.
+    from lightning_w2s.ranking.dependence import find_dependent, reference_excess
+
+    assert reference_excess(k) < reference_excess(2)
+    for seed in range(2):
+        y, votes = crowd(3000, (0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.9, 0.7), k=k, seed=80 + 10 * k + seed)
+        rng = np.random.default_rng(90 + 10 * k + seed)
+        near = [np.where(rng.random(len(y)) < 0.05, rng.integers(0, k, len(y)), votes[:, j]) for j in (7, 8)]
+        dep = find_dependent(votes_tensor(torch.from_numpy(np.column_stack([votes, *near])), k))
+        assert dep.groups == [[7, 9], [8, 10]], (k, seed, dep)
+
+
 def test_independent_teachers_are_not_grouped():
     # Independent errors given the class (Dawid & Skene's premise), accuracies 0.55 .. 0.97, some
     # partial coverage and a 3-class crowd: no pair may be linked.
     from lightning_w2s.ranking.dependence import find_dependent
 
-    for seed, k in ((0, 2), (1, 2), (2, 3)):
+    for seed, k in ((0, 2), (1, 2), (2, 3), (3, 5)):
         accs = (0.55, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.97)
         _, votes = crowd(3000, accs, k=k, coverage=(1.0, 0.5, 1.0, 0.8, 1.0, 0.6, 1.0, 1.0), seed=60 + seed)
         dep = find_dependent(votes_tensor(torch.from_numpy(votes), k))

@@ -19,7 +19,9 @@ added (it must be rejected with an error naming it). Recorded: every score, the 
 error. Cached as ``data/ranking_adversarial_<task>_s<seed>.json``.
 
 A copy is *fooling* a score when it ranks above a real teacher that the same score ranks above the
-original on the 15 real teachers alone (copying gained it a place). Also counted: a copy above a
+original on the 15 real teachers alone (copying gained it a place); the next column keeps only the
+teachers among those whose W2S student is also better than the original's by gold (a copy rose
+above a teacher that *is* better than the original: the goal's reading). Also counted: a copy above a
 real teacher whose W2S student is better than the original's (lower gold error) — which also
 counts the score's own ranking errors, since the original itself may rank above such a teacher.
 """
@@ -38,7 +40,7 @@ from benchmarks.ranking import scores as rs
 from benchmarks.ranking import teachers as rt
 from lightning_w2s.ranking.scores import rank_teachers, score_teachers
 
-VERSION = 7
+VERSION = 8
 ADVERSARIES = ("copy", "near copy", "inverted")
 VARIANTS = {  # label: (score, dependence_threshold, the same score's row on the 15 teachers in benchmarks.ranking.scores)
     "w2s_error (default)": ("w2s_error", "default", "w2s_error C=1.0"),
@@ -129,7 +131,7 @@ def report(results: dict[str, dict[int, dict[str, Any]]], data: dict[str, dict[i
         names = list(rt.teacher_families(task))
         for label, (_, _, row15) in VARIANTS.items():
             ranks: dict[str, list[int]] = {k: [] for k in ("original", *ADVERSARIES)}
-            above_gold, above_own, warned_inv, grouped, m = 0, 0, 0, 0, 0
+            above_gold, above_own, rose, warned_inv, grouped, m = 0, 0, 0, 0, 0, 0
             for seed, res in seeds.items():
                 sc = res["scores"][label]
                 if sc is None:
@@ -144,9 +146,11 @@ def report(results: dict[str, dict[int, dict[str, Any]]], data: dict[str, dict[i
                     ranks[adv].append(order.index(adv) + 1)
                 better_gold = [t for t in names if err[t] < err[orig]]
                 better_own = [t for t in names if alone[t] < alone[orig]]
+                better_both = [t for t in better_gold if t in better_own]
                 for adv in ("copy", "near copy"):
                     above_gold += any(order.index(adv) < order.index(t) for t in better_gold)
                     above_own += any(order.index(adv) < order.index(t) for t in better_own)
+                    rose += any(order.index(adv) < order.index(t) for t in better_both)
                 text = " ".join(res["warnings"][label])
                 warned_inv += "'inverted'" in text and "worse than chance" in text
                 grouped += all(f"'{t}'" in text for t in (orig, "copy", "near copy")) and "agree far beyond" in text
@@ -156,6 +160,7 @@ def report(results: dict[str, dict[int, dict[str, Any]]], data: dict[str, dict[i
                 row[f"{k} rank"] = f"{np.mean(v):.1f}/{m}" if v else "error"
             row["copies above a better student (gold)"] = f"{above_gold}/{2 * n}"
             row["copies above a teacher ranked above the original without them"] = f"{above_own}/{2 * n}"
+            row["of which better than the original by gold"] = f"{rose}/{2 * n}"
             row["copies grouped"] = f"{grouped}/{n}"
             row["inverted warned"] = f"{warned_inv}/{n}"
             rows.append(row)

@@ -358,8 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "\n== Adversarial teachers (benchmarks/ranking/adversarial.py): the 15 teachers + an exact copy, a 5%-relabelled copy and the"
         "\n   inverted labels of the median teacher ('original'); mean rank over seeds (1 = best); a copy fools a score when it ranks"
-        "\n   above a teacher that the same score ranked above the original on the 15 alone; 'better student (gold)' also counts the"
-        "\n   score's own ranking errors =="
+        "\n   above a teacher that the same score ranked above the original on the 15 alone ('of which better ... by gold': that"
+        "\n   teacher's W2S student also beats the original's); 'better student (gold)' also counts the score's own ranking errors =="
     )
     adv_rows = ra.report(adversarial, data)
     print(table(adv_rows, list(adv_rows[0])))

@@ -34,8 +34,8 @@ heuristic choice]. A fixed cut on the estimated ``E`` misses copies of accurate 
 is lower by construction (above), and sampling noise in the few disagreements they show spreads it
 further (on synthetic crowds with ``n = 2000`` the 5% copy of a 90%-accurate teacher scored 0.84 to
 0.89). So a pair is linked unless it is *significantly less* dependent than a reference copy at
-excess ``threshold`` (default :data:`DEPENDENCE_THRESHOLD` = 0.86, the 5% copy of a 90%-accurate
-binary teacher): such a copy shows on average ``(1 − threshold) · D_pred`` disagreements, where
+excess ``threshold`` (default ``"auto"``: :func:`reference_excess`, the 5% copy of a 90%-accurate
+teacher with the teachers' ``k`` classes, 0.861 for ``k = 2``, 0.820 for ``k = 3``): such a copy shows on average ``(1 − threshold) · D_pred`` disagreements, where
 ``D_pred = n_jl (1 − P_jl)`` is what independence predicts, and the pair is linked when the p-value
 ``P(X ≥ D_obs)`` of its observed disagreements ``D_obs = n_jl (1 − A_jl)`` under
 ``X ~ Poisson((1 − threshold) D_pred)`` is at least :data:`DEPENDENCE_ALPHA` = 0.05
@@ -57,9 +57,8 @@ count once, as a teacher always counts itself in Dawid–Skene. (Judging each me
 its group, the first design, put members and the others on different scales and ranked worse.) With fewer than 3 independent voters left, no accuracy is
 identifiable and :func:`independent_fits` raises.
 
-What this cannot do [certainty]: the reference copy is binary; with ``k`` classes (errors spread
-evenly) the 5% copy of a 90%-accurate teacher scores ``1 − 0.05(k − 1)/k / (1 − 0.81 − 0.01/(k − 1))``
-(0.82 at ``k = 3``), below the default, and is linked less reliably. Votes alone cannot tell three exact copies from three perfect
+What this cannot do [certainty]: a copy of a teacher more accurate than the reference (or
+relabelled on more inputs) may stay unlinked; its copies then vouch for it. Votes alone cannot tell three exact copies from three perfect
 independent teachers (the distributions are equal); merging identical votes up front is what keeps
 exact copies from vouching for each other. A dependence shared by *every* teacher (one
 representation, one gold sample) has no independent reference to be measured against.
@@ -75,13 +74,15 @@ from torch import Tensor
 from lightning_w2s.ranking.label_model import LabelModelFit, fit_batch
 
 _F64 = torch.float64
-#: The excess agreement of the reference copy (the least dependent copy that must be linked; the
-#: module docstring): a copy of a binary teacher with 90% accuracy whose labels are redrawn
-#: uniformly at random on 5% of the inputs disagrees with it on ``0.05 · 1/2 = 2.5%`` of the inputs,
-#: where independence predicts ``2 · 0.9 · 0.1 = 18%``: ``E = 1 − 0.025/0.18 = 0.861`` [derived; the
-#: choice of reference copy is a heuristic, fixed from this arithmetic and checked on synthetic
-#: crowds, docs/ranking.md]. Less accurate teachers' 5% copies score higher (0.94 at 70%).
-DEPENDENCE_THRESHOLD = 0.86
+#: The reference copy (the least dependent copy that must be linked; the module docstring): a
+#: teacher of this accuracy whose labels are redrawn uniformly at random on this share of its
+#: inputs [heuristic choice, fixed from the arithmetic of :func:`reference_excess` and checked on
+#: synthetic crowds, docs/ranking.md].
+REFERENCE_ACCURACY = 0.9
+REFERENCE_RELABEL = 0.05
+#: ``dependence_threshold="auto"`` (the default): the reference copy's excess for the teachers'
+#: number of classes, :func:`reference_excess` (0.861 for two classes, 0.820 for three).
+DEPENDENCE_THRESHOLD = "auto"
 #: Level of the one-sided test that links a pair (:func:`copy_pvalue`): a pair is linked unless its
 #: disagreements are significantly more (at this level) than a copy at the threshold would show.
 DEPENDENCE_ALPHA = 0.05
@@ -89,6 +90,21 @@ DEPENDENCE_ALPHA = 0.05
 #: disagreements on its co-covered inputs (two near-perfect teachers agree everywhere, and that is
 #: no evidence of copying).
 MIN_EXPECTED_DISAGREEMENTS = 10.0
+
+
+def reference_excess(num_classes: int, accuracy: float = REFERENCE_ACCURACY, relabel: float = REFERENCE_RELABEL) -> float:
+    """The excess agreement ``E`` of a teacher of ``accuracy`` (errors spread evenly over the other
+    ``k − 1`` classes) and its copy with labels redrawn uniformly at random on a ``relabel`` share of
+    the inputs [derived]: the copy disagrees on ``relabel·(k − 1)/k`` of the inputs, where
+    independence predicts ``D = 1 − a² − (1 − a)²/(k − 1)``, so ``E = 1 − relabel·(k − 1)/k / D``.
+
+    >>> [round(reference_excess(k), 3) for k in (2, 3, 10)]
+    [0.861, 0.82, 0.762]
+    >>> round(reference_excess(2, accuracy=0.7), 3)  # a less accurate teacher's copy is more obviously one
+    0.94
+    """
+    k = num_classes
+    return 1.0 - relabel * (k - 1) / k / (1.0 - accuracy**2 - (1.0 - accuracy) ** 2 / (k - 1))
 
 
 def copy_pvalue(observed: Tensor, predicted: Tensor, threshold: float) -> Tensor:
@@ -158,7 +174,7 @@ def merge(v: Tensor, groups: list[list[int]]) -> tuple[Tensor, list[list[int]]]:
     return out, members
 
 
-def excess_agreement(v: Tensor, threshold: float = DEPENDENCE_THRESHOLD, *, smoothing: float = 0.01, max_iter: int = 1000, tol: float = 1e-5) -> tuple[Tensor, Tensor, bool]:
+def excess_agreement(v: Tensor, threshold: float, *, smoothing: float = 0.01, max_iter: int = 1000, tol: float = 1e-5) -> tuple[Tensor, Tensor, bool]:
     """``(V, V)`` excess agreement ``E_jl`` of voters ``v (n, V, k)`` (module docstring; NaN on the
     diagonal and where independence predicts fewer than :data:`MIN_EXPECTED_DISAGREEMENTS`
     disagreements on the co-covered inputs), the ``(V, V)`` p-value :func:`copy_pvalue` that the pair
@@ -195,11 +211,12 @@ def excess_agreement(v: Tensor, threshold: float = DEPENDENCE_THRESHOLD, *, smoo
     return excess, pvalue, all(f.converged for f in fits)
 
 
-def find_dependent(v: Tensor, threshold: float = DEPENDENCE_THRESHOLD, *, alpha: float = DEPENDENCE_ALPHA, smoothing: float = 0.01) -> Dependence:
+def find_dependent(v: Tensor, threshold: float | None = None, *, alpha: float = DEPENDENCE_ALPHA, smoothing: float = 0.01) -> Dependence:
     """Groups of teachers whose votes ``v (n, m, k)`` agree beyond independence (module docstring):
     a pair is linked unless its disagreements are significantly more (one-sided, level ``alpha``)
-    than those of a copy at excess ``threshold``."""
+    than those of a copy at excess ``threshold`` (``None``: :func:`reference_excess` of ``k``)."""
     n, m, k = v.shape
+    threshold = reference_excess(k) if threshold is None else threshold
     # identical votes first: they are one voter's evidence
     groups: list[list[int]] = []
     seen: dict[bytes, int] = {}

@@ -79,7 +79,7 @@ from torch import Tensor
 
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, GapConstruction, representation_gap
 from lightning_w2s.ranking.cheap_student import crossfit_students
-from lightning_w2s.ranking.dependence import DEPENDENCE_THRESHOLD, find_dependent, independent_fits
+from lightning_w2s.ranking.dependence import DEPENDENCE_THRESHOLD, find_dependent, independent_fits, reference_excess
 from lightning_w2s.ranking.label_model import votes_tensor
 from lightning_w2s.validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
 
@@ -300,7 +300,7 @@ def score_teachers(
     student_c: float = 1.0,
     folds: int = 5,
     seed: int = 0,
-    dependence_threshold: float | None = DEPENDENCE_THRESHOLD,
+    dependence_threshold: float | str | None = DEPENDENCE_THRESHOLD,
 ) -> dict[str, dict[str, float]]:
     """Every requested score for every teacher: ``{score: {teacher: value}}`` (lower = better).
 
@@ -315,7 +315,11 @@ def score_teachers(
     student_c = check_scalar("student_c", student_c, float, min_val=0.0, include_boundaries="neither")
     folds = check_scalar("folds", folds, int, min_val=2)
     seed = check_scalar("seed", seed, int)
-    if dependence_threshold is not None:
+    if isinstance(dependence_threshold, str):
+        if dependence_threshold != "auto":
+            raise ValueError(f"`dependence_threshold` must be 'auto', a float in [0, 1] or None, got {dependence_threshold!r}")
+        dependence_threshold = reference_excess(inp.num_classes)
+    elif dependence_threshold is not None:
         dependence_threshold = check_scalar("dependence_threshold", dependence_threshold, float, min_val=0.0, max_val=1.0, include_boundaries="right")
     if isinstance(scores, str):
         scores = (scores,)
@@ -359,7 +363,7 @@ def _label_model_scores(inp: TeacherInputs, student_c: float, folds: int, seed: 
             warnings.warn(
                 f"rank_teachers: teachers {[names[j] for j in g]} agree far beyond what their estimated accuracies allow "
                 f"if they erred independently (excess agreement up to {max(links):.2f}, not significantly below a copy's "
-                f"dependence_threshold = {threshold}): near-copies or one "
+                f"dependence_threshold = {threshold:.3f}): near-copies or one "
                 f"family. They vote once in the label model, so their copies no longer vouch for them; pass "
                 f"dependence_threshold=None to treat them as independent",
                 UserWarning,
@@ -427,7 +431,7 @@ def rank_teachers(
     student_c: float = 1.0,
     folds: int = 5,
     seed: int = 0,
-    dependence_threshold: float | None = DEPENDENCE_THRESHOLD,
+    dependence_threshold: float | str | None = DEPENDENCE_THRESHOLD,
     **overrides: Any,
 ) -> list[tuple[str, float]]:
     """Teachers ordered from best to worst expected W2S student: ``[(name, score), ...]``, lowest first.
@@ -451,9 +455,10 @@ def rank_teachers(
         dependence_threshold: the excess agreement (share of the disagreement independence predicts
             that did not happen) of the least dependent copy to catch; teachers whose disagreements
             are not significantly more (one-sided Poisson test, level 0.05) than such a copy's vote
-            once (0.86 by default: a 5%-relabelled copy of a 90%-accurate binary teacher; see
-            :mod:`lightning_w2s.ranking.dependence`; a ``UserWarning`` names them); ``None`` treats
-            every teacher as independent. Label-model scores only.
+            once (:mod:`lightning_w2s.ranking.dependence`; a ``UserWarning`` names them). ``"auto"``
+            (default): a 5%-relabelled copy of a 90%-accurate teacher with the teachers' ``k``
+            classes (:func:`~lightning_w2s.ranking.dependence.reference_excess`: 0.861 for
+            ``k = 2``); ``None`` treats every teacher as independent. Label-model scores only.
         **overrides: replace fields of ``construction`` (``reg``, ``max_components``, ``reg_relative_to``).
 
     Returns:
