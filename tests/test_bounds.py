@@ -152,14 +152,14 @@ def test_numeric_types_accepted():
         (lang_covered_bound, (0.05, 0.1, 0.05), {"p_nonrobust": 0.95}, "1 - q - alpha = 0.9"),
     ],
 )
-def test_issue13_d1_failed_premises_give_nan_with_the_reason(fn, args, kwargs, why):
+def test_failed_premises_give_nan_with_the_reason(fn, args, kwargs, why):
     with pytest.warns(RuntimeWarning, match="premise") as rec:
         value = fn(*args, **kwargs)
     assert math.isnan(value)
     assert any(__import__("re").search(why, str(w.message)) for w in rec), [str(w.message) for w in rec]
 
 
-def test_issue13_d2_condition_only_where_it_multiplies_nonrobustness():
+def test_condition_only_where_it_multiplies_nonrobustness():
     # c/c_bar - 2alpha = .16/.98 - .22 < 0 but P(R̄|T) = 0: the bound is the second term alone
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -274,8 +274,8 @@ def test_accuracy_band_with_misfit_disagreement_from_probabilities():
 # ------------------------------------------------------------------------------------------------
 # the band and the gain with the teacher's abstentions (coverage expansion)
 # ------------------------------------------------------------------------------------------------
-def _issue_example():
-    """The issue's example: 20 gold points, the teacher labels 10 (8 right) and abstains on 10; the
+def _abstaining_teacher_example():
+    """A worked example: 20 gold points, the teacher labels 10 (8 right) and abstains on 10; the
     student copies the teacher where it speaks and is right on the 10 others."""
     y = torch.zeros(20, dtype=torch.long)
     w = torch.zeros(20, dtype=torch.long)
@@ -286,8 +286,8 @@ def _issue_example():
     return s, w, y, cov
 
 
-def test_issue13_d6_band_and_gain_with_abstentions():
-    s, w, y, cov = _issue_example()
+def test_band_and_gain_with_abstentions():
+    s, w, y, cov = _abstaining_teacher_example()
     g = gold_rates(s, w, y, cov)
     acc, acc_w, d = g["accuracy"].item(), g["teacher_accuracy"].item(), g["covered_disagreement"].item()
     assert (acc, acc_w, d) == pytest.approx((0.9, 0.8, 0.0))

@@ -24,7 +24,7 @@ with ``OMP_WAIT_POLICY=PASSIVE`` so that its LAPACK calls are not the ones colla
 4. Memory: the states at d = 4096 (computed bytes; measured resident growth after a first update;
    peak of ``compute()``), and the old streaming-pass peak at n = 200000, d = 768, fresh processes.
 
-Targets (issues): ≥ 50× faster than dense at n = 16384, same value to 1e-8, extra peak < 100 MB at
+Targets: ≥ 50× faster than dense at n = 16384, same value to 1e-8, extra peak < 100 MB at
 n = 200000; ``compute()`` ≤ 2 s at d_s = 4096 / d_w = 2048 with ``fro``/``op`` within 1e-4
 of the exact path, worst under load ≤ 4× best alone.
 """
