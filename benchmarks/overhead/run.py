@@ -6,7 +6,7 @@ interleaved (the order flips every repeat so drift hits both alike) and medians 
 (min–max) are printed.
 
 1. **Cheap student, one check** (synthetic, so the sizes are exact): an MLP head
-   (256-d inputs, 256 hidden, 2 classes), a probe of 2,048 points with gold and 64-d teacher
+   (256-d inputs, 512 hidden, 4 classes), a probe of 2,048 points with gold and 64-d teacher
    features, a train probe of 1,000 points, the monitor at its defaults. At every validation epoch
    end, inside one fit, a bare ``no_grad`` forward over both probes (batches of the monitor's
    ``batch_size``) and the monitor's check are timed back to back (order alternating); the check is
@@ -231,21 +231,22 @@ class ComparedMonitor(W2SMonitor):
 # ------------------------------------------------------------------------------------------------
 # 1. cheap student (synthetic)
 # ------------------------------------------------------------------------------------------------
-D_IN, HIDDEN, K, N_PROBE, N_TRAIN_PROBE, D_TEACHER, N_TRAIN = 256, 256, 2, 2048, 1000, 64, 4096
+D_IN, HIDDEN, K, N_PROBE, N_TRAIN_PROBE, D_TEACHER, N_TRAIN = 256, 512, 4, 2048, 1000, 64, 4096
 THIN = 5  # representation_every_n_checks of the amortised row
 
 
-def cheap_task(seed: int = 0) -> dict[str, Any]:
-    """Synthetic data: a linear gold rule in 256-d, a teacher that flips 20%,
-    teacher features = a noisy 64-d view of the inputs."""
+def synthetic_task(num_classes: int, n_train: int, seed: int = 0) -> dict[str, Any]:
+    """Synthetic data: gold = argmax of a random linear map of 256-d inputs, a teacher that
+    relabels 20% of the rows with a random class, teacher features = a noisy 64-d view of the
+    inputs; the probe (2,048, with gold and teacher features), the train probe (1,000) and
+    ``n_train`` training rows."""
     g = torch.Generator().manual_seed(seed)
-    n = N_PROBE + N_TRAIN_PROBE + N_TRAIN
+    n = N_PROBE + N_TRAIN_PROBE + n_train
     x = torch.randn(n, D_IN, generator=g)
-    gold = (x @ torch.randn(D_IN, generator=g) > 0).long()
-    teacher = torch.where(torch.rand(n, generator=g) < 0.2, 1 - gold, gold)
+    gold = (x @ torch.randn(D_IN, num_classes, generator=g)).argmax(1)
+    teacher = torch.where(torch.rand(n, generator=g) < 0.2, torch.randint(0, num_classes, (n,), generator=g), gold)
     feats = x[:, :D_TEACHER] + 0.5 * torch.randn(n, D_TEACHER, generator=g)
-    p, tp = slice(0, N_PROBE), slice(N_PROBE, N_PROBE + N_TRAIN_PROBE)
-    tr = slice(N_PROBE + N_TRAIN_PROBE, n)
+    p, tp, tr = slice(0, N_PROBE), slice(N_PROBE, N_PROBE + N_TRAIN_PROBE), slice(N_PROBE + N_TRAIN_PROBE, n)
     return {
         "probe": W2SProbe(x[p], teacher_labels=teacher[p], gold=gold[p], teacher_features=feats[p]),
         "train_probe": W2SProbe(x[tp], teacher_labels=teacher[tp]),
@@ -253,6 +254,11 @@ def cheap_task(seed: int = 0) -> dict[str, Any]:
         "train": TensorDataset(x[tr], teacher[tr]),
         "val": TensorDataset(x[:512], teacher[:512]),
     }
+
+
+def cheap_task(seed: int = 0) -> dict[str, Any]:
+    """The cheap student's data (:func:`synthetic_task` with ``K`` classes, 4,096 training rows)."""
+    return synthetic_task(K, N_TRAIN, seed)
 
 
 def cheap_module(seed: int = 0) -> StudentModule:
@@ -438,22 +444,8 @@ BIG_HIDDEN, BIG_K, BIG_TRAIN, BIG_EPOCHS = 512, 10, 40_000, 4
 
 
 def big_task(seed: int = 0) -> dict[str, Any]:
-    """The cheap task's probe sizes (2,048 with gold and 64-d teacher features, train probe 1,000)
-    with 10 classes (gold = argmax of a random linear map, the teacher relabels 20% at random) and
-    40,000 training rows."""
-    g = torch.Generator().manual_seed(seed)
-    n = N_PROBE + N_TRAIN_PROBE + BIG_TRAIN
-    x = torch.randn(n, D_IN, generator=g)
-    gold = (x @ torch.randn(D_IN, BIG_K, generator=g)).argmax(1)
-    teacher = torch.where(torch.rand(n, generator=g) < 0.2, torch.randint(0, BIG_K, (n,), generator=g), gold)
-    feats = x[:, :D_TEACHER] + 0.5 * torch.randn(n, D_TEACHER, generator=g)
-    p, tp, tr = slice(0, N_PROBE), slice(N_PROBE, N_PROBE + N_TRAIN_PROBE), slice(N_PROBE + N_TRAIN_PROBE, n)
-    return {
-        "probe": W2SProbe(x[p], teacher_labels=teacher[p], gold=gold[p], teacher_features=feats[p]),
-        "train_probe": W2SProbe(x[tp], teacher_labels=teacher[tp]),
-        "train": TensorDataset(x[tr], teacher[tr]),
-        "val": TensorDataset(x[:512], teacher[:512]),
-    }
+    """The cheap task's probe sizes with 10 classes and 40,000 training rows (:func:`synthetic_task`)."""
+    return synthetic_task(BIG_K, BIG_TRAIN, seed)
 
 
 def big_section(repeats: int) -> dict[str, Any]:
