@@ -2,13 +2,16 @@
 
 The five public names are imported on first use (PEP 562), so that ``lightning_w2s.metrics`` — pure
 torch + torchmetrics — imports no Lightning: ``import lightning_w2s.metrics`` loads the metrics alone,
-``from lightning_w2s import W2SMonitor`` loads the callbacks.
+``from lightning_w2s import W2SMonitor`` loads the callbacks. The package file imports none of the
+owners, not even for type checkers (an import under ``TYPE_CHECKING`` is still an import edge from
+every ``lightning_w2s.metrics`` module to Lightning for a reader or a tool that follows imports);
+for precise types import from the owning module (``lightning_w2s.callbacks.monitor``).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -21,13 +24,6 @@ _OWNERS = {
     "rank_teachers": "lightning_w2s.ranking.scores",
 }
 __all__ = ["W2SEarlyStopping", "W2SMonitor", "W2SProbe", "W2SStoppingReason", "rank_teachers"]
-
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
-    from lightning_w2s.callbacks.early_stopping import W2SEarlyStopping
-    from lightning_w2s.callbacks.monitor import W2SMonitor
-    from lightning_w2s.probe.probe import W2SProbe
-    from lightning_w2s.ranking.scores import rank_teachers
-    from lightning_w2s.stopping.rules import W2SStoppingReason
 
 
 def __getattr__(name: str) -> Any:

@@ -65,3 +65,57 @@ def test_no_module_imports_another_packages_private_module():
             if owner != own:
                 offenders.append((module, m.group(1)))
     assert offenders == []
+
+
+def _imports(path: str) -> set[str]:
+    """Every module an ``import``/``from ... import`` anywhere in the file names (``TYPE_CHECKING``
+    blocks and function bodies included), resolved to absolute names."""
+    import ast
+
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+    package = rel.removesuffix(".__init__") if rel.endswith("__init__") else rel.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            out.add(base)
+            out |= {f"{base}.{a.name}" for a in node.names}
+    return out
+
+
+def _file(module: str) -> str | None:
+    parts = module.split(".")
+    for path in (os.path.join(ROOT, *parts, "__init__.py"), os.path.join(ROOT, *parts) + ".py"):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def test_metrics_modules_reach_no_lightning_import_statically():
+    """Followed through the source, not the run: every file a metrics module imports, transitively,
+    with the ``__init__.py`` of every package on the way (importing ``lightning_w2s.x`` runs
+    ``lightning_w2s/__init__.py``), holds no import of Lightning — not even one a type checker sees."""
+    lightning = ("lightning", "pytorch_lightning", "lightning_fabric")
+    seen: dict[str, str] = {}  # file -> the module that first reached it
+    todo = [(m, m) for m in _modules("metrics")]
+    offenders = []
+    while todo:
+        module, via = todo.pop()
+        parts = module.split(".")
+        for i in range(1, len(parts) + 1):
+            path = _file(".".join(parts[:i]))
+            if path is None or path in seen:
+                continue
+            seen[path] = via
+            for name in _imports(path):
+                if name.split(".")[0] in lightning:
+                    offenders.append((os.path.relpath(path, ROOT), name, via))
+                elif name.startswith("lightning_w2s"):
+                    todo.append((name, via))
+    assert len(seen) > 20
+    assert offenders == [], offenders[:5]
