@@ -137,6 +137,7 @@ class Dependence:
         excess: ``{(j, l): E}`` the excess agreement of every linked pair when it was linked
             (teacher indices; for a merged voter, its first member).
         converged: whether every label-model fit of the search converged.
+        threshold: the reference copy's excess the pairs were tested against (``"auto"`` resolved).
 
     >>> import torch
     >>> from lightning_w2s.ranking.label_model import votes_tensor
@@ -152,6 +153,7 @@ class Dependence:
     groups: list[list[int]]
     excess: dict[tuple[int, int], float]
     converged: bool
+    threshold: float
 
 
 def merge(v: Tensor, groups: list[list[int]]) -> tuple[Tensor, list[list[int]]]:
@@ -211,12 +213,12 @@ def excess_agreement(v: Tensor, threshold: float, *, smoothing: float = 0.01, ma
     return excess, pvalue, all(f.converged for f in fits)
 
 
-def find_dependent(v: Tensor, threshold: float | None = None, *, alpha: float = DEPENDENCE_ALPHA, smoothing: float = 0.01) -> Dependence:
+def find_dependent(v: Tensor, threshold: float | str = DEPENDENCE_THRESHOLD, *, alpha: float = DEPENDENCE_ALPHA, smoothing: float = 0.01) -> Dependence:
     """Groups of teachers whose votes ``v (n, m, k)`` agree beyond independence (module docstring):
     a pair is linked unless its disagreements are significantly more (one-sided, level ``alpha``)
-    than those of a copy at excess ``threshold`` (``None``: :func:`reference_excess` of ``k``)."""
+    than those of a copy at excess ``threshold`` (``"auto"``: :func:`reference_excess` of ``k``)."""
     n, m, k = v.shape
-    threshold = reference_excess(k) if threshold is None else threshold
+    threshold = reference_excess(k) if threshold == "auto" else float(threshold)
     # identical votes first: they are one voter's evidence
     groups: list[list[int]] = []
     seen: dict[bytes, int] = {}
@@ -249,7 +251,7 @@ def find_dependent(v: Tensor, threshold: float | None = None, *, alpha: float = 
         a, b = (int(x) for x in (score == best).nonzero()[0])
         linked[(members[a][0], members[b][0])] = best
         groups = sorted(sorted(g) for g in [g for g in groups if members[a][0] not in g and members[b][0] not in g] + [members[a] + members[b]])
-    return Dependence(groups=groups, excess=linked, converged=converged)
+    return Dependence(groups=groups, excess=linked, converged=converged, threshold=threshold)
 
 
 def independent_fits(v: Tensor, groups: list[list[int]], *, smoothing: float = 0.01) -> tuple[Tensor, Tensor, list[LabelModelFit]]:

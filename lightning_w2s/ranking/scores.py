@@ -79,7 +79,7 @@ from torch import Tensor
 
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, GapConstruction, representation_gap
 from lightning_w2s.ranking.cheap_student import crossfit_students
-from lightning_w2s.ranking.dependence import DEPENDENCE_THRESHOLD, find_dependent, independent_fits, reference_excess
+from lightning_w2s.ranking.dependence import DEPENDENCE_THRESHOLD, find_dependent, independent_fits
 from lightning_w2s.ranking.label_model import votes_tensor
 from lightning_w2s.validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
 
@@ -318,7 +318,6 @@ def score_teachers(
     if isinstance(dependence_threshold, str):
         if dependence_threshold != "auto":
             raise ValueError(f"`dependence_threshold` must be 'auto', a float in [0, 1] or None, got {dependence_threshold!r}")
-        dependence_threshold = reference_excess(inp.num_classes)
     elif dependence_threshold is not None:
         dependence_threshold = check_scalar("dependence_threshold", dependence_threshold, float, min_val=0.0, max_val=1.0, include_boundaries="right")
     if isinstance(scores, str):
@@ -341,7 +340,7 @@ def score_teachers(
     return {key: out[key] for key in dict.fromkeys(wanted + [k for k in out if k not in wanted])}
 
 
-def _label_model_scores(inp: TeacherInputs, student_c: float, folds: int, seed: int, threshold: float | None) -> dict[str, dict[str, float]]:
+def _label_model_scores(inp: TeacherInputs, student_c: float, folds: int, seed: int, threshold: float | str | None) -> dict[str, dict[str, float]]:
     names, k = inp.names, inp.num_classes
     lab = torch.stack([inp.labels[m] for m in names], dim=1)  # (n, m)
     covered = lab >= 0
@@ -363,7 +362,7 @@ def _label_model_scores(inp: TeacherInputs, student_c: float, folds: int, seed: 
             warnings.warn(
                 f"rank_teachers: teachers {[names[j] for j in g]} agree far beyond what their estimated accuracies allow "
                 f"if they erred independently (excess agreement up to {max(links):.2f}, not significantly below a copy's "
-                f"dependence_threshold = {threshold:.3f}): near-copies or one "
+                f"dependence_threshold = {dep.threshold:.3f}): near-copies or one "
                 f"family. They vote once in the label model, so their copies no longer vouch for them; pass "
                 f"dependence_threshold=None to treat them as independent",
                 UserWarning,
