@@ -89,6 +89,15 @@ def test_a_finite_batch_whose_sum_overflows_is_not_counted_as_non_finite():
     gap = RepresentationGap()
     gap.update(x, torch.where(torch.arange(40)[:, None] == 3, float("inf"), x))
     assert float(gap.n_nonfinite) == 1
+    # the test sums each input in its own dtype: a float32 column that overflows float32 (not
+    # float64), and a half-precision one whose sum leaves float16's range, are finite rows too
+    for dtype, value in ((torch.float32, 3e38), (torch.float16, 6e4)):
+        wide = x.to(dtype)
+        wide[:2, 0] = value
+        assert not bool(torch.isfinite(wide.sum(0)).all())  # the batch's own-dtype sum overflows
+        m = EffectiveRank()
+        m.update(wide)
+        assert float(m.n_nonfinite) == 0, dtype
 
 
 def test_empty_batch_leaves_effective_rank_unchanged():

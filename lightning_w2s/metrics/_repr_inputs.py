@@ -79,12 +79,13 @@ def label_matrix(labels: Any, n: int, num_classes: int | None, label_dim: int | 
 
 
 def all_finite(*tensors: Tensor) -> bool:
-    """``True`` when every entry of every tensor is finite, read from float64 column sums (a NaN or
-    an Inf anywhere makes its column's sum non-finite, so a finite sum proves the column finite):
-    one pass over the input in its own dtype and one host read, instead of an element-wise mask.
-    A ``False`` may also come from finite float64 values whose sum overflows; callers then find the
-    rows with :func:`finite_rows`, which decides exactly."""
-    sums = [t.sum(0, dtype=torch.float64) for t in tensors if t.numel()]
+    """``True`` when every entry of every tensor is finite, read from column sums (a NaN or an Inf
+    anywhere makes its column's sum non-finite, so a finite sum proves the column finite): one
+    pass over each floating input, summed in its own dtype (float32 for half precision, whose
+    range a sum of a few thousand rows can leave), and one host read, instead of an element-wise
+    mask; integer inputs are finite. A ``False`` may also come from finite values whose sum
+    overflows; callers then find the rows with :func:`finite_rows`, which decides exactly."""
+    sums = [t.sum(0, dtype=torch.promote_types(t.dtype, torch.float32)) for t in tensors if t.numel() and t.is_floating_point()]
     return not sums or bool(torch.isfinite(torch.cat(sums)).all())
 
 
