@@ -218,16 +218,13 @@ class ShiftedSumsMetric(Metric):
 
     def _shifted(self, xs: list[Tensor]) -> list[Tensor]:
         """Fix the shift at the first non-empty batch, then return ``float64(x_i) − c_i``."""
+        copies = [x.to(torch.float64) for x in xs]  # one float64 copy each (or the caller's float64 tensor)
         if self._fresh:
-            for name, ref, x in zip(self._shift_names, self._references, xs):
-                c = ref if ref is not None else x.mean(0, dtype=torch.float64)
+            for name, ref, y in zip(self._shift_names, self._references, copies):
+                c = ref if ref is not None else y.mean(0)
                 setattr(self, name, c.to(getattr(self, name).device, torch.float64).clone())
             self._fresh = False
-        out = []
-        for x, c in zip(xs, self._shifts()):
-            y = x.to(torch.float64)
-            out.append(y - c if y is x else y.sub_(c))  # one float64 copy; never the caller's tensor
-        return out
+        return [y - c if y is x else y.sub_(c) for x, y, c in zip(xs, copies, self._shifts())]  # never the caller's tensor
 
     def _move_to_shift(self, target: list[Tensor]) -> None:
         """Re-express every state group about the shifts ``target`` (exact) and adopt them."""

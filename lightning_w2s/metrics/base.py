@@ -193,12 +193,17 @@ class ProbeMetrics(nn.Module):
     def _update_rows(self, student: torch.Tensor, features: torch.Tensor | None, index: torch.Tensor, valid: torch.Tensor) -> None:
         """Feed one chunk: the valid rows are selected once, then the task's states and every family."""
         dev = self._device()
-        rows = valid.to(dev).nonzero().squeeze(1)  # padding rows never reach a state
-        index = index.to(dev).index_select(0, rows)
-        values = self._student_rows(student.to(dev).index_select(0, rows))
+        valid = valid.to(dev)
+        rows = None if bool(valid.all()) else valid.nonzero().squeeze(1)  # padding rows never reach a state
+
+        def pick(t: torch.Tensor) -> torch.Tensor:  # a chunk without padding (the common case) is not copied
+            return t if rows is None else t.index_select(0, rows)
+
+        index = pick(index.to(dev))
+        values = self._student_rows(pick(student.to(dev)))
         families = [family for family in self.families if family.enabled]
         if features is not None and families:
-            features = features.to(dev).index_select(0, rows).double()
+            features = pick(features.to(dev))  # in the student's dtype: the representation states cast (and shift) once
         chunk = Rows(
             index=index,
             student=values,

@@ -39,7 +39,8 @@ class Rows:
     (``-1`` unknown) or ``(b, m)`` real targets (``NaN`` unknown), ``None`` without gold.
     ``covered``: ``(b,)`` bool, ``False`` where the teacher abstains (``None``: a task without
     abstentions). ``features``: ``(b, d_s)``
-    float64 student representation, ``None`` when the chunk has none or the check leaves the
+    student representation in the dtype the student gave it (the representation states make their
+    one shifted float64 copy), ``None`` when the chunk has none or the check leaves the
     representation out.
 
     >>> rows = Rows(torch.arange(2), torch.tensor([[0.9, 0.1], [0.4, 0.6]]), torch.tensor([0, 1]), None, None, None)
