@@ -213,7 +213,14 @@ def test_the_metric_algebra_runs_on_one_thread_and_gives_the_count_back(monkeypa
     assert len(seen) >= 3 and set(seen) == {1}
 
 
-def test_a_check_runs_on_one_thread_but_the_students_forward_keeps_the_users_count():
+@pytest.mark.parametrize(("elsewhere", "forward_threads"), [(0, 2), (None, 2), (4, 1)])
+def test_a_check_runs_on_one_thread_but_the_students_forward_keeps_the_users_count(monkeypatch, elsewhere, forward_threads):
+    """Idle cores (or nothing readable): the forward gets the process's 2 threads; other processes
+    running (two busy neighbours with 2 threads each on 2 cores): one thread, which does not collapse."""
+    import lightning_w2s.callbacks.probe_runner as runner_mod
+
+    monkeypatch.setattr(runner_mod, "running_elsewhere", lambda: elsewhere)
+    monkeypatch.setattr(runner_mod, "usable_cores", lambda: 2)
     task = make_task()
     seen = {"forward": set(), "update": set()}
 
@@ -233,7 +240,8 @@ def test_a_check_runs_on_one_thread_but_the_students_forward_keeps_the_users_cou
     finally:
         torch.set_num_threads(before)
     assert monitor.num_checks == 2
-    assert seen == {"forward": {2}, "update": {1}}
+    # the fit-start forward (shapes, neighbour table) runs outside a check, on the process's count
+    assert seen == {"forward": {2, forward_threads}, "update": {1}}
 
 
 def test_the_representation_products_run_with_the_process_thread_count_and_the_rest_on_one(monkeypatch):

@@ -21,7 +21,7 @@ from lightning_w2s.metrics import RepresentationGap
 from lightning_w2s.metrics._eigen import top_eigenpairs
 from lightning_w2s.metrics.functional import effective_rank, representation_gap
 from lightning_w2s.metrics.representation import EffectiveRank
-from lightning_w2s.metrics.threads import limited_threads, matmul, single_threaded
+from lightning_w2s.metrics.threads import fitting_threads, limited_threads, matmul, running_elsewhere, single_threaded
 
 KRYLOV_AGREEMENT = 1e-5  # module docstring
 
@@ -257,6 +257,34 @@ def test_metric_algebra_runs_single_threaded_and_restores(monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def _fake_proc(root, loadavg: str, states: dict[str, str]) -> str:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "loadavg").write_text(loadavg)
+    for tid, state in states.items():
+        task = root / "self" / "task" / tid
+        task.mkdir(parents=True)
+        task.joinpath("stat").write_text(f"{tid} (pt main (x) {tid}) {state} 1 2 3 4\n")  # a command name may hold spaces and parentheses
+    return str(root)
+
+
+def test_running_elsewhere_subtracts_this_process_own_runnable_threads(tmp_path):
+    proc = _fake_proc(tmp_path / "busy", "0.10 0.20 0.30 5/200 999\n", {"11": "R", "12": "S", "13": "R", "14": "D"})
+    assert running_elsewhere(proc) == 3  # 5 runnable in all, 2 of them ours
+    assert running_elsewhere(_fake_proc(tmp_path / "alone", "0 0 0 1/90 5\n", {"7": "R", "8": "R"})) == 0  # never negative
+    assert running_elsewhere(str(tmp_path / "missing")) is None
+    assert running_elsewhere(_fake_proc(tmp_path / "odd", "garbled\n", {})) is None
+    here = running_elsewhere()  # the real /proc where there is one
+    assert here is None or here >= 0
+
+
+def test_fitting_threads_leaves_busy_cores_alone():
+    assert fitting_threads(2, 0, 2) == 2  # alone: the process's count
+    assert fitting_threads(2, None, 2) == 2  # unknown: as before
+    assert fitting_threads(2, 1, 2) == 1
+    assert fitting_threads(2, 4, 2) == 1  # never below one
+    assert fitting_threads(4, 2, 16) == 4  # never above the process's own count
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

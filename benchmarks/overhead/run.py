@@ -30,7 +30,8 @@ interleaved (the order flips every repeat so drift hits both alike) and medians 
 2. **Busy machine**: the same check in a fresh process *without* ``OMP_WAIT_POLICY`` (users' scripts
    do not set it; the Makefile does), 5 calls alone, then 5 calls beside two busy torch processes
    (``python -c`` loops of 1000×1000 float32 matmuls at default threads) that this benchmark starts
-   and stops. Target: worst beside ≤ 4× best alone.
+   and stops. Target: worst beside ≤ 4× best alone. The monitor gives the student's forward passes
+   the cores the other processes leave idle at the check's start (one thread beside these two).
 3. **Fit overhead on real tasks** (``benchmarks.shared.tasks``): ``movie_vader`` (MLP head over cached
    MiniLM embeddings) and ``fashion_scratch`` (small CNN, 8k images): fit time with/without a
    default monitor (interleaved pairs, ratio of medians; target ≤ 1.03) and, inside one fit, check
@@ -653,7 +654,7 @@ def print_busy(res: dict[str, Any], rows: list[list[str]]) -> None:
     )
     for part, label in (("", "check"), ("forward_", "  the student's forward passes"), ("own_", "  the monitor's own work"), ("repr_", "    of which the representation family")):
         print(f"    {label:40s} alone {ms(res[part + 'alone'])}; beside {ms(res[part + 'beside'])}")
-    for part, label in (("own_", "monitor's own work (check − forward)"), ("", "whole check (student forward at 2 threads)")):
+    for part, label in (("own_", "monitor's own work (check − forward)"), ("", "whole check (student forward on the cores left idle)")):
         best, worst = min(res[part + "alone"]), max(res[part + "beside"])
         rows.append(
             [

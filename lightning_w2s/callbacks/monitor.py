@@ -337,9 +337,9 @@ class W2SMonitor(Callback):
     # ------------------------------------------------------------------ the check
     def _run_check(self, trainer: Trainer, pl_module: LightningModule, on_step: bool) -> None:
         """One check, on one torch thread but for the student's forward passes, which get the
-        process's own count (:func:`lightning_w2s.metrics.threads.threads`); then the callbacks that
-        follow checks (``on_w2s_check``) read it, so that one listed before the monitor neither misses
-        it in a checkpoint saved at this step nor stops one optimizer step late."""
+        process's own count, or only the cores other processes leave idle (``ProbeRunner.check_threads``);
+        then the callbacks that follow checks (``on_w2s_check``) read it, so that one listed before the
+        monitor neither misses it in a checkpoint saved at this step nor stops one optimizer step late."""
         with self.runner.check_threads():
             self._check(trainer, pl_module, on_step)
         for callback in trainer.callbacks:  # type: ignore[attr-defined]  # (set at run time) W2SEarlyStopping reads the check now

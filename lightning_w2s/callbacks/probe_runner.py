@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch import nn
 
-from lightning_w2s.metrics.threads import threads
+from lightning_w2s.metrics.threads import fitting_threads, running_elsewhere, threads, usable_cores
 from lightning_w2s.probe import W2SProbe
 from lightning_w2s.probe.features import FeatureCapture, eval_mode, logits_of
 from lightning_w2s.validation import describe
@@ -90,7 +90,7 @@ class ProbeRunner:
         self.layer, self.capture_mode, self.pooling = layer, capture, pooling
         self.capture: FeatureCapture | None = None
         self.pad_to: int | None = None  # a compiled student: every probe batch gets batch_size rows
-        self._user_threads: int | None = None  # during a check: the thread count the student's forward gets
+        self._forward_threads: int | None = None  # during a check: the thread count the student's forward gets
 
     def setup(self, pl_module: nn.Module) -> None:
         """Resolve the layer (an unknown name fails here, listing close matches); no hook yet."""
@@ -117,12 +117,16 @@ class ProbeRunner:
     @contextmanager
     def check_threads(self) -> Iterator[None]:
         """A check runs on one torch thread but for the student's forward passes, which get the
-        process's own count (:func:`lightning_w2s.metrics.threads.threads`)."""
-        with threads(1) as self._user_threads:
+        process's own count (:func:`lightning_w2s.metrics.threads.threads`) — or, when other
+        processes are running at the check's start, only the cores they leave idle
+        (:func:`~lightning_w2s.metrics.threads.fitting_threads`): beside busy neighbours a team of
+        OpenMP threads collapses, one thread does not."""
+        with threads(1) as own:
+            self._forward_threads = fitting_threads(own, running_elsewhere(), usable_cores())
             try:
                 yield
             finally:
-                self._user_threads = None
+                self._forward_threads = None
 
     @contextmanager
     def probe_pass(self, pl_module: nn.Module) -> Iterator[None]:
@@ -163,7 +167,7 @@ class ProbeRunner:
         its rank's shard."""
         strategy = trainer.strategy
         wrapper, redirect = getattr(strategy, "model", None), getattr(strategy, "_forward_redirection", None)
-        with threads(self._user_threads or torch.get_num_threads()):  # the user's own thread count
+        with threads(self._forward_threads or torch.get_num_threads()):  # inside a check: what check_threads chose; else the process count
             if wrapper is None or wrapper is pl_module or redirect is None:
                 return self.forward_fn(pl_module, batch)
             pl_module._w2s_probe_forward = lambda b: self.forward_fn(pl_module, b)  # type: ignore[assignment]

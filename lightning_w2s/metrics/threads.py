@@ -22,7 +22,10 @@ thread running torch CPU ops at the same moment would also see the lower count w
 open (Lightning's training loop runs on one thread). CUDA kernels are not affected.
 
 The monitor runs a whole check inside :func:`threads` ``(1)`` and gives the student's forward passes
-the process's own count back; the aggregator's feeding and ``compute()`` are
+the process's own count back, or, when other processes are running at the check's start, only
+the cores they leave idle (:func:`fitting_threads`; beside two busy processes on 2 cores a cheap
+student's probe pass took 426 ms on 2 threads and 15 ms on one, 4.7 and 8.0 ms alone, a *one-off*
+measurement); the aggregator's feeding and ``compute()`` are
 :func:`single_threaded`, except the representation states' second-moment products of each chunk
 (single large products, :func:`process_threads`). ``benchmarks/overhead/run.py`` (busy section) prints the monitor's own work of
 a cheap-student check alone and beside two busy processes: 88 and 345 ms (3.9×) in its last run,
@@ -32,6 +35,7 @@ on a host already loaded by other jobs (docs/performance.md).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -124,6 +128,60 @@ def process_threads() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(inside)
+
+
+def running_elsewhere(proc: str = "/proc") -> int | None:
+    """Threads of *other* processes running or waiting for a core right now, or ``None`` where
+    that cannot be read (not Linux, or ``proc`` unreadable).
+
+    The fourth field of Linux's ``/proc/loadavg`` is the number of runnable threads of the whole
+    system at the moment of the read (``running/total``, proc(5)); unlike the load averages beside
+    it, it does not lag. This process's own runnable threads (state ``R`` in
+    ``/proc/self/task/<tid>/stat``: the reading thread itself, and any OpenMP worker still spinning
+    after a parallel region) are subtracted. A one-moment sample: a neighbour that starts a moment
+    later is not seen.
+
+    >>> n = running_elsewhere()
+    >>> n is None or n >= 0
+    True
+    """
+    try:
+        with open(os.path.join(proc, "loadavg")) as f:
+            running = int(f.read().split()[3].split("/")[0])
+        tasks = os.path.join(proc, "self", "task")
+        own = 0
+        for tid in os.listdir(tasks):
+            try:
+                with open(os.path.join(tasks, tid, "stat")) as f:
+                    stat = f.read()
+            except OSError:  # the thread ended while we looked
+                continue
+            end = stat.rindex(")")  # the command name, in parentheses, may hold spaces and parentheses
+            own += stat[end + 2 : end + 3] == "R"
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - own)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def fitting_threads(own: int, elsewhere: int | None, cores: int) -> int:
+    """The intra-op threads for a forward pass that fit beside the other processes' running
+    threads: ``own`` (the process's count) when nothing else runs or nothing can be read
+    (``elsewhere is None``), else the idle cores, at least 1 and at most ``own``.
+
+    >>> fitting_threads(2, 0, 2), fitting_threads(2, 4, 2), fitting_threads(8, 3, 8), fitting_threads(2, None, 2)
+    (2, 1, 5, 2)
+    """
+    if elsewhere is None:
+        return own
+    return max(1, min(own, cores - elsewhere))
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
