@@ -119,3 +119,16 @@ def test_metrics_modules_reach_no_lightning_import_statically():
                     todo.append((name, via))
     assert len(seen) > 20
     assert offenders == [], offenders[:5]
+
+
+def test_metrics_import_nothing_from_the_rest_of_the_package():
+    """The bottom floor is closed: a metrics module's imports (anywhere in the file) name only
+    ``lightning_w2s.metrics`` modules, never another package of ``lightning_w2s`` nor the package
+    root (whose public names lead up to the callbacks)."""
+    offenders = []
+    for module in _modules("metrics"):
+        path = _file(module)
+        for name in _imports(path):
+            if (name == "lightning_w2s" or name.startswith("lightning_w2s.")) and not name.startswith("lightning_w2s.metrics"):
+                offenders.append((module, name))
+    assert offenders == []

@@ -30,12 +30,12 @@ from typing_extensions import override
 from lightning_w2s.callbacks.best_weights import BestWeights
 from lightning_w2s.dashboard.loggers import TextSink
 from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics.validation import check_scalar
 from lightning_w2s.namespaces import NAMESPACES, namespace_of
 from lightning_w2s.stopping.decision import StoppingDecision
 from lightning_w2s.stopping.gold_rule import GoldRule, GoldSelection, gold_default_for
 from lightning_w2s.stopping.policies import POLICIES, make_policies, unmet_message
 from lightning_w2s.stopping.rules import W2SStoppingReason
-from lightning_w2s.validation import check_scalar
 
 __all__ = ["POLICIES", "W2SEarlyStopping", "W2SStoppingReason"]
 

@@ -30,10 +30,10 @@ from lightning_w2s.dashboard.tensorboard import Dashboard, tensorboard_writer
 from lightning_w2s.dashboard.text import CONSTANTS_TAG, WARNINGS_TAG, format_constants, format_warnings, headline
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.aggregator import metrics_for_probe
+from lightning_w2s.metrics.validation import check_choice, check_scalar, describe
 from lightning_w2s.probe import W2SProbe
 from lightning_w2s.probe.features import CAPTURES, check_pooling, default_forward
 from lightning_w2s.stopping.alerts import AlertTracker
-from lightning_w2s.validation import check_choice, check_scalar, describe
 
 #: the values a check's debug line shows (``rank_zero_debug``), when logged
 CHECK_SUMMARY = (Q.DISAGREEMENT, Q.KL_TEACHER_STUDENT, Q.COVERED_ACCURACY, Q.TEACHER_ACCURACY, Q.ACCURACY, Q.PGR)

@@ -26,9 +26,9 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from torch import nn
 
 from lightning_w2s.metrics.threads import fitting_threads, running_elsewhere, threads, usable_cores
+from lightning_w2s.metrics.validation import describe
 from lightning_w2s.probe import W2SProbe
 from lightning_w2s.probe.features import FeatureCapture, eval_mode, logits_of
-from lightning_w2s.validation import describe
 
 
 def is_compiled(module: nn.Module) -> bool:

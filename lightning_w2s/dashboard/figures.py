@@ -25,7 +25,7 @@ import torch
 from matplotlib.figure import Figure
 
 from lightning_w2s.metrics.calibration import calibration_from_counts
-from lightning_w2s.validation import describe
+from lightning_w2s.metrics.validation import describe
 
 __all__ = ["reliability_figure", "reliability_summary"]
 

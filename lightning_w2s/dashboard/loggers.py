@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_w2s.dashboard.tensorboard import write_markdown
+from lightning_w2s.metrics.validation import describe
 from lightning_w2s.namespaces import is_lightning_instance
-from lightning_w2s.validation import describe
 
 __all__ = ["REPORT_FILE", "CometText", "Entry", "MLflowText", "NeptuneText", "ReportFile", "Section", "TensorBoardText"]
 __all__ += ["TextSink", "WandbText", "report_markdown", "routes_for"]

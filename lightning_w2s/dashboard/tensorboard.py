@@ -47,8 +47,8 @@ from matplotlib.figure import Figure
 from lightning_w2s.dashboard.figures import reliability_figure, reliability_summary
 from lightning_w2s.dashboard.text import RUN_GUIDE
 from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics.validation import describe
 from lightning_w2s.namespaces import is_lightning_instance
-from lightning_w2s.validation import describe
 
 __all__ = ["Dashboard", "build_layout", "figure_to_image", "is_reference_run", "layout_tags", "tensorboard_order", "tensorboard_writer", "write_layout", "write_markdown", "write_reliability"]
 

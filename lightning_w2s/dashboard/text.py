@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lightning_w2s.metrics import quantities as Q
-from lightning_w2s.validation import describe
+from lightning_w2s.metrics.validation import describe
 
 __all__ = ["CONSTANTS_TAG", "RUN_GUIDE", "WARNINGS_TAG", "format_constants", "format_warnings", "headline"]
 

@@ -1,6 +1,6 @@
 """Input validation of the representation metrics: feature matrices, labels, construction arguments.
 
-Errors name the argument, what was received and what was expected (``lightning_w2s.validation``).
+Errors name the argument, what was received and what was expected (``lightning_w2s.metrics.validation``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_w2s.validation import as_tensor, check_choice, check_scalar, describe
+from lightning_w2s.metrics.validation import as_tensor, check_choice, check_scalar, describe
 
 REG_RELATIVE_TO = ("n", "dim")
 _INT_TYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)

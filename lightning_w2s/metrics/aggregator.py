@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from lightning_w2s import validation as v
 from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics import validation as v
 from lightning_w2s.metrics.base import ProbeMetrics
 from lightning_w2s.metrics.bounds import charikar_predicted_gain
 from lightning_w2s.metrics.calibration import Calibration, calibration_counts, calibration_from_counts, top_label

@@ -36,8 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_w2s import validation as v
 from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics import validation as v
 from lightning_w2s.metrics.family import Family, Rows
 from lightning_w2s.metrics.threads import single_threaded
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from lightning_w2s.validation import as_tensor, check_choice, check_finite, check_scalar, describe
+from lightning_w2s.metrics.validation import as_tensor, check_choice, check_finite, check_scalar, describe
 
 NORMS = ("l1", "max", "l2")
 

@@ -20,7 +20,7 @@ import torch
 
 from lightning_w2s.metrics.bounds import lang_covered_bound, lang_uncovered_bound, lang_uncovered_bound_b3
 from lightning_w2s.metrics.stats import F64 as _F64
-from lightning_w2s.validation import check_choice
+from lightning_w2s.metrics.validation import check_choice
 
 __all__ = ["lang_bounds"]
 

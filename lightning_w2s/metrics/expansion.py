@@ -55,7 +55,7 @@ import torch
 
 from lightning_w2s.metrics.neighbours import check_neighbours
 from lightning_w2s.metrics.stats import F64 as _F64
-from lightning_w2s.validation import as_tensor, check_choice, check_labels, check_mask, check_scalar, describe
+from lightning_w2s.metrics.validation import as_tensor, check_choice, check_labels, check_mask, check_scalar, describe
 
 __all__ = ["expansion_estimate", "lang_expansion"]
 

@@ -31,7 +31,7 @@ from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.bounds import accuracy_band, max_accuracy_gain
 from lightning_w2s.metrics.gold_counts import GOLD_KEYS, correction_counts, gold_rates_from_counts
 from lightning_w2s.metrics.stats import known_rows, ratio
-from lightning_w2s.validation import as_tensor, check_choice, check_finite, check_labels, check_scalar, describe
+from lightning_w2s.metrics.validation import as_tensor, check_choice, check_finite, check_labels, check_scalar, describe
 
 __all__ = ["GOLD_KEYS", "GOLD_SQ_KEYS", "GoldSquaredError", "accuracy_bounds", "gold_rates", "gold_squared_error", "pgr"]
 

@@ -33,7 +33,7 @@ from torchmetrics import Metric
 from lightning_w2s.metrics.stats import F64 as _F64
 from lightning_w2s.metrics.stats import rate_with_interval
 from lightning_w2s.metrics.stats import ratio as _ratio
-from lightning_w2s.validation import check_labels, check_mask, check_scalar
+from lightning_w2s.metrics.validation import check_labels, check_mask, check_scalar
 
 __all__ = ["CORRECTION_COUNTS", "GOLD_KEYS", "GOLD_RATES", "CorrectionRates", "correction_counts", "correction_rates", "gold_rates_from_counts", "rates_from_counts"]
 

@@ -50,7 +50,7 @@ from torchmetrics import Metric
 
 from lightning_w2s.metrics import quantities as Q
 from lightning_w2s.metrics.stats import F64, wilson_interval
-from lightning_w2s.validation import check_scalar
+from lightning_w2s.metrics.validation import check_scalar
 
 __all__ = ["PPI_MIN_GOLD", "PPI_SUMS", "PredictionPoweredAccuracy", "pgr_interval", "ppi_mean", "ppi_effective_wilson", "ppi_mean_from_sums", "ppi_sums"]
 

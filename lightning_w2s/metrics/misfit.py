@@ -37,7 +37,7 @@ import torch
 from torchmetrics import Metric
 
 from lightning_w2s.metrics.stats import rate_with_interval, ratio
-from lightning_w2s.validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
+from lightning_w2s.metrics.validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
 
 MISFIT_KEYS = ("kl_teacher_student", "kl_student_teacher", "disagreement", "sq", "teacher_label_ce")
 #: every key :func:`misfit` and :meth:`Misfit.compute` return (``MISFIT_KEYS`` first).

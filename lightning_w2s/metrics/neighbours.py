@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from lightning_w2s.validation import as_tensor, check_choice, check_finite, check_ndim, check_scalar, describe
+from lightning_w2s.metrics.validation import as_tensor, check_choice, check_finite, check_ndim, check_scalar, describe
 
 METRICS = ("cosine", "euclidean")
 

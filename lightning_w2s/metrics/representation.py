@@ -47,7 +47,7 @@ from lightning_w2s.metrics._gap_algebra import REPRESENTATION_KEYS, effective_ra
 from lightning_w2s.metrics._moments import PRODUCTS, Layout, ShiftedSumsMetric, Sums, accumulate_
 from lightning_w2s.metrics._repr_inputs import all_finite, check_args, feature_matrix, finite_rows, label_matrix, pair
 from lightning_w2s.metrics.threads import limited_threads
-from lightning_w2s.validation import as_tensor, check_choice, check_scalar, describe
+from lightning_w2s.metrics.validation import as_tensor, check_choice, check_scalar, describe
 
 _PAIRS = ((0, 0), (1, 1), (0, 1))  # second moments kept: student, teacher, student × teacher
 

@@ -29,7 +29,7 @@ from torchmetrics import Metric
 from lightning_w2s.metrics.neighbours import check_neighbours
 from lightning_w2s.metrics.stats import F64 as _F64
 from lightning_w2s.metrics.stats import ratio as _ratio
-from lightning_w2s.validation import as_tensor, check_labels, check_mask, check_ndim, check_scalar, describe
+from lightning_w2s.metrics.validation import as_tensor, check_labels, check_mask, check_ndim, check_scalar, describe
 
 __all__ = ["AugmentationRobustness", "NeighbourRobustness", "augmentation_nonrobustness", "augmentation_robustness", "neighbour_nonrobustness", "neighbour_robustness"]
 

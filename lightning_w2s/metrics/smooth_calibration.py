@@ -57,7 +57,7 @@ import torch
 from torchmetrics import Metric
 
 from lightning_w2s.metrics.calibration import _check_inputs
-from lightning_w2s.validation import as_tensor, describe
+from lightning_w2s.metrics.validation import as_tensor, describe
 
 __all__ = ["SmoothCalibration", "label_band", "smooth_calibration_error", "teacher_band"]
 

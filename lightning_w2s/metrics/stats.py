@@ -13,7 +13,7 @@ from statistics import NormalDist
 
 import torch
 
-from lightning_w2s.validation import check_scalar
+from lightning_w2s.metrics.validation import check_scalar
 
 F64 = torch.float64
 #: two-sided 95% normal quantile, ``Φ^-1(0.975)``.

@@ -42,7 +42,7 @@ from typing import TypeVar
 
 import torch
 
-from lightning_w2s.validation import check_scalar
+from lightning_w2s.metrics.validation import check_scalar
 
 #: Intra-op threads used by the metrics' own linear algebra (see the module docstring).
 ALGEBRA_THREADS = 1

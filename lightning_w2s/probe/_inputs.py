@@ -1,7 +1,7 @@
 """Validation and conversion of a probe's teacher-side arguments (the helpers of
 :class:`lightning_w2s.probe.probe.W2SProbe`): teacher probabilities from labels, logits or
 probabilities; real teacher values and regression gold; the coverage mask; teacher features.
-Errors name the argument (:mod:`lightning_w2s.validation`)."""
+Errors name the argument (:mod:`lightning_w2s.metrics.validation`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from lightning_w2s.metrics.stats import known_rows
-from lightning_w2s.validation import as_tensor, check_finite, check_labels, check_length, check_mask, check_ndim, check_probabilities, describe
+from lightning_w2s.metrics.validation import as_tensor, check_finite, check_labels, check_length, check_mask, check_ndim, check_probabilities, describe
 
 
 def teacher_probs(source: str, raw: Any, n: int, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:

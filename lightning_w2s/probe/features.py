@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_w2s.validation import check_choice, describe
+from lightning_w2s.metrics.validation import check_choice, describe
 
 POOLINGS = ("auto", "mean", "last", "first", "flatten", "none")
 CAPTURES = ("auto", "input", "output")

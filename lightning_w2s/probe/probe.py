@@ -23,8 +23,8 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from lightning_w2s.metrics.stats import known_rows
+from lightning_w2s.metrics.validation import as_tensor, check_finite, check_labels, check_scalar, describe
 from lightning_w2s.probe import _inputs
-from lightning_w2s.validation import as_tensor, check_finite, check_labels, check_scalar, describe
 
 FORMAT = "lightning_w2s.W2SProbe/1"
 #: how to write a probe file (the load errors say it)

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_w2s.validation import as_tensor, check_finite, check_scalar, describe
+from lightning_w2s.metrics.validation import as_tensor, check_finite, check_scalar, describe
 
 _F64 = torch.float64
 

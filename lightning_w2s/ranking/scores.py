@@ -78,10 +78,10 @@ import torch
 from torch import Tensor
 
 from lightning_w2s.metrics.representation import DEFAULT_CONSTRUCTION, GapConstruction, representation_gap
+from lightning_w2s.metrics.validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
 from lightning_w2s.ranking.cheap_student import crossfit_students
 from lightning_w2s.ranking.dependence import DEPENDENCE_THRESHOLD, find_dependent, independent_fits
 from lightning_w2s.ranking.label_model import votes_tensor
-from lightning_w2s.validation import as_tensor, check_finite, check_probabilities, check_scalar, describe
 
 __all__ = ["OUTPUT_SCORES", "RANKING_CONSTRUCTION", "SCORES", "rank_teachers", "score_teachers"]
 

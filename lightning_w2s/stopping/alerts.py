@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics.validation import check_scalar
 from lightning_w2s.stopping import rules
-from lightning_w2s.validation import check_scalar
 
 
 @dataclass

@@ -15,8 +15,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lightning_w2s.metrics.validation import check_scalar
 from lightning_w2s.stopping.rules import Rule, W2SStoppingReason
-from lightning_w2s.validation import check_scalar
 
 __all__ = ["StoppingDecision"]
 

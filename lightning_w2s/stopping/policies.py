@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lightning_w2s.metrics import quantities as Q
+from lightning_w2s.metrics.validation import check_choice, check_scalar
 from lightning_w2s.stopping.rules import POLICIES, HeldoutMisfitPlateau, Rule, TeacherOverfit
-from lightning_w2s.validation import check_choice, check_scalar
 
 __all__ = ["POLICIES", "make_policies", "unmet_message"]
 

@@ -1,7 +1,7 @@
 """Argument handling shared by the bound functions of :mod:`lightning_w2s.metrics.bounds`.
 
 Inputs are real numbers (Python/numpy scalars or one-element tensors), checked with
-:func:`lightning_w2s.validation.check_scalar`. A value of the wrong *type* (a string, a bool, a
+:func:`lightning_w2s.metrics.validation.check_scalar`. A value of the wrong *type* (a string, a bool, a
 multi-element tensor) raises ``TypeError`` naming the argument; a theorem *parameter* the caller
 chooses (``q``) out of its range raises ``ValueError``. A *measured* quantity that is NaN, out of
 range, or violates a premise raises :class:`_Invalid` inside a bound function, which returns ``NaN``
@@ -17,7 +17,7 @@ import warnings
 
 import torch
 
-from lightning_w2s.validation import check_scalar
+from lightning_w2s.metrics.validation import check_scalar
 
 NAN = float("nan")
 
