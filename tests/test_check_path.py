@@ -214,7 +214,7 @@ def test_the_metric_algebra_runs_on_one_thread_and_gives_the_count_back(monkeypa
 
 
 @pytest.mark.parametrize(("elsewhere", "forward_threads"), [(0, 2), (None, 2), (4, 1)])
-def test_a_check_runs_on_one_thread_but_the_students_forward_keeps_the_users_count(monkeypatch, elsewhere, forward_threads):
+def test_a_check_runs_on_one_thread_and_the_students_forward_on_the_users_count_or_the_idle_cores(monkeypatch, elsewhere, forward_threads):
     """Idle cores (or nothing readable): the forward gets the process's 2 threads; other processes
     running (two busy neighbours with 2 threads each on 2 cores): one thread, which does not collapse."""
     import lightning_w2s.callbacks.probe_runner as runner_mod

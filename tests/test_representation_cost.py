@@ -89,7 +89,7 @@ def test_a_finite_batch_whose_sum_overflows_is_not_counted_as_non_finite():
     gap = RepresentationGap()
     gap.update(x, torch.where(torch.arange(40)[:, None] == 3, float("inf"), x))
     assert float(gap.n_nonfinite) == 1
-    # the test sums each input in its own dtype: a float32 column that overflows float32 (not
+    # the finiteness test sums each input in its own dtype: a float32 column that overflows float32 (not
     # float64), and a half-precision one whose sum leaves float16's range, are finite rows too
     for dtype, value in ((torch.float32, 3e38), (torch.float16, 6e4)):
         wide = x.to(dtype)
